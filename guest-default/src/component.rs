@@ -1,0 +1,328 @@
+//! The wit-bindgen shell: WIT bindings, conversions to and from `model` (moves, no clones),
+//! and the adapter that exports any `RuleSet` as the `rules` world.
+//!
+//! Another crate exports its rules with `guest_default::export_rules!(MyRules);` (guarded by
+//! `#[cfg(target_arch = "wasm32")]`, and depending on guest-default with
+//! `default-features = false` so the default rules' own exports are not linked in too).
+
+use std::marker::PhantomData;
+
+use crate::model::{self, Field, RuleSet};
+
+/// The generated bindings of `wit/v0.1.0` (world `rules`).
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "rules",
+        path: "../wit/v0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "__export_rules_world",
+        default_bindings_module: "guest_default::component::bindings",
+    });
+}
+
+use bindings::exports::pve2netbox::rules::reconcile;
+use bindings::pve2netbox::rules::types as w;
+
+/// Adapts a `RuleSet` to the generated `reconcile` interface.
+pub struct Component<R>(PhantomData<R>);
+
+impl<R: RuleSet> reconcile::Guest for Component<R> {
+    fn info() -> w::ModuleInfo {
+        let i = R::info();
+        w::ModuleInfo {
+            name: i.name,
+            version: i.version,
+            wit_version: i.wit_version,
+        }
+    }
+
+    fn default_policies() -> Vec<w::FieldPolicy> {
+        R::default_policies().into_iter().map(policy_out).collect()
+    }
+
+    fn normalize_desired(
+        ctx: w::Context,
+        guests: Vec<w::Guest_>,
+    ) -> Vec<Result<w::Desired, w::RuleError>> {
+        let ctx = context_in(ctx);
+        let guests = guests.into_iter().map(guest_in).collect();
+        R::normalize_desired(&ctx, guests)
+            .into_iter()
+            .map(|r| r.map(desired_out).map_err(error_out))
+            .collect()
+    }
+
+    fn normalize_current(
+        ctx: w::Context,
+        records: Vec<w::NetboxVm>,
+    ) -> Vec<Result<w::Vm, w::RuleError>> {
+        let ctx = context_in(ctx);
+        let records = records.into_iter().map(netbox_in).collect();
+        R::normalize_current(&ctx, records)
+            .into_iter()
+            .map(|r| r.map(vm_out).map_err(error_out))
+            .collect()
+    }
+
+    fn diff(
+        ctx: w::Context,
+        pairs: Vec<w::DiffInput>,
+    ) -> Vec<Result<Vec<w::FieldChange>, w::RuleError>> {
+        let ctx = context_in(ctx);
+        let pairs = pairs
+            .into_iter()
+            .map(|p| model::DiffInput {
+                desired: vm_in(p.desired),
+                current: p.current.map(vm_in),
+            })
+            .collect();
+        R::diff(&ctx, pairs)
+            .into_iter()
+            .map(|r| {
+                r.map(|cs| {
+                    cs.into_iter()
+                        .map(|c| w::FieldChange {
+                            field: c.field,
+                            old: c.old.0,
+                            new: c.new.0,
+                        })
+                        .collect()
+                })
+                .map_err(error_out)
+            })
+            .collect()
+    }
+}
+
+/// Exports a `RuleSet` implementation as the component's `reconcile` interface.
+///
+/// ```text
+/// #[cfg(target_arch = "wasm32")]
+/// guest_default::export_rules!(MyRules);
+/// ```
+#[macro_export]
+macro_rules! export_rules {
+    ($rules:ty) => {
+        type __Pve2netboxRulesComponent = $crate::component::Component<$rules>;
+        $crate::component::bindings::__export_rules_world!(
+            __Pve2netboxRulesComponent with_types_in $crate::component::bindings
+        );
+    };
+}
+
+macro_rules! field_conv {
+    ($in:ident, $out:ident, $wty:ident, $t:ty, $to_model:expr, $to_wit:expr) => {
+        fn $in(f: w::$wty) -> Field<$t> {
+            match f {
+                w::$wty::Keep => Field::Keep,
+                w::$wty::Set(v) => Field::Set($to_model(v)),
+                w::$wty::Clear => Field::Clear,
+            }
+        }
+        fn $out(f: Field<$t>) -> w::$wty {
+            match f {
+                Field::Keep => w::$wty::Keep,
+                Field::Set(v) => w::$wty::Set($to_wit(v)),
+                Field::Clear => w::$wty::Clear,
+            }
+        }
+    };
+}
+
+fn id<T>(v: T) -> T {
+    v
+}
+
+field_conv!(text_in, text_out, TextField, String, id, id);
+field_conv!(ref_in, ref_out, RefField, String, id, id);
+field_conv!(count_in, count_out, CountField, u64, id, id);
+field_conv!(decimal_in, decimal_out, DecimalField, f64, id, id);
+field_conv!(tags_in, tags_out, TagsField, Vec<String>, id, id);
+field_conv!(
+    json_in,
+    json_out,
+    JsonField,
+    model::JsonText,
+    model::JsonText,
+    |j: model::JsonText| j.0
+);
+
+fn ownership_in(o: w::Ownership) -> model::Ownership {
+    match o {
+        w::Ownership::Owned => model::Ownership::Owned,
+        w::Ownership::Merge => model::Ownership::Merge,
+        w::Ownership::Seed => model::Ownership::Seed,
+        w::Ownership::Ignore => model::Ownership::Ignore,
+    }
+}
+
+fn policy_out(p: model::FieldPolicy) -> w::FieldPolicy {
+    w::FieldPolicy {
+        field: p.field,
+        ownership: match p.ownership {
+            model::Ownership::Owned => w::Ownership::Owned,
+            model::Ownership::Merge => w::Ownership::Merge,
+            model::Ownership::Seed => w::Ownership::Seed,
+            model::Ownership::Ignore => w::Ownership::Ignore,
+        },
+    }
+}
+
+fn context_in(c: w::Context) -> model::Context {
+    model::Context {
+        netbox_version: c.netbox_version,
+        known: c
+            .known
+            .into_iter()
+            .map(|k| model::KnownObject {
+                kind: k.kind,
+                key: k.key,
+                id: k.id,
+                name: k.name,
+            })
+            .collect(),
+        policies: c
+            .policies
+            .into_iter()
+            .map(|p| model::FieldPolicy {
+                field: p.field,
+                ownership: ownership_in(p.ownership),
+            })
+            .collect(),
+        settings: c
+            .settings
+            .into_iter()
+            .map(|(n, v)| (n, model::JsonText(v)))
+            .collect(),
+    }
+}
+
+fn guest_in(g: w::Guest_) -> model::Guest {
+    model::Guest {
+        cluster: g.cluster,
+        vmid: g.vmid,
+        kind: match g.kind {
+            w::GuestKind::Qemu => model::GuestKind::Qemu,
+            w::GuestKind::Lxc => model::GuestKind::Lxc,
+        },
+        node: g.node,
+        name: g.name,
+        status: g.status,
+        template: g.template,
+        maxcpu: g.maxcpu,
+        maxmem: g.maxmem,
+        maxdisk: g.maxdisk,
+        tags: g.tags,
+        pool: g.pool,
+        config: g.config,
+        config_read: g.config_read,
+    }
+}
+
+fn netbox_in(r: w::NetboxVm) -> model::NetboxVm {
+    model::NetboxVm {
+        id: r.id,
+        name: r.name,
+        status: r.status,
+        cluster: r.cluster,
+        site: r.site,
+        device: r.device,
+        role: r.role,
+        vm_type: r.vm_type,
+        platform: r.platform,
+        tenant: r.tenant,
+        vcpus: r.vcpus,
+        memory: r.memory,
+        disk: r.disk,
+        description: r.description,
+        comments: r.comments,
+        serial: r.serial,
+        start_on_boot: r.start_on_boot,
+        tags: r.tags,
+        custom_fields: r
+            .custom_fields
+            .into_iter()
+            .map(|(n, v)| (n, model::JsonText(v)))
+            .collect(),
+        last_updated: None,
+    }
+}
+
+fn vm_in(v: w::Vm) -> model::Vm {
+    model::Vm {
+        name: text_in(v.name),
+        status: text_in(v.status),
+        site: ref_in(v.site),
+        device: ref_in(v.device),
+        role: ref_in(v.role),
+        vm_type: ref_in(v.vm_type),
+        platform: ref_in(v.platform),
+        tenant: ref_in(v.tenant),
+        vcpus: decimal_in(v.vcpus),
+        memory: count_in(v.memory),
+        disk: count_in(v.disk),
+        description: text_in(v.description),
+        comments: text_in(v.comments),
+        serial: text_in(v.serial),
+        start_on_boot: text_in(v.start_on_boot),
+        tags: tags_in(v.tags),
+        custom_fields: v
+            .custom_fields
+            .into_iter()
+            .map(|(n, f)| (n, json_in(f)))
+            .collect(),
+    }
+}
+
+fn vm_out(v: model::Vm) -> w::Vm {
+    w::Vm {
+        name: text_out(v.name),
+        status: text_out(v.status),
+        site: ref_out(v.site),
+        device: ref_out(v.device),
+        role: ref_out(v.role),
+        vm_type: ref_out(v.vm_type),
+        platform: ref_out(v.platform),
+        tenant: ref_out(v.tenant),
+        vcpus: decimal_out(v.vcpus),
+        memory: count_out(v.memory),
+        disk: count_out(v.disk),
+        description: text_out(v.description),
+        comments: text_out(v.comments),
+        serial: text_out(v.serial),
+        start_on_boot: text_out(v.start_on_boot),
+        tags: tags_out(v.tags),
+        custom_fields: v
+            .custom_fields
+            .into_iter()
+            .map(|(n, f)| (n, json_out(f)))
+            .collect(),
+    }
+}
+
+fn desired_out(d: model::Desired) -> w::Desired {
+    match d {
+        model::Desired::Skip(reason) => w::Desired::Skip(reason),
+        model::Desired::Vm(d) => w::Desired::Vm(w::DesiredVm {
+            vm: vm_out(d.vm),
+            needs: d
+                .needs
+                .into_iter()
+                .map(|n| w::ObjectSpec {
+                    kind: n.kind,
+                    key: n.key,
+                    name: n.name,
+                    attrs: n.attrs.0,
+                })
+                .collect(),
+        }),
+    }
+}
+
+fn error_out(e: model::RuleError) -> w::RuleError {
+    w::RuleError {
+        code: e.code,
+        message: e.message,
+    }
+}

@@ -1,0 +1,89 @@
+//! pve2netbox's default rules: Proxmox guests to NetBox virtual machines.
+//!
+//! The logic is plain Rust, one small module per concern, tested natively; `component` is the
+//! thin wit-bindgen shell that exports any [`model::RuleSet`] as a WASM component
+//! ([`export_rules!`]). [`DefaultRules`] is the rule set the host embeds.
+
+pub mod arena;
+pub mod component;
+pub mod model;
+
+mod config;
+mod cpu;
+mod current;
+mod desired;
+pub mod diff;
+mod disks;
+mod memory;
+mod notes;
+mod numbers;
+mod platform;
+pub mod policy;
+mod property;
+pub mod settings;
+mod status;
+pub mod tags;
+mod units;
+
+pub use desired::kind_object;
+
+use model::{
+    Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm, RuleError,
+    RuleSet, Vm, WIT_VERSION,
+};
+
+/// The default rules (see `README.md` and `policy` for the choices).
+pub struct DefaultRules;
+
+impl RuleSet for DefaultRules {
+    fn info() -> ModuleInfo {
+        ModuleInfo {
+            name: env!("CARGO_PKG_NAME").to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            wit_version: WIT_VERSION.to_owned(),
+        }
+    }
+
+    fn default_policies() -> Vec<FieldPolicy> {
+        policy::default_policies()
+    }
+
+    fn normalize_desired(ctx: &Context, guests: Vec<Guest>) -> Vec<Result<Desired, RuleError>> {
+        match settings::Prepared::new(ctx) {
+            Ok(p) => guests
+                .into_iter()
+                .map(|g| desired::desired(g, &p))
+                .collect(),
+            Err(e) => {
+                let err = RuleError::new(
+                    "bad-setting",
+                    format!("{e} (guest-default, normalize-desired)"),
+                );
+                guests.iter().map(|_| Err(err.clone())).collect()
+            }
+        }
+    }
+
+    fn normalize_current(_ctx: &Context, records: Vec<NetboxVm>) -> Vec<Result<Vm, RuleError>> {
+        records
+            .into_iter()
+            .map(|r| Ok(current::current(r)))
+            .collect()
+    }
+
+    fn diff(ctx: &Context, pairs: Vec<DiffInput>) -> Vec<Result<Vec<FieldChange>, RuleError>> {
+        let pol = policy::Policies::new(ctx);
+        pairs.iter().map(|p| diff::diff(&pol, p)).collect()
+    }
+}
+
+// The default rules' own exports; off for crates that export their own rules (see `component`).
+#[cfg(all(target_arch = "wasm32", feature = "export-default"))]
+export_rules!(DefaultRules);
+
+// The default rules' component allocates through a bump arena (see `arena` for why and why it
+// is safe across calls). Tied to the same feature so a crate exporting its own rules chooses
+// its own allocator.
+#[cfg(all(target_arch = "wasm32", feature = "export-default"))]
+#[global_allocator]
+static ALLOCATOR: arena::BatchArena = arena::BatchArena::new();
