@@ -1,0 +1,496 @@
+//! `pve2netbox rules check|test|eval|bench`: rule modules in isolation, without Proxmox or NetBox.
+//!
+//! `FILE` is a `.wasm` component, or the word `default` for the rules embedded in this binary.
+//! Parse first (clap, no I/O), then load the module through the same runtime the sync uses, so
+//! what passes here behaves the same in production.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use guest_default::model::{Context, Desired, Fixture, FixtureOutcome, Guest, NetboxVm};
+
+use crate::rules::{
+    self, CacheMode, DEFAULT_BATCH_SIZE, Limits, LoadKind, RulesModule, RulesRuntime, RuntimeConfig,
+};
+
+/// The default rules compiled natively, for `rules bench`'s comparison.
+type NativeDefault = guest_default::DefaultRules;
+
+/// The word that selects the embedded default rules instead of a file.
+pub const DEFAULT_MODULE: &str = "default";
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Print a module's name, version, WIT version, exports and imports; fail if this host
+    /// cannot load it.
+    Check {
+        /// The component (`.wasm`), or `default` for the embedded rules.
+        file: String,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Run every fixture (`*.json`) of DIR through the module; exit 1 on any failure.
+    Test {
+        /// The component (`.wasm`), or `default` for the embedded rules.
+        file: String,
+        /// Directory of fixture files (format: guest-default/README.md).
+        dir: PathBuf,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Map one guest and print `{"desired":..,"needs":..,"changes":..}` as JSON.
+    Eval {
+        /// The component (`.wasm`), or `default` (the default when neither FILE nor --rules is given).
+        #[arg(conflicts_with = "rules")]
+        file: Option<String>,
+        /// Same as FILE.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<String>,
+        /// The Proxmox guest: a `/cluster/resources` row plus `cluster` and `config`.
+        #[arg(long, value_name = "G.json")]
+        guest: PathBuf,
+        /// The current NetBox record (raw API JSON), when the VM exists.
+        #[arg(long, value_name = "C.json")]
+        current: Option<PathBuf>,
+        /// The context (NetBox version, known objects, policy overrides, settings).
+        #[arg(long, value_name = "X.json")]
+        context: Option<PathBuf>,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Time normalize-desired + normalize-current + diff over N generated VMs, through the
+    /// component and (for the default rules) natively; prints JSON. Not a test.
+    Bench {
+        /// The component (`.wasm`), or `default` (the default).
+        #[arg(default_value = DEFAULT_MODULE)]
+        file: String,
+        /// Number of generated VMs.
+        #[arg(long, default_value_t = 100_000)]
+        vms: usize,
+        /// VMs per batch call.
+        #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+        batch: usize,
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+}
+
+/// Runtime options shared by the rules commands.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Directory of the compiled-component cache [default: $XDG_CACHE_HOME/pve2netbox/components].
+    #[arg(long, env = "PVE2NETBOX_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the module on every run.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Fuel per call regardless of its size.
+    #[arg(long, default_value_t = rules::DEFAULT_FUEL_BASE)]
+    fuel_base: u64,
+    /// Fuel added per item of a batch.
+    #[arg(long, default_value_t = rules::DEFAULT_FUEL_PER_ITEM)]
+    fuel_per_item: u64,
+    /// Linear memory per call, in MiB.
+    #[arg(long, default_value_t = rules::DEFAULT_MEMORY_BYTES >> 20)]
+    memory_mib: usize,
+    /// Optional wall-clock deadline per call, in milliseconds.
+    #[arg(long)]
+    deadline_ms: Option<u64>,
+}
+
+impl RuntimeArgs {
+    fn config(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            limits: Limits {
+                fuel_base: self.fuel_base,
+                fuel_per_item: self.fuel_per_item,
+                memory_bytes: self.memory_mib.saturating_mul(1 << 20),
+                deadline: self.deadline_ms.map(Duration::from_millis),
+            },
+            cache: if self.no_cache {
+                CacheMode::Disabled
+            } else {
+                self.cache_dir
+                    .clone()
+                    .map_or(CacheMode::Default, CacheMode::Dir)
+            },
+        }
+    }
+}
+
+pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RulesCommand::Check { file, runtime } => check(&file, &runtime),
+        RulesCommand::Test { file, dir, runtime } => test(&file, &dir, &runtime),
+        RulesCommand::Eval {
+            file,
+            rules,
+            guest,
+            current,
+            context,
+            runtime,
+        } => {
+            let file = file.or(rules).unwrap_or_else(|| DEFAULT_MODULE.to_string());
+            eval(
+                &file,
+                &guest,
+                current.as_deref(),
+                context.as_deref(),
+                &runtime,
+            )
+        }
+        RulesCommand::Bench {
+            file,
+            vms,
+            batch,
+            seed,
+            runtime,
+        } => bench(&file, vms, batch, seed, &runtime),
+    }
+}
+
+fn load(file: &str, args: &RuntimeArgs) -> anyhow::Result<(RulesRuntime, RulesModule)> {
+    let runtime = RulesRuntime::new(args.config())?;
+    let module = if file == DEFAULT_MODULE {
+        runtime.load_default()?
+    } else {
+        runtime.load_file(Path::new(file))?
+    };
+    Ok((runtime, module))
+}
+
+fn check(file: &str, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
+    let (runtime, module) = load(file, args)?;
+    let info = module.info();
+    let stats = module.load_stats();
+    let limits = module.limits();
+    println!("module:      {}", module.source());
+    println!("name:        {}", info.name);
+    println!("version:     {}", info.version);
+    println!(
+        "wit:         {} (exports {}; the module says {})",
+        module.wit_version(),
+        module.interface(),
+        info.wit_version
+    );
+    println!("exports:     {}", module.functions().join(", "));
+    println!("imports:     {}", module.imports().join(", "));
+    println!(
+        "load:        {:.1} ms ({}), {:.1} ms with info()",
+        stats.compile.as_secs_f64() * 1e3,
+        match stats.kind {
+            LoadKind::CacheHit => "from the cache",
+            LoadKind::Compiled => "compiled",
+        },
+        stats.total.as_secs_f64() * 1e3
+    );
+    println!(
+        "cache:       {}",
+        runtime
+            .cache_dir()
+            .map_or("disabled".to_string(), |d| d.display().to_string())
+    );
+    println!(
+        "limits:      fuel {} + {} per item, memory {} MiB, deadline {}",
+        limits.fuel_base,
+        limits.fuel_per_item,
+        limits.memory_bytes >> 20,
+        limits
+            .deadline
+            .map_or("none".to_string(), |d| format!("{} ms", d.as_millis()))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {what} {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {what} {}", path.display()))
+}
+
+fn eval(
+    file: &str,
+    guest: &Path,
+    current: Option<&Path>,
+    context: Option<&Path>,
+    args: &RuntimeArgs,
+) -> anyhow::Result<ExitCode> {
+    let guest: Guest = read_json(guest, "guest")?;
+    let current: Option<NetboxVm> = current
+        .map(|p| read_json(p, "current record"))
+        .transpose()?;
+    let ctx: Context = context
+        .map(|p| read_json(p, "context"))
+        .transpose()?
+        .unwrap_or_default();
+    let (_runtime, module) = load(file, args)?;
+    let ctx = rules::fixture::effective_context(&module, &ctx)?;
+    let run = rules::fixture::run_case(&module, &ctx, guest, current)?;
+    let (json, failed) = outcome_json(&run.outcome, run.fuel);
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `{"desired":..,"needs":..,"changes":..,"fuel":..}`, plus `"error"` when a phase returned a
+/// rule error (then the second value is true).
+fn outcome_json(o: &FixtureOutcome, fuel: u64) -> (serde_json::Value, bool) {
+    use serde_json::{Value, json};
+    let mut out = serde_json::Map::new();
+    let mut error = None;
+    match &o.desired {
+        Some(Ok(Desired::Vm(d))) => {
+            out.insert("desired".into(), json!(d.vm));
+            out.insert("needs".into(), json!(d.needs));
+        }
+        Some(Ok(Desired::Skip(reason))) => {
+            out.insert("desired".into(), json!({ "skip": reason }));
+            out.insert("needs".into(), json!([]));
+        }
+        Some(Err(e)) => {
+            out.insert("desired".into(), Value::Null);
+            out.insert("needs".into(), json!([]));
+            error = Some(("normalize-desired", e));
+        }
+        None => {}
+    }
+    if let Some(Ok(vm)) = &o.current {
+        out.insert("current".into(), json!(vm));
+    } else if let Some(Err(e)) = &o.current {
+        error = error.or(Some(("normalize-current", e)));
+    }
+    match &o.changes {
+        Some(Ok(c)) => {
+            out.insert("changes".into(), json!(c));
+        }
+        Some(Err(e)) => {
+            out.insert("changes".into(), Value::Null);
+            error = error.or(Some(("diff", e)));
+        }
+        None => {
+            out.insert("changes".into(), Value::Null);
+        }
+    }
+    if let Some((phase, e)) = error {
+        out.insert(
+            "error".into(),
+            json!({ "phase": phase, "code": e.code, "message": e.message }),
+        );
+    }
+    out.insert("fuel".into(), json!(fuel));
+    (Value::Object(out), error.is_some())
+}
+
+fn test(file: &str, dir: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
+    let (_runtime, module) = load(file, args)?;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading fixture directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        anyhow::bail!("no fixture files (*.json) in {}", dir.display());
+    }
+    println!(
+        "testing {} ({} {}, WIT {}) with {} fixtures from {}",
+        module.source(),
+        module.info().name,
+        module.info().version,
+        module.wit_version(),
+        paths.len(),
+        dir.display()
+    );
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for path in &paths {
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        match test_one(&module, path) {
+            Ok((fuel, description, None)) => {
+                passed += 1;
+                println!("PASS  {name}  (fuel {fuel})  {description}");
+            }
+            Ok((fuel, description, Some(report))) => {
+                failed += 1;
+                println!("FAIL  {name}  (fuel {fuel})  {description}");
+                println!("{}", indent(&report, "      "));
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  {name}");
+                println!("{}", indent(&format!("{e:#}"), "      "));
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs one fixture: (fuel, description, failure report).
+fn test_one(module: &RulesModule, path: &Path) -> anyhow::Result<(u64, String, Option<String>)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let fixture =
+        Fixture::from_json(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let run = rules::fixture::run_fixture(module, &fixture)?;
+    let report = fixture.check(&run.outcome).err().map(|problems| {
+        let mut r = problems;
+        let expected = expected_json(&fixture);
+        let (actual, _) = outcome_json(&run.outcome, run.fuel);
+        let actual = strip_unexpected(actual, &expected);
+        let _ = write!(
+            r,
+            "\n--- expected\n+++ actual\n{}",
+            line_diff(
+                &serde_json::to_string_pretty(&expected).unwrap_or_default(),
+                &serde_json::to_string_pretty(&actual).unwrap_or_default()
+            )
+        );
+        r
+    });
+    Ok((run.fuel, fixture.description.clone(), report))
+}
+
+/// The parts a fixture expects, in the shape `outcome_json` prints.
+fn expected_json(f: &Fixture) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    if let Some(d) = &f.expect.desired {
+        out.insert("desired".into(), serde_json::json!(d));
+    }
+    if let Some(n) = &f.expect.needs {
+        out.insert("needs".into(), serde_json::json!(n));
+    }
+    if let Some(c) = &f.expect.changes {
+        out.insert("changes".into(), serde_json::json!(c));
+    }
+    if let Some(code) = &f.expect.error {
+        out.insert("error".into(), serde_json::json!({ "code": code }));
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Keeps only the keys the fixture checks, so the diff shows what matters.
+fn strip_unexpected(actual: serde_json::Value, expected: &serde_json::Value) -> serde_json::Value {
+    match (actual, expected) {
+        (serde_json::Value::Object(mut a), serde_json::Value::Object(e)) => {
+            a.retain(|k, _| e.contains_key(k));
+            if let (Some(err), Some(serde_json::Value::Object(_))) =
+                (a.get_mut("error"), e.get("error"))
+                && let serde_json::Value::Object(m) = err
+            {
+                m.retain(|k, _| k == "code");
+            }
+            serde_json::Value::Object(a)
+        }
+        (a, _) => a,
+    }
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A line diff (longest common subsequence): ` ` same, `-` expected only, `+` actual only.
+fn line_diff(expected: &str, actual: &str) -> String {
+    let a: Vec<&str> = expected.lines().collect();
+    let b: Vec<&str> = actual.lines().collect();
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut out = String::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            let _ = writeln!(out, "  {}", a[i]);
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || lcs[i][j + 1] > lcs[i + 1][j]) {
+            let _ = writeln!(out, "+ {}", b[j]);
+            j += 1;
+        } else {
+            let _ = writeln!(out, "- {}", a[i]);
+            i += 1;
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn bench(
+    file: &str,
+    vms: usize,
+    batch: usize,
+    seed: u64,
+    args: &RuntimeArgs,
+) -> anyhow::Result<ExitCode> {
+    use rules::bench::{Workload, run_native, run_wasm};
+    let (_runtime, module) = load(file, args)?;
+    let guests = rules::generate::guests("bench", vms, seed);
+    let current = rules::generate::current_records(&guests, seed);
+    let workload = Workload::new(guests, current, batch);
+    let ctx = rules::fixture::effective_context(&module, &Context::default())?;
+
+    let wasm = run_wasm(&module, &ctx, &workload)?;
+    let native = (file == DEFAULT_MODULE).then(|| run_native::<NativeDefault>(&ctx, &workload));
+    let per_vm = |ms: f64| if vms == 0 { 0.0 } else { ms * 1e3 / vms as f64 };
+    let stats = module.load_stats();
+    let report = serde_json::json!({
+        "module": module.source(),
+        "name": module.info().name,
+        "version": module.info().version,
+        "vms": vms,
+        "batch": batch,
+        "load_ms": stats.compile.as_secs_f64() * 1e3,
+        "load": match stats.kind { LoadKind::CacheHit => "cache", LoadKind::Compiled => "compiled" },
+        "wasm_ms": wasm.times,
+        "wasm_us_per_vm": per_vm(wasm.times.total_ms),
+        "fuel_total": wasm.fuel,
+        "fuel_per_vm": if vms == 0 { 0 } else { wasm.fuel / vms as u64 },
+        "native_ms": native.as_ref().map(|(t, _)| *t),
+        "native_us_per_vm": native.as_ref().map(|(t, _)| per_vm(t.total_ms)),
+        "ratio": native.as_ref().map(|(t, _)| if t.total_ms > 0.0 { wasm.times.total_ms / t.total_ms } else { 0.0 }),
+        "tally": wasm.tally,
+        "native_agrees": native.as_ref().map(|(_, tally)| *tally == wasm.tally),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_diff_marks_changed_lines() {
+        let d = line_diff(
+            "{\n  \"a\": 1,\n  \"b\": 2\n}",
+            "{\n  \"a\": 1,\n  \"b\": 3\n}",
+        );
+        assert_eq!(d, "  {\n    \"a\": 1,\n-   \"b\": 2\n+   \"b\": 3\n  }");
+    }
+}

@@ -1,0 +1,225 @@
+//! `sync`, `plan`, `apply` and `demo`: parse the flags into a validated [`Config`] (file, then
+//! `PVE2NETBOX_*` variables, then flags), run the pipeline, print the report on stdout (text or
+//! one JSON object) and return the exit code of DESIGN.md. Logs and progress go to stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::OutputFormat;
+use crate::config::{Config, Overrides};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::sync::{self, RunMode, RunOptions, RunResult};
+
+/// Flags shared by `sync`, `plan` and `apply`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (default: `pve2netbox.toml` if present, else the environment alone).
+    #[arg(long, env = "PVE2NETBOX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Rule module (`.wasm`) replacing the config's and the embedded default rules.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// How the run report is written to stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Any config key, as in the environment table: `--set sync.write_window=16`,
+    /// `--set proxmox.pve-a.url=https://…`, `--set rules.settings.site=dc1`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// `sync.max_concurrency`: Proxmox reads in flight for the whole run.
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
+    /// `sync.write_window`: operations per dispatch window.
+    #[arg(long)]
+    pub write_window: Option<usize>,
+    /// `sync.bulk`: one bulk request per window.
+    #[arg(long)]
+    pub bulk: Option<bool>,
+    /// `sync.orphans`: report, mark or delete.
+    #[arg(long)]
+    pub orphans: Option<String>,
+    /// `sync.site`: site slug for clusters and node devices.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// `sync.task_history`: copy Proxmox tasks into journal entries.
+    #[arg(long)]
+    pub task_history: Option<bool>,
+}
+
+impl RunArgs {
+    /// The validated config: file < environment < flags.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        let mut overrides = Overrides::new();
+        for item in &self.set {
+            let (key, value) = item
+                .split_once('=')
+                .with_context(|| format!("--set {item}: expected KEY=VALUE"))?;
+            overrides.set(key.trim(), value.trim(), "--set");
+        }
+        let flags: [(&str, Option<String>, &str); 6] = [
+            (
+                "sync.max_concurrency",
+                self.max_concurrency.map(|v| v.to_string()),
+                "--max-concurrency",
+            ),
+            (
+                "sync.write_window",
+                self.write_window.map(|v| v.to_string()),
+                "--write-window",
+            ),
+            ("sync.bulk", self.bulk.map(|v| v.to_string()), "--bulk"),
+            ("sync.orphans", self.orphans.clone(), "--orphans"),
+            ("sync.site", self.site.clone(), "--site"),
+            (
+                "sync.task_history",
+                self.task_history.map(|v| v.to_string()),
+                "--task-history",
+            ),
+        ];
+        for (key, value, flag) in flags {
+            if let Some(value) = value {
+                overrides.set(key, value, flag);
+            }
+        }
+        config.apply_overrides(&overrides)?;
+        Ok(config)
+    }
+}
+
+/// Arguments of `sync`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Show what would change (the plan table), write nothing; exit 2 when there are changes.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Arguments of `plan`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where to write the plan (JSON), the input of `apply`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `apply`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplyArgs {
+    /// A plan written by `plan --out`.
+    pub plan: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Guests in the simulated Proxmox.
+    #[arg(long, default_value_t = crate::demo::DEFAULT_VMS)]
+    pub vms: usize,
+    /// Rule module (`.wasm`) instead of the embedded default rules.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// How each run's report is written to stdout (JSON: one object per line).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Simulator latency: `realistic` (NetBox 4.7 on 2 cores) or `zero` (fast).
+    #[arg(long, default_value = "realistic")]
+    pub profile: pve2netbox_testkit::Profile,
+    /// Write in bulk requests.
+    #[arg(long)]
+    pub bulk: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Prints a run's report (and, for previews in text form, the plan table).
+pub(crate) fn print(result: &RunResult, output: OutputFormat, quiet: bool, table: bool) {
+    match output {
+        OutputFormat::Json => println!("{}", result.report.to_json()),
+        OutputFormat::Text => {
+            if table {
+                print!("{}", result.plan.render_table());
+            }
+            if quiet {
+                for e in &result.report.errors {
+                    eprintln!("error: {} [{}]: {}", e.scope, e.phase, e.message);
+                }
+            } else {
+                print!("{}", result.report.render_text());
+            }
+        }
+    }
+}
+
+fn run_mode(args: &RunArgs, mode: RunMode, quiet: bool) -> anyhow::Result<RunResult> {
+    let config = args.load_config()?;
+    let opts = RunOptions {
+        config,
+        rules: args.rules.clone(),
+        mode,
+        progress: Progress::new(quiet),
+    };
+    Ok(runtime()?.block_on(sync::run(opts))?)
+}
+
+/// `pve2netbox sync [--dry-run]`.
+pub fn sync(args: SyncArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let mode = if args.dry_run {
+        RunMode::DryRun
+    } else {
+        RunMode::Sync
+    };
+    let result = run_mode(&args.run, mode, quiet)?;
+    print(&result, args.run.output, quiet, args.dry_run);
+    Ok(ExitCode::from(result.exit_code))
+}
+
+/// `pve2netbox plan --out plan.json`.
+pub fn plan(args: PlanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let result = run_mode(&args.run, RunMode::Plan, quiet)?;
+    std::fs::write(&args.out, result.plan.to_json() + "\n")
+        .with_context(|| format!("writing the plan to {}", args.out.display()))?;
+    print(&result, args.run.output, quiet, true);
+    if !quiet {
+        eprintln!("plan written to {}", args.out.display());
+    }
+    Ok(ExitCode::from(result.exit_code))
+}
+
+/// `pve2netbox apply plan.json`.
+pub fn apply(args: ApplyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.plan)
+        .with_context(|| format!("reading the plan {}", args.plan.display()))?;
+    let plan = Plan::from_json(&text).with_context(|| format!("plan {}", args.plan.display()))?;
+    let result = run_mode(&args.run, RunMode::Apply(Box::new(plan)), quiet)?;
+    print(&result, args.run.output, quiet, false);
+    Ok(ExitCode::from(result.exit_code))
+}
+
+/// `pve2netbox demo`.
+pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let opts = crate::demo::DemoOptions {
+        vms: args.vms,
+        rules: args.rules,
+        profile: args.profile,
+        bulk: args.bulk,
+        output: args.output,
+        quiet,
+    };
+    let code = runtime()?.block_on(crate::demo::run(opts))?;
+    Ok(ExitCode::from(code))
+}

@@ -1,0 +1,803 @@
+//! Dispatch: carries out a plan's operations against NetBox, gently and in order.
+//!
+//! First the objects the VMs need (`create_object`, skipped when they already exist), then the
+//! VM writes in sequential windows of `write_window` operations: one write at a time, or, with
+//! `bulk = true`, one bulk request per run of same-method operations inside a window (order is
+//! kept, so a rename that frees a name still precedes the VM taking it). NetBox bulk writes are
+//! all-or-nothing: a failed bulk request is split (by the item indexes NetBox names, else in
+//! halves) until the bad items are isolated; the rest is applied and each bad item reported.
+//! Bulk bodies stay under [`MAX_BULK_BODY_BYTES`].
+//!
+//! A POST whose answer was lost (ambiguous) is never sent again blindly: the VM is looked up
+//! by identity (`cluster_id` + `cf_proxmox_vm_id`) first.
+//!
+//! Bodies are built from the field changes: references (keys) resolved to ids, tags as ids,
+//! `custom_fields.X` merged into one `custom_fields` object, the cluster set on create.
+//!
+//! Edges: plan operations and preflight's known objects in; per-operation failures and the ids
+//! of created VMs out. [`check_stale`] is `apply`'s guard.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guest_default::model::ObjectSpec;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use crate::netbox::{NetboxClient, NetboxError};
+use crate::plan::{OpKind, Operation};
+use crate::preflight::{Preflight, VM_OBJECT_TYPE, object_body, object_endpoint, ref_id};
+use crate::progress::PhaseBar;
+use crate::reconcile::VM_ID_FIELD;
+use crate::report::ErrorEntry;
+use crate::snapshot::VM_ENDPOINT;
+
+/// Phase name in errors.
+pub const PHASE: &str = "dispatch";
+/// Largest bulk body sent: NetBox refuses bodies over 2.5 MB (`DATA_UPLOAD_MAX_MEMORY_SIZE`)
+/// with a 500; 2 MB leaves room for proxies that count headers too.
+pub const MAX_BULK_BODY_BYTES: usize = 2_000_000;
+/// Ids per filtered re-read (`id=` repeated): keeps the URL under common 8 KB proxy limits.
+const IDS_PER_READ: usize = 400;
+const JOURNAL_ENDPOINT: &str = "extras/journal-entries";
+
+/// How dispatch writes.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchSettings {
+    pub write_window: usize,
+    pub bulk: bool,
+}
+
+/// One operation that failed (or was refused).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Index into the dispatched operations.
+    pub index: usize,
+    /// The report class it was counted in: `create`, `update`, `adopt`, `orphan`, `delete`,
+    /// `object`.
+    pub was: &'static str,
+    pub entry: ErrorEntry,
+}
+
+/// What dispatch did.
+#[derive(Debug, Default)]
+pub struct DispatchOutcome {
+    pub failures: Vec<Failure>,
+    /// `(cluster name, vmid)` -> NetBox id of each VM written (created ones included).
+    pub vm_ids: BTreeMap<(String, u32), u64>,
+    /// Operations carried out.
+    pub done: usize,
+}
+
+impl DispatchOutcome {
+    fn fail(&mut self, index: usize, op: &Operation, message: impl Into<String>) {
+        self.failures.push(Failure {
+            index,
+            was: was(op.op),
+            entry: ErrorEntry::new(&op.scope, PHASE, message),
+        });
+    }
+
+    /// True when operation `index` failed.
+    pub fn failed(&self, index: usize) -> bool {
+        self.failures.iter().any(|f| f.index == index)
+    }
+}
+
+fn was(op: OpKind) -> &'static str {
+    match op {
+        OpKind::CreateObject => "object",
+        OpKind::Create => "create",
+        OpKind::Update => "update",
+        OpKind::Adopt => "adopt",
+        OpKind::Orphan => "orphan",
+        OpKind::Delete => "delete",
+    }
+}
+
+/// Resolves references (keys) to ids: preflight's known objects plus those dispatch creates.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    ids: BTreeMap<(String, String), u64>,
+    clusters: BTreeMap<String, u64>,
+}
+
+impl Resolver {
+    pub fn new(preflight: &Preflight) -> Self {
+        let ids = preflight
+            .known
+            .iter()
+            .map(|k| ((k.kind.clone(), k.key.clone()), k.id))
+            .collect();
+        Resolver {
+            ids,
+            clusters: preflight.cluster_ids.clone(),
+        }
+    }
+
+    fn id(&self, kind: &str, key: &str) -> Option<u64> {
+        self.ids.get(&(kind.to_owned(), key.to_owned())).copied()
+    }
+
+    /// The NetBox cluster of an operation: by the Proxmox cluster's name (a plan made before
+    /// preflight created the cluster holds a placeholder id), else the id in the plan.
+    fn cluster_id(&self, op: &Operation) -> Option<u64> {
+        op.cluster
+            .as_ref()
+            .and_then(|c| self.clusters.get(c).copied())
+            .or(op.cluster_id)
+            .filter(|id| !Preflight::is_placeholder(*id))
+    }
+}
+
+/// The reference kind of a VM field, for fields that hold keys.
+fn reference_kind(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "site" => "site",
+        "device" => "device",
+        "role" => "role",
+        "virtual_machine_type" => "vm-type",
+        "platform" => "platform",
+        "tenant" => "tenant",
+        "cluster" => "cluster",
+        _ => return None,
+    })
+}
+
+/// The PATCH/POST body of a VM operation.
+pub fn vm_body(op: &Operation, resolver: &Resolver) -> Result<Map<String, Value>, String> {
+    let mut body = Map::new();
+    let mut custom_fields = Map::new();
+    for change in &op.changes {
+        let new = change.new.to_value();
+        if let Some(name) = change.field.strip_prefix("custom_fields.") {
+            custom_fields.insert(name.to_owned(), new);
+            continue;
+        }
+        let value = if let Some(kind) = reference_kind(&change.field) {
+            match &new {
+                Value::Null => Value::Null,
+                Value::String(key) => json!(resolver.id(kind, key).ok_or_else(|| format!(
+                    "{} '{key}' does not exist in NetBox (field {})",
+                    kind, change.field
+                ))?),
+                other => other.clone(),
+            }
+        } else if change.field == "tags" {
+            let slugs = new.as_array().cloned().unwrap_or_default();
+            let mut ids = Vec::with_capacity(slugs.len());
+            for slug in slugs {
+                match slug.as_str() {
+                    Some(slug) => {
+                        ids.push(json!(resolver.id("tag", slug).ok_or_else(|| format!(
+                            "tag '{slug}' does not exist in NetBox"
+                        ))?))
+                    }
+                    None => ids.push(slug),
+                }
+            }
+            Value::Array(ids)
+        } else {
+            new
+        };
+        body.insert(change.field.clone(), value);
+    }
+    if !custom_fields.is_empty() {
+        body.insert("custom_fields".into(), Value::Object(custom_fields));
+    }
+    if op.op == OpKind::Create {
+        let cluster = resolver
+            .cluster_id(op)
+            .ok_or_else(|| "its NetBox cluster does not exist".to_owned())?;
+        body.insert("cluster".into(), json!(cluster));
+    }
+    Ok(body)
+}
+
+/// Carries out `ops` in order. Every failure is recorded against its operation; nothing aborts
+/// the run.
+pub async fn dispatch(
+    client: &NetboxClient,
+    ops: &[Operation],
+    preflight: &Preflight,
+    settings: DispatchSettings,
+    bar: &PhaseBar,
+) -> DispatchOutcome {
+    let mut resolver = Resolver::new(preflight);
+    let mut out = DispatchOutcome::default();
+    let cf_ready = preflight.custom_fields.contains(VM_ID_FIELD);
+
+    for (index, op) in ops.iter().enumerate() {
+        if op.op != OpKind::CreateObject {
+            continue;
+        }
+        bar.inc(1);
+        let Some(spec) = &op.object else {
+            out.fail(index, op, "create_object without an object");
+            continue;
+        };
+        match create_object(client, spec, &resolver).await {
+            Ok(Some(id)) => {
+                resolver
+                    .ids
+                    .insert((spec.kind.clone(), spec.key.clone()), id);
+                out.done += 1;
+            }
+            Ok(None) => out.done += 1,
+            Err(message) => out.fail(index, op, message),
+        }
+    }
+
+    let vm_ops: Vec<usize> = (0..ops.len())
+        .filter(|&i| ops[i].op != OpKind::CreateObject)
+        .collect();
+    for window in vm_ops.chunks(settings.write_window.max(1)) {
+        if settings.bulk {
+            // Consecutive operations of one method form one bulk request.
+            let mut start = 0;
+            while start < window.len() {
+                let method = method_of(ops[window[start]].op);
+                let mut end = start + 1;
+                while end < window.len() && method_of(ops[window[end]].op) == method {
+                    end += 1;
+                }
+                let run = &window[start..end];
+                bulk_run(client, ops, run, method, &resolver, cf_ready, &mut out).await;
+                bar.inc(run.len() as u64);
+                start = end;
+            }
+        } else {
+            for &index in window {
+                single(client, ops, index, &resolver, cf_ready, &mut out).await;
+                bar.inc(1);
+            }
+        }
+    }
+    out
+}
+
+fn method_of(op: OpKind) -> Method {
+    match op {
+        OpKind::Create | OpKind::CreateObject => Method::POST,
+        OpKind::Update | OpKind::Adopt | OpKind::Orphan => Method::PATCH,
+        OpKind::Delete => Method::DELETE,
+    }
+}
+
+/// Creates a `needs` object; `Ok(None)` when it exists already (a plan applied twice, or an
+/// object preflight made meanwhile).
+async fn create_object(
+    client: &NetboxClient,
+    spec: &ObjectSpec,
+    resolver: &Resolver,
+) -> Result<Option<u64>, String> {
+    if resolver.id(&spec.kind, &spec.key).is_some() {
+        return Ok(None);
+    }
+    let endpoint = object_endpoint(&spec.kind)
+        .ok_or_else(|| format!("objects of kind '{}' are made by preflight only", spec.kind))?;
+    match client.create(endpoint, &object_body(spec), &["id"]).await {
+        Ok(obj) => Ok(obj.get("id").and_then(Value::as_u64)),
+        Err(e) => {
+            // Made meanwhile by someone else (400 "already exists"): use it.
+            let found = client
+                .list_all(endpoint, &[("slug".into(), spec.key.clone())], &["slug"])
+                .await
+                .ok()
+                .and_then(|rows| {
+                    rows.into_iter()
+                        .find(|r| r.get("slug").and_then(Value::as_str) == Some(&spec.key))
+                })
+                .and_then(|r| r.get("id").and_then(Value::as_u64));
+            found.map(Some).ok_or_else(|| e.to_string())
+        }
+    }
+}
+
+/// The identity of a create operation.
+fn identity(op: &Operation, resolver: &Resolver) -> Option<(u64, u32)> {
+    Some((resolver.cluster_id(op)?, op.vmid?))
+}
+
+/// Finds NetBox VMs by identity with one filtered paged read per [`IDS_PER_READ`] identities.
+/// Returns `(cluster id, vmid)` -> `(NetBox id, last_updated)`. Empty when the identity custom
+/// field does not exist (NetBox would ignore the filter and return everything).
+pub async fn lookup_identities(
+    client: &NetboxClient,
+    identities: &[(u64, u32)],
+    cf_ready: bool,
+) -> Result<BTreeMap<(u64, u32), (u64, Option<String>)>, NetboxError> {
+    let mut found = BTreeMap::new();
+    if !cf_ready || identities.is_empty() {
+        return Ok(found);
+    }
+    let wanted: BTreeSet<(u64, u32)> = identities.iter().copied().collect();
+    let list: Vec<(u64, u32)> = wanted.iter().copied().collect();
+    for chunk in list.chunks(IDS_PER_READ) {
+        let clusters: BTreeSet<u64> = chunk.iter().map(|(c, _)| *c).collect();
+        let mut filters: Vec<(String, String)> = clusters
+            .iter()
+            .map(|c| ("cluster_id".to_owned(), c.to_string()))
+            .collect();
+        filters.extend(
+            chunk
+                .iter()
+                .map(|(_, v)| (format!("cf_{VM_ID_FIELD}"), v.to_string())),
+        );
+        let rows = client
+            .list_all(
+                VM_ENDPOINT,
+                &filters,
+                &["cluster", "custom_fields", "last_updated"],
+            )
+            .await?;
+        for row in rows {
+            let Some(cluster) = ref_id(row.get("cluster")) else {
+                continue;
+            };
+            let vmid = row
+                .get("custom_fields")
+                .and_then(|c| c.get(VM_ID_FIELD))
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok());
+            let Some(vmid) = vmid else { continue };
+            if wanted.contains(&(cluster, vmid)) {
+                let id = row.get("id").and_then(Value::as_u64).unwrap_or(0);
+                let updated = row
+                    .get("last_updated")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                found.insert((cluster, vmid), (id, updated));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// One operation, one request (plus its journal entry).
+async fn single(
+    client: &NetboxClient,
+    ops: &[Operation],
+    index: usize,
+    resolver: &Resolver,
+    cf_ready: bool,
+    out: &mut DispatchOutcome,
+) {
+    let op = &ops[index];
+    let result: Result<Option<u64>, String> = match op.op {
+        OpKind::CreateObject => return,
+        OpKind::Delete => match op.netbox_id {
+            Some(id) => client
+                .delete(VM_ENDPOINT, id)
+                .await
+                .map(|_| None)
+                .map_err(|e| e.to_string()),
+            None => Err("delete without a NetBox id".into()),
+        },
+        OpKind::Create => match vm_body(op, resolver) {
+            Err(m) => Err(m),
+            Ok(body) => create_vm(client, op, Value::Object(body), resolver, cf_ready).await,
+        },
+        OpKind::Update | OpKind::Adopt | OpKind::Orphan => {
+            match (op.netbox_id, vm_body(op, resolver)) {
+                (None, _) => Err("update without a NetBox id".into()),
+                (_, Err(m)) => Err(m),
+                // Nothing to write (e.g. only a journal entry): no request, as for a NOOP.
+                (Some(id), Ok(body)) if body.is_empty() => Ok(Some(id)),
+                (Some(id), Ok(body)) => client
+                    .patch(VM_ENDPOINT, id, &Value::Object(body), &["id"])
+                    .await
+                    .map(|_| Some(id))
+                    .map_err(|e| e.to_string()),
+            }
+        }
+    };
+    finish(client, ops, index, result, out).await;
+}
+
+/// POSTs a VM; after an ambiguous failure, looks it up by identity before one more try.
+async fn create_vm(
+    client: &NetboxClient,
+    op: &Operation,
+    body: Value,
+    resolver: &Resolver,
+    cf_ready: bool,
+) -> Result<Option<u64>, String> {
+    match client.create(VM_ENDPOINT, &body, &["id"]).await {
+        Ok(obj) => Ok(obj.get("id").and_then(Value::as_u64)),
+        Err(e) if e.is_ambiguous() => {
+            let key = identity(op, resolver);
+            let found = match key {
+                Some(key) => lookup_identities(client, &[key], cf_ready)
+                    .await
+                    .map_err(|le| format!("{e}; and the identity lookup failed: {le}"))?
+                    .get(&key)
+                    .map(|(id, _)| *id),
+                None => None,
+            };
+            match found {
+                Some(id) => {
+                    tracing::info!(scope = %op.scope, id, "lost POST answer: the VM was created");
+                    Ok(Some(id))
+                }
+                None => client
+                    .create(VM_ENDPOINT, &body, &["id"])
+                    .await
+                    .map(|obj| obj.get("id").and_then(Value::as_u64))
+                    .map_err(|e2| format!("{e2} (after a lost answer: {e})")),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Records the result of operation `index` and writes its journal entry.
+async fn finish(
+    client: &NetboxClient,
+    ops: &[Operation],
+    index: usize,
+    result: Result<Option<u64>, String>,
+    out: &mut DispatchOutcome,
+) {
+    let op = &ops[index];
+    match result {
+        Err(message) => out.fail(index, op, message),
+        Ok(id) => {
+            out.done += 1;
+            if let (Some(id), Some(cluster), Some(vmid)) = (id, &op.cluster, op.vmid)
+                && op.op != OpKind::Delete
+            {
+                out.vm_ids.insert((cluster.clone(), vmid), id);
+            }
+            if let (Some(journal), Some(id)) = (&op.journal, id.or(op.netbox_id))
+                && op.op != OpKind::Delete
+            {
+                let body = json!({"assigned_object_type": VM_OBJECT_TYPE,
+                                  "assigned_object_id": id, "kind": journal.kind,
+                                  "comments": journal.comments});
+                if let Err(e) = client.create(JOURNAL_ENDPOINT, &body, &["id"]).await {
+                    // The VM write happened; a missing note is reported, not counted as a VM error.
+                    out.failures.push(Failure {
+                        index,
+                        was: "journal",
+                        entry: ErrorEntry::new(
+                            &op.scope,
+                            PHASE,
+                            format!("journal entry not written: {e}"),
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One run of same-method operations as bulk requests, split until the bad items are isolated.
+async fn bulk_run(
+    client: &NetboxClient,
+    ops: &[Operation],
+    run: &[usize],
+    method: Method,
+    resolver: &Resolver,
+    cf_ready: bool,
+    out: &mut DispatchOutcome,
+) {
+    let mut items: Vec<(usize, Value)> = Vec::new();
+    for &index in run {
+        let op = &ops[index];
+        let body = if method == Method::DELETE {
+            match op.netbox_id {
+                Some(id) => Ok(json!({ "id": id })),
+                None => Err("delete without a NetBox id".to_owned()),
+            }
+        } else {
+            vm_body(op, resolver).and_then(|mut body| {
+                if method == Method::PATCH {
+                    let id = op.netbox_id.ok_or("update without a NetBox id")?;
+                    body.insert("id".into(), json!(id));
+                }
+                Ok(Value::Object(body))
+            })
+        };
+        match body {
+            Ok(body) => items.push((index, body)),
+            Err(message) => out.fail(index, &ops[index], message),
+        }
+    }
+    // Work list of groups still to send; a failed group is split and pushed back.
+    let mut queue: Vec<Vec<(usize, Value)>> = vec![items];
+    while let Some(group) = queue.pop() {
+        if group.is_empty() {
+            continue;
+        }
+        let size: usize = group.iter().map(|(_, b)| b.to_string().len() + 1).sum();
+        if size > MAX_BULK_BODY_BYTES && group.len() > 1 {
+            let mut group = group;
+            let second = group.split_off(group.len() / 2);
+            queue.push(second);
+            queue.push(group);
+            continue;
+        }
+        let bodies: Vec<Value> = group.iter().map(|(_, b)| b.clone()).collect();
+        let result = match method {
+            Method::POST => client
+                .create_bulk(VM_ENDPOINT, &bodies, &["id"])
+                .await
+                .map(|objs| {
+                    objs.iter()
+                        .map(|o| o.get("id").and_then(Value::as_u64))
+                        .collect::<Vec<_>>()
+                }),
+            Method::PATCH => client
+                .patch_bulk(VM_ENDPOINT, &bodies, &["id"])
+                .await
+                .map(|_| group.iter().map(|(i, _)| ops[*i].netbox_id).collect()),
+            _ => {
+                let ids: Vec<u64> = group
+                    .iter()
+                    .filter_map(|(i, _)| ops[*i].netbox_id)
+                    .collect();
+                client
+                    .delete_bulk(VM_ENDPOINT, &ids)
+                    .await
+                    .map(|()| vec![None; group.len()])
+            }
+        };
+        match result {
+            Ok(ids) => {
+                for ((index, _), id) in group.iter().zip(ids) {
+                    finish(client, ops, *index, Ok(id), out).await;
+                }
+            }
+            Err(e) if group.len() == 1 => {
+                let (index, body) = group.into_iter().next().expect("one item");
+                let result = if method == Method::POST && e.is_ambiguous() {
+                    create_vm_after_lost(client, &ops[index], body, resolver, cf_ready, &e).await
+                } else {
+                    Err(e.to_string())
+                };
+                finish(client, ops, index, result, out).await;
+            }
+            Err(e) if method == Method::POST && e.is_ambiguous() => {
+                // Some may exist now: keep those, send the rest again one by one.
+                let keys: Vec<(u64, u32)> = group
+                    .iter()
+                    .filter_map(|(i, _)| identity(&ops[*i], resolver))
+                    .collect();
+                let found = lookup_identities(client, &keys, cf_ready)
+                    .await
+                    .unwrap_or_default();
+                for (index, body) in group {
+                    let hit = identity(&ops[index], resolver).and_then(|k| found.get(&k));
+                    match hit {
+                        Some((id, _)) => finish(client, ops, index, Ok(Some(*id)), out).await,
+                        None => queue.push(vec![(index, body)]),
+                    }
+                }
+            }
+            Err(e) => {
+                // NetBox names the bad items (4.7: `errors[].index` / `.id`): fail those, resend
+                // the rest; without names, halve the group until each bad item stands alone.
+                let (bad_index, bad_ids) = e
+                    .body()
+                    .map(|b| (b.failed_indexes(), b.failed_ids()))
+                    .unwrap_or_default();
+                let is_bad = |pos: usize, index: usize| {
+                    bad_index.contains(&pos)
+                        || ops[index].netbox_id.is_some_and(|id| bad_ids.contains(&id))
+                };
+                let named = group
+                    .iter()
+                    .enumerate()
+                    .any(|(pos, (index, _))| is_bad(pos, *index));
+                if named {
+                    let mut rest = Vec::new();
+                    for (pos, (index, body)) in group.into_iter().enumerate() {
+                        if is_bad(pos, index) {
+                            let detail = item_message(&e, pos, ops[index].netbox_id);
+                            out.fail(index, &ops[index], detail);
+                        } else {
+                            rest.push((index, body));
+                        }
+                    }
+                    queue.push(rest);
+                } else {
+                    let mut group = group;
+                    let second = group.split_off(group.len() / 2);
+                    queue.push(second);
+                    queue.push(group);
+                }
+            }
+        }
+    }
+}
+
+async fn create_vm_after_lost(
+    client: &NetboxClient,
+    op: &Operation,
+    body: Value,
+    resolver: &Resolver,
+    cf_ready: bool,
+    first: &NetboxError,
+) -> Result<Option<u64>, String> {
+    if let Some(key) = identity(op, resolver)
+        && let Ok(found) = lookup_identities(client, &[key], cf_ready).await
+        && let Some((id, _)) = found.get(&key)
+    {
+        return Ok(Some(*id));
+    }
+    client
+        .create(VM_ENDPOINT, &body, &["id"])
+        .await
+        .map(|obj| obj.get("id").and_then(Value::as_u64))
+        .map_err(|e| format!("{e} (after a lost answer: {first})"))
+}
+
+/// The message NetBox gave for one bulk item, else the whole error.
+fn item_message(e: &NetboxError, pos: usize, id: Option<u64>) -> String {
+    e.body()
+        .and_then(|b| {
+            b.items
+                .iter()
+                .find(|i| i.index == Some(pos) || (i.id.is_some() && i.id == id))
+        })
+        .map(|i| format!("rejected in a bulk request: {}", i.errors.message()))
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// `apply`'s guard: re-reads every target of `ops` (one filtered paged read, `id=` repeated)
+/// and the identities of its creates; returns the operations to refuse, with why. A target
+/// whose `last_updated` moved since the plan, or that is gone, is refused; so is a create whose
+/// VM now exists.
+pub async fn check_stale(
+    client: &NetboxClient,
+    ops: &[Operation],
+    preflight: &Preflight,
+) -> Result<Vec<(usize, String)>, NetboxError> {
+    let resolver = Resolver::new(preflight);
+    let targets: Vec<u64> = ops.iter().filter_map(|o| o.netbox_id).collect();
+    let mut current: BTreeMap<u64, Option<String>> = BTreeMap::new();
+    for chunk in targets.chunks(IDS_PER_READ) {
+        let filters: Vec<(String, String)> = chunk
+            .iter()
+            .map(|id| ("id".to_owned(), id.to_string()))
+            .collect();
+        for row in client
+            .list_all(VM_ENDPOINT, &filters, &["last_updated"])
+            .await?
+        {
+            if let Some(id) = row.get("id").and_then(Value::as_u64) {
+                let updated = row
+                    .get("last_updated")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                current.insert(id, updated);
+            }
+        }
+    }
+    let creates: Vec<(u64, u32)> = ops
+        .iter()
+        .filter(|o| o.op == OpKind::Create)
+        .filter_map(|o| identity(o, &resolver))
+        .collect();
+    let cf_ready = preflight.custom_fields.contains(VM_ID_FIELD);
+    let existing = lookup_identities(client, &creates, cf_ready).await?;
+    let mut refused = Vec::new();
+    for (index, op) in ops.iter().enumerate() {
+        if let Some(id) = op.netbox_id {
+            match current.get(&id) {
+                None => refused.push((index, format!("NetBox VM #{id} is gone since the plan"))),
+                Some(now) if op.last_updated.is_some() && *now != op.last_updated => {
+                    refused.push((
+                        index,
+                        format!(
+                            "NetBox VM #{id} changed since the plan (last_updated {} -> {}); \
+                             make a new plan",
+                            op.last_updated.as_deref().unwrap_or("?"),
+                            now.as_deref().unwrap_or("?")
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        } else if op.op == OpKind::Create
+            && let Some(key) = identity(op, &resolver)
+            && let Some((id, _)) = existing.get(&key)
+        {
+            refused.push((
+                index,
+                format!("the VM exists since the plan (NetBox VM #{id}); make a new plan"),
+            ));
+        }
+    }
+    Ok(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guest_default::model::{FieldChange, JsonText, KnownObject};
+
+    fn preflight() -> Preflight {
+        let k = |kind: &str, key: &str, id| KnownObject {
+            kind: kind.into(),
+            key: key.into(),
+            id,
+            name: key.into(),
+        };
+        Preflight {
+            known: vec![
+                k("tag", "pve2netbox", 1),
+                k("tag", "prod", 2),
+                k("platform", "linux", 5),
+                k("device", "pve1", 9),
+            ],
+            cluster_ids: [("pve-a".to_owned(), 3)].into_iter().collect(),
+            ..Preflight::default()
+        }
+    }
+
+    fn change(field: &str, old: &str, new: &str) -> FieldChange {
+        FieldChange {
+            field: field.into(),
+            old: JsonText(old.into()),
+            new: JsonText(new.into()),
+        }
+    }
+
+    fn op(kind: OpKind, changes: Vec<FieldChange>) -> Operation {
+        Operation {
+            op: kind,
+            scope: "pve-a/pve1/100".into(),
+            cluster: Some("pve-a".into()),
+            cluster_id: Some(crate::preflight::PLACEHOLDER_ID_BASE),
+            vmid: Some(100),
+            kind: None,
+            netbox_id: None,
+            name: None,
+            last_updated: None,
+            changes,
+            object: None,
+            journal: None,
+        }
+    }
+
+    #[test]
+    fn create_body_resolves_keys_merges_custom_fields_and_sets_the_cluster() {
+        let o = op(
+            OpKind::Create,
+            vec![
+                change("name", "null", "\"web\""),
+                change("platform", "null", "\"linux\""),
+                change("device", "null", "\"pve1\""),
+                change("tags", "null", "[\"prod\",\"pve2netbox\"]"),
+                change("memory", "null", "2048"),
+                change("custom_fields.proxmox_vm_id", "null", "100"),
+                change("custom_fields.proxmox_tags", "null", "\"prod\""),
+                change("tenant", "null", "null"),
+            ],
+        );
+        let body = vm_body(&o, &Resolver::new(&preflight())).unwrap();
+        assert_eq!(
+            Value::Object(body),
+            json!({"name": "web", "platform": 5, "device": 9, "tags": [2, 1], "memory": 2048,
+                   "tenant": null, "cluster": 3,
+                   "custom_fields": {"proxmox_vm_id": 100, "proxmox_tags": "prod"}})
+        );
+    }
+
+    #[test]
+    fn an_unknown_reference_fails_only_that_operation() {
+        let o = op(OpKind::Update, vec![change("platform", "null", "\"bsd\"")]);
+        let err = vm_body(&o, &Resolver::new(&preflight())).unwrap_err();
+        assert!(err.contains("platform 'bsd'"), "{err}");
+        let o = op(OpKind::Update, vec![change("tags", "[]", "[\"nope\"]")]);
+        assert!(vm_body(&o, &Resolver::new(&preflight())).is_err());
+    }
+
+    #[test]
+    fn an_update_body_holds_only_the_changes() {
+        let o = op(OpKind::Update, vec![change("vcpus", "2.0", "4")]);
+        let body = vm_body(&o, &Resolver::new(&preflight())).unwrap();
+        assert_eq!(Value::Object(body), json!({"vcpus": 4}));
+    }
+}

@@ -1,0 +1,540 @@
+//! `NetboxClient`: generic REST calls on any NetBox endpoint (VMs, tags, platforms, roles,
+//! devices, clusters, custom fields, journal entries): status, paginated listing with `fields=`
+//! and parallel pages, get, create, patch and delete, single and bulk.
+//!
+//! Endpoints are named by their path under `/api/`, e.g. `virtualization/virtual-machines`.
+//! Objects travel as raw JSON: the phases decide what they mean.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use reqwest::header::HeaderValue;
+use reqwest::{Method, StatusCode, Url};
+use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::error::{NetboxError, from_response};
+use super::version::{NetboxStatus, TokenKind};
+use crate::config::{NetboxConfig, Timeouts};
+use crate::http::{
+    HttpClient, HttpSettings, RawResponse, Request, RequestCounters, RetryPolicy, Secret,
+};
+
+/// A NetBox object as JSON.
+pub type Object = Map<String, Value>;
+
+/// Rows per page: NetBox's `MAX_PAGE_SIZE` default; larger values are capped silently.
+pub const PAGE_SIZE: usize = 1000;
+/// Pages fetched at once once the count is known. Small: NetBox is CPU-bound on Python and
+/// gains little from concurrency (netbox-live.md §2.5), but 2–4 pages overlap network and JSON
+/// decoding with the server's work.
+pub const PAGE_PARALLELISM: usize = 4;
+
+/// Retry 429, 500 (except `RequestDataTooBig`, which the same body will hit again), 502–504.
+fn netbox_retryable(status: StatusCode, _: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
+    match status.as_u16() {
+        429 | 502..=504 => true,
+        500 => !String::from_utf8_lossy(body).contains("RequestDataTooBig"),
+        _ => false,
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Total matching rows (`null` in cursor mode).
+    pub count: Option<u64>,
+    /// Whether NetBox says there is a next page.
+    pub has_next: bool,
+    /// The rows.
+    pub results: Vec<Object>,
+}
+
+/// A NetBox instance. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NetboxClient {
+    http: HttpClient,
+    token_kind: TokenKind,
+    status: Arc<OnceLock<NetboxStatus>>,
+}
+
+/// The API root: `https://nb.example.com` → `https://nb.example.com/` (paths add `api/…`);
+/// a URL given with `/api` keeps the prefix before it.
+fn root_url(url: &Url) -> Url {
+    let mut root = url.clone();
+    let path = root.path().trim_end_matches('/');
+    let path = path.strip_suffix("/api").unwrap_or(path).to_string();
+    root.set_path(&format!("{path}/"));
+    root.set_query(None);
+    root
+}
+
+/// `virtualization/virtual-machines` (or `/api/…/`) → `api/virtualization/virtual-machines/`.
+pub fn endpoint_path(endpoint: &str) -> String {
+    let trimmed = endpoint.trim_matches('/');
+    let trimmed = trimmed.strip_prefix("api/").unwrap_or(trimmed);
+    format!("api/{trimmed}/")
+}
+
+fn fields_param(fields: &[&str]) -> Option<(String, String)> {
+    (!fields.is_empty()).then(|| ("fields".to_string(), fields.join(",")))
+}
+
+impl NetboxClient {
+    /// Builds the client for the configured NetBox, reading its token.
+    pub fn new(
+        config: &NetboxConfig,
+        timeouts: &Timeouts,
+        counters: Arc<RequestCounters>,
+    ) -> Result<Self, NetboxError> {
+        let token = config.token.resolve().map_err(|e| NetboxError::Setup {
+            message: e.to_string(),
+        })?;
+        Self::with_token(config, &token, timeouts, counters)
+    }
+
+    /// Builds the client with a token already read. v1 or v2 is told from the token's form.
+    pub fn with_token(
+        config: &NetboxConfig,
+        token: &Secret,
+        timeouts: &Timeouts,
+        counters: Arc<RequestCounters>,
+    ) -> Result<Self, NetboxError> {
+        let token_kind = TokenKind::detect(token);
+        let auth = HeaderValue::from_str(&token_kind.header_value(token)).map_err(|_| {
+            NetboxError::Setup {
+                message: format!(
+                    "the token from {} is not a valid header value",
+                    config.token.describe()
+                ),
+            }
+        })?;
+        let mut settings = HttpSettings::new("netbox", root_url(&config.url), config.tls.clone());
+        settings.connect_timeout = timeouts.connect;
+        settings.request_timeout = timeouts.request;
+        settings.retry = RetryPolicy {
+            budget: timeouts.retry_budget,
+            retryable_status: netbox_retryable,
+            ..RetryPolicy::default()
+        };
+        settings.counters = counters;
+        Ok(Self {
+            http: HttpClient::new(settings, Some(auth))?,
+            token_kind,
+            status: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// v1 or v2.
+    pub fn token_kind(&self) -> TokenKind {
+        self.token_kind
+    }
+
+    /// The underlying HTTP client (counters, base URL).
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    /// The status read by the first [`NetboxClient::status`] call, if any.
+    pub fn cached_status(&self) -> Option<&NetboxStatus> {
+        self.status.get()
+    }
+
+    async fn send(&self, req: Request) -> Result<RawResponse, NetboxError> {
+        let resp = self.http.send(&req).await?;
+        if !resp.status.is_success() {
+            return Err(from_response(&req.method, &req.path, &resp));
+        }
+        Ok(resp)
+    }
+
+    fn decode(method: &Method, path: &str, resp: &RawResponse) -> Result<Value, NetboxError> {
+        serde_json::from_slice(&resp.body).map_err(|e| NetboxError::Decode {
+            method: method.clone(),
+            path: path.to_string(),
+            message: format!("not JSON ({e}): {}", resp.body_excerpt(200)),
+        })
+    }
+
+    fn expect_object(method: &Method, path: &str, value: Value) -> Result<Object, NetboxError> {
+        match value {
+            Value::Object(map) => Ok(map),
+            other => Err(NetboxError::Decode {
+                method: method.clone(),
+                path: path.to_string(),
+                message: format!("expected an object, got {other}"),
+            }),
+        }
+    }
+
+    fn expect_list(
+        method: &Method,
+        path: &str,
+        value: Value,
+        sent: usize,
+    ) -> Result<Vec<Object>, NetboxError> {
+        let Value::Array(items) = value else {
+            return Err(NetboxError::Decode {
+                method: method.clone(),
+                path: path.to_string(),
+                message: "expected a list for a bulk request".into(),
+            });
+        };
+        let objects: Vec<Object> = items
+            .into_iter()
+            .map(|v| Self::expect_object(method, path, v))
+            .collect::<Result<_, _>>()?;
+        if objects.len() != sent && *method == Method::POST {
+            return Err(NetboxError::Decode {
+                method: method.clone(),
+                path: path.to_string(),
+                message: format!("{sent} objects sent, {} returned", objects.len()),
+            });
+        }
+        Ok(objects)
+    }
+
+    /// `GET /api/status/`: version and capabilities (cached for the client's life).
+    pub async fn status(&self) -> Result<NetboxStatus, NetboxError> {
+        let path = "api/status/";
+        let resp = self.send(Request::new(Method::GET, path)).await?;
+        let value = Self::decode(&Method::GET, path, &resp)?;
+        let status = NetboxStatus::from_value(value).map_err(|message| NetboxError::Decode {
+            method: Method::GET,
+            path: path.into(),
+            message,
+        })?;
+        let _ = self.status.set(status.clone());
+        Ok(status)
+    }
+
+    /// One page: `filters` as given (repeat a key for OR), `fields=` trimming, `ordering=id`
+    /// unless the filters order otherwise.
+    pub async fn list_page(
+        &self,
+        endpoint: &str,
+        filters: &[(String, String)],
+        fields: &[&str],
+        limit: usize,
+        offset: usize,
+    ) -> Result<Page, NetboxError> {
+        let path = endpoint_path(endpoint);
+        let mut query: Vec<(String, String)> = filters.to_vec();
+        if !filters.iter().any(|(k, _)| k == "ordering") {
+            // Offset paging over the default `name` order skips or repeats rows during writes.
+            query.push(("ordering".into(), "id".into()));
+        }
+        query.extend(fields_param(fields));
+        // ≤4.6 computes config_context for every VM row even with `fields=`; 4.7 ignores this.
+        query.push(("exclude".into(), "config_context".into()));
+        query.push(("limit".into(), limit.to_string()));
+        query.push(("offset".into(), offset.to_string()));
+        let resp = self
+            .send(Request::new(Method::GET, path.clone()).query(query))
+            .await?;
+        let value = Self::decode(&Method::GET, &path, &resp)?;
+        let mut map = Self::expect_object(&Method::GET, &path, value)?;
+        let results = match map.remove("results") {
+            Some(Value::Array(rows)) => rows
+                .into_iter()
+                .map(|row| Self::expect_object(&Method::GET, &path, row))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => {
+                return Err(NetboxError::Decode {
+                    method: Method::GET,
+                    path,
+                    message: "a listing without `results`".into(),
+                });
+            }
+        };
+        Ok(Page {
+            count: map.get("count").and_then(Value::as_u64),
+            has_next: map.get("next").is_some_and(|n| !n.is_null()),
+            results,
+        })
+    }
+
+    /// Every row matching `filters`, trimmed to `fields` (`id` is always added), in pages of
+    /// [`PAGE_SIZE`]; once the first page gives the count, the remaining pages are fetched
+    /// [`PAGE_PARALLELISM`] at a time. Rows are returned in id order without duplicates.
+    ///
+    /// NetBox ignores unknown filters: check a custom field exists
+    /// ([`NetboxClient::custom_field_exists`]) before trusting a `cf_…` filter.
+    pub async fn list_all(
+        &self,
+        endpoint: &str,
+        filters: &[(String, String)],
+        fields: &[&str],
+    ) -> Result<Vec<Object>, NetboxError> {
+        let mut fields: Vec<&str> = fields.to_vec();
+        if !fields.is_empty() && !fields.contains(&"id") {
+            fields.push("id");
+        }
+        let first = self
+            .list_page(endpoint, filters, &fields, PAGE_SIZE, 0)
+            .await?;
+        // A server with a smaller MAX_PAGE_SIZE caps `limit`: page by what it actually returns.
+        let page_size = first.results.len();
+        let mut pages: BTreeMap<usize, Vec<Object>> = BTreeMap::new();
+        let mut has_next = first.has_next;
+        let count = first.count;
+        pages.insert(0, first.results);
+        let mut next_offset = page_size;
+        if has_next && page_size > 0 {
+            if let Some(count) = count {
+                let offsets: Vec<usize> = (page_size..count as usize).step_by(page_size).collect();
+                let semaphore = Arc::new(Semaphore::new(PAGE_PARALLELISM));
+                let mut tasks = JoinSet::new();
+                let filters: Arc<Vec<(String, String)>> = Arc::new(filters.to_vec());
+                let fields: Arc<Vec<String>> =
+                    Arc::new(fields.iter().map(|f| f.to_string()).collect());
+                for offset in offsets.iter().copied() {
+                    let client = self.clone();
+                    let endpoint = endpoint.to_string();
+                    let filters = filters.clone();
+                    let fields = fields.clone();
+                    let semaphore = semaphore.clone();
+                    tasks.spawn(async move {
+                        let _permit = semaphore
+                            .acquire_owned()
+                            .await
+                            .expect("semaphore is never closed");
+                        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                        let page = client
+                            .list_page(&endpoint, &filters, &fields, page_size, offset)
+                            .await;
+                        (offset, page)
+                    });
+                }
+                while let Some(joined) = tasks.join_next().await {
+                    let (offset, page) = joined.map_err(|e| NetboxError::Setup {
+                        message: format!("page task failed: {e}"),
+                    })?;
+                    let page = page?;
+                    if offset == *offsets.last().expect("at least one offset") {
+                        has_next = page.has_next;
+                    }
+                    pages.insert(offset, page.results);
+                }
+                next_offset = offsets.last().map_or(page_size, |o| o + page_size);
+            }
+            // Rows added while reading (or no count): follow on sequentially.
+            while has_next {
+                let page = self
+                    .list_page(endpoint, filters, &fields, page_size, next_offset)
+                    .await?;
+                has_next = page.has_next && !page.results.is_empty();
+                pages.insert(next_offset, page.results);
+                next_offset += page_size;
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut rows: Vec<Object> = pages
+            .into_values()
+            .flatten()
+            .filter(|row| match row.get("id").and_then(Value::as_u64) {
+                Some(id) => seen.insert(id),
+                None => true,
+            })
+            .collect();
+        rows.sort_by_key(|row| row.get("id").and_then(Value::as_u64).unwrap_or(0));
+        Ok(rows)
+    }
+
+    /// `GET /api/{endpoint}/{id}/`; `None` when it does not exist.
+    pub async fn get(
+        &self,
+        endpoint: &str,
+        id: u64,
+        fields: &[&str],
+    ) -> Result<Option<Object>, NetboxError> {
+        let path = format!("{}{id}/", endpoint_path(endpoint));
+        let req = Request::new(Method::GET, path.clone()).query(fields_param(fields));
+        match self.send(req).await {
+            Ok(resp) => {
+                let value = Self::decode(&Method::GET, &path, &resp)?;
+                Ok(Some(Self::expect_object(&Method::GET, &path, value)?))
+            }
+            Err(NetboxError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// POST one object. Never retried after it may have reached NetBox: on an ambiguous
+    /// failure ([`NetboxError::is_ambiguous`]) look the object up before trying again.
+    pub async fn create(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        fields: &[&str],
+    ) -> Result<Object, NetboxError> {
+        let path = endpoint_path(endpoint);
+        let req = Request::new(Method::POST, path.clone())
+            .query(fields_param(fields))
+            .json(body);
+        let resp = self.send(req).await?;
+        let value = Self::decode(&Method::POST, &path, &resp)?;
+        Self::expect_object(&Method::POST, &path, value)
+    }
+
+    /// POST a list: one all-or-nothing transaction; objects return in request order.
+    pub async fn create_bulk(
+        &self,
+        endpoint: &str,
+        items: &[Value],
+        fields: &[&str],
+    ) -> Result<Vec<Object>, NetboxError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = endpoint_path(endpoint);
+        let req = Request::new(Method::POST, path.clone())
+            .query(fields_param(fields))
+            .json(&Value::Array(items.to_vec()));
+        let resp = self.send(req).await?;
+        let value = Self::decode(&Method::POST, &path, &resp)?;
+        Self::expect_list(&Method::POST, &path, value, items.len())
+    }
+
+    /// PATCH one object with only the given fields.
+    pub async fn patch(
+        &self,
+        endpoint: &str,
+        id: u64,
+        body: &Value,
+        fields: &[&str],
+    ) -> Result<Object, NetboxError> {
+        let path = format!("{}{id}/", endpoint_path(endpoint));
+        let req = Request::new(Method::PATCH, path.clone())
+            .query(fields_param(fields))
+            .json(body);
+        let resp = self.send(req).await?;
+        let value = Self::decode(&Method::PATCH, &path, &resp)?;
+        Self::expect_object(&Method::PATCH, &path, value)
+    }
+
+    /// PATCH a list of `{"id": …, field: value}`. All or nothing; NetBox ≤4.6 skips unknown ids
+    /// silently, so a short answer is [`NetboxError::Incomplete`].
+    pub async fn patch_bulk(
+        &self,
+        endpoint: &str,
+        items: &[Value],
+        fields: &[&str],
+    ) -> Result<Vec<Object>, NetboxError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = endpoint_path(endpoint);
+        let mut fields = fields.to_vec();
+        if !fields.is_empty() && !fields.contains(&"id") {
+            fields.push("id");
+        }
+        let req = Request::new(Method::PATCH, path.clone())
+            .query(fields_param(&fields))
+            .json(&Value::Array(items.to_vec()));
+        let resp = self.send(req).await?;
+        let value = Self::decode(&Method::PATCH, &path, &resp)?;
+        let objects = Self::expect_list(&Method::PATCH, &path, value, items.len())?;
+        if objects.len() != items.len() {
+            let returned: std::collections::HashSet<u64> = objects
+                .iter()
+                .filter_map(|o| o.get("id").and_then(Value::as_u64))
+                .collect();
+            let missing = items
+                .iter()
+                .filter_map(|i| i.get("id").and_then(Value::as_u64))
+                .filter(|id| !returned.contains(id))
+                .collect();
+            return Err(NetboxError::Incomplete {
+                method: Method::PATCH,
+                path,
+                sent: items.len(),
+                returned: objects.len(),
+                missing,
+            });
+        }
+        Ok(objects)
+    }
+
+    /// DELETE one object. `Ok(false)` when it was already gone (so a retried delete whose first
+    /// answer was lost is not an error).
+    pub async fn delete(&self, endpoint: &str, id: u64) -> Result<bool, NetboxError> {
+        let path = format!("{}{id}/", endpoint_path(endpoint));
+        match self.send(Request::new(Method::DELETE, path)).await {
+            Ok(_) => Ok(true),
+            Err(NetboxError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// DELETE a list of ids in one transaction.
+    pub async fn delete_bulk(&self, endpoint: &str, ids: &[u64]) -> Result<(), NetboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let path = endpoint_path(endpoint);
+        let body = Value::Array(ids.iter().map(|id| json!({ "id": id })).collect());
+        self.send(Request::new(Method::DELETE, path).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// The custom field named exactly `name`, if it exists. The `name` filter's answer is
+    /// checked row by row: an ignored filter would return every custom field.
+    pub async fn custom_field(&self, name: &str) -> Result<Option<Object>, NetboxError> {
+        let rows = self
+            .list_all(
+                "extras/custom-fields",
+                &[("name".to_string(), name.to_string())],
+                &["id", "name", "type", "object_types", "filter_logic"],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .find(|row| row.get("name").and_then(Value::as_str) == Some(name)))
+    }
+
+    /// True when a custom field named exactly `name` exists.
+    pub async fn custom_field_exists(&self, name: &str) -> Result<bool, NetboxError> {
+        Ok(self.custom_field(name).await?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized() {
+        assert_eq!(
+            endpoint_path("virtualization/virtual-machines"),
+            "api/virtualization/virtual-machines/"
+        );
+        assert_eq!(endpoint_path("/api/extras/tags/"), "api/extras/tags/");
+        let u = |s: &str| root_url(&Url::parse(s).unwrap()).to_string();
+        assert_eq!(u("https://nb.example.com"), "https://nb.example.com/");
+        assert_eq!(u("https://nb.example.com/api/"), "https://nb.example.com/");
+        assert_eq!(
+            u("https://example.com/netbox"),
+            "https://example.com/netbox/"
+        );
+    }
+
+    #[test]
+    fn request_data_too_big_is_not_retried() {
+        let h = reqwest::header::HeaderMap::new();
+        assert!(netbox_retryable(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &h,
+            b"{\"error\":\"x\"}"
+        ));
+        assert!(!netbox_retryable(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &h,
+            br#"{"exception":"RequestDataTooBig"}"#
+        ));
+        assert!(netbox_retryable(StatusCode::SERVICE_UNAVAILABLE, &h, b""));
+        assert!(!netbox_retryable(StatusCode::BAD_REQUEST, &h, b""));
+    }
+}

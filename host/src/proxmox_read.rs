@@ -1,0 +1,370 @@
+//! The Proxmox read phase: first [`discover`] each endpoint (`/cluster/status`: the cluster's
+//! name, or the node's for a standalone node, and its nodes), then [`read_guests`]: per
+//! endpoint `/cluster/resources?type=vm` once, then every guest's config with one concurrency
+//! bound shared by all endpoints (`max_concurrency`); endpoints are read in parallel.
+//!
+//! Every failure is recorded against its scope: a listing that failed makes the cluster
+//! incomplete, an offline node (595/596, `status: unknown` rows) makes the node incomplete, a
+//! config that could not be read is a guest error (the guest is still reconciled, with its
+//! config-derived fields unknown, and is never taken for gone).
+//!
+//! Edges: Proxmox client in, `guest_default::model::Guest` and [`ClusterRead`] out. Knows
+//! nothing of NetBox except the cluster ids it is handed to label the scopes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use guest_default::model::Guest;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::http::RequestCounters;
+use crate::progress::PhaseBar;
+use crate::proxmox::{ClusterStatus, GuestKind, ProxmoxClient, ProxmoxError, RawObject};
+use crate::reconcile::{ClusterRead, GuestReadError, NodeRead};
+use crate::report::ErrorEntry;
+
+/// Phase name in errors.
+const PHASE: &str = "proxmox_read";
+
+/// One reachable endpoint and what `/cluster/status` said about it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The configured endpoint name.
+    pub name: String,
+    pub client: ProxmoxClient,
+    /// Cluster name (or standalone node name) and nodes.
+    pub status: ClusterStatus,
+}
+
+impl Endpoint {
+    /// The Proxmox cluster name used in scopes (`cluster/node/vmid`).
+    pub fn cluster(&self) -> &str {
+        &self.status.name
+    }
+}
+
+/// The endpoints found, and those that could not be reached (their scopes are unknown).
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub endpoints: Vec<Endpoint>,
+    pub errors: Vec<ErrorEntry>,
+}
+
+/// Builds each endpoint's client and reads `/cluster/status`, all endpoints in parallel. An
+/// endpoint that fails is an error of its scope (named by the endpoint), never fatal: its
+/// cluster is then simply not managed in this run (no snapshot, no orphan action).
+pub async fn discover(config: &Config, counters: Arc<RequestCounters>) -> Discovery {
+    let mut tasks = JoinSet::new();
+    for (index, ep) in config.proxmox.iter().enumerate() {
+        let ep = ep.clone();
+        let timeouts = config.timeouts;
+        let counters = counters.clone();
+        tasks.spawn(async move {
+            let result = async {
+                let client = ProxmoxClient::new(&ep, &timeouts, counters)?;
+                let status = client.cluster_status().await?;
+                Ok::<_, ProxmoxError>(Endpoint {
+                    name: ep.name.clone(),
+                    client,
+                    status,
+                })
+            }
+            .await;
+            (index, ep.name, result)
+        });
+    }
+    let mut found: BTreeMap<usize, Endpoint> = BTreeMap::new();
+    let mut discovery = Discovery::default();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((index, name, result)) = joined else {
+            continue;
+        };
+        match result {
+            Ok(endpoint) => {
+                found.insert(index, endpoint);
+            }
+            Err(e) => discovery.errors.push(ErrorEntry::new(
+                name,
+                PHASE,
+                format!("endpoint not read, its cluster is left alone this run: {e}"),
+            )),
+        }
+    }
+    // Two endpoints pointing at the same cluster would make every guest appear twice.
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (_, endpoint) in found {
+        if let Some(first) = seen.get(endpoint.cluster()) {
+            discovery.errors.push(ErrorEntry::new(
+                &endpoint.name,
+                PHASE,
+                format!(
+                    "endpoint reaches cluster '{}' already read through endpoint '{first}'; ignored",
+                    endpoint.cluster()
+                ),
+            ));
+            continue;
+        }
+        seen.insert(endpoint.cluster().to_owned(), endpoint.name.clone());
+        discovery.endpoints.push(endpoint);
+    }
+    discovery
+}
+
+/// One guest as read: the model the rules take, and which endpoint it came from.
+#[derive(Debug, Clone)]
+pub struct ReadGuest {
+    /// Index into the endpoints given to [`read_guests`].
+    pub endpoint: usize,
+    pub cluster_id: u64,
+    pub guest: Guest,
+}
+
+/// Everything the phase read.
+#[derive(Debug, Default)]
+pub struct ProxmoxRead {
+    /// Sorted by cluster, then VMID.
+    pub guests: Vec<ReadGuest>,
+    /// One per endpoint, in the endpoints' order.
+    pub reads: Vec<ClusterRead>,
+}
+
+/// Reads every endpoint's guests and configs. `cluster_ids` maps a Proxmox cluster name to its
+/// NetBox cluster id.
+pub async fn read_guests(
+    endpoints: &[Endpoint],
+    cluster_ids: &BTreeMap<String, u64>,
+    max_concurrency: usize,
+    bar: &PhaseBar,
+) -> ProxmoxRead {
+    let limit = Arc::new(Semaphore::new(max_concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for (index, endpoint) in endpoints.iter().enumerate() {
+        let endpoint = endpoint.clone();
+        let cluster_id = cluster_ids.get(endpoint.cluster()).copied().unwrap_or(0);
+        let limit = limit.clone();
+        let bar_total = bar_handle(bar);
+        tasks.spawn(async move {
+            let out = read_endpoint(index, &endpoint, cluster_id, limit, &bar_total).await;
+            (index, out)
+        });
+    }
+    let mut per_endpoint: BTreeMap<usize, (ClusterRead, Vec<ReadGuest>)> = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((index, out)) = joined {
+            per_endpoint.insert(index, out);
+        }
+    }
+    let mut read = ProxmoxRead::default();
+    for (_, (cluster_read, guests)) in per_endpoint {
+        read.reads.push(cluster_read);
+        read.guests.extend(guests);
+    }
+    read.guests
+        .sort_by(|a, b| (&a.guest.cluster, a.guest.vmid).cmp(&(&b.guest.cluster, b.guest.vmid)));
+    read
+}
+
+/// What a spawned endpoint task may touch of the phase bar: a clone of the indicatif handle
+/// (shared state inside), or nothing when no bar is drawn.
+#[derive(Clone)]
+struct BarHandle(Option<indicatif::ProgressBar>);
+
+impl BarHandle {
+    fn add_total(&self, n: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc_length(n);
+        }
+    }
+    fn inc(&self) {
+        if let Some(bar) = &self.0 {
+            bar.inc(1);
+        }
+    }
+}
+
+fn bar_handle(bar: &PhaseBar) -> BarHandle {
+    BarHandle(bar.indicatif())
+}
+
+async fn read_endpoint(
+    index: usize,
+    endpoint: &Endpoint,
+    cluster_id: u64,
+    limit: Arc<Semaphore>,
+    bar: &BarHandle,
+) -> (ClusterRead, Vec<ReadGuest>) {
+    let cluster = endpoint.cluster().to_owned();
+    let mut read = ClusterRead {
+        cluster: cluster.clone(),
+        cluster_id,
+        listing_error: None,
+        nodes: endpoint
+            .status
+            .nodes
+            .iter()
+            .map(|n| {
+                let online = n.online.unwrap_or(true);
+                NodeRead {
+                    name: n.name.clone(),
+                    online,
+                    listed: true,
+                    message: (!online).then(|| "offline in /cluster/status".to_owned()),
+                }
+            })
+            .collect(),
+        guest_errors: Vec::new(),
+        visible_last_run: None,
+    };
+    let rows = {
+        let _permit = limit.clone().acquire_owned().await;
+        endpoint.client.vm_resources().await
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            read.listing_error = Some(e.to_string());
+            return (read, Vec::new());
+        }
+    };
+    bar.add_total(rows.len() as u64);
+
+    let mut configs = JoinSet::new();
+    let mut guests: Vec<ReadGuest> = Vec::new();
+    for (row_index, row) in rows.iter().enumerate() {
+        let node = str_key(row, "node").unwrap_or_default();
+        let vmid = row.get("vmid").and_then(crate::proxmox::lenient::as_u64);
+        let kind = str_key(row, "type").and_then(|t| GuestKind::parse(&t));
+        let status = str_key(row, "status").unwrap_or_default();
+        let node_read = read.nodes.iter_mut().find(|n| n.name == node);
+        if status == "unknown" {
+            // The node stopped reporting: its rows carry no name and stale or no values.
+            if let Some(n) = node_read {
+                n.listed = false;
+                n.message
+                    .get_or_insert_with(|| "guests reported with status unknown".to_owned());
+            }
+        } else if node_read.is_none() && !node.is_empty() {
+            // A node the status did not list (joined meanwhile): known only through its rows.
+            read.nodes.push(NodeRead::ok(&node));
+        }
+        let online = read
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .is_none_or(|n| n.online && n.listed);
+        match (vmid, kind) {
+            (Some(vmid), Some(kind)) if online && status != "unknown" => {
+                let client = endpoint.client.clone();
+                let limit = limit.clone();
+                let node = node.clone();
+                configs.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    let result = client.guest_config(&node, kind, vmid).await;
+                    (row_index, result)
+                });
+            }
+            (Some(_), Some(_)) => {
+                bar.inc();
+                if let Some(g) = build_guest(index, cluster_id, &cluster, row, None, &mut read) {
+                    guests.push(g);
+                }
+            }
+            _ => {
+                bar.inc();
+                read.guest_errors.push(GuestReadError {
+                    vmid: vmid.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                    node: node.clone(),
+                    message: format!(
+                        "resource row {} has no usable vmid/type; skipped",
+                        str_key(row, "id").unwrap_or_default()
+                    ),
+                });
+            }
+        }
+    }
+    while let Some(joined) = configs.join_next().await {
+        let Ok((row_index, result)) = joined else {
+            continue;
+        };
+        bar.inc();
+        let row = &rows[row_index];
+        let config = match result {
+            Ok(config) => Some(config),
+            Err(e) => {
+                let node = str_key(row, "node").unwrap_or_default();
+                let vmid = row
+                    .get("vmid")
+                    .and_then(crate::proxmox::lenient::as_u64)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0);
+                if matches!(e.status(), Some(595 | 596 | 599))
+                    && let Some(n) = read.nodes.iter_mut().find(|n| n.name == node)
+                {
+                    n.listed = false;
+                    n.message.get_or_insert_with(|| e.to_string());
+                }
+                let why = if e.is_missing_config() {
+                    format!("config gone since the listing (migrated or deleted): {e}")
+                } else {
+                    e.to_string()
+                };
+                read.guest_errors.push(GuestReadError {
+                    vmid,
+                    node,
+                    message: why,
+                });
+                None
+            }
+        };
+        if let Some(g) = build_guest(index, cluster_id, &cluster, row, config, &mut read) {
+            guests.push(g);
+        }
+    }
+    read.guest_errors
+        .sort_by(|a, b| (a.vmid, &a.node).cmp(&(b.vmid, &b.node)));
+    (read, guests)
+}
+
+fn str_key(row: &RawObject, key: &str) -> Option<String> {
+    match row.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The rules' guest: the raw row plus `cluster` and `config` (`null` when not read).
+fn build_guest(
+    endpoint: usize,
+    cluster_id: u64,
+    cluster: &str,
+    row: &RawObject,
+    config: Option<RawObject>,
+    read: &mut ClusterRead,
+) -> Option<ReadGuest> {
+    let mut raw = row.clone();
+    raw.insert("cluster".into(), Value::String(cluster.to_owned()));
+    raw.insert("config".into(), config.map_or(Value::Null, Value::Object));
+    match serde_json::from_value::<Guest>(Value::Object(raw)) {
+        Ok(guest) => Some(ReadGuest {
+            endpoint,
+            cluster_id,
+            guest,
+        }),
+        Err(e) => {
+            read.guest_errors.push(GuestReadError {
+                vmid: row
+                    .get("vmid")
+                    .and_then(crate::proxmox::lenient::as_u64)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0),
+                node: str_key(row, "node").unwrap_or_default(),
+                message: format!("resource row not understood: {e}"),
+            });
+            None
+        }
+    }
+}

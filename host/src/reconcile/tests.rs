@@ -1,0 +1,523 @@
+//! Classification tests: every class, adoption, collisions, identity problems, unmarking.
+
+use guest_default::model::JsonText;
+use serde_json::json;
+
+use super::fixtures::*;
+use super::*;
+
+#[test]
+fn a_world_in_step_is_all_noop() {
+    let out = run(
+        vec![guest(100).named("web"), guest(101).named("db").on("pve2")],
+        vec![
+            netbox_vm(10).named("web").identity(100),
+            netbox_vm(11).named("db").identity(101).on("pve2"),
+        ],
+    );
+    assert_eq!(out.len(), 2);
+    for o in &out {
+        assert_eq!(o.class, Class::Noop, "{o:?}");
+        assert!(o.changes.is_empty());
+    }
+    assert_eq!(of(&out, 100).netbox_id, Some(10));
+}
+
+#[test]
+fn a_new_guest_is_created_with_its_identity() {
+    let out = run(vec![guest(100).named("web").lxc()], vec![]);
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Create);
+    assert_eq!(o.netbox_id, None);
+    assert_eq!(o.name.as_deref(), Some("web"));
+    assert_eq!(change(o, "name"), (json!(null), json!("web")));
+    assert_eq!(
+        change(o, "custom_fields.proxmox_vm_id"),
+        (json!(null), json!(100))
+    );
+    assert_eq!(
+        change(o, "custom_fields.proxmox_vm_type"),
+        (json!(null), json!("lxc"))
+    );
+}
+
+#[test]
+fn the_host_adds_identity_to_a_create_when_rules_forget_it() {
+    let observed = guests(vec![guest(100).named("web")]);
+    let snap = snapshot(vec![]);
+    // Rules that return only the name.
+    let mut rules = |pairs: &[DiffPair<'_>]| -> Vec<DiffResult> {
+        pairs
+            .iter()
+            .map(|_| {
+                Ok(vec![guest_default::model::FieldChange {
+                    field: "name".into(),
+                    old: JsonText::null(),
+                    new: JsonText::string("web"),
+                }])
+            })
+            .collect()
+    };
+    let out = reconcile(&observed, &snap, &mut rules);
+    assert_eq!(
+        fields(&out[0]),
+        vec![
+            "name",
+            "custom_fields.proxmox_vm_id",
+            "custom_fields.proxmox_vm_type"
+        ]
+    );
+}
+
+#[test]
+fn a_memory_change_updates_only_memory() {
+    let out = run(
+        vec![guest(100).named("web").memory(4096)],
+        vec![netbox_vm(10).named("web").identity(100)],
+    );
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Update);
+    assert_eq!(fields(o), vec!["memory"]);
+    assert_eq!(change(o, "memory"), (json!(2048), json!(4096)));
+    assert_eq!(o.last_updated.as_deref(), Some("2026-05-01T00:00:10Z"));
+}
+
+#[test]
+fn a_rename_is_an_update_of_the_name_only() {
+    let out = run(
+        vec![guest(100).named("web-new")],
+        vec![netbox_vm(10).named("web").identity(100)],
+    );
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Update);
+    assert_eq!(fields(o), vec!["name"]);
+    assert_eq!(o.name.as_deref(), Some("web-new"));
+}
+
+#[test]
+fn a_migration_is_an_update_of_device_and_node() {
+    let out = run(
+        vec![guest(100).named("web").on("pve2")],
+        vec![netbox_vm(10).named("web").identity(100)],
+    );
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Update);
+    assert_eq!(fields(o), vec!["device", "custom_fields.proxmox_node"]);
+    assert_eq!(
+        change(o, "custom_fields.proxmox_node"),
+        (json!("pve1"), json!("pve2"))
+    );
+}
+
+#[test]
+fn an_unowned_vm_of_the_same_name_is_adopted_case_insensitively() {
+    let out = run(
+        vec![guest(100).named("web").memory(4096)],
+        vec![netbox_vm(10).named("WEB")],
+    );
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Adopt);
+    assert_eq!(o.netbox_id, Some(10));
+    assert_eq!(
+        fields(o),
+        vec![
+            "name",
+            "memory",
+            "custom_fields.proxmox_node",
+            "custom_fields.proxmox_vm_id",
+            "custom_fields.proxmox_vm_type"
+        ]
+    );
+    assert_eq!(
+        change(o, "custom_fields.proxmox_vm_id"),
+        (json!(null), json!(100))
+    );
+}
+
+#[test]
+fn adoption_stays_in_its_cluster() {
+    let out = run(
+        vec![guest(100).named("web")],
+        vec![netbox_vm(10).named("web").in_cluster("pve-b", 2)],
+    );
+    assert_eq!(of(&out, 100).class, Class::Create);
+}
+
+#[test]
+fn a_guest_with_identity_never_adopts_a_same_name_unowned_vm() {
+    let out = run(
+        vec![guest(100).named("web")],
+        vec![
+            netbox_vm(10).named("web").identity(100),
+            netbox_vm(11).named("web"),
+        ],
+    );
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Noop);
+    assert_eq!(o.netbox_id, Some(10));
+}
+
+#[test]
+fn two_unowned_candidates_make_adoption_ambiguous() {
+    let out = run(
+        vec![guest(100).named("web")],
+        vec![netbox_vm(10).named("web"), netbox_vm(11).named("Web")],
+    );
+    match &of(&out, 100).class {
+        Class::Skip(reason) => {
+            assert!(reason.contains("#10") && reason.contains("#11"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn two_new_guests_with_one_name_create_the_lowest_vmid_only() {
+    let out = run(
+        vec![guest(101).named("WEB"), guest(100).named("web")],
+        vec![],
+    );
+    assert_eq!(of(&out, 100).class, Class::Create);
+    match &of(&out, 101).class {
+        Class::Skip(reason) => {
+            assert!(
+                reason.contains("pve-a/pve1/100") && reason.contains("pve-a/pve1/101"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(of(&out, 101).changes.is_empty());
+}
+
+#[test]
+fn the_guest_already_holding_a_name_keeps_it_over_a_lower_vmid() {
+    let out = run(
+        vec![guest(100).named("web"), guest(200).named("web")],
+        vec![netbox_vm(20).named("web").identity(200)],
+    );
+    assert_eq!(of(&out, 200).class, Class::Noop);
+    assert!(matches!(of(&out, 100).class, Class::Skip(_)));
+}
+
+#[test]
+fn two_guests_never_adopt_the_same_vm() {
+    let out = run(
+        vec![guest(100).named("web"), guest(101).named("WEB")],
+        vec![netbox_vm(10).named("Web")],
+    );
+    assert_eq!(of(&out, 100).class, Class::Adopt);
+    assert!(matches!(of(&out, 101).class, Class::Skip(_)));
+}
+
+#[test]
+fn a_create_on_a_name_held_by_an_orphan_is_skipped_naming_it() {
+    // Guest 100 was destroyed; a new guest 105 got its name.
+    let out = run(
+        vec![guest(105).named("web")],
+        vec![netbox_vm(10).named("web").identity(100)],
+    );
+    match &of(&out, 105).class {
+        Class::Skip(reason) => {
+            assert!(
+                reason.contains("#10") && reason.contains("proxmox_vm_id 100"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_rename_onto_an_unowned_vm_name_is_skipped() {
+    let out = run(
+        vec![guest(100).named("db")],
+        vec![
+            netbox_vm(10).named("web").identity(100),
+            netbox_vm(11).named("db"),
+        ],
+    );
+    assert!(matches!(of(&out, 100).class, Class::Skip(_)));
+    assert!(of(&out, 100).changes.is_empty());
+}
+
+#[test]
+fn a_rename_frees_its_name_before_a_create_takes_it() {
+    // 100 renamed web -> web-old in Proxmox, a new guest 101 is called web.
+    let out = run(
+        vec![guest(100).named("web-old"), guest(101).named("web")],
+        vec![netbox_vm(10).named("web").identity(100)],
+    );
+    assert_eq!(of(&out, 100).class, Class::Update);
+    assert_eq!(of(&out, 101).class, Class::Create);
+    assert_eq!(of(&out, 101).after, vec![100]);
+    assert!(of(&out, 100).after.is_empty());
+}
+
+#[test]
+fn a_rename_onto_the_name_of_a_vm_renamed_away_is_ordered_after_it() {
+    // 101 renamed to 100's old name while 100 got a new one.
+    let out = run(
+        vec![guest(100).named("alpha"), guest(101).named("web")],
+        vec![
+            netbox_vm(10).named("web").identity(100),
+            netbox_vm(11).named("db").identity(101),
+        ],
+    );
+    assert_eq!(of(&out, 101).class, Class::Update);
+    assert_eq!(of(&out, 101).after, vec![100]);
+}
+
+#[test]
+fn swapped_names_are_skipped_as_a_cycle() {
+    let out = run(
+        vec![guest(100).named("db"), guest(101).named("web")],
+        vec![
+            netbox_vm(10).named("web").identity(100),
+            netbox_vm(11).named("db").identity(101),
+        ],
+    );
+    for vmid in [100, 101] {
+        match &of(&out, vmid).class {
+            Class::Skip(reason) => assert!(reason.contains("cycle"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_reused_vmid_of_another_type_is_an_error_not_an_overwrite() {
+    let out = run(
+        vec![guest(100).named("web").lxc()],
+        vec![netbox_vm(10).named("web").identity(100)],
+    );
+    let o = of(&out, 100);
+    match &o.class {
+        Class::Error(message) => {
+            assert!(
+                message.contains("reused") && message.contains("#10"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(o.changes.is_empty());
+}
+
+#[test]
+fn duplicate_identities_are_reported_and_left_alone() {
+    let out = run(
+        vec![guest(100).named("web").memory(4096)],
+        vec![
+            netbox_vm(10).named("web").identity(100),
+            netbox_vm(11).named("web-copy").identity(100),
+        ],
+    );
+    let o = of(&out, 100);
+    match &o.class {
+        Class::Error(message) => {
+            assert!(
+                message.contains("#10") && message.contains("#11"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(o.changes.is_empty());
+}
+
+#[test]
+fn rule_skips_and_errors_pass_through() {
+    let out = run(
+        vec![
+            guest(100).rules_skip("template"),
+            guest(101).rules_error("bad-config", "no disks"),
+        ],
+        vec![],
+    );
+    assert_eq!(of(&out, 100).class, Class::Skip("rules: template".into()));
+    assert_eq!(
+        of(&out, 101).class,
+        Class::Error("rule error bad-config: no disks".into())
+    );
+}
+
+#[test]
+fn a_diff_error_or_a_trap_fails_only_those_vms() {
+    let observed = guests(vec![guest(100), guest(101)]);
+    let snap = snapshot(vec![]);
+    let mut calls = 0;
+    let mut rules = |pairs: &[DiffPair<'_>]| -> Vec<DiffResult> {
+        calls += 1;
+        let mut out = fake_diff(pairs);
+        out[1] = Err("bad-disk: size".into());
+        out
+    };
+    let out = reconcile(&observed, &snap, &mut rules);
+    assert_eq!(calls, 1, "one batch");
+    assert_eq!(of(&out, 100).class, Class::Create);
+    assert!(matches!(&of(&out, 101).class, Class::Error(m) if m.contains("bad-disk")));
+
+    // A batch answering the wrong number of results fails the whole batch.
+    let mut short = |_: &[DiffPair<'_>]| -> Vec<DiffResult> { Vec::new() };
+    let out = reconcile(&observed, &snap, &mut short);
+    for o in &out {
+        assert!(matches!(&o.class, Class::Error(m) if m.contains("0 results for 2")));
+    }
+}
+
+#[test]
+fn an_unnamed_guest_without_identity_is_skipped() {
+    let out = run(vec![guest(100).unnamed()], vec![]);
+    assert!(matches!(&of(&out, 100).class, Class::Skip(r) if r.contains("no usable name")));
+}
+
+#[test]
+fn an_unnamed_guest_with_identity_keeps_its_name() {
+    let out = run(
+        vec![guest(100).unnamed()],
+        vec![netbox_vm(10).named("web").identity(100)],
+    );
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Noop);
+    assert_eq!(o.name.as_deref(), Some("web"));
+}
+
+#[test]
+fn a_returning_guest_loses_its_orphan_mark() {
+    let out = run(
+        vec![guest(100).named("web").tags(&["prod"])],
+        vec![
+            netbox_vm(10)
+                .named("web")
+                .identity(100)
+                .status("offline")
+                .tags(&["pve2netbox-orphan", "prod", "ops"])
+                .missing_runs(2),
+        ],
+    );
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Update);
+    assert_eq!(change(o, "status"), (json!("offline"), json!("active")));
+    let (_, tags) = change(o, "tags");
+    assert_eq!(tags, json!(["ops", "prod"]));
+    assert_eq!(
+        change(o, "custom_fields.proxmox_missing_runs"),
+        (json!(2), json!(null))
+    );
+    assert!(
+        o.journal
+            .as_ref()
+            .is_some_and(|j| j.comments.contains("back"))
+    );
+}
+
+#[test]
+fn an_unmarked_vm_gets_no_tag_change() {
+    let out = run(
+        vec![guest(100).named("web").tags(&["prod"])],
+        vec![netbox_vm(10).named("web").identity(100).tags(&["prod"])],
+    );
+    assert_eq!(of(&out, 100).class, Class::Noop);
+    assert_eq!(of(&out, 100).journal, None);
+}
+
+#[test]
+fn rules_never_rekey_an_existing_vm() {
+    let out = run(
+        vec![
+            guest(100)
+                .named("web")
+                .custom("proxmox_vm_id", JsonText::uint(999)),
+        ],
+        vec![netbox_vm(10).named("web").identity(100)],
+    );
+    assert_eq!(of(&out, 100).class, Class::Noop);
+}
+
+#[test]
+fn outcomes_are_sorted_by_cluster_then_vmid_whatever_the_input_order() {
+    let make = || {
+        vec![
+            guest(300).in_cluster("pve-b", 2),
+            guest(100),
+            guest(200).in_cluster("pve-b", 2),
+            guest(50),
+        ]
+    };
+    let out = run(make(), vec![]);
+    let mut reversed = make();
+    reversed.reverse();
+    let out2 = run(reversed, vec![]);
+    let order: Vec<(String, u32)> = out.iter().map(|o| (o.cluster.clone(), o.vmid)).collect();
+    assert_eq!(
+        order,
+        vec![
+            ("pve-a".into(), 50),
+            ("pve-a".into(), 100),
+            ("pve-b".into(), 200),
+            ("pve-b".into(), 300)
+        ]
+    );
+    assert_eq!(out, out2);
+}
+
+#[test]
+fn identity_fields_are_read_leniently() {
+    let record = netbox_vm(10)
+        .cf("proxmox_vm_id", JsonText("\"100\"".into()))
+        .build();
+    assert_eq!(record.identity, IdentityField::Valid(100));
+    let record = netbox_vm(10)
+        .cf("proxmox_vm_id", JsonText("\"abc\"".into()))
+        .build();
+    assert!(matches!(record.identity, IdentityField::Invalid(_)));
+    let record = netbox_vm(10).build();
+    assert_eq!(record.identity, IdentityField::Absent);
+}
+
+#[test]
+fn a_vm_with_an_invalid_identity_is_neither_adopted_nor_overwritten() {
+    let out = run(
+        vec![guest(100).named("web")],
+        vec![
+            netbox_vm(10)
+                .named("web")
+                .cf("proxmox_vm_id", JsonText("\"abc\"".into())),
+        ],
+    );
+    match &of(&out, 100).class {
+        Class::Skip(reason) => assert!(reason.contains("invalid proxmox_vm_id"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn vms_already_sharing_a_name_in_netbox_are_left_as_they_are() {
+    // NetBox allows equal names in different tenants; both exist today.
+    let out = run(
+        vec![
+            guest(100).named("web"),
+            guest(101).named("web").memory(4096),
+        ],
+        vec![
+            netbox_vm(10).named("web").identity(100),
+            netbox_vm(11).named("web").identity(101),
+        ],
+    );
+    assert_eq!(of(&out, 100).class, Class::Noop);
+    assert_eq!(of(&out, 101).class, Class::Update);
+    assert!(of(&out, 101).after.is_empty());
+}
+
+#[test]
+fn a_container_matches_its_own_type_and_updates_memory() {
+    let out = run(
+        vec![guest(100).named("ct").lxc().memory(512)],
+        vec![netbox_vm(10).named("ct").identity(100).lxc().memory(1024)],
+    );
+    let o = of(&out, 100);
+    assert_eq!(o.class, Class::Update);
+    assert_eq!(change(o, "memory"), (json!(1024), json!(512)));
+    assert_eq!(fields(o), vec!["memory"]);
+}

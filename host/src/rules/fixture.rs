@@ -1,0 +1,87 @@
+//! Runs one guest (and optionally its NetBox record) through a loaded module, phase by phase,
+//! the way `guest_default::model::Fixture::run` does natively: normalize-desired, then
+//! normalize-current when the guest is not skipped and a record exists, then diff. A phase that
+//! returns a rule error stops the run. Used by `rules test` and `rules eval`.
+
+use guest_default::model::{
+    Context, Desired, DiffInput, Fixture, FixtureOutcome, Guest, NetboxVm, RuleError,
+    merge_policies,
+};
+
+use super::{RulesError, RulesModule};
+
+/// The outcome of one case and the fuel its calls consumed.
+#[derive(Clone, Debug)]
+pub struct CaseRun {
+    pub outcome: FixtureOutcome,
+    /// Fuel of all calls of the case (instantiation excluded).
+    pub fuel: u64,
+}
+
+/// The context to call with: the module's default policies with `ctx.policies` as overrides.
+pub fn effective_context(module: &RulesModule, ctx: &Context) -> Result<Context, RulesError> {
+    let mut out = ctx.clone();
+    out.policies = merge_policies(module.default_policies()?, &ctx.policies);
+    Ok(out)
+}
+
+fn single<T>(items: Vec<Result<T, RuleError>>) -> Result<T, RuleError> {
+    items.into_iter().next().unwrap_or_else(|| {
+        Err(RuleError::new(
+            "no-result",
+            "the module returned no result for the single input",
+        ))
+    })
+}
+
+/// Runs one case with an already effective context.
+pub fn run_case(
+    module: &RulesModule,
+    ctx: &Context,
+    guest: Guest,
+    current: Option<NetboxVm>,
+) -> Result<CaseRun, RulesError> {
+    let mut fuel = 0;
+    let mut outcome = FixtureOutcome::default();
+    let d = module.normalize_desired(ctx, vec![guest])?;
+    fuel += d.fuel;
+    let desired = single(d.items);
+    let desired_vm = match &desired {
+        Ok(Desired::Vm(d)) => Some(d.vm.clone()),
+        _ => None,
+    };
+    outcome.desired = Some(desired);
+    let Some(desired_vm) = desired_vm else {
+        return Ok(CaseRun { outcome, fuel });
+    };
+    let current = match current {
+        None => None,
+        Some(record) => {
+            let c = module.normalize_current(ctx, vec![record])?;
+            fuel += c.fuel;
+            let c = single(c.items);
+            let vm = c.as_ref().ok().cloned();
+            outcome.current = Some(c);
+            match vm {
+                Some(vm) => Some(vm),
+                None => return Ok(CaseRun { outcome, fuel }),
+            }
+        }
+    };
+    let changes = module.diff(
+        ctx,
+        vec![DiffInput {
+            desired: desired_vm,
+            current,
+        }],
+    )?;
+    fuel += changes.fuel;
+    outcome.changes = Some(single(changes.items));
+    Ok(CaseRun { outcome, fuel })
+}
+
+/// Runs a fixture through the module.
+pub fn run_fixture(module: &RulesModule, fixture: &Fixture) -> Result<CaseRun, RulesError> {
+    let ctx = effective_context(module, &fixture.context)?;
+    run_case(module, &ctx, fixture.guest.clone(), fixture.current.clone())
+}

@@ -1,0 +1,239 @@
+//! Per-call resource limits of a rule module: fuel, memory and an optional wall-clock deadline.
+//!
+//! Every batch call gets a fresh `Store`, so every limit here is per batch call. Fuel is the
+//! primary bound: it is deterministic (the same module and input always stop at the same point),
+//! budgetable (`rules test` reports it per fixture, as Shopify's function-runner does) and needs
+//! no thread. The epoch deadline is an optional second, wall-clock bound for operators who want
+//! one; it costs 10–30% per call when enabled, so it is off by default.
+
+use std::time::Duration;
+
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+
+/// Fuel for a call with no items. Why: a module's per-call set-up (parsing `settings`, indexing
+/// `known`) costs a few hundred thousand units; 20 M leaves two orders of magnitude of headroom.
+pub const DEFAULT_FUEL_BASE: u64 = 20_000_000;
+
+/// Fuel for instantiating the module before each call (its start-up code), apart from the call's
+/// budget so the budget measures the call alone. Why: a Rust component starts in a few thousand
+/// units; 10 M stops a module stuck in its start function without ever limiting a real one.
+pub const INSTANTIATE_FUEL: u64 = 10_000_000;
+
+/// Fuel of the `info` call made when a module is loaded. Why: `info` returns three strings;
+/// a fixed budget keeps loading independent of the configured per-call limits.
+pub const LOAD_FUEL: u64 = 10_000_000;
+
+/// Fuel per item of a batch (guest, record or pair). Why: the default rules use about 10–20 k
+/// units per VM and call (`rules bench` prints the exact figure); 2 M is 100x that, so a site's
+/// heavier rules fit, while a runaway loop in a 1000-item batch stops after ~2 G units (about a
+/// second).
+pub const DEFAULT_FUEL_PER_ITEM: u64 = 2_000_000;
+
+/// Linear memory per store, in bytes. Why: a batch of 1000 guests with full configs and the
+/// context is a few MB inside the guest; 256 MiB is ample headroom and still bounds a memory hog
+/// well below what a small sync host has.
+pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
+
+/// Table elements per store. Why: Rust components use a few hundred (function pointers); the
+/// wasmtime default is unlimited.
+pub const DEFAULT_TABLE_ELEMENTS: usize = 100_000;
+
+/// How often the epoch ticker thread advances the engine's epoch when a deadline is set. Why:
+/// 10 ms is the granularity wasmtime's examples use; a deadline is rounded up to whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bytes of a guest's stderr kept per call, to show a panic message in the error. Why: a panic
+/// message is a few hundred bytes; more is noise. Writes beyond it fail like a closed pipe.
+pub const GUEST_STDERR_CAPTURE_BYTES: usize = 16 << 10;
+
+/// The limits of every batch call, configurable per runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel for a call regardless of its size (instantiation has its own `INSTANTIATE_FUEL`).
+    pub fuel_base: u64,
+    /// Fuel added per item of the batch.
+    pub fuel_per_item: u64,
+    /// Maximum linear memory of the module's store, in bytes.
+    pub memory_bytes: usize,
+    /// Optional wall-clock bound per call; `None` (the default) relies on fuel alone.
+    pub deadline: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel_base: DEFAULT_FUEL_BASE,
+            fuel_per_item: DEFAULT_FUEL_PER_ITEM,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            deadline: None,
+        }
+    }
+}
+
+impl Limits {
+    /// The fuel budget of a call with `items` items (saturating).
+    pub fn fuel_for(&self, items: usize) -> u64 {
+        self.fuel_base
+            .saturating_add(self.fuel_per_item.saturating_mul(items as u64))
+    }
+
+    /// The deadline in epoch ticks, rounded up, at least one.
+    pub(crate) fn deadline_ticks(&self) -> Option<u64> {
+        self.deadline.map(|d| {
+            let tick = EPOCH_TICK.as_nanos();
+            (d.as_nanos().div_ceil(tick)).max(1) as u64
+        })
+    }
+}
+
+/// Which limit stopped a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LimitHit {
+    /// The fuel budget ran out.
+    Fuel {
+        /// The budget of the call.
+        budget: u64,
+        /// The items it was computed for.
+        items: usize,
+        /// The limits it was computed from.
+        base: u64,
+        per_item: u64,
+    },
+    /// The module tried to grow its memory past the limit.
+    Memory {
+        /// The limit, in bytes.
+        limit: usize,
+        /// The size it asked for, in bytes.
+        requested: usize,
+    },
+    /// The wall-clock deadline passed.
+    Deadline(Duration),
+}
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitHit::Fuel {
+                budget,
+                items,
+                base,
+                per_item,
+            } => write!(
+                f,
+                "fuel limit ({budget} units = {base} base + {per_item} per item x {items} items)"
+            ),
+            LimitHit::Memory { limit, requested } => write!(
+                f,
+                "memory limit ({limit} bytes = {} MiB per call; the module asked for {requested} bytes)",
+                limit >> 20
+            ),
+            LimitHit::Deadline(d) => write!(f, "wall-clock deadline ({} ms)", d.as_millis()),
+        }
+    }
+}
+
+/// `StoreLimits` (with `memory_size` set: it is unlimited otherwise) plus a record of the growth
+/// it refused, because a refused growth surfaces as a guest trap (`unreachable` in Rust's OOM
+/// handler, or wasmtime's "forcing trap" error) that is not a `wasmtime::Trap` to classify.
+pub(crate) struct Limiter {
+    inner: StoreLimits,
+    memory_bytes: usize,
+    /// The memory size a refused `memory.grow` asked for.
+    pub(crate) refused_memory: Option<usize>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .table_elements(DEFAULT_TABLE_ELEMENTS)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_bytes: limits.memory_bytes,
+            refused_memory: None,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.refused_memory = Some(desired);
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuel_budget_is_base_plus_per_item() {
+        let l = Limits {
+            fuel_base: 10,
+            fuel_per_item: 3,
+            ..Limits::default()
+        };
+        assert_eq!(l.fuel_for(0), 10);
+        assert_eq!(l.fuel_for(4), 22);
+        let huge = Limits {
+            fuel_base: u64::MAX,
+            ..l
+        };
+        assert_eq!(huge.fuel_for(5), u64::MAX);
+    }
+
+    #[test]
+    fn deadline_rounds_up_to_whole_ticks() {
+        let mut l = Limits::default();
+        assert_eq!(l.deadline_ticks(), None);
+        l.deadline = Some(Duration::from_millis(1));
+        assert_eq!(l.deadline_ticks(), Some(1));
+        l.deadline = Some(Duration::from_millis(25));
+        assert_eq!(l.deadline_ticks(), Some(3));
+    }
+
+    #[test]
+    fn limiter_records_refused_growth_only() {
+        let limits = Limits {
+            memory_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let mut lim = Limiter::new(&limits);
+        assert!(lim.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(lim.refused_memory, None);
+        assert!(
+            lim.memory_growing(1 << 20, (1 << 20) + 65536, None)
+                .is_err()
+        );
+        assert_eq!(lim.refused_memory, Some((1 << 20) + 65536));
+    }
+}

@@ -1,0 +1,615 @@
+//! The rules runtime: runs rule components (WIT `pve2netbox:rules`) under wasmtime.
+//!
+//! Edges: it takes and returns `guest_default::model` types and knows nothing of HTTP, Proxmox
+//! or NetBox. One [`RulesRuntime`] owns the wasmtime `Engine` (fuel metering on; epoch
+//! interruption only when a wall-clock deadline is configured), the on-disk cache of compiled
+//! components and the [`Limits`]. A [`RulesModule`] is a loaded, checked component: its WIT
+//! version was read from its exports before instantiation, its imports were checked against the
+//! allowed set, and its `info` was read. Each batch call gets a fresh `Store` (a trapped instance
+//! is poisoned); a trap or an exceeded limit fails that call with an error naming the module, the
+//! limit and the batch, and the module stays usable for the next batch.
+//!
+//! Layout: `loader` (what a file is), `cache` (compiled artifacts on disk), `store` (the per-call
+//! store and its WASI context, which grants nothing), `limits`, `error`, `v0_1_0` (bindings of
+//! WIT 0.1.0; `latest` points at it), `convert` (model <-> bindings), `fixture` (running
+//! `rules test` fixtures), `generate` and `bench` (the `rules bench` workload).
+
+pub mod bench;
+mod cache;
+mod convert;
+mod error;
+pub mod fixture;
+pub mod generate;
+mod limits;
+mod loader;
+mod store;
+mod v0_1_0;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use guest_default::model::{
+    Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm, RuleError,
+    Vm,
+};
+use wasmtime::component::{Instance, InstancePre, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+pub use cache::{CacheMode, LoadKind, default_dir as default_cache_dir};
+pub use error::{BatchRef, ModuleLabel, RulesError};
+pub use limits::{
+    DEFAULT_FUEL_BASE, DEFAULT_FUEL_PER_ITEM, DEFAULT_MEMORY_BYTES, EPOCH_TICK, INSTANTIATE_FUEL,
+    LOAD_FUEL, LimitHit, Limits,
+};
+
+use store::State;
+use v0_1_0 as latest;
+
+/// The default rules component, built by `build.rs` from `guest-default/`.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/default_rules.rs"));
+}
+
+/// The source label of the embedded module.
+pub const EMBEDDED_SOURCE: &str = "embedded default";
+
+/// Items per batch call the pipeline should use. Why: per-VM cost is lowest around 1000 (call
+/// overhead amortized, guest memory growth still small); see the toolchain measurements.
+pub const DEFAULT_BATCH_SIZE: usize = 1000;
+
+/// The embedded default component's bytes.
+pub fn default_component_bytes() -> &'static [u8] {
+    embedded::DEFAULT_RULES_WASM
+}
+
+/// How to build a [`RulesRuntime`].
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeConfig {
+    /// Per-call limits.
+    pub limits: Limits,
+    /// Where compiled components are cached.
+    pub cache: CacheMode,
+}
+
+/// The results of one batch call, one per input in order, and the fuel the call consumed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchOutput<T> {
+    pub items: Vec<T>,
+    /// Fuel consumed by the call itself (instantiation excluded).
+    pub fuel: u64,
+}
+
+/// The WASM side of the host: one engine, the component cache and the limits.
+pub struct RulesRuntime {
+    engine: Engine,
+    linker: Linker<State>,
+    cache: cache::ComponentCache,
+    limits: Limits,
+    ticker: Option<Ticker>,
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while a deadline is configured.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl RulesRuntime {
+    /// Creates the engine (fuel on; epoch interruption only with a deadline), the linker (WASI
+    /// p2, sync) and the cache.
+    pub fn new(cfg: RuntimeConfig) -> Result<Self, RulesError> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        config.epoch_interruption(cfg.limits.deadline.is_some());
+        let engine = Engine::new(&config).map_err(|e| RulesError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::<State>::new(&engine);
+        // Every WASI p2 interface is linked (Rust's std needs io and cli even when unused), but
+        // the loader refuses components that import filesystem, sockets or clocks, and the WASI
+        // context of each store grants nothing (see `store::new_store`).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| latest::add_to_linker(&mut linker))
+            .map_err(|e| RulesError::Engine(format!("linking WASI: {e:#}")))?;
+
+        let ticker = cfg.limits.deadline.map(|_| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (e, s) = (engine.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name("rules-epoch".into())
+                .spawn(move || {
+                    while !s.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        e.increment_epoch();
+                    }
+                })
+                .ok();
+            Ticker { stop, thread }
+        });
+
+        let cache = cache::ComponentCache::new(&engine, &cfg.cache);
+        Ok(RulesRuntime {
+            engine,
+            linker,
+            cache,
+            limits: cfg.limits,
+            ticker,
+        })
+    }
+
+    /// The limits every call of modules loaded by this runtime gets.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The cache directory, when caching.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache.dir()
+    }
+
+    /// Loads the embedded default rules.
+    pub fn load_default(&self) -> Result<RulesModule, RulesError> {
+        self.load_bytes(default_component_bytes(), EMBEDDED_SOURCE.to_string())
+    }
+
+    /// Loads a rule component from a `.wasm` file.
+    pub fn load_file(&self, path: &Path) -> Result<RulesModule, RulesError> {
+        let bytes = std::fs::read(path).map_err(|source| RulesError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.load_bytes(&bytes, path.display().to_string())
+    }
+
+    /// Loads a rule component from its bytes; `source` names it in messages.
+    pub fn load_bytes(&self, bytes: &[u8], source: String) -> Result<RulesModule, RulesError> {
+        let started = Instant::now();
+        let mut label = ModuleLabel { source, name: None };
+        loader::check_header(bytes, &label)?;
+        let (component, load_kind) =
+            self.cache
+                .load(&self.engine, bytes)
+                .map_err(|e| RulesError::Load {
+                    module: Box::new(label.clone()),
+                    phase: "compile",
+                    message: format!("{e:#}"),
+                })?;
+        let compile_time = started.elapsed();
+        // The version is read from the component's type, before anything is linked or run.
+        let inspection = loader::inspect(&self.engine, &component, &label)?;
+        let (pre, exports) = match inspection.wit {
+            (0, 1, _) => {
+                let link_err = |message: String| RulesError::Load {
+                    module: Box::new(label.clone()),
+                    phase: "link",
+                    message,
+                };
+                let exports =
+                    latest::Exports::new(&component, &inspection.interface).map_err(link_err)?;
+                let pre = self
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| link_err(format!("{e:#}")))?;
+                (pre, exports)
+            }
+            other => {
+                // `loader::inspect` only lets supported versions through.
+                return Err(RulesError::UnsupportedWorld {
+                    module: Box::new(label),
+                    found: format!("it implements WIT {other:?}"),
+                    supported: loader::supported_text(),
+                });
+            }
+        };
+        let mut module = RulesModule {
+            inner: Arc::new(ModuleInner {
+                engine: self.engine.clone(),
+                pre,
+                exports,
+                limits: self.limits.clone(),
+                label: label.clone(),
+                info: ModuleInfo {
+                    name: String::new(),
+                    version: String::new(),
+                    wit_version: String::new(),
+                },
+                inspection,
+                load: LoadStats {
+                    kind: load_kind,
+                    compile: compile_time,
+                    total: Duration::ZERO,
+                },
+            }),
+        };
+        let info = module
+            .call("info", 0, BatchRef::default, |store, inst, ex| {
+                // Signatures are checked once here, so later calls cannot fail on them.
+                ex.typecheck(inst, store)?;
+                ex.info(inst, store)
+            })
+            .map_err(|e| match e {
+                RulesError::Trap { message, .. } | RulesError::Contract { message, .. } => {
+                    RulesError::Load {
+                        module: Box::new(label.clone()),
+                        phase: "info",
+                        message,
+                    }
+                }
+                other => other,
+            })?
+            .0;
+        let info = convert::info_from(info);
+        label.name = Some(format!("{} {}", info.name, info.version));
+        let inner = Arc::get_mut(&mut module.inner).expect("not shared yet");
+        let (w0, w1, w2) = inner.inspection.wit;
+        if info.wit_version != format!("{w0}.{w1}.{w2}") {
+            tracing::warn!(
+                module = %label,
+                claimed = %info.wit_version,
+                exported = %inner.inspection.interface,
+                "the module's info() names a WIT version other than the one it exports; trusting the export"
+            );
+        }
+        inner.info = info;
+        inner.label = label;
+        inner.load.total = started.elapsed();
+        tracing::debug!(
+            module = %inner.label,
+            load = ?inner.load.kind,
+            compile_ms = inner.load.compile.as_secs_f64() * 1e3,
+            "rules module loaded"
+        );
+        Ok(module)
+    }
+}
+
+impl Drop for RulesRuntime {
+    fn drop(&mut self) {
+        self.ticker.take();
+    }
+}
+
+/// How long loading took, and whether the compiled code came from the cache.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadStats {
+    pub kind: LoadKind,
+    /// Compile or deserialize.
+    pub compile: Duration,
+    /// Everything, including the `info` call.
+    pub total: Duration,
+}
+
+/// A loaded rule module. Cheap to clone, `Send + Sync`: the pre-linked instance is shared, and
+/// every call makes its own store.
+#[derive(Clone)]
+pub struct RulesModule {
+    inner: Arc<ModuleInner>,
+}
+
+struct ModuleInner {
+    engine: Engine,
+    pre: InstancePre<State>,
+    exports: latest::Exports,
+    limits: Limits,
+    label: ModuleLabel,
+    info: ModuleInfo,
+    inspection: loader::Inspection,
+    load: LoadStats,
+}
+
+fn guest_id(g: &latest::types::Guest) -> String {
+    format!("{}/{}/{}", g.cluster, g.node, g.vmid)
+}
+
+fn batch_of<T>(items: &[T], id: impl Fn(usize, &T) -> String) -> BatchRef {
+    BatchRef {
+        index: None,
+        items: items.len(),
+        first: items.first().map(|t| id(0, t)),
+        last: items.last().map(|t| id(items.len() - 1, t)),
+    }
+}
+
+impl RulesModule {
+    /// Name, version and WIT version, as the module reports them.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.inner.info
+    }
+
+    /// "embedded default" or the file path.
+    pub fn source(&self) -> &str {
+        &self.inner.label.source
+    }
+
+    /// The label used in error messages.
+    pub fn label(&self) -> &ModuleLabel {
+        &self.inner.label
+    }
+
+    /// The exported rules interface, e.g. `pve2netbox:rules/reconcile@0.1.0`.
+    pub fn interface(&self) -> &str {
+        &self.inner.inspection.interface
+    }
+
+    /// The WIT version of the exported interface (`0.1.0`), read from the component's type.
+    pub fn wit_version(&self) -> String {
+        let (a, b, c) = self.inner.inspection.wit;
+        format!("{a}.{b}.{c}")
+    }
+
+    /// The functions the rules interface exports.
+    pub fn functions(&self) -> &[String] {
+        &self.inner.inspection.functions
+    }
+
+    /// The component's imports.
+    pub fn imports(&self) -> &[String] {
+        &self.inner.inspection.imports
+    }
+
+    /// Load timing and cache use.
+    pub fn load_stats(&self) -> LoadStats {
+        self.inner.load
+    }
+
+    /// The limits of each call.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The module's default ownership of each field.
+    pub fn default_policies(&self) -> Result<Vec<FieldPolicy>, RulesError> {
+        let (out, _) = self.call(
+            "default-policies",
+            0,
+            BatchRef::default,
+            |store, inst, ex| ex.default_policies(inst, store),
+        )?;
+        Ok(out.into_iter().map(convert::policy_from).collect())
+    }
+
+    /// Proxmox guests to desired VMs, one result per guest, in order.
+    pub fn normalize_desired(
+        &self,
+        ctx: &Context,
+        guests: Vec<Guest>,
+    ) -> Result<BatchOutput<Result<Desired, RuleError>>, RulesError> {
+        let wctx = convert::context_to(ctx);
+        let input: Vec<_> = guests.into_iter().map(convert::guest_to).collect();
+        let n = input.len();
+        let (out, fuel) = self.call(
+            "normalize-desired",
+            n,
+            || batch_of(&input, |_, g| guest_id(g)),
+            |store, inst, ex| ex.normalize_desired(inst, store, &wctx, &input),
+        )?;
+        let items = self.check_len("normalize-desired", n, out, || {
+            batch_of(&input, |_, g| guest_id(g))
+        })?;
+        Ok(BatchOutput {
+            items: items
+                .into_iter()
+                .map(|r| {
+                    r.map(convert::desired_from)
+                        .map_err(convert::rule_error_from)
+                })
+                .collect(),
+            fuel,
+        })
+    }
+
+    /// NetBox records to the comparable shape, one result per record, in order.
+    pub fn normalize_current(
+        &self,
+        ctx: &Context,
+        records: Vec<NetboxVm>,
+    ) -> Result<BatchOutput<Result<Vm, RuleError>>, RulesError> {
+        let wctx = convert::context_to(ctx);
+        let input: Vec<_> = records.into_iter().map(convert::netbox_vm_to).collect();
+        let n = input.len();
+        let id = |_: usize, r: &latest::types::NetboxVm| format!("netbox VM {} ({})", r.id, r.name);
+        let (out, fuel) = self.call(
+            "normalize-current",
+            n,
+            || batch_of(&input, id),
+            |store, inst, ex| ex.normalize_current(inst, store, &wctx, &input),
+        )?;
+        let items = self.check_len("normalize-current", n, out, || batch_of(&input, id))?;
+        Ok(BatchOutput {
+            items: items
+                .into_iter()
+                .map(|r| r.map(convert::vm_from).map_err(convert::rule_error_from))
+                .collect(),
+            fuel,
+        })
+    }
+
+    /// Field changes per pair, honouring `ctx.policies`, one result per pair, in order.
+    pub fn diff(
+        &self,
+        ctx: &Context,
+        pairs: Vec<DiffInput>,
+    ) -> Result<BatchOutput<Result<Vec<FieldChange>, RuleError>>, RulesError> {
+        let wctx = convert::context_to(ctx);
+        let input: Vec<_> = pairs.into_iter().map(convert::diff_input_to).collect();
+        let n = input.len();
+        let id = |i: usize, p: &latest::types::DiffInput| match &p.desired.name {
+            latest::types::TextField::Set(name) => format!("pair {i} ({name})"),
+            _ => format!("pair {i}"),
+        };
+        let (out, fuel) = self.call(
+            "diff",
+            n,
+            || batch_of(&input, id),
+            |store, inst, ex| ex.diff(inst, store, &wctx, &input),
+        )?;
+        let items = self.check_len("diff", n, out, || batch_of(&input, id))?;
+        Ok(BatchOutput {
+            items: items
+                .into_iter()
+                .map(|r| {
+                    r.map(|cs| cs.into_iter().map(convert::change_from).collect())
+                        .map_err(convert::rule_error_from)
+                })
+                .collect(),
+            fuel,
+        })
+    }
+
+    fn check_len<T>(
+        &self,
+        call: &'static str,
+        expected: usize,
+        out: Vec<T>,
+        batch: impl FnOnce() -> BatchRef,
+    ) -> Result<Vec<T>, RulesError> {
+        if out.len() == expected {
+            return Ok(out);
+        }
+        Err(RulesError::Contract {
+            module: Box::new(self.inner.label.clone()),
+            call,
+            batch: Box::new(batch()),
+            message: format!(
+                "returned {} results for {expected} inputs (one per input, in order, is required)",
+                out.len()
+            ),
+        })
+    }
+
+    /// One call in a fresh store: instantiate (fuel `INSTANTIATE_FUEL`), set the call's budget
+    /// (`LOAD_FUEL` for `info`, else the limits' budget for `items`), call, and classify a
+    /// failure by the limit that caused it.
+    fn call<R>(
+        &self,
+        call: &'static str,
+        items: usize,
+        batch: impl FnOnce() -> BatchRef,
+        f: impl FnOnce(&mut Store<State>, &Instance, &latest::Exports) -> wasmtime::Result<R>,
+    ) -> Result<(R, u64), RulesError> {
+        let inner = &*self.inner;
+        let limits = &inner.limits;
+        let budget = if call == "info" {
+            LOAD_FUEL
+        } else {
+            limits.fuel_for(items)
+        };
+        let mut store = store::new_store(&inner.engine, limits);
+        let mut instantiated = false;
+        let run = |store: &mut Store<State>| -> wasmtime::Result<R> {
+            store.set_fuel(INSTANTIATE_FUEL)?;
+            let instance = inner.pre.instantiate(&mut *store)?;
+            instantiated = true;
+            store.set_fuel(budget)?;
+            f(store, &instance, &inner.exports)
+        };
+        let result = run(&mut store);
+        match result {
+            Ok(r) => {
+                let left = store.get_fuel().unwrap_or(0);
+                Ok((r, budget.saturating_sub(left)))
+            }
+            // A module stuck in its start-up code ran out of the instantiation allowance.
+            Err(e) if !instantiated => Err(self.classify(
+                &store,
+                e,
+                call,
+                (0, INSTANTIATE_FUEL, INSTANTIATE_FUEL, 0),
+                batch(),
+            )),
+            Err(e) => Err(self.classify(
+                &store,
+                e,
+                call,
+                (items, budget, limits.fuel_base, limits.fuel_per_item),
+                batch(),
+            )),
+        }
+    }
+
+    fn classify(
+        &self,
+        store: &Store<State>,
+        err: wasmtime::Error,
+        call: &'static str,
+        (items, budget, base, per_item): (usize, u64, u64, u64),
+        batch: BatchRef,
+    ) -> RulesError {
+        let batch = Box::new(batch);
+        let inner = &*self.inner;
+        let module = Box::new(inner.label.clone());
+        let limit = if let Some(requested) = store.data().limiter.refused_memory {
+            Some(LimitHit::Memory {
+                limit: inner.limits.memory_bytes,
+                requested,
+            })
+        } else {
+            match err.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => Some(LimitHit::Fuel {
+                    budget,
+                    items,
+                    base,
+                    per_item,
+                }),
+                Some(Trap::Interrupt) => inner.limits.deadline.map(LimitHit::Deadline),
+                _ => None,
+            }
+        };
+        match limit {
+            Some(limit) => RulesError::Limit {
+                module,
+                call,
+                batch,
+                limit,
+            },
+            None => RulesError::Trap {
+                module,
+                call,
+                batch,
+                message: trap_message(&err),
+                guest_stderr: store.data().stderr_tail(),
+            },
+        }
+    }
+}
+
+/// The trap's cause and the top of the wasm backtrace, on one line each.
+fn trap_message(err: &wasmtime::Error) -> String {
+    let cause = err
+        .downcast_ref::<Trap>()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| err.root_cause().to_string());
+    let context = err.to_string();
+    if context == cause || context.is_empty() {
+        cause
+    } else {
+        // `context` is "error while executing at wasm backtrace: ..." (several lines); keep the
+        // first frames so the function is visible.
+        let frames: Vec<&str> = context.lines().take(4).map(str::trim).collect();
+        format!("{cause} ({})", frames.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn module_is_send_and_sync() {
+        assert_send_sync::<RulesModule>();
+        assert_send_sync::<RulesRuntime>();
+    }
+}

@@ -1,0 +1,645 @@
+//! The sync orchestrator: config -> preflight -> (Proxmox read ∥ NetBox snapshot) -> reconcile
+//! (rules in batches) -> plan -> dispatch -> task history -> report. One function per mode:
+//! `sync` writes, `dry-run` and `plan` stop after the plan and create nothing, `apply` carries
+//! out a saved plan after refusing targets that changed since.
+//!
+//! Edges: the phases are their own modules (pure ones in `reconcile`, `orphans`, `plan`,
+//! `report`; I/O in `preflight`, `proxmox_read`, `snapshot`, `dispatch`, `task_history`); this
+//! module only sequences them, times them and fills the run report. The rules module is called
+//! through [`RulesDiffer`], which batches and turns a trapped batch into per-VM errors.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use guest_default::model::{
+    Context, DiffInput, FieldPolicy, Guest, JsonText, NetboxVm, Ownership as RuleOwnership,
+    merge_policies,
+};
+
+use crate::config::{Config, OrphanPolicy, Ownership};
+use crate::dispatch::{self, DispatchSettings};
+use crate::http::RequestCounters;
+use crate::netbox::{NetboxClient, NetboxError};
+use crate::orphans::{self, OrphanSettings};
+use crate::plan::{OpKind, Operation, Plan};
+use crate::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
+use crate::progress::Progress;
+use crate::proxmox_read::{self, Discovery, ReadGuest};
+use crate::reconcile::{
+    self, Class, DiffPair, DiffResult, Differ, ObservedGuest, RulesResult, VmOutcome,
+};
+use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
+use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
+use crate::snapshot::{self, SnapshotError};
+use crate::task_history::{self, TaskTarget};
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub enum RunMode {
+    /// Reconcile and write.
+    Sync,
+    /// Reconcile and report what would be written.
+    DryRun,
+    /// Like `DryRun`; the caller saves the plan.
+    Plan,
+    /// Carry out a saved plan.
+    Apply(Box<Plan>),
+}
+
+impl RunMode {
+    fn report_mode(&self) -> Mode {
+        match self {
+            RunMode::Sync => Mode::Sync,
+            RunMode::DryRun => Mode::DryRun,
+            RunMode::Plan => Mode::Plan,
+            RunMode::Apply(_) => Mode::Apply,
+        }
+    }
+
+    fn is_preview(&self) -> bool {
+        matches!(self, RunMode::DryRun | RunMode::Plan)
+    }
+}
+
+/// A run's inputs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: Config,
+    /// Rule module replacing the config's and the embedded default.
+    pub rules: Option<PathBuf>,
+    pub mode: RunMode,
+    pub progress: Progress,
+}
+
+/// A run's result.
+#[derive(Debug)]
+pub struct RunResult {
+    pub report: RunReport,
+    pub plan: Plan,
+    pub exit_code: u8,
+}
+
+/// A run that could not do its job (exit 1). Per-VM and per-scope failures are not errors here:
+/// they are in the report.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("sync: netbox client: {0}")]
+    Netbox(#[source] Box<NetboxError>),
+    #[error("sync: loading the rules: {0}")]
+    Rules(#[source] Box<RulesError>),
+    #[error(transparent)]
+    Preflight(Box<PreflightError>),
+    #[error(transparent)]
+    Snapshot(Box<SnapshotError>),
+    #[error("apply: re-reading the plan's targets: {0}")]
+    Stale(#[source] Box<NetboxError>),
+    #[error("sync: no Proxmox endpoint could be read: {0}")]
+    NoEndpoint(String),
+}
+
+impl From<PreflightError> for SyncError {
+    fn from(e: PreflightError) -> Self {
+        SyncError::Preflight(Box::new(e))
+    }
+}
+
+impl From<SnapshotError> for SyncError {
+    fn from(e: SnapshotError) -> Self {
+        SyncError::Snapshot(Box::new(e))
+    }
+}
+
+/// Loads the rule module: `path`, else the embedded default.
+pub fn load_rules(path: Option<&Path>) -> Result<(RulesRuntime, RulesModule), SyncError> {
+    let rules = |e: RulesError| SyncError::Rules(Box::new(e));
+    let runtime = RulesRuntime::new(RuntimeConfig::default()).map_err(rules)?;
+    let module = match path {
+        Some(p) => runtime.load_file(p),
+        None => runtime.load_default(),
+    }
+    .map_err(rules)?;
+    Ok((runtime, module))
+}
+
+fn rules_info(module: &RulesModule) -> RulesInfo {
+    let info = module.info();
+    RulesInfo {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        wit: info.wit_version.clone(),
+    }
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs one sync, dry-run, plan or apply.
+pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
+    let started = Instant::now();
+    let config = &opts.config;
+    let rules_path = opts.rules.clone().or_else(|| config.sync.rules.clone());
+    // Rules first: a bad module fails before any request.
+    let (_runtime, module) = load_rules(rules_path.as_deref())?;
+    let pve_counters = Arc::new(RequestCounters::default());
+    let nb_counters = Arc::new(RequestCounters::default());
+    let netbox = NetboxClient::new(&config.netbox, &config.timeouts, nb_counters.clone())
+        .map_err(|e| SyncError::Netbox(Box::new(e)))?;
+    let mut report = RunReport::new(opts.mode.report_mode());
+    report.rules = rules_info(&module);
+    let progress = &opts.progress;
+
+    // Preflight (with the discovery of the Proxmox clusters it makes NetBox clusters for).
+    let t = Instant::now();
+    let bar = progress.phase("preflight", None);
+    let discovery = proxmox_read::discover(config, pve_counters.clone()).await;
+    if discovery.endpoints.is_empty() {
+        let why = discovery
+            .errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(SyncError::NoEndpoint(if why.is_empty() {
+            "no [[proxmox]] endpoint configured".into()
+        } else {
+            why
+        }));
+    }
+    let input = PreflightInput {
+        clusters: discovery
+            .endpoints
+            .iter()
+            .map(|e| ClusterSpec {
+                name: e.cluster().to_owned(),
+                nodes: e.status.nodes.iter().map(|n| n.name.clone()).collect(),
+            })
+            .collect(),
+        site: config.sync.site.clone(),
+        orphans: config.sync.orphans,
+        dry_run: opts.mode.is_preview(),
+    };
+    let pre = preflight::run(&netbox, &input).await?;
+    bar.finish(&format!(
+        "{} clusters, {} objects created, {} missing",
+        pre.cluster_ids.len(),
+        pre.created,
+        pre.pending.len()
+    ));
+    report.phases_ms.preflight = ms(t);
+
+    if let RunMode::Apply(plan) = &opts.mode {
+        let plan = (**plan).clone();
+        return apply(
+            &netbox,
+            config,
+            &pre,
+            plan,
+            report,
+            progress,
+            &discovery,
+            started,
+            &pve_counters,
+            &nb_counters,
+        )
+        .await;
+    }
+
+    // Proxmox read ∥ NetBox snapshot.
+    let read_bar = progress.phase("proxmox read", Some(0));
+    let snap_bar = progress.phase("netbox snapshot", None);
+    let t = Instant::now();
+    let read_fut = async {
+        let r = proxmox_read::read_guests(
+            &discovery.endpoints,
+            &pre.cluster_ids,
+            config.sync.max_concurrency,
+            &read_bar,
+        )
+        .await;
+        (r, ms(t))
+    };
+    let snap_fut = async {
+        let s = snapshot::read(&netbox, &pre).await;
+        (s, ms(t))
+    };
+    let ((read, read_ms), (snap, snap_ms)) = tokio::join!(read_fut, snap_fut);
+    let snap = snap?;
+    read_bar.finish(&format!("{} guests", read.guests.len()));
+    snap_bar.finish(&format!("{} NetBox VMs", snap.records().len()));
+    report.phases_ms.proxmox_read = read_ms;
+    report.phases_ms.netbox_snapshot = snap_ms;
+
+    // Reconcile.
+    let t = Instant::now();
+    let bar = progress.phase("reconcile", Some(read.guests.len() as u64));
+    let ctx = context(config, &module, &pre);
+    let batch = config.sync.batch_size.max(1);
+    let observed = observe(&module, &ctx, &read.guests, batch);
+    bar.inc(read.guests.len() as u64);
+    let mut differ = RulesDiffer {
+        module: &module,
+        ctx: &ctx,
+        batch,
+    };
+    let outcomes = reconcile::reconcile(&observed, &snap, &mut differ);
+    let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
+    let mut plan = Plan::build(&outcomes, &findings);
+    add_preflight_pending(&mut plan, &pre.pending);
+    add_errors(&mut plan, &discovery.errors);
+    bar.finish(&format!(
+        "{} operations ({} create, {} update, {} adopt, {} noop)",
+        plan.operations.len(),
+        plan.summary.counts.create,
+        plan.summary.counts.update,
+        plan.summary.counts.adopt,
+        plan.summary.counts.noop
+    ));
+    report.phases_ms.reconcile = ms(t);
+    let counts_errors = RunReport::from_plan(report.mode, &plan);
+    report.counts = counts_errors.counts;
+    report.errors = counts_errors.errors;
+
+    if opts.mode.is_preview() {
+        return Ok(finish(report, plan, started, &pve_counters, &nb_counters));
+    }
+
+    // Dispatch.
+    let t = Instant::now();
+    let bar = progress.phase("dispatch", Some(plan.operations.len() as u64));
+    let settings = DispatchSettings {
+        write_window: config.sync.write_window,
+        bulk: config.sync.bulk,
+    };
+    let done = dispatch::dispatch(&netbox, &plan.operations, &pre, settings, &bar).await;
+    bar.finish(&format!(
+        "{} writes, {} failed",
+        done.done,
+        done.failures.len()
+    ));
+    report.phases_ms.dispatch = ms(t);
+    for failure in &done.failures {
+        report.record_failure(failure.was, failure.entry.clone());
+    }
+
+    // Task history.
+    if config.sync.task_history {
+        let t = Instant::now();
+        let targets = task_targets(&outcomes, &read.guests, &plan.operations, &done);
+        let bar = progress.phase("task history", Some(targets.len() as u64));
+        let history = task_history::run(
+            &netbox,
+            &discovery.endpoints,
+            &targets,
+            config.sync.max_concurrency,
+            &bar,
+        )
+        .await;
+        bar.finish(&format!("{} journal entries", history.written));
+        report.errors.extend(history.errors);
+        report.phases_ms.task_history = ms(t);
+    }
+    Ok(finish(report, plan, started, &pve_counters, &nb_counters))
+}
+
+/// `apply`: refuse stale targets, then dispatch exactly the plan's operations.
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    netbox: &NetboxClient,
+    config: &Config,
+    pre: &preflight::Preflight,
+    plan: Plan,
+    mut report: RunReport,
+    progress: &Progress,
+    discovery: &Discovery,
+    started: Instant,
+    pve_counters: &Arc<RequestCounters>,
+    nb_counters: &Arc<RequestCounters>,
+) -> Result<RunResult, SyncError> {
+    let planned = RunReport::from_plan(report.mode, &plan);
+    report.counts = planned.counts;
+    report.errors = planned.errors;
+    report.errors.extend(discovery.errors.iter().cloned());
+    let t = Instant::now();
+    let refused = dispatch::check_stale(netbox, &plan.operations, pre)
+        .await
+        .map_err(|e| SyncError::Stale(Box::new(e)))?;
+    let mut ops: Vec<Operation> = Vec::new();
+    let mut kept_index = Vec::new();
+    for (index, op) in plan.operations.iter().enumerate() {
+        match refused.iter().find(|(i, _)| *i == index) {
+            Some((_, why)) => report.record_failure(
+                class_word(op.op),
+                ErrorEntry::new(&op.scope, "apply", format!("refused: {why}")),
+            ),
+            None => {
+                ops.push(op.clone());
+                kept_index.push(index);
+            }
+        }
+    }
+    let bar = progress.phase("dispatch", Some(ops.len() as u64));
+    let settings = DispatchSettings {
+        write_window: config.sync.write_window,
+        bulk: config.sync.bulk,
+    };
+    let done = dispatch::dispatch(netbox, &ops, pre, settings, &bar).await;
+    bar.finish(&format!(
+        "{} writes, {} failed, {} refused",
+        done.done,
+        done.failures.len(),
+        refused.len()
+    ));
+    for failure in &done.failures {
+        report.record_failure(failure.was, failure.entry.clone());
+    }
+    report.phases_ms.dispatch = ms(t);
+    Ok(finish(report, plan, started, pve_counters, nb_counters))
+}
+
+fn class_word(op: OpKind) -> &'static str {
+    match op {
+        OpKind::Create => "create",
+        OpKind::Update => "update",
+        OpKind::Adopt => "adopt",
+        OpKind::Orphan => "orphan",
+        OpKind::Delete => "delete",
+        OpKind::CreateObject => "object",
+    }
+}
+
+fn finish(
+    mut report: RunReport,
+    plan: Plan,
+    started: Instant,
+    pve: &RequestCounters,
+    nb: &RequestCounters,
+) -> RunResult {
+    let p = pve.snapshot();
+    let n = nb.snapshot();
+    report.requests.proxmox = p.reads + p.writes;
+    report.requests.netbox_read = n.reads;
+    report.requests.netbox_write = n.writes;
+    report.phases_ms.total = ms(started);
+    report
+        .errors
+        .sort_by(|a, b| (&a.scope, &a.phase, &a.message).cmp(&(&b.scope, &b.phase, &b.message)));
+    report.errors.dedup();
+    let exit_code = report.exit_code(false, plan.operations.len());
+    RunResult {
+        report,
+        plan,
+        exit_code,
+    }
+}
+
+/// The rules' context: NetBox version, known objects, policies (module defaults, then the
+/// config's overrides; `device` is ignored without a site, since no node device is made), and
+/// the config's settings.
+pub fn context(config: &Config, module: &RulesModule, pre: &preflight::Preflight) -> Context {
+    let defaults = module.default_policies().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the rules' default policies could not be read; using none");
+        Vec::new()
+    });
+    let mut overrides: Vec<FieldPolicy> = config
+        .rules
+        .policies
+        .iter()
+        .map(|(field, o)| FieldPolicy {
+            field: field.clone(),
+            ownership: match o {
+                Ownership::Owned => RuleOwnership::Owned,
+                Ownership::Merge => RuleOwnership::Merge,
+                Ownership::Seed => RuleOwnership::Seed,
+                Ownership::Ignore => RuleOwnership::Ignore,
+            },
+        })
+        .collect();
+    if !pre.has_site {
+        overrides.push(FieldPolicy {
+            field: "device".into(),
+            ownership: RuleOwnership::Ignore,
+        });
+    }
+    Context {
+        netbox_version: pre.netbox_version.clone(),
+        known: pre.known.clone(),
+        policies: merge_policies(defaults, &overrides),
+        settings: config
+            .rules
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), JsonText::from_value(v)))
+            .collect(),
+    }
+}
+
+fn orphan_settings(config: &Config) -> OrphanSettings {
+    OrphanSettings {
+        policy: match config.sync.orphans {
+            OrphanPolicy::Report => orphans::OrphanPolicy::Report,
+            OrphanPolicy::Mark => orphans::OrphanPolicy::Mark,
+            OrphanPolicy::Delete => orphans::OrphanPolicy::Delete,
+        },
+        delete_after_runs: config.sync.orphan_delete_after_runs,
+        delete_budget_percent: u32::from(config.sync.delete_budget_percent),
+        ..OrphanSettings::default()
+    }
+}
+
+/// Runs `normalize-desired` in batches; a failed batch (trap, limit) makes its guests ERROR.
+pub fn observe(
+    module: &RulesModule,
+    ctx: &Context,
+    guests: &[ReadGuest],
+    batch: usize,
+) -> Vec<ObservedGuest> {
+    let mut observed = Vec::with_capacity(guests.len());
+    for (index, chunk) in guests.chunks(batch).enumerate() {
+        let input: Vec<Guest> = chunk.iter().map(|g| g.guest.clone()).collect();
+        let results: Vec<RulesResult> = match module.normalize_desired(ctx, input) {
+            Ok(out) => out.items.into_iter().map(RulesResult::from).collect(),
+            Err(e) => {
+                let message = format!("{}", e.in_batch(index));
+                tracing::error!(batch = index, error = %message, "rules batch failed");
+                vec![RulesResult::Error(message); chunk.len()]
+            }
+        };
+        for (read, rules) in chunk.iter().zip(results) {
+            let g = &read.guest;
+            observed.push(ObservedGuest {
+                cluster: g.cluster.clone(),
+                cluster_id: read.cluster_id,
+                vmid: g.vmid,
+                kind: g.kind,
+                node: g.node.clone(),
+                name: g.name.clone(),
+                rules,
+            });
+        }
+    }
+    observed
+}
+
+/// The rules' `normalize-current` + `diff`, in batches of `batch` pairs.
+pub struct RulesDiffer<'a> {
+    pub module: &'a RulesModule,
+    pub ctx: &'a Context,
+    pub batch: usize,
+}
+
+impl Differ for RulesDiffer<'_> {
+    fn diff(&mut self, pairs: &[DiffPair<'_>]) -> Vec<DiffResult> {
+        let mut out: Vec<DiffResult> = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(self.batch.max(1)) {
+            out.extend(self.diff_batch(chunk));
+        }
+        out
+    }
+}
+
+impl RulesDiffer<'_> {
+    fn diff_batch(&self, chunk: &[DiffPair<'_>]) -> Vec<DiffResult> {
+        let fail_all = |e: RulesError| {
+            let message = e.to_string();
+            vec![Err(message); chunk.len()]
+        };
+        let currents: Vec<NetboxVm> = chunk.iter().filter_map(|p| p.current.cloned()).collect();
+        let normalized = if currents.is_empty() {
+            Vec::new()
+        } else {
+            match self.module.normalize_current(self.ctx, currents) {
+                Ok(out) => out.items,
+                Err(e) => return fail_all(e),
+            }
+        };
+        let mut normalized = normalized.into_iter();
+        // Per pair: its position in the diff input, or the error that replaces it.
+        let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(chunk.len());
+        let mut inputs: Vec<DiffInput> = Vec::new();
+        for pair in chunk {
+            let current = match pair.current {
+                None => None,
+                Some(_) => match normalized.next() {
+                    Some(Ok(vm)) => Some(vm),
+                    Some(Err(e)) => {
+                        slots.push(Err(format!("rule error in normalize-current: {e}")));
+                        continue;
+                    }
+                    None => {
+                        slots.push(Err("normalize-current returned too few results".into()));
+                        continue;
+                    }
+                },
+            };
+            slots.push(Ok(inputs.len()));
+            inputs.push(DiffInput {
+                desired: pair.desired.clone(),
+                current,
+            });
+        }
+        let diffs: Vec<Result<Vec<_>, String>> = if inputs.is_empty() {
+            Vec::new()
+        } else {
+            match self.module.diff(self.ctx, inputs) {
+                Ok(out) => out
+                    .items
+                    .into_iter()
+                    .map(|r| r.map_err(|e| format!("rule error {e}")))
+                    .collect(),
+                Err(e) => return fail_all(e),
+            }
+        };
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Ok(i) => diffs
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| Err("diff returned too few results".into())),
+                Err(message) => Err(message),
+            })
+            .collect()
+    }
+}
+
+/// Preflight objects a preview would create, listed first in the plan.
+fn add_preflight_pending(plan: &mut Plan, pending: &[guest_default::model::ObjectSpec]) {
+    if pending.is_empty() {
+        return;
+    }
+    let ops: Vec<Operation> = pending
+        .iter()
+        .map(|spec| Operation {
+            op: OpKind::CreateObject,
+            scope: format!("{}:{}", spec.kind, spec.key),
+            cluster: None,
+            cluster_id: None,
+            vmid: None,
+            kind: None,
+            netbox_id: None,
+            name: Some(spec.name.clone()),
+            last_updated: None,
+            changes: Vec::new(),
+            object: Some(spec.clone()),
+            journal: None,
+        })
+        .collect();
+    plan.summary.objects += ops.len() as u64;
+    plan.summary.writes += ops.len() as u64;
+    plan.operations.splice(0..0, ops);
+}
+
+fn add_errors(plan: &mut Plan, errors: &[ErrorEntry]) {
+    plan.errors.extend(errors.iter().cloned());
+    plan.errors
+        .sort_by(|a, b| (&a.scope, &a.phase, &a.message).cmp(&(&b.scope, &b.phase, &b.message)));
+    plan.errors.dedup();
+}
+
+/// The VMs whose tasks are copied: every guest kept or written without failure.
+fn task_targets(
+    outcomes: &[VmOutcome],
+    guests: &[ReadGuest],
+    ops: &[Operation],
+    done: &dispatch::DispatchOutcome,
+) -> Vec<TaskTarget> {
+    let failed: std::collections::BTreeSet<(String, u32)> = done
+        .failures
+        .iter()
+        .filter_map(|f| {
+            let op = ops.get(f.index)?;
+            Some((op.cluster.clone()?, op.vmid?))
+        })
+        .collect();
+    let endpoint_of: std::collections::BTreeMap<(&str, u32), usize> = guests
+        .iter()
+        .map(|g| ((g.guest.cluster.as_str(), g.guest.vmid), g.endpoint))
+        .collect();
+    outcomes
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.class,
+                Class::Noop | Class::Create | Class::Update | Class::Adopt
+            )
+        })
+        .filter(|o| !failed.contains(&(o.cluster.clone(), o.vmid)))
+        .filter_map(|o| {
+            let netbox_id = done
+                .vm_ids
+                .get(&(o.cluster.clone(), o.vmid))
+                .copied()
+                .or(o.netbox_id)?;
+            let endpoint = *endpoint_of.get(&(o.cluster.as_str(), o.vmid))?;
+            Some(TaskTarget {
+                endpoint,
+                scope: o.scope(),
+                node: o.node.clone(),
+                vmid: o.vmid,
+                netbox_id,
+            })
+        })
+        .collect()
+}

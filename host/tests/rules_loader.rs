@@ -1,0 +1,205 @@
+//! The loader refuses what is not a rules component of a supported version, and modules that
+//! import capabilities rules may not have; the compiled-component cache hits, misses and
+//! recovers from corruption.
+
+mod rules_common;
+
+use pve2netbox::rules::{CacheMode, Limits, LoadKind, RulesError, RulesRuntime, RuntimeConfig};
+use rules_common::misbehaving;
+
+fn runtime(cache: CacheMode) -> RulesRuntime {
+    RulesRuntime::new(RuntimeConfig {
+        limits: Limits::default(),
+        cache,
+    })
+    .expect("runtime")
+}
+
+fn load_err(bytes: &[u8], name: &str) -> RulesError {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    match runtime(CacheMode::Disabled).load_file(&path) {
+        Ok(_) => panic!("{name} must be refused"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn default_module_reports_its_world_and_exports() {
+    let m = runtime(CacheMode::Disabled)
+        .load_default()
+        .expect("default rules load");
+    assert_eq!(m.source(), "embedded default");
+    assert_eq!(m.wit_version(), "0.1.0");
+    assert_eq!(m.interface(), "pve2netbox:rules/reconcile@0.1.0");
+    assert_eq!(m.info().wit_version, "0.1.0");
+    assert!(!m.info().name.is_empty());
+    for f in [
+        "info",
+        "default-policies",
+        "normalize-desired",
+        "normalize-current",
+        "diff",
+    ] {
+        assert!(
+            m.functions().iter().any(|x| x == f),
+            "{f} missing in {:?}",
+            m.functions()
+        );
+    }
+    assert!(
+        m.imports()
+            .iter()
+            .all(|i| !i.starts_with("wasi:filesystem") && !i.starts_with("wasi:sockets")),
+        "{:?}",
+        m.imports()
+    );
+}
+
+#[test]
+fn refuses_a_text_file() {
+    let e = load_err(b"(component)\n", "rules.wat");
+    assert!(matches!(e, RulesError::NotComponent { .. }));
+    let msg = e.to_string();
+    assert!(
+        msg.contains("rules.wat")
+            && msg.contains("not a WebAssembly component")
+            && msg.contains("text"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn refuses_a_core_module() {
+    // The smallest valid core module: magic and version 1, no sections.
+    let e = load_err(b"\0asm\x01\0\0\0", "core.wasm");
+    let msg = e.to_string();
+    assert!(matches!(e, RulesError::NotComponent { .. }), "{msg}");
+    assert!(
+        msg.contains("core.wasm") && msg.contains("core WebAssembly module"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn refuses_a_truncated_component() {
+    let bytes = std::fs::read(misbehaving("runaway")).unwrap();
+    let e = load_err(&bytes[..bytes.len() / 2], "truncated.wasm");
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            RulesError::Load {
+                phase: "compile",
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("truncated.wasm"), "{msg}");
+}
+
+#[test]
+fn refuses_another_world_naming_the_supported_versions() {
+    let e = runtime(CacheMode::Disabled)
+        .load_file(&misbehaving("other-world"))
+        .err()
+        .expect("another world must be refused");
+    let msg = e.to_string();
+    assert!(matches!(e, RulesError::UnsupportedWorld { .. }), "{msg}");
+    assert!(msg.contains("rules_misbehaving_other_world.wasm"), "{msg}");
+    assert!(msg.contains("pve2netbox:rules@0.2.0"), "{msg}");
+    assert!(
+        msg.contains("this host supports pve2netbox:rules@0.1.x"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn refuses_filesystem_imports_at_load_time() {
+    let e = runtime(CacheMode::Disabled)
+        .load_file(&misbehaving("imports-fs"))
+        .err()
+        .expect("a filesystem import must be refused");
+    let msg = e.to_string();
+    assert!(matches!(e, RulesError::ForbiddenImport { .. }), "{msg}");
+    assert!(msg.contains("imports `wasi:filesystem/"), "{msg}");
+    assert!(msg.contains("filesystem access"), "{msg}");
+}
+
+#[test]
+fn refuses_socket_imports_at_load_time() {
+    let e = runtime(CacheMode::Disabled)
+        .load_file(&misbehaving("imports-socket"))
+        .err()
+        .expect("a socket import must be refused");
+    let msg = e.to_string();
+    assert!(matches!(e, RulesError::ForbiddenImport { .. }), "{msg}");
+    // std's socket support also links the filesystem (and clocks); all are named.
+    assert!(msg.contains("wasi:sockets/tcp"), "{msg}");
+    assert!(
+        msg.contains("network sockets") || msg.contains("filesystem access"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("rules_misbehaving_imports_socket.wasm"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn cache_hits_after_the_first_compile_and_recovers_from_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(CacheMode::Dir(dir.path().to_path_buf()));
+    let path = misbehaving("runaway");
+    let first = rt.load_file(&path).expect("first load");
+    assert_eq!(first.load_stats().kind, LoadKind::Compiled);
+    let second = rt.load_file(&path).expect("second load");
+    assert_eq!(second.load_stats().kind, LoadKind::CacheHit);
+    assert_eq!(second.info(), first.info());
+
+    // A new runtime (a new process, in effect) hits the same entry.
+    let again = runtime(CacheMode::Dir(dir.path().to_path_buf()));
+    assert_eq!(
+        again.load_file(&path).unwrap().load_stats().kind,
+        LoadKind::CacheHit
+    );
+
+    // Another engine configuration (epoch interruption on) never uses it.
+    let epoch = RulesRuntime::new(RuntimeConfig {
+        limits: Limits {
+            deadline: Some(std::time::Duration::from_secs(5)),
+            ..Limits::default()
+        },
+        cache: CacheMode::Dir(dir.path().to_path_buf()),
+    })
+    .unwrap();
+    assert_eq!(
+        epoch.load_file(&path).unwrap().load_stats().kind,
+        LoadKind::Compiled
+    );
+
+    // Corrupt every entry: loads recompile, work, and rewrite the cache.
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    for e in &entries {
+        let mut bytes = std::fs::read(e).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(e, bytes).unwrap();
+    }
+    let recovered = rt.load_file(&path).expect("load over a corrupt entry");
+    assert_eq!(recovered.load_stats().kind, LoadKind::Compiled);
+    recovered
+        .normalize_desired(&Default::default(), vec![rules_common::guest(100, "a")])
+        .expect("the recompiled module runs");
+    assert_eq!(
+        rt.load_file(&path).unwrap().load_stats().kind,
+        LoadKind::CacheHit
+    );
+}
