@@ -236,14 +236,20 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
     let bar = progress.phase("reconcile", Some(read.guests.len() as u64));
     let ctx = context(config, &module, &pre);
     let batch = config.sync.batch_size.max(1);
-    let observed = observe(&module, &ctx, &read.guests, batch);
+    // The rules run synchronously and wasmtime-wasi's blocking bindings start a runtime of
+    // their own (e.g. when a module writes to stderr), which panics on a tokio worker thread:
+    // tell tokio this thread blocks for the reconcile.
+    let (observed, outcomes) = tokio::task::block_in_place(|| {
+        let observed = observe(&module, &ctx, &read.guests, batch);
+        let mut differ = RulesDiffer {
+            module: &module,
+            ctx: &ctx,
+            batch,
+        };
+        let outcomes = reconcile::reconcile(&observed, &snap, &mut differ);
+        (observed, outcomes)
+    });
     bar.inc(read.guests.len() as u64);
-    let mut differ = RulesDiffer {
-        module: &module,
-        ctx: &ctx,
-        batch,
-    };
-    let outcomes = reconcile::reconcile(&observed, &snap, &mut differ);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
     let mut plan = Plan::build(&outcomes, &findings);
     add_preflight_pending(&mut plan, &pre.pending);

@@ -63,7 +63,6 @@ async fn get_retries_after_503_and_honours_retry_after() {
     );
     let addr = serve(router).await;
     let http = client(&format!("http://{addr}/"), TlsMode::default());
-    let started = std::time::Instant::now();
     let resp = http
         .send(&Request::new(Method::GET, "thing"))
         .await
@@ -71,8 +70,7 @@ async fn get_retries_after_503_and_honours_retry_after() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.attempts, 2);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    // The client waited as told (a lower bound on behaviour, not a timing benchmark).
-    assert!(started.elapsed() >= Duration::from_millis(900));
+    // How long it waited is a unit test of the backoff (no wall-clock assertions in tests).
     assert_eq!(http.counters().snapshot().reads, 2);
     assert_eq!(http.counters().snapshot().writes, 0);
 }

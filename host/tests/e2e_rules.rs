@@ -9,10 +9,11 @@ mod rules_common;
 use e2e_support::{Harness, spec};
 use serde_json::json;
 
-#[test]
-fn trapping_rule_module_fails_its_vms_without_writes_and_the_host_finishes() {
+/// Syncs with good rules, changes a guest, then syncs with the `runaway` module set to
+/// misbehave as `trap`.
+fn trapping_module(trap: &str) {
     let runaway = rules_common::misbehaving("runaway");
-    for trap in ["panic", "unreachable"] {
+    {
         let mut h = Harness::generated(spec(12, 2, 1, 0, 61));
         h.set("task_history", false)
             .set("orphans", "delete")
@@ -49,4 +50,15 @@ fn trapping_rule_module_fails_its_vms_without_writes_and_the_host_finishes() {
         let out = h.sync_ok();
         assert_eq!(out.count("update"), 1, "{trap}: {}", out.describe());
     }
+}
+
+#[test]
+fn rule_module_hitting_unreachable_fails_its_vms_without_writes_and_the_host_finishes() {
+    trapping_module("unreachable");
+}
+
+/// A Rust panic in the module also writes its message to the module's stderr.
+#[test]
+fn rule_module_panicking_fails_its_vms_without_writes_and_the_host_finishes() {
+    trapping_module("panic");
 }

@@ -691,3 +691,56 @@ async fn version_switches_42_to_46() {
     assert_eq!(s, 200);
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
+
+/// Found against the real NetBox 4.7.3: `fields=` builds the write serializer too, so body keys
+/// it does not list are dropped (a POST misses its required fields, a PATCH changes nothing).
+#[tokio::test]
+async fn fields_on_writes_drop_unlisted_body_keys() {
+    let sim = start(1, 1, 1).await;
+    let nb = Nb::new(&sim);
+    let (_, cluster, _) = nb.preflight().await;
+    let path = "/api/virtualization/virtual-machines/";
+
+    let (s, v) = nb
+        .post(&format!("{path}?fields=id"), vm("web", cluster, 100))
+        .await;
+    assert_eq!(s, 400, "the name was dropped: {v}");
+    assert!(v.get("name").is_some(), "{v}");
+
+    let (s, v) = nb
+        .post(
+            &format!("{path}?fields=id,name,cluster"),
+            vm("web", cluster, 100),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v.as_object().map(|o| o.len()), Some(3), "{v}");
+    let id = v["id"].as_u64().unwrap();
+    let (_, full) = nb.get(&format!("{path}{id}/")).await;
+    assert_eq!(
+        full["memory"],
+        Value::Null,
+        "memory was not listed, so not written"
+    );
+
+    let (s, _) = nb
+        .patch(&format!("{path}{id}/?fields=id"), json!({"memory": 4096}))
+        .await;
+    assert_eq!(s, 200);
+    let (_, full) = nb.get(&format!("{path}{id}/")).await;
+    assert_eq!(
+        full["memory"],
+        Value::Null,
+        "an unlisted key changes nothing"
+    );
+
+    let (s, _) = nb
+        .patch(
+            &format!("{path}{id}/?fields=id,memory"),
+            json!({"memory": 4096}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, full) = nb.get(&format!("{path}{id}/")).await;
+    assert_eq!(full["memory"], 4096);
+}

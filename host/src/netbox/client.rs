@@ -81,6 +81,26 @@ fn fields_param(fields: &[&str]) -> Option<(String, String)> {
     (!fields.is_empty()).then(|| ("fields".to_string(), fields.join(",")))
 }
 
+/// `fields=` of a write. NetBox 4.x applies `fields` to the serializer of a POST or PATCH too:
+/// a body key not listed is silently dropped (a PATCH then changes nothing, a POST fails with
+/// "This field cannot be blank"). So every key of the bodies is listed as well.
+fn write_fields_param(fields: &[&str], bodies: &[Value]) -> Option<(String, String)> {
+    if fields.is_empty() {
+        return None;
+    }
+    let mut all: Vec<&str> = fields.to_vec();
+    for key in bodies
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|o| o.keys())
+    {
+        if !all.contains(&key.as_str()) {
+            all.push(key);
+        }
+    }
+    fields_param(&all)
+}
+
 impl NetboxClient {
     /// Builds the client for the configured NetBox, reading its token.
     pub fn new(
@@ -371,7 +391,7 @@ impl NetboxClient {
     ) -> Result<Object, NetboxError> {
         let path = endpoint_path(endpoint);
         let req = Request::new(Method::POST, path.clone())
-            .query(fields_param(fields))
+            .query(write_fields_param(fields, std::slice::from_ref(body)))
             .json(body);
         let resp = self.send(req).await?;
         let value = Self::decode(&Method::POST, &path, &resp)?;
@@ -390,7 +410,7 @@ impl NetboxClient {
         }
         let path = endpoint_path(endpoint);
         let req = Request::new(Method::POST, path.clone())
-            .query(fields_param(fields))
+            .query(write_fields_param(fields, items))
             .json(&Value::Array(items.to_vec()));
         let resp = self.send(req).await?;
         let value = Self::decode(&Method::POST, &path, &resp)?;
@@ -407,7 +427,7 @@ impl NetboxClient {
     ) -> Result<Object, NetboxError> {
         let path = format!("{}{id}/", endpoint_path(endpoint));
         let req = Request::new(Method::PATCH, path.clone())
-            .query(fields_param(fields))
+            .query(write_fields_param(fields, std::slice::from_ref(body)))
             .json(body);
         let resp = self.send(req).await?;
         let value = Self::decode(&Method::PATCH, &path, &resp)?;
@@ -431,7 +451,7 @@ impl NetboxClient {
             fields.push("id");
         }
         let req = Request::new(Method::PATCH, path.clone())
-            .query(fields_param(&fields))
+            .query(write_fields_param(&fields, items))
             .json(&Value::Array(items.to_vec()));
         let resp = self.send(req).await?;
         let value = Self::decode(&Method::PATCH, &path, &resp)?;

@@ -227,8 +227,17 @@ impl RunOutput {
             let from = lines.len().saturating_sub(40);
             lines[from..].join("\n")
         };
+        // A panic's message comes before its (long) backtrace.
+        let panic: String = match self.stderr.find("panicked at") {
+            Some(at) => self.stderr[at..]
+                .lines()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => String::new(),
+        };
         format!(
-            "args: {:?}\nexit: {}\nstdout:\n{}\nstderr (tail):\n{}",
+            "args: {:?}\nexit: {}\nstdout:\n{}\n{panic}\nstderr (tail):\n{}",
             self.args, self.code, self.stdout, tail
         )
     }

@@ -533,6 +533,35 @@ fn per_row_ms(sel: &Sel) -> f64 {
 }
 
 fn parse_body(req: &Req) -> Result<Value, Box<Resp>> {
+    let mut body = parse_json_body(req)?;
+    if req.method != Method::DELETE
+        && let Some(fields) = req.param("fields")
+    {
+        drop_unlisted_keys(&mut body, fields);
+    }
+    Ok(body)
+}
+
+/// NetBox builds a write's serializer with only the `fields=` it was asked for, so a key of the
+/// body that is not listed is silently dropped (a POST then misses required fields, a PATCH
+/// changes nothing). Bulk items keep `id`, which NetBox reads before the serializer.
+fn drop_unlisted_keys(body: &mut Value, fields: &str) {
+    let listed: Vec<&str> = fields.split(',').map(str::trim).collect();
+    let keep = |k: &str, bulk: bool| listed.contains(&k) || (bulk && k == "id");
+    match body {
+        Value::Object(map) => map.retain(|k, _| keep(k, false)),
+        Value::Array(items) => {
+            for item in items {
+                if let Value::Object(map) = item {
+                    map.retain(|k, _| keep(k, true));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn parse_json_body(req: &Req) -> Result<Value, Box<Resp>> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
