@@ -22,7 +22,7 @@ wasmtime::component::bindgen!({
     path: "../wit/v0.1.0",
 });
 
-pub(crate) use pve2netbox::rules::types;
+pub(crate) use self::pve2netbox::rules::types;
 use types::{
     Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm, RuleError,
     Vm,
