@@ -3,7 +3,7 @@
 //!
 //! Routes: `GET /counters`, `POST /counters/reset`, `GET|POST|DELETE /faults`,
 //! `GET|POST /pve/guests`, `PATCH|DELETE /pve/guests/{vmid}`, `POST /pve/nodes/{node}/offline|online`,
-//! `POST /pve/token-view`, `POST /pve/tasks`, `GET|POST /netbox/objects/{type}`,
+//! `POST /pve/token-view`, `POST|DELETE /pve/config-faults`, `POST /pve/tasks`, `GET|POST /netbox/objects/{type}`,
 //! `POST /netbox/reset`, `GET /endpoints`, `GET /health`. Guest routes take `?cluster=NAME`
 //! when a vmid exists in several clusters.
 
@@ -320,6 +320,39 @@ impl Control {
         Ok(())
     }
 
+    /// Makes the config reads (`GET /nodes/{n}/{qemu|lxc}/{vmid}/config`) of these guests
+    /// fail with `status` and `message`; on one endpoint or all.
+    pub fn set_config_faults(
+        &self,
+        cluster: Option<&str>,
+        vmids: &[u32],
+        status: u16,
+        message: &str,
+    ) -> Result<(), ControlError> {
+        if !(400..=599).contains(&status) {
+            return Err(ControlError::BadRequest(format!(
+                "config fault status {status} is not an error status (400-599)"
+            )));
+        }
+        match cluster {
+            Some(c) => self.endpoint(c)?.set_config_faults(vmids, status, message),
+            None => self
+                .pve
+                .iter()
+                .for_each(|e| e.set_config_faults(vmids, status, message)),
+        }
+        Ok(())
+    }
+
+    /// Clears the config read faults of one endpoint or all.
+    pub fn clear_config_faults(&self, cluster: Option<&str>) -> Result<(), ControlError> {
+        match cluster {
+            Some(c) => self.endpoint(c)?.clear_config_faults(),
+            None => self.pve.iter().for_each(|e| e.clear_config_faults()),
+        }
+        Ok(())
+    }
+
     /// Adds tasks; returns their UPIDs.
     pub fn add_tasks(&self, tasks: Vec<NewTask>) -> Result<Vec<String>, ControlError> {
         let now = SystemTime::now()
@@ -426,6 +459,10 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         )
         .route("/pve/nodes/{node}/{state}", post(node_state))
         .route("/pve/token-view", post(token_view))
+        .route(
+            "/pve/config-faults",
+            post(config_faults).delete(clear_config_faults),
+        )
         .route("/pve/tasks", post(add_tasks))
         .route("/netbox/objects/{kind}", get(nb_objects).post(nb_create))
         .route(
@@ -548,6 +585,42 @@ async fn token_view(State(c): Ctl, Json(body): Json<Value>) -> Result<Json<Value
         other => (None, parse(other)?),
     };
     c.set_token_view(cluster, vmids)?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// What a config read fault answers when the body does not say.
+const DEFAULT_CONFIG_FAULT_STATUS: u16 = 500;
+const DEFAULT_CONFIG_FAULT_MESSAGE: &str = "got timeout";
+
+#[derive(Deserialize)]
+struct ConfigFaults {
+    cluster: Option<String>,
+    vmids: Vec<u32>,
+    status: Option<u16>,
+    message: Option<String>,
+}
+
+/// Body: `{"cluster"?, "vmids": [...], "status"? (500), "message"? ("got timeout")}`.
+async fn config_faults(
+    State(c): Ctl,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ControlError> {
+    let f: ConfigFaults =
+        serde_json::from_value(body).map_err(|e| ControlError::BadRequest(e.to_string()))?;
+    c.set_config_faults(
+        f.cluster.as_deref(),
+        &f.vmids,
+        f.status.unwrap_or(DEFAULT_CONFIG_FAULT_STATUS),
+        f.message.as_deref().unwrap_or(DEFAULT_CONFIG_FAULT_MESSAGE),
+    )?;
+    Ok(Json(json!({"ok": true})))
+}
+
+async fn clear_config_faults(
+    State(c): Ctl,
+    Query(q): Query<ClusterQ>,
+) -> Result<Json<Value>, ControlError> {
+    c.clear_config_faults(q.cluster.as_deref())?;
     Ok(Json(json!({"ok": true})))
 }
 

@@ -405,6 +405,8 @@ pub(crate) struct PveState {
     guests: BTreeMap<u32, GuestState>,
     tasks: HashMap<String, Vec<Task>>,
     view: Option<HashSet<u32>>,
+    /// Guests whose config read fails: vmid -> (HTTP status, message).
+    config_faults: HashMap<u32, (u16, String)>,
     config_version: u32,
 }
 
@@ -489,6 +491,7 @@ impl PveEndpoint {
                 guests,
                 tasks,
                 view: None,
+                config_faults: HashMap::new(),
                 config_version: 3,
             }),
         }
@@ -656,6 +659,19 @@ impl PveEndpoint {
         }
     }
 
+    /// Makes the config reads of these guests fail with `status` and `message` (control API).
+    pub(crate) fn set_config_faults(&self, vmids: &[u32], status: u16, message: &str) {
+        let mut st = self.write();
+        for v in vmids {
+            st.config_faults.insert(*v, (status, message.to_string()));
+        }
+    }
+
+    /// Clears every config read fault.
+    pub(crate) fn clear_config_faults(&self) {
+        self.write().config_faults.clear();
+    }
+
     pub(crate) fn set_view(&self, vmids: Option<Vec<u32>>) {
         self.write().view = vmids.map(|v| v.into_iter().collect());
     }
@@ -735,6 +751,18 @@ fn error(ep: &PveEndpoint, status: u16, message: &str, errors: Option<Value>) ->
     );
     set_reason(&mut r, message);
     r
+}
+
+/// An injected failure with the body PVE gives for that status: none for 401 and the
+/// AnyEvent::HTTP codes 595-599 (only the reason phrase), the JSON envelope otherwise.
+fn failure(ep: &PveEndpoint, status: u16, message: &str) -> Resp {
+    if status == 401 || (595..=599).contains(&status) {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        set_reason(&mut r, message);
+        return r;
+    }
+    error(ep, status, message, None)
 }
 
 fn set_reason(r: &mut Resp, message: &str) {
@@ -1254,6 +1282,9 @@ fn guest_call(
     };
     match tail {
         "config" => {
+            if let Some((status, message)) = st.config_faults.get(&vmid) {
+                return failure(ep, *status, message);
+            }
             if let Some(snap) = param(q, "snapshot") {
                 return error(ep, 500, &format!("snapshot '{snap}' does not exist"), None);
             }

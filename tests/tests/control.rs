@@ -268,3 +268,91 @@ async fn ambiguous_vmid_needs_cluster() {
     let (_, e) = ctl(&c, &sim, reqwest::Method::GET, "/endpoints", None).await;
     assert_eq!(e["pve"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn config_faults_fail_chosen_guests_with_pve_bodies() {
+    let sim = start(4, 1, 1).await;
+    let c = reqwest::Client::new();
+    let pve = Pve::new(&sim, 0);
+    let (_, guests) = ctl(&c, &sim, reqwest::Method::GET, "/pve/guests", None).await;
+    let path = |i: usize| {
+        let g = &guests[i];
+        format!(
+            "/nodes/{}/{}/{}/config",
+            g["node"].as_str().unwrap(),
+            g["type"].as_str().unwrap(),
+            g["vmid"]
+        )
+    };
+    let (v0, v1) = (guests[0]["vmid"].clone(), guests[1]["vmid"].clone());
+    let (s, _) = ctl(
+        &c,
+        &sim,
+        reqwest::Method::POST,
+        "/pve/config-faults",
+        Some(json!({"vmids": [v0], "status": 500, "message": "unable to read config"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    // The chosen guest fails with PVE's envelope (PVE 9 puts the message in the body too);
+    // the others still read.
+    let r = pve.get(&path(0)).await;
+    assert_eq!(r.status().as_u16(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"data": null, "message": "unable to read config\n"})
+    );
+    let (s, v) = pve.get_json(&path(1)).await;
+    assert_eq!(s, 200);
+    assert!(v["data"]["digest"].is_string());
+    // The listing is unaffected: only the config read fails.
+    let (_, res) = pve.get_json("/cluster/resources?type=vm").await;
+    assert_eq!(res["data"].as_array().unwrap().len(), 4);
+    // A proxy failure code has no body; the default status and message apply when absent.
+    ctl(
+        &c,
+        &sim,
+        reqwest::Method::POST,
+        "/pve/config-faults",
+        Some(json!({"vmids": [v1], "status": 595, "message": "No route to host"})),
+    )
+    .await;
+    let r = pve.get(&path(1)).await;
+    assert_eq!(r.status().as_u16(), 595);
+    assert!(r.bytes().await.unwrap().is_empty());
+    ctl(
+        &c,
+        &sim,
+        reqwest::Method::POST,
+        "/pve/config-faults",
+        Some(json!({"vmids": [v0]})),
+    )
+    .await;
+    let (s, v) = pve.get_json(&path(0)).await;
+    assert_eq!(
+        (s, v),
+        (500, json!({"data": null, "message": "got timeout\n"}))
+    );
+    // Bad requests are refused; DELETE clears everything.
+    let (s, _) = ctl(
+        &c,
+        &sim,
+        reqwest::Method::POST,
+        "/pve/config-faults",
+        Some(json!({"vmids": [v0], "status": 200})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, _) = ctl(
+        &c,
+        &sim,
+        reqwest::Method::DELETE,
+        "/pve/config-faults",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(pve.get_json(&path(0)).await.0, 200);
+    assert_eq!(pve.get_json(&path(1)).await.0, 200);
+}

@@ -744,3 +744,210 @@ async fn fields_on_writes_drop_unlisted_body_keys() {
     let (_, full) = nb.get(&format!("{path}{id}/")).await;
     assert_eq!(full["memory"], 4096);
 }
+
+/// The changes of one object, oldest first.
+async fn changes_of(nb: &Nb, id: u64) -> Vec<Value> {
+    let (_, v) = nb
+        .get(&format!(
+            "/api/core/object-changes/?changed_object_type=virtualization.virtualmachine&changed_object_id={id}&ordering=id"
+        ))
+        .await;
+    v["results"].as_array().unwrap().clone()
+}
+
+/// Keys whose values differ between two JSON objects.
+fn differing_keys(a: &Value, b: &Value) -> Vec<String> {
+    let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[tokio::test]
+async fn object_changes_carry_snapshots_request_ids_and_messages() {
+    let sim = start(1, 1, 1).await;
+    let nb = Nb::new(&sim);
+    let (_, cluster, _) = nb.preflight().await;
+
+    // Create: no state before ({} as the API's "clean" data), the full object after.
+    let r = nb
+        .req(Method::POST, "/api/virtualization/virtual-machines/")
+        .json(&vm("snap", cluster, 100))
+        .send()
+        .await
+        .unwrap();
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let id = r.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let ch = changes_of(&nb, id).await;
+    assert_eq!(ch.len(), 1);
+    let c = &ch[0];
+    assert_eq!(c["action"], json!({"value": "create", "label": "Created"}));
+    assert_eq!(c["changed_object_type"], "virtualization.virtualmachine");
+    assert_eq!(c["changed_object_id"], id);
+    assert_eq!(c["changed_object"]["id"], id);
+    assert_eq!(c["user_name"], "admin");
+    assert_eq!(c["request_id"], rid.as_str());
+    assert_eq!(c["object_repr"], "snap");
+    assert_eq!(c["message"], "");
+    assert!(c["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(c["prechange_data"], json!({}));
+    let post = &c["postchange_data"];
+    assert_eq!(post["name"], "snap");
+    assert_eq!(post["cluster"], cluster, "foreign keys as ids");
+    assert_eq!(post["status"], "active", "choices as raw values");
+    assert_eq!(post["vcpus"], "2.00", "decimals as strings");
+    assert_eq!(post["memory"], 2048);
+    assert_eq!(post["custom_fields"]["proxmox_vm_id"], 100);
+    assert_eq!(post["tags"], json!([]));
+    assert!(
+        post.get("created").is_none() && post.get("last_updated").is_none(),
+        "created/last_updated are left out: {post}"
+    );
+
+    // Update: pre and post differ exactly in what changed.
+    let (s, _) = nb
+        .patch(
+            &format!("/api/virtualization/virtual-machines/{id}/"),
+            json!({"memory": 4096}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let ch = changes_of(&nb, id).await;
+    assert_eq!(ch.len(), 2);
+    let u = &ch[1];
+    assert_eq!(u["action"]["value"], "update");
+    assert_eq!(u["prechange_data"], ch[0]["postchange_data"]);
+    assert_eq!(
+        differing_keys(&u["prechange_data"], &u["postchange_data"]),
+        ["memory"]
+    );
+    assert_eq!(u["postchange_data"]["memory"], 4096);
+
+    // A PATCH that changes nothing bumps last_updated but writes no change record.
+    let (_, before) = nb
+        .get(&format!("/api/virtualization/virtual-machines/{id}/"))
+        .await;
+    let (_, after) = nb
+        .patch(
+            &format!("/api/virtualization/virtual-machines/{id}/"),
+            json!({"memory": 4096}),
+        )
+        .await;
+    assert_ne!(before["last_updated"], after["last_updated"]);
+    assert_eq!(changes_of(&nb, id).await.len(), 2);
+
+    // A bulk request: one request id for all its changes.
+    let r = nb
+        .req(Method::POST, "/api/virtualization/virtual-machines/")
+        .json(&json!([
+            vm("b1", cluster, 201),
+            vm("b2", cluster, 202),
+            vm("b3", cluster, 203)
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let bulk_rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(bulk_rid, rid);
+    let (_, v) = nb
+        .get(&format!("/api/core/object-changes/?request_id={bulk_rid}"))
+        .await;
+    assert_eq!(v["count"], 3);
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["request_id"] == bulk_rid.as_str() && c["action"]["value"] == "create")
+    );
+
+    // Delete: the state before, {} after, and the request's changelog message.
+    let (s, _) = nb
+        .delete(
+            &format!("/api/virtualization/virtual-machines/{id}/"),
+            Some(json!({"changelog_message": "gone from Proxmox"})),
+        )
+        .await;
+    assert_eq!(s, 204);
+    let ch = changes_of(&nb, id).await;
+    let d = ch.last().unwrap();
+    assert_eq!(d["action"]["value"], "delete");
+    assert_eq!(d["postchange_data"], json!({}));
+    assert_eq!(d["prechange_data"]["memory"], 4096);
+    assert_eq!(d["message"], "gone from Proxmox");
+    assert_eq!(d["changed_object"], Value::Null);
+}
+
+#[tokio::test]
+async fn offset_pages_follow_every_write() {
+    let sim = start(1, 1, 1).await;
+    let nb = Nb::new(&sim);
+    let (_, cluster, _) = nb.preflight().await;
+    let vms: Vec<Value> = (0..30)
+        .map(|i| vm(&format!("vm-{i:02}"), cluster, 100 + i))
+        .collect();
+    nb.post("/api/virtualization/virtual-machines/", Value::Array(vms))
+        .await;
+    let page = |offset: usize| {
+        let nb = &nb;
+        async move {
+            nb.get(&format!(
+                "/api/virtualization/virtual-machines/?cluster_id={cluster}&fields=id,name&limit=10&offset={offset}"
+            ))
+            .await
+            .1
+        }
+    };
+    let names = |v: &Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (p0, p2) = (page(0).await, page(20).await);
+    assert_eq!(p0["count"], 30);
+    assert_eq!(names(&p0)[0], "vm-00");
+    assert_eq!(names(&p2)[9], "vm-29");
+    assert_eq!(p2["next"], Value::Null);
+    // A create, a rename and a delete each show on the next page read of the same listing.
+    nb.post(
+        "/api/virtualization/virtual-machines/",
+        vm("a-first", cluster, 999),
+    )
+    .await;
+    let p0 = page(0).await;
+    assert_eq!(p0["count"], 31);
+    assert_eq!(names(&p0)[0], "a-first");
+    let id29 = p2["results"][9]["id"].as_u64().unwrap();
+    nb.patch(
+        &format!("/api/virtualization/virtual-machines/{id29}/"),
+        json!({"name": "a-second"}),
+    )
+    .await;
+    assert_eq!(names(&page(0).await)[..2], ["a-first", "a-second"]);
+    nb.delete(
+        &format!("/api/virtualization/virtual-machines/{id29}/"),
+        None,
+    )
+    .await;
+    let (p0, p3) = (page(0).await, page(20).await);
+    assert_eq!(p0["count"], 30);
+    assert_eq!(names(&p0)[1], "vm-00");
+    assert_eq!(names(&p3).last().unwrap(), "vm-28");
+    // The page window itself is not part of the cached listing.
+    let (_, v) = nb
+        .get(&format!(
+            "/api/virtualization/virtual-machines/?cluster_id={cluster}&fields=id,name&limit=7&offset=28"
+        ))
+        .await;
+    assert_eq!(names(&v), ["vm-27", "vm-28"]);
+    assert!(v["previous"].as_str().unwrap().contains("offset=21"));
+}

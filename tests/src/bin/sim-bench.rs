@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// `--only`: the scenario filter, set once in `main`.
+static ONLY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 #[derive(Parser, Debug)]
 #[command(name = "sim-bench")]
 struct Args {
@@ -25,6 +28,9 @@ struct Args {
     /// Concurrent clients.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Run only the scenarios whose name contains this text (case-insensitive).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// Drains a response; true when it was a 200.
@@ -52,6 +58,11 @@ async fn run(
     concurrency: usize,
     call: Call,
 ) -> f64 {
+    if let Some(only) = ONLY.get()
+        && !name.to_lowercase().contains(&only.to_lowercase())
+    {
+        return 0.0;
+    }
     let cpu0 = cpu_of(pid);
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -159,6 +170,9 @@ fn spawn_sim(vms: usize, nodes: usize) -> anyhow::Result<Child> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    if let Some(o) = &a.only {
+        let _ = ONLY.set(o.clone());
+    }
     let t0 = Instant::now();
     let sim = spawn_sim(a.vms, a.nodes)?;
     let pid = sim.child.id();
@@ -367,6 +381,22 @@ async fn main() -> anyhow::Result<()> {
         Box::pin(async move {
             let r = c
                 .get(format!("{u}/api/virtualization/virtual-machines/?limit=1000&ordering=id&id__gt={}&fields=id,name,cluster,custom_fields,last_updated", i % n.saturating_sub(1000).max(1)))
+                .header("Authorization", h)
+                .send()
+                .await;
+            ok(r).await
+        })
+    }))
+    .await;
+    // The pipeline's snapshot: offset pages over one filtered listing (`cluster_id`,
+    // `ordering=id`), each page an independent request (it fetches them in parallel).
+    let (u, h) = (nb_url.clone(), auth.clone());
+    let pages = n.div_ceil(1000).max(1);
+    run("NetBox GET page of 1000 by offset, cluster_id, fields=", pid, nb_client.clone(), a.seconds, a.concurrency.min(4), Arc::new(move |c, i| {
+        let (u, h) = (u.clone(), h.clone());
+        Box::pin(async move {
+            let r = c
+                .get(format!("{u}/api/virtualization/virtual-machines/?cluster_id=1&ordering=id&fields=id,name,cluster,custom_fields,last_updated&exclude=config_context&limit=1000&offset={}", (i % pages) * 1000))
                 .header("Authorization", h)
                 .send()
                 .await;

@@ -181,11 +181,97 @@ impl<'a> Render<'a> {
                 }
                 Value::Object(m)
             }
+            "prechange_data" | "postchange_data" if ty == schema::OBJECT_CHANGE => {
+                self.change_data(row, name)
+            }
             _ => match t.field(name) {
                 Some((i, f)) => self.field_value(&f.kind, &row.vals[i]),
                 None => return self.extra(ty, id, row, name),
             },
         })
+    }
+
+    /// An object change's `prechange_data`/`postchange_data` as the API shows them: the
+    /// object serialized like Django's serializer (model fields with raw values, foreign keys
+    /// as ids, decimals as strings, `custom_fields`, tag names sorted), less `created`,
+    /// `last_updated` and private fields; `{}` where there is no state (before a create,
+    /// after a delete), since NetBox serves the "clean" data (4.7.3 `ObjectChangeSerializer`).
+    fn change_data(&self, change: &Row, name: &str) -> Value {
+        let oc = schema::OBJECT_CHANGE;
+        let Val::Snap(row) = change.get(oc, name) else {
+            return json!({});
+        };
+        let model = change
+            .get(oc, "changed_object_type")
+            .as_str()
+            .unwrap_or_default();
+        let id = change.get(oc, "changed_object_id").as_int().unwrap_or(0) as u32;
+        let Some(ty) = schema::type_by_model(model) else {
+            return json!({});
+        };
+        let t = &TYPES[ty];
+        let mut m = Map::new();
+        for (i, f) in t.fields.iter().enumerate() {
+            if !self.st.field_available(f) {
+                continue;
+            }
+            let v = match (&f.kind, &row.vals[i]) {
+                (_, Val::Null) => Value::Null,
+                (Kind::Decimal, Val::Float(x)) => {
+                    // DecimalField: vcpus has 2 places, u_height 1.
+                    let places = if f.name == "u_height" { 1 } else { 2 };
+                    json!(format!("{x:.places$}"))
+                }
+                (Kind::Decimal, Val::Int(x)) => json!(format!("{x}.00")),
+                (_, Val::Ref(r)) => json!(r),
+                (kind, v) => self.field_value(kind, v),
+            };
+            let v = match (&f.kind, v) {
+                // Choices are stored as their value.
+                (Kind::Choice(_), Value::Object(mut o)) => o.remove("value").unwrap_or(Value::Null),
+                (_, v) => v,
+            };
+            m.insert(f.name.to_string(), v);
+        }
+        if ty == schema::VM {
+            for k in ["primary_ip4", "primary_ip6", "config_template"] {
+                m.insert(k.to_string(), Value::Null);
+            }
+            if self.st.version >= (4, 5) {
+                m.insert("owner".to_string(), Value::Null);
+            }
+            m.insert("interface_count".to_string(), json!(0));
+            m.insert(
+                "virtual_disk_count".to_string(),
+                json!(self.count(schema::VDISK, "virtual_machine", id)),
+            );
+        }
+        if t.custom_fields {
+            let mut cf = Map::new();
+            for d in self.cf_defs(ty).iter() {
+                cf.insert(
+                    d.name.to_string(),
+                    row.cf_value(&d.name).cloned().unwrap_or(Value::Null),
+                );
+            }
+            m.insert("custom_fields".to_string(), Value::Object(cf));
+        }
+        if t.tags {
+            let mut names: Vec<String> = row
+                .tags
+                .iter()
+                .filter_map(|tid| self.st.row(schema::TAG, *tid))
+                .map(|r| {
+                    r.get(schema::TAG, "name")
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
+            names.sort();
+            m.insert("tags".to_string(), json!(names));
+        }
+        Value::Object(m)
     }
 
     fn field_value(&self, kind: &Kind, v: &Val) -> Value {
@@ -206,6 +292,7 @@ impl<'a> Render<'a> {
             (_, Val::Ref(id)) => json!(id),
             (_, Val::Json(j)) => (**j).clone(),
             (_, Val::List(l)) => json!(l),
+            (_, Val::Snap(_)) => Value::Null,
         }
     }
 

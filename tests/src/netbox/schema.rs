@@ -766,6 +766,7 @@ pub(crate) static TYPES: [TypeDef; 16] = [
             f("changed_object_type", Kind::Str(100)),
             f("changed_object_id", Kind::Int(0)),
             f("object_repr", Kind::Str(200)),
+            f("message", Kind::Str(200)).since(4, 4),
             f("prechange_data", Kind::Json),
             f("postchange_data", Kind::Json),
         ],

@@ -21,6 +21,9 @@ pub(crate) enum Val {
     Ref(u32),
     Json(Box<Value>),
     List(Box<[String]>),
+    /// An object's state before or after a change (object changes' `prechange_data` and
+    /// `postchange_data`), serialized on read.
+    Snap(Box<Row>),
 }
 
 impl Val {
@@ -47,7 +50,7 @@ impl Val {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Row {
     pub(crate) vals: Box<[Val]>,
     pub(crate) tags: Vec<u32>,
@@ -68,6 +71,20 @@ impl Row {
     }
     pub(crate) fn cf_value(&self, name: &str) -> Option<&Value> {
         self.cf.iter().find(|(k, _)| &**k == name).map(|(_, v)| v)
+    }
+
+    /// Whether two states of an object serialize alike in the change log, which leaves out
+    /// `last_updated` (`CHANGELOG_SKIP_EMPTY_CHANGES`): a save that changes nothing else
+    /// writes no change record.
+    pub(crate) fn same_data(&self, other: &Row) -> bool {
+        fn sorted(r: &Row) -> (Vec<u32>, Vec<(&str, &Value)>) {
+            let mut t = r.tags.clone();
+            t.sort_unstable();
+            let mut c: Vec<(&str, &Value)> = r.cf.iter().map(|(k, v)| (&**k, v)).collect();
+            c.sort_by(|a, b| a.0.cmp(b.0));
+            (t, c)
+        }
+        self.vals == other.vals && sorted(self) == sorted(other)
     }
 }
 
@@ -146,6 +163,8 @@ pub(crate) struct Store {
     pub(crate) request_id: String,
     /// Whether object changes are recorded (off for bulk loads through the Rust API).
     pub(crate) record_changes: bool,
+    /// `changelog_message` of the delete being served (writes take it from their body).
+    pub(crate) changelog_message: String,
 }
 
 /// Current time in microseconds since the epoch.
@@ -286,6 +305,7 @@ impl Store {
             undo: Vec::new(),
             request_id: String::new(),
             record_changes: true,
+            changelog_message: String::new(),
         }
     }
 
@@ -425,10 +445,21 @@ impl Store {
         }
     }
 
-    fn record_change(&mut self, action: &str, ty: Ty, id: u32, repr: String) {
+    /// Records a change with the object's state before (`pre`, update and delete) and after
+    /// (`post`, create and update), as NetBox's change logging does.
+    fn record_change(
+        &mut self,
+        action: &str,
+        ty: Ty,
+        id: u32,
+        repr: String,
+        pre: Option<Row>,
+        post: Option<Row>,
+    ) {
         if !self.record_changes || ty == schema::OBJECT_CHANGE {
             return;
         }
+        let message = std::mem::take(&mut self.changelog_message);
         let now = self.tick();
         let oc = schema::OBJECT_CHANGE;
         let mut vals = default_vals(oc, self.version);
@@ -451,6 +482,10 @@ impl Store {
         );
         set(&mut vals, "changed_object_id", Val::Int(i64::from(id)));
         set(&mut vals, "object_repr", Val::Str(repr.into()));
+        set(&mut vals, "message", Val::Str(message.into()));
+        let snap = |r: Option<Row>| r.map_or(Val::Null, |r| Val::Snap(Box::new(r)));
+        set(&mut vals, "prechange_data", snap(pre));
+        set(&mut vals, "postchange_data", snap(post));
         let row = Row {
             vals: vals.into(),
             tags: vec![],
@@ -468,6 +503,7 @@ impl Store {
 
     /// Creates an object from a write body (validated like NetBox does).
     pub(crate) fn create(&mut self, ty: Ty, body: &Value) -> Result<u32, WriteError> {
+        self.take_message(body);
         let mut row = self.parse(ty, body, None, false)?;
         let now = self.tick();
         row.created = now;
@@ -487,6 +523,7 @@ impl Store {
         partial: bool,
     ) -> Result<(), WriteError> {
         let old = self.row(ty, id).cloned().ok_or(WriteError::NotFound)?;
+        self.take_message(body);
         let mut row = self.parse(ty, body, Some(&old), partial)?;
         row.created = old.created;
         row.updated = self.tick();
@@ -524,15 +561,24 @@ impl Store {
         };
         let repr = self.display_of(ty, &row);
         let old_site = old.as_ref().map(cluster_site);
+        let post = row.clone();
         self.put(ty, id, row);
-        self.record_change(
-            if old.is_some() { "update" } else { "create" },
-            ty,
-            id,
-            repr,
-        );
+        match old {
+            Some(old) if old.same_data(&post) => self.changelog_message.clear(),
+            Some(old) => self.record_change("update", ty, id, repr, Some(old), Some(post)),
+            None => self.record_change("create", ty, id, repr, None, Some(post)),
+        }
         self.after_write(ty, id, old_site);
         Ok(())
+    }
+
+    /// A write body's `changelog_message` (any object, any type) for its change record.
+    fn take_message(&mut self, body: &Value) {
+        self.changelog_message = body
+            .get("changelog_message")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
     }
 
     /// Side effects NetBox performs on save.
@@ -655,7 +701,7 @@ impl Store {
     fn delete_cascade(&mut self, ty: Ty, id: u32, row: &Row) {
         let repr = self.display_of(ty, row);
         self.del(ty, id);
-        self.record_change("delete", ty, id, repr);
+        self.record_change("delete", ty, id, repr, Some(row.clone()), None);
         for (oty, t) in TYPES.iter().enumerate() {
             for (fi, f) in t.fields.iter().enumerate() {
                 if let Kind::Fk(target, on_del) = f.kind
