@@ -43,14 +43,27 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
 
     fn normalize_desired(
         ctx: w::Context,
-        guests: Vec<w::Guest_>,
+        guests: Vec<w::PveGuest>,
     ) -> Vec<Result<w::Desired, w::RuleError>> {
         let ctx = context_in(ctx);
-        let guests = guests.into_iter().map(guest_in).collect();
-        R::normalize_desired(&ctx, guests)
+        // A config that is not JSON fails its own guest only; the others go to the rules.
+        let mut bad = Vec::new();
+        let mut good = Vec::with_capacity(guests.len());
+        for (i, g) in guests.into_iter().enumerate() {
+            match guest_in(g) {
+                Ok(g) => good.push(g),
+                Err(e) => bad.push((i, e)),
+            }
+        }
+        let mut out: Vec<_> = R::normalize_desired(&ctx, good)
             .into_iter()
             .map(|r| r.map(desired_out).map_err(error_out))
-            .collect()
+            .collect();
+        // Ascending positions: each insert lands where its guest was.
+        for (i, e) in bad {
+            out.insert(i.min(out.len()), Err(e));
+        }
+        out
     }
 
     fn normalize_current(
@@ -198,8 +211,15 @@ fn context_in(c: w::Context) -> model::Context {
     }
 }
 
-fn guest_in(g: w::Guest_) -> model::Guest {
-    model::Guest {
+fn guest_in(g: w::PveGuest) -> Result<model::Guest, w::RuleError> {
+    let config = model::config_from_json(&g.config).map_err(|e| w::RuleError {
+        code: "bad-config".to_owned(),
+        message: format!(
+            "the config of {}/{}/{} is not a JSON object of texts: {e} (guest-default, normalize-desired)",
+            g.cluster, g.node, g.vmid
+        ),
+    })?;
+    Ok(model::Guest {
         cluster: g.cluster,
         vmid: g.vmid,
         kind: match g.kind {
@@ -215,9 +235,9 @@ fn guest_in(g: w::Guest_) -> model::Guest {
         maxdisk: g.maxdisk,
         tags: g.tags,
         pool: g.pool,
-        config: g.config,
+        config,
         config_read: g.config_read,
-    }
+    })
 }
 
 fn netbox_in(r: w::NetboxVm) -> model::NetboxVm {

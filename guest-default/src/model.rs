@@ -524,11 +524,16 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 }
 
 /// Prints a float the way Proxmox/JSON readers expect: whole numbers without a fraction.
+/// The text is always JSON that reads back: from 1e15 on, exponent form (`{f}` would print
+/// up to 309 digits, which serde_json refuses as out of range near `f64::MAX`); NaN and
+/// infinities, which have no JSON form, print as `null` (as serde_json does).
 pub fn format_f64(f: f64) -> String {
     if f.fract() == 0.0 && f.abs() < 1e15 {
         format!("{}", f as i64)
-    } else {
+    } else if f.abs() < 1e15 {
         format!("{f}")
+    } else {
+        serde_json::Number::from_f64(f).map_or_else(|| "null".to_owned(), |n| n.to_string())
     }
 }
 
@@ -580,6 +585,29 @@ impl<'de> Visitor<'de> for LenientVisitor {
         let v = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
         Ok(Lenient::Json(v.to_string()))
     }
+}
+
+/// A config in the WIT's form: one JSON object text, values as JSON strings, in config order.
+pub fn config_to_json(config: &[(String, String)]) -> String {
+    let len: usize = config.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
+    let mut out = String::with_capacity(len + 2);
+    out.push('{');
+    for (i, (k, v)) in config.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, k);
+        out.push(':');
+        push_json_string(&mut out, v);
+    }
+    out.push('}');
+    out
+}
+
+/// Parses a config in the WIT's form (or a raw Proxmox config object, numbers and all) into
+/// its properties in order; `null` is an empty config.
+pub fn config_from_json(text: &str) -> Result<Vec<(String, String)>, serde_json::Error> {
+    serde_json::from_str::<ConfigObject>(text).map(|c| c.0.unwrap_or_default())
 }
 
 /// The raw config object (`null` = not read), in document order, values as text.
@@ -1581,6 +1609,26 @@ mod tests {
         out
     }
 
+    // Found by `tests/hostile_input.rs`: `json_helpers_round_trip` shrunk to `f = NaN` (printed
+    // `NaN`, not JSON), `diff_of_arbitrary_pairs_never_panics` to a current vCPUs of
+    // `f64::MAX` (printed as 309 digits, which serde_json refuses as out of range). Both ended
+    // in a change's `old`/`new`.
+    #[test]
+    fn floats_always_print_as_json() {
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(format_f64(f), "null");
+        }
+        assert_eq!(format_f64(2.0), "2");
+        assert_eq!(format_f64(0.5), "0.5");
+        assert_eq!(format_f64(1e300), "1e+300");
+        for f in [f64::MAX, -f64::MAX, 1e15, 1.5e20, 5e-324, 0.1] {
+            let text = format_f64(f);
+            let back: f64 = serde_json::from_str(&text).expect("JSON");
+            assert_eq!(back, f, "{text}");
+            assert_eq!(text.parse::<f64>().ok(), Some(f), "{text}");
+        }
+    }
+
     #[test]
     fn json_string_escaping() {
         for s in [
@@ -1597,5 +1645,30 @@ mod tests {
             assert_eq!(out, reference(s), "{s:?}");
             assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
         }
+    }
+
+    #[test]
+    fn config_crosses_the_boundary_as_one_json_text_and_back() {
+        let config: Vec<(String, String)> = [
+            ("memory", "4096"),
+            ("description", "line one\nline \"two\"\ttab \\ é"),
+            ("scsi0", "local-lvm:vm-100-disk-0,size=32G"),
+            ("empty", ""),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let text = config_to_json(&config);
+        assert_eq!(config_from_json(&text).unwrap(), config, "{text}");
+        assert_eq!(config_to_json(&[]), "{}");
+        assert!(config_from_json("{}").unwrap().is_empty());
+        assert!(config_from_json("null").unwrap().is_empty());
+        // The raw Proxmox shape (numbers, 0/1) is accepted too; a null value is not set.
+        let raw = config_from_json(r#"{"memory":4096,"onboot":1,"cpulimit":"1.5","tags":null}"#);
+        let raw = raw.unwrap();
+        assert_eq!(raw.len(), 3);
+        assert_eq!(raw[0], ("memory".to_owned(), "4096".to_owned()));
+        assert!(config_from_json("[1,").is_err());
+        assert!(config_from_json("\"memory\"").is_err());
     }
 }

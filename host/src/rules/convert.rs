@@ -50,8 +50,8 @@ fn json_from(f: w::JsonField) -> m::Field<m::JsonText> {
     }
 }
 
-pub(crate) fn guest_to(g: m::Guest) -> w::Guest {
-    w::Guest {
+pub(crate) fn guest_to(g: m::Guest) -> w::PveGuest {
+    w::PveGuest {
         cluster: g.cluster,
         vmid: g.vmid,
         kind: match g.kind {
@@ -67,7 +67,7 @@ pub(crate) fn guest_to(g: m::Guest) -> w::Guest {
         maxdisk: g.maxdisk,
         tags: g.tags,
         pool: g.pool,
-        config: g.config,
+        config: m::config_to_json(&g.config),
         config_read: g.config_read,
     }
 }

@@ -308,7 +308,7 @@ struct ModuleInner {
     load: LoadStats,
 }
 
-fn guest_id(g: &latest::types::Guest) -> String {
+fn guest_id(g: &latest::types::PveGuest) -> String {
     format!("{}/{}/{}", g.cluster, g.node, g.vmid)
 }
 

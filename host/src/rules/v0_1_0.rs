@@ -4,12 +4,10 @@
 //! its own `v0_2_0.rs` and `latest` moves there; this module then only adapts 0.1 modules to the
 //! latest types with `From` conversions and never copies logic.
 //!
-//! Why not `bindgen!` on the `rules` world directly: wasmtime's bindgen names the accessor of an
-//! exported interface `Guest`, and the contract's `reconcile` interface also `use`s a type named
-//! `guest`, so the generated module defines `Guest` twice (E0428). The WIT is frozen, so bindgen
-//! here generates the types only (a world that imports `types`), and the five exported functions
-//! are called as typed functions looked up once per component by export index; their signatures
-//! are type-checked when the module is loaded.
+//! Bindgen generates the types only (a world that imports `types`); the five exported functions
+//! are typed functions looked up once per component by export index, so their signatures are
+//! type-checked when the module is loaded (before any batch), and one loaded component serves
+//! every call without resolving names again.
 
 use wasmtime::Store;
 use wasmtime::component::{Component, ComponentExportIndex, Instance, TypedFunc};
@@ -24,8 +22,8 @@ wasmtime::component::bindgen!({
 
 pub(crate) use self::pve2netbox::rules::types;
 use types::{
-    Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm, RuleError,
-    Vm,
+    Context, Desired, DiffInput, FieldChange, FieldPolicy, ModuleInfo, NetboxVm, PveGuest,
+    RuleError, Vm,
 };
 
 use super::store::State;
@@ -43,7 +41,7 @@ pub(crate) fn add_to_linker(
 
 type InfoFn = TypedFunc<(), (ModuleInfo,)>;
 type PoliciesFn = TypedFunc<(), (Vec<FieldPolicy>,)>;
-type DesiredFn<'a> = TypedFunc<(&'a Context, &'a [Guest]), (Vec<Result<Desired, RuleError>>,)>;
+type DesiredFn<'a> = TypedFunc<(&'a Context, &'a [PveGuest]), (Vec<Result<Desired, RuleError>>,)>;
 type CurrentFn<'a> = TypedFunc<(&'a Context, &'a [NetboxVm]), (Vec<Result<Vm, RuleError>>,)>;
 type DiffFn<'a> =
     TypedFunc<(&'a Context, &'a [DiffInput]), (Vec<Result<Vec<FieldChange>, RuleError>>,)>;
@@ -110,7 +108,7 @@ impl Exports {
         i: &Instance,
         s: &mut Store<State>,
         ctx: &Context,
-        guests: &[Guest],
+        guests: &[PveGuest],
     ) -> wasmtime::Result<Vec<Result<Desired, RuleError>>> {
         let f: DesiredFn<'_> = i.get_typed_func(&mut *s, self.normalize_desired)?;
         Ok(f.call(s, (ctx, guests))?.0)

@@ -7,8 +7,8 @@ wit_bindgen::generate!({ world: "rules", path: "../../../wit/v0.1.0" });
 
 use exports::pve2netbox::rules::reconcile::Guest as Reconcile;
 use pve2netbox::rules::types::{
-    Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest_ as ProxmoxGuest, ModuleInfo,
-    NetboxVm, RuleError, Vm,
+    Context, Desired, DiffInput, FieldChange, FieldPolicy, ModuleInfo, NetboxVm,
+    PveGuest as ProxmoxGuest, RuleError, Vm,
 };
 
 struct Module;

@@ -12,7 +12,7 @@ wit_bindgen::generate!({ world: "rules", path: "../../../wit/v0.1.0" });
 use exports::pve2netbox::rules::reconcile::Guest as Reconcile;
 use pve2netbox::rules::types::{
     Context, CountField, DecimalField, Desired, DesiredVm, DiffInput, FieldChange, FieldPolicy,
-    Guest_ as ProxmoxGuest, JsonField, ModuleInfo, NetboxVm, RefField, RuleError, TagsField,
+    JsonField, ModuleInfo, NetboxVm, PveGuest as ProxmoxGuest, RefField, RuleError, TagsField,
     TextField, Vm,
 };
 
