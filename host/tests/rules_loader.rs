@@ -129,6 +129,22 @@ fn refuses_filesystem_imports_at_load_time() {
 }
 
 #[test]
+fn refuses_clock_imports_at_load_time() {
+    let e = runtime(CacheMode::Disabled)
+        .load_file(&misbehaving("imports-clock"))
+        .err()
+        .expect("a clock import must be refused");
+    let msg = e.to_string();
+    assert!(matches!(e, RulesError::ForbiddenImport { .. }), "{msg}");
+    assert!(msg.contains("wasi:clocks/"), "{msg}");
+    assert!(msg.contains("rules must be deterministic"), "{msg}");
+    assert!(
+        msg.contains("rules_misbehaving_imports_clock.wasm"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn refuses_socket_imports_at_load_time() {
     let e = runtime(CacheMode::Disabled)
         .load_file(&misbehaving("imports-socket"))

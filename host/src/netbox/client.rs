@@ -31,6 +31,11 @@ pub const PAGE_SIZE: usize = 1000;
 /// decoding with the server's work.
 pub const PAGE_PARALLELISM: usize = 4;
 
+/// Most rows one listing may have. Why: the page offsets are planned from the server's `count`
+/// and a broken or hostile server could claim 2^64 rows (or keep sending `next` forever); ten
+/// million VMs is far beyond any NetBox, so past it the answer is refused, not followed.
+pub const MAX_LIST_ROWS: usize = 10_000_000;
+
 /// Retry 429, 500 (except `RequestDataTooBig`, which the same body will hit again), 502–504.
 fn netbox_retryable(status: StatusCode, _: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
     match status.as_u16() {
@@ -302,7 +307,17 @@ impl NetboxClient {
         pages.insert(0, first.results);
         let mut next_offset = page_size;
         if has_next && page_size > 0 {
+            let too_many = |rows: u64| NetboxError::Decode {
+                method: Method::GET,
+                path: endpoint.to_string(),
+                message: format!(
+                    "the listing claims {rows} or more rows, over the {MAX_LIST_ROWS} this tool reads"
+                ),
+            };
             if let Some(count) = count {
+                if count > MAX_LIST_ROWS as u64 {
+                    return Err(too_many(count));
+                }
                 let offsets: Vec<usize> = (page_size..count as usize).step_by(page_size).collect();
                 let semaphore = Arc::new(Semaphore::new(PAGE_PARALLELISM));
                 let mut tasks = JoinSet::new();
@@ -339,11 +354,36 @@ impl NetboxClient {
                 }
                 next_offset = offsets.last().map_or(page_size, |o| o + page_size);
             }
-            // Rows added while reading (or no count): follow on sequentially.
+            // Rows added while reading (or no count): follow on sequentially. A page of rows all
+            // seen before means the listing moved under us (or the server repeats itself): the
+            // read is incomplete, which is an error, never a shorter list.
+            let id_of = |row: &Object| row.get("id").and_then(Value::as_u64);
+            let mut ids: std::collections::HashSet<u64> = if has_next {
+                pages.values().flatten().filter_map(id_of).collect()
+            } else {
+                Default::default()
+            };
             while has_next {
+                if next_offset >= MAX_LIST_ROWS {
+                    return Err(too_many(next_offset as u64));
+                }
                 let page = self
                     .list_page(endpoint, filters, &fields, page_size, next_offset)
                     .await?;
+                let fresh = page
+                    .results
+                    .iter()
+                    .filter_map(id_of)
+                    .filter(|id| ids.insert(*id));
+                if !page.results.is_empty() && fresh.count() == 0 {
+                    return Err(NetboxError::Decode {
+                        method: Method::GET,
+                        path: endpoint.to_string(),
+                        message: format!(
+                            "the page at offset {next_offset} only repeats rows already read; the listing changed while it was read or the server repeats itself"
+                        ),
+                    });
+                }
                 has_next = page.has_next && !page.results.is_empty();
                 pages.insert(next_offset, page.results);
                 next_offset += page_size;

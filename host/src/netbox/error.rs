@@ -13,6 +13,23 @@ use serde_json::{Map, Value};
 
 use crate::http::{HttpError, RawResponse};
 
+/// Longest error message kept, in characters. NetBox echoes values back (a validation error
+/// can quote a multi-megabyte field), and a message ends up in logs, reports and plans; the
+/// parsed [`ErrorBody`] keeps everything for code that needs it.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// `text` cut to [`MAX_MESSAGE_CHARS`], saying how much was left out.
+pub(crate) fn clip_message(text: String) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!(
+            "{}… ({} more bytes not shown)",
+            &text[..cut],
+            text.len() - cut
+        ),
+        None => text,
+    }
+}
+
 /// One item's errors in a failed bulk request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemError {
@@ -157,7 +174,8 @@ impl ErrorBody {
             && self.text.is_none()
     }
 
-    /// One readable line: detail, object-level messages, `field: msg`, `item N: …`.
+    /// One readable line: detail, object-level messages, `field: msg`, `item N: …`; at most
+    /// `MAX_MESSAGE_CHARS` (2000) characters plus a note of what was cut.
     pub fn message(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         match (&self.exception, &self.detail) {
@@ -168,7 +186,15 @@ impl ErrorBody {
         }
         parts.extend(self.non_field.iter().cloned());
         for (field, msgs) in &self.fields {
-            parts.push(format!("{field}: {}", msgs.join(" ")));
+            // `{"errors": null}`, `{"name": []}`, `{"name": [""]}` name no problem.
+            let msgs: Vec<&str> = msgs
+                .iter()
+                .map(String::as_str)
+                .filter(|m| !m.trim().is_empty())
+                .collect();
+            if !msgs.is_empty() {
+                parts.push(format!("{field}: {}", msgs.join(" ")));
+            }
         }
         for item in &self.items {
             let label = match (item.index, item.id) {
@@ -181,10 +207,12 @@ impl ErrorBody {
         if let Some(text) = &self.text {
             parts.push(text.clone());
         }
+        // A blank `detail` or message (`""`, `{"detail": " "}`) says nothing.
+        parts.retain(|p| !p.trim().is_empty());
         if parts.is_empty() {
             "no error message in the answer".into()
         } else {
-            parts.join("; ")
+            clip_message(parts.join("; "))
         }
     }
 
@@ -547,6 +575,45 @@ mod tests {
             "item 1: Virtual machine name must be unique per cluster and tenant."
         );
         assert_eq!(msg(r#"["Some serializer error"]"#), "Some serializer error");
+    }
+
+    // A 50 MB `detail` (a proxy or NetBox echoing a huge value back) must not become a 50 MB
+    // log line; found while writing `tests/hostile_input.rs`.
+    #[test]
+    fn huge_messages_are_clipped() {
+        let body = format!(r#"{{"detail":"{}","name":["bad"]}}"#, "é".repeat(5_000_000));
+        let parsed = ErrorBody::parse(body.as_bytes());
+        let m = parsed.message();
+        assert!(m.chars().count() < MAX_MESSAGE_CHARS + 50, "{}", m.len());
+        assert!(
+            m.starts_with("éé") && m.ends_with("more bytes not shown)"),
+            "{m:.40}"
+        );
+        assert_eq!(parsed.detail.as_ref().map(|d| d.len()), Some(10_000_000));
+        assert_eq!(clip_message("short".into()), "short");
+    }
+
+    // Found by `tests/hostile_input.rs` (`netbox_error_bodies_from_any_json` shrunk to the body
+    // `""`, `netbox_error_answers_become_errors` to `{"errors":null}`): a blank detail or a
+    // field without messages gave an empty message, an error that says nothing.
+    #[test]
+    fn blank_messages_say_there_is_none() {
+        // The second shrunk input: `{"errors":null}` gave "errors: ".
+        for body in [
+            r#""""#,
+            r#"{"detail":""}"#,
+            r#"{"__all__":["", " "]}"#,
+            r#"[" "]"#,
+            r#"{"errors":null}"#,
+            r#"{"name":[""],"custom_fields":{"x":[]}}"#,
+        ] {
+            assert_eq!(msg(body), "no error message in the answer", "{body}");
+        }
+        assert_eq!(
+            msg(r#"{"detail":"","__all__":["x"]}"#),
+            "x",
+            "blank parts are dropped, the rest kept"
+        );
     }
 
     #[test]

@@ -150,7 +150,23 @@ impl ProxmoxError {
     }
 }
 
-/// The readable message of an error response.
+/// Longest error message kept, in characters: a broken proxy or server can answer with a
+/// huge `message` or `errors` map, and the message ends up in logs and the run report.
+const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// `text` cut to [`MAX_MESSAGE_CHARS`], saying how much was left out.
+fn clip_message(text: String) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!(
+            "{}… ({} more bytes not shown)",
+            &text[..cut],
+            text.len() - cut
+        ),
+        None => text,
+    }
+}
+
+/// The readable message of an error response (at most [`MAX_MESSAGE_CHARS`] characters).
 pub(crate) fn error_message(resp: &RawResponse) -> (String, BTreeMap<String, String>) {
     let json: Option<Value> = serde_json::from_slice(&resp.body).ok();
     let mut errors = BTreeMap::new();
@@ -169,7 +185,11 @@ pub(crate) fn error_message(resp: &RawResponse) -> (String, BTreeMap<String, Str
         .and_then(Value::as_str)
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .or_else(|| resp.custom_reason().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            resp.custom_reason()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
         .or_else(|| {
             // 401 bodies are plain text (or empty), never JSON.
             (json.is_none() && !resp.body.is_empty())
@@ -181,15 +201,16 @@ pub(crate) fn error_message(resp: &RawResponse) -> (String, BTreeMap<String, Str
         .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()
         .join("; ");
-    let message = match (message, param_text.is_empty()) {
+    let message = clip_message(match (message, param_text.is_empty()) {
         (Some(m), true) => m,
         (Some(m), false) => format!("{} {param_text}", m.trim_end_matches('.').to_string() + ":"),
         (None, false) => param_text,
+        // Nothing readable: the canonical reason ("Forbidden"), else say so.
         (None, true) => resp
-            .reason
-            .clone()
-            .unwrap_or_else(|| "no message".to_string()),
-    };
+            .status
+            .canonical_reason()
+            .map_or_else(|| "no message".to_string(), str::to_string),
+    });
     (message, errors)
 }
 
@@ -315,6 +336,41 @@ mod tests {
         );
         let err = from_response("pve-a", "p", &old);
         assert!(err.to_string().contains("type: value 'x'"), "{err}");
+    }
+
+    // Found by `tests/hostile_input.rs` (`proxmox_error_answers_become_errors`, shrunk to a
+    // 403 with an empty reason phrase and an empty body): the error ended in an empty message.
+    #[test]
+    fn blank_answers_still_give_a_message() {
+        for (status, reason, body, want) in [
+            (403, Some(""), "", "Forbidden"),
+            (
+                500,
+                Some("  "),
+                r#"{"data":null,"message":" "}"#,
+                "Internal Server Error",
+            ),
+            (595, None, "", "no message"),
+            (599, Some("\t"), "", "no message"),
+        ] {
+            let (message, _) = error_message(&resp(status, reason, body));
+            assert_eq!(message, want, "{status} {reason:?} {body:?}");
+        }
+    }
+
+    // A huge `message` (or `errors` map) must not become a multi-megabyte log line; found
+    // while writing `tests/hostile_input.rs`.
+    #[test]
+    fn huge_messages_are_clipped() {
+        let body = format!(
+            r#"{{"data":null,"message":"{}","errors":{{"vmid":"{}"}}}}"#,
+            "x".repeat(3_000_000),
+            "y".repeat(3_000_000)
+        );
+        let (message, errors) = error_message(&resp(400, None, &body));
+        assert!(message.chars().count() < MAX_MESSAGE_CHARS + 50);
+        assert!(message.ends_with("more bytes not shown)"), "{message:.40}");
+        assert_eq!(errors["vmid"].len(), 3_000_000);
     }
 
     #[test]

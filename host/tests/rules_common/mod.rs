@@ -63,9 +63,11 @@ pub const MISBEHAVING: &[&str] = &[
     "rules-misbehaving-other-world",
     "rules-misbehaving-imports-fs",
     "rules-misbehaving-imports-socket",
+    "rules-misbehaving-imports-clock",
 ];
 
-/// Path of a misbehaving component (`runaway`, `other-world`, `imports-fs`, `imports-socket`).
+/// Path of a misbehaving component (`runaway`, `other-world`, `imports-fs`, `imports-socket`,
+/// `imports-clock`).
 pub fn misbehaving(which: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| build_guests(MISBEHAVING));
