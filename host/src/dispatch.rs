@@ -9,7 +9,8 @@
 //! Bulk bodies stay under [`MAX_BULK_BODY_BYTES`].
 //!
 //! A POST whose answer was lost (ambiguous) is never sent again blindly: the VM is looked up
-//! by identity (`cluster_id` + `cf_proxmox_vm_id`) first.
+//! by identity (`cluster_id` + `cf_proxmox_vm_id`), a needed object by slug, first; when that
+//! lookup fails, the operation fails (the next run sees what was stored).
 //!
 //! Bodies are built from the field changes: references (keys) resolved to ids, tags as ids,
 //! `custom_fields.X` merged into one `custom_fields` object, the cluster set on create.
@@ -279,20 +280,34 @@ async fn create_object(
         // dispatch, has ensured them.
         return Ok(None);
     };
-    match client.create(endpoint, &object_body(spec), &["id"]).await {
+    let body = object_body(spec);
+    match client.create(endpoint, &body, &["id"]).await {
         Ok(obj) => Ok(obj.get("id").and_then(Value::as_u64)),
         Err(e) => {
-            // Made meanwhile by someone else (400 "already exists"): use it.
+            // Made meanwhile by someone else (400 "already exists"), or by this POST whose
+            // answer was lost: use it.
             let found = client
                 .list_all(endpoint, &[("slug".into(), spec.key.clone())], &["slug"])
                 .await
-                .ok()
-                .and_then(|rows| {
+                .map(|rows| {
                     rows.into_iter()
                         .find(|r| r.get("slug").and_then(Value::as_str) == Some(&spec.key))
-                })
-                .and_then(|r| r.get("id").and_then(Value::as_u64));
-            found.map(Some).ok_or_else(|| e.to_string())
+                        .and_then(|r| r.get("id").and_then(Value::as_u64))
+                });
+            match found {
+                Ok(Some(id)) => Ok(Some(id)),
+                // Known absent after a lost answer or a server-side failure (not a refusal of
+                // the body): one more POST cannot duplicate it, and spares every VM that
+                // needs the object a failed run.
+                Ok(None) if e.is_ambiguous() || matches!(e.status(), Some(429 | 500..=599)) => {
+                    client
+                        .create(endpoint, &body, &["id"])
+                        .await
+                        .map(|obj| obj.get("id").and_then(Value::as_u64))
+                        .map_err(|e2| format!("{e2} (after: {e})"))
+                }
+                _ => Err(e.to_string()),
+            }
         }
     }
 }
@@ -567,9 +582,17 @@ async fn bulk_run(
                     .iter()
                     .filter_map(|(i, _)| identity(&ops[*i], resolver))
                     .collect();
-                let found = lookup_identities(client, &keys, cf_ready)
-                    .await
-                    .unwrap_or_default();
+                let found = match lookup_identities(client, &keys, cf_ready).await {
+                    Ok(found) => found,
+                    Err(le) => {
+                        // Unknown which exist: sending them again could duplicate them.
+                        for (index, _) in group {
+                            let message = format!("{e}; and the identity lookup failed: {le}");
+                            out.fail(index, &ops[index], message);
+                        }
+                        continue;
+                    }
+                };
                 for (index, body) in group {
                     let hit = identity(&ops[index], resolver).and_then(|k| found.get(&k));
                     match hit {
@@ -623,11 +646,13 @@ async fn create_vm_after_lost(
     cf_ready: bool,
     first: &NetboxError,
 ) -> Result<Option<u64>, String> {
-    if let Some(key) = identity(op, resolver)
-        && let Ok(found) = lookup_identities(client, &[key], cf_ready).await
-        && let Some((id, _)) = found.get(&key)
-    {
-        return Ok(Some(*id));
+    if let Some(key) = identity(op, resolver) {
+        let found = lookup_identities(client, &[key], cf_ready)
+            .await
+            .map_err(|le| format!("{first}; and the identity lookup failed: {le}"))?;
+        if let Some((id, _)) = found.get(&key) {
+            return Ok(Some(*id));
+        }
     }
     client
         .create(VM_ENDPOINT, &body, &["id"])
@@ -796,6 +821,141 @@ mod tests {
         assert!(err.contains("platform 'bsd'"), "{err}");
         let o = op(OpKind::Update, vec![change("tags", "[]", "[\"nope\"]")]);
         assert!(vm_body(&o, &Resolver::new(&preflight())).is_err());
+    }
+
+    /// A NetBox on a loopback socket answering request n with `answers[n]` (the last one
+    /// repeats): `None` drops the connection unanswered (a write committed whose answer is
+    /// lost), `Some((status, json))` answers. Returns its URL and the request lines received.
+    fn scripted_netbox(
+        answers: Vec<Option<(u16, &'static str)>>,
+    ) -> (reqwest::Url, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                log.lock().unwrap().push(line.trim().to_owned());
+                let answer = answers[n.min(answers.len() - 1)];
+                if let Some((status, body)) = answer {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            }
+        });
+        (url.parse().unwrap(), seen)
+    }
+
+    fn client(url: reqwest::Url) -> NetboxClient {
+        let token = crate::http::Secret::new("0".repeat(40));
+        let config = crate::config::NetboxConfig::new(url, token.clone());
+        let timeouts = crate::config::Timeouts::default();
+        NetboxClient::with_token(&config, &token, &timeouts, Default::default()).unwrap()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_needed_object_whose_create_failed_is_created_once_more_only_when_absent() {
+        let spec = ObjectSpec {
+            kind: "platform".into(),
+            key: "bsd".into(),
+            name: "BSD".into(),
+            attrs: Default::default(),
+        };
+        let empty = r#"{"count":0,"next":null,"previous":null,"results":[]}"#;
+        let stored = r#"{"count":1,"next":null,"previous":null,"results":[{"id":4,"slug":"bsd"}]}"#;
+        let methods = |seen: &std::sync::Mutex<Vec<String>>| -> Vec<String> {
+            let seen = seen.lock().unwrap();
+            seen.iter()
+                .map(|l| l[..l.find(' ').unwrap()].to_owned())
+                .collect()
+        };
+        let resolver = Resolver::new(&preflight());
+        // Answer lost, not stored: looked up, then sent once more.
+        let (url, seen) =
+            scripted_netbox(vec![None, Some((200, empty)), Some((201, r#"{"id":7}"#))]);
+        let got = block_on(create_object(&client(url), &spec, &resolver));
+        assert_eq!(got, Ok(Some(7)));
+        assert_eq!(methods(&seen), ["POST", "GET", "POST"]);
+        // Answer lost, stored: found by its slug, not sent again.
+        let (url, seen) = scripted_netbox(vec![None, Some((200, stored))]);
+        let got = block_on(create_object(&client(url), &spec, &resolver));
+        assert_eq!(got, Ok(Some(4)));
+        assert_eq!(methods(&seen), ["POST", "GET"]);
+        // Refused (400) and absent: the refusal stands.
+        let refused = r#"{"slug":["Enter a valid slug."]}"#;
+        let (url, seen) = scripted_netbox(vec![Some((400, refused)), Some((200, empty))]);
+        let got = block_on(create_object(&client(url), &spec, &resolver));
+        assert!(got.is_err(), "{got:?}");
+        assert_eq!(methods(&seen), ["POST", "GET"]);
+    }
+
+    #[test]
+    fn a_lost_bulk_create_is_not_sent_again_when_the_lookup_fails() {
+        let (url, seen) = scripted_netbox(vec![None, Some((403, r#"{"detail":"no"}"#))]);
+        let client = client(url);
+        let mut pre = preflight();
+        pre.custom_fields.insert(VM_ID_FIELD.to_owned());
+        let mut ops = Vec::new();
+        for vmid in [100, 101] {
+            let mut o = op(
+                OpKind::Create,
+                vec![change("name", "null", &format!("\"vm{vmid}\""))],
+            );
+            o.vmid = Some(vmid);
+            ops.push(o);
+        }
+        let mut out = DispatchOutcome::default();
+        block_on(bulk_run(
+            &client,
+            &ops,
+            &[0, 1],
+            Method::POST,
+            &Resolver::new(&pre),
+            true,
+            &mut out,
+        ));
+        let seen = seen.lock().unwrap().clone();
+        let posts = seen.iter().filter(|l| l.starts_with("POST")).count();
+        assert_eq!(posts, 1, "the VMs may exist: no second POST: {seen:?}");
+        assert!(
+            seen.iter().any(|l| l.starts_with("GET")),
+            "looked up: {seen:?}"
+        );
+        assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
+        for f in &out.failures {
+            assert!(f.entry.message.contains("identity lookup failed"), "{f:?}");
+        }
+        assert!(out.vm_ids.is_empty());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Ensured (created only when missing, never rewritten: an operator's edits of these objects
 //! stay): the custom fields on virtual machines (`proxmox_vm_id` integer, `proxmox_vm_type`,
 //! `proxmox_node`, `proxmox_tags` text, and `proxmox_missing_runs` integer under the `delete`
-//! orphan policy), the managed tag `pve2netbox` (and `pve2netbox-orphan` when orphans are
+//! orphan policy), with task history the cluster custom field `proxmox_tasks_since` (integer
+//! epoch seconds: task history's watermark, read here with the clusters), the managed tag `pve2netbox` (and `pve2netbox-orphan` when orphans are
 //! marked), the cluster type `proxmox-ve`, one cluster per Proxmox cluster (by name; a
 //! standalone node's cluster is named after the node), and, only when a site is configured,
 //! the site, manufacturer "Proxmox", device type "Proxmox Generic Device", device role
@@ -13,6 +14,12 @@
 //!
 //! In a preview (`--dry-run`, `plan`) nothing is created: each missing object becomes a
 //! pending [`ObjectSpec`] the plan lists, and missing clusters get placeholder ids.
+//!
+//! Cost: one request per object family, whatever the number of objects: the families the rules
+//! may reference (tags, sites, roles, platforms, tenants, VM types) are listed whole; custom
+//! fields and clusters are read with their names repeated in one filter (NetBox ORs repeated
+//! values); cluster types, manufacturers and device types only when something must be created.
+//! A rerun with nothing missing costs the status read plus 8 lists (9 with a site).
 //!
 //! Edges: NetBox client in; the cluster ids, the rules' known objects and the pending objects
 //! out. [`object_endpoint`] and [`object_body`] are shared with dispatch, which creates the
@@ -33,6 +40,11 @@ pub const MANAGED_TAG: &str = "pve2netbox";
 pub const TAGS_FIELD: &str = "proxmox_tags";
 /// The NetBox object type of virtual machines (custom fields, journal entries).
 pub const VM_OBJECT_TYPE: &str = "virtualization.virtualmachine";
+/// Cluster custom field holding task history's watermark: epoch seconds before which every
+/// task of a managed VM is recorded (see `task_history`).
+pub const TASKS_SINCE_FIELD: &str = "proxmox_tasks_since";
+/// The NetBox object type of clusters.
+pub const CLUSTER_OBJECT_TYPE: &str = "virtualization.cluster";
 /// Slug of the cluster type of every cluster the tool creates.
 pub const CLUSTER_TYPE_SLUG: &str = "proxmox-ve";
 const CLUSTER_TYPE_NAME: &str = "Proxmox VE";
@@ -97,6 +109,8 @@ pub struct PreflightInput {
     pub orphans: OrphanPolicy,
     /// Preview: create nothing.
     pub dry_run: bool,
+    /// Task history on: ensure and read the clusters' task watermark field.
+    pub task_history: bool,
 }
 
 /// What preflight found and made.
@@ -118,6 +132,12 @@ pub struct Preflight {
     pub created: u64,
     /// True when a site is configured (devices are managed).
     pub has_site: bool,
+    /// Proxmox cluster name -> the NetBox cluster's task watermark ([`TASKS_SINCE_FIELD`]),
+    /// absent when unset.
+    pub tasks_since: BTreeMap<String, i64>,
+    /// True when [`TASKS_SINCE_FIELD`] exists on clusters with the right type (it may be
+    /// written).
+    pub tasks_since_field: bool,
 }
 
 impl Default for Preflight {
@@ -131,6 +151,8 @@ impl Default for Preflight {
             pending: Vec::new(),
             created: 0,
             has_site: false,
+            tasks_since: BTreeMap::new(),
+            tasks_since_field: false,
         }
     }
 }
@@ -203,6 +225,104 @@ fn known_by_slug(kind: &str, rows: &[Object]) -> Vec<KnownObject> {
         .collect()
 }
 
+/// `name=a&name=b…`: NetBox ORs repeated values, so one request reads them all.
+fn by_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    names.map(|n| ("name".to_owned(), n.to_owned())).collect()
+}
+
+/// A custom field's type (`{"value": …}` on reads, a plain string in older answers).
+fn cf_type(cf: &Object) -> String {
+    match cf.get("type") {
+        Some(Value::Object(o)) => o.get("value").and_then(Value::as_str),
+        Some(Value::String(t)) => Some(t.as_str()),
+        _ => None,
+    }
+    .unwrap_or("")
+    .to_owned()
+}
+
+/// True when the custom field is enabled for `object_type` (absent list: trust it).
+fn cf_applies_to(cf: &Object, object_type: &str) -> bool {
+    cf.get("object_types")
+        .and_then(Value::as_array)
+        .is_none_or(|a| a.iter().any(|t| t.as_str() == Some(object_type)))
+}
+
+/// Makes sure the clusters' task watermark field exists; false when an operator's field of
+/// that name has another type or object type (task history then re-reads its look-back each
+/// run instead of failing the sync).
+async fn ensure_tasks_since_field(
+    ctx: &mut Ctx<'_>,
+    cfs: &[Object],
+) -> Result<bool, PreflightError> {
+    match cfs
+        .iter()
+        .find(|c| s(c, "name").as_deref() == Some(TASKS_SINCE_FIELD))
+    {
+        Some(existing) => {
+            let usable =
+                cf_type(existing) == "integer" && cf_applies_to(existing, CLUSTER_OBJECT_TYPE);
+            if !usable {
+                tracing::warn!(
+                    field = TASKS_SINCE_FIELD,
+                    "custom field exists but is not an integer field on virtualization.cluster; \
+                     task history will re-read its look-back on every run"
+                );
+            }
+            Ok(usable)
+        }
+        None => {
+            let body = json!({
+                "name": TASKS_SINCE_FIELD,
+                "label": "proxmox tasks since",
+                "type": "integer",
+                "object_types": [CLUSTER_OBJECT_TYPE],
+                "filter_logic": "exact",
+                "ui_editable": "no",
+                "description": "Maintained by pve2netbox: Proxmox tasks started before this \
+                                epoch second are recorded in the VMs' journals",
+            });
+            ctx.create(
+                "custom-field",
+                TASKS_SINCE_FIELD,
+                TASKS_SINCE_FIELD,
+                "extras/custom-fields",
+                body,
+            )
+            .await?;
+            Ok(!ctx.dry_run)
+        }
+    }
+}
+
+/// The id of the cluster type `proxmox-ve`, created when missing.
+async fn ensure_cluster_type(ctx: &mut Ctx<'_>) -> Result<u64, PreflightError> {
+    let rows = ctx
+        .client
+        .list_all(
+            "virtualization/cluster-types",
+            &[("slug".into(), CLUSTER_TYPE_SLUG.into())],
+            &["slug"],
+        )
+        .await
+        .map_err(nb("listing virtualization/cluster-types"))?;
+    if let Some(row) = rows
+        .iter()
+        .find(|r| s(r, "slug").as_deref() == Some(CLUSTER_TYPE_SLUG))
+    {
+        return Ok(id(row));
+    }
+    let body = json!({"name": CLUSTER_TYPE_NAME, "slug": CLUSTER_TYPE_SLUG});
+    ctx.create(
+        "cluster-type",
+        CLUSTER_TYPE_SLUG,
+        CLUSTER_TYPE_NAME,
+        "virtualization/cluster-types",
+        body,
+    )
+    .await
+}
+
 struct Ctx<'a> {
     client: &'a NetboxClient,
     dry_run: bool,
@@ -255,41 +375,63 @@ pub async fn run(
 ) -> Result<Preflight, PreflightError> {
     let status = client.status().await.map_err(nb("reading /api/status/"))?;
     let caps = status.capabilities;
-    let list = |endpoint: &'static str, fields: &'static [&'static str]| async move {
+    let list = |endpoint: &'static str,
+                filters: Vec<(String, String)>,
+                fields: &'static [&'static str]| async move {
         client
-            .list_all(endpoint, &[], fields)
+            .list_all(endpoint, &filters, fields)
             .await
             .map_err(nb(format!("listing {endpoint}")))
     };
+    let cf_wanted = required_custom_fields(input.orphans);
+    // Repeated `name` values are ORed: one request for every field (and one for every cluster).
+    let mut cf_filter = by_names(cf_wanted.iter().map(|f| f.0));
+    if input.task_history {
+        cf_filter.push(("name".into(), TASKS_SINCE_FIELD.into()));
+    }
+    let cluster_filter = by_names(input.clusters.iter().map(|c| c.name.as_str()));
     let vm_types = async {
         if caps.virtual_machine_type {
-            list("virtualization/virtual-machine-types", &["name", "slug"]).await
+            list(
+                "virtualization/virtual-machine-types",
+                Vec::new(),
+                &["name", "slug"],
+            )
+            .await
         } else {
             Ok(Vec::new())
         }
     };
     // Independent reads, in parallel: NetBox serves a few at once, and each is one page.
-    let (cfs, tags, sites, roles, cluster_types, clusters, platforms, tenants, vm_types) = tokio::join!(
-        list("extras/custom-fields", &["name", "type", "object_types"]),
-        list("extras/tags", &["name", "slug"]),
-        list("dcim/sites", &["name", "slug"]),
-        list("dcim/device-roles", &["name", "slug"]),
-        list("virtualization/cluster-types", &["name", "slug"]),
-        list("virtualization/clusters", &["name", "type"]),
-        list("dcim/platforms", &["name", "slug"]),
-        list("tenancy/tenants", &["name", "slug"]),
+    let clusters = async {
+        if input.clusters.is_empty() {
+            Ok(Vec::new())
+        } else {
+            list(
+                "virtualization/clusters",
+                cluster_filter,
+                &["name", "type", "custom_fields"],
+            )
+            .await
+        }
+    };
+    // The families the rules may reference are listed whole (the rules' `known` objects).
+    let (cfs, tags, sites, roles, clusters, platforms, tenants, vm_types) = tokio::join!(
+        list(
+            "extras/custom-fields",
+            cf_filter,
+            &["name", "type", "object_types"]
+        ),
+        list("extras/tags", Vec::new(), &["name", "slug"]),
+        list("dcim/sites", Vec::new(), &["name", "slug"]),
+        list("dcim/device-roles", Vec::new(), &["name", "slug"]),
+        clusters,
+        list("dcim/platforms", Vec::new(), &["name", "slug"]),
+        list("tenancy/tenants", Vec::new(), &["name", "slug"]),
         vm_types,
     );
-    let (cfs, tags, sites, roles, cluster_types, clusters, platforms, tenants, vm_types) = (
-        cfs?,
-        tags?,
-        sites?,
-        roles?,
-        cluster_types?,
-        clusters?,
-        platforms?,
-        tenants?,
-        vm_types?,
+    let (cfs, tags, sites, roles, clusters, platforms, tenants, vm_types) = (
+        cfs?, tags?, sites?, roles?, clusters?, platforms?, tenants?, vm_types?,
     );
     let mut ctx = Ctx {
         client,
@@ -306,16 +448,10 @@ pub async fn run(
     };
 
     // Custom fields: a wrong type or object type is an operator's edit we refuse to undo.
-    for (name, kind, filter_logic) in required_custom_fields(input.orphans) {
+    for (name, kind, filter_logic) in cf_wanted {
         match cfs.iter().find(|c| s(c, "name").as_deref() == Some(name)) {
             Some(existing) => {
-                let found = match existing.get("type") {
-                    Some(Value::Object(o)) => o.get("value").and_then(Value::as_str),
-                    Some(Value::String(t)) => Some(t.as_str()),
-                    _ => None,
-                }
-                .unwrap_or("")
-                .to_owned();
+                let found = cf_type(existing);
                 if found != kind {
                     return Err(PreflightError::CustomFieldType {
                         name: name.to_owned(),
@@ -323,11 +459,7 @@ pub async fn run(
                         wanted: kind.to_owned(),
                     });
                 }
-                let for_vms = existing
-                    .get("object_types")
-                    .and_then(Value::as_array)
-                    .is_none_or(|a| a.iter().any(|t| t.as_str() == Some(VM_OBJECT_TYPE)));
-                if !for_vms {
+                if !cf_applies_to(existing, VM_OBJECT_TYPE) {
                     return Err(PreflightError::CustomFieldObjectType {
                         name: name.to_owned(),
                     });
@@ -347,6 +479,9 @@ pub async fn run(
             }
         }
         out.custom_fields.insert(name.to_owned());
+    }
+    if input.task_history {
+        out.tasks_since_field = ensure_tasks_since_field(&mut ctx, &cfs).await?;
     }
 
     // Tags.
@@ -386,31 +521,15 @@ pub async fn run(
         }),
     };
 
-    // Cluster type and clusters, by name.
-    let type_id = match known_by_slug("cluster-type", &cluster_types)
-        .into_iter()
-        .find(|k| k.key == CLUSTER_TYPE_SLUG)
-    {
-        Some(k) => k.id,
-        None => {
-            let body = json!({"name": CLUSTER_TYPE_NAME, "slug": CLUSTER_TYPE_SLUG});
-            ctx.create(
-                "cluster-type",
-                CLUSTER_TYPE_SLUG,
-                CLUSTER_TYPE_NAME,
-                "virtualization/cluster-types",
-                body,
-            )
-            .await?
-        }
-    };
+    // Clusters, by name; the cluster type is only looked up when a cluster must be made.
+    let mut type_id: Option<u64> = None;
     for spec in &input.clusters {
         let same_name: Vec<&Object> = clusters
             .iter()
             .filter(|c| s(c, "name").as_deref() == Some(spec.name.as_str()))
             .collect();
         // Cluster names are unique per group and site, not globally: prefer ours by type.
-        let ours: Vec<&&Object> = same_name
+        let ours: Vec<&Object> = same_name
             .iter()
             .filter(|c| {
                 c.get("type")
@@ -418,9 +537,14 @@ pub async fn run(
                     .and_then(Value::as_str)
                     == Some(CLUSTER_TYPE_SLUG)
             })
+            .copied()
             .collect();
         let cluster_id = match (same_name.as_slice(), ours.as_slice()) {
             ([], _) => {
+                let type_id = match type_id {
+                    Some(t) => t,
+                    None => *type_id.insert(ensure_cluster_type(&mut ctx).await?),
+                };
                 let mut body = json!({"name": spec.name, "type": type_id, "status": "active"});
                 if let Some(site_id) = site_id.filter(|i| !Preflight::is_placeholder(*i)) {
                     if caps.cluster_scope {
@@ -439,8 +563,16 @@ pub async fn run(
                 )
                 .await?
             }
-            ([one], _) => id(one),
-            (_, [one]) => id(one),
+            ([one], _) | (_, [one]) => {
+                if let Some(since) = one
+                    .get("custom_fields")
+                    .and_then(|c| c.get(TASKS_SINCE_FIELD))
+                    .and_then(Value::as_i64)
+                {
+                    out.tasks_since.insert(spec.name.clone(), since);
+                }
+                id(one)
+            }
             (many, _) => {
                 return Err(PreflightError::Ambiguous(format!(
                     "{} NetBox clusters are named '{}' (ids {}); rename all but one, or give \
@@ -472,13 +604,63 @@ pub async fn run(
     Ok(out)
 }
 
-/// Manufacturer, device type, node role and one device per node, at the configured site.
+/// One device per node at the configured site; the manufacturer, device type and node role
+/// are only looked up (and created when missing) when a device must be made.
 async fn ensure_devices(
     ctx: &mut Ctx<'_>,
     out: &mut Preflight,
     input: &PreflightInput,
     site_id: u64,
 ) -> Result<(), PreflightError> {
+    let client = ctx.client;
+    let devices = if Preflight::is_placeholder(site_id) {
+        Vec::new()
+    } else {
+        client
+            .list_all(
+                "dcim/devices",
+                &[("site_id".into(), site_id.to_string())],
+                &["name"],
+            )
+            .await
+            .map_err(nb("listing dcim/devices"))?
+    };
+    // Device names are unique per site, case-insensitively.
+    let by_name: BTreeMap<String, &Object> = devices
+        .iter()
+        .filter_map(|d| Some((s(d, "name")?.to_lowercase(), d)))
+        .collect();
+    // (device type, role) ids, resolved at the first missing device.
+    let mut parents: Option<(u64, u64)> = None;
+    for spec in &input.clusters {
+        let cluster_id = out.cluster_ids.get(&spec.name).copied().unwrap_or(0);
+        for node in &spec.nodes {
+            let device_id = match by_name.get(&node.to_lowercase()) {
+                Some(d) => id(d),
+                None => {
+                    let (device_type_id, role_id) = match parents {
+                        Some(p) => p,
+                        None => *parents.insert(ensure_device_parents(ctx, out).await?),
+                    };
+                    let body = json!({"name": node, "role": role_id, "device_type": device_type_id,
+                                      "site": site_id, "cluster": cluster_id, "status": "active"});
+                    ctx.create("device", node, node, "dcim/devices", body)
+                        .await?
+                }
+            };
+            out.known
+                .push(known("device", node.clone(), device_id, node.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The manufacturer "Proxmox", its generic device type and the node role: (device type id,
+/// role id), each created when missing.
+async fn ensure_device_parents(
+    ctx: &mut Ctx<'_>,
+    out: &mut Preflight,
+) -> Result<(u64, u64), PreflightError> {
     let client = ctx.client;
     let slug_filter = |slug: &str| vec![("slug".to_owned(), slug.to_owned())];
     let manufacturers = client
@@ -555,40 +737,7 @@ async fn ensure_devices(
             new_id
         }
     };
-    let devices = if Preflight::is_placeholder(site_id) {
-        Vec::new()
-    } else {
-        client
-            .list_all(
-                "dcim/devices",
-                &[("site_id".into(), site_id.to_string())],
-                &["name"],
-            )
-            .await
-            .map_err(nb("listing dcim/devices"))?
-    };
-    // Device names are unique per site, case-insensitively.
-    let by_name: BTreeMap<String, &Object> = devices
-        .iter()
-        .filter_map(|d| Some((s(d, "name")?.to_lowercase(), d)))
-        .collect();
-    for spec in &input.clusters {
-        let cluster_id = out.cluster_ids.get(&spec.name).copied().unwrap_or(0);
-        for node in &spec.nodes {
-            let device_id = match by_name.get(&node.to_lowercase()) {
-                Some(d) => id(d),
-                None => {
-                    let body = json!({"name": node, "role": role_id, "device_type": device_type_id,
-                                      "site": site_id, "cluster": cluster_id, "status": "active"});
-                    ctx.create("device", node, node, "dcim/devices", body)
-                        .await?
-                }
-            };
-            out.known
-                .push(known("device", node.clone(), device_id, node.clone()));
-        }
-    }
-    Ok(())
+    Ok((device_type_id, role_id))
 }
 
 /// The NetBox endpoint of an object kind the rules may list in `needs`.

@@ -32,7 +32,7 @@ use crate::reconcile::{
 use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
 use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
 use crate::snapshot::{self, SnapshotError};
-use crate::task_history::{self, TaskTarget};
+use crate::task_history::{self, TaskTarget, Unrecorded};
 
 /// What a run does.
 #[derive(Debug, Clone)]
@@ -179,6 +179,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
         site: config.sync.site.clone(),
         orphans: config.sync.orphans,
         dry_run: opts.mode.is_preview(),
+        task_history: config.sync.task_history,
     };
     let pre = preflight::run(&netbox, &input).await?;
     bar.finish(&format!(
@@ -293,11 +294,14 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
     if config.sync.task_history {
         let t = Instant::now();
         let targets = task_targets(&outcomes, &read.guests, &plan.operations, &done);
+        let unrecorded = unrecorded_guests(&outcomes, &read.guests, &targets);
         let bar = progress.phase("task history", Some(targets.len() as u64));
         let history = task_history::run(
             &netbox,
             &discovery.endpoints,
+            &pre,
             &targets,
+            &unrecorded,
             config.sync.max_concurrency,
             &bar,
         )
@@ -645,6 +649,33 @@ fn task_targets(
                 node: o.node.clone(),
                 vmid: o.vmid,
                 netbox_id,
+            })
+        })
+        .collect()
+}
+
+/// The guests whose tasks this run cannot journal although it should (not targets: their VM
+/// write failed, or the rules failed on them); skipped guests are left out on purpose (they
+/// stay out of NetBox and must not hold the task watermark forever).
+fn unrecorded_guests(
+    outcomes: &[VmOutcome],
+    guests: &[ReadGuest],
+    targets: &[TaskTarget],
+) -> Vec<Unrecorded> {
+    let recorded: std::collections::BTreeSet<(usize, u32)> =
+        targets.iter().map(|t| (t.endpoint, t.vmid)).collect();
+    let endpoint_of: std::collections::BTreeMap<(&str, u32), usize> = guests
+        .iter()
+        .map(|g| ((g.guest.cluster.as_str(), g.guest.vmid), g.endpoint))
+        .collect();
+    outcomes
+        .iter()
+        .filter(|o| !matches!(o.class, Class::Skip(_)))
+        .filter_map(|o| {
+            let endpoint = *endpoint_of.get(&(o.cluster.as_str(), o.vmid))?;
+            (!recorded.contains(&(endpoint, o.vmid))).then_some(Unrecorded {
+                endpoint,
+                vmid: o.vmid,
             })
         })
         .collect()

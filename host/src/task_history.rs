@@ -1,19 +1,41 @@
 //! Task history: each reconciled VM's Proxmox tasks become NetBox journal entries on the VM
 //! (kind by exit status: `OK` -> success, `WARNINGS: N` -> warning, an error -> danger; running
-//! tasks wait for a later run), idempotent by UPID.
+//! tasks wait for a later run), idempotent by UPID, read incrementally.
 //!
-//! Cost on a rerun: the entries this tool wrote are read once, paged (`assigned_object_type`
-//! = VMs, tagged `pve2netbox`, trimmed to `assigned_object_id,comments`); their UPIDs give each
-//! VM's newest recorded task start, and Proxmox is asked per VM only for tasks `since` then.
-//! Nothing new means no NetBox write at all. New entries are POSTed in bulk (journal entries
-//! are independent and append-only, so a batch is safe; a failed batch is split to isolate the
-//! bad entry).
+//! The watermark T: each NetBox cluster carries the custom field `proxmox_tasks_since` (epoch
+//! seconds), read by preflight with the clusters. Its meaning: every finished task of a managed
+//! VM that started before T is recorded. A run reads, per node (not per VM),
+//! `/nodes/{node}/tasks?since=T&source=all` in pages; only tasks starting at or after T can be
+//! new, and only those of this run's reconciled VMs (by the vmid in the task's `id`, whatever
+//! node ran it) are kept. Without T (first run, or the field unusable) each node's newest
+//! [`FIRST_RUN_LOOKBACK_TASKS`] tasks are read instead of all history.
 //!
-//! Trade-off: the read grows with the number of recorded entries, not VMs (~1000 entries per
-//! read). Keeping a per-VM "newest task" custom field would make it ceil(N/1000) but would write
-//! into every VM whenever it has a new task; the journal stays the single source of truth.
+//! Idempotence without reading every entry: only VMs with candidate tasks have their entries
+//! read (`assigned_object_id` repeated, [`JOURNAL_IDS_PER_READ`] per request, tagged
+//! `pve2netbox`, `created_after` a day before T), and a task whose UPID is already in one is
+//! skipped. New entries are POSTed in bulk (independent and append-only, so a batch is safe;
+//! a failed batch is split to isolate the bad entry).
 //!
-//! Edges: the Proxmox endpoints and the written/kept VMs' NetBox ids in; journal writes out.
+//! The new T, per cluster: the newest task end seen on any node (every task that started
+//! before the read was returned, and the read came after that end) minus
+//! [`CLOCK_SLACK_S`] for clock differences between nodes, but never past the start of a
+//! managed VM's still-running task (it is recorded once it ends). It is written with one PATCH
+//! of the cluster only after every node was read and every entry written (a crash between the
+//! two means re-reading a window, never skipping one), and only when entries were written, on
+//! the first run, or when T would move by [`WATERMARK_REFRESH_S`] (so activity of unmanaged
+//! guests does not grow the read window forever); a rerun with nothing new writes nothing.
+//! A noop rerun therefore costs one Proxmox page per node and, at most, a journal read for
+//! the VMs of tasks that ended within [`CLOCK_SLACK_S`] of the newest end.
+//!
+//! A guest this run could not journal ([`Unrecorded`]: its VM write failed, or the rules
+//! failed on it) holds its cluster's T at the start of its oldest task read, so the run that
+//! finally writes its VM still finds those tasks (a clean first run would have recorded them).
+//!
+//! Trade-off: a VM that becomes managed later (created by a later run) gets its tasks from T
+//! on, not its older history.
+//!
+//! Edges: the Proxmox endpoints, preflight's watermarks and the written/kept VMs' NetBox ids
+//! in; journal writes and the clusters' watermark out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,21 +45,38 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::netbox::NetboxClient;
-use crate::preflight::{MANAGED_TAG, VM_OBJECT_TYPE};
+use crate::preflight::{MANAGED_TAG, Preflight, TASKS_SINCE_FIELD, VM_OBJECT_TYPE};
 use crate::progress::PhaseBar;
-use crate::proxmox::{Task, TaskOutcome, TaskQuery};
+use crate::proxmox::{Task, TaskOutcome, TaskQuery, TaskSource};
 use crate::proxmox_read::Endpoint;
 use crate::report::ErrorEntry;
 
 /// Phase name in errors.
 pub const PHASE: &str = "task_history";
 const JOURNAL_ENDPOINT: &str = "extras/journal-entries";
-/// Tasks per Proxmox page: the API's default is 50; larger pages cut round trips on a first
-/// run without making one answer large (a task row is ~250 bytes).
+const CLUSTER_ENDPOINT: &str = "virtualization/clusters";
+/// Tasks per Proxmox page: the API's default is 50; larger pages cut round trips without
+/// making one answer large (a task row is ~250 bytes).
 const TASK_PAGE: u64 = 500;
+/// Without a watermark, the newest tasks read per node (one page): a first run records recent
+/// history, not years of it.
+pub const FIRST_RUN_LOOKBACK_TASKS: u64 = 500;
 /// Journal entries per bulk POST: ~300 bytes each, so ~30 KB per request, far under NetBox's
 /// 2.5 MB body limit, and a failed batch costs little to split.
 const JOURNAL_BULK_ITEMS: usize = 100;
+/// VM ids per journal read: `assigned_object_id=NNNNNN&` is ~26 bytes, so 100 ids keep the
+/// request line under gunicorn's default 4094-byte limit.
+pub const JOURNAL_IDS_PER_READ: usize = 100;
+/// Seconds subtracted from the newest task end for the watermark: Proxmox stamps whole
+/// seconds and cluster nodes' clocks differ by a little (corosync needs them in step).
+pub const CLOCK_SLACK_S: i64 = 2;
+/// How far before T the journal read looks (`created_after`): NetBox's clock is not Proxmox's,
+/// and an entry for a task starting at or after T was written after T in Proxmox time; a day
+/// covers any sane clock difference.
+const JOURNAL_CREATED_SLACK_S: i64 = 86_400;
+/// Move T without new entries once it lags this much (one PATCH a day at most), so tasks of
+/// unmanaged guests do not grow the read window forever.
+const WATERMARK_REFRESH_S: i64 = 86_400;
 
 /// A VM whose tasks are copied.
 #[derive(Debug, Clone)]
@@ -51,11 +90,22 @@ pub struct TaskTarget {
     pub netbox_id: u64,
 }
 
+/// A guest of this run whose tasks cannot be journaled now (its VM write failed, or the rules
+/// failed on it): its tasks must not fall behind its cluster's watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unrecorded {
+    /// Index into the endpoints.
+    pub endpoint: usize,
+    pub vmid: u32,
+}
+
 /// What the phase did.
 #[derive(Debug, Default)]
 pub struct TaskHistoryOutcome {
     /// Journal entries written.
     pub written: usize,
+    /// Clusters whose watermark was moved.
+    pub watermarks: usize,
     pub errors: Vec<ErrorEntry>,
 }
 
@@ -72,13 +122,6 @@ pub fn upid_in(comments: &str) -> Option<&str> {
 pub fn upid_starttime(upid: &str) -> Option<i64> {
     let field = upid.split(':').nth(4)?;
     i64::from_str_radix(field, 16).ok()
-}
-
-/// What was recorded per NetBox VM id: the UPIDs and the newest start time.
-#[derive(Debug, Default, Clone)]
-struct Recorded {
-    upids: BTreeSet<String>,
-    newest: Option<i64>,
 }
 
 /// `1970-01-01T00:00:00Z` from epoch seconds (UTC, proleptic Gregorian).
@@ -133,57 +176,38 @@ pub fn comments(task: &Task) -> String {
     )
 }
 
-/// Reads the entries the tool wrote, indexed by VM id.
-async fn recorded(client: &NetboxClient) -> Result<BTreeMap<u64, Recorded>, String> {
-    let filters = vec![
-        ("assigned_object_type".to_owned(), VM_OBJECT_TYPE.to_owned()),
-        ("tag".to_owned(), MANAGED_TAG.to_owned()),
-    ];
-    let rows = client
-        .list_all(
-            JOURNAL_ENDPOINT,
-            &filters,
-            &["assigned_object_id", "comments"],
-        )
-        .await
-        .map_err(|e| format!("reading the journal entries pve2netbox wrote: {e}"))?;
-    let mut out: BTreeMap<u64, Recorded> = BTreeMap::new();
-    for row in rows {
-        let Some(vm) = row.get("assigned_object_id").and_then(Value::as_u64) else {
-            continue;
-        };
-        let Some(upid) = row
-            .get("comments")
-            .and_then(Value::as_str)
-            .and_then(upid_in)
-        else {
-            continue;
-        };
-        let entry = out.entry(vm).or_default();
-        if let Some(start) = upid_starttime(upid) {
-            entry.newest = Some(entry.newest.map_or(start, |n| n.max(start)));
-        }
-        entry.upids.insert(upid.to_owned());
-    }
-    Ok(out)
+/// The guest a task is about: its `id` (the vmid for guest tasks), else the UPID's id field.
+fn task_vmid(task: &Task) -> Option<u32> {
+    let id = if task.id.is_empty() {
+        task.upid.split(':').nth(6).unwrap_or("")
+    } else {
+        task.id.as_str()
+    };
+    id.parse().ok()
 }
 
-/// Every finished task of one guest started at or after `since`, all pages.
-async fn guest_tasks(
+/// One node's tasks: everything started at or after `since` (all pages), or without a
+/// watermark the newest [`FIRST_RUN_LOOKBACK_TASKS`]. Running tasks included (`source=all`):
+/// they hold the watermark back.
+async fn node_tasks(
     endpoint: &Endpoint,
     node: &str,
-    vmid: u32,
     since: Option<i64>,
 ) -> Result<Vec<Task>, String> {
+    let limit = if since.is_some() {
+        TASK_PAGE
+    } else {
+        FIRST_RUN_LOOKBACK_TASKS
+    };
     let mut tasks = Vec::new();
     let mut start = 0u64;
     loop {
         let query = TaskQuery {
-            vmid: Some(u64::from(vmid)),
+            vmid: None,
             since,
             start: Some(start),
-            limit: Some(TASK_PAGE),
-            source: None,
+            limit: Some(limit),
+            source: Some(TaskSource::All),
         };
         let page = endpoint
             .client
@@ -193,83 +217,252 @@ async fn guest_tasks(
         let got = page.tasks.len() as u64;
         tasks.extend(page.tasks);
         start += got;
-        let more = page.total.map_or(got == TASK_PAGE, |total| start < total);
-        if got == 0 || !more {
+        let more = page.total.map_or(got == limit, |total| start < total);
+        if since.is_none() || got == 0 || !more {
             break;
         }
     }
     Ok(tasks)
 }
 
-/// Copies new tasks of `targets` into journal entries.
+/// The watermark a complete read of a cluster's nodes supports: the newest task end minus
+/// [`CLOCK_SLACK_S`], never past the start of a still-running task of a managed VM. `None`
+/// when no task has ended.
+pub(crate) fn next_watermark(tasks: &[Task], managed: impl Fn(&Task) -> bool) -> Option<i64> {
+    let running = |t: &&Task| t.outcome() == TaskOutcome::Running;
+    let newest_end = tasks
+        .iter()
+        .filter(|t| !running(t))
+        .filter_map(|t| t.endtime.or(t.starttime))
+        .max()?;
+    let oldest_running = tasks
+        .iter()
+        .filter(running)
+        .filter(|t| managed(t))
+        .filter_map(|t| t.starttime)
+        .min();
+    let mark = newest_end - CLOCK_SLACK_S;
+    Some(oldest_running.map_or(mark, |start| mark.min(start)))
+}
+
+/// The start of the oldest task of an unrecorded guest in `tasks`: the watermark must not pass
+/// it, or the run that records the guest would not read that task again. `None`: no such task.
+pub(crate) fn oldest_unrecorded(tasks: &[Task], unrecorded: impl Fn(&Task) -> bool) -> Option<i64> {
+    tasks
+        .iter()
+        .filter(|t| unrecorded(t))
+        .filter_map(|t| t.starttime.or_else(|| upid_starttime(&t.upid)))
+        .min()
+}
+
+/// True when the watermark should be written: it moves forward and entries were recorded,
+/// or there was none yet, or it lags by [`WATERMARK_REFRESH_S`].
+pub(crate) fn should_move(old: Option<i64>, new: i64, wrote_entries: bool) -> bool {
+    match old {
+        None => true,
+        Some(old) => new > old && (wrote_entries || new - old >= WATERMARK_REFRESH_S),
+    }
+}
+
+/// One Proxmox cluster's share of the phase.
+struct ClusterRun {
+    endpoint: usize,
+    /// The NetBox cluster (None: a preview placeholder, never written).
+    cluster_id: Option<u64>,
+    since: Option<i64>,
+    /// Targets by vmid.
+    targets: BTreeMap<u32, TaskTarget>,
+    /// Guests not journaled this run, by vmid: they hold the watermark.
+    unrecorded: BTreeSet<u32>,
+    tasks: Vec<Task>,
+    /// Every node read and every entry written: the watermark may move.
+    complete: bool,
+    written: usize,
+}
+
+/// The UPIDs already recorded on `vm_ids` (entries tagged `pve2netbox`, created after
+/// `created_after`), as `(vm id, upid)`.
+async fn recorded(
+    client: &NetboxClient,
+    vm_ids: &[u64],
+    created_after: Option<i64>,
+) -> Result<BTreeSet<(u64, String)>, String> {
+    let mut out = BTreeSet::new();
+    for chunk in vm_ids.chunks(JOURNAL_IDS_PER_READ) {
+        let mut filters = vec![
+            ("assigned_object_type".to_owned(), VM_OBJECT_TYPE.to_owned()),
+            ("tag".to_owned(), MANAGED_TAG.to_owned()),
+        ];
+        if let Some(after) = created_after {
+            filters.push(("created_after".to_owned(), iso_utc(after)));
+        }
+        filters.extend(
+            chunk
+                .iter()
+                .map(|id| ("assigned_object_id".to_owned(), id.to_string())),
+        );
+        let rows = client
+            .list_all(
+                JOURNAL_ENDPOINT,
+                &filters,
+                &["assigned_object_id", "comments"],
+            )
+            .await
+            .map_err(|e| format!("reading the journal entries of {} VMs: {e}", chunk.len()))?;
+        for row in rows {
+            let Some(vm) = row.get("assigned_object_id").and_then(Value::as_u64) else {
+                continue;
+            };
+            if let Some(upid) = row
+                .get("comments")
+                .and_then(Value::as_str)
+                .and_then(upid_in)
+            {
+                out.insert((vm, upid.to_owned()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Copies new tasks of `targets` into journal entries and moves the clusters' watermarks.
 pub async fn run(
     client: &NetboxClient,
     endpoints: &[Endpoint],
+    pre: &Preflight,
     targets: &[TaskTarget],
+    unrecorded: &[Unrecorded],
     max_concurrency: usize,
     bar: &PhaseBar,
 ) -> TaskHistoryOutcome {
     let mut out = TaskHistoryOutcome::default();
-    if targets.is_empty() {
-        return out;
-    }
-    let recorded = match recorded(client).await {
-        Ok(r) => Arc::new(r),
-        Err(message) => {
-            // Without the record, writing could duplicate entries: skip the phase.
-            out.errors.push(ErrorEntry::new("netbox", PHASE, message));
-            return out;
-        }
-    };
-    let limit = Arc::new(Semaphore::new(max_concurrency.max(1)));
-    let mut tasks = JoinSet::new();
-    for target in targets.iter().cloned() {
-        let Some(endpoint) = endpoints.get(target.endpoint).cloned() else {
+    let mut runs: BTreeMap<usize, ClusterRun> = BTreeMap::new();
+    for target in targets {
+        let Some(endpoint) = endpoints.get(target.endpoint) else {
             continue;
         };
-        let limit = limit.clone();
-        let recorded = recorded.clone();
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            let known = recorded.get(&target.netbox_id);
-            let since = known.and_then(|r| r.newest);
-            let result = guest_tasks(&endpoint, &target.node, target.vmid, since).await;
-            let result = result.map(|list| {
-                list.into_iter()
-                    .filter(|t| t.outcome() != TaskOutcome::Running)
-                    .filter(|t| known.is_none_or(|r| !r.upids.contains(&t.upid)))
-                    .collect::<Vec<_>>()
-            });
-            (target, result)
-        });
-    }
-    let mut entries: Vec<(u64, i64, String, Value)> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((target, result)) = joined else {
-            continue;
-        };
-        bar.inc(1);
-        match result {
-            Ok(new) => {
-                for task in new {
-                    let body = json!({
-                        "assigned_object_type": VM_OBJECT_TYPE,
-                        "assigned_object_id": target.netbox_id,
-                        "kind": kind_of(&task),
-                        "comments": comments(&task),
-                        "tags": [{"slug": MANAGED_TAG}],
-                    });
-                    let start = task.starttime.unwrap_or(0);
-                    entries.push((target.netbox_id, start, task.upid.clone(), body));
-                }
+        let run = runs.entry(target.endpoint).or_insert_with(|| {
+            let name = endpoint.cluster();
+            ClusterRun {
+                endpoint: target.endpoint,
+                cluster_id: pre
+                    .cluster_ids
+                    .get(name)
+                    .copied()
+                    .filter(|id| !Preflight::is_placeholder(*id)),
+                since: pre
+                    .tasks_since
+                    .get(name)
+                    .copied()
+                    .filter(|_| pre.tasks_since_field),
+                targets: BTreeMap::new(),
+                unrecorded: BTreeSet::new(),
+                tasks: Vec::new(),
+                complete: true,
+                written: 0,
             }
-            Err(message) => out.errors.push(ErrorEntry::new(
-                &target.scope,
-                PHASE,
-                format!("tasks not read: {message}"),
-            )),
+        });
+        run.targets.insert(target.vmid, target.clone());
+    }
+    for guest in unrecorded {
+        // Only clusters read this run can move their watermark.
+        if let Some(run) = runs.get_mut(&guest.endpoint) {
+            run.unrecorded.insert(guest.vmid);
         }
     }
+
+    // Proxmox: one listing per node of every cluster with targets.
+    let limit = Arc::new(Semaphore::new(max_concurrency.max(1)));
+    let mut reads = JoinSet::new();
+    for run in runs.values() {
+        let endpoint = endpoints[run.endpoint].clone();
+        for node in endpoint.status.nodes.iter().map(|n| n.name.clone()) {
+            let (limit, endpoint, since, index) =
+                (limit.clone(), endpoint.clone(), run.since, run.endpoint);
+            reads.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let result = node_tasks(&endpoint, &node, since).await;
+                (index, format!("{}/{node}", endpoint.cluster()), result)
+            });
+        }
+    }
+    while let Some(joined) = reads.join_next().await {
+        let Ok((index, scope, result)) = joined else {
+            continue;
+        };
+        let Some(run) = runs.get_mut(&index) else {
+            continue;
+        };
+        match result {
+            Ok(tasks) => run.tasks.extend(tasks),
+            Err(message) => {
+                // Tasks of an unread node may be older than anything read elsewhere: the
+                // watermark stays.
+                run.complete = false;
+                out.errors.push(ErrorEntry::new(
+                    scope,
+                    PHASE,
+                    format!("tasks not read: {message}"),
+                ));
+            }
+        }
+    }
+
+    // Candidates: finished tasks of targets not before the watermark, once per UPID.
+    let mut entries: Vec<(u64, i64, String, Value)> = Vec::new();
+    let mut cluster_of_vm: BTreeMap<u64, usize> = BTreeMap::new();
+    for run in runs.values_mut() {
+        bar.inc(run.targets.len() as u64);
+        let mut seen = BTreeSet::new();
+        let candidates: Vec<(&TaskTarget, &Task)> = run
+            .tasks
+            .iter()
+            .filter(|t| t.outcome() != TaskOutcome::Running)
+            .filter(|t| {
+                run.since
+                    .is_none_or(|s| t.starttime.is_some_and(|st| st >= s))
+            })
+            .filter(|t| seen.insert(t.upid.clone()))
+            .filter_map(|t| Some((run.targets.get(&task_vmid(t)?)?, t)))
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let mut vm_ids: Vec<u64> = candidates.iter().map(|(g, _)| g.netbox_id).collect();
+        vm_ids.sort_unstable();
+        vm_ids.dedup();
+        let created_after = run.since.map(|s| s - JOURNAL_CREATED_SLACK_S);
+        let known = match recorded(client, &vm_ids, created_after).await {
+            Ok(known) => known,
+            Err(message) => {
+                // Without the record, writing could duplicate entries: skip this cluster.
+                run.complete = false;
+                let cluster = endpoints[run.endpoint].cluster();
+                out.errors.push(ErrorEntry::new(cluster, PHASE, message));
+                continue;
+            }
+        };
+        for (target, task) in candidates {
+            if known.contains(&(target.netbox_id, task.upid.clone())) {
+                continue;
+            }
+            let body = json!({
+                "assigned_object_type": VM_OBJECT_TYPE,
+                "assigned_object_id": target.netbox_id,
+                "kind": kind_of(task),
+                "comments": comments(task),
+                "tags": [{"slug": MANAGED_TAG}],
+            });
+            cluster_of_vm.insert(target.netbox_id, run.endpoint);
+            entries.push((
+                target.netbox_id,
+                task.starttime.unwrap_or(0),
+                task.upid.clone(),
+                body,
+            ));
+        }
+    }
+
     // Oldest first per VM, so NetBox's `created` order follows the tasks'.
     entries.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
     let bodies: Vec<(u64, Value)> = entries.into_iter().map(|e| (e.0, e.3)).collect();
@@ -281,10 +474,21 @@ pub async fn run(
     while let Some(group) = queue.pop() {
         let items: Vec<Value> = group.iter().map(|(_, b)| b.clone()).collect();
         match client.create_bulk(JOURNAL_ENDPOINT, &items, &["id"]).await {
-            Ok(_) => out.written += group.len(),
-            Err(e) if group.len() == 1 || e.is_ambiguous() => {
-                // A lost answer is not retried: the next run sees what was stored.
+            Ok(_) => {
+                out.written += group.len();
                 for (vm, _) in &group {
+                    if let Some(run) = cluster_of_vm.get(vm).and_then(|e| runs.get_mut(e)) {
+                        run.written += 1;
+                    }
+                }
+            }
+            Err(e) if group.len() == 1 || e.is_ambiguous() => {
+                // A lost answer is not retried: the next run re-reads the window (the
+                // watermark stays) and sees what was stored.
+                for (vm, _) in &group {
+                    if let Some(run) = cluster_of_vm.get(vm).and_then(|e| runs.get_mut(e)) {
+                        run.complete = false;
+                    }
                     out.errors.push(ErrorEntry::new(
                         format!("NetBox VM #{vm}"),
                         PHASE,
@@ -298,6 +502,37 @@ pub async fn run(
                 queue.push(second);
                 queue.push(first);
             }
+        }
+    }
+
+    // Watermarks: only after the entries they vouch for are stored.
+    if !pre.tasks_since_field {
+        return out;
+    }
+    for run in runs.values() {
+        let (Some(cluster_id), true) = (run.cluster_id, run.complete) else {
+            continue;
+        };
+        let managed = |t: &Task| task_vmid(t).is_some_and(|v| run.targets.contains_key(&v));
+        let Some(mark) = next_watermark(&run.tasks, managed) else {
+            continue;
+        };
+        let held = |t: &Task| task_vmid(t).is_some_and(|v| run.unrecorded.contains(&v));
+        let mark = oldest_unrecorded(&run.tasks, held).map_or(mark, |start| mark.min(start));
+        if !should_move(run.since, mark, run.written > 0) {
+            continue;
+        }
+        let body = json!({"custom_fields": {TASKS_SINCE_FIELD: mark}});
+        match client
+            .patch(CLUSTER_ENDPOINT, cluster_id, &body, &["id"])
+            .await
+        {
+            Ok(_) => out.watermarks += 1,
+            Err(e) => out.errors.push(ErrorEntry::new(
+                endpoints[run.endpoint].cluster(),
+                PHASE,
+                format!("task watermark {TASKS_SINCE_FIELD} not saved (the next run re-reads from the old one): {e}"),
+            )),
         }
     }
     out
@@ -327,6 +562,88 @@ mod tests {
         assert!(text.contains("qmstart on pve1 by root@pam"), "{text}");
         assert_eq!(kind_of(&task), "warning");
         assert_eq!(upid_in("no upid here"), None);
+    }
+
+    fn task(vmid: &str, status: Option<&str>, start: i64, end: Option<i64>) -> Task {
+        Task {
+            upid: format!("UPID:pve1:00000001:00000001:{start:08X}:qmstart:{vmid}:root@pam:"),
+            node: "pve1".into(),
+            task_type: "qmstart".into(),
+            id: vmid.into(),
+            user: "root@pam".into(),
+            tokenid: None,
+            status: status.map(str::to_owned),
+            starttime: Some(start),
+            endtime: end,
+        }
+    }
+
+    #[test]
+    fn the_watermark_follows_the_newest_end_and_waits_for_running_tasks() {
+        let managed = |t: &Task| t.id == "100";
+        let done = vec![
+            task("100", Some("OK"), 1_000, Some(1_010)),
+            task("200", Some("OK"), 1_050, Some(1_100)),
+        ];
+        // Unmanaged guests' tasks move it too: the read covered them.
+        assert_eq!(next_watermark(&done, managed), Some(1_100 - CLOCK_SLACK_S));
+        // A managed VM's running task holds it at its start (recorded once it ends).
+        let mut running = done.clone();
+        running.push(task("100", Some("RUNNING"), 1_020, None));
+        assert_eq!(next_watermark(&running, managed), Some(1_020));
+        // An unmanaged guest's running task does not.
+        let mut other = done.clone();
+        other.push(task("300", None, 1_020, None));
+        assert_eq!(next_watermark(&other, managed), Some(1_100 - CLOCK_SLACK_S));
+        assert_eq!(next_watermark(&[], managed), None);
+    }
+
+    #[test]
+    fn the_watermark_moves_forward_only_when_worth_a_write() {
+        assert!(should_move(None, 5, false), "first run saves it");
+        assert!(should_move(Some(5), 6, true), "new entries");
+        assert!(
+            !should_move(Some(5), 6, false),
+            "nothing recorded, small lag"
+        );
+        assert!(should_move(Some(5), 5 + WATERMARK_REFRESH_S, false));
+        assert!(
+            !should_move(Some(5), 5, true),
+            "never backwards or in place"
+        );
+        assert!(!should_move(Some(5), 4, true));
+    }
+
+    #[test]
+    fn an_unrecorded_guest_holds_the_watermark_at_its_oldest_task() {
+        let tasks = vec![
+            task("100", Some("OK"), 1_000, Some(1_010)),
+            task("200", Some("OK"), 1_030, Some(1_040)),
+            task("200", Some("OK"), 1_020, Some(1_025)),
+            task("100", Some("OK"), 1_050, Some(1_100)),
+        ];
+        let unrecorded = |t: &Task| t.id == "200";
+        assert_eq!(oldest_unrecorded(&tasks, unrecorded), Some(1_020));
+        assert_eq!(oldest_unrecorded(&tasks, |t: &Task| t.id == "300"), None);
+        // Together with the newest end, the next run reads from 1_020 on: both of 200's
+        // tasks are read again, and the watermark still moves past what was read before.
+        let mark = next_watermark(&tasks, |t: &Task| t.id == "100").unwrap();
+        let held = oldest_unrecorded(&tasks, unrecorded).map_or(mark, |s| mark.min(s));
+        assert_eq!(held, 1_020);
+        assert!(should_move(Some(900), held, true));
+        assert!(
+            !should_move(Some(1_020), held, true),
+            "never past the unread task"
+        );
+    }
+
+    #[test]
+    fn tasks_belong_to_the_vmid_in_their_id() {
+        assert_eq!(task_vmid(&task("100", Some("OK"), 1, Some(2))), Some(100));
+        let mut t = task("101", Some("OK"), 1, Some(2));
+        t.id.clear();
+        assert_eq!(task_vmid(&t), Some(101), "from the UPID");
+        assert_eq!(task_vmid(&task("", Some("OK"), 1, Some(2))), None);
     }
 
     #[test]
