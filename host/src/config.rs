@@ -52,6 +52,10 @@ pub const DEFAULT_WRITE_WINDOW: usize = 8;
 /// Upper bound of `write_window`: a bulk body of 1000 VMs (~150 KB) stays far below NetBox's
 /// 2.5 MB request limit.
 pub const MAX_WRITE_WINDOW: usize = 1000;
+/// One bulk request per window by default. Why: on a real NetBox 4.7 a single-VM POST costs
+/// ~70 ms and a bulk POST ~30 ms per VM (netbox-live.md 2.5), so a first sync of 100 VMs takes
+/// ~2.5x less time and 8x fewer requests; a failed bulk request is split to isolate the bad item.
+pub const DEFAULT_BULK: bool = true;
 /// Consecutive runs a managed VM must be missing before `orphans = "delete"` deletes it.
 pub const DEFAULT_ORPHAN_DELETE_AFTER_RUNS: u32 = 3;
 /// Largest share (percent) of managed VMs one run may delete; more refuses all of that run's
@@ -273,7 +277,7 @@ impl Default for SyncConfig {
         Self {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             write_window: DEFAULT_WRITE_WINDOW,
-            bulk: false,
+            bulk: DEFAULT_BULK,
             orphans: OrphanPolicy::Report,
             orphan_delete_after_runs: DEFAULT_ORPHAN_DELETE_AFTER_RUNS,
             delete_budget_percent: DEFAULT_DELETE_BUDGET_PERCENT,
@@ -1056,7 +1060,7 @@ impl RawConfig {
                 1,
                 MAX_WRITE_WINDOW as i64,
             )? as usize,
-            bulk: s.bulk.unwrap_or(false),
+            bulk: s.bulk.unwrap_or(DEFAULT_BULK),
             orphans,
             orphan_delete_after_runs: self.int_in(
                 "sync.orphan_delete_after_runs",

@@ -25,6 +25,7 @@ pub mod proxmox_read;
 pub mod reconcile;
 pub mod report;
 pub mod rules;
+pub mod run_lock;
 pub mod snapshot;
 pub mod sync;
 pub mod task_history;

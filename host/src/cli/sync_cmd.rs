@@ -11,6 +11,7 @@ use super::OutputFormat;
 use crate::config::{Config, Overrides};
 use crate::plan::Plan;
 use crate::progress::Progress;
+use crate::run_lock::RunLock;
 use crate::sync::{self, RunMode, RunOptions, RunResult};
 
 /// Flags shared by `sync`, `plan` and `apply`.
@@ -35,7 +36,7 @@ pub struct RunArgs {
     /// `sync.write_window`: operations per dispatch window.
     #[arg(long)]
     pub write_window: Option<usize>,
-    /// `sync.bulk`: one bulk request per window.
+    /// `sync.bulk`: one bulk request per window (default true; false: one write at a time).
     #[arg(long)]
     pub bulk: Option<bool>,
     /// `sync.orphans`: report, mark or delete.
@@ -47,6 +48,10 @@ pub struct RunArgs {
     /// `sync.task_history`: copy Proxmox tasks into journal entries.
     #[arg(long)]
     pub task_history: Option<bool>,
+    /// Directory of local state: the run lock of `sync` and `apply`
+    /// [default: $XDG_STATE_HOME/pve2netbox, else ~/.local/state/pve2netbox].
+    #[arg(long, env = crate::run_lock::STATE_DIR_ENV, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -134,8 +139,8 @@ pub struct DemoArgs {
     /// Simulator latency: `realistic` (NetBox 4.7 on 2 cores) or `zero` (fast).
     #[arg(long, default_value = "realistic")]
     pub profile: pve2netbox_testkit::Profile,
-    /// Write in bulk requests.
-    #[arg(long)]
+    /// One bulk request per write window (`false`: one write at a time).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub bulk: bool,
 }
 
@@ -167,6 +172,14 @@ pub(crate) fn print(result: &RunResult, output: OutputFormat, quiet: bool, table
 
 fn run_mode(args: &RunArgs, mode: RunMode, quiet: bool) -> anyhow::Result<RunResult> {
     let config = args.load_config()?;
+    // Writing runs hold the NetBox's run lock from before preflight (which may write) to the end.
+    let _lock = match &mode {
+        RunMode::Sync => Some("sync"),
+        RunMode::Apply(_) => Some("apply"),
+        RunMode::DryRun | RunMode::Plan => None,
+    }
+    .map(|command| RunLock::acquire(args.state_dir.as_deref(), &config.netbox.url, command))
+    .transpose()?;
     let opts = RunOptions {
         config,
         rules: args.rules.clone(),

@@ -155,8 +155,8 @@ fn reset_real_netbox() {
 /// A point in time to count NetBox traffic from.
 #[derive(Debug, Clone)]
 pub enum Mark {
-    /// Simulator counters at that point.
-    Sim(CounterSnapshot),
+    /// Simulator counters and the highest object-change id at that point.
+    Sim(CounterSnapshot, u64),
     /// Highest object-change id and every VM's `last_updated` at that point.
     Real {
         change_id: u64,
@@ -587,7 +587,7 @@ impl Harness {
     /// Remembers the traffic so far.
     pub fn mark(&self) -> Mark {
         match &self.real {
-            None => Mark::Sim(self.control().counters()),
+            None => Mark::Sim(self.control().counters(), self.last_change_id()),
             Some(_) => Mark::Real {
                 change_id: self.last_change_id(),
                 vms: self.vm_stamps(),
@@ -633,7 +633,9 @@ impl Harness {
     /// changelog entries plus VMs whose `last_updated` moved without one (a no-op save).
     pub fn writes_since(&self, mark: &Mark) -> u64 {
         match mark {
-            Mark::Sim(before) => self.control().counters().netbox_writes() - before.netbox_writes(),
+            Mark::Sim(before, _) => {
+                self.control().counters().netbox_writes() - before.netbox_writes()
+            }
             Mark::Real { change_id, vms } => {
                 let changes = self.changes_since(*change_id);
                 let logged: BTreeSet<u64> = changes
@@ -656,7 +658,7 @@ impl Harness {
     /// What the writes since the mark were, for failure messages.
     pub fn writes_detail(&self, mark: &Mark) -> String {
         match mark {
-            Mark::Sim(before) => {
+            Mark::Sim(before, _) => {
                 let now = self.control().counters();
                 let mut lines = Vec::new();
                 for (path, n) in now.paths.get("netbox").into_iter().flatten() {
@@ -703,7 +705,7 @@ impl Harness {
     /// NetBox read requests since the mark (simulator only: the real NetBox does not count them).
     pub fn reads_since(&self, mark: &Mark) -> Option<u64> {
         match mark {
-            Mark::Sim(before) => {
+            Mark::Sim(before, _) => {
                 Some(self.control().counters().netbox("GET") - before.netbox("GET"))
             }
             Mark::Real { .. } => None,
@@ -712,7 +714,7 @@ impl Harness {
 
     /// Write requests since the mark per `METHOD /path` (simulator only).
     pub fn write_paths_since(&self, mark: &Mark) -> Option<BTreeMap<String, u64>> {
-        let Mark::Sim(before) = mark else {
+        let Mark::Sim(before, _) = mark else {
             return None;
         };
         let now = self.control().counters();
@@ -738,33 +740,20 @@ impl Harness {
     /// VM updates since the mark. Real NetBox: from the changelog, with the changed fields.
     /// Simulator: one entry per single-object PATCH request (fields unknown), ids unknown (0).
     pub fn vm_updates_since(&self, mark: &Mark) -> Vec<VmUpdate> {
-        match mark {
-            Mark::Sim(_) => {
-                let paths = self.write_paths_since(mark).unwrap_or_default();
-                let n = paths
-                    .get("PATCH /api/virtualization/virtual-machines/{id}/")
-                    .copied()
-                    .unwrap_or(0);
-                (0..n)
-                    .map(|_| VmUpdate {
-                        vm_id: 0,
-                        fields: None,
-                    })
-                    .collect()
-            }
-            Mark::Real { change_id, .. } => self
-                .changes_since(*change_id)
-                .into_iter()
-                .filter(|c| {
-                    c["changed_object_type"] == "virtualization.virtualmachine"
-                        && choice(&c["action"]) == "update"
-                })
-                .map(|c| VmUpdate {
-                    vm_id: c["changed_object_id"].as_u64().unwrap_or(0),
-                    fields: Some(changed_keys(&c["prechange_data"], &c["postchange_data"])),
-                })
-                .collect(),
-        }
+        // Both NetBoxes keep a changelog with pre/post data, so one reading serves both, and a
+        // bulk PATCH of several VMs counts once per VM, as NetBox logs it.
+        let (Mark::Sim(_, change_id) | Mark::Real { change_id, .. }) = mark;
+        self.changes_since(*change_id)
+            .into_iter()
+            .filter(|c| {
+                c["changed_object_type"] == "virtualization.virtualmachine"
+                    && choice(&c["action"]) == "update"
+            })
+            .map(|c| VmUpdate {
+                vm_id: c["changed_object_id"].as_u64().unwrap_or(0),
+                fields: Some(changed_keys(&c["prechange_data"], &c["postchange_data"])),
+            })
+            .collect()
     }
 
     // -- Proxmox side -----------------------------------------------------------------------
