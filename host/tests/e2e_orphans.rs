@@ -293,35 +293,61 @@ fn token_seeing_fewer_guests_gives_a_scope_error_and_no_orphan_action() {
     );
 }
 
+/// How a guest's config can fail: its read answers an error, or it reads but the rules cannot
+/// use it (`onboot` not a boolean).
+#[derive(Clone, Copy, Debug)]
+enum ConfigFault {
+    ReadFails(u16),
+    Unusable,
+}
+
 #[test]
 fn unreadable_guest_config_is_an_error_not_an_orphan() {
-    // The simulator cannot fail one guest's config read; a config the rules cannot read
-    // (`onboot` not a boolean) fails that guest the same way: ERROR, no write, no orphan action.
-    for policy in ["report", "mark", "delete"] {
-        let mut h = harness(20, 1, 44);
-        h.set("orphans", policy)
-            .set("orphan_delete_after_runs", 1)
-            .set("delete_budget_percent", 100);
-        h.sync_ok();
-        let (cluster, vmid) = some_guest(&h, 4);
-        h.edit_guest(&cluster, vmid, json!({"onboot": "maybe"}));
-        let vm_before = vm_of(&h, &cluster, vmid).expect("vm");
-        let mark = h.mark();
-        let out = h.sync();
-        assert_eq!(out.code, 3, "{policy}: {}", out.describe());
-        assert_eq!(out.count("error"), 1, "{policy}: {}", out.describe());
-        assert!(
-            !out.errors_in(&format!("{cluster}/")).is_empty(),
-            "{policy}: an error for the guest: {}",
-            out.describe()
-        );
-        assert_eq!(out.count("orphan"), 0, "{policy}");
-        h.assert_no_writes_since(&mark, "a failed guest");
-        let vm_after = vm_of(&h, &cluster, vmid).expect("not deleted");
-        assert_eq!(
-            e2e_support::vm_content(&vm_before),
-            e2e_support::vm_content(&vm_after),
-            "{policy}: untouched"
-        );
+    for fault in [
+        ConfigFault::ReadFails(500),
+        ConfigFault::ReadFails(403),
+        ConfigFault::Unusable,
+    ] {
+        for policy in ["report", "mark", "delete"] {
+            let mut h = harness(20, 1, 44);
+            h.set("orphans", policy)
+                .set("orphan_delete_after_runs", 1)
+                .set("delete_budget_percent", 100);
+            h.sync_ok();
+            let (cluster, vmid) = some_guest(&h, 4);
+            match fault {
+                ConfigFault::ReadFails(status) => h
+                    .control()
+                    .set_config_faults(Some(&cluster), &[vmid], status, "got timeout")
+                    .expect("config fault"),
+                ConfigFault::Unusable => h.edit_guest(&cluster, vmid, json!({"onboot": "maybe"})),
+            }
+            let vm_before = vm_of(&h, &cluster, vmid).expect("vm");
+            let mark = h.mark();
+            let out = h.sync();
+            let what = format!("{fault:?}, {policy}");
+            assert_eq!(out.code, 3, "{what}: {}", out.describe());
+            // A failed read is a guest-scope error; the guest itself is reconciled from its
+            // resource row with every config-derived field kept (here: nothing to write).
+            // A config the rules cannot use fails the guest (ERROR).
+            let vm_errors = match fault {
+                ConfigFault::ReadFails(_) => 0,
+                ConfigFault::Unusable => 1,
+            };
+            assert_eq!(out.count("error"), vm_errors, "{what}: {}", out.describe());
+            assert!(
+                !out.errors_in(&format!("{cluster}/")).is_empty(),
+                "{what}: an error for the guest: {}",
+                out.describe()
+            );
+            assert_eq!(out.count("orphan"), 0, "{what}");
+            h.assert_no_writes_since(&mark, "a failed guest");
+            let vm_after = vm_of(&h, &cluster, vmid).expect("not deleted");
+            assert_eq!(
+                e2e_support::vm_content(&vm_before),
+                e2e_support::vm_content(&vm_after),
+                "{what}: untouched"
+            );
+        }
     }
 }

@@ -1,0 +1,291 @@
+//! End to end, faults: with about one NetBox request in ten failing (5xx, 429/503 with
+//! `Retry-After`, timeouts past the client's timeout, writes committed whose answer is lost),
+//! repeated `sync` runs converge to exactly the state one clean sync makes (one VM per guest,
+//! same fields, custom fields, tags, journal entries once per task), in single and bulk write
+//! mode; and a Proxmox that fails some reads never makes VMs orphans or deletes them.
+//! Simulator only (faults are injected by the simulated NetBox and Proxmox).
+
+mod e2e_state;
+mod e2e_support;
+
+use e2e_state::{NetboxState, assert_clean, assert_same};
+use e2e_support::{Harness, RunOutput, sim_only, spec};
+use pve2netbox_testkit::{FaultPatch, ServiceKind};
+
+/// Guests over two clusters: enough for several write windows and journal batches.
+const GUESTS: usize = 150;
+/// Faulty runs allowed before the run must have converged (exit 0).
+const MAX_FAULTY_RUNS: usize = 8;
+/// The client's per-attempt timeout in the faulty runs, in seconds (the config's minimum), so a
+/// held request times out on the client quickly.
+const REQUEST_TIMEOUT_SECS: u32 = 1;
+/// How long the simulator holds a "timeout" request: past the client's timeout.
+const TIMEOUT_HOLD_MS: u64 = 1_500;
+/// Shares of NetBox requests failing, about 10 % in all.
+const ERROR_RATE: f64 = 0.04;
+const TIMEOUT_RATE: f64 = 0.02;
+const DROP_AFTER_COMMIT_RATE: f64 = 0.04;
+/// Error statuses, one round each (the simulator fails with one status at a time), with
+/// their `Retry-After` in seconds (0 = none).
+const ERROR_STATUSES: &[(u16, u64)] = &[(503, 0), (500, 0), (429, 1), (502, 0), (503, 1)];
+
+fn netbox_faults(status: u16, retry_after: u64) -> FaultPatch {
+    FaultPatch {
+        error_rate: Some(ERROR_RATE),
+        timeout_rate: Some(TIMEOUT_RATE),
+        drop_after_commit_rate: Some(DROP_AFTER_COMMIT_RATE),
+        error_status: Some(status),
+        retry_after_s: Some(retry_after),
+        timeout_hold_ms: Some(TIMEOUT_HOLD_MS),
+        ..FaultPatch::default()
+    }
+}
+
+fn state(h: &Harness) -> e2e_state::Read {
+    e2e_state::read(|key| h.objects(key))
+}
+
+fn sync_with_short_timeout(h: &Harness) -> RunOutput {
+    h.run(&[
+        "sync",
+        "--set",
+        &format!("timeouts.request_secs={REQUEST_TIMEOUT_SECS}"),
+    ])
+}
+
+/// A clean sync of the inventory into an empty NetBox: the state every test converges to.
+fn clean_reference(h: &Harness) -> (NetboxState, u64) {
+    let out = h.sync_ok();
+    let r = state(h);
+    assert_clean(&r, "clean sync");
+    assert_eq!(r.state.vms.len(), h.guests().len(), "one VM per guest");
+    assert!(
+        !r.state.task_entries.is_empty(),
+        "the inventory has task history (else journal duplicates go unchecked)"
+    );
+    h.reset_netbox();
+    h.control().reset_counters();
+    (r.state, requests(&out))
+}
+
+/// NetBox requests (reads + writes, retries included) a run's report counts.
+fn requests(out: &RunOutput) -> u64 {
+    let r = &out.report["requests"];
+    r["netbox_read"].as_u64().unwrap_or(0) + r["netbox_write"].as_u64().unwrap_or(0)
+}
+
+/// Why a faulty run did not exit 0, for the log: its errors by phase (with one message each),
+/// or the last line of stderr when it ended without a report.
+fn causes(out: &RunOutput) -> Vec<String> {
+    if out.code == 0 {
+        return Vec::new();
+    }
+    let errors = out.errors();
+    if errors.is_empty() {
+        let last = out.stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return vec![format!("no report: {}", last.unwrap_or("-"))];
+    }
+    let mut by_phase: std::collections::BTreeMap<String, (usize, String)> = Default::default();
+    for e in &errors {
+        let phase = e["phase"].as_str().unwrap_or("-").to_string();
+        let entry = by_phase
+            .entry(phase)
+            .or_insert_with(|| (0, e["message"].as_str().unwrap_or("-").to_string()));
+        entry.0 += 1;
+    }
+    by_phase
+        .into_iter()
+        .map(|(phase, (n, message))| {
+            let message: String = message.chars().take(200).collect();
+            format!("{n} in {phase}, e.g. {message}")
+        })
+        .collect()
+}
+
+/// One round: from an empty NetBox, faulty runs until one exits 0, then a clean run.
+fn round(
+    h: &Harness,
+    reference: &NetboxState,
+    clean_requests: u64,
+    what: &str,
+    faults: FaultPatch,
+) {
+    h.reset_netbox();
+    let mut runs = Vec::new();
+    let mut converged = false;
+    let mut extra_requests = false;
+    for run in 1..=MAX_FAULTY_RUNS {
+        h.control().set_faults(ServiceKind::Netbox, &faults);
+        let out = sync_with_short_timeout(h);
+        h.control().clear_faults();
+        let summary = format!(
+            "run {run}: exit {}, {} errors, {} NetBox requests",
+            out.code,
+            out.errors().len(),
+            requests(&out)
+        );
+        println!("{what}: {summary}");
+        for cause in causes(&out) {
+            println!("{what}:   {cause}");
+        }
+        assert!(
+            [0, 1, 3].contains(&out.code),
+            "{what} {summary}: a fault must be a run error, not a crash:\n{}",
+            out.describe()
+        );
+        if run == 1 {
+            extra_requests = requests(&out) > clean_requests;
+        }
+        // The invariant holds after every run, not only at the end.
+        assert_clean(&state(h), &format!("{what} after faulty run {run}"));
+        converged = out.code == 0;
+        runs.push((summary, out));
+        if converged {
+            break;
+        }
+    }
+    assert!(
+        extra_requests || runs.len() > 1,
+        "{what}: the faults caused no retry and no failure; the test checks nothing"
+    );
+    assert!(
+        converged,
+        "{what}: no clean exit within {MAX_FAULTY_RUNS} runs with ~10 % NetBox faults:\n{}\nlast run:\n{}",
+        runs.iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        runs.last().map(|(_, o)| o.describe()).unwrap_or_default()
+    );
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, &format!("{what}: clean run after convergence"));
+    let got = state(h);
+    assert_clean(&got, &format!("{what}: converged"));
+    assert_same(reference, &got.state, &format!("{what}: converged"));
+}
+
+fn converges_under_netbox_faults(bulk: bool) {
+    let mode = if bulk { "bulk" } else { "single" };
+    let mut h = Harness::generated(spec(GUESTS, 4, 2, 0, 81));
+    h.set("bulk", bulk);
+    let (reference, clean_requests) = clean_reference(&h);
+    // The simulator fails with one status at a time: one round per status.
+    for &(status, retry_after) in ERROR_STATUSES {
+        let what = format!("{mode}, {status} (Retry-After {retry_after} s)");
+        round(
+            &h,
+            &reference,
+            clean_requests,
+            &what,
+            netbox_faults(status, retry_after),
+        );
+    }
+}
+
+#[test]
+fn single_writes_converge_under_netbox_faults() {
+    if sim_only(
+        "single_writes_converge_under_netbox_faults",
+        "injects faults",
+    ) {
+        return;
+    }
+    converges_under_netbox_faults(false);
+}
+
+#[test]
+fn bulk_writes_converge_under_netbox_faults() {
+    if sim_only("bulk_writes_converge_under_netbox_faults", "injects faults") {
+        return;
+    }
+    converges_under_netbox_faults(true);
+}
+
+#[test]
+fn proxmox_read_errors_never_orphan_or_delete() {
+    if sim_only(
+        "proxmox_read_errors_never_orphan_or_delete",
+        "injects faults",
+    ) {
+        return;
+    }
+    let mut h = Harness::generated(spec(GUESTS, 4, 2, 0, 82));
+    // The most eager deletion settings: one missing run deletes, no budget.
+    h.set("orphans", "delete");
+    h.set("orphan_delete_after_runs", 1);
+    h.set("delete_budget_percent", 100);
+    let (reference, _) = clean_reference(&h);
+    h.sync_ok();
+    // 500 is Proxmox's "does not exist" answer, which the client does not retry: some
+    // config reads fail outright, and sometimes a listing or the discovery.
+    h.control().set_faults(
+        ServiceKind::Pve,
+        &FaultPatch {
+            error_rate: Some(0.1),
+            error_status: Some(500),
+            ..FaultPatch::default()
+        },
+    );
+    let mut failed_reads = 0;
+    for run in 1..=3 {
+        let mark = h.mark();
+        let out = h.sync();
+        let what = format!("run {run} with failing Proxmox reads");
+        assert!(
+            [1, 3].contains(&out.code),
+            "{what} must report them:\n{}",
+            out.describe()
+        );
+        failed_reads += out.errors().len();
+        let deletes: Vec<(String, u64)> = h
+            .write_paths_since(&mark)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("DELETE"))
+            .collect();
+        assert!(
+            deletes.is_empty(),
+            "{what} deleted: {deletes:?}\n{}",
+            out.describe()
+        );
+        let got = state(&h);
+        assert_clean(&got, &what);
+        let want_ids: Vec<&String> = reference.vms.keys().collect();
+        let got_ids: Vec<&String> = got.state.vms.keys().collect();
+        assert_eq!(got_ids, want_ids, "{what}: the VMs are the same");
+        for (key, vm) in &got.state.vms {
+            let tags = vm.get("tags").cloned().unwrap_or_default();
+            assert!(
+                !tags
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t == "pve2netbox-orphan"),
+                "{what}: VM {key} marked orphan: {tags}"
+            );
+            assert_eq!(
+                vm.get("status"),
+                reference.vms[key].get("status"),
+                "{what}: VM {key} status"
+            );
+        }
+        // Other fields a failed config read changed (the rules' guesses without a config)
+        // are shown, and repaired below.
+        for line in e2e_state::differences(&reference, &got.state) {
+            println!("{what}: {line}");
+        }
+    }
+    assert!(
+        failed_reads > 0,
+        "no Proxmox read failed: the test checks nothing"
+    );
+    h.control().clear_faults();
+    h.sync_ok();
+    let got = state(&h);
+    assert_clean(&got, "after Proxmox faults");
+    assert_same(&reference, &got.state, "clean run after Proxmox faults");
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, "second clean run after Proxmox faults");
+}
