@@ -11,24 +11,7 @@
 use reqwest::Method;
 use serde_json::{Map, Value};
 
-use crate::http::{HttpError, RawResponse};
-
-/// Longest error message kept, in characters. NetBox echoes values back (a validation error
-/// can quote a multi-megabyte field), and a message ends up in logs, reports and plans; the
-/// parsed [`ErrorBody`] keeps everything for code that needs it.
-pub(crate) const MAX_MESSAGE_CHARS: usize = 2000;
-
-/// `text` cut to [`MAX_MESSAGE_CHARS`], saying how much was left out.
-pub(crate) fn clip_message(text: String) -> String {
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!(
-            "{}… ({} more bytes not shown)",
-            &text[..cut],
-            text.len() - cut
-        ),
-        None => text,
-    }
-}
+use crate::http::{HttpError, RawResponse, clip_message};
 
 /// One item's errors in a failed bulk request.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -477,6 +460,7 @@ pub(crate) fn from_response(method: &Method, path: &str, resp: &RawResponse) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::MAX_MESSAGE_CHARS;
     use reqwest::StatusCode;
     use reqwest::header::{HeaderMap, HeaderValue};
     use std::time::Duration;

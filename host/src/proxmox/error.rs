@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::http::{HttpError, RawResponse};
+use crate::http::{HttpError, RawResponse, clip_message};
 
 /// A failed Proxmox call. `endpoint` is the configured endpoint name, `path` the API path.
 #[derive(Debug, thiserror::Error)]
@@ -150,23 +150,7 @@ impl ProxmoxError {
     }
 }
 
-/// Longest error message kept, in characters: a broken proxy or server can answer with a
-/// huge `message` or `errors` map, and the message ends up in logs and the run report.
-const MAX_MESSAGE_CHARS: usize = 2000;
-
-/// `text` cut to [`MAX_MESSAGE_CHARS`], saying how much was left out.
-fn clip_message(text: String) -> String {
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!(
-            "{}… ({} more bytes not shown)",
-            &text[..cut],
-            text.len() - cut
-        ),
-        None => text,
-    }
-}
-
-/// The readable message of an error response (at most [`MAX_MESSAGE_CHARS`] characters).
+/// The readable message of an error response (at most [`MAX_MESSAGE_CHARS`](crate::http::MAX_MESSAGE_CHARS) characters).
 pub(crate) fn error_message(resp: &RawResponse) -> (String, BTreeMap<String, String>) {
     let json: Option<Value> = serde_json::from_slice(&resp.body).ok();
     let mut errors = BTreeMap::new();
@@ -270,6 +254,7 @@ pub(crate) fn from_response(endpoint: &str, path: &str, resp: &RawResponse) -> P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::MAX_MESSAGE_CHARS;
     use reqwest::StatusCode;
     use reqwest::header::HeaderMap;
     use std::time::Duration;
