@@ -10,6 +10,7 @@
 //! for well-formed sizes.
 
 use guest_default::DefaultRules;
+use guest_default::diff::FIELD_ORDER;
 use guest_default::model::{
     Context, Desired, DiffInput, Field, FieldPolicy, Guest, GuestKind, JsonText, NetboxVm,
     Ownership, RuleError, RuleSet, Vm, format_f64, json_text_eq, parse_bool, push_json_string,
@@ -249,27 +250,18 @@ fn context() -> impl Strategy<Value = Context> {
         1 => hostile_text().prop_map(JsonText),
     ];
     let policy_field = prop_oneof![
-        prop::sample::select(vec![
-            "name",
-            "status",
-            "site",
-            "device",
-            "role",
-            "virtual_machine_type",
-            "platform",
-            "tenant",
-            "vcpus",
-            "memory",
-            "disk",
-            "description",
-            "comments",
-            "serial",
-            "start_on_boot",
-            "tags",
-            "custom_fields.proxmox_tags",
-            "custom_fields.proxmox_vm_id",
-            "custom_fields.x",
-        ])
+        // The fixed fields as `diff` orders them, plus custom fields known and unknown.
+        prop::sample::select(
+            FIELD_ORDER
+                .iter()
+                .copied()
+                .chain([
+                    "custom_fields.proxmox_tags",
+                    "custom_fields.proxmox_vm_id",
+                    "custom_fields.x",
+                ])
+                .collect::<Vec<_>>(),
+        )
         .prop_map(str::to_owned),
         hostile_text(),
     ];
