@@ -1,6 +1,7 @@
 //! Dispatch: carries out a plan's operations against NetBox, gently and in order.
 //!
-//! First the objects the VMs need (`create_object`, skipped when they already exist), then the
+//! First the objects the VMs need (`create_object`, skipped when they already exist; with `bulk`,
+//! one request per kind first), then the
 //! VM writes in sequential windows of `write_window` operations: one write at a time, or, with
 //! `bulk = true`, one bulk request per run of same-method operations inside a window (order is
 //! kept, so a rename that frees a name still precedes the VM taking it). NetBox bulk writes are
@@ -40,6 +41,9 @@ pub const MAX_BULK_BODY_BYTES: usize = 2_000_000;
 /// Ids per filtered re-read (`id=` repeated): keeps the URL under common 8 KB proxy limits.
 const IDS_PER_READ: usize = 400;
 const JOURNAL_ENDPOINT: &str = "extras/journal-entries";
+/// Needed objects per bulk create: a few hundred small bodies (~100 bytes each) is one quick
+/// transaction; a site with thousands of distinct Proxmox tags gets several.
+const OBJECTS_PER_BULK: usize = 250;
 
 /// How dispatch writes.
 #[derive(Debug, Clone, Copy)]
@@ -207,10 +211,14 @@ pub async fn dispatch(
     let mut out = DispatchOutcome::default();
     let cf_ready = preflight.custom_fields.contains(VM_ID_FIELD);
 
-    for (index, op) in ops.iter().enumerate() {
-        if op.op != OpKind::CreateObject {
-            continue;
-        }
+    let object_ops: Vec<usize> = (0..ops.len())
+        .filter(|&i| ops[i].op == OpKind::CreateObject)
+        .collect();
+    if settings.bulk {
+        create_objects_in_bulk(client, ops, &object_ops, &mut resolver).await;
+    }
+    for &index in &object_ops {
+        let op = &ops[index];
         bar.inc(1);
         let Some(spec) = &op.object else {
             out.fail(index, op, "create_object without an object");
@@ -261,6 +269,59 @@ fn method_of(op: OpKind) -> Method {
         OpKind::Create | OpKind::CreateObject => Method::POST,
         OpKind::Update | OpKind::Adopt | OpKind::Orphan => Method::PATCH,
         OpKind::Delete => Method::DELETE,
+    }
+}
+
+/// Creates the missing `needs` objects of each kind in one bulk POST (a first sync needs a dozen
+/// platforms and tags; one request each cost ~70 ms on a real NetBox). The created ids go into the
+/// resolver, so the one-by-one pass after it finds them known. A failed bulk request changed
+/// nothing, or (answer lost) created objects that the one-by-one pass then finds by slug: either
+/// way that pass, with its lookup-and-retry, settles every object and names a bad one.
+async fn create_objects_in_bulk(
+    client: &NetboxClient,
+    ops: &[Operation],
+    object_ops: &[usize],
+    resolver: &mut Resolver,
+) {
+    let mut by_endpoint: BTreeMap<&str, Vec<&ObjectSpec>> = BTreeMap::new();
+    for spec in object_ops.iter().filter_map(|&i| ops[i].object.as_ref()) {
+        let Some(endpoint) = object_endpoint(&spec.kind) else {
+            continue;
+        };
+        let group = by_endpoint.entry(endpoint).or_default();
+        let missing = resolver.id(&spec.kind, &spec.key).is_none();
+        if missing && !group.iter().any(|s| s.key == spec.key) {
+            group.push(spec);
+        }
+    }
+    for (endpoint, specs) in by_endpoint {
+        for specs in specs.chunks(OBJECTS_PER_BULK).filter(|c| c.len() > 1) {
+            create_object_chunk(client, endpoint, specs, resolver).await;
+        }
+    }
+}
+
+async fn create_object_chunk(
+    client: &NetboxClient,
+    endpoint: &str,
+    specs: &[&ObjectSpec],
+    resolver: &mut Resolver,
+) {
+    let bodies: Vec<Value> = specs.iter().map(|spec| object_body(spec)).collect();
+    match client.create_bulk(endpoint, &bodies, &["id"]).await {
+        Ok(created) => {
+            for (spec, obj) in specs.iter().zip(created) {
+                if let Some(id) = obj.get("id").and_then(Value::as_u64) {
+                    resolver
+                        .ids
+                        .insert((spec.kind.clone(), spec.key.clone()), id);
+                }
+            }
+        }
+        Err(e) => tracing::debug!(
+            endpoint, objects = specs.len(), error = %e,
+            "bulk create of needed objects failed; creating them one by one"
+        ),
     }
 }
 
@@ -917,6 +978,57 @@ mod tests {
         let got = block_on(create_object(&client(url), &spec, &resolver));
         assert!(got.is_err(), "{got:?}");
         assert_eq!(methods(&seen), ["POST", "GET"]);
+    }
+
+    #[test]
+    fn needed_objects_of_one_kind_go_in_one_bulk_request_else_one_by_one() {
+        let spec = |kind: &str, key: &str| ObjectSpec {
+            kind: kind.into(),
+            key: key.into(),
+            name: key.to_uppercase(),
+            attrs: Default::default(),
+        };
+        let specs = [
+            spec("platform", "bsd"),
+            spec("platform", "plan9"),
+            spec("platform", "bsd"),
+            spec("tag", "only-one"),
+        ];
+        let ops: Vec<Operation> = specs
+            .iter()
+            .map(|s| {
+                let mut o = op(OpKind::CreateObject, Vec::new());
+                o.object = Some(s.clone());
+                o
+            })
+            .collect();
+        let indexes: Vec<usize> = (0..ops.len()).collect();
+        // Both platforms (the repeated key once) in one POST; a single tag is left to the
+        // one-by-one pass.
+        let (url, seen) = scripted_netbox(vec![Some((201, r#"[{"id":5},{"id":6}]"#))]);
+        let mut resolver = Resolver::new(&preflight());
+        block_on(create_objects_in_bulk(
+            &client(url),
+            &ops,
+            &indexes,
+            &mut resolver,
+        ));
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert!(seen.lock().unwrap()[0].starts_with("POST /api/dcim/platforms/"));
+        assert_eq!(resolver.id("platform", "bsd"), Some(5));
+        assert_eq!(resolver.id("platform", "plan9"), Some(6));
+        assert_eq!(resolver.id("tag", "only-one"), None);
+        // A refused bulk request leaves every object to the one-by-one pass.
+        let refused = r#"{"detail":"1 of 2 objects could not be created.","errors":[]}"#;
+        let (url, _) = scripted_netbox(vec![Some((400, refused))]);
+        let mut resolver = Resolver::new(&preflight());
+        block_on(create_objects_in_bulk(
+            &client(url),
+            &ops,
+            &indexes,
+            &mut resolver,
+        ));
+        assert_eq!(resolver.id("platform", "bsd"), None);
     }
 
     #[test]
