@@ -270,6 +270,8 @@ pub struct SyncConfig {
     pub batch_size: usize,
     /// Site slug for the clusters and node devices, if any.
     pub site: Option<String>,
+    /// Time-to-live of the NetBox run lease (`lock_ttl_secs`; see [`crate::netbox_lease`]).
+    pub lock_ttl: Duration,
 }
 
 impl Default for SyncConfig {
@@ -285,6 +287,7 @@ impl Default for SyncConfig {
             rules: None,
             batch_size: DEFAULT_BATCH_SIZE,
             site: None,
+            lock_ttl: crate::netbox_lease::DEFAULT_LEASE_TTL,
         }
     }
 }
@@ -499,6 +502,7 @@ struct RawSync {
     rules: Option<PathBuf>,
     batch_size: Option<i64>,
     site: Option<String>,
+    lock_ttl_secs: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -547,6 +551,7 @@ const SYNC_KEYS: &[&str] = &[
     "rules",
     "batch_size",
     "site",
+    "lock_ttl_secs",
 ];
 const TIMEOUT_KEYS: &[&str] = &["connect_secs", "request_secs", "retry_budget_secs"];
 /// Variables that share the prefix but are not config keys (the CLI's own).
@@ -821,6 +826,7 @@ impl RawConfig {
                     "rules" => s.rules = Some(PathBuf::from(value)),
                     "batch_size" => s.batch_size = Some(int(value)?),
                     "site" => s.site = Some(value.to_string()),
+                    "lock_ttl_secs" => s.lock_ttl_secs = Some(int(value)?),
                     _ => return Err(bad("unknown key in [sync]".into())),
                 }
                 recorded_key = key.to_string();
@@ -1086,6 +1092,14 @@ impl RawConfig {
                 100_000,
             )? as usize,
             site: s.site.clone().filter(|v| !v.is_empty()),
+            // Up to a day: a longer lease only makes a killed run block the others longer.
+            lock_ttl: Duration::from_secs(self.int_in(
+                "sync.lock_ttl_secs",
+                s.lock_ttl_secs,
+                crate::netbox_lease::DEFAULT_LEASE_TTL.as_secs() as i64,
+                1,
+                86_400,
+            )? as u64),
         })
     }
 
@@ -1213,6 +1227,7 @@ impl RawConfig {
                 rules: s.rules.clone(),
                 batch_size: Some(s.batch_size as i64),
                 site: s.site.clone(),
+                lock_ttl_secs: Some(s.lock_ttl.as_secs() as i64),
             },
             rules: RawRules { settings, policies },
             timeouts: RawTimeouts {

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod http;
 pub mod netbox;
+pub mod netbox_lease;
 pub mod orphans;
 pub mod plan;
 pub mod preflight;

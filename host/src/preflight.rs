@@ -32,6 +32,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::OrphanPolicy;
 use crate::netbox::{Capabilities, MIN_SUPPORTED, NetboxClient, NetboxError, Object};
+use crate::netbox_lease::{LeaseError, NetboxLease};
 use crate::reconcile::{MISSING_RUNS_FIELD, NODE_FIELD, ORPHAN_TAG, VM_ID_FIELD, VM_TYPE_FIELD};
 
 /// The tag marking VMs (and task-history journal entries) the tool manages.
@@ -86,6 +87,9 @@ pub enum PreflightError {
     CustomFieldObjectType { name: String },
     #[error("preflight: {0}")]
     Ambiguous(String),
+    /// The NetBox run lease, taken before preflight's first create, was refused.
+    #[error(transparent)]
+    Lease(Box<LeaseError>),
 }
 
 fn nb(what: impl Into<String>) -> impl FnOnce(NetboxError) -> PreflightError {
@@ -325,6 +329,8 @@ async fn ensure_cluster_type(ctx: &mut Ctx<'_>) -> Result<u64, PreflightError> {
 
 struct Ctx<'a> {
     client: &'a NetboxClient,
+    /// Every create goes through it (the lease is taken before the first).
+    lease: &'a NetboxLease,
     dry_run: bool,
     pending: Vec<ObjectSpec>,
     created: u64,
@@ -352,8 +358,12 @@ impl Ctx<'_> {
             self.next_placeholder += 1;
             return Ok(placeholder);
         }
-        let obj = self
-            .client
+        let writer = self
+            .lease
+            .ensure()
+            .await
+            .map_err(|e| PreflightError::Lease(Box::new(e)))?;
+        let obj = writer
             .create(endpoint, &body, &["id"])
             .await
             .map_err(nb(format!("creating {kind} '{key}'")))?;
@@ -372,6 +382,7 @@ impl Ctx<'_> {
 pub async fn run(
     client: &NetboxClient,
     input: &PreflightInput,
+    lease: &NetboxLease,
 ) -> Result<Preflight, PreflightError> {
     let status = client.status().await.map_err(nb("reading /api/status/"))?;
     let caps = status.capabilities;
@@ -435,6 +446,7 @@ pub async fn run(
     );
     let mut ctx = Ctx {
         client,
+        lease,
         dry_run: input.dry_run,
         pending: Vec::new(),
         created: 0,

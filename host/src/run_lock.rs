@@ -8,7 +8,8 @@
 //! Path: `<state dir>/locks/<first 16 hex of sha256(normalized NetBox URL)>.lock`. The state
 //! dir is `--state-dir` / `PVE2NETBOX_STATE_DIR`, else `$XDG_STATE_HOME/pve2netbox`, else
 //! `$HOME/.local/state/pve2netbox`. The lock is local: runs on different hosts, or with
-//! different state dirs, do not see each other.
+//! different state dirs, do not see each other; [`crate::netbox_lease`] covers those, with a
+//! lease held in NetBox from a run's first write.
 //!
 //! Edges: the file system only. The CLI takes the lock for `sync` (not `--dry-run`) and
 //! `apply` before preflight (which may write); previews and `doctor` never take it.
@@ -253,7 +254,7 @@ fn same_file(_file: &File, _path: &Path) -> bool {
     false
 }
 
-fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .ok()
@@ -263,7 +264,7 @@ fn hostname() -> Option<String> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC).
-fn rfc3339_utc(at: SystemTime) -> String {
+pub fn rfc3339_utc(at: SystemTime) -> String {
     let secs = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())

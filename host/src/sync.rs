@@ -21,6 +21,7 @@ use crate::config::{Config, OrphanPolicy, Ownership};
 use crate::dispatch::{self, DispatchSettings};
 use crate::http::RequestCounters;
 use crate::netbox::{NetboxClient, NetboxError};
+use crate::netbox_lease::{LeaseError, NetboxLease};
 use crate::orphans::{self, OrphanSettings};
 use crate::plan::{OpKind, Operation, Plan};
 use crate::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
@@ -96,6 +97,15 @@ pub enum SyncError {
     Stale(#[source] Box<NetboxError>),
     #[error("sync: no Proxmox endpoint could be read: {0}")]
     NoEndpoint(String),
+    /// The NetBox run lease was refused or lost (see [`crate::netbox_lease`]).
+    #[error(transparent)]
+    Lease(Box<LeaseError>),
+}
+
+impl From<LeaseError> for SyncError {
+    fn from(e: LeaseError) -> Self {
+        SyncError::Lease(Box::new(e))
+    }
 }
 
 impl From<PreflightError> for SyncError {
@@ -146,8 +156,40 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
     let nb_counters = Arc::new(RequestCounters::default());
     let netbox = NetboxClient::new(&config.netbox, &config.timeouts, nb_counters.clone())
         .map_err(|e| SyncError::Netbox(Box::new(e)))?;
+    // The NetBox run lease: created before the first NetBox read (that moment bounds its
+    // change-log check), taken by the first write only, given back on every way out.
+    let lease = if opts.mode.is_preview() {
+        NetboxLease::preview()
+    } else {
+        NetboxLease::new(&netbox, &config.netbox.url, config.sync.lock_ttl)
+    };
+    let result = run_phases(
+        &opts,
+        &module,
+        &netbox,
+        &lease,
+        started,
+        &pve_counters,
+        &nb_counters,
+    )
+    .await;
+    lease.release().await;
+    result
+}
+
+/// The phases of [`run`], every NetBox write through `lease`.
+async fn run_phases(
+    opts: &RunOptions,
+    module: &RulesModule,
+    netbox: &NetboxClient,
+    lease: &NetboxLease,
+    started: Instant,
+    pve_counters: &Arc<RequestCounters>,
+    nb_counters: &Arc<RequestCounters>,
+) -> Result<RunResult, SyncError> {
+    let config = &opts.config;
     let mut report = RunReport::new(opts.mode.report_mode());
-    report.rules = rules_info(&module);
+    report.rules = rules_info(module);
     let progress = &opts.progress;
 
     // Preflight (with the discovery of the Proxmox clusters it makes NetBox clusters for).
@@ -181,7 +223,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
         dry_run: opts.mode.is_preview(),
         task_history: config.sync.task_history,
     };
-    let pre = preflight::run(&netbox, &input).await?;
+    let pre = preflight::run(netbox, &input, lease).await?;
     bar.finish(&format!(
         "{} clusters, {} objects created, {} missing",
         pre.cluster_ids.len(),
@@ -193,7 +235,8 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
     if let RunMode::Apply(plan) = &opts.mode {
         let plan = (**plan).clone();
         return apply(
-            &netbox,
+            netbox,
+            lease,
             config,
             &pre,
             plan,
@@ -201,8 +244,8 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
             progress,
             &discovery,
             started,
-            &pve_counters,
-            &nb_counters,
+            pve_counters,
+            nb_counters,
         )
         .await;
     }
@@ -222,7 +265,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
         (r, ms(t))
     };
     let snap_fut = async {
-        let s = snapshot::read(&netbox, &pre).await;
+        let s = snapshot::read(netbox, &pre).await;
         (s, ms(t))
     };
     let ((read, read_ms), (snap, snap_ms)) = tokio::join!(read_fut, snap_fut);
@@ -235,15 +278,15 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
     // Reconcile.
     let t = Instant::now();
     let bar = progress.phase("reconcile", Some(read.guests.len() as u64));
-    let ctx = context(config, &module, &pre);
+    let ctx = context(config, module, &pre);
     let batch = config.sync.batch_size.max(1);
     // The rules run synchronously and wasmtime-wasi's blocking bindings start a runtime of
     // their own (e.g. when a module writes to stderr), which panics on a tokio worker thread:
     // tell tokio this thread blocks for the reconcile.
     let (observed, outcomes) = tokio::task::block_in_place(|| {
-        let observed = observe(&module, &ctx, &read.guests, batch);
+        let observed = observe(module, &ctx, &read.guests, batch);
         let mut differ = RulesDiffer {
-            module: &module,
+            module,
             ctx: &ctx,
             batch,
         };
@@ -269,17 +312,23 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
     report.errors = counts_errors.errors;
 
     if opts.mode.is_preview() {
-        return Ok(finish(report, plan, started, &pve_counters, &nb_counters));
+        return Ok(finish(report, plan, started, pve_counters, nb_counters));
     }
 
-    // Dispatch.
+    // Dispatch. Every write goes through the lease: taken here if the plan writes anything
+    // (and preflight did not take it already).
     let t = Instant::now();
     let bar = progress.phase("dispatch", Some(plan.operations.len() as u64));
     let settings = DispatchSettings {
         write_window: config.sync.write_window,
         bulk: config.sync.bulk,
     };
-    let done = dispatch::dispatch(&netbox, &plan.operations, &pre, settings, &bar).await;
+    let writer = if plan.has_changes() {
+        lease.ensure().await?
+    } else {
+        netbox
+    };
+    let done = dispatch::dispatch(writer, &plan.operations, &pre, settings, &bar).await;
     bar.finish(&format!(
         "{} writes, {} failed",
         done.done,
@@ -297,26 +346,28 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
         let unrecorded = unrecorded_guests(&outcomes, &read.guests, &targets);
         let bar = progress.phase("task history", Some(targets.len() as u64));
         let history = task_history::run(
-            &netbox,
+            netbox,
             &discovery.endpoints,
             &pre,
             &targets,
             &unrecorded,
             config.sync.max_concurrency,
             &bar,
+            lease,
         )
-        .await;
+        .await?;
         bar.finish(&format!("{} journal entries", history.written));
         report.errors.extend(history.errors);
         report.phases_ms.task_history = ms(t);
     }
-    Ok(finish(report, plan, started, &pve_counters, &nb_counters))
+    Ok(finish(report, plan, started, pve_counters, nb_counters))
 }
 
 /// `apply`: refuse stale targets, then dispatch exactly the plan's operations.
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     netbox: &NetboxClient,
+    lease: &NetboxLease,
     config: &Config,
     pre: &preflight::Preflight,
     plan: Plan,
@@ -332,7 +383,14 @@ async fn apply(
     report.errors = planned.errors;
     report.errors.extend(discovery.errors.iter().cloned());
     let t = Instant::now();
-    let refused = dispatch::check_stale(netbox, &plan.operations, pre)
+    // The lease comes before the stale check, so no other run writes between that re-read
+    // and our writes.
+    let writer = if plan.has_changes() {
+        lease.ensure().await?
+    } else {
+        netbox
+    };
+    let refused = dispatch::check_stale(writer, &plan.operations, pre)
         .await
         .map_err(|e| SyncError::Stale(Box::new(e)))?;
     let mut ops: Vec<Operation> = Vec::new();
@@ -354,7 +412,7 @@ async fn apply(
         write_window: config.sync.write_window,
         bulk: config.sync.bulk,
     };
-    let done = dispatch::dispatch(netbox, &ops, pre, settings, &bar).await;
+    let done = dispatch::dispatch(writer, &ops, pre, settings, &bar).await;
     bar.finish(&format!(
         "{} writes, {} failed, {} refused",
         done.done,

@@ -45,6 +45,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::netbox::NetboxClient;
+use crate::netbox_lease::{LeaseError, NetboxLease};
 use crate::preflight::{MANAGED_TAG, Preflight, TASKS_SINCE_FIELD, VM_OBJECT_TYPE};
 use crate::progress::PhaseBar;
 use crate::proxmox::{Task, TaskOutcome, TaskQuery, TaskSource};
@@ -326,6 +327,8 @@ async fn recorded(
 }
 
 /// Copies new tasks of `targets` into journal entries and moves the clusters' watermarks.
+/// Every write goes through `lease` first; a refused lease ends the phase with its error.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: &NetboxClient,
     endpoints: &[Endpoint],
@@ -334,7 +337,8 @@ pub async fn run(
     unrecorded: &[Unrecorded],
     max_concurrency: usize,
     bar: &PhaseBar,
-) -> TaskHistoryOutcome {
+    lease: &NetboxLease,
+) -> Result<TaskHistoryOutcome, LeaseError> {
     let mut out = TaskHistoryOutcome::default();
     let mut runs: BTreeMap<usize, ClusterRun> = BTreeMap::new();
     for target in targets {
@@ -473,7 +477,8 @@ pub async fn run(
         .collect();
     while let Some(group) = queue.pop() {
         let items: Vec<Value> = group.iter().map(|(_, b)| b.clone()).collect();
-        match client.create_bulk(JOURNAL_ENDPOINT, &items, &["id"]).await {
+        let writer = lease.ensure().await?;
+        match writer.create_bulk(JOURNAL_ENDPOINT, &items, &["id"]).await {
             Ok(_) => {
                 out.written += group.len();
                 for (vm, _) in &group {
@@ -507,7 +512,7 @@ pub async fn run(
 
     // Watermarks: only after the entries they vouch for are stored.
     if !pre.tasks_since_field {
-        return out;
+        return Ok(out);
     }
     for run in runs.values() {
         let (Some(cluster_id), true) = (run.cluster_id, run.complete) else {
@@ -523,7 +528,9 @@ pub async fn run(
             continue;
         }
         let body = json!({"custom_fields": {TASKS_SINCE_FIELD: mark}});
-        match client
+        match lease
+            .ensure()
+            .await?
             .patch(CLUSTER_ENDPOINT, cluster_id, &body, &["id"])
             .await
         {
@@ -535,7 +542,7 @@ pub async fn run(
             )),
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ const REAL_LOCK_DIR: &str = "/tmp/pve2netbox-e2e-real-netbox.lock";
 const REAL_LOCK_WAIT: Duration = Duration::from_secs(3600);
 /// Objects per page when reading NetBox (its MAX_PAGE_SIZE default).
 const PAGE: usize = 1000;
+/// Writes of the NetBox run lease in a run that writes anything: its tag's create and, at the
+/// end, its delete (`netbox_lease.rs`; a run with nothing to write takes no lease).
+pub const LEASE_WRITES: u64 = 2;
 /// Env variable names the config points at (tokens never go into the file).
 const NETBOX_TOKEN_VAR: &str = "E2E_NETBOX_TOKEN";
 
@@ -185,6 +188,24 @@ pub struct RunOutput {
 }
 
 impl RunOutput {
+    /// The output of a finished `pve2netbox` process run with `args`.
+    pub fn of(args: Vec<String>, out: std::process::Output) -> RunOutput {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+            .filter(Value::is_object)
+            .unwrap_or(Value::Null);
+        RunOutput {
+            args,
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            report,
+        }
+    }
+
     /// `report.counts.<kind>`.
     pub fn count(&self, kind: &str) -> u64 {
         self.report["counts"][kind]
@@ -411,6 +432,14 @@ impl Harness {
 
     /// Runs `pve2netbox <args…> --config FILE` (plus `--output json` except for `doctor`).
     pub fn run(&self, args: &[&str]) -> RunOutput {
+        let (mut cmd, all) = self.command(args);
+        let out = cmd.output().expect("run the pve2netbox binary");
+        RunOutput::of(all, out)
+    }
+
+    /// The command [`Harness::run`] runs, and its arguments: for a test that adds environment
+    /// variables or spawns and kills the process ([`RunOutput::of`] reads its output).
+    pub fn command(&self, args: &[&str]) -> (Command, Vec<String>) {
         let config = self.write_config();
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.push("--config".into());
@@ -431,21 +460,7 @@ impl Harness {
         for (i, ep) in self.endpoints().iter().enumerate() {
             cmd.env(format!("E2E_PVE_TOKEN_{i}"), &ep.token);
         }
-        let out = cmd.output().expect("run the pve2netbox binary");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let report = stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-            .filter(Value::is_object)
-            .unwrap_or(Value::Null);
-        RunOutput {
-            args: all,
-            code: out.status.code().unwrap_or(-1),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            report,
-        }
+        (cmd, all)
     }
 
     /// `pve2netbox sync`.

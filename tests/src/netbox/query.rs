@@ -574,6 +574,10 @@ fn time_filter(ty: Ty, base: &str, lookup: Option<&str>) -> Option<(bool, Option
         // Journal entries: created_after / created_before.
         "created_after" if ty == schema::JOURNAL => Some((true, Some(Op::Gte))),
         "created_before" if ty == schema::JOURNAL => Some((true, Some(Op::Lte))),
+        // Object changes: `time_after` / `time_before` (NetBox's DateTimeFromToRangeFilter on
+        // `time`, inclusive); a change's `time` is its row's `created`.
+        "time_after" if ty == schema::OBJECT_CHANGE => Some((true, Some(Op::Gte))),
+        "time_before" if ty == schema::OBJECT_CHANGE => Some((true, Some(Op::Lte))),
         _ => None,
     }
 }
