@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{PoolingAllocationConfig, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 /// Fuel for a call with no items. Why: a module's per-call set-up (parsing `settings`, indexing
 /// `known`) costs a few hundred thousand units; 20 M leaves two orders of magnitude of headroom.
@@ -37,6 +37,21 @@ pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
 /// Table elements per store. Why: Rust components use a few hundred (function pointers); the
 /// wasmtime default is unlimited.
 pub const DEFAULT_TABLE_ELEMENTS: usize = 100_000;
+
+/// Component instances a runtime's pool holds at once, i.e. concurrent calls. Why: the sync calls
+/// the rules from one thread; 32 leaves room for parallel callers of a shared `RulesModule` while
+/// each memory slot reserves only address space (~4 GiB, for bounds-check-free code), not memory.
+pub const POOL_INSTANCES: u32 = 32;
+
+/// Linear memory, in bytes, a pool slot keeps resident between calls. Why: a call of 1000 VMs
+/// touches ~5 MiB of guest memory; with the memory kept, wasmtime resets only the pages the call
+/// dirtied instead of unmapping them, so the next call does not fault every page in again.
+/// Bounded by the memory limit, and at most this much RSS per slot in use.
+pub const LINEAR_MEMORY_KEEP_RESIDENT_BYTES: usize = 32 << 20;
+
+/// Table memory, in bytes, a pool slot keeps resident. Why: a Rust component's tables hold a few
+/// hundred function references (a few KiB); the same reasoning as for linear memory.
+pub const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
 /// How often the epoch ticker thread advances the engine's epoch when a deadline is set. Why:
 /// 10 ms is the granularity wasmtime's examples use; a deadline is rounded up to whole ticks.
@@ -84,6 +99,23 @@ impl Limits {
             (d.as_nanos().div_ceil(tick)).max(1) as u64
         })
     }
+}
+
+/// The instance pool of a runtime with these limits. The slots' maximum memory stays wasmtime's
+/// (the whole 32-bit space): the per-store [`Limiter`] enforces `memory_bytes`, so a module that
+/// asks for more still fails with the memory limit named, at instantiation as at `memory.grow`.
+pub(crate) fn pool_config(limits: &Limits) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        // A Rust component instantiates a few core modules (its code plus adapter shims), each
+        // with at most one memory and one table.
+        .total_core_instances(POOL_INSTANCES * 8)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .table_elements(DEFAULT_TABLE_ELEMENTS)
+        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT_BYTES.min(limits.memory_bytes))
+        .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
+    pool
 }
 
 /// Which limit stopped a call.

@@ -5,9 +5,10 @@
 //! interruption only when a wall-clock deadline is configured), the on-disk cache of compiled
 //! components and the [`Limits`]. A [`RulesModule`] is a loaded, checked component: its WIT
 //! version was read from its exports before instantiation, its imports were checked against the
-//! allowed set, and its `info` was read. Each batch call gets a fresh `Store` (a trapped instance
-//! is poisoned); a trap or an exceeded limit fails that call with an error naming the module, the
-//! limit and the batch, and the module stays usable for the next batch.
+//! allowed set, and its `info` was read. Each batch call gets a fresh `Store` and instance (a
+//! trapped instance is poisoned), whose linear memory comes from a pool of slots that stay
+//! resident between calls; a trap or an exceeded limit fails that call with an error naming the
+//! module, the limit and the batch, and the module stays usable for the next batch.
 //!
 //! Layout: `loader` (what a file is), `cache` (compiled artifacts on disk), `store` (the per-call
 //! store and its WASI context, which grants nothing), `limits`, `error`, `v0_1_0` (bindings of
@@ -36,7 +37,7 @@ use guest_default::model::{
     Vm,
 };
 use wasmtime::component::{Instance, InstancePre, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, Trap};
 
 pub use cache::{CacheMode, LoadKind, default_dir as default_cache_dir};
 pub use error::{BatchRef, ModuleLabel, RulesError};
@@ -107,13 +108,13 @@ impl Drop for Ticker {
 }
 
 impl RulesRuntime {
-    /// Creates the engine (fuel on; epoch interruption only with a deadline), the linker (WASI
-    /// p2, sync) and the cache.
+    /// Creates the engine (fuel on; epoch interruption only with a deadline; pooled instances),
+    /// the linker (WASI p2, sync) and the cache.
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RulesError> {
         let mut config = Config::new();
         config.consume_fuel(true);
         config.epoch_interruption(cfg.limits.deadline.is_some());
-        let engine = Engine::new(&config).map_err(|e| RulesError::Engine(format!("{e:#}")))?;
+        let engine = new_engine(&mut config, &cfg.limits)?;
 
         let mut linker = Linker::<State>::new(&engine);
         // Every WASI p2 interface is linked (Rust's std needs io and cli even when unused), but
@@ -271,6 +272,27 @@ impl RulesRuntime {
             "rules module loaded"
         );
         Ok(module)
+    }
+}
+
+/// The engine, with instances from a pooling allocator whose linear memories stay resident
+/// between calls (see [`limits::pool_config`]): each call still gets its own store and a fresh
+/// instance, but not fresh pages. Falls back to on-demand allocation when the pool's address space
+/// cannot be reserved (e.g. under `ulimit -v`), which is slower but otherwise the same.
+fn new_engine(config: &mut Config, limits: &Limits) -> Result<Engine, RulesError> {
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(limits::pool_config(
+        limits,
+    )));
+    match Engine::new(config) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            tracing::warn!(
+                error = %format!("{e:#}"),
+                "cannot reserve the rules instance pool; instantiating each call on demand (slower)"
+            );
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(config).map_err(|e| RulesError::Engine(format!("{e:#}")))
+        }
     }
 }
 
