@@ -1,10 +1,13 @@
 //! Per-call resource limits of a rule module: fuel, memory and an optional wall-clock deadline.
 //!
-//! Every batch call gets a fresh `Store`, so every limit here is per batch call. Fuel is the
-//! primary bound: it is deterministic (the same module and input always stop at the same point),
-//! budgetable (`rules test` reports it per fixture, as Shopify's function-runner does) and needs
-//! no thread. The epoch deadline is an optional second, wall-clock bound for operators who want
-//! one; it costs 10–30% per call when enabled, so it is off by default.
+//! Every batch call gets a fresh `Store`, so every limit here is per batch call. How a call's run
+//! time is bounded is the [`Metering`] of the runtime (one engine per process, so one per
+//! runtime): the wall-clock deadline (epoch interruption, a ticker thread) by default, because it
+//! costs a compare per loop header where fuel costs a counter update per basic block (fuel was
+//! ~15% of a default-rules call); or fuel, which is deterministic (the same module and input
+//! always stop at the same point) and budgetable, so `rules test` and `rules eval` use it to
+//! report the fuel a fixture used, as Shopify's function-runner does. With fuel, a deadline may
+//! still be set as a second bound.
 
 use std::time::Duration;
 
@@ -53,6 +56,11 @@ pub const LINEAR_MEMORY_KEEP_RESIDENT_BYTES: usize = 32 << 20;
 /// hundred function references (a few KiB); the same reasoning as for linear memory.
 pub const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
+/// The default wall-clock deadline of a call. Why: a batch of 1000 VMs takes ~10 ms in the default
+/// rules; 5 s leaves ~500x for heavier site rules on a slow, busy host, and still stops a runaway
+/// module within seconds (every batch of a sync gets its own deadline).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
 /// How often the epoch ticker thread advances the engine's epoch when a deadline is set. Why:
 /// 10 ms is the granularity wasmtime's examples use; a deadline is rounded up to whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -61,26 +69,43 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// message is a few hundred bytes; more is noise. Writes beyond it fail like a closed pipe.
 pub const GUEST_STDERR_CAPTURE_BYTES: usize = 16 << 10;
 
+/// How a runtime bounds the run time of a call. Fixed per runtime: it changes the compiled code
+/// (and so the compiled-module cache key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Metering {
+    /// The wall-clock `deadline` alone (epoch interruption); fuel is neither counted nor reported
+    /// (`BatchOutput::fuel` is 0). The fast mode, for `sync`, `plan` and `bench`.
+    #[default]
+    Deadline,
+    /// Fuel budgets (`fuel_base` + `fuel_per_item`), plus the `deadline` when one is set.
+    /// Deterministic and reported per call, for `rules test` and `rules eval`.
+    Fuel,
+}
+
 /// The limits of every batch call, configurable per runtime.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Fuel or deadline (see [`Metering`]).
+    pub metering: Metering,
     /// Fuel for a call regardless of its size (instantiation has its own `INSTANTIATE_FUEL`).
     pub fuel_base: u64,
     /// Fuel added per item of the batch.
     pub fuel_per_item: u64,
     /// Maximum linear memory of the module's store, in bytes.
     pub memory_bytes: usize,
-    /// Optional wall-clock bound per call; `None` (the default) relies on fuel alone.
+    /// Wall-clock bound per call ([`DEFAULT_DEADLINE`] by default). Required with
+    /// [`Metering::Deadline`]; optional with fuel.
     pub deadline: Option<Duration>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            metering: Metering::default(),
             fuel_base: DEFAULT_FUEL_BASE,
             fuel_per_item: DEFAULT_FUEL_PER_ITEM,
             memory_bytes: DEFAULT_MEMORY_BYTES,
-            deadline: None,
+            deadline: Some(DEFAULT_DEADLINE),
         }
     }
 }
@@ -90,6 +115,11 @@ impl Limits {
     pub fn fuel_for(&self, items: usize) -> u64 {
         self.fuel_base
             .saturating_add(self.fuel_per_item.saturating_mul(items as u64))
+    }
+
+    /// Whether calls are metered with fuel.
+    pub fn fuel(&self) -> bool {
+        self.metering == Metering::Fuel
     }
 
     /// The deadline in epoch ticks, rounded up, at least one.
@@ -245,7 +275,10 @@ mod tests {
 
     #[test]
     fn deadline_rounds_up_to_whole_ticks() {
-        let mut l = Limits::default();
+        let mut l = Limits {
+            deadline: None,
+            ..Limits::default()
+        };
         assert_eq!(l.deadline_ticks(), None);
         l.deadline = Some(Duration::from_millis(1));
         assert_eq!(l.deadline_ticks(), Some(1));

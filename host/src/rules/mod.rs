@@ -1,8 +1,8 @@
 //! The rules runtime: runs rule components (WIT `pve2netbox:rules`) under wasmtime.
 //!
 //! Edges: it takes and returns `guest_default::model` types and knows nothing of HTTP, Proxmox
-//! or NetBox. One [`RulesRuntime`] owns the wasmtime `Engine` (fuel metering on; epoch
-//! interruption only when a wall-clock deadline is configured), the on-disk cache of compiled
+//! or NetBox. One [`RulesRuntime`] owns the wasmtime `Engine` (a wall-clock deadline by epoch
+//! interruption, or fuel metering: see [`Metering`]), the on-disk cache of compiled
 //! components and the [`Limits`]. A [`RulesModule`] is a loaded, checked component: its WIT
 //! version was read from its exports before instantiation, its imports were checked against the
 //! allowed set, and its `info` was read. Each batch call gets a fresh `Store` and instance (a
@@ -42,8 +42,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, Trap};
 pub use cache::{CacheMode, LoadKind, default_dir as default_cache_dir};
 pub use error::{BatchRef, ModuleLabel, RulesError};
 pub use limits::{
-    DEFAULT_FUEL_BASE, DEFAULT_FUEL_PER_ITEM, DEFAULT_MEMORY_BYTES, EPOCH_TICK, INSTANTIATE_FUEL,
-    LOAD_FUEL, LimitHit, Limits,
+    DEFAULT_DEADLINE, DEFAULT_FUEL_BASE, DEFAULT_FUEL_PER_ITEM, DEFAULT_MEMORY_BYTES, EPOCH_TICK,
+    INSTANTIATE_FUEL, LOAD_FUEL, LimitHit, Limits, Metering,
 };
 
 use store::State;
@@ -60,6 +60,9 @@ pub const EMBEDDED_SOURCE: &str = "embedded default";
 /// Items per batch call the pipeline should use. Why: per-VM cost is lowest around 1000 (call
 /// overhead amortized, guest memory growth still small); see the toolchain measurements.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
+
+/// Set to `1` to write `/tmp/perf-<pid>.map` naming the compiled rule functions, for profiling.
+const PERFMAP_ENV: &str = "PVE2NETBOX_RULES_PERFMAP";
 
 /// The embedded default component's bytes.
 pub fn default_component_bytes() -> &'static [u8] {
@@ -79,7 +82,7 @@ pub struct RuntimeConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchOutput<T> {
     pub items: Vec<T>,
-    /// Fuel consumed by the call itself (instantiation excluded).
+    /// Fuel consumed by the call itself (instantiation excluded); 0 unless metering by fuel.
     pub fuel: u64,
 }
 
@@ -108,12 +111,24 @@ impl Drop for Ticker {
 }
 
 impl RulesRuntime {
-    /// Creates the engine (fuel on; epoch interruption only with a deadline; pooled instances),
-    /// the linker (WASI p2, sync) and the cache.
+    /// Creates the engine (fuel only when metering by fuel; epoch interruption when a deadline is
+    /// set; pooled instances), the linker (WASI p2, sync) and the cache. Fails when nothing would
+    /// bound a call's run time (deadline metering without a deadline).
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RulesError> {
+        if !cfg.limits.fuel() && cfg.limits.deadline.is_none() {
+            return Err(RulesError::Engine(
+                "metering by deadline needs a deadline: set one, or meter by fuel (a runaway \
+                 rule module would otherwise never stop)"
+                    .into(),
+            ));
+        }
         let mut config = Config::new();
-        config.consume_fuel(true);
+        config.consume_fuel(cfg.limits.fuel());
         config.epoch_interruption(cfg.limits.deadline.is_some());
+        if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
+            // Names JIT code in `perf report` (and lets a callgrind profile be mapped by hand).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = new_engine(&mut config, &cfg.limits)?;
 
         let mut linker = Linker::<State>::new(&engine);
@@ -527,21 +542,27 @@ impl RulesModule {
         } else {
             limits.fuel_for(items)
         };
+        let fuel = limits.fuel();
         let mut store = store::new_store(&inner.engine, limits);
         let mut instantiated = false;
         let run = |store: &mut Store<State>| -> wasmtime::Result<R> {
-            store.set_fuel(INSTANTIATE_FUEL)?;
+            if fuel {
+                store.set_fuel(INSTANTIATE_FUEL)?;
+            }
             let instance = inner.pre.instantiate(&mut *store)?;
             instantiated = true;
-            store.set_fuel(budget)?;
+            if fuel {
+                store.set_fuel(budget)?;
+            }
             f(store, &instance, &inner.exports)
         };
         let result = run(&mut store);
         match result {
-            Ok(r) => {
+            Ok(r) if fuel => {
                 let left = store.get_fuel().unwrap_or(0);
                 Ok((r, budget.saturating_sub(left)))
             }
+            Ok(r) => Ok((r, 0)),
             // A module stuck in its start-up code ran out of the instantiation allowance.
             Err(e) if !instantiated => Err(self.classify(
                 &store,
