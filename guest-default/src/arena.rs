@@ -47,9 +47,11 @@ struct State {
     chunks: [Chunk; MAX_CHUNKS],
     /// Chunks taken from the system allocator so far.
     count: usize,
-    /// The chunk being bumped, and the next free address in it.
+    /// The chunk being bumped, the next free address in it and its end (0 before the first
+    /// chunk, so the first allocation takes the slow path).
     current: usize,
     next: usize,
+    end: usize,
     /// Arena blocks handed out and not yet freed.
     live: usize,
 }
@@ -79,17 +81,42 @@ impl BatchArena {
                 count: 0,
                 current: 0,
                 next: 0,
+                end: 0,
                 live: 0,
             }),
         }
     }
 
-    /// The arena's chunk holding `ptr`, if any.
+    /// Whether `ptr` lies in one of the arena's chunks (the current one is checked first: most
+    /// frees are of recent blocks).
+    #[inline]
     fn owns(st: &State, ptr: *mut u8) -> bool {
         let p = ptr as usize;
+        if st.current < st.count {
+            let c = st.chunks[st.current];
+            if p >= c.start && p < c.end {
+                return true;
+            }
+        }
         st.chunks[..st.count]
             .iter()
             .any(|c| p >= c.start && p < c.end)
+    }
+
+    /// The fast path of `bump`: the block fits in the current chunk. Null otherwise.
+    #[inline(always)]
+    fn bump_fast(st: &mut State, layout: Layout) -> *mut u8 {
+        if layout.size() <= ARENA_MAX_BLOCK {
+            let start = st.next.next_multiple_of(layout.align());
+            if let Some(end) = start.checked_add(layout.size())
+                && end <= st.end
+            {
+                st.next = end;
+                st.live += 1;
+                return start as *mut u8;
+            }
+        }
+        std::ptr::null_mut()
     }
 
     /// Bumps `layout` out of the chunks, taking a new chunk when needed; null when the arena
@@ -115,6 +142,7 @@ impl BatchArena {
                 if st.current + 1 < st.count {
                     st.current += 1;
                     st.next = st.chunks[st.current].start;
+                    st.end = st.chunks[st.current].end;
                     continue;
                 }
             }
@@ -136,6 +164,7 @@ impl BatchArena {
             st.current = st.count;
             st.count += 1;
             st.next = start;
+            st.end = start + bytes;
         }
     }
 
@@ -146,6 +175,7 @@ impl BatchArena {
             // Nothing is live: the whole arena is free again.
             st.current = 0;
             st.next = st.chunks[0].start;
+            st.end = st.chunks[0].end;
         } else if ptr as usize + size == st.next {
             // The most recent block (a temporary, or a vector that just moved): take it back.
             st.next = ptr as usize;
@@ -157,10 +187,15 @@ impl BatchArena {
 // handed-out memory, and moves back only over the most recent block when it is freed, or to the
 // start when no block is live. Blocks lie inside chunks owned by the arena for its lifetime.
 unsafe impl GlobalAlloc for BatchArena {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: single-threaded (see the `Sync` impl); no reference to the state outlives
         // this call.
         let st = unsafe { &mut *self.state.get() };
+        let p = Self::bump_fast(st, layout);
+        if !p.is_null() {
+            return p;
+        }
         let p = unsafe { self.bump(st, layout) };
         if p.is_null() {
             unsafe { System.alloc(layout) }
@@ -169,6 +204,7 @@ unsafe impl GlobalAlloc for BatchArena {
         }
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let st = unsafe { &mut *self.state.get() };
         if Self::owns(st, ptr) {

@@ -6,6 +6,7 @@
 
 pub mod arena;
 pub mod component;
+mod memcmp;
 pub mod model;
 
 mod config;

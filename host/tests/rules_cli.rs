@@ -203,19 +203,29 @@ fn test_reports_pass_and_fail_with_a_diff_and_fuel() {
 #[test]
 fn bench_prints_wasm_and_native_times_and_their_ratio() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = bin(
-        &["bench", "default", "--vms", "300", "--batch", "100"],
-        tmp.path(),
-    );
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["vms"], 300);
-    assert!(v["wasm_ms"]["total_ms"].is_number(), "{v}");
-    assert!(v["native_ms"]["total_ms"].is_number(), "{v}");
-    assert!(v["ratio"].is_number(), "{v}");
-    assert_eq!(v["native_agrees"], true, "{v}");
-    assert!(v["fuel_per_vm"].as_u64().unwrap() > 0, "{v}");
+    // By deadline as the sync runs (no fuel reported), and by fuel.
+    for fuel in [false, true] {
+        let mut args = vec!["bench", "default", "--vms", "300", "--batch", "100"];
+        if fuel {
+            args.push("--fuel");
+        }
+        let out = bin(&args, tmp.path());
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["vms"], 300);
+        assert!(v["wasm_ms"]["total_ms"].is_number(), "{v}");
+        assert!(v["native_ms"]["total_ms"].is_number(), "{v}");
+        assert!(v["ratio"].is_number(), "{v}");
+        assert_eq!(v["native_agrees"], true, "{v}");
+        if fuel {
+            assert_eq!(v["metering"], "fuel", "{v}");
+            assert!(v["fuel_per_vm"].as_u64().unwrap() > 0, "{v}");
+        } else {
+            assert_eq!(v["metering"], "deadline", "{v}");
+            assert!(v["fuel_per_vm"].is_null(), "{v}");
+        }
+    }
 }
 
 /// The site example (issue 3, point 7): the same binary loads it with `--rules` and maps the same

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use guest_default::model::{Context, Desired};
 use pve2netbox::rules::{
-    CacheMode, DEFAULT_FUEL_BASE, LimitHit, Limits, RulesError, RulesModule, RulesRuntime,
-    RuntimeConfig,
+    CacheMode, DEFAULT_DEADLINE, DEFAULT_FUEL_BASE, LimitHit, Limits, Metering, RulesError,
+    RulesModule, RulesRuntime, RuntimeConfig,
 };
 use rules_common::{guest, misbehave, misbehaving};
 
@@ -69,6 +69,7 @@ fn assert_names_module_and_batch(msg: &str) {
 #[test]
 fn infinite_loop_is_stopped_by_fuel() {
     let rt = runtime(Limits {
+        metering: Metering::Fuel,
         fuel_base: 1_000_000,
         fuel_per_item: 1_000_000,
         ..Limits::default()
@@ -97,6 +98,7 @@ fn infinite_loop_is_stopped_by_fuel() {
 #[test]
 fn infinite_loop_is_stopped_by_the_wall_clock_deadline() {
     let rt = runtime(Limits {
+        metering: Metering::Fuel,
         fuel_base: u64::MAX / 4,
         fuel_per_item: 0,
         deadline: Some(Duration::from_millis(100)),
@@ -111,6 +113,46 @@ fn infinite_loop_is_stopped_by_the_wall_clock_deadline() {
     assert!(msg.contains("wall-clock deadline (100 ms)"), "{msg}");
     assert_eq!(limit, LimitHit::Deadline(Duration::from_millis(100)));
     still_works(&rt, &m);
+}
+
+/// The default metering (no fuel, as the sync runs): the deadline alone stops a loop.
+#[test]
+fn infinite_loop_is_stopped_by_the_deadline_without_fuel() {
+    let limits = Limits {
+        deadline: Some(Duration::from_millis(100)),
+        ..Limits::default()
+    };
+    assert_eq!(limits.metering, Metering::Deadline);
+    let rt = runtime(limits);
+    let m = runaway(&rt);
+    let err = m
+        .normalize_desired(&misbehave("loop", None), three_guests())
+        .expect_err("a loop must not finish");
+    let (msg, limit) = expect_limit(err);
+    assert_names_module_and_batch(&msg);
+    assert!(msg.contains("wall-clock deadline (100 ms)"), "{msg}");
+    assert_eq!(limit, LimitHit::Deadline(Duration::from_millis(100)));
+    let out = m
+        .normalize_desired(&Context::default(), three_guests())
+        .expect("a good batch after a failed one");
+    assert_eq!(out.fuel, 0, "no fuel is counted without fuel metering");
+    still_works(&rt, &m);
+}
+
+/// Without fuel, a runtime without a deadline would never stop a loop: it is refused.
+#[test]
+fn deadline_metering_without_a_deadline_is_refused() {
+    assert_eq!(Limits::default().deadline, Some(DEFAULT_DEADLINE));
+    let err = RulesRuntime::new(RuntimeConfig {
+        limits: Limits {
+            deadline: None,
+            ..Limits::default()
+        },
+        cache: CacheMode::Disabled,
+    })
+    .err()
+    .expect("no bound on run time must be refused");
+    assert!(err.to_string().contains("needs a deadline"), "{err}");
 }
 
 #[test]
@@ -204,6 +246,7 @@ fn fuel_limit_boundary_smallest_budget_passes_one_unit_less_fails() {
     let run = |budget: u64| {
         let rt = RulesRuntime::new(RuntimeConfig {
             limits: Limits {
+                metering: Metering::Fuel,
                 fuel_base: budget,
                 fuel_per_item: 0,
                 ..Limits::default()

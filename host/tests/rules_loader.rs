@@ -4,7 +4,9 @@
 
 mod rules_common;
 
-use pve2netbox::rules::{CacheMode, Limits, LoadKind, RulesError, RulesRuntime, RuntimeConfig};
+use pve2netbox::rules::{
+    CacheMode, Limits, LoadKind, Metering, RulesError, RulesRuntime, RuntimeConfig,
+};
 use rules_common::misbehaving;
 
 fn runtime(cache: CacheMode) -> RulesRuntime {
@@ -182,17 +184,17 @@ fn cache_hits_after_the_first_compile_and_recovers_from_corruption() {
         LoadKind::CacheHit
     );
 
-    // Another engine configuration (epoch interruption on) never uses it.
-    let epoch = RulesRuntime::new(RuntimeConfig {
+    // Another engine configuration (fuel metering on) never uses it.
+    let fuel = RulesRuntime::new(RuntimeConfig {
         limits: Limits {
-            deadline: Some(std::time::Duration::from_secs(5)),
+            metering: Metering::Fuel,
             ..Limits::default()
         },
         cache: CacheMode::Dir(dir.path().to_path_buf()),
     })
     .unwrap();
     assert_eq!(
-        epoch.load_file(&path).unwrap().load_stats().kind,
+        fuel.load_file(&path).unwrap().load_stats().kind,
         LoadKind::Compiled
     );
 

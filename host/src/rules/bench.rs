@@ -158,7 +158,9 @@ pub fn run_wasm(module: &RulesModule, ctx: &Context, w: &Workload) -> Result<Was
     Ok(WasmRun { times, fuel, tally })
 }
 
-/// Runs the workload through a rule set compiled natively.
+/// Runs the workload through a rule set compiled natively. Not inlined, so profilers can
+/// measure it alone.
+#[inline(never)]
 pub fn run_native<R: RuleSet>(ctx: &Context, w: &Workload) -> (PhaseTimes, Tally) {
     let mut times = PhaseTimes::default();
     let mut tally = Tally::default();

@@ -1,14 +1,17 @@
 //! Per-call resource limits of a rule module: fuel, memory and an optional wall-clock deadline.
 //!
-//! Every batch call gets a fresh `Store`, so every limit here is per batch call. Fuel is the
-//! primary bound: it is deterministic (the same module and input always stop at the same point),
-//! budgetable (`rules test` reports it per fixture, as Shopify's function-runner does) and needs
-//! no thread. The epoch deadline is an optional second, wall-clock bound for operators who want
-//! one; it costs 10–30% per call when enabled, so it is off by default.
+//! Every batch call gets a fresh `Store`, so every limit here is per batch call. How a call's run
+//! time is bounded is the [`Metering`] of the runtime (one engine per process, so one per
+//! runtime): the wall-clock deadline (epoch interruption, a ticker thread) by default, because it
+//! costs a compare per loop header where fuel costs a counter update per basic block (fuel was
+//! ~15% of a default-rules call); or fuel, which is deterministic (the same module and input
+//! always stop at the same point) and budgetable, so `rules test` and `rules eval` use it to
+//! report the fuel a fixture used, as Shopify's function-runner does. With fuel, a deadline may
+//! still be set as a second bound.
 
 use std::time::Duration;
 
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{PoolingAllocationConfig, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 /// Fuel for a call with no items. Why: a module's per-call set-up (parsing `settings`, indexing
 /// `known`) costs a few hundred thousand units; 20 M leaves two orders of magnitude of headroom.
@@ -38,6 +41,26 @@ pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
 /// wasmtime default is unlimited.
 pub const DEFAULT_TABLE_ELEMENTS: usize = 100_000;
 
+/// Component instances a runtime's pool holds at once, i.e. concurrent calls. Why: the sync calls
+/// the rules from one thread; 32 leaves room for parallel callers of a shared `RulesModule` while
+/// each memory slot reserves only address space (~4 GiB, for bounds-check-free code), not memory.
+pub const POOL_INSTANCES: u32 = 32;
+
+/// Linear memory, in bytes, a pool slot keeps resident between calls. Why: a call of 1000 VMs
+/// touches ~5 MiB of guest memory; with the memory kept, wasmtime resets only the pages the call
+/// dirtied instead of unmapping them, so the next call does not fault every page in again.
+/// Bounded by the memory limit, and at most this much RSS per slot in use.
+pub const LINEAR_MEMORY_KEEP_RESIDENT_BYTES: usize = 32 << 20;
+
+/// Table memory, in bytes, a pool slot keeps resident. Why: a Rust component's tables hold a few
+/// hundred function references (a few KiB); the same reasoning as for linear memory.
+pub const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
+
+/// The default wall-clock deadline of a call. Why: a batch of 1000 VMs takes ~10 ms in the default
+/// rules; 5 s leaves ~500x for heavier site rules on a slow, busy host, and still stops a runaway
+/// module within seconds (every batch of a sync gets its own deadline).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
 /// How often the epoch ticker thread advances the engine's epoch when a deadline is set. Why:
 /// 10 ms is the granularity wasmtime's examples use; a deadline is rounded up to whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -46,26 +69,43 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// message is a few hundred bytes; more is noise. Writes beyond it fail like a closed pipe.
 pub const GUEST_STDERR_CAPTURE_BYTES: usize = 16 << 10;
 
+/// How a runtime bounds the run time of a call. Fixed per runtime: it changes the compiled code
+/// (and so the compiled-module cache key).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Metering {
+    /// The wall-clock `deadline` alone (epoch interruption); fuel is neither counted nor reported
+    /// (`BatchOutput::fuel` is 0). The fast mode, for `sync`, `plan` and `bench`.
+    #[default]
+    Deadline,
+    /// Fuel budgets (`fuel_base` + `fuel_per_item`), plus the `deadline` when one is set.
+    /// Deterministic and reported per call, for `rules test` and `rules eval`.
+    Fuel,
+}
+
 /// The limits of every batch call, configurable per runtime.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Fuel or deadline (see [`Metering`]).
+    pub metering: Metering,
     /// Fuel for a call regardless of its size (instantiation has its own `INSTANTIATE_FUEL`).
     pub fuel_base: u64,
     /// Fuel added per item of the batch.
     pub fuel_per_item: u64,
     /// Maximum linear memory of the module's store, in bytes.
     pub memory_bytes: usize,
-    /// Optional wall-clock bound per call; `None` (the default) relies on fuel alone.
+    /// Wall-clock bound per call ([`DEFAULT_DEADLINE`] by default). Required with
+    /// [`Metering::Deadline`]; optional with fuel.
     pub deadline: Option<Duration>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            metering: Metering::default(),
             fuel_base: DEFAULT_FUEL_BASE,
             fuel_per_item: DEFAULT_FUEL_PER_ITEM,
             memory_bytes: DEFAULT_MEMORY_BYTES,
-            deadline: None,
+            deadline: Some(DEFAULT_DEADLINE),
         }
     }
 }
@@ -77,6 +117,11 @@ impl Limits {
             .saturating_add(self.fuel_per_item.saturating_mul(items as u64))
     }
 
+    /// Whether calls are metered with fuel.
+    pub fn fuel(&self) -> bool {
+        self.metering == Metering::Fuel
+    }
+
     /// The deadline in epoch ticks, rounded up, at least one.
     pub(crate) fn deadline_ticks(&self) -> Option<u64> {
         self.deadline.map(|d| {
@@ -84,6 +129,23 @@ impl Limits {
             (d.as_nanos().div_ceil(tick)).max(1) as u64
         })
     }
+}
+
+/// The instance pool of a runtime with these limits. The slots' maximum memory stays wasmtime's
+/// (the whole 32-bit space): the per-store [`Limiter`] enforces `memory_bytes`, so a module that
+/// asks for more still fails with the memory limit named, at instantiation as at `memory.grow`.
+pub(crate) fn pool_config(limits: &Limits) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        // A Rust component instantiates a few core modules (its code plus adapter shims), each
+        // with at most one memory and one table.
+        .total_core_instances(POOL_INSTANCES * 8)
+        .total_memories(POOL_INSTANCES * 2)
+        .total_tables(POOL_INSTANCES * 4)
+        .table_elements(DEFAULT_TABLE_ELEMENTS)
+        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT_BYTES.min(limits.memory_bytes))
+        .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
+    pool
 }
 
 /// Which limit stopped a call.
@@ -213,7 +275,10 @@ mod tests {
 
     #[test]
     fn deadline_rounds_up_to_whole_ticks() {
-        let mut l = Limits::default();
+        let mut l = Limits {
+            deadline: None,
+            ..Limits::default()
+        };
         assert_eq!(l.deadline_ticks(), None);
         l.deadline = Some(Duration::from_millis(1));
         assert_eq!(l.deadline_ticks(), Some(1));

@@ -1,13 +1,14 @@
 //! The rules runtime: runs rule components (WIT `pve2netbox:rules`) under wasmtime.
 //!
 //! Edges: it takes and returns `guest_default::model` types and knows nothing of HTTP, Proxmox
-//! or NetBox. One [`RulesRuntime`] owns the wasmtime `Engine` (fuel metering on; epoch
-//! interruption only when a wall-clock deadline is configured), the on-disk cache of compiled
+//! or NetBox. One [`RulesRuntime`] owns the wasmtime `Engine` (a wall-clock deadline by epoch
+//! interruption, or fuel metering: see [`Metering`]), the on-disk cache of compiled
 //! components and the [`Limits`]. A [`RulesModule`] is a loaded, checked component: its WIT
 //! version was read from its exports before instantiation, its imports were checked against the
-//! allowed set, and its `info` was read. Each batch call gets a fresh `Store` (a trapped instance
-//! is poisoned); a trap or an exceeded limit fails that call with an error naming the module, the
-//! limit and the batch, and the module stays usable for the next batch.
+//! allowed set, and its `info` was read. Each batch call gets a fresh `Store` and instance (a
+//! trapped instance is poisoned), whose linear memory comes from a pool of slots that stay
+//! resident between calls; a trap or an exceeded limit fails that call with an error naming the
+//! module, the limit and the batch, and the module stays usable for the next batch.
 //!
 //! Layout: `loader` (what a file is), `cache` (compiled artifacts on disk), `store` (the per-call
 //! store and its WASI context, which grants nothing), `limits`, `error`, `v0_1_0` (bindings of
@@ -36,13 +37,13 @@ use guest_default::model::{
     Vm,
 };
 use wasmtime::component::{Instance, InstancePre, Linker};
-use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, Trap};
 
 pub use cache::{CacheMode, LoadKind, default_dir as default_cache_dir};
 pub use error::{BatchRef, ModuleLabel, RulesError};
 pub use limits::{
-    DEFAULT_FUEL_BASE, DEFAULT_FUEL_PER_ITEM, DEFAULT_MEMORY_BYTES, EPOCH_TICK, INSTANTIATE_FUEL,
-    LOAD_FUEL, LimitHit, Limits,
+    DEFAULT_DEADLINE, DEFAULT_FUEL_BASE, DEFAULT_FUEL_PER_ITEM, DEFAULT_MEMORY_BYTES, EPOCH_TICK,
+    INSTANTIATE_FUEL, LOAD_FUEL, LimitHit, Limits, Metering,
 };
 
 use store::State;
@@ -59,6 +60,9 @@ pub const EMBEDDED_SOURCE: &str = "embedded default";
 /// Items per batch call the pipeline should use. Why: per-VM cost is lowest around 1000 (call
 /// overhead amortized, guest memory growth still small); see the toolchain measurements.
 pub const DEFAULT_BATCH_SIZE: usize = 1000;
+
+/// Set to `1` to write `/tmp/perf-<pid>.map` naming the compiled rule functions, for profiling.
+const PERFMAP_ENV: &str = "PVE2NETBOX_RULES_PERFMAP";
 
 /// The embedded default component's bytes.
 pub fn default_component_bytes() -> &'static [u8] {
@@ -78,7 +82,7 @@ pub struct RuntimeConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchOutput<T> {
     pub items: Vec<T>,
-    /// Fuel consumed by the call itself (instantiation excluded).
+    /// Fuel consumed by the call itself (instantiation excluded); 0 unless metering by fuel.
     pub fuel: u64,
 }
 
@@ -107,13 +111,25 @@ impl Drop for Ticker {
 }
 
 impl RulesRuntime {
-    /// Creates the engine (fuel on; epoch interruption only with a deadline), the linker (WASI
-    /// p2, sync) and the cache.
+    /// Creates the engine (fuel only when metering by fuel; epoch interruption when a deadline is
+    /// set; pooled instances), the linker (WASI p2, sync) and the cache. Fails when nothing would
+    /// bound a call's run time (deadline metering without a deadline).
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RulesError> {
+        if !cfg.limits.fuel() && cfg.limits.deadline.is_none() {
+            return Err(RulesError::Engine(
+                "metering by deadline needs a deadline: set one, or meter by fuel (a runaway \
+                 rule module would otherwise never stop)"
+                    .into(),
+            ));
+        }
         let mut config = Config::new();
-        config.consume_fuel(true);
+        config.consume_fuel(cfg.limits.fuel());
         config.epoch_interruption(cfg.limits.deadline.is_some());
-        let engine = Engine::new(&config).map_err(|e| RulesError::Engine(format!("{e:#}")))?;
+        if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
+            // Names JIT code in `perf report` (and lets a callgrind profile be mapped by hand).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        let engine = new_engine(&mut config, &cfg.limits)?;
 
         let mut linker = Linker::<State>::new(&engine);
         // Every WASI p2 interface is linked (Rust's std needs io and cli even when unused), but
@@ -271,6 +287,27 @@ impl RulesRuntime {
             "rules module loaded"
         );
         Ok(module)
+    }
+}
+
+/// The engine, with instances from a pooling allocator whose linear memories stay resident
+/// between calls (see [`limits::pool_config`]): each call still gets its own store and a fresh
+/// instance, but not fresh pages. Falls back to on-demand allocation when the pool's address space
+/// cannot be reserved (e.g. under `ulimit -v`), which is slower but otherwise the same.
+fn new_engine(config: &mut Config, limits: &Limits) -> Result<Engine, RulesError> {
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(limits::pool_config(
+        limits,
+    )));
+    match Engine::new(config) {
+        Ok(engine) => Ok(engine),
+        Err(e) => {
+            tracing::warn!(
+                error = %format!("{e:#}"),
+                "cannot reserve the rules instance pool; instantiating each call on demand (slower)"
+            );
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(config).map_err(|e| RulesError::Engine(format!("{e:#}")))
+        }
     }
 }
 
@@ -505,21 +542,27 @@ impl RulesModule {
         } else {
             limits.fuel_for(items)
         };
+        let fuel = limits.fuel();
         let mut store = store::new_store(&inner.engine, limits);
         let mut instantiated = false;
         let run = |store: &mut Store<State>| -> wasmtime::Result<R> {
-            store.set_fuel(INSTANTIATE_FUEL)?;
+            if fuel {
+                store.set_fuel(INSTANTIATE_FUEL)?;
+            }
             let instance = inner.pre.instantiate(&mut *store)?;
             instantiated = true;
-            store.set_fuel(budget)?;
+            if fuel {
+                store.set_fuel(budget)?;
+            }
             f(store, &instance, &inner.exports)
         };
         let result = run(&mut store);
         match result {
-            Ok(r) => {
+            Ok(r) if fuel => {
                 let left = store.get_fuel().unwrap_or(0);
                 Ok((r, budget.saturating_sub(left)))
             }
+            Ok(r) => Ok((r, 0)),
             // A module stuck in its start-up code ran out of the instantiation allowance.
             Err(e) if !instantiated => Err(self.classify(
                 &store,
