@@ -525,7 +525,7 @@ pub fn observe(
 ) -> Vec<ObservedGuest> {
     let mut observed = Vec::with_capacity(guests.len());
     for (index, chunk) in guests.chunks(batch).enumerate() {
-        let input: Vec<Guest> = chunk.iter().map(|g| g.guest.clone()).collect();
+        let input: Vec<Guest> = chunk.iter().map(ReadGuest::rules_guest).collect();
         let results: Vec<RulesResult> = match module.normalize_desired(ctx, input) {
             Ok(out) => out.items.into_iter().map(RulesResult::from).collect(),
             Err(e) => {

@@ -9,7 +9,9 @@ mod client;
 mod error;
 mod version;
 
-pub use client::{NetboxClient, Object, PAGE_PARALLELISM, PAGE_SIZE, Page, endpoint_path};
+pub use client::{
+    ListRow, Listed, NetboxClient, Object, PAGE_PARALLELISM, PAGE_SIZE, Page, endpoint_path,
+};
 pub use error::{ErrorBody, ItemError, NetboxError, PERMISSION_DENIED_DETAIL};
 pub use version::{
     Capabilities, MAX_TESTED, MIN_SUPPORTED, NetboxStatus, NetboxVersion, TokenKind,
