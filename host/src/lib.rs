@@ -30,3 +30,4 @@ pub mod run_lock;
 pub mod snapshot;
 pub mod sync;
 pub mod task_history;
+pub mod timefmt;

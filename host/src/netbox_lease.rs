@@ -50,7 +50,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::netbox::{NetboxClient, NetboxError, Object};
-use crate::run_lock::{hostname, normalized_url, rfc3339_utc};
+use crate::run_lock::{hostname, normalized_url};
+use crate::timefmt::{parse_rfc3339, rfc3339_micros, rfc3339_utc};
 
 /// Slug and name of the lease tag.
 pub const LEASE_TAG: &str = "pve2netbox-run-lock";
@@ -726,65 +727,9 @@ fn micros(t: SystemTime) -> i128 {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of microseconds since the epoch (NetBox's own format).
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of microseconds since the epoch (NetBox's own precision).
 fn iso_micros(us: i128) -> String {
-    let us = us.max(0);
-    let secs = (us / 1_000_000) as u64;
-    let frac = (us % 1_000_000) as u32;
-    let whole = rfc3339_utc(UNIX_EPOCH + Duration::from_secs(secs));
-    format!("{}.{frac:06}Z", whole.trim_end_matches('Z'))
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(['T', 't', ' '])?;
-    let mut d = date.splitn(3, '-');
-    let year: i64 = d.next()?.parse().ok()?;
-    let month: u32 = d.next()?.parse().ok()?;
-    let day: u32 = d.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let (clock, offset) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
-        (c, 0i64)
-    } else if let Some(pos) = rest.rfind(['+', '-']) {
-        let (c, off) = rest.split_at(pos);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (h, m) = off[1..].split_once(':')?;
-        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-        (c, sign * (h * 3600 + m * 60))
-    } else {
-        (rest, 0)
-    };
-    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut t = hms.splitn(3, ':');
-    let h: i64 = t.next()?.parse().ok()?;
-    let m: i64 = t.next()?.parse().ok()?;
-    let sec: i64 = t.next()?.parse().ok()?;
-    if h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let digits: String = frac.chars().take(9).collect();
-    let nanos: u32 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse::<u32>().ok()? * 10u32.pow(9 - digits.len() as u32)
-    };
-    let secs = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + sec - offset;
-    let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs, nanos))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    rfc3339_micros(UNIX_EPOCH + Duration::from_micros(u64::try_from(us).unwrap_or(0)))
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ use std::time::SystemTime;
 use reqwest::Url;
 use sha2::{Digest, Sha256};
 
+use crate::timefmt::rfc3339_utc;
+
 /// Variable naming the state dir (the CLI's `--state-dir` reads it too).
 pub const STATE_DIR_ENV: &str = "PVE2NETBOX_STATE_DIR";
 /// Hex characters of the URL hash in the file name: 64 bits make a collision between two
@@ -263,42 +265,9 @@ pub(crate) fn hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (UTC).
-pub fn rfc3339_utc(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()
@@ -385,14 +354,5 @@ mod tests {
             Holder::default().to_string(),
             "another process (its details are not written yet)"
         );
-    }
-
-    #[test]
-    fn rfc3339_dates() {
-        let at = |s: u64| rfc3339_utc(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
     }
 }

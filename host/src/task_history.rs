@@ -125,27 +125,9 @@ pub fn upid_starttime(upid: &str) -> Option<i64> {
     i64::from_str_radix(field, 16).ok()
 }
 
-/// `1970-01-01T00:00:00Z` from epoch seconds (UTC, proleptic Gregorian).
+/// `1970-01-01T00:00:00Z` from epoch seconds.
 pub fn iso_utc(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
-    )
+    crate::timefmt::rfc3339_of_epoch(epoch)
 }
 
 /// The journal kind of a finished task.

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use pve2netbox::config::Config;
 use pve2netbox::run_lock::{self, RunLock};
+use pve2netbox::timefmt;
 use pve2netbox_testkit::{
     CounterSnapshot, FaultPatch, InventorySpec, ServiceKind, SimConfig, SimHandle, Simulators,
 };
@@ -389,8 +390,8 @@ fn holder(host: &str, pid: u32, expires: SystemTime) -> LeaseHolder {
         host: Some(host.into()),
         pid: Some(pid),
         run: Some("feedfacefeedface".into()),
-        since: Some(run_lock::rfc3339_utc(SystemTime::now())),
-        expires: Some(run_lock::rfc3339_utc(expires)),
+        since: Some(timefmt::rfc3339_utc(SystemTime::now())),
+        expires: Some(timefmt::rfc3339_utc(expires)),
     }
 }
 
