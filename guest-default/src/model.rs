@@ -1271,6 +1271,30 @@ pub struct DiffInput {
     pub current: Option<Vm>,
 }
 
+/// One guest for [`RuleSet::reconcile`], with the NetBox VM the host matched to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconcileInput {
+    pub guest: Guest,
+    pub current: Option<NetboxVm>,
+}
+
+/// What [`RuleSet::reconcile`] decided for one guest.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reconciled {
+    Vm(ReconciledVm),
+    /// Leave the guest alone, with the reason.
+    Skip(String),
+}
+
+/// The desired VM reduced to what the host needs: its name, its missing objects, its changes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReconciledVm {
+    /// The desired name when the rules set one.
+    pub name: Option<String>,
+    pub needs: Vec<ObjectSpec>,
+    pub changes: Vec<FieldChange>,
+}
+
 /// One field to write. `old`/`new` are JSON text, shown as plain JSON values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
@@ -1330,6 +1354,78 @@ pub trait RuleSet {
     fn normalize_current(ctx: &Context, records: Vec<NetboxVm>) -> Vec<Result<Vm, RuleError>>;
     /// Field changes per pair honouring `ctx.policies`, one result per pair, in order.
     fn diff(ctx: &Context, pairs: Vec<DiffInput>) -> Vec<Result<Vec<FieldChange>, RuleError>>;
+
+    /// The three steps for each guest and its current record, one result per input, in order.
+    /// The default runs them as three batches; a rule set may do it in one pass.
+    fn reconcile(ctx: &Context, items: Vec<ReconcileInput>) -> Vec<Result<Reconciled, RuleError>> {
+        reconcile_in_three_steps::<Self>(ctx, items)
+    }
+}
+
+/// Per input of [`reconcile_in_three_steps`]: its diff input's position with the desired name
+/// and needs, or the result decided before the diff.
+type Slot = Result<(usize, Option<String>, Vec<ObjectSpec>), Result<Reconciled, RuleError>>;
+
+/// [`RuleSet::reconcile`] as `normalize-desired`, `normalize-current` and `diff` batches: what
+/// a rule set that does not fuse the steps gets, and what a fused one must agree with.
+pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
+    ctx: &Context,
+    items: Vec<ReconcileInput>,
+) -> Vec<Result<Reconciled, RuleError>> {
+    let (guests, currents): (Vec<Guest>, Vec<Option<NetboxVm>>) =
+        items.into_iter().map(|i| (i.guest, i.current)).unzip();
+    let desired = R::normalize_desired(ctx, guests);
+    let records: Vec<NetboxVm> = currents.iter().flatten().cloned().collect();
+    let mut normalized = R::normalize_current(ctx, records).into_iter();
+    let mut slots: Vec<Slot> = Vec::with_capacity(desired.len());
+    let mut pairs = Vec::new();
+    for (d, current) in desired.into_iter().zip(currents) {
+        let current = match current {
+            None => None,
+            Some(_) => match normalized.next() {
+                Some(Ok(vm)) => Some(vm),
+                Some(Err(e)) => {
+                    slots.push(Err(Err(e)));
+                    continue;
+                }
+                None => {
+                    slots.push(Err(Err(RuleError::new(
+                        "contract",
+                        "normalize-current returned too few results",
+                    ))));
+                    continue;
+                }
+            },
+        };
+        match d {
+            Ok(Desired::Vm(d)) => {
+                slots.push(Ok((pairs.len(), d.vm.name.as_set().cloned(), d.needs)));
+                pairs.push(DiffInput {
+                    desired: d.vm,
+                    current,
+                });
+            }
+            Ok(Desired::Skip(reason)) => slots.push(Err(Ok(Reconciled::Skip(reason)))),
+            Err(e) => slots.push(Err(Err(e))),
+        }
+    }
+    let mut diffs: Vec<Option<Result<Vec<FieldChange>, RuleError>>> =
+        R::diff(ctx, pairs).into_iter().map(Some).collect();
+    slots
+        .into_iter()
+        .map(|slot| match slot {
+            Ok((i, name, needs)) => match diffs.get_mut(i).and_then(Option::take) {
+                Some(Ok(changes)) => Ok(Reconciled::Vm(ReconciledVm {
+                    name,
+                    needs,
+                    changes,
+                })),
+                Some(Err(e)) => Err(e),
+                None => Err(RuleError::new("contract", "diff returned too few results")),
+            },
+            Err(decided) => decided,
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
