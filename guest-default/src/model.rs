@@ -1362,8 +1362,8 @@ pub trait RuleSet {
     }
 }
 
-/// Per input of [`reconcile_in_three_steps`]: its diff input's position with the desired name
-/// and needs, or the result decided before the diff.
+/// Per input of [`reconcile_with`]: its diff input's position with the desired name and needs,
+/// or the result decided before the diff.
 type Slot = Result<(usize, Option<String>, Vec<ObjectSpec>), Result<Reconciled, RuleError>>;
 
 /// [`RuleSet::reconcile`] as `normalize-desired`, `normalize-current` and `diff` batches: what
@@ -1372,14 +1372,40 @@ pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
     ctx: &Context,
     items: Vec<ReconcileInput>,
 ) -> Vec<Result<Reconciled, RuleError>> {
+    let Ok(results) = reconcile_with::<std::convert::Infallible>(
+        items,
+        |guests| Ok(R::normalize_desired(ctx, guests)),
+        |records| Ok(R::normalize_current(ctx, records)),
+        |pairs| Ok(R::diff(ctx, pairs)),
+    );
+    results
+}
+
+/// `reconcile` from the three steps given as batch calls that may fail as a whole (a host
+/// calling a 0.1 module gets traps and limits as `E`). A step that returns too few results
+/// fails the inputs it left without one.
+pub fn reconcile_with<E>(
+    items: Vec<ReconcileInput>,
+    normalize_desired: impl FnOnce(Vec<Guest>) -> Result<Vec<Result<Desired, RuleError>>, E>,
+    normalize_current: impl FnOnce(Vec<NetboxVm>) -> Result<Vec<Result<Vm, RuleError>>, E>,
+    diff: impl FnOnce(Vec<DiffInput>) -> Result<Vec<Result<Vec<FieldChange>, RuleError>>, E>,
+) -> Result<Vec<Result<Reconciled, RuleError>>, E> {
+    let too_few =
+        |step: &str| RuleError::new("contract", format!("{step} returned too few results"));
     let (guests, currents): (Vec<Guest>, Vec<Option<NetboxVm>>) =
         items.into_iter().map(|i| (i.guest, i.current)).unzip();
-    let desired = R::normalize_desired(ctx, guests);
+    let n = guests.len();
+    let mut desired = normalize_desired(guests)?.into_iter();
     let records: Vec<NetboxVm> = currents.iter().flatten().cloned().collect();
-    let mut normalized = R::normalize_current(ctx, records).into_iter();
-    let mut slots: Vec<Slot> = Vec::with_capacity(desired.len());
+    let mut normalized = if records.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        normalize_current(records)?.into_iter()
+    };
+    let mut slots: Vec<Slot> = Vec::with_capacity(n);
     let mut pairs = Vec::new();
-    for (d, current) in desired.into_iter().zip(currents) {
+    for current in currents {
+        let d = desired.next();
         let current = match current {
             None => None,
             Some(_) => match normalized.next() {
@@ -1389,29 +1415,30 @@ pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
                     continue;
                 }
                 None => {
-                    slots.push(Err(Err(RuleError::new(
-                        "contract",
-                        "normalize-current returned too few results",
-                    ))));
+                    slots.push(Err(Err(too_few("normalize-current"))));
                     continue;
                 }
             },
         };
         match d {
-            Ok(Desired::Vm(d)) => {
+            Some(Ok(Desired::Vm(d))) => {
                 slots.push(Ok((pairs.len(), d.vm.name.as_set().cloned(), d.needs)));
                 pairs.push(DiffInput {
                     desired: d.vm,
                     current,
                 });
             }
-            Ok(Desired::Skip(reason)) => slots.push(Err(Ok(Reconciled::Skip(reason)))),
-            Err(e) => slots.push(Err(Err(e))),
+            Some(Ok(Desired::Skip(reason))) => slots.push(Err(Ok(Reconciled::Skip(reason)))),
+            Some(Err(e)) => slots.push(Err(Err(e))),
+            None => slots.push(Err(Err(too_few("normalize-desired")))),
         }
     }
-    let mut diffs: Vec<Option<Result<Vec<FieldChange>, RuleError>>> =
-        R::diff(ctx, pairs).into_iter().map(Some).collect();
-    slots
+    let mut diffs: Vec<Option<Result<Vec<FieldChange>, RuleError>>> = if pairs.is_empty() {
+        Vec::new()
+    } else {
+        diff(pairs)?.into_iter().map(Some).collect()
+    };
+    Ok(slots
         .into_iter()
         .map(|slot| match slot {
             Ok((i, name, needs)) => match diffs.get_mut(i).and_then(Option::take) {
@@ -1421,11 +1448,11 @@ pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
                     changes,
                 })),
                 Some(Err(e)) => Err(e),
-                None => Err(RuleError::new("contract", "diff returned too few results")),
+                None => Err(too_few("diff")),
             },
             Err(decided) => decided,
         })
-        .collect()
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------

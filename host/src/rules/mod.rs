@@ -33,8 +33,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use guest_default::model::{
-    Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm, RuleError,
-    Vm,
+    self, Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm,
+    ReconcileInput, Reconciled, RuleError, Vm,
 };
 use wasmtime::component::{Instance, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, Trap};
@@ -501,6 +501,38 @@ impl RulesModule {
                 })
                 .collect(),
             fuel,
+        })
+    }
+
+    /// The three steps for each guest and its matched NetBox record, one result per input, in
+    /// order: what the sync runs. A batch failure (trap, limit) of any step fails the batch.
+    pub fn reconcile(
+        &self,
+        ctx: &Context,
+        items: Vec<ReconcileInput>,
+    ) -> Result<BatchOutput<Result<Reconciled, RuleError>>, RulesError> {
+        let fuel = std::cell::Cell::new(0);
+        let items = model::reconcile_with(
+            items,
+            |guests| {
+                let out = self.normalize_desired(ctx, guests)?;
+                fuel.set(fuel.get() + out.fuel);
+                Ok(out.items)
+            },
+            |records| {
+                let out = self.normalize_current(ctx, records)?;
+                fuel.set(fuel.get() + out.fuel);
+                Ok(out.items)
+            },
+            |pairs| {
+                let out = self.diff(ctx, pairs)?;
+                fuel.set(fuel.get() + out.fuel);
+                Ok(out.items)
+            },
+        )?;
+        Ok(BatchOutput {
+            items,
+            fuel: fuel.get(),
         })
     }
 
