@@ -1405,33 +1405,41 @@ pub fn reconcile_with<E>(
     let mut slots: Vec<Slot> = Vec::with_capacity(n);
     let mut pairs = Vec::new();
     for current in currents {
-        let d = desired.next();
-        let current = match current {
-            None => None,
-            Some(_) => match normalized.next() {
-                Some(Ok(vm)) => Some(vm),
-                Some(Err(e)) => {
-                    slots.push(Err(Err(e)));
-                    continue;
-                }
-                None => {
-                    slots.push(Err(Err(too_few("normalize-current"))));
-                    continue;
-                }
-            },
-        };
-        match d {
-            Some(Ok(Desired::Vm(d))) => {
-                slots.push(Ok((pairs.len(), d.vm.name.as_set().cloned(), d.needs)));
-                pairs.push(DiffInput {
-                    desired: d.vm,
-                    current,
-                });
+        // Every present record was normalized: take its result even when the guest is not
+        // diffed. A desired skip or error decides before a current error, as a fused rule set
+        // that normalizes the record only for a VM would.
+        let current = current.map(|_| {
+            normalized
+                .next()
+                .unwrap_or_else(|| Err(too_few("normalize-current")))
+        });
+        let d = match desired.next() {
+            Some(Ok(Desired::Vm(d))) => d,
+            Some(Ok(Desired::Skip(reason))) => {
+                slots.push(Err(Ok(Reconciled::Skip(reason))));
+                continue;
             }
-            Some(Ok(Desired::Skip(reason))) => slots.push(Err(Ok(Reconciled::Skip(reason)))),
-            Some(Err(e)) => slots.push(Err(Err(e))),
-            None => slots.push(Err(Err(too_few("normalize-desired")))),
-        }
+            Some(Err(e)) => {
+                slots.push(Err(Err(e)));
+                continue;
+            }
+            None => {
+                slots.push(Err(Err(too_few("normalize-desired"))));
+                continue;
+            }
+        };
+        let current = match current.transpose() {
+            Ok(current) => current,
+            Err(e) => {
+                slots.push(Err(Err(e)));
+                continue;
+            }
+        };
+        slots.push(Ok((pairs.len(), d.vm.name.as_set().cloned(), d.needs)));
+        pairs.push(DiffInput {
+            desired: d.vm,
+            current,
+        });
     }
     let mut diffs: Vec<Option<Result<Vec<FieldChange>, RuleError>>> = if pairs.is_empty() {
         Vec::new()
@@ -1793,5 +1801,107 @@ mod tests {
         assert_eq!(raw[0], ("memory".to_owned(), "4096".to_owned()));
         assert!(config_from_json("[1,").is_err());
         assert!(config_from_json("\"memory\"").is_err());
+    }
+
+    /// `reconcile_with` over scripted steps: guest `vmid` 1 is a VM, 2 is skipped, 3 is a rule
+    /// error; the record of guest 2 fails to normalize (the skip still decides), so does the
+    /// record of guest 4 (a VM: the record's error decides).
+    #[test]
+    fn reconcile_with_keeps_positions_and_precedence() {
+        let input = |vmid: u32, current: bool| ReconcileInput {
+            guest: Guest {
+                vmid,
+                ..Guest::default()
+            },
+            current: current.then(|| NetboxVm {
+                id: u64::from(vmid),
+                ..NetboxVm::default()
+            }),
+        };
+        let vm = |name: &str| {
+            let mut d = DesiredVm::default();
+            d.vm.name = Field::Set(name.into());
+            Ok(Desired::Vm(d))
+        };
+        let items = vec![
+            input(1, true),
+            input(2, true),
+            input(3, false),
+            input(4, true),
+        ];
+        let out = reconcile_with::<()>(
+            items,
+            |guests| {
+                Ok(guests
+                    .iter()
+                    .map(|g| match g.vmid {
+                        2 => Ok(Desired::Skip("template".into())),
+                        3 => Err(RuleError::new("bad-config", "no disks")),
+                        n => vm(&format!("vm{n}")),
+                    })
+                    .collect())
+            },
+            |records| {
+                Ok(records
+                    .iter()
+                    .map(|r| match r.id {
+                        1 => Ok(Vm::default()),
+                        _ => Err(RuleError::new("bad-record", "broken")),
+                    })
+                    .collect())
+            },
+            |pairs| {
+                assert_eq!(pairs.len(), 1, "only guest 1 is diffed");
+                Ok(vec![Ok(Vec::new())])
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out[0],
+            Ok(Reconciled::Vm(ReconciledVm {
+                name: Some("vm1".into()),
+                ..ReconciledVm::default()
+            }))
+        );
+        assert_eq!(out[1], Ok(Reconciled::Skip("template".into())));
+        assert_eq!(out[2].as_ref().unwrap_err().code, "bad-config");
+        assert_eq!(out[3].as_ref().unwrap_err().code, "bad-record");
+    }
+
+    /// A step that fails as a whole fails the call; one that returns too few results fails
+    /// the inputs left without one.
+    #[test]
+    fn reconcile_with_reports_failed_and_short_steps() {
+        let items = || {
+            vec![
+                ReconcileInput {
+                    guest: Guest::default(),
+                    current: None,
+                };
+                2
+            ]
+        };
+        let failed = reconcile_with(
+            items(),
+            |_| Err("trap"),
+            |_| Ok(Vec::new()),
+            |_| Ok(Vec::new()),
+        );
+        assert_eq!(failed, Err("trap"));
+        let short = reconcile_with::<()>(
+            items(),
+            |_| Ok(vec![Ok(Desired::Skip("x".into()))]),
+            |_| Ok(Vec::new()),
+            |_| Ok(Vec::new()),
+        )
+        .unwrap();
+        assert_eq!(short[0], Ok(Reconciled::Skip("x".into())));
+        assert!(
+            short[1]
+                .as_ref()
+                .unwrap_err()
+                .message
+                .contains("normalize-desired")
+        );
     }
 }

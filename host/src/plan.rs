@@ -505,9 +505,9 @@ mod tests {
         records: Vec<RecordBuilder>,
         policy: OrphanPolicy,
     ) -> Plan {
-        let observed = guests(guests_);
+        let (observed, mut rules) = guests_and_rules(guests_);
         let snap = snapshot(records);
-        let outcomes = reconcile(&observed, &snap, &mut fake_diff);
+        let outcomes = reconcile(&observed, &snap, &mut rules);
         let reads = vec![
             ClusterRead::complete(CLUSTER, CLUSTER_ID, &["pve1", "pve2"]),
             ClusterRead::complete("pve-b", 2, &["pve1"]),

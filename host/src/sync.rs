@@ -6,15 +6,14 @@
 //! Edges: the phases are their own modules (pure ones in `reconcile`, `orphans`, `plan`,
 //! `report`; I/O in `preflight`, `proxmox_read`, `snapshot`, `dispatch`, `task_history`); this
 //! module only sequences them, times them and fills the run report. The rules module is called
-//! through [`RulesDiffer`], which batches and turns a trapped batch into per-VM errors.
+//! through [`ModuleRules`], which batches and turns a trapped batch into per-VM errors.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use guest_default::model::{
-    Context, DiffInput, FieldPolicy, Guest, JsonText, NetboxVm, Ownership as RuleOwnership,
-    merge_policies,
+    Context, FieldPolicy, JsonText, Ownership as RuleOwnership, ReconcileInput, merge_policies,
 };
 
 use crate::config::{Config, OrphanPolicy, Ownership};
@@ -27,9 +26,7 @@ use crate::plan::{OpKind, Operation, Plan};
 use crate::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
 use crate::progress::Progress;
 use crate::proxmox_read::{self, Discovery, ReadGuest};
-use crate::reconcile::{
-    self, Class, DiffPair, DiffResult, Differ, ObservedGuest, RulesResult, VmOutcome,
-};
+use crate::reconcile::{self, Class, ObservedGuest, Rules, RulesItem, RulesResult, VmOutcome};
 use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
 use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
 use crate::snapshot::{self, SnapshotError};
@@ -283,15 +280,15 @@ async fn run_phases(
     // The rules run synchronously and wasmtime-wasi's blocking bindings start a runtime of
     // their own (e.g. when a module writes to stderr), which panics on a tokio worker thread:
     // tell tokio this thread blocks for the reconcile.
-    let (observed, outcomes) = tokio::task::block_in_place(|| {
-        let observed = observe(module, &ctx, &read.guests, batch);
-        let mut differ = RulesDiffer {
+    let observed = observe(&read.guests);
+    let outcomes = tokio::task::block_in_place(|| {
+        let mut rules = ModuleRules {
             module,
             ctx: &ctx,
+            guests: &read.guests,
             batch,
         };
-        let outcomes = reconcile::reconcile(&observed, &snap, &mut differ);
-        (observed, outcomes)
+        reconcile::reconcile(&observed, &snap, &mut rules)
     });
     bar.inc(read.guests.len() as u64);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
@@ -516,119 +513,58 @@ fn orphan_settings(config: &Config) -> OrphanSettings {
     }
 }
 
-/// Runs `normalize-desired` in batches; a failed batch (trap, limit) makes its guests ERROR.
-pub fn observe(
-    module: &RulesModule,
-    ctx: &Context,
-    guests: &[ReadGuest],
-    batch: usize,
-) -> Vec<ObservedGuest> {
-    let mut observed = Vec::with_capacity(guests.len());
-    for (index, chunk) in guests.chunks(batch).enumerate() {
-        let input: Vec<Guest> = chunk.iter().map(ReadGuest::rules_guest).collect();
-        let results: Vec<RulesResult> = match module.normalize_desired(ctx, input) {
-            Ok(out) => out.items.into_iter().map(RulesResult::from).collect(),
-            Err(e) => {
-                let message = format!("{}", e.in_batch(index));
-                tracing::error!(batch = index, error = %message, "rules batch failed");
-                vec![RulesResult::Error(message); chunk.len()]
-            }
-        };
-        for (read, rules) in chunk.iter().zip(results) {
+/// The guests Proxmox listed, as reconcile sees them (in the order of `guests`).
+pub fn observe(guests: &[ReadGuest]) -> Vec<ObservedGuest> {
+    guests
+        .iter()
+        .map(|read| {
             let g = &read.guest;
-            observed.push(ObservedGuest {
+            ObservedGuest {
                 cluster: g.cluster.clone(),
                 cluster_id: read.cluster_id,
                 vmid: g.vmid,
                 kind: g.kind,
                 node: g.node.clone(),
                 name: g.name.clone(),
-                rules,
-            });
-        }
-    }
-    observed
+            }
+        })
+        .collect()
 }
 
-/// The rules' `normalize-current` + `diff`, in batches of `batch` pairs.
-pub struct RulesDiffer<'a> {
+/// The rule module's `reconcile` in batches of `batch` guests; a failed batch (trap, limit)
+/// makes its guests ERROR and the others go on.
+pub struct ModuleRules<'a> {
     pub module: &'a RulesModule,
     pub ctx: &'a Context,
+    /// The guests read, in the order of the observed guests the items point into.
+    pub guests: &'a [ReadGuest],
     pub batch: usize,
 }
 
-impl Differ for RulesDiffer<'_> {
-    fn diff(&mut self, pairs: &[DiffPair<'_>]) -> Vec<DiffResult> {
-        let mut out: Vec<DiffResult> = Vec::with_capacity(pairs.len());
-        for chunk in pairs.chunks(self.batch.max(1)) {
-            out.extend(self.diff_batch(chunk));
+impl Rules for ModuleRules<'_> {
+    fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
+        let mut out = Vec::with_capacity(items.len());
+        for (index, chunk) in items.chunks(self.batch.max(1)).enumerate() {
+            let input: Vec<ReconcileInput> = chunk
+                .iter()
+                .map(|item| ReconcileInput {
+                    guest: self.guests[item.guest].rules_guest(),
+                    current: item.current.cloned(),
+                })
+                .collect();
+            match self.module.reconcile(self.ctx, input) {
+                Ok(answers) => out.extend(answers.items.into_iter().map(RulesResult::from)),
+                Err(e) => {
+                    let message = format!("{}", e.in_batch(index));
+                    tracing::error!(batch = index, error = %message, "rules batch failed");
+                    out.extend(std::iter::repeat_n(
+                        RulesResult::Error(message),
+                        chunk.len(),
+                    ));
+                }
+            }
         }
         out
-    }
-}
-
-impl RulesDiffer<'_> {
-    fn diff_batch(&self, chunk: &[DiffPair<'_>]) -> Vec<DiffResult> {
-        let fail_all = |e: RulesError| {
-            let message = e.to_string();
-            vec![Err(message); chunk.len()]
-        };
-        let currents: Vec<NetboxVm> = chunk.iter().filter_map(|p| p.current.cloned()).collect();
-        let normalized = if currents.is_empty() {
-            Vec::new()
-        } else {
-            match self.module.normalize_current(self.ctx, currents) {
-                Ok(out) => out.items,
-                Err(e) => return fail_all(e),
-            }
-        };
-        let mut normalized = normalized.into_iter();
-        // Per pair: its position in the diff input, or the error that replaces it.
-        let mut slots: Vec<Result<usize, String>> = Vec::with_capacity(chunk.len());
-        let mut inputs: Vec<DiffInput> = Vec::new();
-        for pair in chunk {
-            let current = match pair.current {
-                None => None,
-                Some(_) => match normalized.next() {
-                    Some(Ok(vm)) => Some(vm),
-                    Some(Err(e)) => {
-                        slots.push(Err(format!("rule error in normalize-current: {e}")));
-                        continue;
-                    }
-                    None => {
-                        slots.push(Err("normalize-current returned too few results".into()));
-                        continue;
-                    }
-                },
-            };
-            slots.push(Ok(inputs.len()));
-            inputs.push(DiffInput {
-                desired: pair.desired.clone(),
-                current,
-            });
-        }
-        let diffs: Vec<Result<Vec<_>, String>> = if inputs.is_empty() {
-            Vec::new()
-        } else {
-            match self.module.diff(self.ctx, inputs) {
-                Ok(out) => out
-                    .items
-                    .into_iter()
-                    .map(|r| r.map_err(|e| format!("rule error {e}")))
-                    .collect(),
-                Err(e) => return fail_all(e),
-            }
-        };
-        slots
-            .into_iter()
-            .map(|slot| match slot {
-                Ok(i) => diffs
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| Err("diff returned too few results".into())),
-                Err(message) => Err(message),
-            })
-            .collect()
     }
 }
 

@@ -1,11 +1,12 @@
 //! Classification: each observed guest against the snapshot becomes NOOP, CREATE, UPDATE, ADOPT,
 //! SKIP (with a reason) or ERROR (with the message).
 //!
-//! Three steps so the caller can run the rules' diff however it likes (sync, async, batched):
-//! [`match_guests`] finds each guest's NetBox VM, [`Matching::diff_pairs`] lists what to diff,
-//! [`Matching::finish`] classifies with the diff results. [`super::reconcile`] chains them.
+//! The host matches each guest to its NetBox VM by identity, then asks the rules (one batched
+//! [`Rules::reconcile`]) for the desired name, the objects it needs and the changes against that
+//! VM. A guest without one that the rules name like an unowned NetBox VM adopts it: the rules are
+//! asked again for those few, against the VM to adopt.
 
-use guest_default::model::{FieldChange, GuestKind, JsonText, NetboxVm, ObjectSpec, Vm};
+use guest_default::model::{FieldChange, GuestKind, JsonText, NetboxVm, ObjectSpec, ReconciledVm};
 
 use serde::{Deserialize, Serialize};
 
@@ -20,30 +21,44 @@ pub fn cf(name: &str) -> String {
     format!("custom_fields.{name}")
 }
 
-/// One desired/current pair for the rules' `diff` (`current` absent: the VM is to be created;
-/// the differ normalizes `current` with the rules' `normalize-current` itself).
+/// One guest for the rules: its position in the observed guests, and the NetBox VM matched to
+/// it (absent: the VM is to be created, and the changes are its create body).
 #[derive(Debug, Clone, Copy)]
-pub struct DiffPair<'a> {
-    pub desired: &'a Vm,
+pub struct RulesItem<'a> {
+    pub guest: usize,
     pub current: Option<&'a NetboxVm>,
 }
 
-/// The rules' answer for one pair: the field changes, or the rule error / trap message.
-pub type DiffResult = Result<Vec<FieldChange>, String>;
-
-/// The rules' `diff`, batched: one result per pair, in order. The rules runtime implements it;
-/// tests use a closure.
-pub trait Differ {
-    fn diff(&mut self, pairs: &[DiffPair<'_>]) -> Vec<DiffResult>;
+/// The rules' `reconcile`, batched: one result per item, in order. The rules runtime
+/// implements it; tests use a fake or a closure.
+pub trait Rules {
+    fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult>;
 }
 
-impl<F> Differ for F
+impl<F> Rules for F
 where
-    F: FnMut(&[DiffPair<'_>]) -> Vec<DiffResult>,
+    F: FnMut(&[RulesItem<'_>]) -> Vec<RulesResult>,
 {
-    fn diff(&mut self, pairs: &[DiffPair<'_>]) -> Vec<DiffResult> {
-        self(pairs)
+    fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
+        self(items)
     }
+}
+
+/// Asks the rules about `items`; an answer of the wrong length fails every item of the call.
+fn ask(rules: &mut impl Rules, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let answers = rules.reconcile(items);
+    if answers.len() == items.len() {
+        return answers;
+    }
+    let message = format!(
+        "rules returned {} results for {} guests",
+        answers.len(),
+        items.len()
+    );
+    vec![RulesResult::Error(message); items.len()]
 }
 
 /// A NetBox journal entry to add to a VM along with its write.
@@ -144,100 +159,161 @@ impl VmOutcome {
 enum State<'a> {
     Decided(Class),
     Target {
-        desired: &'a guest_default::model::DesiredVm,
+        answer: ReconciledVm,
         record: Option<&'a NetboxRecord>,
         adopt: bool,
     },
 }
 
-struct Entry<'a> {
-    guest: &'a ObservedGuest,
-    state: State<'a>,
+/// What the identity says about a guest, before the rules.
+enum Found<'a> {
+    /// No NetBox VM has its identity.
+    Nothing,
+    /// Exactly one, of the guest's type.
+    Record(&'a NetboxRecord),
+    /// A conflict the host decides on its own (reused VMID, duplicate identity).
+    Conflict(Class),
 }
 
-/// Each guest matched to its NetBox VM (or to none), before the diff.
-pub struct Matching<'a> {
-    snapshot: &'a Snapshot,
-    entries: Vec<Entry<'a>>,
-}
-
-/// Finds each guest's NetBox VM: by identity, else an unowned VM of the same name to adopt.
-pub fn match_guests<'a>(observed: &'a [ObservedGuest], snapshot: &'a Snapshot) -> Matching<'a> {
-    let entries = observed
+/// Classifies every observed guest: match by identity, ask the rules, adopt by name, classify.
+/// Outcomes are sorted by cluster, then VMID.
+pub fn reconcile(
+    observed: &[ObservedGuest],
+    snapshot: &Snapshot,
+    rules: &mut impl Rules,
+) -> Vec<VmOutcome> {
+    let found: Vec<Found<'_>> = observed.iter().map(|g| find(g, snapshot)).collect();
+    let items: Vec<RulesItem<'_>> = found
         .iter()
-        .map(|guest| Entry {
+        .enumerate()
+        .map(|(guest, f)| RulesItem {
             guest,
-            state: match_one(guest, snapshot),
+            current: match f {
+                Found::Record(r) => Some(&r.vm),
+                _ => None,
+            },
         })
         .collect();
-    Matching { snapshot, entries }
+    let answers = ask(rules, &items);
+    let mut adoptions: Vec<(RulesItem<'_>, &NetboxRecord)> = Vec::new();
+    let mut states: Vec<State<'_>> = Vec::with_capacity(observed.len());
+    for ((guest, found), answer) in observed.iter().zip(found).zip(answers) {
+        let answer = match answer {
+            RulesResult::Error(message) => {
+                states.push(State::Decided(Class::Error(message)));
+                continue;
+            }
+            RulesResult::Skip(reason) => {
+                states.push(State::Decided(Class::Skip(format!("rules: {reason}"))));
+                continue;
+            }
+            RulesResult::Vm(answer) => answer,
+        };
+        let state = match found {
+            Found::Conflict(class) => State::Decided(class),
+            Found::Record(record) => State::Target {
+                answer,
+                record: Some(record),
+                adopt: false,
+            },
+            Found::Nothing => match by_name(guest, &answer, snapshot) {
+                Ok(None) => State::Target {
+                    answer,
+                    record: None,
+                    adopt: false,
+                },
+                Ok(Some(record)) => {
+                    let item = RulesItem {
+                        guest: states.len(),
+                        current: Some(&record.vm),
+                    };
+                    adoptions.push((item, record));
+                    // Replaced by the second answer below.
+                    State::Decided(Class::Error("adoption was not reconciled".into()))
+                }
+                Err(class) => State::Decided(class),
+            },
+        };
+        states.push(state);
+    }
+    let items: Vec<RulesItem<'_>> = adoptions.iter().map(|(item, _)| *item).collect();
+    for ((item, record), answer) in adoptions.iter().zip(ask(rules, &items)) {
+        states[item.guest] = match answer {
+            RulesResult::Vm(answer) => State::Target {
+                answer,
+                record: Some(record),
+                adopt: true,
+            },
+            RulesResult::Skip(reason) => State::Decided(Class::Skip(format!("rules: {reason}"))),
+            RulesResult::Error(message) => State::Decided(Class::Error(message)),
+        };
+    }
+    let mut outcomes: Vec<(VmOutcome, Option<&NetboxRecord>)> = observed
+        .iter()
+        .zip(states)
+        .map(|(guest, state)| classify(guest, state))
+        .collect();
+    apply_names(&mut outcomes, snapshot);
+    let mut out: Vec<VmOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
+    out.sort_by(|a, b| (&a.cluster, a.cluster_id, a.vmid).cmp(&(&b.cluster, b.cluster_id, b.vmid)));
+    out
 }
 
-fn match_one<'a>(guest: &'a ObservedGuest, snapshot: &'a Snapshot) -> State<'a> {
-    let desired = match &guest.rules {
-        RulesResult::Error(message) => return State::Decided(Class::Error(message.clone())),
-        RulesResult::Skip(reason) => {
-            return State::Decided(Class::Skip(format!("rules: {reason}")));
-        }
-        RulesResult::Vm(desired) => desired,
-    };
+/// The guest's NetBox VM by identity (cluster, `proxmox_vm_id`).
+fn find<'a>(guest: &ObservedGuest, snapshot: &'a Snapshot) -> Found<'a> {
     let identity = Identity {
         cluster_id: guest.cluster_id,
         vmid: guest.vmid,
     };
     match snapshot.by_identity(identity).as_slice() {
-        [] => {}
+        [] => Found::Nothing,
         [record] => {
             let kind = guest.kind.as_str();
-            return match record.vm_type.as_deref() {
-                Some(other) if other != kind => State::Decided(Class::Error(format!(
+            match record.vm_type.as_deref() {
+                Some(other) if other != kind => Found::Conflict(Class::Error(format!(
                     "VMID {} was reused: {} has proxmox_vm_type '{other}' but the guest is \
                      {kind}; not overwriting it (delete or re-key the NetBox VM by hand)",
                     guest.vmid,
                     record.label()
                 ))),
-                _ => State::Target {
-                    desired,
-                    record: Some(record),
-                    adopt: false,
-                },
-            };
+                _ => Found::Record(record),
+            }
         }
         records => {
             let list: Vec<String> = records.iter().map(|r| r.label()).collect();
-            return State::Decided(Class::Error(format!(
+            Found::Conflict(Class::Error(format!(
                 "duplicate identity: {} all have proxmox_vm_id {} in this cluster; \
                  left alone, remove the duplicates by hand",
                 list.join(", "),
                 guest.vmid
-            )));
+            )))
         }
     }
-    let Some(name) = desired
-        .vm
+}
+
+/// For a guest without identity: the unowned NetBox VM of its desired name to adopt (`None`:
+/// create), or why it is skipped.
+fn by_name<'a>(
+    guest: &ObservedGuest,
+    answer: &ReconciledVm,
+    snapshot: &'a Snapshot,
+) -> Result<Option<&'a NetboxRecord>, Class> {
+    let Some(name) = answer
         .name
-        .as_set()
-        .map(|n| n.trim())
+        .as_deref()
+        .map(str::trim)
         .filter(|n| !n.is_empty())
     else {
-        return State::Decided(Class::Skip(
+        return Err(Class::Skip(
             "no usable name: the rules give none and NetBox has no VM with this identity".into(),
         ));
     };
     match snapshot.unowned_named(guest.cluster_id, name).as_slice() {
-        [] => State::Target {
-            desired,
-            record: None,
-            adopt: false,
-        },
-        [record] => State::Target {
-            desired,
-            record: Some(record),
-            adopt: true,
-        },
+        [] => Ok(None),
+        [record] => Ok(Some(record)),
         records => {
             let list: Vec<String> = records.iter().map(|r| r.label()).collect();
-            State::Decided(Class::Skip(format!(
+            Err(Class::Skip(format!(
                 "cannot adopt: {} are all named '{name}' without proxmox_vm_id in this cluster",
                 list.join(", ")
             )))
@@ -245,62 +321,7 @@ fn match_one<'a>(guest: &'a ObservedGuest, snapshot: &'a Snapshot) -> State<'a> 
     }
 }
 
-impl<'a> Matching<'a> {
-    /// The pairs to diff, in order; pass the results to [`Matching::finish`] in the same order.
-    pub fn diff_pairs(&self) -> Vec<DiffPair<'a>> {
-        self.entries
-            .iter()
-            .filter_map(|e| match e.state {
-                State::Target {
-                    desired, record, ..
-                } => Some(DiffPair {
-                    desired: &desired.vm,
-                    current: record.map(|r| &r.vm),
-                }),
-                State::Decided(_) => None,
-            })
-            .collect()
-    }
-
-    /// Classifies every guest with the diff results (one per [`Matching::diff_pairs`] pair).
-    /// Outcomes are sorted by cluster, then VMID.
-    pub fn finish(self, results: Vec<DiffResult>) -> Vec<VmOutcome> {
-        let expected = self.diff_pairs().len();
-        let mut results = results.into_iter();
-        let mismatch = (results.len() != expected).then(|| {
-            format!(
-                "rules diff returned {} results for {expected} pairs",
-                results.len()
-            )
-        });
-        let mut outcomes: Vec<(VmOutcome, Option<&'a NetboxRecord>)> = Vec::new();
-        for entry in &self.entries {
-            let result = match entry.state {
-                State::Target { .. } => Some(results.next().unwrap_or_else(|| {
-                    Err(mismatch.clone().unwrap_or_else(|| "no diff result".into()))
-                })),
-                State::Decided(_) => None,
-            };
-            let result = match (&mismatch, result) {
-                (Some(m), Some(_)) => Some(Err(m.clone())),
-                (_, r) => r,
-            };
-            outcomes.push(classify(entry, result));
-        }
-        apply_names(&mut outcomes, self.snapshot);
-        let mut out: Vec<VmOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
-        out.sort_by(|a, b| {
-            (&a.cluster, a.cluster_id, a.vmid).cmp(&(&b.cluster, b.cluster_id, b.vmid))
-        });
-        out
-    }
-}
-
-fn classify<'a>(
-    entry: &Entry<'a>,
-    result: Option<DiffResult>,
-) -> (VmOutcome, Option<&'a NetboxRecord>) {
-    let g = entry.guest;
+fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a NetboxRecord>) {
     let mut outcome = VmOutcome {
         cluster: g.cluster.clone(),
         cluster_id: g.cluster_id,
@@ -316,31 +337,24 @@ fn classify<'a>(
         journal: None,
         after: Vec::new(),
     };
-    let (desired, record, adopt) = match &entry.state {
+    let (answer, record, adopt) = match state {
         State::Decided(class) => {
-            outcome.class = class.clone();
+            outcome.class = class;
             return (outcome, None);
         }
         State::Target {
-            desired,
+            answer,
             record,
             adopt,
-        } => (*desired, *record, *adopt),
+        } => (answer, record, adopt),
     };
     if let Some(r) = record {
         outcome.netbox_id = Some(r.id());
         outcome.last_updated = r.vm.last_updated.clone();
         outcome.name = Some(r.vm.name.clone());
     }
-    let mut changes = match result {
-        Some(Ok(changes)) => changes,
-        Some(Err(message)) => {
-            outcome.class = Class::Error(format!("rules diff failed: {message}"));
-            return (outcome, record);
-        }
-        None => Vec::new(),
-    };
-    outcome.needs = desired.needs.clone();
+    let mut changes = answer.changes;
+    outcome.needs = answer.needs;
     match record {
         None => {
             set_identity(&mut changes, g.vmid, g.kind, None);

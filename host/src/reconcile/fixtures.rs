@@ -1,15 +1,16 @@
 //! Fluent test fixtures (kube-rs style): `guest(100).named("web").on("pve2")`,
-//! `netbox_vm(12).named("web").identity(100)`, and a fake rules `diff`.
+//! `netbox_vm(12).named("web").identity(100)`, and fake rules ([`FakeRules`]).
 //!
 //! A guest and a NetBox VM built with the same name, node and memory are in step: the fake diff
 //! finds nothing to change.
 
 use guest_default::model::{
-    DesiredVm, Field, FieldChange, GuestKind, JsonText, NetboxVm, ObjectSpec, RuleError, Vm,
+    DesiredVm, Field, FieldChange, GuestKind, JsonText, NetboxVm, ObjectSpec, ReconciledVm,
+    RuleError, Vm,
 };
 
 use super::{
-    DiffPair, DiffResult, MISSING_RUNS_FIELD, NODE_FIELD, NetboxRecord, ObservedGuest, RulesResult,
+    MISSING_RUNS_FIELD, NODE_FIELD, NetboxRecord, ObservedGuest, Rules, RulesItem, RulesResult,
     Snapshot, VM_ID_FIELD, VM_TYPE_FIELD, VmOutcome, reconcile,
 };
 
@@ -18,11 +19,19 @@ pub(crate) const CLUSTER_ID: u64 = 1;
 const DEFAULT_NODE: &str = "pve1";
 const DEFAULT_MEMORY: u64 = 2048;
 
+/// What the fake rules make of one guest.
+#[derive(Clone, Debug)]
+pub(crate) enum Spec {
+    Vm(Box<DesiredVm>),
+    Skip(String),
+    Error(String),
+}
+
 /// A guest under construction.
 pub(crate) struct GuestBuilder {
     guest: ObservedGuest,
     desired: DesiredVm,
-    rules: Option<RulesResult>,
+    rules: Option<Spec>,
 }
 
 /// A QEMU guest `vmid` named `vm-<vmid>` on `pve1` of `pve-a`, 2048 MB, status active.
@@ -36,7 +45,6 @@ pub(crate) fn guest(vmid: u32) -> GuestBuilder {
             kind: GuestKind::Qemu,
             node: DEFAULT_NODE.into(),
             name: None,
-            rules: RulesResult::Skip(String::new()),
         },
         desired: DesiredVm::default(),
         rules: None,
@@ -110,17 +118,25 @@ impl GuestBuilder {
     }
 
     pub(crate) fn rules_skip(mut self, reason: &str) -> Self {
-        self.rules = Some(RulesResult::Skip(reason.into()));
+        self.rules = Some(Spec::Skip(reason.into()));
         self
     }
 
     pub(crate) fn rules_error(mut self, code: &str, message: &str) -> Self {
-        self.rules = Some(Err(RuleError::new(code, message)).into());
+        self.rules = Some(Spec::Error(format!(
+            "rule error {}",
+            RuleError::new(code, message)
+        )));
         self
     }
 
     pub(crate) fn build(self) -> ObservedGuest {
-        let mut guest = self.guest;
+        self.build_with_rules().0
+    }
+
+    /// The guest and what the fake rules make of it.
+    pub(crate) fn build_with_rules(self) -> (ObservedGuest, Spec) {
+        let guest = self.guest;
         let mut desired = self.desired;
         set_cf(
             &mut desired.vm,
@@ -132,8 +148,8 @@ impl GuestBuilder {
             VM_TYPE_FIELD,
             JsonText::string(guest.kind.as_str()),
         );
-        guest.rules = self.rules.unwrap_or(RulesResult::Vm(Box::new(desired)));
-        guest
+        let spec = self.rules.unwrap_or(Spec::Vm(Box::new(desired)));
+        (guest, spec)
     }
 }
 
@@ -252,11 +268,20 @@ pub(crate) fn guests(guests: Vec<GuestBuilder>) -> Vec<ObservedGuest> {
     guests.into_iter().map(GuestBuilder::build).collect()
 }
 
-/// Reconciles with the fake diff.
-pub(crate) fn run(guests_: Vec<GuestBuilder>, records: Vec<RecordBuilder>) -> Vec<VmOutcome> {
-    let observed = guests(guests_);
+/// Guests built, with fake rules that answer for them.
+pub(crate) fn guests_and_rules(guests: Vec<GuestBuilder>) -> (Vec<ObservedGuest>, FakeRules) {
+    let (observed, specs) = guests
+        .into_iter()
+        .map(GuestBuilder::build_with_rules)
+        .unzip();
+    (observed, FakeRules { specs, calls: 0 })
+}
+
+/// Reconciles with the fake rules.
+pub(crate) fn run(guests: Vec<GuestBuilder>, records: Vec<RecordBuilder>) -> Vec<VmOutcome> {
+    let (observed, mut rules) = guests_and_rules(guests);
     let snap = snapshot(records);
-    reconcile(&observed, &snap, &mut fake_diff)
+    reconcile(&observed, &snap, &mut rules)
 }
 
 /// The outcome of `vmid` (first cluster that has it).
@@ -282,13 +307,30 @@ pub(crate) fn change(outcome: &VmOutcome, field: &str) -> (serde_json::Value, se
     (c.old.to_value(), c.new.to_value())
 }
 
-/// A fake rules `diff`: every field owned, except tags merged (set union), as the default rules
-/// do; a create lists every set field with old `null`.
-pub(crate) fn fake_diff(pairs: &[DiffPair<'_>]) -> Vec<DiffResult> {
-    pairs
-        .iter()
-        .map(|p| Ok(diff_one(p.desired, p.current)))
-        .collect()
+/// Fake rules: each guest's [`Spec`]; the diff owns every field except tags, merged (set
+/// union) as the default rules do; a create lists every set field with old `null`.
+pub(crate) struct FakeRules {
+    specs: Vec<Spec>,
+    /// How many batches were asked.
+    pub(crate) calls: usize,
+}
+
+impl Rules for FakeRules {
+    fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
+        self.calls += 1;
+        items
+            .iter()
+            .map(|item| match &self.specs[item.guest] {
+                Spec::Vm(d) => RulesResult::Vm(ReconciledVm {
+                    name: d.vm.name.as_set().cloned(),
+                    needs: d.needs.clone(),
+                    changes: diff_one(&d.vm, item.current),
+                }),
+                Spec::Skip(reason) => RulesResult::Skip(reason.clone()),
+                Spec::Error(message) => RulesResult::Error(message.clone()),
+            })
+            .collect()
+    }
 }
 
 fn diff_one(d: &Vm, c: Option<&NetboxVm>) -> Vec<FieldChange> {

@@ -1,5 +1,5 @@
 //! Reconcile: observed Proxmox guests (with the rules' desired VMs) against the NetBox snapshot,
-//! classified per VM. Pure: no I/O; the rules' `diff` is plugged in as a [`Differ`].
+//! classified per VM. Pure: no I/O; the rules' `reconcile` is plugged in as [`Rules`].
 //!
 //! Edges: the Proxmox read phase produces [`ObservedGuest`]s and [`ClusterRead`]s, the snapshot
 //! phase a [`Snapshot`]; `orphans` and `plan` consume the [`VmOutcome`]s.
@@ -15,23 +15,10 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
-pub use classify::{
-    Class, DiffPair, DiffResult, Differ, Journal, Matching, VmOutcome, cf, match_guests,
-};
+pub use classify::{Class, Journal, Rules, RulesItem, VmOutcome, cf, reconcile};
 pub use observed::{ObservedGuest, RulesResult};
 pub use scope::{ClusterRead, GuestReadError, NodeRead};
 pub use snapshot::{
     Identity, IdentityField, MISSING_RUNS_FIELD, NODE_FIELD, NetboxRecord, ORPHAN_TAG, Snapshot,
     VM_ID_FIELD, VM_TYPE_FIELD, name_key,
 };
-
-/// Classifies every observed guest: match, diff (one batch), classify.
-pub fn reconcile(
-    observed: &[ObservedGuest],
-    snapshot: &Snapshot,
-    differ: &mut impl Differ,
-) -> Vec<VmOutcome> {
-    let matching = match_guests(observed, snapshot);
-    let results = differ.diff(&matching.diff_pairs());
-    matching.finish(results)
-}

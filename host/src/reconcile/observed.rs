@@ -1,23 +1,23 @@
-//! The Proxmox side of reconcile: each guest that was listed, with what the rules made of it.
+//! The Proxmox side of reconcile: each guest that was listed, and what the rules made of it.
 
-use guest_default::model::{Desired, DesiredVm, GuestKind, RuleError};
+use guest_default::model::{GuestKind, Reconciled, ReconciledVm, RuleError};
 
-/// What the rules' `normalize-desired` returned for one guest (or the batch trap that failed it).
+/// What the rules' `reconcile` returned for one guest (or the batch trap that failed it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RulesResult {
-    /// Reconcile to this VM (boxed: a desired VM is large, a skip is a string).
-    Vm(Box<DesiredVm>),
+    /// The desired name, the objects it needs and the changes against the matched record.
+    Vm(ReconciledVm),
     /// The rules leave the guest alone, with the reason.
     Skip(String),
     /// A rule error or a batch trap, with the message.
     Error(String),
 }
 
-impl From<Result<Desired, RuleError>> for RulesResult {
-    fn from(result: Result<Desired, RuleError>) -> Self {
+impl From<Result<Reconciled, RuleError>> for RulesResult {
+    fn from(result: Result<Reconciled, RuleError>) -> Self {
         match result {
-            Ok(Desired::Vm(vm)) => RulesResult::Vm(Box::new(vm)),
-            Ok(Desired::Skip(reason)) => RulesResult::Skip(reason),
+            Ok(Reconciled::Vm(vm)) => RulesResult::Vm(vm),
+            Ok(Reconciled::Skip(reason)) => RulesResult::Skip(reason),
             Err(err) => RulesResult::Error(format!("rule error {err}")),
         }
     }
@@ -35,7 +35,6 @@ pub struct ObservedGuest {
     pub node: String,
     /// Name of the resource row; absent for `unknown` rows of an offline node.
     pub name: Option<String>,
-    pub rules: RulesResult,
 }
 
 impl ObservedGuest {

@@ -46,15 +46,19 @@ fn the_host_adds_identity_to_a_create_when_rules_forget_it() {
     let observed = guests(vec![guest(100).named("web")]);
     let snap = snapshot(vec![]);
     // Rules that return only the name.
-    let mut rules = |pairs: &[DiffPair<'_>]| -> Vec<DiffResult> {
-        pairs
+    let mut rules = |items: &[RulesItem<'_>]| -> Vec<RulesResult> {
+        items
             .iter()
             .map(|_| {
-                Ok(vec![guest_default::model::FieldChange {
-                    field: "name".into(),
-                    old: JsonText::null(),
-                    new: JsonText::string("web"),
-                }])
+                RulesResult::Vm(guest_default::model::ReconciledVm {
+                    name: Some("web".into()),
+                    needs: Vec::new(),
+                    changes: vec![guest_default::model::FieldChange {
+                        field: "name".into(),
+                        old: JsonText::null(),
+                        new: JsonText::string("web"),
+                    }],
+                })
             })
             .collect()
     };
@@ -344,22 +348,20 @@ fn rule_skips_and_errors_pass_through() {
 
 #[test]
 fn a_diff_error_or_a_trap_fails_only_those_vms() {
-    let observed = guests(vec![guest(100), guest(101)]);
+    let (observed, mut fake) = guests_and_rules(vec![guest(100), guest(101)]);
     let snap = snapshot(vec![]);
-    let mut calls = 0;
-    let mut rules = |pairs: &[DiffPair<'_>]| -> Vec<DiffResult> {
-        calls += 1;
-        let mut out = fake_diff(pairs);
-        out[1] = Err("bad-disk: size".into());
+    let mut rules = |items: &[RulesItem<'_>]| -> Vec<RulesResult> {
+        let mut out = fake.reconcile(items);
+        out[1] = RulesResult::Error("rule error bad-disk: size".into());
         out
     };
     let out = reconcile(&observed, &snap, &mut rules);
-    assert_eq!(calls, 1, "one batch");
+    assert_eq!(fake.calls, 1, "one batch");
     assert_eq!(of(&out, 100).class, Class::Create);
     assert!(matches!(&of(&out, 101).class, Class::Error(m) if m.contains("bad-disk")));
 
     // A batch answering the wrong number of results fails the whole batch.
-    let mut short = |_: &[DiffPair<'_>]| -> Vec<DiffResult> { Vec::new() };
+    let mut short = |_: &[RulesItem<'_>]| -> Vec<RulesResult> { Vec::new() };
     let out = reconcile(&observed, &snap, &mut short);
     for o in &out {
         assert!(matches!(&o.class, Class::Error(m) if m.contains("0 results for 2")));
@@ -520,4 +522,26 @@ fn a_container_matches_its_own_type_and_updates_memory() {
     assert_eq!(o.class, Class::Update);
     assert_eq!(change(o, "memory"), (json!(1024), json!(512)));
     assert_eq!(fields(o), vec!["memory"]);
+}
+
+#[test]
+fn the_rules_are_asked_once_and_again_only_for_adoptions() {
+    let (observed, mut rules) = guests_and_rules(vec![
+        guest(100).named("web"),
+        guest(101).named("db"),
+        guest(102),
+    ]);
+    let snap = snapshot(vec![
+        netbox_vm(11).named("db"),
+        netbox_vm(12).named("vm-102").identity(102),
+    ]);
+    let out = reconcile(&observed, &snap, &mut rules);
+    assert_eq!(rules.calls, 2, "one batch, then one for the adoption");
+    assert_eq!(of(&out, 100).class, Class::Create);
+    assert_eq!(of(&out, 101).class, Class::Adopt);
+    assert_eq!(of(&out, 102).class, Class::Noop);
+
+    let (observed, mut rules) = guests_and_rules(vec![guest(100).named("web")]);
+    reconcile(&observed, &snapshot(vec![]), &mut rules);
+    assert_eq!(rules.calls, 1, "nothing to adopt: one batch");
 }
