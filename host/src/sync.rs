@@ -281,7 +281,7 @@ async fn run_phases(
     // their own (e.g. when a module writes to stderr), which panics on a tokio worker thread:
     // tell tokio this thread blocks for the reconcile.
     let observed = observe(&read.guests);
-    let outcomes = tokio::task::block_in_place(|| {
+    let mut outcomes = tokio::task::block_in_place(|| {
         let mut rules = ModuleRules {
             module,
             ctx: &ctx,
@@ -291,8 +291,12 @@ async fn run_phases(
         reconcile::reconcile(&observed, &snap, &mut rules)
     });
     bar.inc(read.guests.len() as u64);
+    // Past the rules, no phase needs the configs (tens of MB at 100k guests).
+    drop(read.guests);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
-    let mut plan = Plan::build(&outcomes, &findings);
+    let mut plan = Plan::build(&mut outcomes, &findings);
+    // Nor the snapshot (~1.5 KB per NetBox VM) past the plan.
+    drop((snap, observed));
     add_preflight_pending(&mut plan, &pre.pending);
     add_errors(&mut plan, &discovery.errors);
     bar.finish(&format!(
@@ -339,8 +343,8 @@ async fn run_phases(
     // Task history.
     if config.sync.task_history {
         let t = Instant::now();
-        let targets = task_targets(&outcomes, &read.guests, &plan.operations, &done);
-        let unrecorded = unrecorded_guests(&outcomes, &read.guests, &targets);
+        let targets = task_targets(&outcomes, &plan.operations, &done);
+        let unrecorded = unrecorded_guests(&outcomes, &targets);
         let bar = progress.phase("task history", Some(targets.len() as u64));
         let history = task_history::run(
             netbox,
@@ -526,6 +530,7 @@ pub fn observe(guests: &[ReadGuest]) -> Vec<ObservedGuest> {
                 kind: g.kind,
                 node: g.node.clone(),
                 name: g.name.clone(),
+                endpoint: read.endpoint,
             }
         })
         .collect()
@@ -605,7 +610,6 @@ fn add_errors(plan: &mut Plan, errors: &[ErrorEntry]) {
 /// The VMs whose tasks are copied: every guest kept or written without failure.
 fn task_targets(
     outcomes: &[VmOutcome],
-    guests: &[ReadGuest],
     ops: &[Operation],
     done: &dispatch::DispatchOutcome,
 ) -> Vec<TaskTarget> {
@@ -616,10 +620,6 @@ fn task_targets(
             let op = ops.get(f.index)?;
             Some((op.cluster.clone()?, op.vmid?))
         })
-        .collect();
-    let endpoint_of: std::collections::BTreeMap<(&str, u32), usize> = guests
-        .iter()
-        .map(|g| ((g.guest.cluster.as_str(), g.guest.vmid), g.endpoint))
         .collect();
     outcomes
         .iter()
@@ -636,9 +636,8 @@ fn task_targets(
                 .get(&(o.cluster.clone(), o.vmid))
                 .copied()
                 .or(o.netbox_id)?;
-            let endpoint = *endpoint_of.get(&(o.cluster.as_str(), o.vmid))?;
             Some(TaskTarget {
-                endpoint,
+                endpoint: o.endpoint,
                 scope: o.scope(),
                 node: o.node.clone(),
                 vmid: o.vmid,
@@ -651,26 +650,16 @@ fn task_targets(
 /// The guests whose tasks this run cannot journal although it should (not targets: their VM
 /// write failed, or the rules failed on them); skipped guests are left out on purpose (they
 /// stay out of NetBox and must not hold the task watermark forever).
-fn unrecorded_guests(
-    outcomes: &[VmOutcome],
-    guests: &[ReadGuest],
-    targets: &[TaskTarget],
-) -> Vec<Unrecorded> {
+fn unrecorded_guests(outcomes: &[VmOutcome], targets: &[TaskTarget]) -> Vec<Unrecorded> {
     let recorded: std::collections::BTreeSet<(usize, u32)> =
         targets.iter().map(|t| (t.endpoint, t.vmid)).collect();
-    let endpoint_of: std::collections::BTreeMap<(&str, u32), usize> = guests
-        .iter()
-        .map(|g| ((g.guest.cluster.as_str(), g.guest.vmid), g.endpoint))
-        .collect();
     outcomes
         .iter()
         .filter(|o| !matches!(o.class, Class::Skip(_)))
-        .filter_map(|o| {
-            let endpoint = *endpoint_of.get(&(o.cluster.as_str(), o.vmid))?;
-            (!recorded.contains(&(endpoint, o.vmid))).then_some(Unrecorded {
-                endpoint,
-                vmid: o.vmid,
-            })
+        .filter(|o| !recorded.contains(&(o.endpoint, o.vmid)))
+        .map(|o| Unrecorded {
+            endpoint: o.endpoint,
+            vmid: o.vmid,
         })
         .collect()
 }

@@ -124,6 +124,8 @@ pub struct VmOutcome {
     pub vmid: u32,
     pub kind: GuestKind,
     pub node: String,
+    /// The Proxmox endpoint the guest was read from.
+    pub endpoint: usize,
     /// The NetBox name after this run when known, else the Proxmox name.
     pub name: Option<String>,
     pub class: Class,
@@ -328,6 +330,7 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
         vmid: g.vmid,
         kind: g.kind,
         node: g.node.clone(),
+        endpoint: g.endpoint,
         name: g.name.clone(),
         class: Class::Noop,
         netbox_id: None,

@@ -45,6 +45,7 @@ pub(crate) fn guest(vmid: u32) -> GuestBuilder {
             kind: GuestKind::Qemu,
             node: DEFAULT_NODE.into(),
             name: None,
+            endpoint: 0,
         },
         desired: DesiredVm::default(),
         rules: None,

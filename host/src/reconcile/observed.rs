@@ -35,6 +35,8 @@ pub struct ObservedGuest {
     pub node: String,
     /// Name of the resource row; absent for `unknown` rows of an offline node.
     pub name: Option<String>,
+    /// The Proxmox endpoint it was read from (its index in the configuration).
+    pub endpoint: usize,
 }
 
 impl ObservedGuest {
