@@ -287,7 +287,7 @@ async fn read_endpoint(
 
     let mut guests: Vec<ReadGuest> = Vec::new();
     // Every row is classified (node online?) before any config answer can mark a node down.
-    let mut jobs: Vec<(usize, String, GuestKind, u64)> = Vec::new();
+    let mut jobs: Vec<ConfigJob> = Vec::new();
     for (row_index, row) in rows.iter().enumerate() {
         let node = str_key(row, "node").unwrap_or_default();
         let vmid = row.get("vmid").and_then(crate::proxmox::lenient::as_u64);
@@ -333,13 +333,27 @@ async fn read_endpoint(
             }
         }
     }
-    // Until its config is read, a row is kept as JSON text of the keys the guest model reads:
-    // as a JSON map it took ~2 KB (~200 MB at 100k guests).
-    let rows: Vec<Box<str>> = rows.into_iter().map(pack_row).collect();
     // A config read is spawned only once it holds a slot, and finished reads are taken in
     // meanwhile: spawning all at once kept a waiting task per guest (~1.8 KB each) and let
     // read configs pile up as JSON maps (~4 KB each at 20 properties).
-    let mut configs = JoinSet::new();
+    let mut configs: JoinSet<(usize, Result<RawObject, ProxmoxError>)> = JoinSet::new();
+    let mut jobs = jobs.into_iter().peekable();
+    // The first reads go out before the rows are packed (every free slot), so the slots do
+    // not idle while 10k rows are packed.
+    while jobs.peek().is_some() {
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            break;
+        };
+        let job = jobs.next().expect("peeked");
+        spawn_config_read(&mut configs, &endpoint.client, job, permit);
+    }
+    // Until its config is read, a row is kept as JSON text of the keys the guest model reads:
+    // as a JSON map it took ~2 KB (~200 MB at 100k guests). Packed off the runtime threads,
+    // whose I/O (these reads, the NetBox snapshot beside them) would wait meanwhile.
+    let rows: Vec<Box<str>> =
+        tokio::task::spawn_blocking(move || rows.into_iter().map(pack_row).collect())
+            .await
+            .expect("packing rows does not panic");
     let mut taken = ConfigsTaken {
         index,
         cluster_id,
@@ -347,14 +361,13 @@ async fn read_endpoint(
         rows: &rows,
         bar,
     };
-    for (row_index, node, kind, vmid) in jobs {
-        let permit = limit.clone().acquire_owned().await.ok();
-        let client = endpoint.client.clone();
-        configs.spawn(async move {
-            let _permit = permit;
-            let result = client.guest_config(&node, kind, vmid).await;
-            (row_index, result)
-        });
+    for job in jobs {
+        let permit = limit
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the read limit is never closed");
+        spawn_config_read(&mut configs, &endpoint.client, job, permit);
         while let Some(joined) = configs.try_join_next() {
             taken.take(joined, &mut read, &mut guests);
         }
@@ -365,6 +378,25 @@ async fn read_endpoint(
     read.guest_errors
         .sort_by(|a, b| (a.vmid, &a.node).cmp(&(b.vmid, &b.node)));
     (read, guests)
+}
+
+/// A guest whose config is to be read: its row's index, node, kind and VMID.
+type ConfigJob = (usize, String, GuestKind, u64);
+
+/// Spawns one config read holding `permit` (released when the answer is in, before it is
+/// taken).
+fn spawn_config_read(
+    configs: &mut JoinSet<(usize, Result<RawObject, ProxmoxError>)>,
+    client: &ProxmoxClient,
+    (row_index, node, kind, vmid): ConfigJob,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let client = client.clone();
+    configs.spawn(async move {
+        let result = client.guest_config(&node, kind, vmid).await;
+        drop(permit);
+        (row_index, result)
+    });
 }
 
 /// Turns finished config reads of one endpoint into guests (or guest errors).

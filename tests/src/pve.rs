@@ -834,6 +834,16 @@ async fn handle(
     req: Request,
 ) -> Resp {
     let mut resp = match authenticate(&ep, req.headers()) {
+        // The guest listing (100k rows: seconds of rendering) on the blocking pool: on a
+        // runtime worker it stalls every other simulated server's requests on that thread,
+        // which a real Proxmox (another machine) never does to NetBox.
+        Auth::Ok if req.uri().path().ends_with("/cluster/resources") => {
+            let ep_ = ep.clone();
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            tokio::task::spawn_blocking(move || route(&ep_, &method, &path, &q))
+                .await
+                .unwrap_or_else(|e| error(&ep, 500, &format!("rendering failed: {e}"), None))
+        }
         Auth::Ok => route(&ep, req.method(), req.uri().path(), &q),
         fail => {
             if !ep.auth_fail_delay.is_zero() {

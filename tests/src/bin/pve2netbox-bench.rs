@@ -86,10 +86,30 @@ struct Args {
     /// in the realistic profile).
     #[arg(long)]
     e2e_vms: Option<usize>,
+    /// VM counts of the growth series instead of the mode's (comma-separated); the bound,
+    /// no-op and memory figures run at whichever of them is their scale.
+    #[arg(long, value_delimiter = ',')]
+    growth: Vec<usize>,
+    /// Runs of each bound figure (read, snapshot) in the same simulator; the figure is their
+    /// median, every run's value is in its detail. Repeating shows the spread on a noisy machine.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// At each growth scale only the first sync (it fills NetBox) and the bound figures: no
+    /// rerun, so no growth rerun points, no-op or memory figures. To measure the bounds quickly.
+    #[arg(long)]
+    bounds_only: bool,
 }
 
 /// One VM count of the growth series: its first sync and its rerun, when they ran.
 type GrowthPoint = (usize, Option<Run>, Option<Run>);
+
+/// How the scale runs go (from the command line).
+struct RunOpts {
+    /// Runs per bound figure.
+    repeat: usize,
+    /// First sync and bound figures only.
+    bounds_only: bool,
+}
 
 /// The scales of one mode.
 struct Scales {
@@ -157,6 +177,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = args.e2e_vms {
         scales.e2e = n;
     }
+    if !args.growth.is_empty() {
+        scales.growth = args.growth.clone();
+    }
+    let opts = RunOpts {
+        repeat: args.repeat.max(1),
+        bounds_only: args.bounds_only,
+    };
     let full = Scales::full();
     std::fs::create_dir_all(&args.out)?;
     let work = args.out.join("work");
@@ -175,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
     if !skip("growth") {
         for &n in &scales.growth {
             progress(&format!("zero profile at {n} VMs"));
-            let (first, rerun) = scale_run(&exe, n, &scales, &full, &work, &mut figs).await;
+            let (first, rerun) = scale_run(&exe, n, &scales, &full, &opts, &work, &mut figs).await;
             growth.push((n, first, rerun));
             load.push(load_sample(&format!("after zero profile {n}")));
         }
@@ -322,6 +349,7 @@ async fn scale_run(
     n: usize,
     s: &Scales,
     full: &Scales,
+    opts: &RunOpts,
     work: &Path,
     figs: &mut BTreeMap<&'static str, Figure>,
 ) -> (Option<Run>, Option<Run>) {
@@ -353,6 +381,43 @@ async fn scale_run(
         first.peak_rss_mb
     ));
 
+    let rerun = if opts.bounds_only {
+        None
+    } else {
+        Some(rerun_figures(&bin, &sim, &first, n, s, full, figs).await)
+    };
+    if n == s.read {
+        let fig = repeated(opts.repeat, || read_bound(&bin, &sim, n)).await;
+        figs.insert(
+            "read_bound_ratio",
+            fig.unwrap_or_else(|e| fail(e, "ratio", n, full.read)),
+        );
+        figs.entry("read_bound_ratio")
+            .and_modify(|f| f.goal_vms = full.read);
+    }
+    if n == s.snapshot {
+        let fig = repeated(opts.repeat, || snapshot_bound(&bin, &sim, n)).await;
+        figs.insert(
+            "snapshot_bound_ratio",
+            fig.unwrap_or_else(|e| fail(e, "ratio", n, full.snapshot)),
+        );
+        figs.entry("snapshot_bound_ratio")
+            .and_modify(|f| f.goal_vms = full.snapshot);
+    }
+    sim.shutdown();
+    (Some(first), rerun.and_then(Result::ok))
+}
+
+/// The no-op rerun and the figures taken from it (no-op requests, peak RSS).
+async fn rerun_figures(
+    bin: &Binary,
+    sim: &SimHandle,
+    first: &Run,
+    n: usize,
+    s: &Scales,
+    full: &Scales,
+    figs: &mut BTreeMap<&'static str, Figure>,
+) -> anyhow::Result<Run> {
     sim.control().reset_counters();
     let rerun = bin.sync(&[]).await;
     let counters = sim.control().counters();
@@ -381,26 +446,48 @@ async fn scale_run(
         };
         figs.insert("peak_rss_mb_100k", fig);
     }
-    if n == s.read {
-        let fig = read_bound(&bin, &sim, n).await;
-        figs.insert(
-            "read_bound_ratio",
-            fig.unwrap_or_else(|e| fail(e, "ratio", n, full.read)),
-        );
-        figs.entry("read_bound_ratio")
-            .and_modify(|f| f.goal_vms = full.read);
+    rerun
+}
+
+/// `runs` measurements of one figure: the median run's figure, with every run's value (in
+/// order) and the spread in its detail. A failed run fails the figure.
+async fn repeated<F, Fut>(runs: usize, mut measure: F) -> anyhow::Result<Figure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Figure>>,
+{
+    let mut figs = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let fig = measure().await?;
+        progress(&format!("  bound run: {:?}", fig.value));
+        figs.push(fig);
     }
-    if n == s.snapshot {
-        let fig = snapshot_bound(&bin, &sim, n).await;
-        figs.insert(
-            "snapshot_bound_ratio",
-            fig.unwrap_or_else(|e| fail(e, "ratio", n, full.snapshot)),
-        );
-        figs.entry("snapshot_bound_ratio")
-            .and_modify(|f| f.goal_vms = full.snapshot);
+    if runs == 1 {
+        return Ok(figs.pop().expect("one run"));
     }
-    sim.shutdown();
-    (Some(first), rerun.ok())
+    let values: Vec<f64> = figs
+        .iter()
+        .map(|f| f.value.clone().unwrap_or(f64::NAN))
+        .collect();
+    let mut order: Vec<usize> = (0..figs.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let median = order[order.len() / 2];
+    let mut fig = figs.swap_remove(median);
+    if let Value::Object(detail) = &mut fig.detail {
+        detail.insert(
+            "runs".into(),
+            json!(values.iter().copied().map(round).collect::<Vec<_>>()),
+        );
+        detail.insert(
+            "range".into(),
+            json!([
+                round(values[order[0]]),
+                round(values[order[order.len() - 1]])
+            ]),
+        );
+        detail.insert("value_is".into(), json!("the median run"));
+    }
+    Ok(fig)
 }
 
 fn noop_figures(
