@@ -9,12 +9,12 @@ use std::marker::PhantomData;
 
 use crate::model::{self, Field, RuleSet};
 
-/// The generated bindings of `wit/v0.1.0` (world `rules`).
+/// The generated bindings of `wit/v0.2.0` (world `rules`).
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rules",
-        path: "../wit/v0.1.0",
+        path: "../wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_rules_world",
         default_bindings_module: "guest_default::component::bindings",
@@ -47,23 +47,12 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
     ) -> Vec<Result<w::Desired, w::RuleError>> {
         let ctx = context_in(ctx);
         // A config that is not JSON fails its own guest only; the others go to the rules.
-        let mut bad = Vec::new();
-        let mut good = Vec::with_capacity(guests.len());
-        for (i, g) in guests.into_iter().enumerate() {
-            match guest_in(g) {
-                Ok(g) => good.push(g),
-                Err(e) => bad.push((i, e)),
-            }
-        }
-        let mut out: Vec<_> = R::normalize_desired(&ctx, good)
-            .into_iter()
-            .map(|r| r.map(desired_out).map_err(error_out))
-            .collect();
-        // Ascending positions: each insert lands where its guest was.
-        for (i, e) in bad {
-            out.insert(i.min(out.len()), Err(e));
-        }
-        out
+        with_failed_in_place(guests, guest_in, |good| {
+            R::normalize_desired(&ctx, good)
+                .into_iter()
+                .map(|r| r.map(desired_out).map_err(error_out))
+                .collect()
+        })
     }
 
     fn normalize_current(
@@ -92,20 +81,65 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
             .collect();
         R::diff(&ctx, pairs)
             .into_iter()
-            .map(|r| {
-                r.map(|cs| {
-                    cs.into_iter()
-                        .map(|c| w::FieldChange {
-                            field: c.field,
-                            old: c.old.0,
-                            new: c.new.0,
-                        })
-                        .collect()
-                })
-                .map_err(error_out)
-            })
+            .map(|r| r.map(changes_out).map_err(error_out))
             .collect()
     }
+
+    fn reconcile(
+        ctx: w::Context,
+        items: Vec<w::ReconcileInput>,
+    ) -> Vec<Result<w::Reconciled, w::RuleError>> {
+        let ctx = context_in(ctx);
+        // As in `normalize_desired`: a config that is not JSON fails its own guest only.
+        let item_in = |i: w::ReconcileInput| {
+            Ok(model::ReconcileInput {
+                guest: guest_in(i.guest)?,
+                current: i.current.map(netbox_in),
+            })
+        };
+        with_failed_in_place(items, item_in, |good| {
+            R::reconcile(&ctx, good)
+                .into_iter()
+                .map(|r| r.map(reconciled_out).map_err(error_out))
+                .collect()
+        })
+    }
+}
+
+/// Converts `inputs`, hands those that convert to `rules` (one result each, in order), and puts
+/// each conversion error back at its input's position: one result per input, in order.
+fn with_failed_in_place<I, T, O>(
+    inputs: Vec<I>,
+    convert: impl Fn(I) -> Result<T, w::RuleError>,
+    rules: impl FnOnce(Vec<T>) -> Vec<Result<O, w::RuleError>>,
+) -> Vec<Result<O, w::RuleError>> {
+    let total = inputs.len();
+    let mut failed = Vec::new();
+    let mut good = Vec::with_capacity(total);
+    for (i, input) in inputs.into_iter().enumerate() {
+        match convert(input) {
+            Ok(t) => good.push(t),
+            Err(e) => failed.push((i, e)),
+        }
+    }
+    if failed.is_empty() {
+        return rules(good);
+    }
+    // Merged in one pass (ascending positions); results beyond a short answer keep their order.
+    let mut results = rules(good).into_iter();
+    let mut failed = failed.into_iter().peekable();
+    let mut out = Vec::with_capacity(total);
+    loop {
+        if let Some((_, e)) = failed.next_if(|(i, _)| *i == out.len()) {
+            out.push(Err(e));
+        } else if let Some(r) = results.next() {
+            out.push(r);
+        } else {
+            break;
+        }
+    }
+    out.extend(failed.map(|(_, e)| Err(e)));
+    out
 }
 
 /// Exports a `RuleSet` implementation as the component's `reconcile` interface.
@@ -211,6 +245,8 @@ fn context_in(c: w::Context) -> model::Context {
     }
 }
 
+/// The guest in model form, or its `bad-config` error. `reconcile` reports the same error as
+/// `normalize-desired` (the step that reads the config), so the two agree.
 fn guest_in(g: w::PveGuest) -> Result<model::Guest, w::RuleError> {
     let config = model::config_from_json(&g.config).map_err(|e| w::RuleError {
         code: "bad-config".to_owned(),
@@ -321,21 +357,46 @@ fn vm_out(v: model::Vm) -> w::Vm {
     }
 }
 
+fn needs_out(needs: Vec<model::ObjectSpec>) -> Vec<w::ObjectSpec> {
+    needs
+        .into_iter()
+        .map(|n| w::ObjectSpec {
+            kind: n.kind,
+            key: n.key,
+            name: n.name,
+            attrs: n.attrs.0,
+        })
+        .collect()
+}
+
+fn changes_out(changes: Vec<model::FieldChange>) -> Vec<w::FieldChange> {
+    changes
+        .into_iter()
+        .map(|c| w::FieldChange {
+            field: c.field,
+            old: c.old.0,
+            new: c.new.0,
+        })
+        .collect()
+}
+
 fn desired_out(d: model::Desired) -> w::Desired {
     match d {
         model::Desired::Skip(reason) => w::Desired::Skip(reason),
         model::Desired::Vm(d) => w::Desired::Vm(w::DesiredVm {
             vm: vm_out(d.vm),
-            needs: d
-                .needs
-                .into_iter()
-                .map(|n| w::ObjectSpec {
-                    kind: n.kind,
-                    key: n.key,
-                    name: n.name,
-                    attrs: n.attrs.0,
-                })
-                .collect(),
+            needs: needs_out(d.needs),
+        }),
+    }
+}
+
+fn reconciled_out(r: model::Reconciled) -> w::Reconciled {
+    match r {
+        model::Reconciled::Skip(reason) => w::Reconciled::Skip(reason),
+        model::Reconciled::Vm(r) => w::Reconciled::Vm(w::ReconciledVm {
+            name: r.name,
+            needs: needs_out(r.needs),
+            changes: changes_out(r.changes),
         }),
     }
 }
@@ -344,5 +405,112 @@ fn error_out(e: model::RuleError) -> w::RuleError {
     w::RuleError {
         code: e.code,
         message: e.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DefaultRules;
+    use reconcile::Guest as _;
+
+    fn guest(vmid: u32, config: &str) -> w::PveGuest {
+        w::PveGuest {
+            cluster: "prod".into(),
+            vmid,
+            kind: w::GuestKind::Qemu,
+            node: "pve1".into(),
+            name: Some(format!("web{vmid}")),
+            status: "running".into(),
+            template: false,
+            maxcpu: Some(2.0),
+            maxmem: Some(1 << 30),
+            maxdisk: None,
+            tags: None,
+            pool: None,
+            config: config.into(),
+            config_read: true,
+        }
+    }
+
+    fn context() -> w::Context {
+        w::Context {
+            netbox_version: "4.7.3".into(),
+            known: Vec::new(),
+            policies: Vec::new(),
+            settings: Vec::new(),
+        }
+    }
+
+    const GOOD: &str = r#"{"memory":"1024","scsi0":"local-lvm:vm-1-disk-0,size=8G"}"#;
+
+    #[test]
+    fn a_config_that_is_not_json_fails_its_own_guest_in_place() {
+        let guests = vec![
+            guest(100, "not json"),
+            guest(101, GOOD),
+            guest(102, "[1]"),
+            guest(103, GOOD),
+            guest(104, "{"),
+        ];
+        let items: Vec<_> = guests
+            .iter()
+            .cloned()
+            .map(|guest| w::ReconcileInput {
+                guest,
+                current: None,
+            })
+            .collect();
+        let reconciled = Component::<DefaultRules>::reconcile(context(), items);
+        let desired = Component::<DefaultRules>::normalize_desired(context(), guests);
+        assert_eq!(reconciled.len(), 5);
+        for (i, (r, d)) in reconciled.iter().zip(&desired).enumerate() {
+            let vmid = 100 + i;
+            match (r, d) {
+                (Err(r), Err(d)) => {
+                    assert_eq!(r.code, "bad-config");
+                    assert!(r.message.contains(&format!("prod/pve1/{vmid}")), "{r:?}");
+                    // The same error as normalize-desired, so `rules test` finds them equal.
+                    assert_eq!((&r.code, &r.message), (&d.code, &d.message));
+                }
+                (Ok(w::Reconciled::Vm(r)), Ok(w::Desired::Vm(_))) => {
+                    assert_eq!(r.name.as_deref(), Some(format!("web{vmid}").as_str()));
+                    assert!(r.changes.iter().any(|c| c.field == "memory"), "{i}");
+                }
+                _ => panic!("position {i}: reconcile {r:?}, normalize-desired {d:?}"),
+            }
+        }
+        assert!(reconciled[0].is_err() && reconciled[2].is_err() && reconciled[4].is_err());
+    }
+
+    #[test]
+    fn failed_inputs_keep_their_positions() {
+        let halve = |n: u32| {
+            if n.is_multiple_of(2) {
+                Ok(n / 2)
+            } else {
+                Err(w::RuleError {
+                    code: "odd".into(),
+                    message: n.to_string(),
+                })
+            }
+        };
+        let show = |out: Vec<Result<u32, w::RuleError>>| -> Vec<String> {
+            out.into_iter()
+                .map(|r| match r {
+                    Ok(n) => n.to_string(),
+                    Err(e) => format!("!{}", e.message),
+                })
+                .collect()
+        };
+        let run = |inputs: Vec<u32>| {
+            show(with_failed_in_place(inputs, halve, |good| {
+                good.into_iter().map(Ok).collect()
+            }))
+        };
+        assert_eq!(run(vec![1, 2, 3, 4, 5]), ["!1", "1", "!3", "2", "!5"]);
+        assert_eq!(run(vec![2, 4]), ["1", "2"]);
+        assert_eq!(run(vec![1, 3]), ["!1", "!3"]);
+        assert!(run(Vec::new()).is_empty());
     }
 }

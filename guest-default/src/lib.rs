@@ -29,8 +29,8 @@ mod units;
 pub use desired::kind_object;
 
 use model::{
-    Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm, RuleError,
-    RuleSet, Vm, WIT_VERSION,
+    Context, Desired, DiffInput, Field, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm,
+    ReconcileInput, Reconciled, ReconciledVm, RuleError, RuleSet, Vm, WIT_VERSION,
 };
 
 /// The default rules (see `README.md` and `policy` for the choices).
@@ -56,10 +56,7 @@ impl RuleSet for DefaultRules {
                 .map(|g| desired::desired(g, &p))
                 .collect(),
             Err(e) => {
-                let err = RuleError::new(
-                    "bad-setting",
-                    format!("{e} (guest-default, normalize-desired)"),
-                );
+                let err = setting_error(e);
                 guests.iter().map(|_| Err(err.clone())).collect()
             }
         }
@@ -76,6 +73,62 @@ impl RuleSet for DefaultRules {
         let pol = policy::Policies::new(ctx);
         pairs.iter().map(|p| diff::diff(&pol, p)).collect()
     }
+
+    /// The three steps fused, one guest at a time: settings and policies are prepared once per
+    /// batch, and the desired VM goes straight from `desired` into `diff` (no batch of desired
+    /// VMs, no batch of pairs, no copies). It agrees with `model::reconcile_in_three_steps`
+    /// (`tests/reconcile.rs`).
+    fn reconcile(ctx: &Context, items: Vec<ReconcileInput>) -> Vec<Result<Reconciled, RuleError>> {
+        let prepared = match settings::Prepared::new(ctx) {
+            Ok(p) => p,
+            Err(e) => {
+                let err = setting_error(e);
+                return items.iter().map(|_| Err(err.clone())).collect();
+            }
+        };
+        let pol = policy::Policies::new(ctx);
+        items
+            .into_iter()
+            .map(|item| reconcile_one(item, &prepared, &pol))
+            .collect()
+    }
+}
+
+/// A bad setting as the rule error of every VM in the call; reported under normalize-desired,
+/// the step that reads settings, by `reconcile` too so the two agree.
+fn setting_error(e: settings::SettingError) -> RuleError {
+    RuleError::new(
+        "bad-setting",
+        format!("{e} (guest-default, normalize-desired)"),
+    )
+}
+
+/// normalize-desired, normalize-current (only for a VM: a skip never compares) and diff of one
+/// guest.
+fn reconcile_one(
+    item: ReconcileInput,
+    prepared: &settings::Prepared,
+    pol: &policy::Policies,
+) -> Result<Reconciled, RuleError> {
+    let desired = match desired::desired(item.guest, prepared)? {
+        Desired::Vm(d) => d,
+        Desired::Skip(reason) => return Ok(Reconciled::Skip(reason)),
+    };
+    let pair = DiffInput {
+        desired: desired.vm,
+        current: item.current.map(current::current),
+    };
+    let changes = diff::diff(pol, &pair)?;
+    // The name moves out of the compared VM once the diff is done with it.
+    let name = match pair.desired.name {
+        Field::Set(name) => Some(name),
+        Field::Keep | Field::Clear => None,
+    };
+    Ok(Reconciled::Vm(ReconciledVm {
+        name,
+        needs: desired.needs,
+        changes,
+    }))
 }
 
 // The default rules' own exports; off for crates that export their own rules (see `component`).

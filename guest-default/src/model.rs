@@ -1,4 +1,4 @@
-//! The plain-Rust mirror of the WIT types in `wit/v0.1.0/rules.wit`, with their friendly JSON.
+//! The plain-Rust mirror of the WIT types in `wit/v0.2.0/rules.wit`, with their friendly JSON.
 //!
 //! Shared by the default rules (native and WASM), rule modules written in Rust, and the host
 //! (fixtures, `rules eval` output, plans, and the lenient parsing of raw Proxmox resource rows
@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DEFAULT_NETBOX_VERSION: &str = "4.7.3";
 
 /// The WIT package version this crate's bindings are generated from.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 // ---------------------------------------------------------------------------------------------
 // JSON text

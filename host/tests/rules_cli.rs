@@ -48,11 +48,17 @@ fn check_default_prints_name_version_wit_and_exports() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("module:      embedded default"), "{stdout}");
     assert!(
-        stdout.contains("wit:         0.1.0 (exports pve2netbox:rules/reconcile@0.1.0"),
+        stdout.contains("wit:         0.2.0 (exports pve2netbox:rules/reconcile@0.2.0"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("normalize-desired") && stdout.contains("diff"),
+        stdout.contains(
+            "exports:     info, default-policies, normalize-desired, normalize-current, diff, reconcile"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reconcile:   one `reconcile` call per batch"),
         "{stdout}"
     );
     assert!(
@@ -71,7 +77,10 @@ fn check_fails_clearly_for_text_core_module_and_other_world() {
     for (file, needle) in [
         (txt, "not a WebAssembly component"),
         (core, "core WebAssembly module"),
-        (other, "this host supports pve2netbox:rules@0.1.x"),
+        (
+            other,
+            "this host supports pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x",
+        ),
     ] {
         let out = bin(&["check", file.to_str().unwrap()], tmp.path());
         let (stdout, stderr) = text(&out);
@@ -82,6 +91,52 @@ fn check_fails_clearly_for_text_core_module_and_other_world() {
             "{stderr}"
         );
     }
+}
+
+/// A WIT 0.1 module still loads, and `rules test` runs it (its `reconcile` is its three steps).
+#[test]
+fn check_and_test_run_a_wit_0_1_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = misbehaving("runaway");
+    let out = bin(&["check", old.to_str().unwrap()], tmp.path());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("wit:         0.1.0 (exports pve2netbox:rules/reconcile@0.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "exports:     info, default-policies, normalize-desired, normalize-current, diff\n"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reconcile:   normalize-desired, normalize-current and diff per batch"),
+        "{stdout}"
+    );
+
+    let fixtures = tmp.path().join("fixtures");
+    std::fs::create_dir(&fixtures).unwrap();
+    let guest: serde_json::Value = serde_json::from_str(GUEST).unwrap();
+    let fixture = serde_json::json!({
+        "description": "the runaway module's tiny mapping",
+        "guest": guest,
+        "current": {"id": 7, "name": "web-1", "status": {"value": "offline"}},
+        "expect": {"changes": [{"field": "status", "old": "offline", "new": "active"}]}
+    });
+    write(&fixtures, "a.json", &fixture.to_string());
+    let out = bin(
+        &["test", old.to_str().unwrap(), fixtures.to_str().unwrap()],
+        tmp.path(),
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("WIT 0.1.0; reconcile as the three steps"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
 }
 
 #[test]
@@ -183,6 +238,10 @@ fn test_reports_pass_and_fail_with_a_diff_and_fuel() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("PASS  a-good.json  (fuel "), "{stdout}");
+    assert!(
+        stdout.contains("WIT 0.2.0; reconcile fused, checked against the three steps"),
+        "{stdout}"
+    );
     assert!(stdout.contains("FAIL  b-bad.json  (fuel "), "{stdout}");
     assert!(
         stdout.contains("desired.name: expected \"something-else\", got \"web-1\""),
@@ -215,6 +274,8 @@ fn bench_prints_wasm_and_native_times_and_their_ratio() {
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(v["vms"], 300);
         assert!(v["wasm_ms"]["total_ms"].is_number(), "{v}");
+        assert!(v["wasm_ms"]["reconcile_ms"].is_number(), "{v}");
+        assert_eq!(v["reconcile"], "fused", "{v}");
         assert!(v["native_ms"]["total_ms"].is_number(), "{v}");
         assert!(v["ratio"].is_number(), "{v}");
         assert_eq!(v["native_agrees"], true, "{v}");

@@ -33,9 +33,10 @@ fn default_module_reports_its_world_and_exports() {
         .load_default()
         .expect("default rules load");
     assert_eq!(m.source(), "embedded default");
-    assert_eq!(m.wit_version(), "0.1.0");
-    assert_eq!(m.interface(), "pve2netbox:rules/reconcile@0.1.0");
-    assert_eq!(m.info().wit_version, "0.1.0");
+    assert_eq!(m.wit_version(), "0.2.0");
+    assert_eq!(m.interface(), "pve2netbox:rules/reconcile@0.2.0");
+    assert_eq!(m.info().wit_version, "0.2.0");
+    assert!(m.fuses_reconcile());
     assert!(!m.info().name.is_empty());
     for f in [
         "info",
@@ -43,6 +44,7 @@ fn default_module_reports_its_world_and_exports() {
         "normalize-desired",
         "normalize-current",
         "diff",
+        "reconcile",
     ] {
         assert!(
             m.functions().iter().any(|x| x == f),
@@ -102,6 +104,34 @@ fn refuses_a_truncated_component() {
     assert!(msg.contains("truncated.wasm"), "{msg}");
 }
 
+/// The version is read from the exported interface: a 0.1 module loads beside a 0.2 one in the
+/// same runtime, without the fused `reconcile`.
+#[test]
+fn a_wit_0_1_module_loads_beside_the_0_2_default() {
+    let rt = runtime(CacheMode::Disabled);
+    let old = rt.load_file(&misbehaving("runaway")).expect("a 0.1 module");
+    assert_eq!(old.wit_version(), "0.1.0");
+    assert_eq!(old.interface(), "pve2netbox:rules/reconcile@0.1.0");
+    assert!(!old.fuses_reconcile());
+    assert!(!old.functions().iter().any(|f| f == "reconcile"));
+    assert!(
+        old.imports()
+            .iter()
+            .any(|i| i == "pve2netbox:rules/types@0.1.0"),
+        "{:?}",
+        old.imports()
+    );
+    let new = rt.load_default().expect("the 0.2 default");
+    assert!(new.fuses_reconcile());
+    assert!(
+        new.imports()
+            .iter()
+            .any(|i| i == "pve2netbox:rules/types@0.2.0"),
+        "{:?}",
+        new.imports()
+    );
+}
+
 #[test]
 fn refuses_another_world_naming_the_supported_versions() {
     let e = runtime(CacheMode::Disabled)
@@ -111,9 +141,9 @@ fn refuses_another_world_naming_the_supported_versions() {
     let msg = e.to_string();
     assert!(matches!(e, RulesError::UnsupportedWorld { .. }), "{msg}");
     assert!(msg.contains("rules_misbehaving_other_world.wasm"), "{msg}");
-    assert!(msg.contains("pve2netbox:rules@0.2.0"), "{msg}");
+    assert!(msg.contains("pve2netbox:rules@0.99.0"), "{msg}");
     assert!(
-        msg.contains("this host supports pve2netbox:rules@0.1.x"),
+        msg.contains("this host supports pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x"),
         "{msg}"
     );
 }

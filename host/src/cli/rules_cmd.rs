@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use guest_default::model::{Context, Desired, Fixture, FixtureOutcome, Guest, NetboxVm};
+use guest_default::model::{
+    Context, Desired, Fixture, FixtureOutcome, Guest, NetboxVm, Reconciled, RuleError,
+};
 
 use crate::rules::{
     self, CacheMode, DEFAULT_BATCH_SIZE, Limits, LoadKind, Metering, RulesModule, RulesRuntime,
@@ -63,8 +65,8 @@ pub enum RulesCommand {
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
-    /// Time normalize-desired + normalize-current + diff over N generated VMs, through the
-    /// component and (for the default rules) natively; prints JSON. Not a test.
+    /// Time `reconcile` (what the sync calls) over N generated VMs, through the component and
+    /// (for the default rules) natively; prints JSON. Not a test.
     Bench {
         /// The component (`.wasm`), or `default` (the default).
         #[arg(default_value = DEFAULT_MODULE)]
@@ -194,6 +196,14 @@ fn check(file: &str, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
         info.wit_version
     );
     println!("exports:     {}", module.functions().join(", "));
+    println!(
+        "reconcile:   {}",
+        if module.fuses_reconcile() {
+            "one `reconcile` call per batch"
+        } else {
+            "normalize-desired, normalize-current and diff per batch (a WIT 0.1 module)"
+        }
+    );
     println!("imports:     {}", module.imports().join(", "));
     println!(
         "load:        {:.1} ms ({}), {:.1} ms with info()",
@@ -322,11 +332,16 @@ fn test(file: &str, dir: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitCode> 
         anyhow::bail!("no fixture files (*.json) in {}", dir.display());
     }
     println!(
-        "testing {} ({} {}, WIT {}) with {} fixtures from {}",
+        "testing {} ({} {}, WIT {}; reconcile {}) with {} fixtures from {}",
         module.source(),
         module.info().name,
         module.info().version,
         module.wit_version(),
+        if module.fuses_reconcile() {
+            "fused, checked against the three steps"
+        } else {
+            "as the three steps"
+        },
         paths.len(),
         dir.display()
     );
@@ -367,7 +382,8 @@ fn test_one(module: &RulesModule, path: &Path) -> anyhow::Result<(u64, String, O
     let fixture =
         Fixture::from_json(&text).with_context(|| format!("parsing {}", path.display()))?;
     let run = rules::fixture::run_fixture(module, &fixture)?;
-    let report = fixture.check(&run.outcome).err().map(|problems| {
+    let reconcile = rules::fixture::check_reconcile(module, &fixture)?;
+    let mut report = fixture.check(&run.outcome).err().map(|problems| {
         let mut r = problems;
         let expected = expected_json(&fixture);
         let (actual, _) = outcome_json(&run.outcome, run.fuel);
@@ -382,7 +398,37 @@ fn test_one(module: &RulesModule, path: &Path) -> anyhow::Result<(u64, String, O
         );
         r
     });
+    if let Some(disagreement) = reconcile_report(&reconcile) {
+        report = Some(match report {
+            Some(r) => format!("{r}\n{disagreement}"),
+            None => disagreement,
+        });
+    }
     Ok((run.fuel, fixture.description.clone(), report))
+}
+
+/// Why `reconcile` disagrees with the three steps, with a diff; `None` when it agrees.
+fn reconcile_report(check: &rules::fixture::ReconcileCheck) -> Option<String> {
+    if check.agrees() {
+        return None;
+    }
+    let pretty = |r| serde_json::to_string_pretty(&reconciled_json(r)).unwrap_or_default();
+    Some(format!(
+        "reconcile disagrees with normalize-desired + normalize-current + diff (a module's \
+         `reconcile` must return what its three steps do)\n--- the three steps\n+++ reconcile\n{}",
+        line_diff(&pretty(&check.in_steps), &pretty(&check.reconciled))
+    ))
+}
+
+/// One `reconcile` result as JSON: `{"name":..,"needs":..,"changes":..}`, `{"skip":..}` or
+/// `{"error":{"code":..,"message":..}}`.
+fn reconciled_json(r: &Result<Reconciled, RuleError>) -> serde_json::Value {
+    use serde_json::json;
+    match r {
+        Ok(Reconciled::Vm(v)) => json!({ "name": v.name, "needs": v.needs, "changes": v.changes }),
+        Ok(Reconciled::Skip(reason)) => json!({ "skip": reason }),
+        Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+    }
 }
 
 /// The parts a fixture expects, in the shape `outcome_json` prints.
@@ -499,6 +545,7 @@ fn bench(
         "batch": batch,
         "load_ms": stats.compile.as_secs_f64() * 1e3,
         "load": match stats.kind { LoadKind::CacheHit => "cache", LoadKind::Compiled => "compiled" },
+        "reconcile": if module.fuses_reconcile() { "fused" } else { "three steps" },
         "wasm_ms": wasm.times,
         "wasm_us_per_vm": per_vm(wasm.times.total_ms),
         "metering": if fuel { "fuel" } else { "deadline" },
@@ -517,6 +564,51 @@ fn bench(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reconcile_that_disagrees_with_the_steps_is_reported() {
+        use guest_default::model::{FieldChange, JsonText, ReconciledVm};
+        use rules::fixture::ReconcileCheck;
+        let vm = |new: &str| {
+            Ok(Reconciled::Vm(ReconciledVm {
+                name: Some("web-1".into()),
+                needs: Vec::new(),
+                changes: vec![FieldChange {
+                    field: "memory".into(),
+                    old: JsonText("1024".into()),
+                    new: JsonText(new.into()),
+                }],
+            }))
+        };
+        let same = ReconcileCheck {
+            reconciled: vm("2048"),
+            in_steps: vm("2048"),
+        };
+        assert_eq!(reconcile_report(&same), None);
+        let changed = ReconcileCheck {
+            reconciled: vm("4096"),
+            in_steps: vm("2048"),
+        };
+        let r = reconcile_report(&changed).expect("a disagreement");
+        assert!(r.starts_with("reconcile disagrees with"), "{r}");
+        let line =
+            |mark: char, text: &str| r.lines().any(|l| l.starts_with(mark) && l.contains(text));
+        assert!(
+            line('-', "\"new\": 2048") && line('+', "\"new\": 4096"),
+            "{r}"
+        );
+        let skipped = ReconcileCheck {
+            reconciled: Ok(Reconciled::Skip("template".into())),
+            in_steps: Err(RuleError::new("bad-config", "no memory")),
+        };
+        let r = reconcile_report(&skipped).expect("a disagreement");
+        let line =
+            |mark: char, text: &str| r.lines().any(|l| l.starts_with(mark) && l.contains(text));
+        assert!(
+            line('+', "\"skip\": \"template\"") && line('-', "\"bad-config\""),
+            "{r}"
+        );
+    }
 
     #[test]
     fn line_diff_marks_changed_lines() {

@@ -1,4 +1,6 @@
 //! Conversions between the plain-Rust model (`guest_default::model`) and the latest WIT bindings.
+//! They serve every supported WIT version: a 0.1 module is called through the latest bindings
+//! (see `v0_2_0`), so there is one body and no per-version copy.
 //!
 //! Inputs and outputs are moved field by field, never cloned, except the context, which the
 //! facade borrows (one clone per batch, not per VM). Model-only data (`NetboxVm::last_updated`)
@@ -213,22 +215,40 @@ pub(crate) fn rule_error_from(e: w::RuleError) -> m::RuleError {
     }
 }
 
+fn object_spec_from(n: w::ObjectSpec) -> m::ObjectSpec {
+    m::ObjectSpec {
+        kind: n.kind,
+        key: n.key,
+        name: n.name,
+        attrs: m::JsonText(n.attrs),
+    }
+}
+
 pub(crate) fn desired_from(d: w::Desired) -> m::Desired {
     match d {
         w::Desired::Vm(d) => m::Desired::Vm(m::DesiredVm {
             vm: vm_from(d.vm),
-            needs: d
-                .needs
-                .into_iter()
-                .map(|n| m::ObjectSpec {
-                    kind: n.kind,
-                    key: n.key,
-                    name: n.name,
-                    attrs: m::JsonText(n.attrs),
-                })
-                .collect(),
+            needs: d.needs.into_iter().map(object_spec_from).collect(),
         }),
         w::Desired::Skip(reason) => m::Desired::Skip(reason),
+    }
+}
+
+pub(crate) fn reconcile_input_to(i: m::ReconcileInput) -> w::ReconcileInput {
+    w::ReconcileInput {
+        guest: guest_to(i.guest),
+        current: i.current.map(netbox_vm_to),
+    }
+}
+
+pub(crate) fn reconciled_from(r: w::Reconciled) -> m::Reconciled {
+    match r {
+        w::Reconciled::Vm(v) => m::Reconciled::Vm(m::ReconciledVm {
+            name: v.name,
+            needs: v.needs.into_iter().map(object_spec_from).collect(),
+            changes: v.changes.into_iter().map(change_from).collect(),
+        }),
+        w::Reconciled::Skip(reason) => m::Reconciled::Skip(reason),
     }
 }
 

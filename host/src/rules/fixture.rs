@@ -1,11 +1,13 @@
 //! Runs one guest (and optionally its NetBox record) through a loaded module, phase by phase,
 //! the way `guest_default::model::Fixture::run` does natively: normalize-desired, then
 //! normalize-current when the guest is not skipped and a record exists, then diff. A phase that
-//! returns a rule error stops the run. Used by `rules test` and `rules eval`.
+//! returns a rule error stops the run. Used by `rules test` and `rules eval`. For `rules test`
+//! it also runs `reconcile` (what the sync calls) on the same guest and record, and compares it
+//! with the three steps.
 
 use guest_default::model::{
-    Context, Desired, DiffInput, Fixture, FixtureOutcome, Guest, NetboxVm, RuleError,
-    merge_policies,
+    Context, Desired, DiffInput, Fixture, FixtureOutcome, Guest, NetboxVm, ReconcileInput,
+    Reconciled, RuleError, merge_policies,
 };
 
 use super::{RulesError, RulesModule};
@@ -84,4 +86,39 @@ pub fn run_case(
 pub fn run_fixture(module: &RulesModule, fixture: &Fixture) -> Result<CaseRun, RulesError> {
     let ctx = effective_context(module, &fixture.context)?;
     run_case(module, &ctx, fixture.guest.clone(), fixture.current.clone())
+}
+
+/// `reconcile` of one fixture, as the sync runs it and as the three steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconcileCheck {
+    /// [`RulesModule::reconcile`]: the module's fused `reconcile` (WIT 0.2), or its three steps.
+    pub reconciled: Result<Reconciled, RuleError>,
+    /// [`RulesModule::reconcile_in_steps`]: `normalize-desired`, `normalize-current`, `diff`.
+    pub in_steps: Result<Reconciled, RuleError>,
+}
+
+impl ReconcileCheck {
+    /// Whether `reconcile` agrees with the three steps: the same desired name, needs and
+    /// changes, or the same skip reason, or the same rule error.
+    pub fn agrees(&self) -> bool {
+        self.reconciled == self.in_steps
+    }
+}
+
+/// Runs the fixture's guest and record through `reconcile` and through the three steps.
+pub fn check_reconcile(
+    module: &RulesModule,
+    fixture: &Fixture,
+) -> Result<ReconcileCheck, RulesError> {
+    let ctx = effective_context(module, &fixture.context)?;
+    let input = || {
+        vec![ReconcileInput {
+            guest: fixture.guest.clone(),
+            current: fixture.current.clone(),
+        }]
+    };
+    Ok(ReconcileCheck {
+        reconciled: single(module.reconcile(&ctx, input())?.items),
+        in_steps: single(module.reconcile_in_steps(&ctx, input())?.items),
+    })
 }

@@ -20,7 +20,7 @@ const TYPES_INTERFACE: &str = "pve2netbox:rules/types";
 
 /// The WIT versions this host loads, `(major, minor)`: a module built against any patch of one
 /// of them matches (wasmtime resolves semver-compatible names).
-pub(crate) const SUPPORTED: &[(u64, u64)] = &[(0, 1)];
+pub(crate) const SUPPORTED: &[(u64, u64)] = &[(0, 1), (0, 2)];
 
 /// Human-readable list of supported versions.
 pub(crate) fn supported_text() -> String {
@@ -39,9 +39,10 @@ const ALLOWED_IMPORTS: &[&str] = &["wasi:io/", "wasi:cli/", "wasi:random/"];
 /// What a supported rules world looks like from outside.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Inspection {
-    /// The exact version of the exported interface, e.g. `(0, 1, 0)`.
+    /// The exact version of the exported interface, e.g. `(0, 2, 0)`; it decides the bindings
+    /// (whether the module has the fused `reconcile`).
     pub(crate) wit: (u64, u64, u64),
-    /// `pve2netbox:rules/reconcile@0.1.0`.
+    /// `pve2netbox:rules/reconcile@0.2.0`.
     pub(crate) interface: String,
     /// The exported functions of the interface.
     pub(crate) functions: Vec<String>,
@@ -255,6 +256,19 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(import) && msg.contains(cap), "{msg}");
         }
+    }
+
+    #[test]
+    fn both_supported_versions_are_named() {
+        assert_eq!(
+            supported_text(),
+            "pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x"
+        );
+        // A 0.2 module imports the 0.2 types, not the 0.1 ones.
+        let v2 = ["pve2netbox:rules/types@0.2.0".to_string()];
+        assert!(check_imports(&v2, (0, 2, 0), &label()).is_ok());
+        let v1 = ["pve2netbox:rules/types@0.1.0".to_string()];
+        assert!(check_imports(&v1, (0, 2, 1), &label()).is_err());
     }
 
     #[test]

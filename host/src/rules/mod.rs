@@ -11,9 +11,13 @@
 //! module, the limit and the batch, and the module stays usable for the next batch.
 //!
 //! Layout: `loader` (what a file is), `cache` (compiled artifacts on disk), `store` (the per-call
-//! store and its WASI context, which grants nothing), `limits`, `error`, `v0_1_0` (bindings of
-//! WIT 0.1.0; `latest` points at it), `convert` (model <-> bindings), `fixture` (running
+//! store and its WASI context, which grants nothing), `limits`, `error`, `v0_2_0` (bindings of
+//! WIT 0.2.0; `latest` points at it, and 0.1 modules are called through it too), `v0_1_0` (the
+//! host side of 0.1's `types` import), `convert` (model <-> bindings), `fixture` (running
 //! `rules test` fixtures), `generate` and `bench` (the `rules bench` workload).
+//!
+//! The sync calls [`RulesModule::reconcile`]: one `reconcile` call per batch for a 0.2 module,
+//! the three steps (`normalize-desired`, `normalize-current`, `diff`) for a 0.1 module.
 
 pub mod bench;
 mod cache;
@@ -25,6 +29,7 @@ mod limits;
 mod loader;
 mod store;
 mod v0_1_0;
+mod v0_2_0;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,7 +52,7 @@ pub use limits::{
 };
 
 use store::State;
-use v0_1_0 as latest;
+use v0_2_0 as latest;
 
 /// The default rules component, built by `build.rs` from `guest-default/`.
 mod embedded {
@@ -136,7 +141,8 @@ impl RulesRuntime {
         // the loader refuses components that import filesystem, sockets or clocks, and the WASI
         // context of each store grants nothing (see `store::new_store`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| latest::add_to_linker(&mut linker))
+            .and_then(|()| v0_1_0::add_to_linker(&mut linker))
+            .and_then(|()| v0_2_0::add_to_linker(&mut linker))
             .map_err(|e| RulesError::Engine(format!("linking WASI: {e:#}")))?;
 
         let ticker = cfg.limits.deadline.map(|_| {
@@ -205,14 +211,14 @@ impl RulesRuntime {
         // The version is read from the component's type, before anything is linked or run.
         let inspection = loader::inspect(&self.engine, &component, &label)?;
         let (pre, exports) = match inspection.wit {
-            (0, 1, _) => {
+            wit @ ((0, 1, _) | (0, 2, _)) => {
                 let link_err = |message: String| RulesError::Load {
                     module: Box::new(label.clone()),
                     phase: "link",
                     message,
                 };
-                let exports =
-                    latest::Exports::new(&component, &inspection.interface).map_err(link_err)?;
+                let exports = latest::Exports::new(&component, &inspection.interface, wit)
+                    .map_err(link_err)?;
                 let pre = self
                     .linker
                     .instantiate_pre(&component)
@@ -374,15 +380,21 @@ impl RulesModule {
         &self.inner.label
     }
 
-    /// The exported rules interface, e.g. `pve2netbox:rules/reconcile@0.1.0`.
+    /// The exported rules interface, e.g. `pve2netbox:rules/reconcile@0.2.0`.
     pub fn interface(&self) -> &str {
         &self.inner.inspection.interface
     }
 
-    /// The WIT version of the exported interface (`0.1.0`), read from the component's type.
+    /// The WIT version of the exported interface (`0.2.0`), read from the component's type.
     pub fn wit_version(&self) -> String {
         let (a, b, c) = self.inner.inspection.wit;
         format!("{a}.{b}.{c}")
+    }
+
+    /// Whether [`Self::reconcile`] is one fused `reconcile` call (WIT 0.2 and later) rather
+    /// than the three steps of a 0.1 module.
+    pub fn fuses_reconcile(&self) -> bool {
+        self.inner.exports.has_reconcile()
     }
 
     /// The functions the rules interface exports.
@@ -505,8 +517,44 @@ impl RulesModule {
     }
 
     /// The three steps for each guest and its matched NetBox record, one result per input, in
-    /// order: what the sync runs. A batch failure (trap, limit) of any step fails the batch.
+    /// order: what the sync runs. A 0.2 module answers in one `reconcile` call; a 0.1 module in
+    /// its three steps ([`Self::reconcile_in_steps`]). A failed call (trap, limit, contract) fails
+    /// the whole batch and no other.
     pub fn reconcile(
+        &self,
+        ctx: &Context,
+        items: Vec<ReconcileInput>,
+    ) -> Result<BatchOutput<Result<Reconciled, RuleError>>, RulesError> {
+        if !self.inner.exports.has_reconcile() {
+            return self.reconcile_in_steps(ctx, items);
+        }
+        let wctx = convert::context_to(ctx);
+        let input: Vec<_> = items.into_iter().map(convert::reconcile_input_to).collect();
+        let n = input.len();
+        let id = |_: usize, i: &latest::types::ReconcileInput| guest_id(&i.guest);
+        let (out, fuel) = self.call(
+            "reconcile",
+            n,
+            || batch_of(&input, id),
+            |store, inst, ex| ex.reconcile(inst, store, &wctx, &input),
+        )?;
+        let items = self.check_len("reconcile", n, out, || batch_of(&input, id))?;
+        Ok(BatchOutput {
+            items: items
+                .into_iter()
+                .map(|r| {
+                    r.map(convert::reconciled_from)
+                        .map_err(convert::rule_error_from)
+                })
+                .collect(),
+            fuel,
+        })
+    }
+
+    /// `reconcile` as `normalize-desired`, `normalize-current` and `diff` batch calls
+    /// (`model::reconcile_with`): how a 0.1 module reconciles, and what a 0.2 module's fused
+    /// `reconcile` must agree with (`rules test` compares them). The fuel is the three calls'.
+    pub fn reconcile_in_steps(
         &self,
         ctx: &Context,
         items: Vec<ReconcileInput>,

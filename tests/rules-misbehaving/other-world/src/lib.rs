@@ -1,4 +1,4 @@
-//! A component of another world (`pve2netbox:rules@0.2.0`), for the host's version refusal test.
+//! A component of another world (`pve2netbox:rules@0.99.0`), for the host's version refusal test.
 
 wit_bindgen::generate!({ world: "rules", path: "wit" });
 
@@ -6,7 +6,7 @@ struct Module;
 
 impl exports::pve2netbox::rules::reconcile::Guest for Module {
     fn info() -> String {
-        "rules-other-world 0.2.0".into()
+        "rules-other-world 0.99.0".into()
     }
 }
 

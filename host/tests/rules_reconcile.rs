@@ -1,0 +1,229 @@
+//! `RulesModule::reconcile`, what the sync calls: one fused call per batch for a WIT 0.2 module
+//! (the embedded default), the three steps for a 0.1 module (`tests/rules-misbehaving/runaway`).
+//! Both give what the three steps give, and what the rules give natively; a failed batch fails
+//! alone, naming its first and last guest.
+
+mod rules_common;
+
+use guest_default::DefaultRules;
+use guest_default::model::{
+    Context, FieldChange, JsonText, NetboxVm, ReconcileInput, Reconciled, RuleSet,
+};
+use pve2netbox::rules::{
+    CacheMode, LimitHit, Limits, Metering, RulesError, RulesModule, RulesRuntime, RuntimeConfig,
+    fixture::effective_context, generate,
+};
+use rules_common::{guest, misbehave, misbehaving};
+
+fn runtime(limits: Limits) -> RulesRuntime {
+    RulesRuntime::new(RuntimeConfig {
+        limits,
+        cache: CacheMode::Disabled,
+    })
+    .expect("runtime")
+}
+
+fn fuel_runtime() -> RulesRuntime {
+    runtime(Limits {
+        metering: Metering::Fuel,
+        ..Limits::default()
+    })
+}
+
+/// Generated guests with their current records (about one in ten without one, a third drifted).
+fn workload(n: usize) -> Vec<ReconcileInput> {
+    let guests = generate::guests("lab", n, 3);
+    let current = generate::current_records(&guests, 3);
+    guests
+        .into_iter()
+        .zip(current)
+        .map(|(guest, current)| ReconcileInput { guest, current })
+        .collect()
+}
+
+#[test]
+fn fused_reconcile_of_the_default_agrees_with_its_three_steps_and_native() {
+    let rt = fuel_runtime();
+    let m = rt.load_default().expect("default rules");
+    assert!(m.fuses_reconcile(), "the embedded default exports WIT 0.2");
+    let ctx = effective_context(&m, &Context::default()).unwrap();
+    let items = workload(300);
+
+    let fused = m.reconcile(&ctx, items.clone()).expect("fused reconcile");
+    let steps = m
+        .reconcile_in_steps(&ctx, items.clone())
+        .expect("the three steps");
+    let native = DefaultRules::reconcile(&ctx, items);
+    assert_eq!(fused.items.len(), 300);
+    assert_eq!(fused.items, steps.items);
+    assert_eq!(fused.items, native);
+
+    // Not a vacuous comparison: the workload has creates and updates of several sizes.
+    let vms: Vec<_> = fused
+        .items
+        .iter()
+        .filter_map(|r| match r {
+            Ok(Reconciled::Vm(v)) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert!(vms.len() > 200, "{} of 300 reconciled", vms.len());
+    let sizes: std::collections::BTreeSet<usize> = vms.iter().map(|v| v.changes.len()).collect();
+    assert!(sizes.len() > 2, "change counts {sizes:?}");
+    assert!(vms.iter().all(|v| v.name.is_some()));
+
+    // One call instead of three, and the desired VM never crosses the boundary: less fuel
+    // (deterministic, unlike time).
+    assert!(
+        fused.fuel > 0 && fused.fuel < steps.fuel,
+        "fused {} vs three steps {}",
+        fused.fuel,
+        steps.fuel
+    );
+}
+
+fn record(id: u64, name: &str, status: &str) -> NetboxVm {
+    NetboxVm {
+        id,
+        name: name.into(),
+        status: status.into(),
+        ..NetboxVm::default()
+    }
+}
+
+fn change(field: &str, old: &str, new: &str) -> FieldChange {
+    FieldChange {
+        field: field.into(),
+        old: JsonText(old.into()),
+        new: JsonText(new.into()),
+    }
+}
+
+#[test]
+fn a_wit_0_1_module_reconciles_through_its_three_steps() {
+    let rt = fuel_runtime();
+    let m = rt.load_file(&misbehaving("runaway")).expect("0.1 module");
+    assert!(!m.fuses_reconcile());
+    let items = vec![
+        // Exists, status differs: one change.
+        ReconcileInput {
+            guest: guest(100, "a"),
+            current: Some(record(7, "a", "offline")),
+        },
+        // New: the create body (name and status).
+        ReconcileInput {
+            guest: guest(101, "b"),
+            current: None,
+        },
+        // Exists and agrees: nothing to do.
+        ReconcileInput {
+            guest: guest(102, "c"),
+            current: Some(record(8, "c", "active")),
+        },
+    ];
+    let out = m
+        .reconcile(&Context::default(), items.clone())
+        .expect("reconcile of a 0.1 module");
+    let vm = |name: &str, changes: Vec<FieldChange>| {
+        Ok(Reconciled::Vm(guest_default::model::ReconciledVm {
+            name: Some(name.into()),
+            needs: Vec::new(),
+            changes,
+        }))
+    };
+    assert_eq!(
+        out.items,
+        vec![
+            vm("a", vec![change("status", "\"offline\"", "\"active\"")]),
+            vm(
+                "b",
+                vec![
+                    change("name", "null", "\"b\""),
+                    change("status", "null", "\"active\"")
+                ]
+            ),
+            vm("c", vec![]),
+        ]
+    );
+    // The fuel is the three calls'.
+    assert!(out.fuel > 0);
+    assert_eq!(
+        out,
+        m.reconcile_in_steps(&Context::default(), items).unwrap()
+    );
+}
+
+#[test]
+fn a_trap_in_a_wit_0_1_reconcile_fails_that_batch_only() {
+    let rt = runtime(Limits::default());
+    let m = rt.load_file(&misbehaving("runaway")).expect("0.1 module");
+    let items: Vec<_> = [(100, "a"), (101, "b"), (102, "c")]
+        .into_iter()
+        .map(|(id, n)| ReconcileInput {
+            guest: guest(id, n),
+            current: None,
+        })
+        .collect();
+    let err = m
+        .reconcile(&misbehave("panic", None), items.clone())
+        .expect_err("a panic fails the batch")
+        .in_batch(4);
+    let msg = err.to_string();
+    assert!(matches!(err, RulesError::Trap { .. }), "{msg}");
+    assert!(
+        msg.contains("normalize-desired of batch 4 (3 items, lab/n1/100 .. lab/n1/102) trapped"),
+        "{msg}"
+    );
+    assert!(msg.contains("deliberate panic"), "{msg}");
+    let next = m
+        .reconcile(&Context::default(), items)
+        .expect("the next batch");
+    assert_eq!(next.items.len(), 3);
+    assert!(next.items.iter().all(Result::is_ok));
+}
+
+/// The default module stopped inside `reconcile` (its memory limit, hit while the call's input
+/// is lowered) fails that batch, named by its first and last guest; the next batch of the same
+/// module runs.
+#[test]
+fn a_failed_fused_reconcile_fails_that_batch_only() {
+    const LIMIT: usize = 16 << 20;
+    let rt = runtime(Limits {
+        memory_bytes: LIMIT,
+        ..Limits::default()
+    });
+    let m: RulesModule = rt.load_default().expect("default rules");
+    assert!(m.fuses_reconcile());
+    let ctx = effective_context(&m, &Context::default()).unwrap();
+    let mut huge = guest(200, "huge");
+    huge.config.push(("description".into(), "x".repeat(LIMIT)));
+    let bad = vec![
+        ReconcileInput {
+            guest: guest(199, "small"),
+            current: None,
+        },
+        ReconcileInput {
+            guest: huge,
+            current: None,
+        },
+    ];
+    let err = m.reconcile(&ctx, bad).expect_err("over the memory limit");
+    let msg = err.to_string();
+    assert!(
+        matches!(err.limit(), Some(LimitHit::Memory { limit, .. }) if *limit == LIMIT),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("reconcile of batch (2 items, lab/n1/199 .. lab/n1/200) stopped"),
+        "{msg}"
+    );
+    let good = m
+        .reconcile(&ctx, workload(50))
+        .expect("the next batch of the same module");
+    assert_eq!(good.items.len(), 50);
+    assert!(
+        good.items
+            .iter()
+            .any(|r| matches!(r, Ok(Reconciled::Vm(_))))
+    );
+}
