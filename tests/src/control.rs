@@ -171,11 +171,16 @@ impl Control {
 
     /// Changes a service's faults; absent keys keep their value.
     pub fn set_faults(&self, service: ServiceKind, patch: &FaultPatch) {
-        self.ctl(service)
-            .faults
+        let ctl = self.ctl(service);
+        ctl.faults
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .apply(patch);
+        if let Some(seed) = patch.seed {
+            use rand::SeedableRng;
+            *ctl.fault_rng.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(rand::rngs::StdRng::seed_from_u64(seed));
+        }
     }
 
     /// Current faults of a service.
@@ -188,6 +193,11 @@ impl Control {
         for s in [ServiceKind::Netbox, ServiceKind::Pve] {
             *self.ctl(s).faults.lock().unwrap_or_else(|e| e.into_inner()) =
                 FaultSettings::default();
+            *self
+                .ctl(s)
+                .fault_rng
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 

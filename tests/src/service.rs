@@ -74,6 +74,10 @@ pub struct FaultSettings {
     pub error_status: u16,
     /// How long a timeout fault holds the request.
     pub timeout_hold_ms: u64,
+    /// Seed of the fault draws, for a repeatable sequence (a test that must see a fault); the
+    /// draws restart from it whenever it is set. `None`: fresh randomness.
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 impl Default for FaultSettings {
@@ -87,6 +91,7 @@ impl Default for FaultSettings {
             retry_after_s: 0,
             error_status: 503,
             timeout_hold_ms: DEFAULT_TIMEOUT_HOLD_MS,
+            seed: None,
         }
     }
 }
@@ -114,6 +119,8 @@ pub struct FaultPatch {
     pub error_status: Option<u16>,
     /// See [`FaultSettings::timeout_hold_ms`].
     pub timeout_hold_ms: Option<u64>,
+    /// See [`FaultSettings::seed`].
+    pub seed: Option<u64>,
 }
 
 impl FaultSettings {
@@ -133,6 +140,9 @@ impl FaultSettings {
         set!(retry_after_s);
         set!(error_status);
         set!(timeout_hold_ms);
+        if p.seed.is_some() {
+            self.seed = p.seed;
+        }
     }
 }
 
@@ -223,6 +233,8 @@ pub(crate) struct ServiceCtl {
     pub(crate) kind: ServiceKind,
     pub(crate) profile: Profile,
     pub(crate) faults: Mutex<FaultSettings>,
+    /// The seeded fault draws while `faults.seed` is set.
+    pub(crate) fault_rng: Mutex<Option<rand::rngs::StdRng>>,
     pub(crate) counters: Counters,
     /// Bounded worker pool (NetBox realistic: 2 gunicorn-like workers); `None` = unbounded.
     workers: Option<Semaphore>,
@@ -234,6 +246,7 @@ impl ServiceCtl {
             kind,
             profile,
             faults: Mutex::new(FaultSettings::default()),
+            fault_rng: Mutex::new(None),
             counters: Counters::default(),
             workers: workers.map(Semaphore::new),
         })
@@ -255,8 +268,7 @@ pub(crate) async fn layer(
 ) -> Response<Body> {
     ctl.counters.record(req.method(), req.uri().path());
     let faults = ctl.faults();
-    let (fail, timeout, drop_roll, jitter) = {
-        let mut r = rand::rng();
+    let draw = |r: &mut dyn rand::RngCore| {
         (
             faults.error_rate > 0.0 && r.random::<f64>() < faults.error_rate,
             faults.timeout_rate > 0.0 && r.random::<f64>() < faults.timeout_rate,
@@ -268,6 +280,13 @@ pub(crate) async fn layer(
                 0.0
             },
         )
+    };
+    let (fail, timeout, drop_roll, jitter) = {
+        let mut seeded = ctl.fault_rng.lock().unwrap_or_else(|e| e.into_inner());
+        match seeded.as_mut() {
+            Some(r) => draw(r),
+            None => draw(&mut rand::rng()),
+        }
     };
     let extra = Duration::from_secs_f64((faults.latency_ms + jitter).max(0.0) / 1000.0);
     let _permit = match &ctl.workers {
