@@ -70,6 +70,47 @@ impl Service<SocketAddr> for MakeDropper {
     }
 }
 
+/// Worker threads of each simulated service's runtime (the machine they run on has 2 cores).
+const SERVICE_WORKER_THREADS: usize = 2;
+
+/// The threads one simulated service runs on.
+///
+/// Why not the caller's runtime: a real NetBox and a real Proxmox are other machines (or at
+/// least other processes). Sharing one tokio runtime made them queue behind each other: a
+/// zero-latency Proxmox serving 100k configs kept the workers busy, so NetBox's pages waited
+/// in the run queue and the client's snapshot looked slower than it was. Separate runtimes
+/// still share the CPU, but the OS scheduler shares it fairly.
+pub(crate) struct ServiceRuntime {
+    /// Always `Some` until dropped.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl ServiceRuntime {
+    /// Starts the runtime; `name` names its threads (seen in `top -H`, `perf`).
+    pub(crate) fn new(name: &str) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SERVICE_WORKER_THREADS)
+            .thread_name(name)
+            .enable_all()
+            .build()?;
+        Ok(Self { rt: Some(rt) })
+    }
+
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        self.rt.as_ref().expect("runtime lives until drop").handle()
+    }
+}
+
+impl Drop for ServiceRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime waits for its blocking tasks, which panics inside async code (the
+        // simulators are usually dropped there); stop it without waiting.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Binds `127.0.0.1:port` (0 = any free port).
 pub(crate) fn bind_loopback(port: u16) -> std::io::Result<(TcpListener, SocketAddr)> {
     let l = TcpListener::bind(("127.0.0.1", port))?;
@@ -78,9 +119,14 @@ pub(crate) fn bind_loopback(port: u16) -> std::io::Result<(TcpListener, SocketAd
     Ok((l, addr))
 }
 
-/// Serves `router` over plain HTTP until `handle` shuts down.
-pub(crate) fn spawn_http(listener: TcpListener, router: Router, handle: Handle) {
-    tokio::spawn(async move {
+/// Serves `router` over plain HTTP on `rt` until `handle` shuts down.
+pub(crate) fn spawn_http(
+    rt: &tokio::runtime::Handle,
+    listener: TcpListener,
+    router: Router,
+    handle: Handle,
+) {
+    rt.spawn(async move {
         let server = axum_server::from_tcp(listener).handle(handle);
         if let Err(e) = server.serve(MakeDropper(router)).await {
             tracing::error!(error = %e, "simulator http server stopped");
@@ -88,14 +134,15 @@ pub(crate) fn spawn_http(listener: TcpListener, router: Router, handle: Handle) 
     });
 }
 
-/// Serves `router` over HTTPS with `tls` until `handle` shuts down.
+/// Serves `router` over HTTPS with `tls` on `rt` until `handle` shuts down.
 pub(crate) fn spawn_https(
+    rt: &tokio::runtime::Handle,
     listener: TcpListener,
     router: Router,
     tls: Arc<rustls::ServerConfig>,
     handle: Handle,
 ) {
-    tokio::spawn(async move {
+    rt.spawn(async move {
         let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
         let server = axum_server::tls_rustls::from_tcp_rustls(listener, config).handle(handle);
         if let Err(e) = server.serve(MakeDropper(router)).await {

@@ -76,6 +76,15 @@ pub enum SimError {
     /// Certificate generation failed.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A simulated service's runtime could not start.
+    #[error("sim: starting the {service} runtime failed: {source}")]
+    Runtime {
+        /// Which service.
+        service: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The inventory has no Proxmox endpoint.
     #[error("sim: the inventory has no Proxmox endpoint (clusters + standalone must be >= 1)")]
     NoEndpoint,
@@ -123,6 +132,8 @@ pub struct SimHandle {
     control_url: String,
     control: Arc<Control>,
     handles: Vec<Handle>,
+    /// Proxmox's and NetBox's threads; stopped after the servers (fields drop after `drop`).
+    _runtimes: [serve::ServiceRuntime; 2],
 }
 
 impl std::fmt::Debug for SimHandle {
@@ -243,6 +254,14 @@ impl Simulators {
             Profile::Realistic => Some(REALISTIC_NETBOX_WORKERS),
         });
         let nb_ctl = ServiceCtl::new(ServiceKind::Netbox, cfg.profile, nb_workers);
+        let runtime = |name: &str| {
+            serve::ServiceRuntime::new(name).map_err(|source| SimError::Runtime {
+                service: name.to_string(),
+                source,
+            })
+        };
+        let pve_rt = runtime("sim-pve")?;
+        let nb_rt = runtime("sim-netbox")?;
         let mut handles = Vec::new();
         let mut infos = Vec::new();
         let mut endpoints = Vec::new();
@@ -291,7 +310,13 @@ impl Simulators {
             let router =
                 pve::router(ep.clone()).layer(from_fn_with_state(pve_ctl.clone(), service::layer));
             let handle = Handle::new();
-            serve::spawn_https(listener, router, cert.server_config.clone(), handle.clone());
+            serve::spawn_https(
+                pve_rt.handle(),
+                listener,
+                router,
+                cert.server_config.clone(),
+                handle.clone(),
+            );
             handles.push(handle);
             infos.push(PveEndpointInfo {
                 name,
@@ -339,7 +364,7 @@ impl Simulators {
         let nb_router =
             netbox::router(nb.clone()).layer(from_fn_with_state(nb_ctl.clone(), service::layer));
         let nh = Handle::new();
-        serve::spawn_http(nl, nb_router, nh.clone());
+        serve::spawn_http(nb_rt.handle(), nl, nb_router, nh.clone());
         handles.push(nh);
         let netbox_url = format!("http://{naddr}");
 
@@ -360,7 +385,13 @@ impl Simulators {
                 source,
             })?;
         let ch = Handle::new();
-        serve::spawn_http(cl, control::router(control.clone()), ch.clone());
+        // The control API answers the tests, on their own runtime.
+        serve::spawn_http(
+            &tokio::runtime::Handle::current(),
+            cl,
+            control::router(control.clone()),
+            ch.clone(),
+        );
         handles.push(ch);
 
         Ok(SimHandle {
@@ -372,6 +403,7 @@ impl Simulators {
             control_url: format!("http://{caddr}"),
             control,
             handles,
+            _runtimes: [pve_rt, nb_rt],
         })
     }
 }
