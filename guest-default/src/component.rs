@@ -7,7 +7,7 @@
 
 use std::marker::PhantomData;
 
-use crate::model::{self, Field, RuleSet};
+use crate::model::{self, Field, RuleSet, with_failed_in_place};
 
 /// The generated bindings of `wit/v0.2.0` (world `rules`).
 #[allow(missing_docs, clippy::all)]
@@ -90,56 +90,23 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
         items: Vec<w::ReconcileInput>,
     ) -> Vec<Result<w::Reconciled, w::RuleError>> {
         let ctx = context_in(ctx);
-        // As in `normalize_desired`: a config that is not JSON fails its own guest only.
-        let item_in = |i: w::ReconcileInput| {
-            Ok(model::ReconcileInput {
-                guest: guest_in(i.guest)?,
-                current: i.current.map(netbox_in),
+        // The configs stay JSON text: the rule set reads them (a bad one fails its own guest).
+        let items = items
+            .into_iter()
+            .map(|i| {
+                let (guest, config) = guest_parts(i.guest);
+                model::JsonReconcileInput {
+                    guest,
+                    config,
+                    current: i.current.map(netbox_in),
+                }
             })
-        };
-        with_failed_in_place(items, item_in, |good| {
-            R::reconcile(&ctx, good)
-                .into_iter()
-                .map(|r| r.map(reconciled_out).map_err(error_out))
-                .collect()
-        })
+            .collect();
+        R::reconcile_json(&ctx, items)
+            .into_iter()
+            .map(|r| r.map(reconciled_out).map_err(error_out))
+            .collect()
     }
-}
-
-/// Converts `inputs`, hands those that convert to `rules` (one result each, in order), and puts
-/// each conversion error back at its input's position: one result per input, in order.
-fn with_failed_in_place<I, T, O>(
-    inputs: Vec<I>,
-    convert: impl Fn(I) -> Result<T, w::RuleError>,
-    rules: impl FnOnce(Vec<T>) -> Vec<Result<O, w::RuleError>>,
-) -> Vec<Result<O, w::RuleError>> {
-    let total = inputs.len();
-    let mut failed = Vec::new();
-    let mut good = Vec::with_capacity(total);
-    for (i, input) in inputs.into_iter().enumerate() {
-        match convert(input) {
-            Ok(t) => good.push(t),
-            Err(e) => failed.push((i, e)),
-        }
-    }
-    if failed.is_empty() {
-        return rules(good);
-    }
-    // Merged in one pass (ascending positions); results beyond a short answer keep their order.
-    let mut results = rules(good).into_iter();
-    let mut failed = failed.into_iter().peekable();
-    let mut out = Vec::with_capacity(total);
-    loop {
-        if let Some((_, e)) = failed.next_if(|(i, _)| *i == out.len()) {
-            out.push(Err(e));
-        } else if let Some(r) = results.next() {
-            out.push(r);
-        } else {
-            break;
-        }
-    }
-    out.extend(failed.map(|(_, e)| Err(e)));
-    out
 }
 
 /// Exports a `RuleSet` implementation as the component's `reconcile` interface.
@@ -245,17 +212,17 @@ fn context_in(c: w::Context) -> model::Context {
     }
 }
 
-/// The guest in model form, or its `bad-config` error. `reconcile` reports the same error as
-/// `normalize-desired` (the step that reads the config), so the two agree.
+/// The guest in model form, or its `bad-config` error (`model::parse_guest_config`, the same
+/// error `reconcile` reports, so the two agree).
 fn guest_in(g: w::PveGuest) -> Result<model::Guest, w::RuleError> {
-    let config = model::config_from_json(&g.config).map_err(|e| w::RuleError {
-        code: "bad-config".to_owned(),
-        message: format!(
-            "the config of {}/{}/{} is not a JSON object of texts: {e} (guest-default, normalize-desired)",
-            g.cluster, g.node, g.vmid
-        ),
-    })?;
-    Ok(model::Guest {
+    let (mut guest, config) = guest_parts(g);
+    model::parse_guest_config(&mut guest, &config).map_err(error_out)?;
+    Ok(guest)
+}
+
+/// The guest in model form without its config, and the config's JSON text.
+fn guest_parts(g: w::PveGuest) -> (model::Guest, String) {
+    let guest = model::Guest {
         cluster: g.cluster,
         vmid: g.vmid,
         kind: match g.kind {
@@ -271,9 +238,10 @@ fn guest_in(g: w::PveGuest) -> Result<model::Guest, w::RuleError> {
         maxdisk: g.maxdisk,
         tags: g.tags,
         pool: g.pool,
-        config,
+        config: Vec::new(),
         config_read: g.config_read,
-    })
+    };
+    (guest, g.config)
 }
 
 fn netbox_in(r: w::NetboxVm) -> model::NetboxVm {

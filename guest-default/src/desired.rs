@@ -65,13 +65,27 @@ fn managed_tags_json(tags: &[(String, String)]) -> String {
 
 /// The desired state of one guest.
 pub(crate) fn desired(mut guest: Guest, p: &Prepared) -> Result<Desired, RuleError> {
+    let config = std::mem::take(&mut guest.config);
+    let cfg = ConfigView::from_pairs(
+        guest.kind,
+        config.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    desired_with(guest, cfg, p)
+}
+
+/// The desired state of one guest whose config has been read into `cfg` (`guest.config` is
+/// not looked at).
+pub(crate) fn desired_with(
+    mut guest: Guest,
+    cfg: ConfigView<'_>,
+    p: &Prepared,
+) -> Result<Desired, RuleError> {
     if guest.template && p.skip_templates {
         return Ok(Desired::Skip(format!(
             "VM {} is a template and the setting skip_templates is true",
             guest.scope()
         )));
     }
-    let cfg = ConfigView::new(&guest);
     let read = guest.config_read;
     let bad_config = |e: crate::numbers::ConfigNumberError| error(&guest, "bad-config", e);
 

@@ -29,8 +29,9 @@ mod units;
 pub use desired::kind_object;
 
 use model::{
-    Context, Desired, DiffInput, Field, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm,
-    ReconcileInput, Reconciled, ReconciledVm, RuleError, RuleSet, Vm, WIT_VERSION,
+    Context, Desired, DiffInput, Field, FieldChange, FieldPolicy, Guest, JsonReconcileInput,
+    ModuleInfo, NetboxVm, ReconcileInput, Reconciled, ReconciledVm, RuleError, RuleSet, Vm,
+    WIT_VERSION,
 };
 
 /// The default rules (see `README.md` and `policy` for the choices).
@@ -92,6 +93,24 @@ impl RuleSet for DefaultRules {
             .map(|item| reconcile_one(item, &prepared, &pol))
             .collect()
     }
+
+    /// `reconcile` reading each config straight from its JSON text (`config::scan_json`, no
+    /// owned pairs); a text that is not the plain WIT shape is parsed in full as the default
+    /// does, with the same `bad-config` error. Agrees with `reconcile` (`tests/reconcile.rs`).
+    fn reconcile_json(
+        ctx: &Context,
+        items: Vec<JsonReconcileInput>,
+    ) -> Vec<Result<Reconciled, RuleError>> {
+        let Ok(prepared) = settings::Prepared::new(ctx) else {
+            // Every VM fails: bad configs with their own error, as the default orders them.
+            return model::reconcile_json_by_parsing::<Self>(ctx, items);
+        };
+        let pol = policy::Policies::new(ctx);
+        items
+            .into_iter()
+            .map(|item| reconcile_one_json(item, &prepared, &pol))
+            .collect()
+    }
 }
 
 /// A bad setting as the rule error of every VM in the call; reported under normalize-desired,
@@ -110,13 +129,50 @@ fn reconcile_one(
     prepared: &settings::Prepared,
     pol: &policy::Policies,
 ) -> Result<Reconciled, RuleError> {
-    let desired = match desired::desired(item.guest, prepared)? {
+    let desired = desired::desired(item.guest, prepared)?;
+    compare(desired, item.current, pol)
+}
+
+/// [`reconcile_one`] for a guest whose config is JSON text.
+fn reconcile_one_json(
+    item: JsonReconcileInput,
+    prepared: &settings::Prepared,
+    pol: &policy::Policies,
+) -> Result<Reconciled, RuleError> {
+    let JsonReconcileInput {
+        mut guest,
+        config,
+        current,
+    } = item;
+    let desired = match config::scan_json(&config) {
+        Some(pairs) => {
+            let cfg = config::ConfigView::from_pairs(
+                guest.kind,
+                pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+            );
+            desired::desired_with(guest, cfg, prepared)?
+        }
+        None => {
+            model::parse_guest_config(&mut guest, &config)?;
+            desired::desired(guest, prepared)?
+        }
+    };
+    compare(desired, current, pol)
+}
+
+/// normalize-current (for a VM) and diff of a desired state.
+fn compare(
+    desired: Desired,
+    current: Option<NetboxVm>,
+    pol: &policy::Policies,
+) -> Result<Reconciled, RuleError> {
+    let desired = match desired {
         Desired::Vm(d) => d,
         Desired::Skip(reason) => return Ok(Reconciled::Skip(reason)),
     };
     let pair = DiffInput {
         desired: desired.vm,
-        current: item.current.map(current::current),
+        current: current.map(current::current),
     };
     let changes = diff::diff(pol, &pair)?;
     // The name moves out of the compared VM once the diff is done with it.

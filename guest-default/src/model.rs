@@ -80,16 +80,50 @@ pub fn push_json_string(out: &mut String, s: &str) {
 /// Appends the escaped content of a JSON string (no quotes). Escaping is per character, so
 /// pieces may be appended one after another.
 pub(crate) fn push_json_escaped(out: &mut String, s: &str) {
-    // Runs of plain characters are copied whole (most strings have nothing to escape).
+    // Runs of plain characters are copied whole (most strings have nothing to escape), found
+    // eight bytes at a time.
+    let bytes = s.as_bytes();
     let mut plain = 0;
-    for (i, b) in s.bytes().enumerate() {
-        if b == b'"' || b == b'\\' || b < 0x20 {
-            out.push_str(&s[plain..i]);
-            plain = i + 1;
-            push_json_escape(out, b);
-        }
+    loop {
+        let i = next_json_special(bytes, plain);
+        let Some(&b) = bytes.get(i) else { break };
+        out.push_str(&s[plain..i]);
+        push_json_escape(out, b);
+        plain = i + 1;
     }
     out.push_str(&s[plain..]);
+}
+
+/// The position of the first byte at or after `from` that a JSON string cannot hold as it is
+/// (`"`, `\`, or a control character below 0x20); `from.max(bytes.len())` when there is none.
+///
+/// Eight bytes per step (a word test for "any byte equal to / below"): strings here are mostly
+/// plain, and a byte loop was the largest part of escaping a config and of scanning one.
+#[inline]
+pub(crate) fn next_json_special(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let slash = w ^ (ONES * u64::from(b'\\'));
+        // Exact for "some byte is zero" and "some byte is below 0x20" (the classic word tests).
+        let special = (quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        if special & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// The escape of one byte that JSON requires to be escaped (all are ASCII).
@@ -1278,6 +1312,31 @@ pub struct ReconcileInput {
     pub current: Option<NetboxVm>,
 }
 
+/// One input of [`RuleSet::reconcile_json`]: a guest whose config is still the WIT's JSON text
+/// (`guest.config` is empty), as a component receives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonReconcileInput {
+    pub guest: Guest,
+    /// The config as one JSON object text (the WIT's `pve-guest.config`).
+    pub config: String,
+    pub current: Option<NetboxVm>,
+}
+
+/// Parses `text` into `guest.config`, or the guest's `bad-config` error (reported under
+/// normalize-desired, the step that reads the config, by `reconcile` too so the two agree).
+pub fn parse_guest_config(guest: &mut Guest, text: &str) -> Result<(), RuleError> {
+    guest.config = config_from_json(text).map_err(|e| {
+        RuleError::new(
+            "bad-config",
+            format!(
+                "the config of {} is not a JSON object of texts: {e} (guest-default, normalize-desired)",
+                guest.scope()
+            ),
+        )
+    })?;
+    Ok(())
+}
+
 /// What [`RuleSet::reconcile`] decided for one guest.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reconciled {
@@ -1360,6 +1419,70 @@ pub trait RuleSet {
     fn reconcile(ctx: &Context, items: Vec<ReconcileInput>) -> Vec<Result<Reconciled, RuleError>> {
         reconcile_in_three_steps::<Self>(ctx, items)
     }
+
+    /// [`Self::reconcile`] for guests whose config is still JSON text (what the component
+    /// receives). The default parses each config (a bad one fails its own guest, `bad-config`)
+    /// and calls `reconcile`; a rule set may read the text without building the pairs, as long
+    /// as it answers the same.
+    fn reconcile_json(
+        ctx: &Context,
+        items: Vec<JsonReconcileInput>,
+    ) -> Vec<Result<Reconciled, RuleError>> {
+        reconcile_json_by_parsing::<Self>(ctx, items)
+    }
+}
+
+/// [`RuleSet::reconcile_json`] by parsing each config and calling [`RuleSet::reconcile`]: a
+/// config that does not parse fails its own guest only, in place.
+pub fn reconcile_json_by_parsing<R: RuleSet + ?Sized>(
+    ctx: &Context,
+    items: Vec<JsonReconcileInput>,
+) -> Vec<Result<Reconciled, RuleError>> {
+    let parse = |i: JsonReconcileInput| {
+        let mut guest = i.guest;
+        parse_guest_config(&mut guest, &i.config)?;
+        Ok(ReconcileInput {
+            guest,
+            current: i.current,
+        })
+    };
+    with_failed_in_place(items, parse, |good| R::reconcile(ctx, good))
+}
+
+/// Converts `inputs`, hands those that convert to `rules` (one result each, in order), and puts
+/// each conversion error back at its input's position: one result per input, in order.
+pub fn with_failed_in_place<I, T, O, E>(
+    inputs: Vec<I>,
+    convert: impl Fn(I) -> Result<T, E>,
+    rules: impl FnOnce(Vec<T>) -> Vec<Result<O, E>>,
+) -> Vec<Result<O, E>> {
+    let total = inputs.len();
+    let mut failed = Vec::new();
+    let mut good = Vec::with_capacity(total);
+    for (i, input) in inputs.into_iter().enumerate() {
+        match convert(input) {
+            Ok(t) => good.push(t),
+            Err(e) => failed.push((i, e)),
+        }
+    }
+    if failed.is_empty() {
+        return rules(good);
+    }
+    // Merged in one pass (ascending positions); results beyond a short answer keep their order.
+    let mut results = rules(good).into_iter();
+    let mut failed = failed.into_iter().peekable();
+    let mut out = Vec::with_capacity(total);
+    loop {
+        if let Some((_, e)) = failed.next_if(|(i, _)| *i == out.len()) {
+            out.push(Err(e));
+        } else if let Some(r) = results.next() {
+            out.push(r);
+        } else {
+            break;
+        }
+    }
+    out.extend(failed.map(|(_, e)| Err(e)));
+    out
 }
 
 /// Per input of [`reconcile_with`]: its diff input's position with the desired name and needs,

@@ -12,8 +12,9 @@ use std::path::Path;
 use guest_default::DefaultRules;
 use guest_default::diff::FIELD_ORDER;
 use guest_default::model::{
-    Context, Desired, Field, FieldPolicy, Fixture, Guest, GuestKind, JsonText, KnownObject,
-    NetboxVm, Ownership, ReconcileInput, Reconciled, RuleError, RuleSet, reconcile_in_three_steps,
+    Context, Desired, Field, FieldPolicy, Fixture, Guest, GuestKind, JsonReconcileInput, JsonText,
+    KnownObject, NetboxVm, Ownership, ReconcileInput, Reconciled, RuleError, RuleSet,
+    config_to_json, reconcile_in_three_steps,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -21,9 +22,21 @@ use proptest::test_runner::TestRunner;
 
 type Results = Vec<Result<Reconciled, RuleError>>;
 
-/// The fused and the three-step answers for the same inputs.
+/// The fused and the three-step answers for the same inputs. The fused answer from the
+/// configs as JSON text (`reconcile_json`, what the component runs) must be the fused one.
 fn both(ctx: &Context, items: Vec<ReconcileInput>) -> (Results, Results) {
+    let as_json = items
+        .iter()
+        .cloned()
+        .map(|mut i| JsonReconcileInput {
+            config: config_to_json(&std::mem::take(&mut i.guest.config)),
+            guest: i.guest,
+            current: i.current,
+        })
+        .collect();
+    let from_json = DefaultRules::reconcile_json(ctx, as_json);
     let fused = DefaultRules::reconcile(ctx, items.clone());
+    assert_eq!(from_json, fused, "reconcile_json differs from reconcile");
     let steps = reconcile_in_three_steps::<DefaultRules>(ctx, items);
     (fused, steps)
 }
