@@ -201,7 +201,15 @@ pub async fn read_guests(
         let limit = limit.clone();
         let bar_total = bar_handle(bar);
         tasks.spawn(async move {
-            let out = read_endpoint(index, &endpoint, cluster_id, limit, &bar_total).await;
+            let out = read_endpoint(
+                index,
+                &endpoint,
+                cluster_id,
+                limit,
+                max_concurrency,
+                &bar_total,
+            )
+            .await;
             (index, out)
         });
     }
@@ -243,11 +251,14 @@ fn bar_handle(bar: &PhaseBar) -> BarHandle {
     BarHandle(bar.indicatif())
 }
 
+/// Reads one endpoint: its listing, then its configs with at most `workers` in flight (and
+/// never more than the shared `limit` allows across endpoints).
 async fn read_endpoint(
     index: usize,
     endpoint: &Endpoint,
     cluster_id: u64,
     limit: Arc<Semaphore>,
+    workers: usize,
     bar: &BarHandle,
 ) -> (ClusterRead, Vec<ReadGuest>) {
     let cluster = endpoint.cluster().to_owned();
@@ -333,23 +344,29 @@ async fn read_endpoint(
             }
         }
     }
-    // A config read is spawned only once it holds a slot, and finished reads are taken in
-    // meanwhile: spawning all at once kept a waiting task per guest (~1.8 KB each) and let
-    // read configs pile up as JSON maps (~4 KB each at 20 properties).
-    let mut configs: JoinSet<(usize, Result<RawObject, ProxmoxError>)> = JoinSet::new();
-    let mut jobs = jobs.into_iter().peekable();
-    // The first reads go out before the rows are packed (every free slot), so the slots do
-    // not idle while 10k rows are packed.
-    while jobs.peek().is_some() {
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            break;
-        };
-        let job = jobs.next().expect("peeked");
-        spawn_config_read(&mut configs, &endpoint.client, job, permit);
+    // The configs are read by at most `workers` tasks, each taking the next guest as soon as its
+    // previous answer is in: a free slot starts the next request on the same task, with no hop
+    // through this one, which meanwhile turns answers into guests. Answers wait in a channel of
+    // `workers` places, so read configs never pile up (as JSON maps they were ~4 KB each) and a
+    // waiting task per guest is never kept (spawning all at once held ~1.8 KB per guest).
+    let jobs_total = jobs.len();
+    let jobs = Arc::new(std::sync::Mutex::new(jobs.into_iter()));
+    let (answers, mut answered) = tokio::sync::mpsc::channel(workers.max(1));
+    let mut readers = JoinSet::new();
+    for _ in 0..workers.clamp(1, jobs_total.max(1)) {
+        readers.spawn(read_configs(
+            endpoint.client.clone(),
+            jobs.clone(),
+            limit.clone(),
+            answers.clone(),
+        ));
     }
-    // Until its config is read, a row is kept as JSON text of the keys the guest model reads:
-    // as a JSON map it took ~2 KB (~200 MB at 100k guests). Packed off the runtime threads,
-    // whose I/O (these reads, the NetBox snapshot beside them) would wait meanwhile.
+    drop(answers);
+    // The first reads went out above, before the rows are packed, so the slots do not idle
+    // while 10k rows are packed. Until its config is read, a row is kept as JSON text of the
+    // keys the guest model reads: as a JSON map it took ~2 KB (~200 MB at 100k guests). Packed
+    // off the runtime threads, whose I/O (these reads, the NetBox snapshot beside them) would
+    // wait meanwhile.
     let rows: Vec<Box<str>> =
         tokio::task::spawn_blocking(move || rows.into_iter().map(pack_row).collect())
             .await
@@ -361,19 +378,15 @@ async fn read_endpoint(
         rows: &rows,
         bar,
     };
-    for job in jobs {
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the read limit is never closed");
-        spawn_config_read(&mut configs, &endpoint.client, job, permit);
-        while let Some(joined) = configs.try_join_next() {
-            taken.take(joined, &mut read, &mut guests);
-        }
+    while let Some(answer) = answered.recv().await {
+        taken.take(answer, &mut read, &mut guests);
     }
-    while let Some(joined) = configs.join_next().await {
-        taken.take(joined, &mut read, &mut guests);
+    // A reader that panicked took the guest it was reading with it: the scope is then not
+    // read completely, which must never look like guests deleted in Proxmox.
+    while let Some(joined) = readers.join_next().await {
+        if let Err(e) = joined {
+            read.listing_error = Some(format!("a config reader failed: {e}"));
+        }
     }
     read.guest_errors
         .sort_by(|a, b| (a.vmid, &a.node).cmp(&(b.vmid, &b.node)));
@@ -383,20 +396,34 @@ async fn read_endpoint(
 /// A guest whose config is to be read: its row's index, node, kind and VMID.
 type ConfigJob = (usize, String, GuestKind, u64);
 
-/// Spawns one config read holding `permit` (released when the answer is in, before it is
-/// taken).
-fn spawn_config_read(
-    configs: &mut JoinSet<(usize, Result<RawObject, ProxmoxError>)>,
-    client: &ProxmoxClient,
-    (row_index, node, kind, vmid): ConfigJob,
-    permit: tokio::sync::OwnedSemaphorePermit,
+/// A config answer for the row at the index.
+type ConfigAnswer = (usize, Result<RawObject, ProxmoxError>);
+
+/// One reader: takes jobs until none is left, each read holding a slot of the shared `limit`
+/// (released as soon as the answer is in, before it is handed over).
+async fn read_configs(
+    client: ProxmoxClient,
+    jobs: Arc<std::sync::Mutex<std::vec::IntoIter<ConfigJob>>>,
+    limit: Arc<Semaphore>,
+    answers: tokio::sync::mpsc::Sender<ConfigAnswer>,
 ) {
-    let client = client.clone();
-    configs.spawn(async move {
+    loop {
+        let permit = limit
+            .acquire()
+            .await
+            .expect("the read limit is never closed");
+        // The lock is held only to take the next job, never across an await.
+        let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).next();
+        let Some((row_index, node, kind, vmid)) = job else {
+            return;
+        };
         let result = client.guest_config(&node, kind, vmid).await;
         drop(permit);
-        (row_index, result)
-    });
+        if answers.send((row_index, result)).await.is_err() {
+            // The endpoint's read was dropped: nobody waits for the rest.
+            return;
+        }
+    }
 }
 
 /// Turns finished config reads of one endpoint into guests (or guest errors).
@@ -408,13 +435,13 @@ struct ConfigsTaken<'a> {
     bar: &'a BarHandle,
 }
 
-type ConfigJoin = Result<(usize, Result<RawObject, ProxmoxError>), tokio::task::JoinError>;
-
 impl ConfigsTaken<'_> {
-    fn take(&mut self, joined: ConfigJoin, read: &mut ClusterRead, guests: &mut Vec<ReadGuest>) {
-        let Ok((row_index, result)) = joined else {
-            return;
-        };
+    fn take(
+        &mut self,
+        (row_index, result): ConfigAnswer,
+        read: &mut ClusterRead,
+        guests: &mut Vec<ReadGuest>,
+    ) {
         self.bar.inc();
         let row = &unpack_row(&self.rows[row_index]);
         let config = match result {
