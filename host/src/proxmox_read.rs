@@ -285,7 +285,7 @@ async fn read_endpoint(
     };
     let rows = {
         let _permit = limit.clone().acquire_owned().await;
-        endpoint.client.vm_resources().await
+        endpoint.client.vm_resources_keeping(GUEST_ROW_KEYS).await
     };
     let rows = match rows {
         Ok(rows) => rows,

@@ -189,19 +189,20 @@ impl<'de> Deserialize<'de> for Key<'de> {
 /// be matched or taken for an orphan. A row that does not parse is skipped with a warning (it
 /// cannot be matched, so it is never written).
 pub fn records_from_rows(rows: Vec<Listed<SnapshotRow>>, clusters: &[u64]) -> Vec<NetboxRecord> {
-    rows.into_iter()
-        .filter_map(|row| match row {
-            Listed::Row(SnapshotRow {
-                cluster_id: Some(cluster_id),
-                vm,
-            }) if clusters.contains(&cluster_id) => Some(NetboxRecord::new(cluster_id, vm)),
-            Listed::Row(_) => None,
-            Listed::Unreadable { id, error } => {
-                tracing::warn!(netbox_id = ?id, error = %error, "NetBox VM not understood; left alone");
-                None
-            }
-        })
-        .collect()
+    // Sized once (the rows and the records are both held while converting; ~0.5 KB each).
+    let mut records = Vec::with_capacity(rows.len());
+    records.extend(rows.into_iter().filter_map(|row| match row {
+        Listed::Row(SnapshotRow {
+            cluster_id: Some(cluster_id),
+            vm,
+        }) if clusters.contains(&cluster_id) => Some(NetboxRecord::new(cluster_id, vm)),
+        Listed::Row(_) => None,
+        Listed::Unreadable { id, error } => {
+            tracing::warn!(netbox_id = ?id, error = %error, "NetBox VM not understood; left alone");
+            None
+        }
+    }));
+    records
 }
 
 /// Reads the VMs of the real (non-placeholder) managed clusters.

@@ -140,7 +140,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// Indexes `records` (any order).
     pub fn new(mut records: Vec<NetboxRecord>) -> Self {
-        records.sort_by_key(|r| r.vm.id);
+        // Usually already in id order (the listing's): skip the stable sort's scratch copy.
+        if !records.is_sorted_by_key(|r| r.vm.id) {
+            records.sort_by_key(|r| r.vm.id);
+        }
         let mut by_identity: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
         let mut unowned: BTreeMap<(u64, String), Vec<usize>> = BTreeMap::new();
         for (i, record) in records.iter().enumerate() {
