@@ -1884,6 +1884,20 @@ mod tests {
     }
 
     #[test]
+    fn escape_finder_stops_at_every_special_byte() {
+        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for at in 0..20 {
+                let mut bytes = vec![b'a'; 20];
+                bytes.extend_from_slice("é\u{7f}~ ".as_bytes());
+                bytes[at] = special;
+                assert_eq!(next_json_special(&bytes, 0), at, "{special} at {at}");
+            }
+        }
+        assert_eq!(next_json_special(b"plain text, twenty-three", 0), 24);
+        assert_eq!(next_json_special(b"ab", 5), 5);
+    }
+
+    #[test]
     fn json_string_escaping() {
         for s in [
             "",

@@ -7,8 +7,9 @@ use std::ffi::{c_int, c_long};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (its index in `mi_option_t`, mimalloc v2, the one
-/// libmimalloc-sys builds by default).
+/// mimalloc's `mi_option_purge_delay`: its index in `mi_option_t`, the same in mimalloc v3 (what
+/// libmimalloc-sys builds by default) and v2. Declared by hand: libmimalloc-sys's `extended`
+/// bindings list no constant for it.
 const MI_OPTION_PURGE_DELAY: c_int = 15;
 
 /// Milliseconds mimalloc waits before giving freed pages back to the OS (its default is 10,
