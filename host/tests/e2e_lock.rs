@@ -632,6 +632,10 @@ fn a_lease_left_by_a_killed_run_is_broken_by_its_host_at_once_and_by_others_once
     let left = leases(&h);
     assert_eq!(left.len(), 1, "the killed run leaves its lease");
     assert_eq!(holder_of(&left[0]).host.as_deref(), Some("sync-a"));
+    // The killed run may have written some or all of its changes before the kill (a real
+    // NetBox answers fast): a change made now gives every later run a write, so a lease to
+    // take and a stale one to break.
+    rename_a_guest(&h, "renamed-after-first-kill");
 
     // Another machine cannot tell whether that run is alive: refused until it expires.
     let out = run_on(&h, "sync-b", &["sync"]);
@@ -646,16 +650,12 @@ fn a_lease_left_by_a_killed_run_is_broken_by_its_host_at_once_and_by_others_once
     assert!(leases(&h).is_empty(), "released: {:?}", leases(&h));
 
     // A short TTL: another machine breaks the killed run's lease once it has expired.
-    let guest = h.guest_of_type("qemu");
-    let (cluster, vmid) = (
-        guest["cluster"].as_str().expect("cluster").to_string(),
-        guest["vmid"].as_u64().expect("vmid") as u32,
-    );
-    h.edit_guest(&cluster, vmid, json!({"name": "renamed-after-kill"}));
+    rename_a_guest(&h, "renamed-before-second-kill");
     let ttl = format!("sync.lock_ttl_secs={SHORT_TTL_SECS}");
     let pid = kill_after_lease(&h, "sync-a", &["--set", &ttl]);
     let left = leases(&h);
     assert_eq!(holder_of(&left[0]).pid, Some(pid));
+    rename_a_guest(&h, "renamed-after-second-kill");
     // Past its expiry (it was taken, and at most renewed, before the kill).
     std::thread::sleep(Duration::from_secs(SHORT_TTL_SECS + 1));
     let out = run_on(&h, "sync-b", &["sync"]);
@@ -666,21 +666,28 @@ fn a_lease_left_by_a_killed_run_is_broken_by_its_host_at_once_and_by_others_once
     );
     assert!(leases(&h).is_empty(), "released: {:?}", leases(&h));
     assert!(
-        h.vms().iter().any(|v| v["name"] == "renamed-after-kill"),
+        h.vms()
+            .iter()
+            .any(|v| v["name"] == "renamed-after-second-kill"),
         "the run after the break wrote"
     );
+}
+
+/// Renames the first QEMU guest in Proxmox, so the next run has a write to make.
+fn rename_a_guest(h: &Harness, name: &str) {
+    let guest = h.guest_of_type("qemu");
+    let (cluster, vmid) = (
+        guest["cluster"].as_str().expect("cluster").to_string(),
+        guest["vmid"].as_u64().expect("vmid") as u32,
+    );
+    h.edit_guest(&cluster, vmid, json!({ "name": name }));
 }
 
 #[test]
 fn a_run_that_read_netbox_before_another_run_held_the_lease_stops_before_writing() {
     let h = Harness::generated(spec(LEASE_VMS, 2, 1, 0, 35));
     run_on(&h, "sync-a", &["sync"]).expect_code(0);
-    let guest = h.guest_of_type("qemu");
-    let (cluster, vmid) = (
-        guest["cluster"].as_str().expect("cluster").to_string(),
-        guest["vmid"].as_u64().expect("vmid") as u32,
-    );
-    h.edit_guest(&cluster, vmid, json!({"name": "renamed-meanwhile"}));
+    rename_a_guest(&h, "renamed-meanwhile");
 
     // Run A starts and is held in Proxmox discovery...
     h.control().set_faults(
