@@ -4,6 +4,8 @@ use std::ffi::{c_int, c_long};
 
 // glibc's allocator spent a third of the reconcile phase in malloc/free (perf, 20k VMs): the
 // rules boundary moves many small strings. mimalloc's thread-local size classes are made for that.
+// The `system-allocator` feature keeps glibc's, for heap profilers that hook malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -26,7 +28,8 @@ unsafe extern "C" {
 }
 
 fn main() -> std::process::ExitCode {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+    if cfg!(not(feature = "system-allocator")) && std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
+    {
         // SAFETY: sets a plain integer option; mimalloc reads options with relaxed atomics
         // and allows setting them at any time (they take effect from the next purge).
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
