@@ -51,11 +51,19 @@ impl JsonText {
     }
     /// True for the text `null` (surrounding whitespace allowed).
     pub fn is_null(&self) -> bool {
-        self.0.trim() == "null"
+        Self::text_is_null(&self.0)
+    }
+    /// [`JsonText::is_null`] of a borrowed text.
+    pub fn text_is_null(text: &str) -> bool {
+        text.trim() == "null"
     }
     /// Parses the text; invalid JSON becomes a JSON string of the text.
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(&self.0).unwrap_or_else(|_| serde_json::Value::String(self.0.clone()))
+        Self::text_to_value(&self.0)
+    }
+    /// [`JsonText::to_value`] of a borrowed text.
+    pub fn text_to_value(text: &str) -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
     }
     /// The text of a JSON value.
     pub fn from_value(v: &serde_json::Value) -> Self {
@@ -63,7 +71,11 @@ impl JsonText {
     }
     /// If the text is a JSON string, its unescaped content.
     pub fn as_string_value(&self) -> Option<String> {
-        match serde_json::from_str::<serde_json::Value>(&self.0) {
+        Self::text_string_value(&self.0)
+    }
+    /// [`JsonText::as_string_value`] of a borrowed text.
+    pub fn text_string_value(text: &str) -> Option<String> {
+        match serde_json::from_str::<serde_json::Value>(text) {
             Ok(serde_json::Value::String(s)) => Some(s),
             _ => None,
         }
@@ -824,7 +836,7 @@ mod json_pairs {
 // ---------------------------------------------------------------------------------------------
 
 /// A referenced NetBox object the host should create when it is missing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ObjectSpec {
     /// `platform`, `tag`, `role`, `vm-type`, `tenant`, `site`.
     pub kind: String,

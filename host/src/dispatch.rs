@@ -158,7 +158,7 @@ pub fn vm_body(op: &Operation, resolver: &Resolver) -> Result<Map<String, Value>
             custom_fields.insert(name.to_owned(), new);
             continue;
         }
-        let value = if let Some(kind) = reference_kind(&change.field) {
+        let value = if let Some(kind) = reference_kind(change.field) {
             match &new {
                 Value::Null => Value::Null,
                 Value::String(key) => json!(resolver.id(kind, key).ok_or_else(|| format!(
@@ -184,7 +184,7 @@ pub fn vm_body(op: &Operation, resolver: &Resolver) -> Result<Map<String, Value>
         } else {
             new
         };
-        body.insert(change.field.clone(), value);
+        body.insert(change.field.to_owned(), value);
     }
     if !custom_fields.is_empty() {
         body.insert("custom_fields".into(), Value::Object(custom_fields));
@@ -845,7 +845,7 @@ mod tests {
             netbox_id: None,
             name: None,
             last_updated: None,
-            changes,
+            changes: changes.into(),
             object: None,
             journal: None,
         }

@@ -21,12 +21,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guest_default::model::{FieldChange, JsonText};
+use guest_default::model::JsonText;
 use serde::{Deserialize, Serialize};
 
 use crate::reconcile::{
-    ClusterRead, Identity, Journal, MISSING_RUNS_FIELD, NetboxRecord, ORPHAN_TAG, ObservedGuest,
-    Snapshot, cf,
+    Changes, ClusterRead, Identity, Journal, MISSING_RUNS_FIELD, NetboxRecord, ORPHAN_TAG,
+    ObservedGuest, Snapshot, cf,
 };
 use crate::report::ErrorEntry;
 
@@ -103,7 +103,7 @@ pub struct Orphan {
     pub last_updated: Option<String>,
     pub action: OrphanAction,
     /// The mark's field changes (empty for `Listed` and `Delete`).
-    pub changes: Vec<FieldChange>,
+    pub changes: Changes,
     pub journal: Option<Journal>,
 }
 
@@ -195,7 +195,7 @@ pub fn find_orphans(
                 name: record.vm.name.clone(),
                 last_updated: record.vm.last_updated.clone(),
                 action: OrphanAction::Listed,
-                changes: Vec::new(),
+                changes: Changes::new(),
                 journal: None,
             };
             if duplicated.contains(&id) {
@@ -274,22 +274,22 @@ fn mark(orphan: &mut Orphan, record: &NetboxRecord, count: Option<u32>, settings
     orphan.changes.clear();
     if !record.has_tag(ORPHAN_TAG) {
         if record.vm.status != "offline" {
-            orphan.changes.push(FieldChange {
-                field: "status".into(),
-                old: JsonText::string(&record.vm.status),
-                new: JsonText::string("offline"),
-            });
+            orphan.changes.push(
+                "status",
+                JsonText::string(&record.vm.status).as_str(),
+                JsonText::string("offline").as_str(),
+            );
         }
         let mut old = record.vm.tags.clone();
         old.sort();
         let mut new = old.clone();
         new.push(ORPHAN_TAG.to_owned());
         new.sort();
-        orphan.changes.push(FieldChange {
-            field: "tags".into(),
-            old: JsonText::from_value(&serde_json::json!(old)),
-            new: JsonText::from_value(&serde_json::json!(new)),
-        });
+        orphan.changes.push(
+            "tags",
+            JsonText::from_value(&serde_json::json!(old)).as_str(),
+            JsonText::from_value(&serde_json::json!(new)).as_str(),
+        );
         let mut comments = format!(
             "pve2netbox: guest {} is no longer in Proxmox (scope read completely); marked as \
              orphan, status was '{}'.",
@@ -310,11 +310,11 @@ fn mark(orphan: &mut Orphan, record: &NetboxRecord, count: Option<u32>, settings
         } else {
             JsonText::uint(u64::from(record.missing_runs))
         };
-        orphan.changes.push(FieldChange {
-            field: cf(MISSING_RUNS_FIELD),
-            old,
-            new: JsonText::uint(u64::from(count)),
-        });
+        orphan.changes.push(
+            &cf(MISSING_RUNS_FIELD),
+            old.as_str(),
+            JsonText::uint(u64::from(count)).as_str(),
+        );
     }
 }
 
@@ -418,10 +418,13 @@ mod tests {
         let f = find_orphans(&complete(), &observed, &snap, &settings(OrphanPolicy::Mark));
         let o = &f.orphans[0];
         assert_eq!(o.action, OrphanAction::Mark);
-        let fields: Vec<&str> = o.changes.iter().map(|c| c.field.as_str()).collect();
+        let fields: Vec<&str> = o.changes.iter().map(|c| c.field).collect();
         assert_eq!(fields, vec!["status", "tags"]);
-        assert_eq!(o.changes[0].new.to_value(), json!("offline"));
-        assert_eq!(o.changes[1].new.to_value(), json!(["pve2netbox-orphan"]));
+        assert_eq!(o.changes.get(0).unwrap().new.to_value(), json!("offline"));
+        assert_eq!(
+            o.changes.get(1).unwrap().new.to_value(),
+            json!(["pve2netbox-orphan"])
+        );
         let journal = o.journal.as_ref().unwrap();
         assert_eq!(journal.kind, "warning");
         assert!(
@@ -475,7 +478,7 @@ mod tests {
         assert_eq!(o.action, OrphanAction::Mark);
         // Already marked: only the count moves, no second journal entry.
         assert_eq!(o.changes.len(), 1);
-        assert_eq!(o.changes[0].new.to_value(), json!(2));
+        assert_eq!(o.changes.get(0).unwrap().new.to_value(), json!(2));
         assert!(o.journal.is_none());
 
         let third = find_orphans(&complete(), &observed, &counted(2), &s);

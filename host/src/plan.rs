@@ -8,12 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
-use guest_default::model::{FieldChange, GuestKind, ObjectSpec};
+use guest_default::model::{GuestKind, ObjectSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::orphans::{OrphanAction, OrphanFindings};
-use crate::reconcile::{Class, Journal, VmOutcome};
+use crate::reconcile::{Changes, Class, Journal, VmOutcome};
 use crate::report::{Counts, ErrorEntry};
 
 /// Version of the plan file's shape; `apply` refuses other versions.
@@ -96,8 +97,8 @@ pub struct Operation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_updated: Option<String>,
     /// Field changes, old -> new (references as keys, tags as slug lists).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<FieldChange>,
+    #[serde(default, skip_serializing_if = "Changes::is_empty")]
+    pub changes: Changes,
     /// The object to create (`create_object`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<ObjectSpec>,
@@ -107,6 +108,24 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// The creation of a NetBox object a VM write refers to.
+    pub fn create_object(spec: ObjectSpec) -> Self {
+        Operation {
+            op: OpKind::CreateObject,
+            scope: format!("{}:{}", spec.kind, spec.key),
+            cluster: None,
+            cluster_id: None,
+            vmid: None,
+            kind: None,
+            netbox_id: None,
+            name: Some(spec.name.clone()),
+            last_updated: None,
+            changes: Changes::new(),
+            object: Some(spec),
+            journal: None,
+        }
+    }
+
     fn vm(op: OpKind, cluster: &str, cluster_id: u64, vmid: u32, scope: String) -> Self {
         Operation {
             op,
@@ -118,7 +137,7 @@ impl Operation {
             netbox_id: None,
             name: None,
             last_updated: None,
-            changes: Vec::new(),
+            changes: Changes::new(),
             object: None,
             journal: None,
         }
@@ -213,7 +232,7 @@ impl Plan {
                 if uses(&spec, &o.changes) {
                     objects
                         .entry((spec.kind.clone(), spec.key.clone()))
-                        .or_insert(spec);
+                        .or_insert_with(|| Arc::unwrap_or_clone(spec));
                 }
             }
             let mut operation = Operation::vm(op, &o.cluster, o.cluster_id, o.vmid, o.scope());
@@ -275,20 +294,7 @@ impl Plan {
 
         let mut operations: Vec<Operation> = objects
             .into_values()
-            .map(|spec| Operation {
-                op: OpKind::CreateObject,
-                scope: format!("{}:{}", spec.kind, spec.key),
-                cluster: None,
-                cluster_id: None,
-                vmid: None,
-                kind: None,
-                netbox_id: None,
-                name: Some(spec.name.clone()),
-                last_updated: None,
-                changes: Vec::new(),
-                object: Some(spec),
-                journal: None,
-            })
+            .map(Operation::create_object)
             .collect();
         for (_, ops) in clusters {
             operations.extend(order_cluster(ops));
@@ -409,7 +415,7 @@ impl Plan {
 }
 
 /// True when a change of the VM refers to the object `spec` (so it must exist first).
-fn uses(spec: &ObjectSpec, changes: &[FieldChange]) -> bool {
+fn uses(spec: &ObjectSpec, changes: &Changes) -> bool {
     let field = match spec.kind.as_str() {
         "platform" => "platform",
         "role" => "role",

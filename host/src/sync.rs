@@ -26,7 +26,9 @@ use crate::plan::{OpKind, Operation, Plan};
 use crate::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
 use crate::progress::Progress;
 use crate::proxmox_read::{self, Discovery, ReadGuest};
-use crate::reconcile::{self, Class, ObservedGuest, Rules, RulesItem, RulesResult, VmOutcome};
+use crate::reconcile::{
+    self, Class, NeedsInterner, ObservedGuest, Rules, RulesItem, RulesResult, VmOutcome,
+};
 use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
 use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
 use crate::snapshot::{self, SnapshotError};
@@ -265,7 +267,7 @@ async fn run_phases(
         let s = snapshot::read(netbox, &pre).await;
         (s, ms(t))
     };
-    let ((read, read_ms), (snap, snap_ms)) = tokio::join!(read_fut, snap_fut);
+    let ((mut read, read_ms), (snap, snap_ms)) = tokio::join!(read_fut, snap_fut);
     let snap = snap?;
     read_bar.finish(&format!("{} guests", read.guests.len()));
     snap_bar.finish(&format!("{} NetBox VMs", snap.records().len()));
@@ -285,8 +287,9 @@ async fn run_phases(
         let mut rules = ModuleRules {
             module,
             ctx: &ctx,
-            guests: &read.guests,
+            guests: &mut read.guests,
             batch,
+            needs: NeedsInterner::default(),
         };
         reconcile::reconcile(&observed, &snap, &mut rules)
     });
@@ -541,9 +544,11 @@ pub fn observe(guests: &[ReadGuest]) -> Vec<ObservedGuest> {
 pub struct ModuleRules<'a> {
     pub module: &'a RulesModule,
     pub ctx: &'a Context,
-    /// The guests read, in the order of the observed guests the items point into.
-    pub guests: &'a [ReadGuest],
+    /// The guests read, in the order of the observed guests the items point into. Each
+    /// config is released once the rules will not be asked about its guest again.
+    pub guests: &'a mut [ReadGuest],
     pub batch: usize,
+    pub needs: NeedsInterner,
 }
 
 impl Rules for ModuleRules<'_> {
@@ -552,13 +557,24 @@ impl Rules for ModuleRules<'_> {
         for (index, chunk) in items.chunks(self.batch.max(1)).enumerate() {
             let input: Vec<ReconcileInput> = chunk
                 .iter()
-                .map(|item| ReconcileInput {
-                    guest: self.guests[item.guest].rules_guest(),
-                    current: item.current.cloned(),
+                .map(|item| {
+                    let read = &mut self.guests[item.guest];
+                    let guest = read.rules_guest();
+                    if !item.again {
+                        read.release_config();
+                    }
+                    ReconcileInput {
+                        guest,
+                        current: item.current.cloned(),
+                    }
                 })
                 .collect();
             match self.module.reconcile(self.ctx, input) {
-                Ok(answers) => out.extend(answers.items.into_iter().map(RulesResult::from)),
+                Ok(answers) => out.extend(answers.items.into_iter().map(|answer| {
+                    let mut result = RulesResult::from(answer);
+                    self.needs.intern(&mut result);
+                    result
+                })),
                 Err(e) => {
                     let message = format!("{}", e.in_batch(index));
                     tracing::error!(batch = index, error = %message, "rules batch failed");
@@ -580,20 +596,8 @@ fn add_preflight_pending(plan: &mut Plan, pending: &[guest_default::model::Objec
     }
     let ops: Vec<Operation> = pending
         .iter()
-        .map(|spec| Operation {
-            op: OpKind::CreateObject,
-            scope: format!("{}:{}", spec.kind, spec.key),
-            cluster: None,
-            cluster_id: None,
-            vmid: None,
-            kind: None,
-            netbox_id: None,
-            name: Some(spec.name.clone()),
-            last_updated: None,
-            changes: Vec::new(),
-            object: Some(spec.clone()),
-            journal: None,
-        })
+        .cloned()
+        .map(Operation::create_object)
         .collect();
     plan.summary.objects += ops.len() as u64;
     plan.summary.writes += ops.len() as u64;

@@ -916,7 +916,8 @@ fn vm_op(kind: OpKind, vmid: u32, netbox_id: Option<u64>, comments: &str) -> Ope
             change("name", json!(format!("vm{vmid}"))),
             change("comments", json!(comments)),
             change("custom_fields.proxmox_vm_id", json!(vmid)),
-        ],
+        ]
+        .into(),
         object: None,
         journal: None,
     }

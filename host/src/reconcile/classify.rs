@@ -6,12 +6,14 @@
 //! VM. A guest without one that the rules name like an unowned NetBox VM adopts it: the rules are
 //! asked again for those few, against the VM to adopt.
 
-use guest_default::model::{FieldChange, GuestKind, JsonText, NetboxVm, ObjectSpec, ReconciledVm};
+use std::sync::Arc;
 
+use guest_default::model::{GuestKind, JsonText, NetboxVm, ObjectSpec};
 use serde::{Deserialize, Serialize};
 
+use super::changes::Changes;
 use super::names::{self, Claim, Verdict};
-use super::observed::{ObservedGuest, RulesResult};
+use super::observed::{Answer, ObservedGuest, RulesResult};
 use super::snapshot::{
     Identity, MISSING_RUNS_FIELD, NetboxRecord, ORPHAN_TAG, Snapshot, VM_ID_FIELD, VM_TYPE_FIELD,
 };
@@ -27,6 +29,9 @@ pub fn cf(name: &str) -> String {
 pub struct RulesItem<'a> {
     pub guest: usize,
     pub current: Option<&'a NetboxVm>,
+    /// The rules may be asked about this guest again (to adopt an unowned VM of its name), so
+    /// its input must be kept; otherwise this is the last time and it may be released.
+    pub again: bool,
 }
 
 /// The rules' `reconcile`, batched: one result per item, in order. The rules runtime
@@ -134,9 +139,9 @@ pub struct VmOutcome {
     /// Its `last_updated`, for `apply`'s staleness check.
     pub last_updated: Option<String>,
     /// Field changes (old -> new); for a create, the create body (old is `null`).
-    pub changes: Vec<FieldChange>,
+    pub changes: Changes,
     /// Objects the rules referenced that NetBox lacks (the plan keeps those the changes use).
-    pub needs: Vec<ObjectSpec>,
+    pub needs: Vec<Arc<ObjectSpec>>,
     /// A journal entry to add to the VM with the write (orphan mark removed).
     pub journal: Option<Journal>,
     /// VMIDs of the same cluster whose renames must be written first (they free this name).
@@ -161,7 +166,7 @@ impl VmOutcome {
 enum State<'a> {
     Decided(Class),
     Target {
-        answer: ReconciledVm,
+        answer: Answer,
         record: Option<&'a NetboxRecord>,
         adopt: bool,
     },
@@ -194,6 +199,7 @@ pub fn reconcile(
                 Found::Record(r) => Some(&r.vm),
                 _ => None,
             },
+            again: matches!(f, Found::Nothing) && snapshot.has_unowned(observed[guest].cluster_id),
         })
         .collect();
     let answers = ask(rules, &items);
@@ -228,6 +234,7 @@ pub fn reconcile(
                     let item = RulesItem {
                         guest: states.len(),
                         current: Some(&record.vm),
+                        again: false,
                     };
                     adoptions.push((item, record));
                     // Replaced by the second answer below.
@@ -297,7 +304,7 @@ fn find<'a>(guest: &ObservedGuest, snapshot: &'a Snapshot) -> Found<'a> {
 /// create), or why it is skipped.
 fn by_name<'a>(
     guest: &ObservedGuest,
-    answer: &ReconciledVm,
+    answer: &Answer,
     snapshot: &'a Snapshot,
 ) -> Result<Option<&'a NetboxRecord>, Class> {
     let Some(name) = answer
@@ -335,7 +342,7 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
         class: Class::Noop,
         netbox_id: None,
         last_updated: None,
-        changes: Vec::new(),
+        changes: Changes::new(),
         needs: Vec::new(),
         journal: None,
         after: Vec::new(),
@@ -384,28 +391,20 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
             };
         }
     }
-    if let Some(name) = changes
-        .iter()
-        .find(|c| c.field == "name")
-        .and_then(|c| c.new.as_string_value())
-    {
+    if let Some(name) = changes.find("name").and_then(|c| c.new.as_string_value()) {
         outcome.name = Some(name);
     } else if record.is_none() {
         outcome.class = Class::Skip(
             "no usable name: the rules' create body has no name and NetBox requires one".into(),
         );
     }
+    changes.shrink_to_fit();
     outcome.changes = changes;
     (outcome, record)
 }
 
 /// Puts the identity custom fields into a create or adopt body, overriding what rules said.
-fn set_identity(
-    changes: &mut Vec<FieldChange>,
-    vmid: u32,
-    kind: GuestKind,
-    record: Option<&NetboxRecord>,
-) {
+fn set_identity(changes: &mut Changes, vmid: u32, kind: GuestKind, record: Option<&NetboxRecord>) {
     let old = |name: &str| {
         record
             .and_then(|r| r.vm.custom_field(name).cloned())
@@ -425,23 +424,13 @@ fn set_identity(
 }
 
 /// Replaces the change of `field` (keeping its position) or appends one.
-fn set_change(changes: &mut Vec<FieldChange>, field: &str, old: JsonText, new: JsonText) {
-    match changes.iter_mut().find(|c| c.field == field) {
-        Some(c) => {
-            c.old = old;
-            c.new = new;
-        }
-        None => changes.push(FieldChange {
-            field: field.to_owned(),
-            old,
-            new,
-        }),
-    }
+fn set_change(changes: &mut Changes, field: &str, old: JsonText, new: JsonText) {
+    changes.set(field, old.as_str(), new.as_str());
 }
 
 /// Removes an orphan mark from a VM whose guest is back: the orphan tag and the missing-run
 /// count. The status is restored by the normal diff. Returns true when the VM was marked.
-fn unmark(record: &NetboxRecord, changes: &mut Vec<FieldChange>) -> bool {
+fn unmark(record: &NetboxRecord, changes: &mut Changes) -> bool {
     let tagged = record.has_tag(ORPHAN_TAG);
     if tagged {
         let without = |tags: &serde_json::Value| -> JsonText {
@@ -456,17 +445,19 @@ fn unmark(record: &NetboxRecord, changes: &mut Vec<FieldChange>) -> bool {
                 .unwrap_or_default();
             JsonText::from_value(&serde_json::Value::Array(list))
         };
-        match changes.iter_mut().find(|c| c.field == "tags") {
-            Some(c) => c.new = without(&c.new.to_value()),
+        match changes.find("tags").map(|c| without(&c.new.to_value())) {
+            Some(new) => {
+                changes.set_new("tags", new.as_str());
+            }
             None => {
                 let mut old = record.vm.tags.clone();
                 old.sort();
                 let old = serde_json::json!(old);
-                changes.push(FieldChange {
-                    field: "tags".into(),
-                    new: without(&old),
-                    old: JsonText::from_value(&old),
-                });
+                changes.push(
+                    "tags",
+                    JsonText::from_value(&old).as_str(),
+                    without(&old).as_str(),
+                );
             }
         }
     }

@@ -295,7 +295,7 @@ pub(crate) fn of(outcomes: &[VmOutcome], vmid: u32) -> &VmOutcome {
 
 /// The changed field names of an outcome.
 pub(crate) fn fields(outcome: &VmOutcome) -> Vec<&str> {
-    outcome.changes.iter().map(|c| c.field.as_str()).collect()
+    outcome.changes.iter().map(|c| c.field).collect()
 }
 
 /// The change of `field` as (old, new) JSON values.
@@ -322,11 +322,14 @@ impl Rules for FakeRules {
         items
             .iter()
             .map(|item| match &self.specs[item.guest] {
-                Spec::Vm(d) => RulesResult::Vm(ReconciledVm {
-                    name: d.vm.name.as_set().cloned(),
-                    needs: d.needs.clone(),
-                    changes: diff_one(&d.vm, item.current),
-                }),
+                Spec::Vm(d) => RulesResult::Vm(
+                    ReconciledVm {
+                        name: d.vm.name.as_set().cloned(),
+                        needs: d.needs.clone(),
+                        changes: diff_one(&d.vm, item.current),
+                    }
+                    .into(),
+                ),
                 Spec::Skip(reason) => RulesResult::Skip(reason.clone()),
                 Spec::Error(message) => RulesResult::Error(message.clone()),
             })

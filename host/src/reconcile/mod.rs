@@ -4,6 +4,7 @@
 //! Edges: the Proxmox read phase produces [`ObservedGuest`]s and [`ClusterRead`]s, the snapshot
 //! phase a [`Snapshot`]; `orphans` and `plan` consume the [`VmOutcome`]s.
 
+mod changes;
 mod classify;
 mod names;
 mod observed;
@@ -15,8 +16,9 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
+pub use changes::{Change, Changes, Json};
 pub use classify::{Class, Journal, Rules, RulesItem, VmOutcome, cf, reconcile};
-pub use observed::{ObservedGuest, RulesResult};
+pub use observed::{Answer, NeedsInterner, ObservedGuest, RulesResult};
 pub use scope::{ClusterRead, GuestReadError, NodeRead};
 pub use snapshot::{
     Identity, IdentityField, MISSING_RUNS_FIELD, NODE_FIELD, NetboxRecord, ORPHAN_TAG, Snapshot,

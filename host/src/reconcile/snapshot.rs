@@ -184,6 +184,14 @@ impl Snapshot {
         self.pick(self.unowned.get(&(cluster_id, name_key(name))))
     }
 
+    /// Whether the cluster has any unowned record (a guest without identity may adopt one).
+    pub fn has_unowned(&self, cluster_id: u64) -> bool {
+        self.unowned
+            .range((cluster_id, String::new())..)
+            .next()
+            .is_some_and(|((cluster, _), _)| *cluster == cluster_id)
+    }
+
     /// Identities held by more than one record, with those records.
     pub fn duplicates(&self) -> impl Iterator<Item = (Identity, Vec<&NetboxRecord>)> {
         self.by_identity

@@ -50,15 +50,18 @@ fn the_host_adds_identity_to_a_create_when_rules_forget_it() {
         items
             .iter()
             .map(|_| {
-                RulesResult::Vm(guest_default::model::ReconciledVm {
-                    name: Some("web".into()),
-                    needs: Vec::new(),
-                    changes: vec![guest_default::model::FieldChange {
-                        field: "name".into(),
-                        old: JsonText::null(),
-                        new: JsonText::string("web"),
-                    }],
-                })
+                RulesResult::Vm(
+                    guest_default::model::ReconciledVm {
+                        name: Some("web".into()),
+                        needs: Vec::new(),
+                        changes: vec![guest_default::model::FieldChange {
+                            field: "name".into(),
+                            old: JsonText::null(),
+                            new: JsonText::string("web"),
+                        }],
+                    }
+                    .into(),
+                )
             })
             .collect()
     };
