@@ -226,10 +226,23 @@ pub async fn read_guests(
         }
     }
     let mut read = ProxmoxRead::default();
+    let mut lists = Vec::with_capacity(per_endpoint.len());
     for (_, (cluster_read, guests)) in per_endpoint {
         read.reads.push(cluster_read);
-        read.guests.extend(guests);
+        lists.push(guests);
     }
+    // One endpoint's list is taken as it is, several are joined into a list sized once: at
+    // 100k guests a regrown or copied list is ~30 MB held twice, at the read's memory peak.
+    read.guests = match lists.len() {
+        1 => lists.pop().unwrap_or_default(),
+        _ => {
+            let mut all = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+            for guests in lists {
+                all.extend(guests);
+            }
+            all
+        }
+    };
     read.guests
         .sort_by(|a, b| (&a.guest.cluster, a.guest.vmid).cmp(&(&b.guest.cluster, b.guest.vmid)));
     read
@@ -301,11 +314,78 @@ async fn read_endpoint(
         }
     };
     bar.add_total(rows.len() as u64);
-
-    let mut guests: Vec<ReadGuest> = Vec::new();
     // Every row is classified (node online?) before any config answer can mark a node down.
+    // Off the runtime threads: 100k rows are parsed again from their text, and the I/O of the
+    // other endpoints and of the NetBox snapshot would wait meanwhile.
+    let (mut rows, mut read, mut guests, jobs) = {
+        let cluster = cluster.clone();
+        let bar = bar.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guests: Vec<ReadGuest> = Vec::with_capacity(rows.len());
+            let jobs = classify_rows(
+                &rows,
+                (index, cluster_id, &cluster),
+                &mut read,
+                &mut guests,
+                &bar,
+            );
+            (rows, read, guests, jobs)
+        })
+        .await
+        .expect("classifying rows does not panic")
+    };
+    // The configs are read by at most `workers` tasks, each taking the next guest as soon as its
+    // previous answer is in: a free slot starts the next request on the same task, with no hop
+    // through this one, which meanwhile turns answers into guests. Answers wait in a channel of
+    // `workers` places, so read configs never pile up (as JSON maps they were ~4 KB each) and a
+    // waiting task per guest is never kept (spawning all at once held ~1.8 KB per guest).
+    let jobs_total = jobs.len();
+    let jobs = Arc::new(std::sync::Mutex::new(jobs.into_iter()));
+    let (answers, mut answered) = tokio::sync::mpsc::channel(workers.max(1));
+    let mut readers = JoinSet::new();
+    for _ in 0..workers.clamp(1, jobs_total.max(1)) {
+        readers.spawn(read_configs(
+            endpoint.client.clone(),
+            jobs.clone(),
+            limit.clone(),
+            answers.clone(),
+        ));
+    }
+    drop(answers);
+    let mut taken = ConfigsTaken {
+        index,
+        cluster_id,
+        cluster: &cluster,
+        rows: &mut rows,
+        bar,
+    };
+    while let Some(answer) = answered.recv().await {
+        taken.take(answer, &mut read, &mut guests);
+    }
+    // A reader that panicked took the guest it was reading with it: the scope is then not
+    // read completely, which must never look like guests deleted in Proxmox.
+    while let Some(joined) = readers.join_next().await {
+        if let Err(e) = joined {
+            read.listing_error = Some(format!("a config reader failed: {e}"));
+        }
+    }
+    read.guest_errors
+        .sort_by(|a, b| (a.vmid, &a.node).cmp(&(b.vmid, &b.node)));
+    (read, guests)
+}
+
+/// Classifies the listed rows: a guest to read the config of becomes a job; a guest of a node
+/// offline or not reporting becomes a guest without config; a row without vmid/type, an error.
+fn classify_rows(
+    rows: &[Box<str>],
+    (index, cluster_id, cluster): (usize, u64, &str),
+    read: &mut ClusterRead,
+    guests: &mut Vec<ReadGuest>,
+    bar: &BarHandle,
+) -> Vec<ConfigJob> {
     let mut jobs: Vec<ConfigJob> = Vec::new();
-    for (row_index, row) in rows.iter().enumerate() {
+    for (row_index, text) in rows.iter().enumerate() {
+        let row = &unpack_row(text);
         let node = str_key(row, "node").unwrap_or_default();
         let vmid = row.get("vmid").and_then(crate::proxmox::lenient::as_u64);
         let kind = str_key(row, "type").and_then(|t| GuestKind::parse(&t));
@@ -333,7 +413,7 @@ async fn read_endpoint(
             }
             (Some(_), Some(_)) => {
                 bar.inc();
-                if let Some(g) = build_guest(index, cluster_id, &cluster, row, None, &mut read) {
+                if let Some(g) = build_guest(index, cluster_id, cluster, row, None, read) {
                     guests.push(g);
                 }
             }
@@ -350,53 +430,7 @@ async fn read_endpoint(
             }
         }
     }
-    // The configs are read by at most `workers` tasks, each taking the next guest as soon as its
-    // previous answer is in: a free slot starts the next request on the same task, with no hop
-    // through this one, which meanwhile turns answers into guests. Answers wait in a channel of
-    // `workers` places, so read configs never pile up (as JSON maps they were ~4 KB each) and a
-    // waiting task per guest is never kept (spawning all at once held ~1.8 KB per guest).
-    let jobs_total = jobs.len();
-    let jobs = Arc::new(std::sync::Mutex::new(jobs.into_iter()));
-    let (answers, mut answered) = tokio::sync::mpsc::channel(workers.max(1));
-    let mut readers = JoinSet::new();
-    for _ in 0..workers.clamp(1, jobs_total.max(1)) {
-        readers.spawn(read_configs(
-            endpoint.client.clone(),
-            jobs.clone(),
-            limit.clone(),
-            answers.clone(),
-        ));
-    }
-    drop(answers);
-    // The first reads went out above, before the rows are packed, so the slots do not idle
-    // while 10k rows are packed. Until its config is read, a row is kept as JSON text of the
-    // keys the guest model reads: as a JSON map it took ~2 KB (~200 MB at 100k guests). Packed
-    // off the runtime threads, whose I/O (these reads, the NetBox snapshot beside them) would
-    // wait meanwhile.
-    let rows: Vec<Box<str>> =
-        tokio::task::spawn_blocking(move || rows.into_iter().map(pack_row).collect())
-            .await
-            .expect("packing rows does not panic");
-    let mut taken = ConfigsTaken {
-        index,
-        cluster_id,
-        cluster: &cluster,
-        rows: &rows,
-        bar,
-    };
-    while let Some(answer) = answered.recv().await {
-        taken.take(answer, &mut read, &mut guests);
-    }
-    // A reader that panicked took the guest it was reading with it: the scope is then not
-    // read completely, which must never look like guests deleted in Proxmox.
-    while let Some(joined) = readers.join_next().await {
-        if let Err(e) = joined {
-            read.listing_error = Some(format!("a config reader failed: {e}"));
-        }
-    }
-    read.guest_errors
-        .sort_by(|a, b| (a.vmid, &a.node).cmp(&(b.vmid, &b.node)));
-    (read, guests)
+    jobs
 }
 
 /// A guest whose config is to be read: its row's index, node, kind and VMID.
@@ -437,7 +471,9 @@ struct ConfigsTaken<'a> {
     index: usize,
     cluster_id: u64,
     cluster: &'a str,
-    rows: &'a [Box<str>],
+    /// The listed rows; each is taken (freed) as its guest is built: ~20 MB at 100k guests,
+    /// at the end of the read, the run's memory peak.
+    rows: &'a mut [Box<str>],
     bar: &'a BarHandle,
 }
 
@@ -449,7 +485,7 @@ impl ConfigsTaken<'_> {
         guests: &mut Vec<ReadGuest>,
     ) {
         self.bar.inc();
-        let row = &unpack_row(&self.rows[row_index]);
+        let row = &unpack_row(&std::mem::take(&mut self.rows[row_index]));
         let config = match result {
             Ok(config) => Some(config),
             Err(e) => {
@@ -505,12 +541,7 @@ const GUEST_ROW_KEYS: &[&str] = &[
     "config_read",
 ];
 
-fn pack_row(mut row: RawObject) -> Box<str> {
-    row.retain(|key, _| GUEST_ROW_KEYS.contains(&key.as_str()));
-    Value::Object(row).to_string().into_boxed_str()
-}
-
-/// The row [`pack_row`] packed (JSON text it wrote itself, so it parses).
+/// A listed row, from the JSON text the Proxmox client kept of it (text it wrote, so it parses).
 fn unpack_row(text: &str) -> RawObject {
     serde_json::from_str(text).unwrap_or_default()
 }
