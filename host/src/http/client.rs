@@ -419,7 +419,8 @@ impl HttpClient {
                             status,
                             headers,
                             reason,
-                            body: body.to_vec(),
+                            // Takes the buffer over when reqwest holds it alone (no copy).
+                            body: Vec::from(body),
                             attempts: attempt,
                             elapsed: start.elapsed(),
                         }),

@@ -548,3 +548,38 @@ fn the_rules_are_asked_once_and_again_only_for_adoptions() {
     reconcile(&observed, &snapshot(vec![]), &mut rules);
     assert_eq!(rules.calls, 1, "nothing to adopt: one batch");
 }
+
+#[test]
+fn only_a_guest_that_may_adopt_is_marked_to_be_asked_again() {
+    let (observed, mut fake) = guests_and_rules(vec![
+        guest(100).named("web"),
+        guest(101).named("spare"),
+        guest(102).named("db").in_cluster("pve-b", 2),
+    ]);
+    let snap = snapshot(vec![
+        netbox_vm(10).named("web").identity(100),
+        // Unowned, in the first cluster only: 101 may adopt it, 102 (another cluster) may not.
+        netbox_vm(11).named("spare"),
+    ]);
+    let mut asked: Vec<Vec<(u32, bool)>> = Vec::new();
+    let mut rules = |items: &[RulesItem<'_>]| {
+        asked.push(
+            items
+                .iter()
+                .map(|i| (observed[i.guest].vmid, i.again))
+                .collect(),
+        );
+        fake.reconcile(items)
+    };
+    let out = reconcile(&observed, &snap, &mut rules);
+    assert_eq!(
+        asked,
+        vec![
+            vec![(100, false), (101, true), (102, false)],
+            vec![(101, false)]
+        ],
+        "(vmid, again) per call: the sync frees a config as soon as `again` is false"
+    );
+    assert_eq!(of(&out, 101).class, Class::Adopt);
+    assert_eq!(of(&out, 102).class, Class::Create);
+}
