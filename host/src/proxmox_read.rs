@@ -11,7 +11,7 @@
 //! Edges: Proxmox client in, `guest_default::model::Guest` and [`ClusterRead`] out. Knows
 //! nothing of NetBox except the cluster ids it is handed to label the scopes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use guest_default::model::Guest;
@@ -58,11 +58,13 @@ pub struct Discovery {
 /// cluster is then simply not managed in this run (no snapshot, no orphan action).
 pub async fn discover(config: &Config, counters: Arc<RequestCounters>) -> Discovery {
     let mut tasks = JoinSet::new();
+    let mut task_names = HashMap::new();
     for (index, ep) in config.proxmox.iter().enumerate() {
         let ep = ep.clone();
         let timeouts = config.timeouts;
         let counters = counters.clone();
-        tasks.spawn(async move {
+        let name = ep.name.clone();
+        let task = tasks.spawn(async move {
             let result = async {
                 let client = ProxmoxClient::new(&ep, &timeouts, counters)?;
                 let status = client.cluster_status().await?;
@@ -75,12 +77,22 @@ pub async fn discover(config: &Config, counters: Arc<RequestCounters>) -> Discov
             .await;
             (index, ep.name, result)
         });
+        task_names.insert(task.id(), name);
     }
     let mut found: BTreeMap<usize, Endpoint> = BTreeMap::new();
     let mut discovery = Discovery::default();
     while let Some(joined) = tasks.join_next().await {
-        let Ok((index, name, result)) = joined else {
-            continue;
+        let (index, name, result) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                let name = task_names.remove(&e.id()).unwrap_or_default();
+                discovery.errors.push(ErrorEntry::new(
+                    name,
+                    PHASE,
+                    format!("endpoint not read, its cluster is left alone this run: {e}"),
+                ));
+                continue;
+            }
         };
         match result {
             Ok(endpoint) => {
@@ -201,12 +213,13 @@ pub async fn read_guests(
 ) -> ProxmoxRead {
     let limit = Arc::new(Semaphore::new(max_concurrency.max(1)));
     let mut tasks = JoinSet::new();
+    let mut task_endpoints = HashMap::new();
     for (index, endpoint) in endpoints.iter().enumerate() {
         let endpoint = endpoint.clone();
         let cluster_id = cluster_ids.get(endpoint.cluster()).copied().unwrap_or(0);
         let limit = limit.clone();
         let bar_total = bar_handle(bar);
-        tasks.spawn(async move {
+        let task = tasks.spawn(async move {
             let out = read_endpoint(
                 index,
                 &endpoint,
@@ -218,11 +231,22 @@ pub async fn read_guests(
             .await;
             (index, out)
         });
+        task_endpoints.insert(task.id(), (index, cluster_id));
     }
     let mut per_endpoint: BTreeMap<usize, (ClusterRead, Vec<ReadGuest>)> = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
-        if let Ok((index, out)) = joined {
-            per_endpoint.insert(index, out);
+        match joined {
+            Ok((index, out)) => {
+                per_endpoint.insert(index, out);
+            }
+            // A task that panicked read nothing usable: its cluster gets a failed listing, so
+            // it is reported and none of its VMs can look deleted.
+            Err(e) => {
+                if let Some(&(index, cluster_id)) = task_endpoints.get(&e.id()) {
+                    let read = unread_cluster(&endpoints[index], cluster_id, &e);
+                    per_endpoint.insert(index, (read, Vec::new()));
+                }
+            }
         }
     }
     let mut read = ProxmoxRead::default();
@@ -372,6 +396,25 @@ async fn read_endpoint(
     read.guest_errors
         .sort_by(|a, b| (a.vmid, &a.node).cmp(&(b.vmid, &b.node)));
     (read, guests)
+}
+
+/// The read of an endpoint whose task failed (a panic): the listing failed, nothing else known.
+fn unread_cluster(
+    endpoint: &Endpoint,
+    cluster_id: u64,
+    failure: &tokio::task::JoinError,
+) -> ClusterRead {
+    ClusterRead {
+        cluster: endpoint.cluster().to_owned(),
+        cluster_id,
+        listing_error: Some(format!(
+            "reading endpoint '{}' failed ({failure}); its cluster is left alone this run",
+            endpoint.name
+        )),
+        nodes: Vec::new(),
+        guest_errors: Vec::new(),
+        visible_last_run: None,
+    }
 }
 
 /// Classifies the listed rows: a guest to read the config of becomes a job; a guest of a node
