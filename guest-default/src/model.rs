@@ -637,17 +637,28 @@ impl<'de> Visitor<'de> for LenientVisitor {
 pub fn config_to_json(config: &[(String, String)]) -> String {
     let len: usize = config.iter().map(|(k, v)| k.len() + v.len() + 6).sum();
     let mut out = String::with_capacity(len + 2);
+    write_config_json(
+        &mut out,
+        config.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    out
+}
+
+/// [`config_to_json`] of borrowed properties, appended to `out`.
+pub fn write_config_json<'a>(
+    out: &mut String,
+    config: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
     out.push('{');
-    for (i, (k, v)) in config.iter().enumerate() {
+    for (i, (k, v)) in config.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_json_string(&mut out, k);
+        push_json_string(out, k);
         out.push(':');
-        push_json_string(&mut out, v);
+        push_json_string(out, v);
     }
     out.push('}');
-    out
 }
 
 /// Parses a config in the WIT's form (or a raw Proxmox config object, numbers and all) into

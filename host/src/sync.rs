@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use guest_default::model::{
-    Context, FieldPolicy, JsonText, Ownership as RuleOwnership, ReconcileInput, merge_policies,
+    Context, FieldPolicy, JsonReconcileInput, JsonText, Ownership as RuleOwnership, merge_policies,
 };
 
 use crate::config::{Config, OrphanPolicy, Ownership};
@@ -555,21 +555,18 @@ impl Rules for ModuleRules<'_> {
     fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
         let mut out = Vec::with_capacity(items.len());
         for (index, chunk) in items.chunks(self.batch.max(1)).enumerate() {
-            let input: Vec<ReconcileInput> = chunk
+            let input: Vec<JsonReconcileInput> = chunk
                 .iter()
                 .map(|item| {
                     let read = &mut self.guests[item.guest];
-                    let guest = read.rules_guest();
+                    let input = read.rules_input_json(item.current.cloned());
                     if !item.again {
                         read.release_config();
                     }
-                    ReconcileInput {
-                        guest,
-                        current: item.current.cloned(),
-                    }
+                    input
                 })
                 .collect();
-            match self.module.reconcile(self.ctx, input) {
+            match self.module.reconcile_json(self.ctx, input) {
                 Ok(answers) => out.extend(answers.items.into_iter().map(|answer| {
                     let mut result = RulesResult::from(answer);
                     self.needs.intern(&mut result);

@@ -53,6 +53,12 @@ fn json_from(f: w::JsonField) -> m::Field<m::JsonText> {
 }
 
 pub(crate) fn guest_to(g: m::Guest) -> w::PveGuest {
+    let config = m::config_to_json(&g.config);
+    guest_with_config_to(g, config)
+}
+
+/// The guest with its config already as the WIT's JSON text (`g.config` is not read).
+fn guest_with_config_to(g: m::Guest, config: String) -> w::PveGuest {
     w::PveGuest {
         cluster: g.cluster,
         vmid: g.vmid,
@@ -69,7 +75,7 @@ pub(crate) fn guest_to(g: m::Guest) -> w::PveGuest {
         maxdisk: g.maxdisk,
         tags: g.tags,
         pool: g.pool,
-        config: m::config_to_json(&g.config),
+        config,
         config_read: g.config_read,
     }
 }
@@ -234,9 +240,9 @@ pub(crate) fn desired_from(d: w::Desired) -> m::Desired {
     }
 }
 
-pub(crate) fn reconcile_input_to(i: m::ReconcileInput) -> w::ReconcileInput {
+pub(crate) fn reconcile_input_to(i: m::JsonReconcileInput) -> w::ReconcileInput {
     w::ReconcileInput {
-        guest: guest_to(i.guest),
+        guest: guest_with_config_to(i.guest, i.config),
         current: i.current.map(netbox_vm_to),
     }
 }

@@ -38,8 +38,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use guest_default::model::{
-    self, Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm,
-    ReconcileInput, Reconciled, RuleError, Vm,
+    self, Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, JsonReconcileInput,
+    ModuleInfo, NetboxVm, ReconcileInput, Reconciled, RuleError, Vm,
 };
 use wasmtime::component::{Instance, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, Trap};
@@ -527,6 +527,58 @@ impl RulesModule {
     ) -> Result<BatchOutput<Result<Reconciled, RuleError>>, RulesError> {
         if !self.inner.exports.has_reconcile() {
             return self.reconcile_in_steps(ctx, items);
+        }
+        let items = items
+            .into_iter()
+            .map(|mut i| {
+                let config = model::config_to_json(&std::mem::take(&mut i.guest.config));
+                JsonReconcileInput {
+                    guest: i.guest,
+                    config,
+                    current: i.current,
+                }
+            })
+            .collect();
+        self.reconcile_json(ctx, items)
+    }
+
+    /// [`Self::reconcile`] for guests whose config is already the WIT's JSON text (what the
+    /// sync holds): it crosses as it is. A 0.1 module gets it back as properties.
+    pub fn reconcile_json(
+        &self,
+        ctx: &Context,
+        items: Vec<JsonReconcileInput>,
+    ) -> Result<BatchOutput<Result<Reconciled, RuleError>>, RulesError> {
+        if !self.inner.exports.has_reconcile() {
+            // Parsed back into properties (a text that does not parse fails its own guest, as
+            // `bad-config`); the call's own failure fails the batch.
+            let mut failure = None;
+            let mut fuel = 0;
+            let items = model::with_failed_in_place(
+                items,
+                |i| {
+                    let mut guest = i.guest;
+                    model::parse_guest_config(&mut guest, &i.config)?;
+                    Ok(ReconcileInput {
+                        guest,
+                        current: i.current,
+                    })
+                },
+                |good| match self.reconcile_in_steps(ctx, good) {
+                    Ok(out) => {
+                        fuel = out.fuel;
+                        out.items
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        Vec::new()
+                    }
+                },
+            );
+            return match failure {
+                Some(e) => Err(e),
+                None => Ok(BatchOutput { items, fuel }),
+            };
         }
         let wctx = convert::context_to(ctx);
         let input: Vec<_> = items.into_iter().map(convert::reconcile_input_to).collect();
