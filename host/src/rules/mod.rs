@@ -16,8 +16,9 @@
 //! host side of 0.1's `types` import), `convert` (model <-> bindings), `fixture` (running
 //! `rules test` fixtures), `generate` and `bench` (the `rules bench` workload).
 //!
-//! The sync calls [`RulesModule::reconcile`]: one `reconcile` call per batch for a 0.2 module,
-//! the three steps (`normalize-desired`, `normalize-current`, `diff`) for a 0.1 module.
+//! The sync calls [`RulesModule::reconcile_json`] (its configs are already JSON text; callers
+//! holding properties use [`RulesModule::reconcile`]): one `reconcile` call per batch for a 0.2
+//! module, the three steps (`normalize-desired`, `normalize-current`, `diff`) for a 0.1 module.
 
 pub mod bench;
 mod cache;
@@ -517,7 +518,7 @@ impl RulesModule {
     }
 
     /// The three steps for each guest and its matched NetBox record, one result per input, in
-    /// order: what the sync runs. A 0.2 module answers in one `reconcile` call; a 0.1 module in
+    /// order: what the sync runs (through [`Self::reconcile_json`]). A 0.2 module answers in one `reconcile` call; a 0.1 module in
     /// its three steps ([`Self::reconcile_in_steps`]). A failed call (trap, limit, contract) fails
     /// the whole batch and no other.
     pub fn reconcile(
