@@ -7,7 +7,6 @@
 //! straight into a typed row ([`NetboxClient::list_rows`]): a 100k-VM snapshot held as JSON maps
 //! took ~10 KB per row and most of the phase's CPU.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use reqwest::header::HeaderValue;
@@ -18,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::error::{NetboxError, from_response};
+use super::row_order::RowOrder;
 use super::version::{NetboxStatus, TokenKind};
 use crate::config::{NetboxConfig, Timeouts};
 use crate::http::{
@@ -85,7 +85,7 @@ pub enum Listed<T> {
 }
 
 impl<T: ListRow> Listed<T> {
-    fn id(&self) -> Option<u64> {
+    pub(crate) fn id(&self) -> Option<u64> {
         match self {
             Listed::Row(row) => row.row_id(),
             Listed::Unreadable { id, .. } => *id,
@@ -483,10 +483,13 @@ impl NetboxClient {
             .await?;
         // A server with a smaller MAX_PAGE_SIZE caps `limit`: page by what it actually returns.
         let page_size = first.results.len();
-        let mut pages: BTreeMap<usize, Vec<Listed<T>>> = BTreeMap::new();
+        let expected = first
+            .count
+            .map_or(page_size, |c| c.min(MAX_LIST_ROWS as u64) as usize);
+        let mut rows = RowOrder::new(page_size, expected, &mut convert);
         let mut has_next = first.has_next;
         let count = first.count;
-        pages.insert(0, first.results);
+        rows.push(0, first.results);
         let mut next_offset = page_size;
         if has_next && page_size > 0 {
             let too_many = |rows: u64| NetboxError::Decode {
@@ -546,7 +549,9 @@ impl NetboxClient {
                     if offset == *offsets.last().expect("at least one offset") {
                         has_next = page.has_next;
                     }
-                    pages.insert(offset, page.results);
+                    // Converted now when the pages before it are in, while later pages are
+                    // still on the wire.
+                    rows.push(offset, page.results);
                 }
                 next_offset = offsets.last().map_or(page_size, |o| o + page_size);
             }
@@ -554,7 +559,7 @@ impl NetboxClient {
             // seen before means the listing moved under us (or the server repeats itself): the
             // read is incomplete, which is an error, never a shorter list.
             let mut ids: std::collections::HashSet<u64> = if has_next {
-                pages.values().flatten().filter_map(Listed::id).collect()
+                rows.seen_ids().collect()
             } else {
                 Default::default()
             };
@@ -580,32 +585,11 @@ impl NetboxClient {
                     });
                 }
                 has_next = page.has_next && !page.results.is_empty();
-                pages.insert(next_offset, page.results);
+                rows.push(next_offset, page.results);
                 next_offset += page_size;
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        let mut first_seen = |row: &Listed<T>| match row.id() {
-            Some(id) => seen.insert(id),
-            None => true,
-        };
-        // Sized once: grown by doubling, the rows (~0.5 KB each for VMs) were copied and held
-        // up to twice over at 100k rows.
-        let total = pages.values().map(Vec::len).sum();
-        let id_of = |row: &Listed<T>| row.id().unwrap_or(0);
-        let pages_sorted = pages.values().flatten().map(id_of).is_sorted();
-        let rows = pages.into_values().flatten().filter(|row| first_seen(row));
-        // Pages come in id order from NetBox: rows are converted as they come, and only when
-        // they do not is every row held to be sorted (stably) first.
-        let mut out = Vec::with_capacity(total);
-        if pages_sorted {
-            out.extend(rows.filter_map(&mut convert));
-        } else {
-            let mut rows: Vec<Listed<T>> = rows.collect();
-            rows.sort_by_key(id_of);
-            out.extend(rows.into_iter().filter_map(&mut convert));
-        }
-        Ok(out)
+        Ok(rows.finish())
     }
 
     /// `GET /api/{endpoint}/{id}/`; `None` when it does not exist.

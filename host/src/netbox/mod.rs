@@ -7,6 +7,7 @@
 
 mod client;
 mod error;
+mod row_order;
 mod version;
 
 pub use client::{

@@ -133,7 +133,10 @@ pub fn name_key(name: &str) -> String {
 pub struct Snapshot {
     /// Sorted by NetBox id, so every walk is deterministic.
     records: Vec<NetboxRecord>,
-    by_identity: BTreeMap<Identity, Vec<usize>>,
+    /// Each valid identity with the index of its record, sorted (duplicates side by side, in
+    /// id order). A sorted list, not a map of lists: indexing 100k records in a map took ~40 ms
+    /// after the snapshot's last page, most of it one small allocation per identity.
+    by_identity: Vec<(Identity, usize)>,
     unowned: BTreeMap<(u64, String), Vec<usize>>,
 }
 
@@ -144,23 +147,27 @@ impl Snapshot {
         if !records.is_sorted_by_key(|r| r.vm.id) {
             records.sort_by_key(|r| r.vm.id);
         }
-        let mut by_identity: BTreeMap<Identity, Vec<usize>> = BTreeMap::new();
+        let mut by_identity: Vec<(Identity, usize)> = Vec::with_capacity(records.len());
         let mut unowned: BTreeMap<(u64, String), Vec<usize>> = BTreeMap::new();
         for (i, record) in records.iter().enumerate() {
             match record.identity {
-                IdentityField::Valid(vmid) => by_identity
-                    .entry(Identity {
+                IdentityField::Valid(vmid) => by_identity.push((
+                    Identity {
                         cluster_id: record.cluster_id,
                         vmid,
-                    })
-                    .or_default()
-                    .push(i),
+                    },
+                    i,
+                )),
                 IdentityField::Absent => unowned
                     .entry((record.cluster_id, name_key(&record.vm.name)))
                     .or_default()
                     .push(i),
                 IdentityField::Invalid(_) => {}
             }
+        }
+        // Usually sorted already: VMs created in VMID order get ids in that order.
+        if !by_identity.is_sorted() {
+            by_identity.sort_unstable();
         }
         Snapshot {
             records,
@@ -176,7 +183,12 @@ impl Snapshot {
 
     /// The records holding `identity`: none, one, or duplicates made by another tool.
     pub fn by_identity(&self, identity: Identity) -> Vec<&NetboxRecord> {
-        self.pick(self.by_identity.get(&identity))
+        let start = self.by_identity.partition_point(|(i, _)| *i < identity);
+        self.by_identity[start..]
+            .iter()
+            .take_while(|(i, _)| *i == identity)
+            .map(|&(_, r)| &self.records[r])
+            .collect()
     }
 
     /// The unowned records (no `proxmox_vm_id`) of the cluster named `name`, case-insensitively.
@@ -195,14 +207,19 @@ impl Snapshot {
     /// Identities held by more than one record, with those records.
     pub fn duplicates(&self) -> impl Iterator<Item = (Identity, Vec<&NetboxRecord>)> {
         self.by_identity
-            .iter()
-            .filter(|(_, idx)| idx.len() > 1)
-            .map(|(id, idx)| (*id, idx.iter().map(|&i| &self.records[i]).collect()))
+            .chunk_by(|(a, _), (b, _)| a == b)
+            .filter(|same| same.len() > 1)
+            .map(|same| {
+                (
+                    same[0].0,
+                    same.iter().map(|&(_, r)| &self.records[r]).collect(),
+                )
+            })
     }
 
     /// Number of managed VMs (a valid identity), the base of the delete budget.
     pub fn managed_count(&self) -> usize {
-        self.by_identity.values().map(Vec::len).sum()
+        self.by_identity.len()
     }
 
     fn pick(&self, idx: Option<&Vec<usize>>) -> Vec<&NetboxRecord> {
