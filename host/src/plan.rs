@@ -148,7 +148,7 @@ impl Operation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
     pub scope: String,
-    /// `skip` or `orphan`.
+    /// `skip`, `orphan` or `rename` (a VM written under a temporary name this run).
     pub kind: String,
     pub message: String,
 }
@@ -228,6 +228,13 @@ impl Plan {
                     OpKind::Adopt
                 }
             };
+            if let Some(message) = o.notice.take() {
+                notices.push(Notice {
+                    scope: o.scope(),
+                    kind: "rename".into(),
+                    message,
+                });
+            }
             for spec in std::mem::take(&mut o.needs) {
                 if uses(&spec, &o.changes) {
                     objects
@@ -395,7 +402,11 @@ impl Plan {
                 let _ = writeln!(out, "    journal ({}): {}", journal.kind, journal.comments);
             }
         }
-        for (title, kind) in [("Skipped", "skip"), ("Orphans (listed only)", "orphan")] {
+        for (title, kind) in [
+            ("Named for now (rename cycles)", "rename"),
+            ("Skipped", "skip"),
+            ("Orphans (listed only)", "orphan"),
+        ] {
             let items: Vec<&Notice> = self.notices.iter().filter(|n| n.kind == kind).collect();
             if !items.is_empty() {
                 let _ = writeln!(out, "{title}:");

@@ -353,3 +353,63 @@ fn case_insensitive_name_collision_gives_one_vm_and_a_skip() {
     assert_eq!(out.count("skip"), 1);
     h.assert_no_writes_since(&mark, "rerun with a collision");
 }
+
+#[test]
+fn swapped_names_are_written_through_a_temporary_name_in_two_runs() {
+    let h = small();
+    h.sync_ok();
+    let first = h.endpoints()[0].name.clone();
+    let mut pair: Vec<Value> = h
+        .guests()
+        .into_iter()
+        .filter(|g| g["type"] == "qemu" && g["cluster"] == *first.as_str())
+        .take(2)
+        .collect();
+    assert_eq!(pair.len(), 2, "two QEMU guests in {first}");
+    pair.sort_by_key(|g| g["vmid"].as_u64());
+    let vmid = |g: &Value| g["vmid"].as_u64().unwrap_or_default() as u32;
+    let vm_of = |g: &Value| {
+        h.vms()
+            .into_iter()
+            .find(|v| cf(v, "proxmox_vm_id") == vmid(g) && v["cluster"]["name"] == *first.as_str())
+            .unwrap_or_else(|| panic!("no NetBox VM for {}", vmid(g)))
+    };
+    let (low, high) = (vm_of(&pair[0]), vm_of(&pair[1]));
+    let (low_name, high_name) = (low["name"].clone(), high["name"].clone());
+    h.edit_guest(&first, vmid(&pair[0]), json!({ "name": high_name }));
+    h.edit_guest(&first, vmid(&pair[1]), json!({ "name": low_name }));
+
+    // The plan says what will happen, and why.
+    let plan = h.path("swap-plan.json").display().to_string();
+    h.run(&["plan", "--out", &plan]).expect_code(2);
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).expect("plan written")).expect("JSON");
+    let notices = saved["notices"].as_array().cloned().unwrap_or_default();
+    assert!(
+        notices.iter().any(|n| n["kind"] == "rename"
+            && n["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("rename cycle"))),
+        "the plan tells of the temporary name: {notices:#?}"
+    );
+    // First run: the lower VMID is parked, the other takes its old name.
+    let out = h.sync_ok();
+    assert_eq!(out.count("update"), 2, "{}", out.describe());
+    assert_eq!(out.count("skip"), 0, "{}", out.describe());
+    let parking = format!("pve2netbox-swap-{}", vmid(&pair[0]));
+    assert_eq!(h.vm(id_of(&low)).expect("kept")["name"], json!(parking));
+    assert_eq!(h.vm(id_of(&high)).expect("kept")["name"], low_name);
+    // Second run: the parked VM gets its own name.
+    let out = h.sync_ok();
+    assert_eq!(out.count("update"), 1, "{}", out.describe());
+    assert_eq!(h.vm(id_of(&low)).expect("kept")["name"], high_name);
+    assert_eq!(h.vm(id_of(&high)).expect("kept")["name"], low_name);
+    // Then nothing more.
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, "rerun after the swap");
+}
+
+fn id_of(vm: &Value) -> u64 {
+    vm["id"].as_u64().unwrap_or_default()
+}

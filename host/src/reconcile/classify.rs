@@ -146,6 +146,8 @@ pub struct VmOutcome {
     pub journal: Option<Journal>,
     /// VMIDs of the same cluster whose renames must be written first (they free this name).
     pub after: Vec<u32>,
+    /// Something a person should know about this write (e.g. a temporary name), for the plan.
+    pub notice: Option<String>,
 }
 
 impl VmOutcome {
@@ -346,6 +348,7 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
         needs: Vec::new(),
         journal: None,
         after: Vec::new(),
+        notice: None,
     };
     let (answer, record, adopt) = match state {
         State::Decided(class) => {
@@ -472,6 +475,35 @@ fn unmark(record: &NetboxRecord, changes: &mut Changes) -> bool {
     tagged || record.missing_runs > 0
 }
 
+fn skip(outcome: &mut VmOutcome, reason: String) {
+    outcome.class = Class::Skip(reason);
+    outcome.changes.clear();
+    outcome.needs.clear();
+    outcome.journal = None;
+}
+
+/// Writes the VM under the temporary name `name` this run (its rename is part of a cycle).
+fn park(outcome: &mut VmOutcome, name: String, after: Vec<u32>) {
+    let own = outcome.name.clone().unwrap_or_default();
+    // The claim was a rename, so the rules' changes hold the name; if not, nothing to park.
+    if !outcome
+        .changes
+        .set_new("name", JsonText::string(&name).as_str())
+    {
+        return skip(
+            outcome,
+            format!("rename to '{own}' is part of a rename cycle in this cluster"),
+        );
+    }
+    outcome.notice = Some(format!(
+        "named '{name}' for now: its rename to '{own}' is part of a rename cycle in this cluster \
+         (names swapped in Proxmox), and NetBox cannot hold two VMs named alike; the next run \
+         gives it '{own}'"
+    ));
+    outcome.name = Some(name);
+    outcome.after = after;
+}
+
 /// Applies the name rules of [`names`] to the outcomes that write or keep a VM.
 fn apply_names(outcomes: &mut [(VmOutcome, Option<&NetboxRecord>)], snapshot: &Snapshot) {
     let writes: Vec<usize> = (0..outcomes.len())
@@ -500,12 +532,8 @@ fn apply_names(outcomes: &mut [(VmOutcome, Option<&NetboxRecord>)], snapshot: &S
         let outcome = &mut outcomes[i].0;
         match verdict {
             Verdict::Keep { after } => outcome.after = after,
-            Verdict::Skip(reason) => {
-                outcome.class = Class::Skip(reason);
-                outcome.changes.clear();
-                outcome.needs.clear();
-                outcome.journal = None;
-            }
+            Verdict::Park { name, after } => park(outcome, name, after),
+            Verdict::Skip(reason) => skip(outcome, reason),
         }
     }
 }

@@ -11,7 +11,11 @@
 //! - A name held by a NetBox VM this run does not write (an orphan, an unowned VM that is not
 //!   adopted, a skipped or failed guest's VM): the claim is skipped with a reason naming it.
 //! - A rename chain (A takes B's old name while B is renamed away) is ordered: B first. A cycle
-//!   (A and B swap names) cannot be written without a temporary name: both are skipped.
+//!   (A and B swap names) cannot be written as it is, since NetBox never holds two VMs of one
+//!   name: the member with the lowest VMID is parked under a temporary name
+//!   ([`parking_name`]) this run, which frees its old name for the others, and takes its own
+//!   name on the next run (a plain rename by then). Two runs, no operator: a cycle left alone
+//!   would be skipped on every run for good.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,46 +44,77 @@ impl Claim<'_> {
     }
 }
 
+/// The name a VM of a rename cycle holds for one run (see the module documentation). Why this
+/// form: unique in its cluster (one VMID each), well within NetBox's 64 characters, and it says
+/// which tool set it.
+pub(crate) fn parking_name(vmid: u32) -> String {
+    format!("pve2netbox-swap-{vmid}")
+}
+
 /// The verdict for one claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     /// Write it after the renames of these VMIDs (same cluster).
     Keep { after: Vec<u32> },
+    /// Write it with the name `name` instead of its own (a rename cycle is broken through it),
+    /// after the renames of these VMIDs.
+    Park { name: String, after: Vec<u32> },
     /// Leave it alone, with the reason.
     Skip(String),
 }
 
 /// Decides every claim; one verdict per claim, in order.
 pub(crate) fn resolve(claims: &[Claim<'_>], snapshot: &Snapshot) -> Vec<Verdict> {
+    // Parked claims take their temporary name here, so every rule below sees the name they write.
+    let mut claims = claims.to_vec();
+    let mut parked = vec![false; claims.len()];
     let mut skipped: Vec<Option<String>> = vec![None; claims.len()];
-    // Each pass either skips at least one claim or ends, so this terminates within n+1 passes.
+    // Each pass skips or parks at least one claim (a claim is parked at most once) or ends, so
+    // this terminates within 2n+1 passes.
     loop {
         let active: Vec<usize> = (0..claims.len())
             .filter(|&i| skipped[i].is_none())
             .collect();
-        if skip_shared_records(claims, &active, &mut skipped)
-            || skip_same_name(claims, &active, &mut skipped)
-            || skip_held_names(claims, &active, snapshot, &mut skipped)
+        if skip_shared_records(&claims, &active, &mut skipped)
+            || skip_same_name(&claims, &active, &mut skipped)
+            || skip_held_names(&claims, &active, snapshot, &mut skipped)
         {
             continue;
         }
-        match order_renames(claims, &active) {
+        match order_renames(&claims, &active) {
             Ok(after) => {
                 return (0..claims.len())
-                    .map(|i| match skipped[i].take() {
-                        Some(reason) => Verdict::Skip(reason),
-                        None => Verdict::Keep {
-                            after: after.get(&i).cloned().unwrap_or_default(),
-                        },
+                    .map(|i| {
+                        let after = after.get(&i).cloned().unwrap_or_default();
+                        match skipped[i].take() {
+                            Some(reason) => Verdict::Skip(reason),
+                            None if parked[i] => Verdict::Park {
+                                name: std::mem::take(&mut claims[i].final_name),
+                                after,
+                            },
+                            None => Verdict::Keep { after },
+                        }
                     })
                     .collect();
             }
-            Err(cycle) => {
-                for i in cycle {
+            Err(Stuck { waiting, cycle }) => {
+                // The cycle's lowest VMID not parked yet; none left only if a parking name is
+                // itself part of a cycle (a VM already named so renamed away): then skip.
+                let park = cycle
+                    .iter()
+                    .copied()
+                    .filter(|&i| !parked[i])
+                    .min_by_key(|&i| claims[i].vmid);
+                if let Some(i) = park {
+                    claims[i].final_name = parking_name(claims[i].vmid);
+                    parked[i] = true;
+                    continue;
+                }
+                for i in waiting {
                     skipped[i] = Some(format!(
                         "rename of NetBox VM to '{}' is part of a rename cycle in this cluster \
-                         (names swapped in Proxmox); NetBox cannot hold both names at once, \
-                         rename one of them by hand",
+                         that a temporary name cannot break; NetBox cannot hold both names at \
+                         once, rename one of them by hand",
                         claims[i].final_name
                     ));
                 }
@@ -199,12 +234,18 @@ fn skip_held_names(
     any
 }
 
-/// For each active claim, the VMIDs whose renames free its name. `Err` lists claims caught in
-/// (or waiting on) a rename cycle.
+/// Claims that cannot be ordered: all of them (`waiting`: caught in a rename cycle or waiting on
+/// one), and the claims of one cycle among them.
+struct Stuck {
+    waiting: Vec<usize>,
+    cycle: Vec<usize>,
+}
+
+/// For each active claim, the VMIDs whose renames free its name.
 fn order_renames(
     claims: &[Claim<'_>],
     active: &[usize],
-) -> Result<BTreeMap<usize, Vec<u32>>, Vec<usize>> {
+) -> Result<BTreeMap<usize, Vec<u32>>, Stuck> {
     // The claims renaming a NetBox VM away from its current name, by (cluster, that name):
     // indexed once so a first sync of N creates is O(N log N), not N x N scans.
     let mut renamed_away: BTreeMap<(u64, String), Vec<usize>> = BTreeMap::new();
@@ -260,10 +301,42 @@ fn order_renames(
         .filter(|i| !placed.contains(i))
         .collect();
     if !stuck.is_empty() {
-        return Err(stuck);
+        let cycle = one_cycle(&deps, &placed, stuck[0]);
+        return Err(Stuck {
+            waiting: stuck,
+            cycle,
+        });
     }
     Ok(deps
         .into_iter()
         .map(|(i, d)| (i, d.iter().map(|&j| claims[j].vmid).collect()))
         .collect())
+}
+
+/// The claims of one dependency cycle, found by walking from the unplaced claim `start`. Why a
+/// walk finds one: an unplaced claim waits on at least one unplaced claim (else Kahn's algorithm
+/// would have placed it), so following those never ends and must come back to a claim it saw.
+fn one_cycle(
+    deps: &BTreeMap<usize, Vec<usize>>,
+    placed: &BTreeSet<usize>,
+    start: usize,
+) -> Vec<usize> {
+    let mut path: Vec<usize> = Vec::new();
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut at = start;
+    loop {
+        if let Some(&from) = seen.get(&at) {
+            return path.split_off(from);
+        }
+        seen.insert(at, path.len());
+        path.push(at);
+        let next = deps
+            .get(&at)
+            .and_then(|d| d.iter().copied().find(|j| !placed.contains(j)));
+        match next {
+            Some(j) => at = j,
+            // Not reached (see above); an empty cycle makes the caller skip the claims instead.
+            None => return Vec::new(),
+        }
+    }
 }

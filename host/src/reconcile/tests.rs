@@ -275,8 +275,13 @@ fn a_rename_onto_the_name_of_a_vm_renamed_away_is_ordered_after_it() {
     assert_eq!(of(&out, 101).after, vec![100]);
 }
 
+/// The new value of `field`'s change, as JSON.
+fn new_value(o: &VmOutcome, field: &str) -> Option<serde_json::Value> {
+    o.changes.find(field).map(|c| c.new.to_value())
+}
+
 #[test]
-fn swapped_names_are_skipped_as_a_cycle() {
+fn swapped_names_go_through_a_temporary_name() {
     let out = run(
         vec![guest(100).named("db"), guest(101).named("web")],
         vec![
@@ -284,11 +289,86 @@ fn swapped_names_are_skipped_as_a_cycle() {
             netbox_vm(11).named("db").identity(101),
         ],
     );
+    // The lowest VMID is parked, which frees "web" for 101, written after it.
+    let parked = of(&out, 100);
+    assert_eq!(parked.class, Class::Update);
+    assert_eq!(
+        new_value(parked, "name"),
+        Some(json!("pve2netbox-swap-100"))
+    );
+    assert_eq!(parked.name.as_deref(), Some("pve2netbox-swap-100"));
+    assert!(parked.after.is_empty());
+    let notice = parked.notice.as_deref().unwrap_or_default();
+    assert!(
+        notice.contains("rename cycle") && notice.contains("'db'"),
+        "{notice}"
+    );
+    let other = of(&out, 101);
+    assert_eq!(other.class, Class::Update);
+    assert_eq!(new_value(other, "name"), Some(json!("web")));
+    assert_eq!(other.after, vec![100]);
+    assert_eq!(other.notice, None);
+}
+
+#[test]
+fn the_run_after_a_parking_gives_the_vm_its_own_name() {
+    // What NetBox holds after the run above.
+    let out = run(
+        vec![guest(100).named("db"), guest(101).named("web")],
+        vec![
+            netbox_vm(10).named("pve2netbox-swap-100").identity(100),
+            netbox_vm(11).named("web").identity(101),
+        ],
+    );
+    let vm = of(&out, 100);
+    assert_eq!(vm.class, Class::Update);
+    assert_eq!(new_value(vm, "name"), Some(json!("db")));
+    assert_eq!(vm.notice, None);
+    assert_eq!(of(&out, 101).class, Class::Noop);
+}
+
+#[test]
+fn a_three_way_rotation_parks_one_vm_and_orders_the_others() {
+    // a -> b -> c -> a: 100 takes 101's name, 101 takes 102's, 102 takes 100's.
+    let out = run(
+        vec![
+            guest(100).named("b"),
+            guest(101).named("c"),
+            guest(102).named("a"),
+        ],
+        vec![
+            netbox_vm(10).named("a").identity(100),
+            netbox_vm(11).named("b").identity(101),
+            netbox_vm(12).named("c").identity(102),
+        ],
+    );
+    assert_eq!(
+        new_value(of(&out, 100), "name"),
+        Some(json!("pve2netbox-swap-100"))
+    );
+    // 102 takes "a" once 100 left it; 101 takes "c" once 102 left it.
+    assert_eq!(of(&out, 102).after, vec![100]);
+    assert_eq!(of(&out, 101).after, vec![102]);
+    for vmid in [101, 102] {
+        assert_eq!(of(&out, vmid).class, Class::Update);
+        assert_eq!(of(&out, vmid).notice, None);
+    }
+}
+
+#[test]
+fn a_parking_name_taken_by_another_vm_leaves_the_cycle_skipped() {
+    let out = run(
+        vec![guest(100).named("db"), guest(101).named("web")],
+        vec![
+            netbox_vm(10).named("web").identity(100),
+            netbox_vm(11).named("db").identity(101),
+            netbox_vm(12).named("PVE2NETBOX-SWAP-100"),
+        ],
+    );
     for vmid in [100, 101] {
-        match &of(&out, vmid).class {
-            Class::Skip(reason) => assert!(reason.contains("cycle"), "{reason}"),
-            other => panic!("{other:?}"),
-        }
+        let o = of(&out, vmid);
+        assert!(matches!(o.class, Class::Skip(_)), "{vmid}: {:?}", o.class);
+        assert!(o.changes.is_empty());
     }
 }
 
