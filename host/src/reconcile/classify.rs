@@ -527,7 +527,7 @@ fn apply_names(outcomes: &mut [(VmOutcome, Option<&NetboxRecord>)], snapshot: &S
             }
         })
         .collect();
-    let verdicts = names::resolve(&claims, snapshot);
+    let verdicts = names::resolve(claims, snapshot);
     for (&i, verdict) in writes.iter().zip(verdicts) {
         let outcome = &mut outcomes[i].0;
         match verdict {

@@ -63,10 +63,9 @@ pub(crate) enum Verdict {
     Skip(String),
 }
 
-/// Decides every claim; one verdict per claim, in order.
-pub(crate) fn resolve(claims: &[Claim<'_>], snapshot: &Snapshot) -> Vec<Verdict> {
-    // Parked claims take their temporary name here, so every rule below sees the name they write.
-    let mut claims = claims.to_vec();
+/// Decides every claim; one verdict per claim, in order. (A parked claim takes its temporary name
+/// in `claims`, so every rule sees the name it writes.)
+pub(crate) fn resolve(mut claims: Vec<Claim<'_>>, snapshot: &Snapshot) -> Vec<Verdict> {
     let mut parked = vec![false; claims.len()];
     let mut skipped: Vec<Option<String>> = vec![None; claims.len()];
     // Each pass skips or parks at least one claim (a claim is parked at most once) or ends, so
