@@ -298,6 +298,13 @@ async fn run_phases(
     drop(read.guests);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
     let mut plan = Plan::build(&mut outcomes, &findings);
+    if !opts.mode.is_preview() {
+        // A writing run prints no plan table: say here why a guest is skipped or written under a
+        // temporary name (listed orphans are in the counts, every run, and would only repeat).
+        for n in plan.notices.iter().filter(|n| n.kind != "orphan") {
+            tracing::warn!(scope = %n.scope, kind = %n.kind, "{}", n.message);
+        }
+    }
     // Nor the snapshot (~1.5 KB per NetBox VM) past the plan.
     drop((snap, observed));
     add_preflight_pending(&mut plan, &pre.pending);

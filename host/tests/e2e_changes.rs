@@ -336,6 +336,11 @@ fn case_insensitive_name_collision_gives_one_vm_and_a_skip() {
         out.describe()
     );
     assert_eq!(out.count("skip"), 1, "{}", out.describe());
+    assert!(
+        out.stderr.contains("collides case-insensitively"),
+        "a plain sync says why it skipped: {}",
+        out.describe()
+    );
     assert_eq!(out.count("create"), guests - 1, "{}", out.describe());
     let twins: Vec<Value> = h
         .vms()
@@ -379,6 +384,7 @@ fn swapped_names_are_written_through_a_temporary_name_in_two_runs() {
     h.edit_guest(&first, vmid(&pair[0]), json!({ "name": high_name }));
     h.edit_guest(&first, vmid(&pair[1]), json!({ "name": low_name }));
 
+    let parking = format!("pve2netbox-swap-{}", vmid(&pair[0]));
     // The plan says what will happen, and why.
     let plan = h.path("swap-plan.json").display().to_string();
     h.run(&["plan", "--out", &plan]).expect_code(2);
@@ -395,8 +401,8 @@ fn swapped_names_are_written_through_a_temporary_name_in_two_runs() {
     // First run: the lower VMID is parked, the other takes its old name.
     let out = h.sync_ok();
     assert_eq!(out.count("update"), 2, "{}", out.describe());
+    assert!(out.stderr.contains(&parking), "{}", out.describe());
     assert_eq!(out.count("skip"), 0, "{}", out.describe());
-    let parking = format!("pve2netbox-swap-{}", vmid(&pair[0]));
     assert_eq!(h.vm(id_of(&low)).expect("kept")["name"], json!(parking));
     assert_eq!(h.vm(id_of(&high)).expect("kept")["name"], low_name);
     // Second run: the parked VM gets its own name.
