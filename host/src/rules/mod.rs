@@ -518,9 +518,9 @@ impl RulesModule {
     }
 
     /// The three steps for each guest and its matched NetBox record, one result per input, in
-    /// order: what the sync runs (through [`Self::reconcile_json`]). A 0.2 module answers in one `reconcile` call; a 0.1 module in
-    /// its three steps ([`Self::reconcile_in_steps`]). A failed call (trap, limit, contract) fails
-    /// the whole batch and no other.
+    /// order: what the sync runs (through [`Self::reconcile_json`]). A 0.2 module answers in one
+    /// `reconcile` call; a 0.1 module in its three steps ([`Self::reconcile_in_steps`]). A failed
+    /// call (trap, limit, contract) fails the whole batch and no other.
     pub fn reconcile(
         &self,
         ctx: &Context,
