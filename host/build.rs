@@ -62,6 +62,7 @@ fn main() {
 
 /// Runs the nested `cargo build` and returns the component's path.
 fn build_guest(workspace: &Path, out_dir: &Path) -> PathBuf {
+    ensure_target();
     let target_dir = out_dir.join("guest-target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -92,8 +93,7 @@ fn build_guest(workspace: &Path, out_dir: &Path) -> PathBuf {
         if !target_installed() {
             panic!(
                 "the Rust target `{TARGET}` is not installed, so the default rules cannot be built: \
-                 run `rustup target add {TARGET}` (rust-toolchain.toml lists it, so a rustup-managed \
-                 toolchain installs it on first use)"
+                 run `rustup target add {TARGET}`, or set {PREBUILT_ENV}=/path/to/rules.wasm"
             );
         }
         panic!(
@@ -163,6 +163,35 @@ fn dep_file_inputs(text: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Adds the wasm target to the active rustup toolchain when it is missing.
+///
+/// rustup installs the `targets` of `rust-toolchain.toml` only when it installs the toolchain
+/// itself; a machine that already had Rust 1.95.0 (or runs with `RUSTUP_AUTO_INSTALL=0`) lacks the
+/// target, and the README's first command would fail after minutes of building. rustup sets
+/// `RUSTUP_TOOLCHAIN` for the processes it starts, so the target goes to exactly the toolchain that
+/// builds us. Without rustup (a distribution's Rust), the panic after a failed build says what to do.
+fn ensure_target() {
+    if target_installed() {
+        return;
+    }
+    let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") else {
+        return;
+    };
+    let toolchain = toolchain.to_string_lossy();
+    match Command::new("rustup")
+        .args(["target", "add", TARGET, "--toolchain", &toolchain])
+        .status()
+    {
+        // Cargo shows this again on later builds of the crate (cached build-script output).
+        Ok(status) if status.success() => println!(
+            "cargo:warning=the Rust target `{TARGET}` was missing from toolchain {toolchain}; \
+             this build added it with rustup"
+        ),
+        Ok(status) => println!("cargo:warning=`rustup target add {TARGET}` failed ({status})"),
+        Err(e) => println!("cargo:warning=cannot run `rustup target add {TARGET}`: {e}"),
+    }
 }
 
 /// True when the sysroot of the active toolchain has the wasm target's standard library.

@@ -7,7 +7,7 @@ mod e2e_support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use e2e_support::{
-    Harness, Token, cf, choice, pages, real_mode, sim_only, spec, tag_slugs, vm_state,
+    Harness, Token, cf, choice, pages, real_mode, require_simulator, spec, tag_slugs, vm_state,
 };
 use pve2netbox_testkit::NewTask;
 use serde_json::{Value, json};
@@ -376,13 +376,8 @@ fn task_history_off_writes_no_journal() {
 }
 
 #[test]
-fn netbox_5xx_on_every_write_fails_the_run_without_partial_duplicates() {
-    if sim_only(
-        "netbox_5xx_on_every_write_fails_the_run_without_partial_duplicates",
-        "injects faults into NetBox, which only the simulator can do",
-    ) {
-        return;
-    }
+fn sim_only_netbox_5xx_on_every_write_fails_the_run_without_partial_duplicates() {
+    require_simulator();
     let h = Harness::generated(spec(8, 2, 1, 0, 19));
     h.sync_ok();
     let g = h.guest_of_type("qemu");
