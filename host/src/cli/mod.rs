@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod doctor;
+mod rule_fields;
 mod rules_cmd;
 pub mod sync_cmd;
 

@@ -284,6 +284,8 @@ pub struct Harness {
     pub sync: toml::Table,
     /// Extra `[rules.settings]`.
     pub rule_settings: toml::Table,
+    /// `[rules.policies]`: field -> ownership.
+    pub rule_policies: toml::Table,
     /// Endpoints (by index) whose URL points at a closed port.
     pub down: BTreeSet<usize>,
     /// Endpoints (by index) left out of the config; empty: all.
@@ -349,6 +351,7 @@ impl Harness {
             token: Token::V2,
             sync: toml::Table::new(),
             rule_settings: toml::Table::new(),
+            rule_policies: toml::Table::new(),
             down: BTreeSet::new(),
             omit: BTreeSet::new(),
             _lock: lock,
@@ -426,9 +429,14 @@ impl Harness {
         }
         root.insert("proxmox".into(), endpoints.into());
         root.insert("sync".into(), self.sync.clone().into());
+        let mut rules = toml::Table::new();
         if !self.rule_settings.is_empty() {
-            let mut rules = toml::Table::new();
             rules.insert("settings".into(), self.rule_settings.clone().into());
+        }
+        if !self.rule_policies.is_empty() {
+            rules.insert("policies".into(), self.rule_policies.clone().into());
+        }
+        if !rules.is_empty() {
             root.insert("rules".into(), rules.into());
         }
         let path = self.path("pve2netbox.toml");
@@ -436,7 +444,8 @@ impl Harness {
         path
     }
 
-    /// Runs `pve2netbox <args…> --config FILE` (plus `--output json` except for `doctor`).
+    /// Runs `pve2netbox <args…> --config FILE` (plus `--output json` except for `doctor` and
+    /// `rules`).
     pub fn run(&self, args: &[&str]) -> RunOutput {
         let (mut cmd, all) = self.command(args);
         let out = cmd.output().expect("run the pve2netbox binary");
@@ -450,7 +459,7 @@ impl Harness {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.push("--config".into());
         all.push(config.display().to_string());
-        if args.first() != Some(&"doctor") {
+        if !matches!(args.first(), Some(&"doctor" | &"rules")) {
             all.push("--output".into());
             all.push("json".into());
         }
