@@ -1,7 +1,7 @@
 //! What every simulated service shares: request counters, latency profile, worker pool and
 //! injected faults, applied by one axum middleware in front of the service's own router.
 //!
-//! Handlers report their modelled cost (a [`Cost`] response extension); the middleware turns
+//! Handlers report their modelled cost (a `Cost` response extension); the middleware turns
 //! it into sleep time while holding a worker permit, so a bounded pool reproduces NetBox's
 //! throughput ceiling. Faults (latency, jitter, 5xx, timeouts, connection drops after a
 //! committed write) are decided here, never in handlers.
