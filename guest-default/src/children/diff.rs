@@ -58,9 +58,10 @@ impl Fields {
         }
         let d = desired.as_set();
         match current {
+            // A create has no old value: `null`, also for text NetBox keeps as `""`.
             None => {
                 if d.is_some() {
-                    self.push(name, json(None), json(d));
+                    self.push(name, "null".to_owned(), json(d));
                 }
             }
             Some(c) => {

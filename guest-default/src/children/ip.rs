@@ -124,6 +124,11 @@ mod tests {
         assert_eq!(normalize_key("2001:DB8::1/64"), "2001:db8::1/64");
         assert_eq!(normalize_key("2001:db8:0:0:0:0:0:1/64"), "2001:db8::1/64");
         assert_eq!(normalize_key(" 10.0.0.5/24 "), "10.0.0.5/24");
+        // RFC 5952 4.2.2: `::` never shortens a single zero field.
+        assert_eq!(
+            normalize_key("2001:db8:1::be24:11ff:fe00:2/64"),
+            "2001:db8:1:0:be24:11ff:fe00:2/64"
+        );
     }
 
     #[test]
