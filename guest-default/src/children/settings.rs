@@ -86,12 +86,13 @@ mod tests {
     use super::*;
 
     fn ctx(settings: &[(&str, &str)]) -> Context {
-        let mut c = Context::default();
-        c.settings = settings
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), JsonText((*v).to_owned())))
-            .collect();
-        c
+        Context {
+            settings: settings
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), JsonText((*v).to_owned())))
+                .collect(),
+            ..Context::default()
+        }
     }
 
     #[test]
@@ -130,8 +131,10 @@ mod tests {
 
     #[test]
     fn old_netbox_has_no_mac_objects() {
-        let mut c = Context::default();
-        c.netbox_version = "4.1.11".into();
+        let c = Context {
+            netbox_version: "4.1.11".into(),
+            ..Context::default()
+        };
         assert!(!ChildSettings::new(&c).unwrap().mac_objects);
     }
 }
