@@ -283,3 +283,174 @@ fn runtime_status(nic: &Nic, addr: IpAddr, mac: Option<[u8; 6]>) -> &'static str
         _ => "active",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::children::model::NetworkUnknown;
+    use crate::model::{Context, JsonText};
+
+    fn settings(names: InterfaceNames) -> ChildSettings {
+        let mut s = ChildSettings::new(&Context::default()).unwrap();
+        s.interface_names = names;
+        s
+    }
+
+    fn run(
+        kind: GuestKind,
+        config: &[(&str, &str)],
+        network: NetworkSource,
+        names: InterfaceNames,
+    ) -> VmChildren {
+        let src = Sources {
+            kind,
+            config_read: true,
+            config,
+            network: &network,
+        };
+        desired_children(&src, &settings(names)).unwrap()
+    }
+
+    fn agent(json: &str) -> NetworkSource {
+        NetworkSource::Agent(JsonText(json.to_owned()))
+    }
+
+    fn unknown(reason: UnknownReason) -> NetworkSource {
+        NetworkSource::Unknown(NetworkUnknown {
+            reason,
+            detail: String::new(),
+        })
+    }
+
+    const TWO_NICS: [(&str, &str); 2] = [
+        ("net1", "e1000=BC:24:11:00:00:01,bridge=vmbr1"),
+        ("net0", "virtio=BC:24:11:2A:3B:4C,bridge=vmbr0"),
+    ];
+
+    fn names(c: &VmChildren) -> Vec<String> {
+        c.interfaces
+            .as_set()
+            .map(|l| l.iter().map(|i| i.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn nics_are_in_numeric_order_and_keep_their_key_without_an_agent_name() {
+        let answer = r#"[{"name":"ens18","hardware-address":"bc:24:11:2a:3b:4c"}]"#;
+        let c = run(
+            GuestKind::Qemu,
+            &TWO_NICS,
+            agent(answer),
+            InterfaceNames::Agent,
+        );
+        // net1's NIC is not up in the guest: it keeps its device key.
+        assert_eq!(names(&c), ["ens18", "net1"]);
+    }
+
+    #[test]
+    fn agent_names_without_an_answer_keep_the_network() {
+        let c = run(
+            GuestKind::Qemu,
+            &TWO_NICS,
+            unknown(UnknownReason::AgentNotRunning),
+            InterfaceNames::Agent,
+        );
+        assert!(c.interfaces.is_keep() && c.mac_addresses.is_keep() && c.ip_addresses.is_keep());
+        assert!(
+            c.virtual_disks.as_set().is_some(),
+            "disks do not depend on names"
+        );
+    }
+
+    #[test]
+    fn an_address_on_two_nics_is_planned_once() {
+        let answer = r#"[{"name":"eth0","hardware-address":"bc:24:11:2a:3b:4c","ip-addresses":[{"ip-address":"10.0.0.5","prefix":24}]},
+            {"name":"eth1","hardware-address":"bc:24:11:00:00:01","ip-addresses":[{"ip-address":"10.0.0.5","prefix":24}]}]"#;
+        let c = run(
+            GuestKind::Qemu,
+            &TWO_NICS,
+            agent(answer),
+            InterfaceNames::Config,
+        );
+        let ips = c.ip_addresses.as_set().unwrap();
+        assert_eq!(ips.len(), 1);
+        assert_eq!(ips[0].interface.as_deref(), Some("net0"));
+        assert_eq!(c.primary_ip4, Field::Set("10.0.0.5/24".into()));
+        assert_eq!(c.primary_ip6, Field::Clear);
+    }
+
+    #[test]
+    fn lxc_matches_by_name_when_the_old_endpoint_has_no_mac() {
+        let cfg = [(
+            "net0",
+            "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:5D:6E:7F,ip=dhcp",
+        )];
+        let answer = r#"[{"name":"eth0","inet":"10.0.0.9/24"}]"#;
+        let c = run(
+            GuestKind::Lxc,
+            &cfg,
+            NetworkSource::LxcInterfaces(JsonText(answer.into())),
+            InterfaceNames::Config,
+        );
+        let ips = c.ip_addresses.as_set().unwrap();
+        assert_eq!(
+            (
+                ips[0].address.as_str(),
+                ips[0].status.as_set().map(String::as_str)
+            ),
+            ("10.0.0.9/24", Some("dhcp"))
+        );
+    }
+
+    #[test]
+    fn qemu_static_config_is_used_only_when_the_agent_is_off() {
+        let cfg = [
+            ("net0", "virtio=BC:24:11:2A:3B:4C,bridge=vmbr0"),
+            ("ipconfig0", "ip=10.0.0.5/24,gw=10.0.0.1"),
+        ];
+        let off = run(
+            GuestKind::Qemu,
+            &cfg,
+            unknown(UnknownReason::AgentOff),
+            InterfaceNames::Config,
+        );
+        assert_eq!(off.ip_addresses.as_set().map(Vec::len), Some(1));
+        for reason in [
+            UnknownReason::NotRunning,
+            UnknownReason::AgentNotRunning,
+            UnknownReason::NoPermission,
+            UnknownReason::TimedOut,
+            UnknownReason::NotAsked,
+            UnknownReason::OtherError,
+        ] {
+            let c = run(
+                GuestKind::Qemu,
+                &cfg,
+                unknown(reason),
+                InterfaceNames::Config,
+            );
+            assert!(c.ip_addresses.is_keep(), "{reason:?}");
+            assert!(c.primary_ip4.is_keep(), "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn config_not_read_keeps_everything() {
+        let network = agent("[]");
+        let src = Sources {
+            kind: GuestKind::Qemu,
+            config_read: false,
+            config: &[],
+            network: &network,
+        };
+        let c = desired_children(&src, &settings(InterfaceNames::Config)).unwrap();
+        assert_eq!(c, VmChildren::default());
+    }
+
+    #[test]
+    fn no_nics_is_an_empty_set_not_keep() {
+        let c = run(GuestKind::Qemu, &[], agent("[]"), InterfaceNames::Config);
+        assert_eq!(c.interfaces, Field::Set(vec![]));
+        assert_eq!(c.ip_addresses, Field::Set(vec![]));
+    }
+}

@@ -267,3 +267,74 @@ fn vm_field_rank(field: &str) -> usize {
             .unwrap_or(fixed + 2),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(field: &str) -> FieldChange {
+        FieldChange {
+            field: field.to_owned(),
+            old: JsonText::null(),
+            new: JsonText::null(),
+        }
+    }
+
+    #[test]
+    fn primary_ip_seed_sets_only_when_netbox_has_none() {
+        let want = Field::Set("10.0.0.5/24".to_owned());
+        let none = Field::Clear;
+        let other = Field::Set("10.0.0.9/24".to_owned());
+        assert!(primary("primary_ip4", Ownership::Seed, &want, Some(&none)).is_some());
+        assert!(primary("primary_ip4", Ownership::Seed, &want, Some(&other)).is_none());
+        assert!(primary("primary_ip4", Ownership::Owned, &want, Some(&other)).is_some());
+        assert!(primary("primary_ip4", Ownership::Owned, &want, Some(&Field::Keep)).is_none());
+        assert!(primary("primary_ip4", Ownership::Ignore, &want, Some(&none)).is_none());
+        assert!(primary("primary_ip4", Ownership::Owned, &Field::Keep, Some(&other)).is_none());
+        // Owned and nothing wanted: the sync's own choice is cleared.
+        let cleared =
+            primary("primary_ip4", Ownership::Owned, &Field::Clear, Some(&other)).unwrap();
+        assert!(cleared.new.is_null());
+        // A created VM with no address wants no change.
+        assert!(primary("primary_ip4", Ownership::Owned, &Field::Clear, None).is_none());
+    }
+
+    #[test]
+    fn disk_follows_the_virtual_disks() {
+        let mut changes = vec![change("memory"), change("disk")];
+        set_disk(&mut changes, 100, Some(100), false, Ownership::Owned);
+        assert_eq!(changes.len(), 1, "equal disk: the 0.2 change is dropped");
+        set_disk(&mut changes, 120, Some(100), false, Ownership::Owned);
+        assert_eq!(changes[1].new.as_str(), "120");
+        let mut seed = vec![change("disk")];
+        set_disk(&mut seed, 120, Some(100), false, Ownership::Seed);
+        assert!(seed.is_empty());
+        set_disk(&mut seed, 120, None, true, Ownership::Seed);
+        assert_eq!(seed.len(), 1);
+    }
+
+    #[test]
+    fn vm_changes_keep_the_field_order() {
+        let mut v = vec![
+            change("custom_fields.proxmox_node"),
+            change("primary_ip6"),
+            change("tags"),
+            change("primary_ip4"),
+            change("disk"),
+            change("name"),
+        ];
+        v.sort_by_key(|c| vm_field_rank(&c.field));
+        let order: Vec<&str> = v.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "name",
+                "disk",
+                "tags",
+                "primary_ip4",
+                "primary_ip6",
+                "custom_fields.proxmox_node"
+            ]
+        );
+    }
+}
