@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn vm_changes_keep_the_field_order() {
-        let mut v = vec![
+        let mut v = [
             change("custom_fields.proxmox_node"),
             change("primary_ip6"),
             change("tags"),
