@@ -87,11 +87,7 @@ pub(crate) fn is_left_out(addr: IpAddr) -> bool {
             a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast()
         }
         IpAddr::V6(a) => {
-            a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                // fe80::/10 (`Ipv6Addr::is_unicast_link_local` is not stable on our MSRV path).
-                || (a.segments()[0] & 0xffc0) == 0xfe80
+            a.is_loopback() || a.is_unspecified() || a.is_multicast() || a.is_unicast_link_local()
         }
     }
 }
