@@ -27,7 +27,17 @@ fn main() {
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
 
+    git_commit(&workspace);
     println!("cargo:rerun-if-env-changed={PREBUILT_ENV}");
+    // `--version` names the embedded rules from `guest-default` itself unless they are prebuilt.
+    println!(
+        "cargo:rustc-env=PVE2NETBOX_EMBEDDED_RULES={}",
+        if env::var_os(PREBUILT_ENV).is_some() {
+            "prebuilt"
+        } else {
+            GUEST_PACKAGE
+        }
+    );
     let wasm = match env::var_os(PREBUILT_ENV) {
         Some(path) => {
             let path = PathBuf::from(path);
@@ -58,6 +68,41 @@ fn main() {
         embedded.display().to_string()
     );
     fs::write(out_dir.join("default_rules.rs"), source).expect("write default_rules.rs");
+}
+
+/// Sets `PVE2NETBOX_GIT_COMMIT` for `--version`: `$PVE2NETBOX_GIT_COMMIT` when set (packagers
+/// building from a tarball of a known commit), else `git rev-parse --short HEAD` in a checkout,
+/// else `unknown` (a tarball without git must still build).
+fn git_commit(workspace: &Path) {
+    const COMMIT_ENV: &str = "PVE2NETBOX_GIT_COMMIT";
+    println!("cargo:rerun-if-env-changed={COMMIT_ENV}");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = env::var(COMMIT_ENV)
+        .ok()
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_string());
+    // Rerun when HEAD moves: HEAD itself (a checkout), the branch it points at (a commit),
+    // packed refs. Only files that exist: cargo reruns a script on every build for a missing one.
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name])
+            && Path::new(&path).is_file()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    println!("cargo:rustc-env={COMMIT_ENV}={commit}");
 }
 
 /// Runs the nested `cargo build` and returns the component's path.

@@ -53,6 +53,11 @@ pub use limits::{
 };
 
 use store::State;
+
+/// The rules WIT versions this host loads, for people: `pve2netbox:rules@0.1.x, …`.
+pub fn supported_wit_text() -> String {
+    loader::supported_text()
+}
 use v0_2_0 as latest;
 
 /// The default rules component, built by `build.rs` from `guest-default/`.
