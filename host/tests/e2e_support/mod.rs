@@ -870,6 +870,11 @@ pub fn api_path(key: &str) -> &'static str {
         "sites" => "dcim/sites",
         "devices" => "dcim/devices",
         "platforms" => "dcim/platforms",
+        "manufacturers" => "dcim/manufacturers",
+        "device-types" => "dcim/device-types",
+        "device-roles" => "dcim/device-roles",
+        "virtual-machine-types" => "virtualization/virtual-machine-types",
+        "tenants" => "tenancy/tenants",
         "object-changes" => "core/object-changes",
         other => panic!("e2e harness: no API path for object type {other}"),
     }
