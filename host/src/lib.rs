@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod http;
+pub mod memo;
 pub mod netbox;
 pub mod netbox_lease;
 pub mod orphans;

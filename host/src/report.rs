@@ -93,6 +93,13 @@ pub struct RulesInfo {
     pub wit: String,
 }
 
+/// What the no-op memo answered this run (all zero with `--no-memo` or without a memo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MemoCounts {
+    /// VMs whose rules call the memo answered: inputs byte-for-byte those of a stored "no changes".
+    pub hits: u64,
+}
+
 /// One problem, against the scope it concerns: `cluster`, `cluster/node` or `cluster/node/vmid`
 /// (`run` for the whole run, e.g. a refused delete budget).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +129,8 @@ pub struct RunReport {
     pub requests: Requests,
     pub phases_ms: PhasesMs,
     pub rules: RulesInfo,
+    #[serde(default)]
+    pub memo: MemoCounts,
     pub errors: Vec<ErrorEntry>,
 }
 
@@ -135,6 +144,7 @@ impl RunReport {
             requests: Requests::default(),
             phases_ms: PhasesMs::default(),
             rules: RulesInfo::default(),
+            memo: MemoCounts::default(),
             errors: Vec::new(),
         }
     }
@@ -225,6 +235,12 @@ impl RunReport {
             ms(p.dispatch),
             ms(p.task_history),
             ms(p.total)
+        );
+        let _ = writeln!(
+            out,
+            "  memo:     {} VMs answered without a rules call (inputs unchanged since a \
+             \"no changes\")",
+            self.memo.hits
         );
         if !self.errors.is_empty() {
             let _ = writeln!(out, "  errors:   {}", self.errors.len());
