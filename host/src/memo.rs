@@ -118,9 +118,21 @@ pub struct Memo {
     old: HashMap<VmIdentity, Entry>,
     new: HashMap<VmIdentity, Entry>,
     hits: u64,
-    /// Reused encoding buffer of one VM's input.
-    buf: Vec<u8>,
 }
+
+/// One VM's input to key: identity, guest, packed config (every key and value concatenated,
+/// and their end offsets) and the matched NetBox record.
+pub type KeyInput<'a> = (
+    VmIdentity,
+    &'a Guest,
+    (&'a str, &'a [u32]),
+    Option<&'a NetboxVm>,
+);
+
+/// Below this many VMs a batch is keyed on the calling thread (a thread costs more).
+const PARALLEL_MIN: usize = 256;
+/// Threads that key one batch at most.
+const MAX_THREADS: usize = 4;
 
 impl Memo {
     /// The memo file of `netbox` under `state_dir`.
@@ -168,30 +180,65 @@ impl Memo {
         put_str(&mut parts, &header.host);
         put_str(&mut parts, &header.wit);
         prefix.update(&parts);
+        let capacity = old.len();
         Memo {
             path,
             header,
             prefix,
             old,
-            new: HashMap::new(),
+            new: HashMap::with_capacity(capacity),
             hits: 0,
-            buf: Vec::with_capacity(4096),
         }
     }
 
     /// The key of a rules call for `guest` (whose config is `config`, packed: every key and
     /// value concatenated, with their end offsets) against `current`.
     pub fn key(
-        &mut self,
+        &self,
         identity: VmIdentity,
         guest: &Guest,
         config: (&str, &[u32]),
         current: Option<&NetboxVm>,
     ) -> VmKey {
-        self.buf.clear();
-        encode_vm(&mut self.buf, guest, config, current);
+        self.key_with(&mut Vec::new(), &(identity, guest, config, current))
+    }
+
+    /// The keys of a batch, in order. Hashing is most of a memoized rerun's rules step, so a
+    /// large batch is split over a few threads.
+    pub fn keys(&self, items: &[KeyInput<'_>]) -> Vec<VmKey> {
+        let threads = if items.len() < PARALLEL_MIN {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+        };
+        let part = |part: &[KeyInput<'_>]| -> Vec<VmKey> {
+            let mut buf = Vec::with_capacity(4096);
+            part.iter().map(|i| self.key_with(&mut buf, i)).collect()
+        };
+        if threads <= 1 {
+            return part(items);
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = items
+                .chunks(items.len().div_ceil(threads))
+                .map(|p| s.spawn(move || part(p)))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(keys) => keys,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    }
+
+    fn key_with(&self, buf: &mut Vec<u8>, item: &KeyInput<'_>) -> VmKey {
+        let (identity, guest, config, current) = *item;
+        buf.clear();
+        encode_vm(buf, guest, config, current);
         let mut h = self.prefix.clone();
-        h.update(&self.buf);
+        h.update(&buf);
         VmKey {
             identity,
             digest: h.finalize().into(),

@@ -64,7 +64,7 @@ fn current() -> NetboxVm {
 const CONFIG_TEXT: &str = "memory4096cores2";
 const CONFIG_ENDS: &[u32] = &[6, 10, 15, 16];
 
-fn key_of(memo: &mut Memo, guest: &Guest, config: (&str, &[u32]), cur: Option<&NetboxVm>) -> VmKey {
+fn key_of(memo: &Memo, guest: &Guest, config: (&str, &[u32]), cur: Option<&NetboxVm>) -> VmKey {
     memo.key((1, guest.vmid), guest, config, cur)
 }
 

@@ -123,7 +123,7 @@ pub fn run_wasm(
     ctx: &Context,
     w: &Workload,
 ) -> Result<(Pass, Outputs), RulesError> {
-    measure_wasm(module, ctx, w.batches.clone())?;
+    pass_wasm(module, ctx, w.batches.clone())?;
     let (ms, fuel, outputs) = measure_wasm(module, ctx, w.batches.clone())?;
     // Counted outside the timed region, as the native pass's results are.
     let mut tally = Tally::default();
@@ -138,10 +138,20 @@ pub fn run_wasm(
     ))
 }
 
-/// One pass through the component: (ms, fuel, answers). Not inlined, so callgrind's
-/// `--toggle-collect` can count it alone.
+/// The timed pass through the component: (ms, fuel, answers). Not inlined, and not what the
+/// warm-up calls, so callgrind's `--toggle-collect` counts this pass alone.
 #[inline(never)]
 pub fn measure_wasm(
+    module: &RulesModule,
+    ctx: &Context,
+    inputs: Vec<Vec<JsonReconcileInput>>,
+) -> Result<(f64, u64, Outputs), RulesError> {
+    pass_wasm(module, ctx, inputs)
+}
+
+/// One pass through the component: (ms, fuel, answers).
+#[inline(never)]
+fn pass_wasm(
     module: &RulesModule,
     ctx: &Context,
     inputs: Vec<Vec<JsonReconcileInput>>,
@@ -162,7 +172,7 @@ pub fn measure_wasm(
 /// Runs the workload through a rule set compiled natively, on the same JSON input, warmed the
 /// same way as [`run_wasm`].
 pub fn run_native<R: RuleSet>(ctx: &Context, w: &Workload) -> (Pass, Outputs) {
-    measure_native::<R>(ctx, w.batches.clone());
+    pass_native::<R>(ctx, w.batches.clone());
     let (ms, outputs) = measure_native::<R>(ctx, w.batches.clone());
     let mut tally = Tally::default();
     outputs.iter().for_each(|o| tally.add(o));
@@ -176,12 +186,19 @@ pub fn run_native<R: RuleSet>(ctx: &Context, w: &Workload) -> (Pass, Outputs) {
     )
 }
 
-/// One native pass: (ms, answers). Not inlined, so profilers can measure it alone.
+/// The timed native pass: (ms, answers). Not inlined, and not what the warm-up calls, so
+/// profilers can measure it alone.
 #[inline(never)]
 pub fn measure_native<R: RuleSet>(
     ctx: &Context,
     inputs: Vec<Vec<JsonReconcileInput>>,
 ) -> (f64, Outputs) {
+    pass_native::<R>(ctx, inputs)
+}
+
+/// One native pass: (ms, answers).
+#[inline(never)]
+fn pass_native<R: RuleSet>(ctx: &Context, inputs: Vec<Vec<JsonReconcileInput>>) -> (f64, Outputs) {
     let mut outputs = Vec::with_capacity(inputs.len());
     let t = Instant::now();
     for batch in inputs {

@@ -439,10 +439,12 @@ async fn memo_figure(
     let memo = bin.sync(&[]).await;
     match &memo {
         Ok(m) => progress(&format!(
-            "  memoized rerun {:.1} s, rules step {:?} ms (rerun before: {:?} ms), {} memo hits",
+            "  memoized rerun {:.1} s, rules step {:?} ms, CPU {:?} ms (rerun before: {:?} ms, CPU {:?} ms), {} memo hits",
             m.wall.as_secs_f64(),
             m.rules_ms.map(round),
+            m.rules_cpu_ms.map(round),
             rerun.rules_ms.map(round),
+            rerun.rules_cpu_ms.map(round),
             m.report["memo"]["hits"]
         )),
         Err(e) => progress(&format!("  memoized rerun at {n}: {e:#}")),
@@ -459,7 +461,9 @@ async fn memo_figure(
             .with_detail(json!({
                 "how": "the `rules step` log line (rules_ms) of a third sync, after a no-op rerun stored the memo",
                 "memo_hits": m.report["memo"]["hits"],
+                "rules_cpu_ms": m.rules_cpu_ms.map(round),
                 "rerun_rules_ms": rerun.rules_ms.map(round),
+                "rerun_rules_cpu_ms": rerun.rules_cpu_ms.map(round),
                 "rerun_memo_hits": rerun.report["memo"]["hits"],
                 "reconcile_phase_ms": m.phase_ms("reconcile"),
                 "rerun_reconcile_phase_ms": rerun.phase_ms("reconcile"),

@@ -38,6 +38,8 @@ pub struct Run {
     /// A sync's rules step in ms (memo keys, lookups and module calls), from its `rules step`
     /// log line.
     pub rules_ms: Option<f64>,
+    /// The process's CPU time during that step (all threads, 10 ms resolution), same line.
+    pub rules_cpu_ms: Option<f64>,
 }
 
 impl Run {
@@ -200,7 +202,8 @@ impl Binary {
             wall,
             peak_rss_mb: peak_kib as f64 / 1024.0,
             report,
-            rules_ms: rules_step_ms(&stderr),
+            rules_ms: rules_step(&stderr, "rules_ms"),
+            rules_cpu_ms: rules_step(&stderr, "rules_cpu_ms"),
         })
     }
 }
@@ -208,11 +211,11 @@ impl Binary {
 /// The log filter of a sync: warnings, and the sync's `rules step` line.
 const SYNC_LOG: &str = "warn,pve2netbox::sync=info";
 
-/// `rules_ms` of the `rules step` line in a JSON log.
-fn rules_step_ms(stderr: &str) -> Option<f64> {
+/// The field `field` of the `rules step` line in a JSON log.
+fn rules_step(stderr: &str, field: &str) -> Option<f64> {
     stderr.lines().find_map(|l| {
         let v: Value = serde_json::from_str(l.trim()).ok()?;
-        v["fields"]["rules_ms"].as_f64()
+        v["fields"][field].as_f64()
     })
 }
 
