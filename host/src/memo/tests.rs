@@ -73,7 +73,7 @@ fn saved(dir: &Path) -> (PathBuf, VmKey) {
     let path = Memo::path(dir, &url("https://netbox.example/"));
     let mut memo = Memo::open(path.clone(), header());
     let key = key_of(
-        &mut memo,
+        &memo,
         &guest(),
         (CONFIG_TEXT, CONFIG_ENDS),
         Some(&current()),
@@ -90,7 +90,7 @@ fn round_trip_answers_the_same_inputs() {
     let (path, key) = saved(dir.path());
     let mut memo = Memo::open(path.clone(), header());
     let again = key_of(
-        &mut memo,
+        &memo,
         &guest(),
         (CONFIG_TEXT, CONFIG_ENDS),
         Some(&current()),
@@ -119,7 +119,7 @@ fn a_missing_memo_is_a_full_run() {
     let path = Memo::path(dir.path(), &url("https://netbox.example/"));
     let mut memo = Memo::open(path, header());
     let key = key_of(
-        &mut memo,
+        &memo,
         &guest(),
         (CONFIG_TEXT, CONFIG_ENDS),
         Some(&current()),
@@ -182,12 +182,15 @@ fn a_foreign_memo_is_a_full_run() {
     assert!(Memo::open(path, header()).hit(&key).is_some());
 }
 
+/// What changed, and the guest, NetBox record and packed config (text, ends) with the change.
+type Variant = (&'static str, Guest, Option<NetboxVm>, String, Vec<u32>);
+
 #[test]
 fn a_changed_byte_in_any_key_part_misses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, key) = saved(dir.path());
     let base = || (guest(), current());
-    let mut variants: Vec<(&str, Guest, Option<NetboxVm>, String, Vec<u32>)> = Vec::new();
+    let mut variants: Vec<Variant> = Vec::new();
     let cfg = || (CONFIG_TEXT.to_string(), CONFIG_ENDS.to_vec());
     let mut add = |what, g: Guest, c: Option<NetboxVm>, (t, e): (String, Vec<u32>)| {
         variants.push((what, g, c, t, e));
@@ -237,7 +240,7 @@ fn a_changed_byte_in_any_key_part_misses() {
     add("no current", g, None, cfg());
     for (what, g, c, text, ends) in &variants {
         let mut memo = Memo::open(path.clone(), header());
-        let k = key_of(&mut memo, g, (text, ends), c.as_ref());
+        let k = key_of(&memo, g, (text, ends), c.as_ref());
         assert_ne!(k.digest, key.digest, "{what}");
         assert_eq!(memo.hit(&k), None, "{what}");
     }
@@ -255,9 +258,9 @@ fn a_changed_byte_in_any_key_part_misses() {
     for c in changed {
         assert_ne!(context_hash(&c), context_hash(&ctx()), "{c:?}");
         let h = MemoHeader::new(&url("https://netbox.example/"), [7; 32], "0.2.0", &c);
-        let mut memo = Memo::open(path.clone(), h);
+        let memo = Memo::open(path.clone(), h);
         let k = key_of(
-            &mut memo,
+            &memo,
             &guest(),
             (CONFIG_TEXT, CONFIG_ENDS),
             Some(&current()),
