@@ -289,6 +289,7 @@ mod tests {
             "phases_ms": {"preflight": 0, "proxmox_read": 0, "netbox_snapshot": 0, "reconcile": 0,
                           "dispatch": 0, "task_history": 0, "total": 1234},
             "rules": {"name": "default", "version": "0.1.0", "wit": "0.1.0"},
+            "memo": {"hits": 0},
             "errors": [{"scope": "pve-a/pve2", "phase": "proxmox_read", "message": "node offline (595)"}]
         });
         assert_eq!(value, expected);
