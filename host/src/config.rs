@@ -272,6 +272,9 @@ pub struct SyncConfig {
     pub site: Option<String>,
     /// Time-to-live of the NetBox run lease (`lock_ttl_secs`; see [`crate::netbox_lease`]).
     pub lock_ttl: Duration,
+    /// Keep the no-op memo in the state dir and skip the rules call for unchanged VMs
+    /// (see [`crate::memo`]).
+    pub memo: bool,
 }
 
 impl Default for SyncConfig {
@@ -288,6 +291,7 @@ impl Default for SyncConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             site: None,
             lock_ttl: crate::netbox_lease::DEFAULT_LEASE_TTL,
+            memo: true,
         }
     }
 }
@@ -503,6 +507,7 @@ struct RawSync {
     batch_size: Option<i64>,
     site: Option<String>,
     lock_ttl_secs: Option<i64>,
+    memo: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -552,6 +557,7 @@ const SYNC_KEYS: &[&str] = &[
     "batch_size",
     "site",
     "lock_ttl_secs",
+    "memo",
 ];
 const TIMEOUT_KEYS: &[&str] = &["connect_secs", "request_secs", "retry_budget_secs"];
 /// Variables that share the prefix but are not config keys (the CLI's own).
@@ -827,6 +833,7 @@ impl RawConfig {
                     "batch_size" => s.batch_size = Some(int(value)?),
                     "site" => s.site = Some(value.to_string()),
                     "lock_ttl_secs" => s.lock_ttl_secs = Some(int(value)?),
+                    "memo" => s.memo = Some(boolean(value)?),
                     _ => return Err(bad("unknown key in [sync]".into())),
                 }
                 recorded_key = key.to_string();
@@ -1100,6 +1107,7 @@ impl RawConfig {
                 1,
                 86_400,
             )? as u64),
+            memo: s.memo.unwrap_or(true),
         })
     }
 
@@ -1228,6 +1236,7 @@ impl RawConfig {
                 batch_size: Some(s.batch_size as i64),
                 site: s.site.clone(),
                 lock_ttl_secs: Some(s.lock_ttl.as_secs() as i64),
+                memo: Some(s.memo),
             },
             rules: RawRules { settings, policies },
             timeouts: RawTimeouts {

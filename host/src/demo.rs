@@ -109,6 +109,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<(u8, RunReport)> {
             rules: opts.rules.clone(),
             mode,
             progress: progress.clone(),
+            // The demo's simulators live only as long as the demo: nothing to keep in the state dir.
+            memo_dir: None,
         };
         sync::run(opts)
     };

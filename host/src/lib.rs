@@ -16,6 +16,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod http;
 pub mod logging;
+pub mod memo;
 pub mod metrics;
 pub mod netbox;
 pub mod netbox_lease;

@@ -149,6 +149,12 @@ impl ReadGuest {
         }
     }
 
+    /// The config as packed: every key and value concatenated, and the end offset of each
+    /// (what the no-op memo hashes; the JSON text the rules get is written from it).
+    pub fn config_packed(&self) -> (&str, &[u32]) {
+        (&self.config.text, &self.config.ends)
+    }
+
     /// Frees the config once the rules will not be asked about the guest again (the configs
     /// of 100k guests are ~45 MB, and the rules' answers grow while they are asked).
     pub fn release_config(&mut self) {

@@ -236,6 +236,12 @@ impl RunReport {
             ms(p.task_history),
             ms(p.total)
         );
+        let _ = writeln!(
+            out,
+            "  memo:     {} VMs answered without a rules call (inputs unchanged since a \
+             \"no changes\")",
+            self.memo.hits
+        );
         if !self.errors.is_empty() {
             let _ = writeln!(out, "  errors:   {}", self.errors.len());
             for e in &self.errors {

@@ -217,10 +217,18 @@ pub fn default_state_dir() -> Option<PathBuf> {
 
 /// The lock file of `netbox` under `state_dir`.
 pub fn lock_path(state_dir: &Path, netbox: &Url) -> PathBuf {
+    state_dir
+        .join("locks")
+        .join(format!("{}.lock", url_file_stem(netbox)))
+}
+
+/// The file name (without extension) of `netbox`'s files in the state dir: the first hex
+/// characters of the SHA-256 of its normalized URL (the lock's, and the no-op memo's).
+pub fn url_file_stem(netbox: &Url) -> String {
     let digest = Sha256::digest(normalized_url(netbox).as_bytes());
     let mut name = hex::encode(digest);
     name.truncate(HASH_HEX_CHARS);
-    state_dir.join("locks").join(format!("{name}.lock"))
+    name
 }
 
 /// The URL that identifies a NetBox: scheme, host, port and path, without credentials, query,

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use guest_default::model::{
-    Context, FieldPolicy, JsonReconcileInput, JsonText, Ownership as RuleOwnership, merge_policies,
+    Context, FieldPolicy, JsonReconcileInput, JsonText, Ownership as RuleOwnership, Reconciled,
+    merge_policies,
 };
 
 use crate::config::{Config, OrphanPolicy, Ownership};
 use crate::dispatch::{self, DispatchSettings};
 use crate::http::RequestCounters;
+use crate::memo::{KeyInput, Memo, MemoHeader, VmKey};
 use crate::netbox::{NetboxClient, NetboxError};
 use crate::netbox_lease::{LeaseError, NetboxLease};
 use crate::orphans::{self, OrphanSettings};
@@ -27,8 +29,8 @@ use crate::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
 use crate::progress::Progress;
 use crate::proxmox_read::{self, Discovery, ReadGuest};
 use crate::reconcile::{
-    self, Class, NeedsInterner, ObservedGuest, OutputContract, Rules, RulesItem, RulesResult,
-    VmOutcome,
+    self, Answer, Changes, Class, NeedsInterner, ObservedGuest, OutputContract, Rules, RulesItem,
+    RulesResult, VmOutcome,
 };
 use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
 use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
@@ -71,6 +73,9 @@ pub struct RunOptions {
     pub rules: Option<PathBuf>,
     pub mode: RunMode,
     pub progress: Progress,
+    /// The state dir holding the no-op memo ([`crate::memo`]); `None`: no memo (`--no-memo`,
+    /// `sync.memo = false`, or no state dir).
+    pub memo_dir: Option<PathBuf>,
 }
 
 /// A run's result.
@@ -284,17 +289,45 @@ async fn run_phases(
     // their own (e.g. when a module writes to stderr), which panics on a tokio worker thread:
     // tell tokio this thread blocks for the reconcile.
     let observed = observe(&read.guests);
-    let mut outcomes = tokio::task::block_in_place(|| {
+    let mut memo = opts.memo_dir.as_deref().map(|dir| {
+        let header = MemoHeader::new(
+            &config.netbox.url,
+            module.sha256(),
+            &module.wit_version(),
+            &ctx,
+        );
+        Memo::open(Memo::path(dir, &config.netbox.url), header)
+    });
+    let outcomes = tokio::task::block_in_place(|| {
         let mut rules = ModuleRules {
             module,
             ctx: &ctx,
             guests: &mut read.guests,
             batch,
             needs: NeedsInterner::default(),
+            memo: memo.as_mut(),
+            spent: std::time::Duration::ZERO,
+            spent_cpu: std::time::Duration::ZERO,
         };
         let contract = OutputContract::with_custom_fields(pre.custom_fields.clone());
-        reconcile::reconcile(&observed, &snap, &mut rules, &contract)
+        let outcomes = reconcile::reconcile(&observed, &snap, &mut rules, &contract);
+        (outcomes, rules.spent, rules.spent_cpu)
     });
+    let (mut outcomes, rules_spent, rules_cpu) = outcomes;
+    tracing::info!(
+        rules_ms = rules_spent.as_secs_f64() * 1e3,
+        rules_cpu_ms = rules_cpu.as_secs_f64() * 1e3,
+        memo_hits = memo.as_ref().map_or(0, Memo::hits),
+        guests = read.guests.len(),
+        "rules step (memo keys, lookups and module calls)"
+    );
+    // Saved once the reconcile phase is complete (a run stopped before never writes it).
+    if let Some(memo) = &memo {
+        report.memo.hits = memo.hits();
+        if let Err(e) = memo.save() {
+            tracing::warn!(error = %e, "the no-op memo was not saved; the next run asks the rules about every VM");
+        }
+    }
     bar.inc(read.guests.len() as u64);
     // Past the rules, no phase needs the configs (tens of MB at 100k guests).
     drop(read.guests);
@@ -558,38 +591,120 @@ pub struct ModuleRules<'a> {
     pub guests: &'a mut [ReadGuest],
     pub batch: usize,
     pub needs: NeedsInterner,
+    /// The no-op memo: answers the VMs whose inputs are those of a stored "no changes", and
+    /// learns this run's "no changes" answers.
+    pub memo: Option<&'a mut Memo>,
+    /// Time spent in [`Rules::reconcile`]: the rules step (keys, lookups, calls).
+    pub spent: std::time::Duration,
+    /// CPU time of the whole process meanwhile (all threads), where the OS tells it: what
+    /// the step costs on a busy machine, where wall time also counts other processes.
+    pub spent_cpu: std::time::Duration,
+}
+
+/// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`
+/// in clock ticks (10 ms); `None` where there is no such file.
+fn process_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command (which may hold spaces) start after its closing `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux architecture this runs on.
+    Some((utime + stime) * 10_000_000)
 }
 
 impl Rules for ModuleRules<'_> {
     fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
+        let started = Instant::now();
+        let cpu_started = process_cpu_ns();
         let mut out = Vec::with_capacity(items.len());
         for (index, chunk) in items.chunks(self.batch.max(1)).enumerate() {
-            let input: Vec<JsonReconcileInput> = chunk
-                .iter()
-                .map(|item| {
-                    let read = &mut self.guests[item.guest];
-                    let input = read.rules_input_json(item.current.cloned());
-                    if !item.again {
-                        read.release_config();
+            // Per item: its memo key, and the memo's answer (a hit) or `None` (asked below).
+            let keys: Vec<Option<VmKey>> = match self.memo.as_deref() {
+                Some(memo) => {
+                    let inputs: Vec<KeyInput<'_>> = chunk
+                        .iter()
+                        .map(|item| {
+                            let read = &self.guests[item.guest];
+                            let identity = (read.cluster_id, read.guest.vmid);
+                            (identity, &read.guest, read.config_packed(), item.current)
+                        })
+                        .collect();
+                    memo.keys(&inputs).into_iter().map(Some).collect()
+                }
+                None => vec![None; chunk.len()],
+            };
+            let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
+            let mut input: Vec<JsonReconcileInput> = Vec::with_capacity(chunk.len());
+            for (item, key) in chunk.iter().zip(&keys) {
+                let read = &mut self.guests[item.guest];
+                let hit = match (self.memo.as_deref_mut(), key) {
+                    (Some(memo), Some(key)) => memo.hit(key),
+                    _ => None,
+                };
+                match hit {
+                    Some(name) => answers.push(Some(RulesResult::Vm(Answer {
+                        name,
+                        needs: Vec::new(),
+                        changes: Changes::new(),
+                    }))),
+                    None => {
+                        answers.push(None);
+                        input.push(read.rules_input_json(item.current.cloned()));
                     }
-                    input
-                })
-                .collect();
-            match self.module.reconcile_json(self.ctx, input) {
-                Ok(answers) => out.extend(answers.items.into_iter().map(|answer| {
-                    let mut result = RulesResult::from(answer);
-                    self.needs.intern(&mut result);
-                    result
-                })),
-                Err(e) => {
-                    let message = format!("{}", e.in_batch(index));
-                    tracing::error!(batch = index, error = %message, "rules batch failed");
-                    out.extend(std::iter::repeat_n(
-                        RulesResult::Error(message),
-                        chunk.len(),
-                    ));
+                }
+                if !item.again {
+                    read.release_config();
                 }
             }
+            let asked: Vec<Option<&VmKey>> = keys
+                .iter()
+                .zip(&answers)
+                .filter(|(_, a)| a.is_none())
+                .map(|(k, _)| k.as_ref())
+                .collect();
+            let results = if asked.is_empty() {
+                Vec::new()
+            } else {
+                match self.module.reconcile_json(self.ctx, input) {
+                    Ok(out) => out
+                        .items
+                        .into_iter()
+                        .zip(&asked)
+                        .map(|(answer, key)| {
+                            // Only "no changes" is remembered: not a skip, an error or a
+                            // failed batch, and not an answer that needs objects.
+                            if let (Some(memo), Some(key), Ok(Reconciled::Vm(vm))) =
+                                (self.memo.as_deref_mut(), key, &answer)
+                                && vm.changes.is_empty()
+                                && vm.needs.is_empty()
+                            {
+                                memo.record(key, vm.name.as_deref());
+                            }
+                            let mut result = RulesResult::from(answer);
+                            self.needs.intern(&mut result);
+                            result
+                        })
+                        .collect(),
+                    Err(e) => {
+                        let message = format!("{}", e.in_batch(index));
+                        tracing::error!(batch = index, error = %message, "rules batch failed");
+                        vec![RulesResult::Error(message); asked.len()]
+                    }
+                }
+            };
+            let mut results = results.into_iter();
+            out.extend(answers.into_iter().map(|a| {
+                a.or_else(|| results.next()).unwrap_or_else(|| {
+                    RulesResult::Error("the rules returned fewer results than asked".into())
+                })
+            }));
+        }
+        self.spent += started.elapsed();
+        if let (Some(a), Some(b)) = (cpu_started, process_cpu_ns()) {
+            self.spent_cpu += std::time::Duration::from_nanos(b.saturating_sub(a));
         }
         out
     }

@@ -253,6 +253,11 @@ fn test_reports_pass_and_fail_with_a_diff_and_fuel() {
         "{stdout}"
     );
     assert!(stdout.contains("1 passed, 1 failed"), "{stdout}");
+    // The purity check runs over every fixture that parses (the default rules are pure).
+    assert!(
+        stdout.contains("PURE  2 fixtures: the same answer alone and in a batch"),
+        "{stdout}"
+    );
 
     std::fs::remove_file(fixtures.join("b-bad.json")).unwrap();
     let out = bin(&["test", "default", fixtures.to_str().unwrap()], tmp.path());

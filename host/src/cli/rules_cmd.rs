@@ -405,12 +405,55 @@ fn test(file: &str, dir: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitCode> 
             }
         }
     }
+    failed += purity(&module, &paths)?;
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The purity the no-op memo relies on: each fixture's `reconcile` answer is the same alone
+/// and in a batch of all of them, in file order and reversed. Prints the result; returns the
+/// number of fixtures that failed it. (Fixtures that do not parse failed already.)
+fn purity(module: &RulesModule, paths: &[PathBuf]) -> anyhow::Result<usize> {
+    let mut names = Vec::new();
+    let mut fixtures = Vec::new();
+    for path in paths {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        if let Ok(f) = Fixture::from_json(&text) {
+            names.push(
+                path.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            );
+            fixtures.push(f);
+        }
+    }
+    let problems = rules::fixture::check_purity(module, &fixtures)
+        .context("checking that answers do not depend on the batch")?;
+    if problems.is_empty() {
+        println!(
+            "PURE  {} fixtures: the same answer alone and in a batch, in either order (what the \
+             no-op memo relies on)",
+            fixtures.len()
+        );
+        return Ok(0);
+    }
+    for p in &problems {
+        println!(
+            "FAIL  {}  answers differently {} (a module must be pure: the no-op memo replays answers)",
+            names[p.fixture], p.between
+        );
+        let pretty = |r| serde_json::to_string_pretty(&reconciled_json(r)).unwrap_or_default();
+        println!(
+            "{}",
+            indent(&line_diff(&pretty(&p.first), &pretty(&p.second)), "      ")
+        );
+    }
+    Ok(problems.len())
 }
 
 /// Runs one fixture: (fuel, description, failure report).
@@ -557,7 +600,7 @@ fn bench(
     fuel: bool,
     args: &RuntimeArgs,
 ) -> anyhow::Result<ExitCode> {
-    use rules::bench::{Workload, run_native, run_wasm};
+    use rules::bench::{Workload, first_mismatch, run_native, run_wasm};
     let metering = if fuel {
         Metering::Fuel
     } else {
@@ -569,15 +612,13 @@ fn bench(
     let workload = Workload::new(guests, current, batch);
     let ctx = rules::fixture::effective_context(&module, &Context::default())?;
 
-    let native_too = file == DEFAULT_MODULE;
-    if native_too {
-        // Untimed warm-up: the host heap grows to the run's size once, so neither timed run pays
-        // the first-touch page faults for it (otherwise the first run does, and the second
-        // reuses its pages).
-        run_native::<NativeDefault>(&ctx, &workload);
-    }
-    let wasm = run_wasm(&module, &ctx, &workload)?;
-    let native = native_too.then(|| run_native::<NativeDefault>(&ctx, &workload));
+    // Each side: an untimed warm-up pass, then the timed one, on the same JSON input.
+    let (wasm, wasm_out) = run_wasm(&module, &ctx, &workload)?;
+    let native = (file == DEFAULT_MODULE).then(|| run_native::<NativeDefault>(&ctx, &workload));
+    let mismatch = native
+        .as_ref()
+        .and_then(|(_, native_out)| first_mismatch(&wasm_out, native_out));
+    drop(wasm_out);
     let per_vm = |ms: f64| if vms == 0 { 0.0 } else { ms * 1e3 / vms as f64 };
     let stats = module.load_stats();
     let report = serde_json::json!({
@@ -586,6 +627,8 @@ fn bench(
         "version": module.info().version,
         "vms": vms,
         "batch": batch,
+        "input": "reconcile on each config as JSON text with its matched record (what the sync sends), both sides",
+        "warm_up": "one untimed pass per side before its timed pass",
         "load_ms": stats.compile.as_secs_f64() * 1e3,
         "load": match stats.kind { LoadKind::CacheHit => "cache", LoadKind::Compiled => "compiled" },
         "reconcile": if module.fuses_reconcile() { "fused" } else { "three steps" },
@@ -594,13 +637,26 @@ fn bench(
         "metering": if fuel { "fuel" } else { "deadline" },
         "fuel_total": fuel.then_some(wasm.fuel),
         "fuel_per_vm": fuel.then(|| if vms == 0 { 0 } else { wasm.fuel / vms as u64 }),
-        "native_ms": native.as_ref().map(|(t, _)| *t),
-        "native_us_per_vm": native.as_ref().map(|(t, _)| per_vm(t.total_ms)),
-        "ratio": native.as_ref().map(|(t, _)| if t.total_ms > 0.0 { wasm.times.total_ms / t.total_ms } else { 0.0 }),
+        "native_ms": native.as_ref().map(|(p, _)| p.times),
+        "native_us_per_vm": native.as_ref().map(|(p, _)| per_vm(p.times.total_ms)),
+        "ratio": native.as_ref().map(|(p, _)| if p.times.total_ms > 0.0 { wasm.times.total_ms / p.times.total_ms } else { 0.0 }),
         "tally": wasm.tally,
-        "native_agrees": native.as_ref().map(|(_, tally)| *tally == wasm.tally),
+        "native_agrees": native.as_ref().map(|_| mismatch.is_none()),
+        // No portable hardware counter (virtual machines often have none): count them with
+        // callgrind on the two timed functions, each alone (BENCHMARKS.md).
+        "instructions_per_vm": serde_json::Value::Null,
+        "instructions_how": "valgrind --tool=callgrind --toggle-collect='*bench::measure_wasm*' \
+            pve2netbox rules bench --vms 10000 (then '*bench::measure_native*'); the 'Collected' \
+            count is one timed pass: divide by --vms",
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some((index, wasm, native)) = mismatch {
+        eprintln!(
+            "error: the component and the native rules answer differently, first at VM {index}:\n  \
+             wasm:   {wasm}\n  native: {native}"
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// `sync.task_history`: copy Proxmox tasks into journal entries.
     #[arg(long)]
     pub task_history: Option<bool>,
-    /// Directory of local state: the run lock of `sync` and `apply`
+    /// Directory of local state: the run lock of `sync` and `apply`, the no-op memo
     /// [default: $XDG_STATE_HOME/pve2netbox, else ~/.local/state/pve2netbox].
     #[arg(long, env = crate::run_lock::STATE_DIR_ENV, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// textfile collector; written atomically, also when the run fails).
     #[arg(long, env = crate::metrics::METRICS_FILE_ENV, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    /// Ask the rules about every VM: neither read nor write the no-op memo (`sync.memo = false`).
+    #[arg(long)]
+    pub no_memo: bool,
 }
 
 impl RunArgs {
@@ -190,11 +193,24 @@ fn run_mode(args: &RunArgs, mode: RunMode, quiet: bool) -> anyhow::Result<RunRes
     .map(|command| RunLock::acquire(args.state_dir.as_deref(), &config.netbox.url, command))
     .transpose()?;
     let progress = Progress::new(quiet);
+    let memo_dir = if args.no_memo || !config.sync.memo {
+        None
+    } else {
+        let dir = args
+            .state_dir
+            .clone()
+            .or_else(crate::run_lock::default_state_dir);
+        if dir.is_none() {
+            tracing::info!("no state dir (set --state-dir or HOME): no no-op memo this run");
+        }
+        dir
+    };
     let opts = RunOptions {
         config,
         rules: args.rules.clone(),
         mode,
         progress: progress.clone(),
+        memo_dir,
     };
     let result = runtime()?.block_on(sync::run(opts));
     progress.detach();

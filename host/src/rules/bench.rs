@@ -1,16 +1,24 @@
-//! `rules bench`: the path the sync runs, `reconcile` over N generated VMs in batches, through a
-//! component ([`RulesModule::reconcile`]: one fused call per batch for a WIT 0.2 module, the
-//! three steps for a 0.1 module) and, for the default rules, through the same logic compiled
-//! natively (`RuleSet::reconcile`), with the ratio.
+//! `rules bench`: the path the sync runs, like for like. The sync calls `reconcile` on each
+//! guest's config as JSON text (the WIT's `pve-guest.config`) with its matched NetBox record, in
+//! batches; the bench does the same over N generated VMs, through a component
+//! ([`RulesModule::reconcile_json`]: one fused call per batch for a WIT 0.2 module, the three
+//! steps for a 0.1 module) and, for the default rules, through the same Rust logic compiled
+//! natively on the same JSON input (`RuleSet::reconcile_json`).
 //!
-//! The inputs (guests with their matched current records) are generated and copied outside the
-//! timed region for both runs; the WASM time includes the model <-> bindings conversions, because
-//! the sync pays them too. This is a benchmark, not a test: nothing asserts on time.
+//! Both are warmed the same way (one untimed pass each, so the host heap and the instance pool's
+//! pages are touched before either timed pass), the inputs are built and copied outside the
+//! timed region, and the two outputs are compared item by item: a mismatch fails the bench. The
+//! WASM time includes the model <-> bindings conversions, because the sync pays them too.
+//!
+//! Instructions per VM: where the machine has no usable hardware counter (virtual machines often
+//! have none), `callgrind` counts them: the timed passes are the functions [`measure_wasm`] and
+//! [`measure_native`] (never inlined), so `--toggle-collect` on each gives its instructions
+//! alone (see BENCHMARKS.md). This is a benchmark, not a test: nothing asserts on time.
 
 use std::time::Instant;
 
 use guest_default::model::{
-    Context, Guest, NetboxVm, ReconcileInput, Reconciled, RuleError, RuleSet,
+    self, Context, Guest, JsonReconcileInput, NetboxVm, Reconciled, RuleError, RuleSet,
 };
 use serde::Serialize;
 
@@ -23,7 +31,16 @@ pub struct PhaseTimes {
     pub total_ms: f64,
 }
 
-/// What one run produced, to check the two runs agree.
+impl PhaseTimes {
+    fn of(ms: f64) -> Self {
+        PhaseTimes {
+            reconcile_ms: ms,
+            total_ms: ms,
+        }
+    }
+}
+
+/// What one run produced, summed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
     pub desired_vms: usize,
@@ -47,27 +64,39 @@ impl Tally {
     }
 }
 
-/// The WASM run: times, fuel and tally.
+/// The answers of one pass, batch by batch.
+pub type Outputs = Vec<Vec<Result<Reconciled, RuleError>>>;
+
+/// One timed pass: times, fuel (WASM metered by fuel only) and tally.
 #[derive(Clone, Debug, Serialize)]
-pub struct WasmRun {
+pub struct Pass {
     pub times: PhaseTimes,
     pub fuel: u64,
     pub tally: Tally,
 }
 
-/// The input split into batches, each guest with the current record matched to it.
+/// The input split into batches, each guest (config as JSON text) with the current record
+/// matched to it: what the sync gives `reconcile`.
 pub struct Workload {
-    pub batches: Vec<Vec<ReconcileInput>>,
+    pub batches: Vec<Vec<JsonReconcileInput>>,
 }
 
 impl Workload {
-    /// Pairs generated guests with their records (by position) in batches of `batch`.
+    /// Pairs generated guests with their records (by position) in batches of `batch`; each
+    /// config becomes the JSON text the sync sends.
     pub fn new(guests: Vec<Guest>, current: Vec<Option<NetboxVm>>, batch: usize) -> Self {
         let batch = batch.max(1);
         let mut items = guests
             .into_iter()
             .zip(current.into_iter().chain(std::iter::repeat(None)))
-            .map(|(guest, current)| ReconcileInput { guest, current })
+            .map(|(mut guest, current)| {
+                let config = model::config_to_json(&std::mem::take(&mut guest.config));
+                JsonReconcileInput {
+                    guest,
+                    config,
+                    current,
+                }
+            })
             .peekable();
         let mut batches = Vec::new();
         while items.peek().is_some() {
@@ -75,51 +104,123 @@ impl Workload {
         }
         Workload { batches }
     }
+
+    /// VMs in the workload.
+    pub fn len(&self) -> usize {
+        self.batches.iter().map(Vec::len).sum()
+    }
+
+    /// Whether the workload has no VM.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
-/// Runs the workload through a component, as the sync does.
-pub fn run_wasm(module: &RulesModule, ctx: &Context, w: &Workload) -> Result<WasmRun, RulesError> {
-    let mut fuel = 0;
+/// Runs the workload through a component as the sync does: one untimed warm-up pass, then the
+/// timed pass. Returns the timed pass and its answers.
+pub fn run_wasm(
+    module: &RulesModule,
+    ctx: &Context,
+    w: &Workload,
+) -> Result<(Pass, Outputs), RulesError> {
+    pass_wasm(module, ctx, w.batches.clone())?;
+    let (ms, fuel, outputs) = measure_wasm(module, ctx, w.batches.clone())?;
+    // Counted outside the timed region, as the native pass's results are.
     let mut tally = Tally::default();
-    let inputs = w.batches.clone();
+    outputs.iter().for_each(|o| tally.add(o));
+    Ok((
+        Pass {
+            times: PhaseTimes::of(ms),
+            fuel,
+            tally,
+        },
+        outputs,
+    ))
+}
+
+/// The timed pass through the component: (ms, fuel, answers). Not inlined, and not what the
+/// warm-up calls, so callgrind's `--toggle-collect` counts this pass alone.
+#[inline(never)]
+pub fn measure_wasm(
+    module: &RulesModule,
+    ctx: &Context,
+    inputs: Vec<Vec<JsonReconcileInput>>,
+) -> Result<(f64, u64, Outputs), RulesError> {
+    pass_wasm(module, ctx, inputs)
+}
+
+/// One pass through the component: (ms, fuel, answers).
+#[inline(never)]
+fn pass_wasm(
+    module: &RulesModule,
+    ctx: &Context,
+    inputs: Vec<Vec<JsonReconcileInput>>,
+) -> Result<(f64, u64, Outputs), RulesError> {
+    let mut fuel = 0;
     let mut outputs = Vec::with_capacity(inputs.len());
     let t = Instant::now();
     for (i, batch) in inputs.into_iter().enumerate() {
-        let out = module.reconcile(ctx, batch).map_err(|e| e.in_batch(i))?;
+        let out = module
+            .reconcile_json(ctx, batch)
+            .map_err(|e| e.in_batch(i))?;
         fuel += out.fuel;
         outputs.push(out.items);
     }
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    // Counted and dropped outside the timed region, as the native run's results are.
-    outputs.iter().for_each(|o| tally.add(o));
-    Ok(WasmRun {
-        times: PhaseTimes {
-            reconcile_ms: ms,
-            total_ms: ms,
-        },
-        fuel,
-        tally,
-    })
+    Ok((t.elapsed().as_secs_f64() * 1e3, fuel, outputs))
 }
 
-/// Runs the workload through a rule set compiled natively. Not inlined, so profilers can
-/// measure it alone.
-#[inline(never)]
-pub fn run_native<R: RuleSet>(ctx: &Context, w: &Workload) -> (PhaseTimes, Tally) {
+/// Runs the workload through a rule set compiled natively, on the same JSON input, warmed the
+/// same way as [`run_wasm`].
+pub fn run_native<R: RuleSet>(ctx: &Context, w: &Workload) -> (Pass, Outputs) {
+    pass_native::<R>(ctx, w.batches.clone());
+    let (ms, outputs) = measure_native::<R>(ctx, w.batches.clone());
     let mut tally = Tally::default();
-    let inputs = w.batches.clone();
+    outputs.iter().for_each(|o| tally.add(o));
+    (
+        Pass {
+            times: PhaseTimes::of(ms),
+            fuel: 0,
+            tally,
+        },
+        outputs,
+    )
+}
+
+/// The timed native pass: (ms, answers). Not inlined, and not what the warm-up calls, so
+/// profilers can measure it alone.
+#[inline(never)]
+pub fn measure_native<R: RuleSet>(
+    ctx: &Context,
+    inputs: Vec<Vec<JsonReconcileInput>>,
+) -> (f64, Outputs) {
+    pass_native::<R>(ctx, inputs)
+}
+
+/// One native pass: (ms, answers).
+#[inline(never)]
+fn pass_native<R: RuleSet>(ctx: &Context, inputs: Vec<Vec<JsonReconcileInput>>) -> (f64, Outputs) {
     let mut outputs = Vec::with_capacity(inputs.len());
     let t = Instant::now();
     for batch in inputs {
-        outputs.push(R::reconcile(ctx, batch));
+        outputs.push(R::reconcile_json(ctx, batch));
     }
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    outputs.iter().for_each(|o| tally.add(o));
-    (
-        PhaseTimes {
-            reconcile_ms: ms,
-            total_ms: ms,
-        },
-        tally,
-    )
+    (t.elapsed().as_secs_f64() * 1e3, outputs)
+}
+
+/// The first VM whose answers differ: (its index in the workload, the WASM answer, the native
+/// answer, each as debug text); `None` when every answer agrees.
+pub fn first_mismatch(wasm: &Outputs, native: &Outputs) -> Option<(usize, String, String)> {
+    let mut a = wasm.iter().flatten();
+    let mut b = native.iter().flatten();
+    let show = |r: Option<&Result<Reconciled, RuleError>>| {
+        r.map_or_else(|| "(no answer)".to_string(), |r| format!("{r:?}"))
+    };
+    let mut i = 0;
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return None,
+            (x, y) if x != y => return Some((i, show(x), show(y))),
+            _ => i += 1,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! normalize-current when the guest is not skipped and a record exists, then diff. A phase that
 //! returns a rule error stops the run. Used by `rules test` and `rules eval`. For `rules test`
 //! it also runs `reconcile` (what the sync calls) on the same guest and record, and compares it
-//! with the three steps.
+//! with the three steps, and checks the purity the no-op memo relies on ([`check_purity`]).
 
 use guest_default::model::{
     Context, Desired, DiffInput, Fixture, FixtureOutcome, Guest, NetboxVm, ReconcileInput,
@@ -121,4 +121,78 @@ pub fn check_reconcile(
         reconciled: single(module.reconcile(&ctx, input())?.items),
         in_steps: single(module.reconcile_in_steps(&ctx, input())?.items),
     })
+}
+
+/// A fixture whose `reconcile` answer depends on what else is in the batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Impurity {
+    /// Index of the fixture in the slice given to [`check_purity`].
+    pub fixture: usize,
+    /// Where it differed: `"alone and in the batch"` or `"forward and reversed batch"`.
+    pub between: &'static str,
+    /// The two answers.
+    pub first: Result<Reconciled, RuleError>,
+    pub second: Result<Reconciled, RuleError>,
+}
+
+/// Checks what the no-op memo relies on: a fixture's `reconcile` answer is the same alone and
+/// in a batch, whatever the batch's order. For each distinct context among the fixtures, every
+/// fixture's guest and record go in one batch in file order and in one in reverse order: each
+/// item must get the same answer in both, and a fixture whose own context it is must also get
+/// its answer alone.
+pub fn check_purity(
+    module: &RulesModule,
+    fixtures: &[Fixture],
+) -> Result<Vec<Impurity>, RulesError> {
+    // Each fixture's context, as an index into the distinct ones.
+    let mut contexts: Vec<Context> = Vec::new();
+    let mut own = Vec::with_capacity(fixtures.len());
+    for f in fixtures {
+        let ctx = effective_context(module, &f.context)?;
+        own.push(match contexts.iter().position(|c| *c == ctx) {
+            Some(i) => i,
+            None => {
+                contexts.push(ctx);
+                contexts.len() - 1
+            }
+        });
+    }
+    let input = |f: &Fixture| ReconcileInput {
+        guest: f.guest.clone(),
+        current: f.current.clone(),
+    };
+    let inputs = || -> Vec<ReconcileInput> { fixtures.iter().map(input).collect() };
+    let mut problems = Vec::new();
+    for (c, ctx) in contexts.iter().enumerate() {
+        let forward = module.reconcile(ctx, inputs())?.items;
+        let mut reversed_in = inputs();
+        reversed_in.reverse();
+        let mut reversed = module.reconcile(ctx, reversed_in)?.items;
+        reversed.reverse();
+        for (i, (fw, rv)) in forward.iter().zip(&reversed).enumerate() {
+            if fw != rv && !problems.iter().any(|p: &Impurity| p.fixture == i) {
+                problems.push(Impurity {
+                    fixture: i,
+                    between: "forward and reversed batch",
+                    first: fw.clone(),
+                    second: rv.clone(),
+                });
+                continue;
+            }
+            if own[i] != c {
+                continue;
+            }
+            let alone = single(module.reconcile(ctx, vec![input(&fixtures[i])])?.items);
+            if alone != *fw && !problems.iter().any(|p: &Impurity| p.fixture == i) {
+                problems.push(Impurity {
+                    fixture: i,
+                    between: "alone and in the batch",
+                    first: alone,
+                    second: fw.clone(),
+                });
+            }
+        }
+    }
+    problems.sort_by_key(|p| p.fixture);
+    Ok(problems)
 }

@@ -42,6 +42,7 @@ use guest_default::model::{
     self, Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, JsonReconcileInput,
     ModuleInfo, NetboxVm, ReconcileInput, Reconciled, RuleError, Vm,
 };
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Instance, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, Trap};
 
@@ -265,6 +266,7 @@ impl RulesRuntime {
                     wit_version: String::new(),
                 },
                 inspection,
+                sha256: Sha256::digest(bytes).into(),
                 load: LoadStats {
                     kind: load_kind,
                     compile: compile_time,
@@ -366,6 +368,8 @@ struct ModuleInner {
     label: ModuleLabel,
     info: ModuleInfo,
     inspection: loader::Inspection,
+    /// SHA-256 of the component's bytes: what the no-op memo is keyed by.
+    sha256: [u8; 32],
     load: LoadStats,
 }
 
@@ -423,6 +427,11 @@ impl RulesModule {
     /// The component's imports.
     pub fn imports(&self) -> &[String] {
         &self.inner.inspection.imports
+    }
+
+    /// SHA-256 of the component's bytes (the memo of no-op answers belongs to one module).
+    pub fn sha256(&self) -> [u8; 32] {
+        self.inner.sha256
     }
 
     /// Load timing and cache use.

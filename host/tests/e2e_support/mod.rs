@@ -470,7 +470,9 @@ impl Harness {
                 cmd.env_remove(key);
             }
         }
+        // The test's own state dir (run lock, no-op memo), never the user's.
         cmd.env("PVE2NETBOX_LOG", "info")
+            .env("PVE2NETBOX_STATE_DIR", self.path("state"))
             .env(NETBOX_TOKEN_VAR, self.token_value(self.token));
         for (i, ep) in self.endpoints().iter().enumerate() {
             cmd.env(format!("E2E_PVE_TOKEN_{i}"), &ep.token);

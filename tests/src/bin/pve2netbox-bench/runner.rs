@@ -35,6 +35,11 @@ pub struct Run {
     pub peak_rss_mb: f64,
     /// The JSON run report (or the `rules bench` object).
     pub report: Value,
+    /// A sync's rules step in ms (memo keys, lookups and module calls), from its `rules step`
+    /// log line.
+    pub rules_ms: Option<f64>,
+    /// The process's CPU time during that step (all threads, 10 ms resolution), same line.
+    pub rules_cpu_ms: Option<f64>,
 }
 
 impl Run {
@@ -84,6 +89,11 @@ impl Binary {
             env.push((var, ep.token.clone()));
         }
         text.push_str("\n[sync]\nsite = \"bench-dc\"\n");
+        // This simulator's own state dir (run lock, no-op memo).
+        env.push((
+            "PVE2NETBOX_STATE_DIR".to_string(),
+            dir.join("state").display().to_string(),
+        ));
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let config = dir.join("pve2netbox.toml");
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
@@ -108,9 +118,11 @@ impl Binary {
             "--output".into(),
             "json".into(),
             "--quiet".into(),
+            "--log-format".into(),
+            "json".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let run = self.run(args).await?;
+        let run = self.run(args, SYNC_LOG).await?;
         if run.code != 0 && run.code != 2 {
             bail!(
                 "pve2netbox {} exited {}: errors {}",
@@ -127,18 +139,18 @@ impl Binary {
         let args = ["rules", "bench", "default", "--vms", &vms.to_string()]
             .map(String::from)
             .to_vec();
-        let run = self.run(args).await?;
+        let run = self.run(args, "warn").await?;
         if run.code != 0 {
             bail!("pve2netbox rules bench exited {}", run.code);
         }
         Ok(run)
     }
 
-    async fn run(&self, args: Vec<String>) -> anyhow::Result<Run> {
+    async fn run(&self, args: Vec<String>, log: &str) -> anyhow::Result<Run> {
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.args(&args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("PVE2NETBOX_LOG", "warn")
+            .env("PVE2NETBOX_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -190,8 +202,21 @@ impl Binary {
             wall,
             peak_rss_mb: peak_kib as f64 / 1024.0,
             report,
+            rules_ms: rules_step(&stderr, "rules_ms"),
+            rules_cpu_ms: rules_step(&stderr, "rules_cpu_ms"),
         })
     }
+}
+
+/// The log filter of a sync: warnings, and the sync's `rules step` line.
+const SYNC_LOG: &str = "warn,pve2netbox::sync=info";
+
+/// The field `field` of the `rules step` line in a JSON log.
+fn rules_step(stderr: &str, field: &str) -> Option<f64> {
+    stderr.lines().find_map(|l| {
+        let v: Value = serde_json::from_str(l.trim()).ok()?;
+        v["fields"][field].as_f64()
+    })
 }
 
 /// `VmHWM` (peak resident set) of a live process, in KiB.

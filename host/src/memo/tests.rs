@@ -1,0 +1,290 @@
+use guest_default::model::{FieldPolicy, GuestKind, JsonText, KnownObject};
+
+use super::*;
+
+fn url(s: &str) -> Url {
+    Url::parse(s).expect("url")
+}
+
+fn ctx() -> Context {
+    Context {
+        netbox_version: "4.7.3".into(),
+        known: vec![KnownObject {
+            kind: "platform".into(),
+            key: "linux".into(),
+            id: 3,
+            name: "Linux".into(),
+        }],
+        policies: vec![FieldPolicy {
+            field: "memory".into(),
+            ownership: Ownership::Owned,
+        }],
+        settings: vec![("template_status".into(), JsonText("\"planned\"".into()))],
+    }
+}
+
+fn header() -> MemoHeader {
+    MemoHeader::new(&url("https://netbox.example/"), [7; 32], "0.2.0", &ctx())
+}
+
+fn guest() -> Guest {
+    Guest {
+        cluster: "pve-a".into(),
+        vmid: 100,
+        kind: GuestKind::Qemu,
+        node: "pve1".into(),
+        name: Some("web-1".into()),
+        status: "running".into(),
+        template: false,
+        maxcpu: Some(2.0),
+        maxmem: Some(4 << 30),
+        maxdisk: Some(32 << 30),
+        tags: Some("a;b".into()),
+        pool: None,
+        config: Vec::new(),
+        config_read: true,
+    }
+}
+
+fn current() -> NetboxVm {
+    NetboxVm {
+        id: 12,
+        name: "web-1".into(),
+        status: "active".into(),
+        cluster: Some("pve-a".into()),
+        vcpus: Some(2.0),
+        memory: Some(4096),
+        tags: vec!["pve2netbox".into()],
+        custom_fields: vec![("proxmox_vm_id".into(), JsonText("100".into()))],
+        last_updated: Some("2026-01-01T00:00:00Z".into()),
+        ..NetboxVm::default()
+    }
+}
+
+const CONFIG_TEXT: &str = "memory4096cores2";
+const CONFIG_ENDS: &[u32] = &[6, 10, 15, 16];
+
+fn key_of(memo: &Memo, guest: &Guest, config: (&str, &[u32]), cur: Option<&NetboxVm>) -> VmKey {
+    memo.key((1, guest.vmid), guest, config, cur)
+}
+
+/// A memo in a temp dir with one entry saved ("no changes" for `guest()` against `current()`).
+fn saved(dir: &Path) -> (PathBuf, VmKey) {
+    let path = Memo::path(dir, &url("https://netbox.example/"));
+    let mut memo = Memo::open(path.clone(), header());
+    let key = key_of(
+        &memo,
+        &guest(),
+        (CONFIG_TEXT, CONFIG_ENDS),
+        Some(&current()),
+    );
+    assert_eq!(memo.hit(&key), None, "an empty memo answers nothing");
+    memo.record(&key, Some("web-1"));
+    memo.save().expect("save");
+    (path, key)
+}
+
+#[test]
+fn round_trip_answers_the_same_inputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, key) = saved(dir.path());
+    let mut memo = Memo::open(path.clone(), header());
+    let again = key_of(
+        &memo,
+        &guest(),
+        (CONFIG_TEXT, CONFIG_ENDS),
+        Some(&current()),
+    );
+    assert_eq!(again, key, "the same inputs give the same key");
+    assert_eq!(memo.hit(&again), Some(Some("web-1".to_string())));
+    assert_eq!(memo.hits(), 1);
+    // A hit is carried into the next memo.
+    memo.save().expect("save");
+    let mut third = Memo::open(path, header());
+    assert_eq!(third.hit(&key), Some(Some("web-1".to_string())));
+}
+
+#[test]
+fn the_file_name_is_per_netbox_url_under_memo() {
+    let a = Memo::path(Path::new("state"), &url("https://netbox.example/"));
+    let b = Memo::path(Path::new("state"), &url("https://other.example/"));
+    assert_ne!(a, b);
+    assert!(a.starts_with("state/memo"), "{}", a.display());
+    assert_eq!(a.extension().and_then(|e| e.to_str()), Some("memo"));
+}
+
+#[test]
+fn a_missing_memo_is_a_full_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Memo::path(dir.path(), &url("https://netbox.example/"));
+    let mut memo = Memo::open(path, header());
+    let key = key_of(
+        &memo,
+        &guest(),
+        (CONFIG_TEXT, CONFIG_ENDS),
+        Some(&current()),
+    );
+    assert_eq!(memo.hit(&key), None);
+}
+
+#[test]
+fn a_truncated_or_corrupt_memo_is_a_full_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, key) = saved(dir.path());
+    let bytes = std::fs::read(&path).expect("read");
+    // Every truncation, and a flipped bit in every byte, reads as empty.
+    for len in 0..bytes.len() {
+        std::fs::write(&path, &bytes[..len]).expect("write");
+        let mut memo = Memo::open(path.clone(), header());
+        assert_eq!(memo.hit(&key), None, "truncated to {len} bytes");
+    }
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x10;
+        std::fs::write(&path, &bad).expect("write");
+        let mut memo = Memo::open(path.clone(), header());
+        assert_eq!(memo.hit(&key), None, "byte {i} changed");
+    }
+    // Garbage that is not a memo at all.
+    std::fs::write(&path, b"not a memo").expect("write");
+    assert_eq!(Memo::open(path.clone(), header()).hit(&key), None);
+    // And the intact file still answers (the checks above are not vacuous).
+    std::fs::write(&path, &bytes).expect("write");
+    assert!(Memo::open(path, header()).hit(&key).is_some());
+}
+
+#[test]
+fn a_foreign_memo_is_a_full_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, key) = saved(dir.path());
+    let mut other_ctx = ctx();
+    other_ctx.netbox_version = "4.8.0".into();
+    let foreign = [
+        MemoHeader::new(&url("https://other.example/"), [7; 32], "0.2.0", &ctx()),
+        MemoHeader::new(&url("https://netbox.example/"), [8; 32], "0.2.0", &ctx()),
+        MemoHeader::new(&url("https://netbox.example/"), [7; 32], "0.3.0", &ctx()),
+        MemoHeader {
+            host: "0.0.0-other".into(),
+            ..header()
+        },
+        MemoHeader::new(
+            &url("https://netbox.example/"),
+            [7; 32],
+            "0.2.0",
+            &other_ctx,
+        ),
+    ];
+    for h in foreign {
+        let mut memo = Memo::open(path.clone(), h.clone());
+        // Even the stored digest is not answered under another header.
+        assert_eq!(memo.hit(&key), None, "{h:?}");
+    }
+    assert!(Memo::open(path, header()).hit(&key).is_some());
+}
+
+/// What changed, and the guest, NetBox record and packed config (text, ends) with the change.
+type Variant = (&'static str, Guest, Option<NetboxVm>, String, Vec<u32>);
+
+#[test]
+fn a_changed_byte_in_any_key_part_misses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, key) = saved(dir.path());
+    let base = || (guest(), current());
+    let mut variants: Vec<Variant> = Vec::new();
+    let cfg = || (CONFIG_TEXT.to_string(), CONFIG_ENDS.to_vec());
+    let mut add = |what, g: Guest, c: Option<NetboxVm>, (t, e): (String, Vec<u32>)| {
+        variants.push((what, g, c, t, e));
+    };
+    let (mut g, c) = base();
+    g.maxmem = Some(8 << 30);
+    add("guest maxmem", g, Some(c), cfg());
+    let (mut g, c) = base();
+    g.node = "pve2".into();
+    add("guest node", g, Some(c), cfg());
+    let (mut g, c) = base();
+    g.maxcpu = Some(2.5);
+    add("guest maxcpu", g, Some(c), cfg());
+    let (mut g, c) = base();
+    g.tags = Some("a;c".into());
+    add("guest tags", g, Some(c), cfg());
+    let (mut g, c) = base();
+    g.config_read = false;
+    add("guest config read", g, Some(c), cfg());
+    let (g, c) = base();
+    add(
+        "config value",
+        g,
+        Some(c),
+        ("memory8192cores2".into(), CONFIG_ENDS.to_vec()),
+    );
+    let (g, c) = base();
+    add(
+        "config split",
+        g,
+        Some(c),
+        (CONFIG_TEXT.into(), vec![6, 11, 15, 16]),
+    );
+    let (g, mut c) = base();
+    c.memory = Some(2048);
+    add("current memory", g, Some(c), cfg());
+    let (g, mut c) = base();
+    c.tags.push("orphaned".into());
+    add("current tags", g, Some(c), cfg());
+    let (g, mut c) = base();
+    c.custom_fields[0].1 = JsonText("101".into());
+    add("current custom field", g, Some(c), cfg());
+    let (g, mut c) = base();
+    c.description = "x".into();
+    add("current description", g, Some(c), cfg());
+    let (g, _) = base();
+    add("no current", g, None, cfg());
+    for (what, g, c, text, ends) in &variants {
+        let mut memo = Memo::open(path.clone(), header());
+        let k = key_of(&memo, g, (text, ends), c.as_ref());
+        assert_ne!(k.digest, key.digest, "{what}");
+        assert_eq!(memo.hit(&k), None, "{what}");
+    }
+    // Each part of the context is in the key too (through the header and the digest).
+    let mut changed = Vec::new();
+    let mut c = ctx();
+    c.known[0].id = 4;
+    changed.push(c);
+    let mut c = ctx();
+    c.policies[0].ownership = Ownership::Ignore;
+    changed.push(c);
+    let mut c = ctx();
+    c.settings[0].1 = JsonText("\"active\"".into());
+    changed.push(c);
+    for c in changed {
+        assert_ne!(context_hash(&c), context_hash(&ctx()), "{c:?}");
+        let h = MemoHeader::new(&url("https://netbox.example/"), [7; 32], "0.2.0", &c);
+        let memo = Memo::open(path.clone(), h);
+        let k = key_of(
+            &memo,
+            &guest(),
+            (CONFIG_TEXT, CONFIG_ENDS),
+            Some(&current()),
+        );
+        assert_ne!(k.digest, key.digest, "{c:?}");
+    }
+}
+
+#[test]
+fn only_this_runs_entries_are_saved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, key) = saved(dir.path());
+    // A run that does not see the VM (or gets an answer with changes) drops its entry.
+    Memo::open(path.clone(), header()).save().expect("save");
+    assert_eq!(Memo::open(path, header()).hit(&key), None);
+}
+
+#[test]
+fn save_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, _) = saved(dir.path());
+    let names: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}

@@ -1,0 +1,152 @@
+//! End to end, the no-op memo: a rerun whose inputs are unchanged is answered by the memo with
+//! no writes and the same counts; what changes an input (Proxmox, NetBox, a rule setting, the
+//! module) is still asked and written; `--no-memo` and `sync.memo = false` turn it off; a
+//! corrupt memo is a full run.
+
+mod e2e_support;
+
+use e2e_support::{Harness, spec};
+use serde_json::{Value, json};
+
+const VMS: u64 = 24;
+
+fn hits(out: &e2e_support::RunOutput) -> u64 {
+    out.report["memo"]["hits"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("report has no memo.hits:\n{}", out.describe()))
+}
+
+/// The report's counts, to compare runs.
+fn counts(out: &e2e_support::RunOutput) -> Value {
+    out.report["counts"].clone()
+}
+
+/// A harness after a first sync and one no-op rerun (which stores the memo).
+fn memoized(seed: u64) -> Harness {
+    let mut h = Harness::generated(spec(VMS as usize, 2, 1, 0, seed));
+    h.set("task_history", false);
+    let first = h.sync_ok();
+    assert_eq!(first.count("create"), VMS, "{}", first.describe());
+    assert_eq!(hits(&first), 0, "creates are never memoized");
+    let second = h.sync_ok();
+    assert_eq!(second.count("noop"), VMS, "{}", second.describe());
+    assert_eq!(hits(&second), 0, "{}", second.describe());
+    h
+}
+
+#[test]
+fn an_unchanged_rerun_is_answered_by_the_memo_with_no_writes_and_the_same_counts() {
+    let h = memoized(91);
+    let full = h.run(&["sync", "--no-memo"]);
+    full.expect_code(0);
+    assert_eq!(hits(&full), 0, "--no-memo asks the rules about every VM");
+    let mark = h.mark();
+    let out = h.sync_ok();
+    h.assert_no_writes_since(&mark, "a memoized rerun");
+    assert_eq!(hits(&out), VMS, "{}", out.describe());
+    assert_eq!(counts(&out), counts(&full), "the memo changes no count");
+    assert_eq!(out.report["requests"]["netbox_write"], 0);
+    // Previews read it too (and find nothing to do).
+    let dry = h.run(&["sync", "--dry-run"]);
+    dry.expect_code(0);
+    assert_eq!(hits(&dry), VMS, "{}", dry.describe());
+    // The config key turns it off like the flag.
+    let mut h = h;
+    h.set("memo", false);
+    let off = h.sync_ok();
+    assert_eq!(hits(&off), 0, "sync.memo = false: {}", off.describe());
+    assert_eq!(counts(&off), counts(&full));
+}
+
+#[test]
+fn a_proxmox_or_netbox_change_after_a_memoized_run_is_still_written() {
+    let h = memoized(92);
+    assert_eq!(hits(&h.sync_ok()), VMS);
+    // Proxmox: a guest's memory changes.
+    let g = h.guest_of_type("qemu");
+    let cluster = g["cluster"].as_str().unwrap_or_default().to_string();
+    let vmid = g["vmid"].as_u64().unwrap_or_default() as u32;
+    h.edit_guest(&cluster, vmid, json!({"memory": 4321}));
+    let out = h.sync_ok();
+    assert_eq!(out.count("update"), 1, "{}", out.describe());
+    assert_eq!(hits(&out), VMS - 1, "{}", out.describe());
+    // NetBox: an operator edits an owned field of another VM; the next run changes it back.
+    let vm = h
+        .vms()
+        .into_iter()
+        .find(|v| v["custom_fields"]["proxmox_vm_id"].as_u64() != Some(u64::from(vmid)))
+        .expect("another VM");
+    let id = vm["id"].as_u64().expect("id");
+    let memory = vm["memory"].clone();
+    h.patch("virtual-machines", id, json!({"memory": 1}));
+    let out = h.sync_ok();
+    assert_eq!(out.count("update"), 1, "{}", out.describe());
+    // Asked: the edited VM, and the one updated by the run before (its write changed its
+    // NetBox record, so its inputs are not those of a stored "no changes").
+    assert_eq!(hits(&out), VMS - 2, "{}", out.describe());
+    assert_eq!(h.vm(id).expect("the VM")["memory"], memory);
+    // The VM just corrected is asked once more (no change now), then everything is memoized.
+    let mark = h.mark();
+    let out = h.sync_ok();
+    assert_eq!(out.count("noop"), VMS, "{}", out.describe());
+    assert_eq!(hits(&out), VMS - 1, "{}", out.describe());
+    assert_eq!(hits(&h.sync_ok()), VMS);
+    h.assert_no_writes_since(&mark, "the reruns after the changes");
+}
+
+#[test]
+fn a_changed_rule_setting_or_module_invalidates_the_memo() {
+    let mut h = memoized(93);
+    // A setting the default rules do not use still changes the context: a full run.
+    h.rule_settings
+        .insert("unused_by_the_rules".into(), 1.into());
+    let out = h.sync_ok();
+    assert_eq!(hits(&out), 0, "{}", out.describe());
+    assert_eq!(out.count("noop"), VMS);
+    assert_eq!(hits(&h.sync_ok()), VMS, "remembered under the new context");
+    // A setting the rules do use: the template status.
+    h.rule_settings
+        .insert("template_status".into(), "offline".into());
+    let out = h.sync_ok();
+    assert_eq!(hits(&out), 0, "{}", out.describe());
+    // Another module (the default rules with one more custom section: other bytes, same
+    // logic) is a full run, then is remembered on its own.
+    let mut bytes = pve2netbox::rules::default_component_bytes().to_vec();
+    let name = b"memo-test";
+    bytes.extend_from_slice(&[0, (1 + name.len() + 1) as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.push(1);
+    let other = h.path("other.wasm");
+    std::fs::write(&other, &bytes).expect("write the module");
+    let other = other.display().to_string();
+    let out = h.run(&["sync", "--rules", &other]);
+    out.expect_code(0);
+    assert_eq!(hits(&out), 0, "another module: {}", out.describe());
+    assert_eq!(out.count("noop"), VMS, "{}", out.describe());
+    let out = h.run(&["sync", "--rules", &other]);
+    assert_eq!(hits(&out), VMS, "{}", out.describe());
+}
+
+#[test]
+fn a_corrupt_memo_is_a_full_run() {
+    let h = memoized(94);
+    let dir = h.path("state").join("memo");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the memo dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one memo per NetBox: {files:?}");
+    let mut bytes = std::fs::read(&files[0]).expect("read the memo");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&files[0], &bytes).expect("corrupt the memo");
+    let out = h.sync_ok();
+    assert_eq!(hits(&out), 0, "{}", out.describe());
+    assert_eq!(out.count("noop"), VMS);
+    // Truncated: the same.
+    let bytes = std::fs::read(&files[0]).expect("read the memo");
+    std::fs::write(&files[0], &bytes[..bytes.len() - 1]).expect("truncate the memo");
+    let out = h.sync_ok();
+    assert_eq!(hits(&out), 0, "{}", out.describe());
+    assert_eq!(hits(&h.sync_ok()), VMS, "rewritten whole by the full run");
+}
