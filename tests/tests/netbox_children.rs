@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{Nb, start};
+use common::{Nb, start, start_cfg};
+use pve2netbox_testkit::{InventorySpec, SimConfig};
 use serde_json::{Value, json};
 
 const VMS: &str = "/api/virtualization/virtual-machines/";
@@ -503,4 +504,59 @@ async fn vlans_on_interfaces() {
     assert_eq!(s, 204);
     let (_, v) = nb.get(&format!("{IFACES}{}/", iface["id"])).await;
     assert_eq!(v["untagged_vlan"], Value::Null);
+}
+
+#[tokio::test]
+async fn interface_mac_address_is_writable_in_47_and_ignored_before() {
+    let sim = start(1, 1, 1).await;
+    let nb = Nb::new(&sim);
+    let (_, cluster, _) = nb.preflight().await;
+    let vm = new_vm(&nb, "mac01", cluster).await;
+    let iface = created(
+        &nb,
+        IFACES,
+        json!({"virtual_machine": vm, "name": "net0", "mac_address": "bc:24:11:2a:3b:4c"}),
+    )
+    .await;
+    assert_eq!(iface["mac_address"], "BC:24:11:2A:3B:4C");
+    let mac = iface["primary_mac_address"]["id"].as_u64().unwrap();
+    let (_, m) = nb.get(&format!("{MACS}{mac}/")).await;
+    assert_eq!(m["assigned_object"]["id"], iface["id"]);
+    // A new address updates the same MAC object.
+    let (s, v) = nb
+        .patch(
+            &format!("{IFACES}{}/", iface["id"]),
+            json!({"mac_address": "BC:24:11:00:00:09"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["primary_mac_address"]["id"], mac);
+    assert_eq!(v["mac_address"], "BC:24:11:00:00:09");
+    let (_, l) = nb.get(MACS).await;
+    assert_eq!(l["count"], 1);
+
+    let sim = start_cfg(SimConfig {
+        inventory: InventorySpec {
+            vms: 1,
+            nodes: 1,
+            clusters: 1,
+            standalone: 0,
+            seed: 1,
+        },
+        netbox_version: "4.6".parse().unwrap(),
+        ..SimConfig::default()
+    })
+    .await;
+    let nb = Nb::new(&sim);
+    let (_, cluster, _) = nb.preflight().await;
+    let vm = new_vm(&nb, "mac01", cluster).await;
+    let iface = created(
+        &nb,
+        IFACES,
+        json!({"virtual_machine": vm, "name": "net0", "mac_address": "bc:24:11:2a:3b:4c"}),
+    )
+    .await;
+    assert_eq!(iface["mac_address"], Value::Null, "read-only in 4.2-4.6");
+    let (_, l) = nb.get(MACS).await;
+    assert_eq!(l["count"], 0);
 }

@@ -507,6 +507,7 @@ impl Store {
     /// Creates an object from a write body (validated like NetBox does).
     pub(crate) fn create(&mut self, ty: Ty, body: &Value) -> Result<u32, WriteError> {
         self.take_message(body);
+        let mac = self.interface_mac(ty, body)?;
         let mut row = self.parse(ty, body, None, false)?;
         let now = self.tick();
         row.created = now;
@@ -514,7 +515,69 @@ impl Store {
         let id = self.tables[ty].next_id;
         self.tables[ty].next_id += 1;
         self.finish_write(ty, id, row, None)?;
+        if let Some(mac) = mac {
+            self.set_interface_mac(id, mac)?;
+        }
         Ok(id)
+    }
+
+    /// 4.7's writable interface `mac_address` (netbox-live.md 2.1: a POST with it creates a
+    /// MAC object that becomes the primary MAC). Ignored before 4.7 (read-only in 4.2-4.6).
+    /// `Some(None)` clears the primary MAC.
+    fn interface_mac(&self, ty: Ty, body: &Value) -> Result<Option<Option<String>>, WriteError> {
+        if ty != schema::VMINTERFACE || self.version < (4, 7) {
+            return Ok(None);
+        }
+        match body.get("mac_address") {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(raw)) if raw.is_empty() => Ok(Some(None)),
+            Some(Value::String(raw)) => match normalize_mac(raw) {
+                Some(m) => Ok(Some(Some(m))),
+                None => {
+                    let mut errs = Errors::default();
+                    errs.field("mac_address", format!("Invalid MAC address format: {raw}"));
+                    Err(WriteError::Invalid(errs))
+                }
+            },
+            Some(other) => {
+                let mut errs = Errors::default();
+                errs.field(
+                    "mac_address",
+                    format!("Invalid MAC address format: {other}"),
+                );
+                Err(WriteError::Invalid(errs))
+            }
+        }
+    }
+
+    /// Creates or updates an interface's primary MAC object to `mac` (or clears the primary).
+    fn set_interface_mac(&mut self, iface: u32, mac: Option<String>) -> Result<(), WriteError> {
+        let it = schema::VMINTERFACE;
+        let Some(row) = self.row(it, iface).cloned() else {
+            return Ok(());
+        };
+        let primary = row.get(it, "primary_mac_address").as_ref_id();
+        match (mac, primary) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => self.update(it, iface, &json!({"primary_mac_address": null}), true),
+            (Some(m), Some(p)) => {
+                if self
+                    .row(schema::MACADDR, p)
+                    .is_some_and(|r| r.get(schema::MACADDR, "mac_address").as_str() == Some(&m))
+                {
+                    return Ok(());
+                }
+                self.update(schema::MACADDR, p, &json!({"mac_address": m}), true)
+            }
+            (Some(m), None) => {
+                let mid = self.create(
+                    schema::MACADDR,
+                    &json!({"mac_address": m, "assigned_object_type": TYPES[it].model, "assigned_object_id": iface}),
+                )?;
+                self.update(it, iface, &json!({"primary_mac_address": mid}), true)
+            }
+        }
     }
 
     /// Updates an object (`partial` = PATCH). Bumps `last_updated` even when nothing changes.
@@ -527,10 +590,15 @@ impl Store {
     ) -> Result<(), WriteError> {
         let old = self.row(ty, id).cloned().ok_or(WriteError::NotFound)?;
         self.take_message(body);
+        let mac = self.interface_mac(ty, body)?;
         let mut row = self.parse(ty, body, Some(&old), partial)?;
         row.created = old.created;
         row.updated = self.tick();
-        self.finish_write(ty, id, row, Some(old))
+        self.finish_write(ty, id, row, Some(old))?;
+        match mac {
+            Some(mac) => self.set_interface_mac(id, mac),
+            None => Ok(()),
+        }
     }
 
     fn finish_write(
@@ -563,7 +631,11 @@ impl Store {
             _ => "".into(),
         };
         let repr = self.display_of(ty, &row);
-        let old_site = old.as_ref().map(cluster_site);
+        // Only clusters have a site to compare (and `cluster_site` reads cluster fields).
+        let old_site = old
+            .as_ref()
+            .filter(|_| ty == schema::CLUSTER)
+            .map(cluster_site);
         let post = row.clone();
         self.put(ty, id, row);
         match old {
