@@ -560,3 +560,53 @@ async fn interface_mac_address_is_writable_in_47_and_ignored_before() {
     let (_, l) = nb.get(MACS).await;
     assert_eq!(l["count"], 0);
 }
+
+#[tokio::test]
+async fn control_api_adds_changes_and_deletes_children() {
+    let sim = start(1, 1, 1).await;
+    let nb = Nb::new(&sim);
+    let (_, cluster, _) = nb.preflight().await;
+    let vm = new_vm(&nb, "ops01", cluster).await;
+    let ctl = sim.control();
+    let iface = ctl
+        .netbox_create(
+            "interfaces",
+            &json!({"virtual_machine": vm, "name": "eth0", "mac_address": "BC:24:11:00:00:01"}),
+        )
+        .unwrap();
+    let iface = iface[0]["id"].as_u64().unwrap();
+    let ip = ctl
+        .netbox_create(
+            "ip-addresses",
+            &json!({"address": "10.1.0.1/24", "assigned_object_type": "virtualization.vminterface", "assigned_object_id": iface}),
+        )
+        .unwrap()[0]["id"]
+        .as_u64()
+        .unwrap();
+    // Changes go through NetBox's validation.
+    let err = ctl
+        .netbox_update("virtual-machines", &json!([{"id": vm, "primary_ip6": ip}]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Must be an IPv6 address."), "{err}");
+    let v = ctl
+        .netbox_update("virtual-machines", &json!([{"id": vm, "primary_ip4": ip}]))
+        .unwrap();
+    assert_eq!(v[0]["primary_ip4"]["id"], ip);
+    // The global uniqueness switch.
+    assert!(
+        ctl.netbox_create("ip-addresses", &json!({"address": "10.1.0.1/32"}))
+            .is_err()
+    );
+    ctl.netbox_enforce_global_unique(false);
+    ctl.netbox_create("ip-addresses", &json!({"address": "10.1.0.1/32"}))
+        .unwrap();
+    // Deleting takes the interface's addresses along; nothing was counted or logged.
+    ctl.netbox_delete("interfaces", &[iface as u32]).unwrap();
+    assert_eq!(ctl.netbox_objects("mac-addresses").unwrap().len(), 0);
+    assert_eq!(ctl.netbox_objects("ip-addresses").unwrap().len(), 1);
+    let (_, ch) = nb
+        .get("/api/core/object-changes/?changed_object_type=virtualization.vminterface")
+        .await;
+    assert_eq!(ch["count"], 0);
+}
