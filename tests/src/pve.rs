@@ -1405,18 +1405,6 @@ fn guest_ipv4(g: &GuestState, vmid: u32) -> (String, u8) {
     )
 }
 
-fn guest_mac(g: &GuestState) -> Option<String> {
-    let net = g.get_str("net0")?;
-    let mac = prop(net, "hwaddr").or_else(|| {
-        net.split(',')
-            .next()
-            .and_then(|p| p.split_once('='))
-            .map(|(_, m)| m)
-            .filter(|m| m.len() == 17)
-    })?;
-    Some(mac.to_ascii_lowercase())
-}
-
 /// qemu-server's `guest-ping` timeout: a configured but dead agent answers after it.
 const AGENT_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -1565,18 +1553,40 @@ fn lxc_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {
     if g.status != "running" {
         return ok(Value::Null);
     }
-    let (ip, pfx) = guest_ipv4(g, vmid);
-    let mac = guest_mac(g).unwrap_or_else(|| "bc:24:11:00:00:00".into());
+    let full = ep.version.lxc_interfaces_full();
     let mut lo = json!({"name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128"});
-    let mut eth = json!({"name": "eth0", "hwaddr": mac, "inet": format!("{ip}/{pfx}")});
-    if ep.version.lxc_interfaces_full() {
+    if full {
         lo["hardware-address"] = json!("00:00:00:00:00:00");
         lo["ip-addresses"] = json!([{"ip-address": "127.0.0.1", "ip-address-type": "inet", "prefix": 8},
                                     {"ip-address": "::1", "ip-address-type": "inet6", "prefix": 128}]);
-        eth["hardware-address"] = json!(mac);
-        eth["ip-addresses"] = json!([{"ip-address": ip, "ip-address-type": "inet", "prefix": pfx}]);
     }
-    ok(json!([lo, eth]))
+    let mut out = vec![lo];
+    // One entry per configured NIC, named by its `name=`; the deprecated `inet`/`inet6` keys
+    // hold the last address of each family.
+    for (i, (n, mac)) in guest_nics(g).into_iter().enumerate() {
+        let name = g
+            .get_str(&format!("net{n}"))
+            .and_then(|c| prop(c, "name"))
+            .map_or_else(|| format!("eth{i}"), str::to_string);
+        let mac = mac.unwrap_or_else(|| "bc:24:11:00:00:00".into());
+        let (ip, pfx) = nic_ipv4(g, vmid, n);
+        let mut eth = json!({"name": name, "hwaddr": mac, "inet": format!("{ip}/{pfx}")});
+        let ll = link_local(&mac);
+        if let Some(ll) = &ll {
+            eth["inet6"] = json!(format!("{ll}/64"));
+        }
+        if full {
+            eth["hardware-address"] = json!(mac);
+            let mut addrs =
+                vec![json!({"ip-address": ip, "ip-address-type": "inet", "prefix": pfx})];
+            if let Some(ll) = ll {
+                addrs.push(json!({"ip-address": ll, "ip-address-type": "inet6", "prefix": 64}));
+            }
+            eth["ip-addresses"] = json!(addrs);
+        }
+        out.push(eth);
+    }
+    ok(json!(out))
 }
 
 #[derive(Serialize)]

@@ -133,3 +133,43 @@ async fn offline_node_gives_595() {
     sim.control().set_node_online("pve2", false).unwrap();
     assert_eq!(pve.get(&path).await.status().as_u16(), 595);
 }
+
+#[tokio::test]
+async fn lxc_interfaces_list_every_nic() {
+    let sim = start(1, 1, 1).await;
+    let pve = Pve::new(&sim, 0);
+    let mut cfg = Map::new();
+    cfg.insert("hostname".into(), json!("dns"));
+    cfg.insert(
+        "net0".into(),
+        json!("name=eth0,bridge=vmbr0,hwaddr=BC:24:11:5D:6E:7F,ip=10.0.0.5/24,type=veth"),
+    );
+    cfg.insert(
+        "net1".into(),
+        json!("name=mgmt,bridge=vmbr1,hwaddr=BC:24:11:00:00:02,ip=dhcp,type=veth"),
+    );
+    let (_, vmid) = sim
+        .control()
+        .add_guest(NewGuest {
+            kind: Some(pve2netbox_testkit::GuestKind::Lxc),
+            node: Some("pve1".into()),
+            config: Some(cfg),
+            ..NewGuest::default()
+        })
+        .unwrap();
+    let (s, v) = pve
+        .get_json(&format!("/nodes/pve1/lxc/{vmid}/interfaces"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let d = &v["data"];
+    assert_eq!(d[0]["name"], "lo");
+    assert_eq!(
+        d[1],
+        json!({"name": "eth0", "hwaddr": "bc:24:11:5d:6e:7f", "hardware-address": "bc:24:11:5d:6e:7f",
+               "inet": "10.0.0.5/24", "inet6": "fe80::be24:11ff:fe5d:6e7f/64",
+               "ip-addresses": [{"ip-address": "10.0.0.5", "ip-address-type": "inet", "prefix": 24},
+                                {"ip-address": "fe80::be24:11ff:fe5d:6e7f", "ip-address-type": "inet6", "prefix": 64}]})
+    );
+    assert_eq!(d[2]["name"], "mgmt");
+    assert_eq!(d[2]["hwaddr"], "bc:24:11:00:00:02");
+}
