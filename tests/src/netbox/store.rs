@@ -1412,10 +1412,8 @@ impl Store {
                     None => errs.field("mac_address", format!("Invalid MAC address format: {raw}")),
                 }
             }
-            schema::VLAN => {
-                if row.vals[idx("vid")].as_int().is_some_and(|v| v > 4094) {
-                    errs.field("vid", "Ensure this value is less than or equal to 4094.");
-                }
+            schema::VLAN if row.vals[idx("vid")].as_int().is_some_and(|v| v > 4094) => {
+                errs.field("vid", "Ensure this value is less than or equal to 4094.");
             }
             schema::IPADDR => {
                 let raw = row.vals[idx("address")]
