@@ -3,8 +3,8 @@
 //!
 //! Routes: `GET /counters`, `POST /counters/reset`, `GET|POST|DELETE /faults`,
 //! `GET|POST /pve/guests`, `PATCH|DELETE /pve/guests/{vmid}`, `POST /pve/nodes/{node}/offline|online`,
-//! `POST /pve/token-view`, `POST|DELETE /pve/config-faults`, `POST /pve/tasks`, `GET|POST /netbox/objects/{type}`,
-//! `POST /netbox/reset`, `GET /endpoints`, `GET /health`. Guest routes take `?cluster=NAME`
+//! `POST /pve/token-view`, `POST|DELETE /pve/config-faults`, `POST /pve/tasks`, `GET|POST|PATCH|DELETE /netbox/objects/{type}`,
+//! `POST /netbox/settings`, `POST /netbox/reset`, `GET /endpoints`, `GET /health`. Guest routes take `?cluster=NAME`
 //! when a vmid exists in several clusters.
 
 use crate::inventory::{Guest, GuestKind, Task, generate_guest_with_seed};
@@ -419,6 +419,27 @@ impl Control {
             .map_err(|e| ControlError::BadRequest(e.to_string()))
     }
 
+    /// Changes NetBox objects directly (no auth, latency, counters or change records): one
+    /// `{"id": N, ...}` or a list of them, applied as PATCHes with NetBox's validation, atomic.
+    pub fn netbox_update(&self, type_key: &str, body: &Value) -> Result<Vec<Value>, ControlError> {
+        self.netbox
+            .update_objects(type_key, body, &self.netbox_base)
+            .map_err(|e| ControlError::BadRequest(e.to_string()))
+    }
+
+    /// Deletes NetBox objects directly, with NetBox's cascades (an interface takes its IP and
+    /// MAC addresses along), atomic.
+    pub fn netbox_delete(&self, type_key: &str, ids: &[u32]) -> Result<(), ControlError> {
+        self.netbox
+            .delete_objects(type_key, ids)
+            .map_err(|e| ControlError::BadRequest(e.to_string()))
+    }
+
+    /// NetBox's `ENFORCE_GLOBAL_UNIQUE` setting (default true).
+    pub fn netbox_enforce_global_unique(&self, on: bool) {
+        self.netbox.write().enforce_global_unique = on;
+    }
+
     /// Empties NetBox.
     pub fn netbox_reset(&self) {
         self.netbox.reset();
@@ -474,7 +495,14 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
             post(config_faults).delete(clear_config_faults),
         )
         .route("/pve/tasks", post(add_tasks))
-        .route("/netbox/objects/{kind}", get(nb_objects).post(nb_create))
+        .route(
+            "/netbox/objects/{kind}",
+            get(nb_objects)
+                .post(nb_create)
+                .patch(nb_update)
+                .delete(nb_delete),
+        )
+        .route("/netbox/settings", post(nb_settings))
         .route(
             "/netbox/reset",
             post(|State(c): Ctl| async move {
@@ -649,6 +677,37 @@ async fn add_tasks(
 
 async fn nb_objects(State(c): Ctl, Path(kind): Path<String>) -> Result<Json<Value>, ControlError> {
     Ok(Json(json!(c.netbox_objects(&kind)?)))
+}
+
+async fn nb_update(
+    State(c): Ctl,
+    Path(kind): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ControlError> {
+    Ok(Json(json!(c.netbox_update(&kind, &body)?)))
+}
+
+/// Body: a list of ids.
+async fn nb_delete(
+    State(c): Ctl,
+    Path(kind): Path<String>,
+    Json(ids): Json<Vec<u32>>,
+) -> Result<StatusCode, ControlError> {
+    c.netbox_delete(&kind, &ids)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body: `{"enforce_global_unique": bool}`.
+async fn nb_settings(State(c): Ctl, Json(body): Json<Value>) -> Result<Json<Value>, ControlError> {
+    match body.get("enforce_global_unique").and_then(Value::as_bool) {
+        Some(on) => c.netbox_enforce_global_unique(on),
+        None => {
+            return Err(ControlError::BadRequest(
+                "expected {\"enforce_global_unique\": true|false}".to_string(),
+            ));
+        }
+    }
+    Ok(Json(json!({"ok": true})))
 }
 
 async fn nb_create(

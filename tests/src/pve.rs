@@ -133,6 +133,9 @@ pub(crate) struct GuestState {
     digest: [u8; 20],
     edits: u64,
     agent_running: bool,
+    /// The token lacks the agent privilege on this guest (403), as on PVE 7/8 without
+    /// `VM.Monitor` or PVE 9 without `VM.GuestAgent.Audit`.
+    agent_forbidden: bool,
 }
 
 fn escape(s: &str) -> String {
@@ -170,6 +173,7 @@ impl GuestState {
             digest: [0; 20],
             edits: 0,
             agent_running: true,
+            agent_forbidden: false,
         };
         for (k, v) in g.config {
             s.append(&k, &v);
@@ -603,6 +607,28 @@ impl PveEndpoint {
                     }
                 }
                 "agent_running" => g.agent_running = v.as_bool().unwrap_or(true),
+                // `answering`, `dead` (configured, not running: 500 after the ping timeout),
+                // `forbidden` (403), `off` (no agent configured: sets config `agent` to 0).
+                "agent_state" => match v.as_str() {
+                    Some("answering") => {
+                        g.agent_running = true;
+                        g.agent_forbidden = false;
+                    }
+                    Some("dead") => {
+                        g.agent_running = false;
+                        g.agent_forbidden = false;
+                    }
+                    Some("forbidden") => g.agent_forbidden = true,
+                    Some("off") => {
+                        g.agent_forbidden = false;
+                        g.set("agent", Some(json!("0")));
+                    }
+                    _ => {
+                        return Err(ControlError::BadRequest(
+                            "agent_state: answering|dead|forbidden|off".into(),
+                        ));
+                    }
+                },
                 "pending" => {
                     let obj = v.as_object().ok_or_else(|| {
                         ControlError::BadRequest("pending must be an object".into())
@@ -875,7 +901,12 @@ async fn handle(
     }
     resp.headers_mut()
         .insert("server", HeaderValue::from_static("pve-api-daemon/3.0"));
-    resp.extensions_mut().insert(Cost(REALISTIC_PVE_REQUEST));
+    let cost = if resp.extensions().get::<AgentStall>().is_some() {
+        REALISTIC_PVE_REQUEST + AGENT_PING_TIMEOUT
+    } else {
+        REALISTIC_PVE_REQUEST
+    };
+    resp.extensions_mut().insert(Cost(cost));
     resp
 }
 
@@ -1374,19 +1405,23 @@ fn guest_ipv4(g: &GuestState, vmid: u32) -> (String, u8) {
     )
 }
 
-fn guest_mac(g: &GuestState) -> Option<String> {
-    let net = g.get_str("net0")?;
-    let mac = prop(net, "hwaddr").or_else(|| {
-        net.split(',')
-            .next()
-            .and_then(|p| p.split_once('='))
-            .map(|(_, m)| m)
-            .filter(|m| m.len() == 17)
-    })?;
-    Some(mac.to_ascii_lowercase())
-}
+/// qemu-server's `guest-ping` timeout: a configured but dead agent answers after it.
+const AGENT_PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Marker extension: the response waited for the agent's ping timeout (modelled as a cost, so
+/// the `zero` profile answers at once and `realistic` takes the 3 s).
+#[derive(Debug, Clone, Copy)]
+struct AgentStall;
 
 fn agent_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {
+    if g.agent_forbidden && ep.version.major >= 9 {
+        return error(
+            ep,
+            403,
+            &format!("Permission check failed (/vms/{vmid}, VM.GuestAgent.Audit)"),
+            None,
+        );
+    }
     if ep.version.major < 9 {
         // PVE 7/8 need VM.Monitor, which PVEAuditor lacks.
         return error(
@@ -1403,18 +1438,108 @@ fn agent_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {
         return error(ep, 500, &format!("VM {vmid} is not running"), None);
     }
     if !g.agent_running {
-        return error(ep, 500, "QEMU guest agent is not running", None);
+        let mut r = error(ep, 500, "QEMU guest agent is not running", None);
+        r.extensions_mut().insert(AgentStall);
+        return r;
     }
-    let (ip, pfx) = guest_ipv4(g, vmid);
-    let mut eth = json!({"name": "eth0", "ip-addresses": [{"ip-address": ip, "ip-address-type": "ipv4", "prefix": pfx}]});
-    if let Some(mac) = guest_mac(g) {
-        eth["hardware-address"] = json!(mac);
+    ok(json!({"result": agent_result(g, vmid)}))
+}
+
+/// The configured NICs `netN` in index order: (N, lowercase MAC).
+fn guest_nics(g: &GuestState) -> Vec<(u32, Option<String>)> {
+    (0..32)
+        .filter_map(|n| {
+            let net = g.get_str(&format!("net{n}"))?;
+            let mac = prop(net, "hwaddr")
+                .or_else(|| {
+                    net.split(',')
+                        .next()
+                        .and_then(|p| p.split_once('='))
+                        .map(|(_, m)| m)
+                        .filter(|m| m.len() == 17)
+                })
+                .or_else(|| prop(net, "macaddr"))
+                .map(str::to_ascii_lowercase);
+            Some((n, mac))
+        })
+        .collect()
+}
+
+/// The IPv4 a guest's NIC `n` reports: net0's from the config (or the vmid), the others
+/// derived from the vmid in their own 10.x range.
+fn nic_ipv4(g: &GuestState, vmid: u32, n: u32) -> (String, u8) {
+    if n == 0 {
+        return guest_ipv4(g, vmid);
     }
-    ok(json!({"result": [
-        {"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": [
+    (
+        format!(
+            "10.{}.{}.{}",
+            200 + n % 50,
+            (vmid / 250) % 250,
+            2 + vmid % 250
+        ),
+        24,
+    )
+}
+
+/// The EUI-64 link-local address of a MAC (`fe80::be24:11ff:fe2a:3b4c`).
+fn link_local(mac: &str) -> Option<String> {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).ok())
+        .collect::<Option<_>>()?;
+    if b.len() != 6 {
+        return None;
+    }
+    Some(format!(
+        "fe80::{:x}:{:x}:{:x}:{:x}",
+        u16::from_be_bytes([b[0] ^ 0x02, b[1]]),
+        u16::from_be_bytes([b[2], 0xff]),
+        u16::from_be_bytes([0xfe, b[3]]),
+        u16::from_be_bytes([b[4], b[5]])
+    ))
+}
+
+/// `network-get-interfaces` as the guest answers it (reference A.3): loopback first, then
+/// one interface per configured NIC with its MAC in lower case, its IPv4 and its link-local
+/// IPv6. Windows guests (`ostype` w*) name them `Ethernet`, `Ethernet 2`, ... and report
+/// their loopback without `hardware-address`.
+fn agent_result(g: &GuestState, vmid: u32) -> Vec<Value> {
+    let windows = g.get_str("ostype").is_some_and(|o| o.starts_with('w'));
+    let mut out = Vec::new();
+    if windows {
+        out.push(
+            json!({"name": "Loopback Pseudo-Interface 1", "ip-addresses": [
+            {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128},
+            {"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]}),
+        );
+    } else {
+        out.push(
+            json!({"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": [
             {"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8},
-            {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128}]},
-        eth]}))
+            {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128}],
+            "statistics": {"rx-bytes": 1, "rx-packets": 1, "rx-errs": 0, "rx-dropped": 0,
+                           "tx-bytes": 1, "tx-packets": 1, "tx-errs": 0, "tx-dropped": 0}}),
+        );
+    }
+    for (i, (n, mac)) in guest_nics(g).into_iter().enumerate() {
+        let name = match (windows, i) {
+            (true, 0) => "Ethernet".to_string(),
+            (true, _) => format!("Ethernet {}", i + 1),
+            (false, _) => format!("eth{i}"),
+        };
+        let (ip, pfx) = nic_ipv4(g, vmid, n);
+        let mut addrs = vec![json!({"ip-address": ip, "ip-address-type": "ipv4", "prefix": pfx})];
+        if let Some(ll) = mac.as_deref().and_then(link_local) {
+            addrs.push(json!({"ip-address": ll, "ip-address-type": "ipv6", "prefix": 64}));
+        }
+        let mut nic = json!({"name": name, "ip-addresses": addrs});
+        if let Some(mac) = mac {
+            nic["hardware-address"] = json!(mac);
+        }
+        out.push(nic);
+    }
+    out
 }
 
 fn lxc_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {
@@ -1428,18 +1553,40 @@ fn lxc_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {
     if g.status != "running" {
         return ok(Value::Null);
     }
-    let (ip, pfx) = guest_ipv4(g, vmid);
-    let mac = guest_mac(g).unwrap_or_else(|| "bc:24:11:00:00:00".into());
+    let full = ep.version.lxc_interfaces_full();
     let mut lo = json!({"name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128"});
-    let mut eth = json!({"name": "eth0", "hwaddr": mac, "inet": format!("{ip}/{pfx}")});
-    if ep.version.lxc_interfaces_full() {
+    if full {
         lo["hardware-address"] = json!("00:00:00:00:00:00");
         lo["ip-addresses"] = json!([{"ip-address": "127.0.0.1", "ip-address-type": "inet", "prefix": 8},
                                     {"ip-address": "::1", "ip-address-type": "inet6", "prefix": 128}]);
-        eth["hardware-address"] = json!(mac);
-        eth["ip-addresses"] = json!([{"ip-address": ip, "ip-address-type": "inet", "prefix": pfx}]);
     }
-    ok(json!([lo, eth]))
+    let mut out = vec![lo];
+    // One entry per configured NIC, named by its `name=`; the deprecated `inet`/`inet6` keys
+    // hold the last address of each family.
+    for (i, (n, mac)) in guest_nics(g).into_iter().enumerate() {
+        let name = g
+            .get_str(&format!("net{n}"))
+            .and_then(|c| prop(c, "name"))
+            .map_or_else(|| format!("eth{i}"), str::to_string);
+        let mac = mac.unwrap_or_else(|| "bc:24:11:00:00:00".into());
+        let (ip, pfx) = nic_ipv4(g, vmid, n);
+        let mut eth = json!({"name": name, "hwaddr": mac, "inet": format!("{ip}/{pfx}")});
+        let ll = link_local(&mac);
+        if let Some(ll) = &ll {
+            eth["inet6"] = json!(format!("{ll}/64"));
+        }
+        if full {
+            eth["hardware-address"] = json!(mac);
+            let mut addrs =
+                vec![json!({"ip-address": ip, "ip-address-type": "inet", "prefix": pfx})];
+            if let Some(ll) = ll {
+                addrs.push(json!({"ip-address": ll, "ip-address-type": "inet6", "prefix": 64}));
+            }
+            eth["ip-addresses"] = json!(addrs);
+        }
+        out.push(eth);
+    }
+    ok(json!(out))
 }
 
 #[derive(Serialize)]

@@ -307,6 +307,73 @@ impl NetboxSim {
     }
 }
 
+impl NetboxSim {
+    /// Changes objects directly (control API): a list of `{"id": N, field: value, ...}`
+    /// applied as PATCHes, atomic, no change records. Returns the rendered objects.
+    pub(crate) fn update_objects(
+        &self,
+        key: &str,
+        body: &Value,
+        base: &str,
+    ) -> Result<Vec<Value>, Value> {
+        let ty = schema::type_by_key(key)
+            .ok_or_else(|| json!({"detail": format!("unknown object type '{key}'")}))?;
+        let items: Vec<&Value> = match body {
+            Value::Array(a) => a.iter().collect(),
+            one => vec![one],
+        };
+        let mut st = self.write();
+        let record = std::mem::replace(&mut st.record_changes, false);
+        st.begin();
+        let mut ids = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            let res = match it.get("id").and_then(Value::as_u64) {
+                Some(id) => st.update(ty, id as u32, it, true).map(|()| id as u32),
+                None => Err(WriteError::NotFound),
+            };
+            match res {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    st.rollback();
+                    st.record_changes = record;
+                    return Err(json!({"index": i, "errors": write_error_body(e)}));
+                }
+            }
+        }
+        st.commit();
+        st.record_changes = record;
+        drop(st);
+        let st = self.read();
+        let r = Render::new(&st, base.to_string());
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                st.row(ty, *id)
+                    .map(|row| r.render(ty, *id, row, &Sel::Full))
+            })
+            .collect())
+    }
+
+    /// Deletes objects directly (control API), with NetBox's cascades, atomic, no change records.
+    pub(crate) fn delete_objects(&self, key: &str, ids: &[u32]) -> Result<(), Value> {
+        let ty = schema::type_by_key(key)
+            .ok_or_else(|| json!({"detail": format!("unknown object type '{key}'")}))?;
+        let mut st = self.write();
+        let record = std::mem::replace(&mut st.record_changes, false);
+        st.begin();
+        for (i, id) in ids.iter().enumerate() {
+            if let Err(e) = st.delete(ty, *id) {
+                st.rollback();
+                st.record_changes = record;
+                return Err(json!({"index": i, "errors": write_error_body(e)}));
+            }
+        }
+        st.commit();
+        st.record_changes = record;
+        Ok(())
+    }
+}
+
 fn write_error_body(e: WriteError) -> Value {
     match e {
         WriteError::Invalid(errs) => errs.into_value(),

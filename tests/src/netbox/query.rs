@@ -307,6 +307,14 @@ impl Filter {
                 }
                 continue;
             }
+            // Filters through a relation (interface -> VM -> cluster, address -> interface
+            // -> VM): resolved to the matching ids now, since rows alone cannot answer them.
+            if lookup.is_none()
+                && let Some(ids) = derived_ids(st, ty, base, &vals, key, &mut errs)
+            {
+                preds.push(Pred::Ids(ids, false));
+                continue;
+            }
             // Reference filters: `{f}_id` (ids) and `{f}` (slug, or name when no slug).
             let (fname, by_id) = match base.strip_suffix("_id") {
                 Some(f)
@@ -544,6 +552,59 @@ impl Filter {
             }
         })
     }
+}
+
+/// `cluster_id` on VM interfaces, `virtual_machine_id` and `vminterface_id` on IP and MAC
+/// addresses (reference B.4): the ids of the rows they select, or None for other filters.
+fn derived_ids(
+    st: &Store,
+    ty: Ty,
+    base: &str,
+    vals: &[&str],
+    key: &str,
+    errs: &mut Map<String, Value>,
+) -> Option<HashSet<u32>> {
+    let target = match (ty, base) {
+        (schema::VMINTERFACE, "cluster_id") => schema::CLUSTER,
+        (schema::IPADDR | schema::MACADDR, "virtual_machine_id") => schema::VM,
+        (schema::IPADDR | schema::MACADDR, "vminterface_id") => schema::VMINTERFACE,
+        _ => return None,
+    };
+    let mut want = Vec::new();
+    for v in vals {
+        match v
+            .parse::<u32>()
+            .ok()
+            .filter(|i| st.row(target, *i).is_some())
+        {
+            Some(i) => want.push(i),
+            None => bad(
+                errs,
+                key,
+                format!("Select a valid choice. {v} is not one of the available choices."),
+            ),
+        }
+    }
+    let ids = st.tables[ty]
+        .rows
+        .iter()
+        .filter(|(_, r)| {
+            let hit = match target {
+                schema::CLUSTER => r
+                    .get(ty, "virtual_machine")
+                    .as_ref_id()
+                    .and_then(|vm| st.row(schema::VM, vm))
+                    .and_then(|vm| vm.get(schema::VM, "cluster").as_ref_id()),
+                schema::VM => st
+                    .assigned_vminterface(ty, r)
+                    .and_then(|i| st.vm_of_interface(i)),
+                _ => st.assigned_vminterface(ty, r),
+            };
+            hit.is_some_and(|h| want.contains(&h))
+        })
+        .map(|(i, _)| *i)
+        .collect();
+    Some(ids)
 }
 
 fn parse_op(s: &str) -> Op {

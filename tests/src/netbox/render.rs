@@ -234,13 +234,14 @@ impl<'a> Render<'a> {
             m.insert(f.name.to_string(), v);
         }
         if ty == schema::VM {
-            for k in ["primary_ip4", "primary_ip6", "config_template"] {
-                m.insert(k.to_string(), Value::Null);
-            }
+            m.insert("config_template".to_string(), Value::Null);
             if self.st.version >= (4, 5) {
                 m.insert("owner".to_string(), Value::Null);
             }
-            m.insert("interface_count".to_string(), json!(0));
+            m.insert(
+                "interface_count".to_string(),
+                json!(self.count(schema::VMINTERFACE, "virtual_machine", id)),
+            );
             m.insert(
                 "virtual_disk_count".to_string(),
                 json!(self.count(schema::VDISK, "virtual_machine", id)),
@@ -299,14 +300,53 @@ impl<'a> Render<'a> {
     fn extra(&self, ty: Ty, id: u32, row: &Row, name: &str) -> Option<Value> {
         let user = || json!({"id": 1, "url": format!("{}/api/users/users/1/", self.base), "display": "admin", "username": "admin"});
         Some(match (ty, name) {
-            (
-                _,
-                "primary_ip" | "primary_ip4" | "primary_ip6" | "owner" | "config_template"
-                | "group" | "virtual_chassis",
-            ) => Value::Null,
+            (schema::DEVICE, "primary_ip" | "primary_ip4" | "primary_ip6")
+            | (_, "owner" | "config_template" | "group" | "virtual_chassis") => Value::Null,
             (_, "config_context") => json!({}),
             (_, "_depth") => json!(0),
-            (schema::VM, "interface_count") => json!(0),
+            // `PREFER_IPV4` is false by default: IPv6 first.
+            (schema::VM, "primary_ip") => {
+                match row
+                    .get(ty, "primary_ip6")
+                    .as_ref_id()
+                    .or_else(|| row.get(ty, "primary_ip4").as_ref_id())
+                {
+                    Some(ip) => self.nested(schema::IPADDR, ip),
+                    None => Value::Null,
+                }
+            }
+            (schema::VM, "interface_count") => {
+                json!(self.count(schema::VMINTERFACE, "virtual_machine", id))
+            }
+            (schema::VMINTERFACE, "mac_address") => match row
+                .get(ty, "primary_mac_address")
+                .as_ref_id()
+                .and_then(|m| self.st.row(schema::MACADDR, m))
+            {
+                Some(m) => self.field_value(&Kind::Text, m.get(schema::MACADDR, "mac_address")),
+                None => Value::Null,
+            },
+            (schema::VMINTERFACE, "mac_addresses") => Value::Array(
+                self.st
+                    .assigned_to(schema::MACADDR, TYPES[ty].model, id)
+                    .into_iter()
+                    .map(|m| self.nested(schema::MACADDR, m))
+                    .collect(),
+            ),
+            (schema::VMINTERFACE, "tagged_vlans") | (schema::IPADDR, "nat_outside") => json!([]),
+            (schema::VMINTERFACE, "count_ipaddresses") => json!(
+                self.st
+                    .assigned_to(schema::IPADDR, TYPES[ty].model, id)
+                    .len()
+            ),
+            (schema::VMINTERFACE, "count_fhrp_groups") => json!(0),
+            (schema::IPADDR, "family") => {
+                let fam = crate::netbox::store::ip_family(
+                    row.get(ty, "address").as_str().unwrap_or_default(),
+                );
+                json!({"value": fam, "label": format!("IPv{fam}")})
+            }
+            (schema::IPADDR, "nat_inside") => Value::Null,
             (schema::VM, "virtual_disk_count") => {
                 json!(self.count(schema::VDISK, "virtual_machine", id))
             }
@@ -332,7 +372,7 @@ impl<'a> Render<'a> {
                 json!(self.count(schema::VM, "virtual_machine_type", id))
             }
             (schema::TAG, "tagged_items") => json!(self.tagged_items(id)),
-            (schema::JOURNAL, "assigned_object") => {
+            (schema::JOURNAL | schema::IPADDR | schema::MACADDR, "assigned_object") => {
                 let model = row
                     .get(ty, "assigned_object_type")
                     .as_str()
@@ -365,7 +405,7 @@ impl<'a> Render<'a> {
 fn extra_keys(ty: Ty, v: (u8, u8)) -> Vec<&'static str> {
     match ty {
         schema::VM => {
-            let mut k = vec!["primary_ip", "primary_ip4", "primary_ip6"];
+            let mut k = vec!["primary_ip"];
             if v >= (4, 5) {
                 k.push("owner");
             }
@@ -399,6 +439,16 @@ fn extra_keys(ty: Ty, v: (u8, u8)) -> Vec<&'static str> {
         schema::VM_TYPE => vec!["virtual_machine_count"],
         schema::TAG => vec!["tagged_items"],
         schema::JOURNAL => vec!["assigned_object", "created_by"],
+        schema::VMINTERFACE if v >= (4, 2) => vec![
+            "mac_address",
+            "mac_addresses",
+            "tagged_vlans",
+            "count_ipaddresses",
+            "count_fhrp_groups",
+        ],
+        schema::VMINTERFACE => vec!["tagged_vlans", "count_ipaddresses", "count_fhrp_groups"],
+        schema::IPADDR => vec!["family", "assigned_object", "nat_inside", "nat_outside"],
+        schema::MACADDR => vec!["assigned_object"],
         schema::OBJECT_CHANGE => vec!["user", "changed_object"],
         schema::CUSTOM_FIELD => vec!["related_object_type", "choice_set"],
         _ => vec![],

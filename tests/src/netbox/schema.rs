@@ -24,6 +24,11 @@ pub(crate) const TAG: Ty = 12;
 pub(crate) const CUSTOM_FIELD: Ty = 13;
 pub(crate) const JOURNAL: Ty = 14;
 pub(crate) const OBJECT_CHANGE: Ty = 15;
+pub(crate) const VRF: Ty = 16;
+pub(crate) const VLAN: Ty = 17;
+pub(crate) const VMINTERFACE: Ty = 18;
+pub(crate) const MACADDR: Ty = 19;
+pub(crate) const IPADDR: Ty = 20;
 
 /// A NetBox release `(major, minor)`.
 pub(crate) type Ver = (u8, u8);
@@ -106,6 +111,12 @@ impl Field {
     }
     const fn def(mut self, d: Def) -> Self {
         self.default = d;
+        self
+    }
+    /// A nullable choice (`mode`, `role`): null when unset.
+    const fn null(mut self) -> Self {
+        self.nullable = true;
+        self.default = Def::Null;
         self
     }
     const fn since(mut self, major: u8, minor: u8) -> Self {
@@ -247,6 +258,39 @@ const CHANGE_ACTION: Choices = &[
     ("update", "Updated"),
     ("delete", "Deleted"),
 ];
+const VLAN_STATUS: Choices = &[
+    ("active", "Active"),
+    ("reserved", "Reserved"),
+    ("deprecated", "Deprecated"),
+];
+const IP_STATUS: Choices = &[
+    ("active", "Active"),
+    ("reserved", "Reserved"),
+    ("deprecated", "Deprecated"),
+    ("dhcp", "DHCP"),
+    ("slaac", "SLAAC"),
+];
+/// IP roles; the first six are `IPADDRESS_ROLES_NONUNIQUE` (exempt from `enforce_unique`).
+const IP_ROLE: Choices = &[
+    ("anycast", "Anycast"),
+    ("vip", "VIP"),
+    ("vrrp", "VRRP"),
+    ("hsrp", "HSRP"),
+    ("glbp", "GLBP"),
+    ("carp", "CARP"),
+    ("loopback", "Loopback"),
+    ("secondary", "Secondary"),
+];
+/// Roles whose addresses may repeat under `enforce_unique` (NetBox `IPADDRESS_ROLES_NONUNIQUE`).
+pub(crate) const IP_ROLES_NONUNIQUE: &[&str] = &["anycast", "vip", "vrrp", "hsrp", "glbp", "carp"];
+const IFACE_MODE: Choices = &[
+    ("access", "Access"),
+    ("tagged", "Tagged"),
+    ("tagged-all", "Tagged (All)"),
+];
+/// What IP and MAC addresses can be assigned to (`assigned_object_type`).
+pub(crate) const ASSIGNABLE: &[&str] = &["dcim.interface", "virtualization.vminterface"];
+
 /// Cluster scopes (4.2+). Only `dcim.site` points at a simulated table.
 pub(crate) const SCOPE_TYPES: &[&str] = &[
     "dcim.region",
@@ -283,7 +327,7 @@ macro_rules! org_uniques {
     };
 }
 
-pub(crate) static TYPES: [TypeDef; 16] = [
+pub(crate) static TYPES: [TypeDef; 21] = [
     TypeDef {
         key: "manufacturers",
         app: "dcim",
@@ -526,6 +570,8 @@ pub(crate) static TYPES: [TypeDef; 16] = [
             f("cluster", Kind::Fk(CLUSTER, OnDelete::Protect)),
             f("device", Kind::Fk(DEVICE, OnDelete::Protect)),
             f("platform", Kind::Fk(PLATFORM, OnDelete::SetNull)),
+            f("primary_ip4", Kind::Fk(IPADDR, OnDelete::SetNull)),
+            f("primary_ip6", Kind::Fk(IPADDR, OnDelete::SetNull)),
             f("vcpus", Kind::Decimal),
             f("memory", Kind::Int(0)),
             f("disk", Kind::Int(0)),
@@ -787,6 +833,143 @@ pub(crate) static TYPES: [TypeDef; 16] = [
         uniques: &[],
         q: &["object_repr"],
         read_only: true,
+    },
+    TypeDef {
+        key: "vrfs",
+        app: "ipam",
+        model: "ipam.vrf",
+        class: "VRF",
+        fields: &[
+            NAME100,
+            f("rd", Kind::Str(21)),
+            f("tenant", Kind::Fk(TENANT, OnDelete::Protect)),
+            f("enforce_unique", Kind::Bool).def(Def::Bool(true)),
+            DESCRIPTION,
+            COMMENTS,
+        ],
+        brief: &["id", "url", "display", "name", "rd", "description"],
+        since: (4, 0),
+        order: Order::Name,
+        tags: true,
+        custom_fields: true,
+        display: "name",
+        uniques: &[],
+        q: &["name", "rd", "description"],
+        read_only: false,
+    },
+    TypeDef {
+        key: "vlans",
+        app: "ipam",
+        model: "ipam.vlan",
+        class: "VLAN",
+        fields: &[
+            f("site", Kind::Fk(SITE, OnDelete::Protect)),
+            f("vid", Kind::Int(1)).req(),
+            f("name", Kind::Str(64)).req(),
+            f("tenant", Kind::Fk(TENANT, OnDelete::Protect)),
+            f("status", Kind::Choice(VLAN_STATUS)).def(Def::Str("active")),
+            DESCRIPTION,
+            COMMENTS,
+        ],
+        brief: &["id", "url", "display", "vid", "name", "description"],
+        since: (4, 0),
+        order: Order::Name,
+        tags: true,
+        custom_fields: true,
+        display: "name",
+        // (group, vid) and (group, name) are unique only within a VLAN group; groups are not
+        // simulated, so ungrouped VLANs may repeat, as in NetBox.
+        uniques: &[],
+        q: &["name", "description"],
+        read_only: false,
+    },
+    TypeDef {
+        key: "interfaces",
+        app: "virtualization",
+        model: "virtualization.vminterface",
+        class: "VMInterface",
+        fields: &[
+            f("virtual_machine", Kind::Fk(VM, OnDelete::Cascade)).req(),
+            f("name", Kind::Str(64)).req(),
+            f("enabled", Kind::Bool).def(Def::Bool(true)),
+            f("mtu", Kind::Int(68)),
+            f("primary_mac_address", Kind::Fk(MACADDR, OnDelete::SetNull)).since(4, 2),
+            DESCRIPTION,
+            f("mode", Kind::Choice(IFACE_MODE)).null(),
+            f("untagged_vlan", Kind::Fk(VLAN, OnDelete::SetNull)),
+            f("vrf", Kind::Fk(VRF, OnDelete::SetNull)),
+        ],
+        brief: &[
+            "id",
+            "url",
+            "display",
+            "virtual_machine",
+            "name",
+            "description",
+        ],
+        since: (4, 0),
+        order: Order::Name,
+        tags: true,
+        custom_fields: true,
+        display: "name",
+        uniques: &[Unique {
+            fields: &["virtual_machine", "name"],
+            ci: false,
+            when_set: None,
+            when_null: None,
+            err: UniqueErr::All("Interface with this Virtual machine and Name already exists."),
+        }],
+        q: &["name", "description"],
+        read_only: false,
+    },
+    TypeDef {
+        key: "mac-addresses",
+        app: "dcim",
+        model: "dcim.macaddress",
+        class: "MACAddress",
+        fields: &[
+            f("mac_address", Kind::Str(17)).req(),
+            f("assigned_object_type", Kind::Plain(ASSIGNABLE)).null(),
+            f("assigned_object_id", Kind::Int(0)),
+            DESCRIPTION,
+            COMMENTS,
+        ],
+        brief: &["id", "url", "display", "mac_address", "description"],
+        since: (4, 2),
+        order: Order::Field("mac_address"),
+        tags: true,
+        custom_fields: true,
+        display: "mac_address",
+        uniques: &[],
+        q: &["mac_address", "description"],
+        read_only: false,
+    },
+    TypeDef {
+        key: "ip-addresses",
+        app: "ipam",
+        model: "ipam.ipaddress",
+        class: "IPAddress",
+        fields: &[
+            f("address", Kind::Str(64)).req(),
+            f("vrf", Kind::Fk(VRF, OnDelete::Protect)),
+            f("tenant", Kind::Fk(TENANT, OnDelete::Protect)),
+            f("status", Kind::Choice(IP_STATUS)).def(Def::Str("active")),
+            f("role", Kind::Choice(IP_ROLE)).null(),
+            f("assigned_object_type", Kind::Plain(ASSIGNABLE)).null(),
+            f("assigned_object_id", Kind::Int(0)),
+            f("dns_name", Kind::Str(255)),
+            DESCRIPTION,
+            COMMENTS,
+        ],
+        brief: &["id", "url", "display", "family", "address", "description"],
+        since: (4, 0),
+        order: Order::Field("address"),
+        tags: true,
+        custom_fields: true,
+        display: "address",
+        uniques: &[],
+        q: &["address", "dns_name", "description"],
+        read_only: false,
     },
 ];
 

@@ -165,6 +165,8 @@ pub(crate) struct Store {
     pub(crate) record_changes: bool,
     /// `changelog_message` of the delete being served (writes take it from their body).
     pub(crate) changelog_message: String,
+    /// NetBox's `ENFORCE_GLOBAL_UNIQUE` (default true): IPs outside a VRF must be unique.
+    pub(crate) enforce_global_unique: bool,
 }
 
 /// Current time in microseconds since the epoch.
@@ -306,6 +308,7 @@ impl Store {
             request_id: String::new(),
             record_changes: true,
             changelog_message: String::new(),
+            enforce_global_unique: true,
         }
     }
 
@@ -504,6 +507,7 @@ impl Store {
     /// Creates an object from a write body (validated like NetBox does).
     pub(crate) fn create(&mut self, ty: Ty, body: &Value) -> Result<u32, WriteError> {
         self.take_message(body);
+        let mac = self.interface_mac(ty, body)?;
         let mut row = self.parse(ty, body, None, false)?;
         let now = self.tick();
         row.created = now;
@@ -511,7 +515,69 @@ impl Store {
         let id = self.tables[ty].next_id;
         self.tables[ty].next_id += 1;
         self.finish_write(ty, id, row, None)?;
+        if let Some(mac) = mac {
+            self.set_interface_mac(id, mac)?;
+        }
         Ok(id)
+    }
+
+    /// 4.7's writable interface `mac_address` (netbox-live.md 2.1: a POST with it creates a
+    /// MAC object that becomes the primary MAC). Ignored before 4.7 (read-only in 4.2-4.6).
+    /// `Some(None)` clears the primary MAC.
+    fn interface_mac(&self, ty: Ty, body: &Value) -> Result<Option<Option<String>>, WriteError> {
+        if ty != schema::VMINTERFACE || self.version < (4, 7) {
+            return Ok(None);
+        }
+        match body.get("mac_address") {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(raw)) if raw.is_empty() => Ok(Some(None)),
+            Some(Value::String(raw)) => match normalize_mac(raw) {
+                Some(m) => Ok(Some(Some(m))),
+                None => {
+                    let mut errs = Errors::default();
+                    errs.field("mac_address", format!("Invalid MAC address format: {raw}"));
+                    Err(WriteError::Invalid(errs))
+                }
+            },
+            Some(other) => {
+                let mut errs = Errors::default();
+                errs.field(
+                    "mac_address",
+                    format!("Invalid MAC address format: {other}"),
+                );
+                Err(WriteError::Invalid(errs))
+            }
+        }
+    }
+
+    /// Creates or updates an interface's primary MAC object to `mac` (or clears the primary).
+    fn set_interface_mac(&mut self, iface: u32, mac: Option<String>) -> Result<(), WriteError> {
+        let it = schema::VMINTERFACE;
+        let Some(row) = self.row(it, iface).cloned() else {
+            return Ok(());
+        };
+        let primary = row.get(it, "primary_mac_address").as_ref_id();
+        match (mac, primary) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => self.update(it, iface, &json!({"primary_mac_address": null}), true),
+            (Some(m), Some(p)) => {
+                if self
+                    .row(schema::MACADDR, p)
+                    .is_some_and(|r| r.get(schema::MACADDR, "mac_address").as_str() == Some(&m))
+                {
+                    return Ok(());
+                }
+                self.update(schema::MACADDR, p, &json!({"mac_address": m}), true)
+            }
+            (Some(m), None) => {
+                let mid = self.create(
+                    schema::MACADDR,
+                    &json!({"mac_address": m, "assigned_object_type": TYPES[it].model, "assigned_object_id": iface}),
+                )?;
+                self.update(it, iface, &json!({"primary_mac_address": mid}), true)
+            }
+        }
     }
 
     /// Updates an object (`partial` = PATCH). Bumps `last_updated` even when nothing changes.
@@ -524,10 +590,15 @@ impl Store {
     ) -> Result<(), WriteError> {
         let old = self.row(ty, id).cloned().ok_or(WriteError::NotFound)?;
         self.take_message(body);
+        let mac = self.interface_mac(ty, body)?;
         let mut row = self.parse(ty, body, Some(&old), partial)?;
         row.created = old.created;
         row.updated = self.tick();
-        self.finish_write(ty, id, row, Some(old))
+        self.finish_write(ty, id, row, Some(old))?;
+        match mac {
+            Some(mac) => self.set_interface_mac(id, mac),
+            None => Ok(()),
+        }
     }
 
     fn finish_write(
@@ -560,7 +631,11 @@ impl Store {
             _ => "".into(),
         };
         let repr = self.display_of(ty, &row);
-        let old_site = old.as_ref().map(cluster_site);
+        // Only clusters have a site to compare (and `cluster_site` reads cluster fields).
+        let old_site = old
+            .as_ref()
+            .filter(|_| ty == schema::CLUSTER)
+            .map(cluster_site);
         let post = row.clone();
         self.put(ty, id, row);
         match old {
@@ -636,10 +711,43 @@ impl Store {
         }
     }
 
+    /// Ids of the `gty` rows (journal, IP, MAC) whose generic `assigned_object` is `model` `id`.
+    pub(crate) fn assigned_to(&self, gty: Ty, model: &str, id: u32) -> Vec<u32> {
+        self.tables[gty]
+            .rows
+            .iter()
+            .filter(|(_, r)| {
+                r.get(gty, "assigned_object_type").as_str() == Some(model)
+                    && r.get(gty, "assigned_object_id").as_int() == Some(i64::from(id))
+            })
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    /// The VM interface a row (IP, MAC) is assigned to, if it is assigned to one.
+    pub(crate) fn assigned_vminterface(&self, gty: Ty, r: &Row) -> Option<u32> {
+        (r.get(gty, "assigned_object_type").as_str() == Some("virtualization.vminterface"))
+            .then(|| r.get(gty, "assigned_object_id").as_int())
+            .flatten()
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// The VM owning an interface.
+    pub(crate) fn vm_of_interface(&self, iface: u32) -> Option<u32> {
+        self.row(schema::VMINTERFACE, iface)
+            .and_then(|r| r.get(schema::VMINTERFACE, "virtual_machine").as_ref_id())
+    }
+
     pub(crate) fn display_of(&self, ty: Ty, row: &Row) -> String {
         let t = &TYPES[ty];
         match ty {
             schema::JOURNAL => iso(row.created),
+            // `VLAN.__str__`: "name (vid)".
+            schema::VLAN => format!(
+                "{} ({})",
+                row.get(ty, "name").as_str().unwrap_or_default(),
+                row.get(ty, "vid").as_int().unwrap_or(0)
+            ),
             schema::DEVICE if row.get(ty, "name").is_null() => {
                 let dt = row
                     .get(ty, "device_type")
@@ -732,20 +840,15 @@ impl Store {
                 }
             }
         }
-        // Generic relations: journal entries go with their object; deleted tags leave their objects.
+        // Generic relations (Django `GenericRelation` deletes along): journal entries go with
+        // their object, and an interface's IP and MAC addresses with the interface
+        // (`VMInterface.ip_addresses` / `mac_addresses`). Deleted tags leave their objects.
         let model = TYPES[ty].model;
-        let journals: Vec<u32> = self.tables[schema::JOURNAL]
-            .rows
-            .iter()
-            .filter(|(_, r)| {
-                r.get(schema::JOURNAL, "assigned_object_type").as_str() == Some(model)
-                    && r.get(schema::JOURNAL, "assigned_object_id").as_int() == Some(i64::from(id))
-            })
-            .map(|(i, _)| *i)
-            .collect();
-        for j in journals {
-            if let Some(r) = self.row(schema::JOURNAL, j).cloned() {
-                self.delete_cascade(schema::JOURNAL, j, &r);
+        for gty in [schema::JOURNAL, schema::IPADDR, schema::MACADDR] {
+            for j in self.assigned_to(gty, model, id) {
+                if let Some(r) = self.row(gty, j).cloned() {
+                    self.delete_cascade(gty, j, &r);
+                }
             }
         }
         if ty == schema::TAG {
@@ -1154,6 +1257,39 @@ impl Store {
                         _ => {}
                     }
                 }
+                // `VirtualMachine.clean`: a primary IP has the field's family and is assigned
+                // to one of this VM's interfaces.
+                for (field, family) in [("primary_ip4", 4u8), ("primary_ip6", 6u8)] {
+                    let Some(ip) = row.vals[idx(field)].as_ref_id() else {
+                        continue;
+                    };
+                    let Some(ipr) = self.row(schema::IPADDR, ip) else {
+                        continue;
+                    };
+                    let addr = ipr
+                        .get(schema::IPADDR, "address")
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let version = ip_family(&addr);
+                    if version != family {
+                        errs.field(
+                            field,
+                            format!("Must be an IPv{family} address. ({addr} is an IPv{version} address.)"),
+                        );
+                    } else if self
+                        .assigned_vminterface(schema::IPADDR, ipr)
+                        .and_then(|i| self.vm_of_interface(i))
+                        != Some(id)
+                    {
+                        errs.field(
+                            field,
+                            format!(
+                                "The specified IP address ({addr}) is not assigned to this VM."
+                            ),
+                        );
+                    }
+                }
                 let disk = row.vals[idx("disk")].as_int();
                 if let Some(disk) = disk {
                     let sizes: Vec<i64> = self.tables[schema::VDISK]
@@ -1231,6 +1367,107 @@ impl Store {
                     );
                 }
             }
+            schema::VMINTERFACE => {
+                if let Some(mtu) = row.vals[idx("mtu")].as_int()
+                    && mtu > 65536
+                {
+                    errs.field("mtu", "Ensure this value is less than or equal to 65536.");
+                }
+                // `BaseInterface.clean`: the primary MAC is unassigned or assigned to this interface.
+                if self.version >= (4, 2)
+                    && let Some(mac) = row.vals[idx("primary_mac_address")].as_ref_id()
+                    && let Some(mr) = self.row(schema::MACADDR, mac)
+                {
+                    let mine = mr.get(schema::MACADDR, "assigned_object_type").as_str()
+                        == Some(TYPES[ty].model)
+                        && mr.get(schema::MACADDR, "assigned_object_id").as_int()
+                            == Some(i64::from(id));
+                    if !mr.get(schema::MACADDR, "assigned_object_type").is_null() && !mine {
+                        let other = mr
+                            .get(schema::MACADDR, "assigned_object_type")
+                            .as_str()
+                            .and_then(schema::type_by_model)
+                            .zip(mr.get(schema::MACADDR, "assigned_object_id").as_int())
+                            .map(|(t, i)| self.name_of(t, i as u32))
+                            .unwrap_or_default();
+                        errs.field(
+                            "primary_mac_address",
+                            format!(
+                                "MAC address {} is assigned to a different interface ({other}).",
+                                mr.get(schema::MACADDR, "mac_address")
+                                    .as_str()
+                                    .unwrap_or_default()
+                            ),
+                        );
+                    }
+                }
+            }
+            schema::MACADDR => {
+                let raw = row.vals[idx("mac_address")]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                match normalize_mac(&raw) {
+                    Some(m) => row.vals[idx("mac_address")] = Val::Str(m.into()),
+                    None => errs.field("mac_address", format!("Invalid MAC address format: {raw}")),
+                }
+            }
+            schema::VLAN if row.vals[idx("vid")].as_int().is_some_and(|v| v > 4094) => {
+                errs.field("vid", "Ensure this value is less than or equal to 4094.");
+            }
+            schema::IPADDR => {
+                let raw = row.vals[idx("address")]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                match normalize_cidr(&raw) {
+                    None => errs.field("address", format!("Invalid IP address format: {raw}")),
+                    Some((canon, host)) => {
+                        row.vals[idx("address")] = Val::Str(canon.into());
+                        let vrf = row.vals[idx("vrf")].as_ref_id();
+                        let enforce = match vrf {
+                            None => self.enforce_global_unique,
+                            Some(v) => self.row(schema::VRF, v).is_some_and(|r| {
+                                r.get(schema::VRF, "enforce_unique") == &Val::Bool(true)
+                            }),
+                        };
+                        let role = row.vals[idx("role")].as_str();
+                        if enforce && !role.is_some_and(|r| schema::IP_ROLES_NONUNIQUE.contains(&r))
+                        {
+                            // `IPAddress.get_duplicates`: same VRF, same host, another object;
+                            // `.first()` in the model's ordering.
+                            let dup = self.tables[ty]
+                                .rows
+                                .iter()
+                                .filter(|(oid, r)| {
+                                    **oid != id
+                                        && r.get(ty, "vrf").as_ref_id() == vrf
+                                        && r.get(ty, "address")
+                                            .as_str()
+                                            .and_then(normalize_cidr)
+                                            .is_some_and(|(_, h)| h == host)
+                                })
+                                .map(|(_, r)| {
+                                    r.get(ty, "address")
+                                        .as_str()
+                                        .unwrap_or_default()
+                                        .to_string()
+                                })
+                                .min();
+                            if let Some(dup) = dup {
+                                let table = match vrf {
+                                    Some(v) => format!("VRF {}", self.name_of(schema::VRF, v)),
+                                    None => "global table".to_string(),
+                                };
+                                errs.field(
+                                    "address",
+                                    format!("Duplicate IP address found in {table}: {dup}"),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
             schema::JOURNAL => {
                 let model = row.vals[idx("assigned_object_type")]
                     .as_str()
@@ -1278,6 +1515,47 @@ impl Store {
             .map(|r| self.display_of(ty, r))
             .unwrap_or_default()
     }
+}
+
+/// 4 or 6: the family of an address (`10.0.0.5/24`, `2001:db8::1/64`).
+pub(crate) fn ip_family(addr: &str) -> u8 {
+    if addr.contains(':') { 6 } else { 4 }
+}
+
+/// An address with its mask as NetBox stores it (`str(IPNetwork)`: canonical, IPv6
+/// compressed lower case), and its host part; None when it does not parse. A bare address
+/// gets the full-length mask, as netaddr gives it.
+pub(crate) fn normalize_cidr(s: &str) -> Option<(String, std::net::IpAddr)> {
+    let (host, mask) = match s.trim().split_once('/') {
+        Some((h, m)) => (h, Some(m)),
+        None => (s.trim(), None),
+    };
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let mask: u8 = match mask {
+        Some(m) => m.parse().ok().filter(|m| *m <= max)?,
+        None => max,
+    };
+    Some((format!("{ip}/{mask}"), ip))
+}
+
+/// A MAC address as NetBox stores and shows it (`BC:24:11:2A:3B:4C`), from colon, dash or
+/// bare hex forms; None when it is not 48 bits of hex.
+pub(crate) fn normalize_mac(s: &str) -> Option<String> {
+    let hex: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | '-' | '.'))
+        .collect();
+    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let up = hex.to_ascii_uppercase();
+    Some(
+        (0..6)
+            .map(|i| &up[2 * i..2 * i + 2])
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
 }
 
 /// The site of a cluster (4.2+: `scope_type = dcim.site`).
