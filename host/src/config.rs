@@ -207,8 +207,8 @@ fn expand_credentials_dir(
         None => Err(ConfigError::Token {
             source_name: format!("token file {}", path.display()),
             message: format!(
-                "{CREDENTIALS_DIR_VAR} is not set: systemd sets it for a service with \
-                 LoadCredential=; elsewhere set it to the directory holding the token files"
+                "names ${CREDENTIALS_DIR_VAR}, which is not set: systemd sets it for a service \
+                 with LoadCredential=; elsewhere set it to the directory holding the token files"
             ),
         }),
     }
@@ -1719,7 +1719,8 @@ insecure = true
         let err = config.netbox.token.resolve_with(&|_| None).unwrap_err();
         let msg = err.to_string();
         assert!(
-            msg.contains("CREDENTIALS_DIRECTORY is not set") && msg.contains("LoadCredential="),
+            msg.contains("$CREDENTIALS_DIRECTORY, which is not set")
+                && msg.contains("LoadCredential="),
             "{msg}"
         );
         // Only a leading variable is special; elsewhere `$` is part of a name.
