@@ -52,9 +52,11 @@ pub fn manpage(args: ManpageArgs) -> anyhow::Result<ExitCode> {
             write_stdout(&page)?;
         }
         Some(dir) => {
-            for path in write_pages(&dir)? {
-                println!("{}", path.display());
-            }
+            let listing: String = write_pages(&dir)?
+                .iter()
+                .map(|path| format!("{}\n", path.display()))
+                .collect();
+            write_stdout(listing.as_bytes())?;
         }
     }
     Ok(ExitCode::SUCCESS)
