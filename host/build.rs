@@ -27,7 +27,17 @@ fn main() {
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
 
+    git_commit(&workspace);
     println!("cargo:rerun-if-env-changed={PREBUILT_ENV}");
+    // `--version` names the embedded rules from `guest-default` itself unless they are prebuilt.
+    println!(
+        "cargo:rustc-env=PVE2NETBOX_EMBEDDED_RULES={}",
+        if env::var_os(PREBUILT_ENV).is_some() {
+            "prebuilt"
+        } else {
+            GUEST_PACKAGE
+        }
+    );
     let wasm = match env::var_os(PREBUILT_ENV) {
         Some(path) => {
             let path = PathBuf::from(path);
@@ -60,8 +70,44 @@ fn main() {
     fs::write(out_dir.join("default_rules.rs"), source).expect("write default_rules.rs");
 }
 
+/// Sets `PVE2NETBOX_GIT_COMMIT` for `--version`: `$PVE2NETBOX_GIT_COMMIT` when set (packagers
+/// building from a tarball of a known commit), else `git rev-parse --short HEAD` in a checkout,
+/// else `unknown` (a tarball without git must still build).
+fn git_commit(workspace: &Path) {
+    const COMMIT_ENV: &str = "PVE2NETBOX_GIT_COMMIT";
+    println!("cargo:rerun-if-env-changed={COMMIT_ENV}");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = env::var(COMMIT_ENV)
+        .ok()
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_string());
+    // Rerun when HEAD moves: HEAD itself (a checkout), the branch it points at (a commit),
+    // packed refs. Only files that exist: cargo reruns a script on every build for a missing one.
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name])
+            && Path::new(&path).is_file()
+        {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    println!("cargo:rustc-env={COMMIT_ENV}={commit}");
+}
+
 /// Runs the nested `cargo build` and returns the component's path.
 fn build_guest(workspace: &Path, out_dir: &Path) -> PathBuf {
+    ensure_target();
     let target_dir = out_dir.join("guest-target");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -92,8 +138,7 @@ fn build_guest(workspace: &Path, out_dir: &Path) -> PathBuf {
         if !target_installed() {
             panic!(
                 "the Rust target `{TARGET}` is not installed, so the default rules cannot be built: \
-                 run `rustup target add {TARGET}` (rust-toolchain.toml lists it, so a rustup-managed \
-                 toolchain installs it on first use)"
+                 run `rustup target add {TARGET}`, or set {PREBUILT_ENV}=/path/to/rules.wasm"
             );
         }
         panic!(
@@ -163,6 +208,35 @@ fn dep_file_inputs(text: &str) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Adds the wasm target to the active rustup toolchain when it is missing.
+///
+/// rustup installs the `targets` of `rust-toolchain.toml` only when it installs the toolchain
+/// itself; a machine that already had Rust 1.95.0 (or runs with `RUSTUP_AUTO_INSTALL=0`) lacks the
+/// target, and the README's first command would fail after minutes of building. rustup sets
+/// `RUSTUP_TOOLCHAIN` for the processes it starts, so the target goes to exactly the toolchain that
+/// builds us. Without rustup (a distribution's Rust), the panic after a failed build says what to do.
+fn ensure_target() {
+    if target_installed() {
+        return;
+    }
+    let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") else {
+        return;
+    };
+    let toolchain = toolchain.to_string_lossy();
+    match Command::new("rustup")
+        .args(["target", "add", TARGET, "--toolchain", &toolchain])
+        .status()
+    {
+        // Cargo shows this again on later builds of the crate (cached build-script output).
+        Ok(status) if status.success() => println!(
+            "cargo:warning=the Rust target `{TARGET}` was missing from toolchain {toolchain}; \
+             this build added it with rustup"
+        ),
+        Ok(status) => println!("cargo:warning=`rustup target add {TARGET}` failed ({status})"),
+        Err(e) => println!("cargo:warning=cannot run `rustup target add {TARGET}`: {e}"),
+    }
 }
 
 /// True when the sysroot of the active toolchain has the wasm target's standard library.

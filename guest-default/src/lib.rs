@@ -5,6 +5,7 @@
 //! ([`export_rules!`]). [`DefaultRules`] is the rule set the host embeds.
 
 pub mod arena;
+pub mod children;
 pub mod component;
 mod memcmp;
 pub mod model;
@@ -92,6 +93,45 @@ impl RuleSet for DefaultRules {
             .into_iter()
             .map(|item| reconcile_one(item, &prepared, &pol))
             .collect()
+    }
+
+    fn normalize_desired_children(
+        ctx: &Context,
+        guest: &Guest,
+        network: &children::NetworkSource,
+    ) -> Result<children::VmChildren, RuleError> {
+        let config: Vec<(&str, &str)> = guest
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        children::normalize_desired_children(
+            ctx,
+            &children::GuestSources {
+                kind: guest.kind,
+                config_read: guest.config_read,
+                config: &config,
+                network,
+            },
+        )
+    }
+
+    fn normalize_current_children(
+        _ctx: &Context,
+        json: &str,
+        read: bool,
+    ) -> Result<children::VmChildren, RuleError> {
+        children::normalize_current_children(json, read)
+    }
+
+    fn diff_children(
+        ctx: &Context,
+        desired: &children::VmChildren,
+        current: Option<&children::VmChildren>,
+        current_disk: Option<u64>,
+        vm_changes: &mut Vec<FieldChange>,
+    ) -> Result<Vec<children::ChildChange>, RuleError> {
+        children::diff_children(ctx, desired, current, current_disk, vm_changes)
     }
 
     /// `reconcile` reading each config straight from its JSON text (`config::scan_json`, no

@@ -1453,6 +1453,37 @@ pub trait RuleSet {
     ) -> Vec<Result<Reconciled, RuleError>> {
         reconcile_json_by_parsing::<Self>(ctx, items)
     }
+
+    /// A guest's desired children (WIT 0.3 `vm.children` of `normalize-desired`). The default
+    /// is all `keep`: a rule set that does not model children leaves NetBox's alone.
+    fn normalize_desired_children(
+        _ctx: &Context,
+        _guest: &Guest,
+        _network: &crate::children::NetworkSource,
+    ) -> Result<crate::children::VmChildren, RuleError> {
+        Ok(crate::children::VmChildren::default())
+    }
+
+    /// A VM's current children from the host's JSON (WIT 0.3 `netbox-vm.children`).
+    fn normalize_current_children(
+        _ctx: &Context,
+        _json: &str,
+        _read: bool,
+    ) -> Result<crate::children::VmChildren, RuleError> {
+        Ok(crate::children::VmChildren::default())
+    }
+
+    /// The child changes of a pair (`current` absent: the VM is created), adjusting the VM's
+    /// field changes `vm_changes` where children decide them (`disk`, primary IPs).
+    fn diff_children(
+        _ctx: &Context,
+        _desired: &crate::children::VmChildren,
+        _current: Option<&crate::children::VmChildren>,
+        _current_disk: Option<u64>,
+        _vm_changes: &mut Vec<FieldChange>,
+    ) -> Result<Vec<crate::children::ChildChange>, RuleError> {
+        Ok(Vec::new())
+    }
 }
 
 /// [`RuleSet::reconcile_json`] by parsing each config and calling [`RuleSet::reconcile`]: a
@@ -1626,6 +1657,13 @@ pub struct Fixture {
     /// The context; its `policies` are overrides applied on top of the module's defaults.
     #[serde(default)]
     pub context: Context,
+    /// The guest's runtime network view (WIT 0.3 `pve-guest.network`); absent = not asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::children::NetworkSource>,
+    /// The VM's current children as the host renders them (WIT 0.3 `netbox-vm.children`);
+    /// absent while `current` is present = not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<JsonText>,
     pub expect: Expect,
 }
 
@@ -1645,6 +1683,12 @@ pub struct Expect {
     /// The code of the rule error of the first phase that fails.
     #[serde(default)]
     pub error: Option<String>,
+    /// The desired children (friendly), compared whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_children: Option<crate::children::VmChildren>,
+    /// The child changes, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<crate::children::ChildChange>>,
 }
 
 /// The expected desired state of a fixture.
@@ -1671,6 +1715,16 @@ pub struct FixtureOutcome {
     pub desired: Option<Result<Desired, RuleError>>,
     pub current: Option<Result<Vm, RuleError>>,
     pub changes: Option<Result<Vec<FieldChange>, RuleError>>,
+    /// The children steps, for a fixture that takes part in children (`Fixture::has_children`).
+    pub children: Option<ChildrenOutcome>,
+}
+
+/// What the children steps of a fixture produced, step by step.
+#[derive(Clone, Debug, Default)]
+pub struct ChildrenOutcome {
+    pub desired: Option<Result<crate::children::VmChildren, RuleError>>,
+    pub current: Option<Result<crate::children::VmChildren, RuleError>>,
+    pub changes: Option<Result<Vec<crate::children::ChildChange>, RuleError>>,
 }
 
 impl Fixture {
@@ -1719,16 +1773,74 @@ impl Fixture {
                 current,
             }],
         )));
+        if self.has_children() {
+            out.children = Some(self.run_children::<R>(&ctx, &mut out));
+        }
         out
+    }
+
+    /// True when the fixture takes part in children (WIT 0.3): it has `network`, `children`,
+    /// `expect.children` or `expect.desired_children`. Other fixtures run exactly as in 0.2.
+    pub fn has_children(&self) -> bool {
+        self.network.is_some()
+            || self.children.is_some()
+            || self.expect.children.is_some()
+            || self.expect.desired_children.is_some()
+    }
+
+    /// The children steps after the VM's: desired children, current children (when the VM
+    /// exists), their diff, which also adjusts the VM's changes in `out`.
+    fn run_children<R: RuleSet>(&self, ctx: &Context, out: &mut FixtureOutcome) -> ChildrenOutcome {
+        let mut co = ChildrenOutcome::default();
+        let network = self.network.clone().unwrap_or_default();
+        let desired = R::normalize_desired_children(ctx, &self.guest, &network);
+        let d = desired.as_ref().ok().cloned();
+        co.desired = Some(desired);
+        let Some(d) = d else { return co };
+        let current = match &self.current {
+            None => None,
+            Some(_) => {
+                let (json, read) = match &self.children {
+                    Some(j) => (j.as_str(), true),
+                    None => ("{}", false),
+                };
+                let c = R::normalize_current_children(ctx, json, read);
+                let cur = c.as_ref().ok().cloned();
+                co.current = Some(c);
+                match cur {
+                    Some(c) => Some(c),
+                    None => return co,
+                }
+            }
+        };
+        let Some(Ok(vm_changes)) = out.changes.as_mut() else {
+            return co;
+        };
+        let current_disk = self.current.as_ref().and_then(|c| c.disk);
+        co.changes = Some(R::diff_children(
+            ctx,
+            &d,
+            current.as_ref(),
+            current_disk,
+            vm_changes,
+        ));
+        co
     }
 
     /// Checks an outcome against `expect`; the error lists every mismatch readably.
     pub fn check(&self, out: &FixtureOutcome) -> Result<(), String> {
         let mut problems: Vec<String> = Vec::new();
+        let co = out.children.as_ref();
         let first_error = [
             out.desired.as_ref().and_then(|r| r.as_ref().err()),
             out.current.as_ref().and_then(|r| r.as_ref().err()),
             out.changes.as_ref().and_then(|r| r.as_ref().err()),
+            co.and_then(|c| c.desired.as_ref())
+                .and_then(|r| r.as_ref().err()),
+            co.and_then(|c| c.current.as_ref())
+                .and_then(|r| r.as_ref().err()),
+            co.and_then(|c| c.changes.as_ref())
+                .and_then(|r| r.as_ref().err()),
         ]
         .into_iter()
         .flatten()
@@ -1809,11 +1921,71 @@ impl Fixture {
                 ));
             }
         }
+        if let Some(exp) = &self.expect.desired_children {
+            let got = co
+                .and_then(|c| c.desired.as_ref())
+                .and_then(|r| r.as_ref().ok());
+            match got {
+                Some(g) => diff_json(
+                    "desired_children",
+                    &to_value(exp),
+                    &to_value(g),
+                    &mut problems,
+                ),
+                None => problems.push("desired_children: expected, got none".to_owned()),
+            }
+        }
+        if let Some(exp) = &self.expect.children {
+            let got: &[crate::children::ChildChange] = match co.and_then(|c| c.changes.as_ref()) {
+                Some(Ok(c)) => c,
+                _ => &[],
+            };
+            let key = |c: &crate::children::ChildChange| {
+                let mut v = to_value(c);
+                // Field values compared as JSON values, like the VM's.
+                if let Some(list) = v.get_mut("changes").and_then(|l| l.as_array_mut()) {
+                    for f in list {
+                        for k in ["old", "new"] {
+                            if let Some(x) = f.get_mut(k) {
+                                *x = normalize_numbers(x.take());
+                            }
+                        }
+                    }
+                }
+                v
+            };
+            let a: Vec<serde_json::Value> = exp.iter().map(key).collect();
+            let b: Vec<serde_json::Value> = got.iter().map(key).collect();
+            if a != b {
+                let show = |c: &[serde_json::Value]| {
+                    c.iter().map(|c| format!("\n    {c}")).collect::<String>()
+                };
+                problems.push(format!(
+                    "children:\n  expected:{}\n  got:{}",
+                    show(&a),
+                    show(&b)
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems.join("\n"))
         }
+    }
+}
+
+/// Numbers as `f64` so `2` and `2.0` compare equal.
+fn normalize_numbers(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(serde_json::Value::Number(n), serde_json::Value::Number),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(normalize_numbers).collect())
+        }
+        other => other,
     }
 }
 

@@ -45,6 +45,23 @@ fn every_fixture_passes() {
     );
 }
 
+/// The children fixtures (WIT 0.3 inputs and expectations; see README "Fixtures").
+#[test]
+fn every_children_fixture_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/children");
+    let (count, failures) = run_dir(&dir);
+    assert!(
+        count >= 25,
+        "expected at least 25 children fixtures, found {count}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {count} children fixtures failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
 /// The checker itself must catch a wrong desired value, a wrong change list and a missing error.
 #[test]
 fn checker_reports_mismatches() {
@@ -69,6 +86,27 @@ fn checker_reports_mismatches() {
         "desired.platform: expected <absent (keep)>",
         "changes:",
         "error: expected code \"bad-disk-size\", got none",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in:\n{msg}");
+    }
+}
+
+/// The checker must catch a wrong child change and a missing children error.
+#[test]
+fn checker_reports_child_mismatches() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/children");
+    let text = std::fs::read_to_string(dir.join("disk-resized.json")).expect("fixture");
+    let mut fixture = Fixture::from_json(&text).expect("fixture parses");
+    let children = fixture.expect.children.as_mut().expect("expects children");
+    children[0].key = "scsi9".into();
+    fixture.expect.error = Some("bad-config".into());
+    let msg = fixture
+        .check(&fixture.run::<DefaultRules>())
+        .expect_err("mismatches must be reported");
+    for needle in [
+        "children:",
+        "scsi9",
+        "error: expected code \"bad-config\", got none",
     ] {
         assert!(msg.contains(needle), "{needle:?} not in:\n{msg}");
     }

@@ -25,7 +25,7 @@ use crate::cli::sync_cmd::print;
 use crate::config::{Config, NetboxConfig, ProxmoxEndpoint};
 use crate::http::{Secret, TlsMode};
 use crate::progress::Progress;
-use crate::report::{EXIT_ERROR, EXIT_OK};
+use crate::report::{EXIT_ERROR, EXIT_OK, RunReport};
 use crate::sync::{self, RunMode, RunOptions, RunResult};
 
 /// Guests in the demo's Proxmox by default.
@@ -71,8 +71,9 @@ pub fn sim_config(sim: &SimHandle) -> anyhow::Result<Config> {
     Ok(Config::new(netbox, endpoints))
 }
 
-/// Runs the demo; the exit code is 0 when the final rerun wrote nothing.
-pub async fn run(opts: DemoOptions) -> anyhow::Result<u8> {
+/// Runs the demo; the exit code is 0 when the final rerun wrote nothing. Also returns the
+/// rerun's report (what `--metrics-file` describes).
+pub async fn run(opts: DemoOptions) -> anyhow::Result<(u8, RunReport)> {
     let started = Instant::now();
     let progress = Progress::new(opts.quiet);
     let sim = Simulators::start(SimConfig {
@@ -113,7 +114,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<u8> {
     };
     let show = |title: &str, result: &RunResult, table: bool| {
         progress.note(&format!("\n== {title} =="));
-        print(result, opts.output, opts.quiet, table);
+        // The report goes to stdout; on a terminal that is where the bars are drawn too.
+        progress.suspend(|| print(result, opts.output, opts.quiet, table));
     };
 
     progress.note("\n-- 1. first sync: every guest becomes a NetBox VM --");
@@ -135,6 +137,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<u8> {
     let rerun = run(RunMode::Sync).await?;
     show("rerun", &rerun, false);
 
+    progress.detach();
     let writes = rerun.report.requests.netbox_write;
     progress.note(&format!(
         "\ndemo finished in {:.1} s: first sync {} NetBox writes, apply {}, rerun {} (reads {})",
@@ -146,15 +149,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<u8> {
     ));
     if writes != 0 {
         eprintln!("demo: the rerun wrote {writes} times to NetBox; it should write nothing");
-        return Ok(EXIT_ERROR);
+        return Ok((EXIT_ERROR, rerun.report));
     }
-    Ok(
-        if applied.exit_code == EXIT_OK && rerun.exit_code == EXIT_OK {
-            EXIT_OK
-        } else {
-            rerun.exit_code.max(applied.exit_code)
-        },
-    )
+    let code = if applied.exit_code == EXIT_OK && rerun.exit_code == EXIT_OK {
+        EXIT_OK
+    } else {
+        rerun.exit_code.max(applied.exit_code)
+    };
+    Ok((code, rerun.report))
 }
 
 /// Changes five guests in the simulated Proxmox; returns what was done, for people.

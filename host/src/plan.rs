@@ -518,7 +518,7 @@ mod tests {
     use super::*;
     use crate::orphans::{OrphanPolicy, OrphanSettings, find_orphans};
     use crate::reconcile::fixtures::*;
-    use crate::reconcile::{ClusterRead, reconcile};
+    use crate::reconcile::{ClusterRead, OutputContract, reconcile};
     use crate::report::{Mode, RunReport};
 
     fn plan_of(
@@ -528,7 +528,7 @@ mod tests {
     ) -> Plan {
         let (observed, mut rules) = guests_and_rules(guests_);
         let snap = snapshot(records);
-        let mut outcomes = reconcile(&observed, &snap, &mut rules);
+        let mut outcomes = reconcile(&observed, &snap, &mut rules, &OutputContract::default());
         let reads = vec![
             ClusterRead::complete(CLUSTER, CLUSTER_ID, &["pve1", "pve2"]),
             ClusterRead::complete("pve-b", 2, &["pve1"]),

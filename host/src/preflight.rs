@@ -177,7 +177,7 @@ impl Preflight {
 }
 
 /// The custom fields the sync needs: (name, type, filter logic, label).
-fn required_custom_fields(
+pub(crate) fn required_custom_fields(
     orphans: OrphanPolicy,
 ) -> Vec<(&'static str, &'static str, &'static str)> {
     let mut fields = vec![
@@ -246,7 +246,7 @@ fn cf_type(cf: &Object) -> String {
 }
 
 /// True when the custom field is enabled for `object_type` (absent list: trust it).
-fn cf_applies_to(cf: &Object, object_type: &str) -> bool {
+pub(crate) fn cf_applies_to(cf: &Object, object_type: &str) -> bool {
     cf.get("object_types")
         .and_then(Value::as_array)
         .is_none_or(|a| a.iter().any(|t| t.as_str() == Some(object_type)))
@@ -395,11 +395,7 @@ pub async fn run(
             .map_err(nb(format!("listing {endpoint}")))
     };
     let cf_wanted = required_custom_fields(input.orphans);
-    // Repeated `name` values are ORed: one request for every field (and one for every cluster).
-    let mut cf_filter = by_names(cf_wanted.iter().map(|f| f.0));
-    if input.task_history {
-        cf_filter.push(("name".into(), TASKS_SINCE_FIELD.into()));
-    }
+    // Repeated `name` values are ORed: one request for every cluster.
     let cluster_filter = by_names(input.clusters.iter().map(|c| c.name.as_str()));
     let vm_types = async {
         if caps.virtual_machine_type {
@@ -428,9 +424,11 @@ pub async fn run(
     };
     // The families the rules may reference are listed whole (the rules' `known` objects).
     let (cfs, tags, sites, roles, clusters, platforms, tenants, vm_types) = tokio::join!(
+        // All of them (a site has a few dozen): the rules may set any custom field on VMs, and
+        // one they set that NetBox lacks fails that VM rather than its whole bulk request.
         list(
             "extras/custom-fields",
-            cf_filter,
+            Vec::new(),
             &["name", "type", "object_types"]
         ),
         list("extras/tags", Vec::new(), &["name", "slug"]),
@@ -492,6 +490,11 @@ pub async fn run(
         }
         out.custom_fields.insert(name.to_owned());
     }
+    out.custom_fields.extend(
+        cfs.iter()
+            .filter(|c| cf_applies_to(c, VM_OBJECT_TYPE))
+            .filter_map(|c| s(c, "name")),
+    );
     if input.task_history {
         out.tasks_since_field = ensure_tasks_since_field(&mut ctx, &cfs).await?;
     }

@@ -2,9 +2,12 @@
 //! line per phase start and end otherwise (cron, CI, pipes), nothing with `--quiet`.
 //!
 //! Edges: the phases call [`Progress::phase`] and tick the returned [`PhaseBar`]; they never
-//! know which of the three forms is shown. Logs (tracing) stay separate and also go to stderr.
+//! know which of the three forms is shown. Log lines (tracing) go through [`write_stderr`],
+//! which clears the bars, writes the line and redraws them below it: one writer, so a log line
+//! printed during a phase leaves no copy of a bar behind.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -31,7 +34,9 @@ impl Progress {
         let form = if quiet {
             Form::Quiet
         } else if std::io::stderr().is_terminal() {
-            Form::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            *ACTIVE_BARS.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi.clone());
+            Form::Bars(multi)
         } else {
             Form::Lines
         };
@@ -83,7 +88,7 @@ impl Progress {
                 let bar = multi.add(bar);
                 bar.set_prefix(name.to_owned());
                 bar.enable_steady_tick(BAR_TICK);
-                Some(bar)
+                Some((bar, multi.clone()))
             }
             Form::Lines => {
                 match total {
@@ -102,6 +107,24 @@ impl Progress {
         }
     }
 
+    /// Stops drawing log lines through these bars: the run is over, and what is printed next
+    /// (the report) goes below them. Left registered, a later log line would clear the lines
+    /// the bars last took, which by then hold the report.
+    pub fn detach(&self) {
+        if let Form::Bars(_) = &self.form {
+            *ACTIVE_BARS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// Runs `f` (which writes to the terminal, e.g. a report on stdout) with the bars cleared,
+    /// then redraws them below what it wrote.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.form {
+            Form::Bars(multi) => multi.suspend(f),
+            Form::Lines | Form::Quiet => f(),
+        }
+    }
+
     /// A line for people between phases (the demo's narration); hidden with `--quiet`.
     pub fn note(&self, text: &str) {
         match &self.form {
@@ -114,11 +137,33 @@ impl Progress {
     }
 }
 
+/// The bars drawn last (by the latest [`Progress::new`] on a terminal), for [`write_stderr`].
+static ACTIVE_BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Writes `bytes` (whole log lines) to stderr: above the bars when bars are drawn, which are
+/// cleared first and redrawn after, else straight through.
+pub fn write_stderr(bytes: &[u8]) -> std::io::Result<()> {
+    let bars = ACTIVE_BARS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let write = || {
+        let mut stderr = std::io::stderr().lock();
+        stderr.write_all(bytes)?;
+        stderr.flush()
+    };
+    match bars {
+        Some(multi) => multi.suspend(write),
+        None => write(),
+    }
+}
+
 /// One phase's bar (or line).
 #[derive(Debug)]
 pub struct PhaseBar {
     name: String,
-    bar: Option<ProgressBar>,
+    /// The bar and the multi-bar it is drawn in (to print its last line above the others).
+    bar: Option<(ProgressBar, MultiProgress)>,
     lines: bool,
     started: Instant,
 }
@@ -126,14 +171,14 @@ pub struct PhaseBar {
 impl PhaseBar {
     /// One more item done.
     pub fn inc(&self, n: u64) {
-        if let Some(bar) = &self.bar {
+        if let Some((bar, _)) = &self.bar {
             bar.inc(n);
         }
     }
 
     /// Adds `n` to the total as parts of it become known (a spinner stays a spinner).
     pub fn add_total(&self, n: u64) {
-        if let Some(bar) = &self.bar
+        if let Some((bar, _)) = &self.bar
             && bar.length().is_some()
         {
             bar.inc_length(n);
@@ -142,20 +187,28 @@ impl PhaseBar {
 
     /// The indicatif bar, for phases that tick from spawned tasks (`None` without bars).
     pub(crate) fn indicatif(&self) -> Option<ProgressBar> {
-        self.bar.clone()
+        self.bar.as_ref().map(|(bar, _)| bar.clone())
     }
 
     /// A short status next to the bar.
     pub fn message(&self, text: &str) {
-        if let Some(bar) = &self.bar {
+        if let Some((bar, _)) = &self.bar {
             bar.set_message(text.to_owned());
         }
     }
 
-    /// Ends the phase with a summary (`200 guests`, `0 writes`).
+    /// Ends the phase with a summary (`200 guests`, `0 writes`). A bar is replaced by one
+    /// line printed above the bars still running: a finished bar left in the multi-bar is
+    /// erased by indicatif once it is dropped, and the run's record with it.
     pub fn finish(self, summary: &str) {
-        if let Some(bar) = &self.bar {
-            bar.finish_with_message(summary.to_owned());
+        if let Some((bar, multi)) = &self.bar {
+            bar.finish_and_clear();
+            multi.remove(bar);
+            let _ = multi.println(format!(
+                "{:>16} {summary} ({:.1} s)",
+                self.name,
+                self.started.elapsed().as_secs_f64()
+            ));
         } else if self.lines {
             eprintln!(
                 "[{}] done in {} ms: {summary}",

@@ -93,6 +93,13 @@ pub struct RulesInfo {
     pub wit: String,
 }
 
+/// What the no-op memo answered this run (all zero with `--no-memo` or without a memo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MemoCounts {
+    /// VMs whose rules call the memo answered: inputs byte-for-byte those of a stored "no changes".
+    pub hits: u64,
+}
+
 /// One problem, against the scope it concerns: `cluster`, `cluster/node` or `cluster/node/vmid`
 /// (`run` for the whole run, e.g. a refused delete budget).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +129,8 @@ pub struct RunReport {
     pub requests: Requests,
     pub phases_ms: PhasesMs,
     pub rules: RulesInfo,
+    #[serde(default)]
+    pub memo: MemoCounts,
     pub errors: Vec<ErrorEntry>,
 }
 
@@ -135,6 +144,7 @@ impl RunReport {
             requests: Requests::default(),
             phases_ms: PhasesMs::default(),
             rules: RulesInfo::default(),
+            memo: MemoCounts::default(),
             errors: Vec::new(),
         }
     }
@@ -273,6 +283,7 @@ mod tests {
             "phases_ms": {"preflight": 0, "proxmox_read": 0, "netbox_snapshot": 0, "reconcile": 0,
                           "dispatch": 0, "task_history": 0, "total": 1234},
             "rules": {"name": "default", "version": "0.1.0", "wit": "0.1.0"},
+            "memo": {"hits": 0},
             "errors": [{"scope": "pve-a/pve2", "phase": "proxmox_read", "message": "node offline (595)"}]
         });
         assert_eq!(value, expected);

@@ -27,7 +27,8 @@ use crate::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
 use crate::progress::Progress;
 use crate::proxmox_read::{self, Discovery, ReadGuest};
 use crate::reconcile::{
-    self, Class, NeedsInterner, ObservedGuest, Rules, RulesItem, RulesResult, VmOutcome,
+    self, Class, NeedsInterner, ObservedGuest, OutputContract, Rules, RulesItem, RulesResult,
+    VmOutcome,
 };
 use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
 use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
@@ -291,7 +292,8 @@ async fn run_phases(
             batch,
             needs: NeedsInterner::default(),
         };
-        reconcile::reconcile(&observed, &snap, &mut rules)
+        let contract = OutputContract::with_custom_fields(pre.custom_fields.clone());
+        reconcile::reconcile(&observed, &snap, &mut rules, &contract)
     });
     bar.inc(read.guests.len() as u64);
     // Past the rules, no phase needs the configs (tens of MB at 100k guests).

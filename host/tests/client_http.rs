@@ -70,7 +70,8 @@ async fn get_retries_after_503_and_honours_retry_after() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.attempts, 2);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    // How long it waited is a unit test of the backoff (no wall-clock assertions in tests).
+    // The wait it chose is recorded (no wall-clock assertions in tests): exactly Retry-After.
+    assert_eq!(http.counters().snapshot().retry_wait_ms, 1000);
     assert_eq!(http.counters().snapshot().reads, 2);
     assert_eq!(http.counters().snapshot().writes, 0);
 }
@@ -98,6 +99,11 @@ async fn retry_after_beyond_the_budget_gives_up_at_once() {
         .unwrap();
     assert_eq!(resp.status, 429);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        http.counters().snapshot().retry_wait_ms,
+        0,
+        "a wait past the budget is not waited"
+    );
 }
 
 #[tokio::test]

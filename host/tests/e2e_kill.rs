@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
-use e2e_support::{sim_only, spec};
+use e2e_support::{require_simulator, spec};
 use pve2netbox_testkit::{
     CounterSnapshot, FaultPatch, ServiceKind, SimConfig, SimHandle, Simulators,
 };
@@ -319,30 +319,20 @@ fn kill_and_rerun(bulk: bool, seed: u64) {
 }
 
 #[test]
-fn single_mode_kill_at_any_write_then_rerun_repairs() {
-    if sim_only(
-        "single_mode_kill_at_any_write_then_rerun_repairs",
-        "needs the write counter",
-    ) {
-        return;
-    }
+fn sim_only_single_mode_kill_at_any_write_then_rerun_repairs() {
+    require_simulator();
     kill_and_rerun(false, 91);
 }
 
 #[test]
-fn bulk_mode_kill_at_any_write_then_rerun_repairs() {
-    if sim_only(
-        "bulk_mode_kill_at_any_write_then_rerun_repairs",
-        "needs the write counter",
-    ) {
-        return;
-    }
+fn sim_only_bulk_mode_kill_at_any_write_then_rerun_repairs() {
+    require_simulator();
     kill_and_rerun(true, 92);
 }
 
 /// Guards the kill-point arithmetic the tests rely on.
 #[test]
-fn kill_points_cover_every_phase() {
+fn sim_only_kill_points_cover_every_phase() {
     let p = Phases {
         before_vms: 10,
         vms: 60,

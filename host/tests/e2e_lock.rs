@@ -212,7 +212,7 @@ fn requests(c: &CounterSnapshot) -> u64 {
 }
 
 #[test]
-fn a_held_lock_refuses_sync_and_apply_before_any_request_but_not_previews() {
+fn sim_only_a_held_lock_refuses_sync_and_apply_before_any_request_but_not_previews() {
     let s = Setup::new();
     let plan = s.dir.path().join("plan.json");
     let plan_arg = plan.to_str().expect("utf-8 path");
@@ -270,7 +270,7 @@ impl Drop for KillOnDrop {
 }
 
 #[test]
-fn a_run_killed_while_holding_the_lock_does_not_block_the_next() {
+fn sim_only_a_run_killed_while_holding_the_lock_does_not_block_the_next() {
     let s = Setup::new();
     // The child gets stuck in Proxmox discovery, after taking the lock.
     s.sim.control().set_faults(

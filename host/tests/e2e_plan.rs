@@ -154,3 +154,32 @@ fn doctor_with_a_read_only_token_says_it_cannot_write() {
     assert!(h.objects("custom-fields").is_empty(), "nothing created");
     assert!(h.vms().is_empty(), "nothing created");
 }
+
+#[test]
+fn doctor_and_rules_check_name_a_custom_field_the_rules_set_that_netbox_lacks() {
+    let mut h = Harness::generated(spec(3, 1, 1, 0, 54));
+    let out = h.run(&["doctor"]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("rules: rules `")),
+        "the default rules' custom fields are the sync's own: {}",
+        out.describe()
+    );
+    // A policy for a custom field NetBox does not have: the rules (as configured) set it.
+    h.rule_policies
+        .insert("custom_fields.owner_team".into(), "owned".into());
+    let out = h.run(&["doctor"]);
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("fail") && l.contains("owner_team")),
+        "doctor names the missing custom field: {}",
+        out.describe()
+    );
+    let check = h.run(&["rules", "check", "default"]);
+    let stdout = &check.stdout;
+    assert_eq!(check.code, 1, "{}", check.describe());
+    assert!(stdout.contains("owner_team"), "{stdout}");
+}

@@ -62,3 +62,42 @@ fn rule_module_hitting_unreachable_fails_its_vms_without_writes_and_the_host_fin
 fn rule_module_panicking_fails_its_vms_without_writes_and_the_host_finishes() {
     trapping_module("panic");
 }
+
+/// A trap fails its own batch only: with batches of 4, the 4 VMs of the batch holding the
+/// trapping guest are ERROR and unwritten, the other 8 are created, and the next run creates
+/// the 4.
+#[test]
+fn a_trap_in_one_batch_leaves_the_other_batches_written() {
+    let runaway = rules_common::misbehaving("runaway");
+    let runaway = runaway.display().to_string();
+    let mut h = Harness::generated(spec(12, 2, 1, 0, 62));
+    h.set("task_history", false).set("batch_size", 4);
+    let trapping = h.guest_of_type("qemu")["vmid"]
+        .as_u64()
+        .expect("a qemu guest's vmid");
+    h.rule_settings.insert("misbehave".into(), "panic".into());
+    h.rule_settings
+        .insert("misbehave_vmid".into(), (trapping as i64).into());
+    let out = h.run(&["sync", "--rules", &runaway]);
+    assert_eq!(out.code, 3, "{}", out.describe());
+    assert_eq!(out.count("error"), 4, "one batch of 4: {}", out.describe());
+    assert_eq!(
+        out.count("create"),
+        8,
+        "the other batches: {}",
+        out.describe()
+    );
+    assert!(
+        out.errors().iter().any(|e| e["scope"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(&format!("/{trapping}")))),
+        "the trapping guest is among the errors: {}",
+        out.describe()
+    );
+    assert_eq!(h.vms().len(), 8, "the failed batch wrote nothing");
+    h.rule_settings.clear();
+    let out = h.run(&["sync", "--rules", &runaway]);
+    assert_eq!(out.code, 0, "{}", out.describe());
+    assert_eq!(out.count("create"), 4, "{}", out.describe());
+    assert_eq!(h.vms().len(), 12);
+}

@@ -78,7 +78,7 @@ fn vms(sim: &SimHandle) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_sync_creates_then_rerun_writes_nothing_then_plan_apply() {
+async fn sim_only_first_sync_creates_then_rerun_writes_nothing_then_plan_apply() {
     let sim = Simulators::start(SimConfig {
         inventory: InventorySpec {
             vms: VMS,

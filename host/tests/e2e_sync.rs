@@ -7,7 +7,7 @@ mod e2e_support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use e2e_support::{
-    Harness, Token, cf, choice, pages, real_mode, sim_only, spec, tag_slugs, vm_state,
+    Harness, Token, cf, choice, pages, real_mode, require_simulator, spec, tag_slugs, vm_state,
 };
 use pve2netbox_testkit::NewTask;
 use serde_json::{Value, json};
@@ -376,39 +376,52 @@ fn task_history_off_writes_no_journal() {
 }
 
 #[test]
-fn netbox_5xx_on_every_write_fails_the_run_without_partial_duplicates() {
-    if sim_only(
-        "netbox_5xx_on_every_write_fails_the_run_without_partial_duplicates",
-        "injects faults into NetBox, which only the simulator can do",
-    ) {
-        return;
-    }
+fn sim_only_netbox_5xx_on_every_write_fails_the_run_without_partial_duplicates() {
+    require_simulator();
     let h = Harness::generated(spec(8, 2, 1, 0, 19));
     h.sync_ok();
     let g = h.guest_of_type("qemu");
-    let cluster = g["cluster"].as_str().unwrap_or_default().to_string();
-    h.edit_guest(
-        &cluster,
-        g["vmid"].as_u64().unwrap_or(0) as u32,
-        json!({"memory": 5120}),
-    );
+    let cluster = g["cluster"].as_str().expect("cluster").to_string();
+    let vmid = g["vmid"].as_u64().expect("vmid") as u32;
+    h.edit_guest(&cluster, vmid, json!({"memory": 5120}));
+    // Only writes fail: the run reads Proxmox and NetBox, plans the update, and meets the 500s
+    // at its first write (the run lease).
     h.control().set_faults(
         pve2netbox_testkit::ServiceKind::Netbox,
         &pve2netbox_testkit::FaultPatch {
             error_rate: Some(1.0),
             error_status: Some(500),
+            writes_only: Some(true),
             ..Default::default()
         },
     );
+    let mark = h.mark();
     let out = h.sync();
-    assert_ne!(
+    assert_eq!(
         out.code,
-        0,
-        "a NetBox answering 500 to everything: {}",
+        1,
+        "a NetBox answering 500 to every write fails the run: {}",
         out.describe()
+    );
+    let attempted: u64 = h
+        .write_paths_since(&mark)
+        .expect("simulator counters")
+        .values()
+        .sum();
+    assert!(attempted > 0, "writes were attempted: {}", out.describe());
+    assert!(
+        h.reads_since(&mark).expect("simulator counters") > 0,
+        "reads went through"
     );
     h.control().clear_faults();
     let out = h.sync_ok();
     assert_eq!(out.count("update"), 1, "{}", out.describe());
-    assert_eq!(h.vms().len(), 8);
+    let vms = h.vms();
+    assert_eq!(vms.len(), 8);
+    let names: std::collections::BTreeSet<&str> =
+        vms.iter().filter_map(|v| v["name"].as_str()).collect();
+    assert_eq!(names.len(), 8, "no duplicate: {vms:#?}");
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, "the run after the faults");
 }

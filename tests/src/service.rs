@@ -1,7 +1,7 @@
 //! What every simulated service shares: request counters, latency profile, worker pool and
 //! injected faults, applied by one axum middleware in front of the service's own router.
 //!
-//! Handlers report their modelled cost (a [`Cost`] response extension); the middleware turns
+//! Handlers report their modelled cost (a `Cost` response extension); the middleware turns
 //! it into sleep time while holding a worker permit, so a bounded pool reproduces NetBox's
 //! throughput ceiling. Faults (latency, jitter, 5xx, timeouts, connection drops after a
 //! committed write) are decided here, never in handlers.
@@ -78,6 +78,10 @@ pub struct FaultSettings {
     /// draws restart from it whenever it is set. `None`: fresh randomness.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Errors and timeouts hit only writes (POST, PUT, PATCH, DELETE): reads answer normally, so
+    /// a run gets past its reads to the writes the test is about.
+    #[serde(default)]
+    pub writes_only: bool,
 }
 
 impl Default for FaultSettings {
@@ -92,6 +96,7 @@ impl Default for FaultSettings {
             error_status: 503,
             timeout_hold_ms: DEFAULT_TIMEOUT_HOLD_MS,
             seed: None,
+            writes_only: false,
         }
     }
 }
@@ -121,6 +126,8 @@ pub struct FaultPatch {
     pub timeout_hold_ms: Option<u64>,
     /// See [`FaultSettings::seed`].
     pub seed: Option<u64>,
+    /// See [`FaultSettings::writes_only`].
+    pub writes_only: Option<bool>,
 }
 
 impl FaultSettings {
@@ -140,6 +147,7 @@ impl FaultSettings {
         set!(retry_after_s);
         set!(error_status);
         set!(timeout_hold_ms);
+        set!(writes_only);
         if p.seed.is_some() {
             self.seed = p.seed;
         }
@@ -281,13 +289,16 @@ pub(crate) async fn layer(
             },
         )
     };
-    let (fail, timeout, drop_roll, jitter) = {
+    let (mut fail, mut timeout, drop_roll, jitter) = {
         let mut seeded = ctl.fault_rng.lock().unwrap_or_else(|e| e.into_inner());
         match seeded.as_mut() {
             Some(r) => draw(r),
             None => draw(&mut rand::rng()),
         }
     };
+    if faults.writes_only && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        (fail, timeout) = (false, false);
+    }
     let extra = Duration::from_secs_f64((faults.latency_ms + jitter).max(0.0) / 1000.0);
     let _permit = match &ctl.workers {
         Some(s) => s.acquire().await.ok(),

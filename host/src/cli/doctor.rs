@@ -3,8 +3,9 @@
 //! probe (below); it never creates, changes or deletes anything.
 //!
 //! Checks: the configuration; NetBox reachable, its version, the token can read VMs and can
-//! write, the identity custom fields and the managed tag exist; per Proxmox endpoint: reachable,
-//! version, cluster name, offline nodes, guests visible to the token, one guest config readable.
+//! write, the identity custom fields and the managed tag exist, the custom fields the rules set
+//! exist on VMs; per Proxmox endpoint: reachable, version, cluster name, offline nodes, guests
+//! visible to the token, one guest config readable.
 //!
 //! **Write probe.** NetBox checks permissions before it validates a body, so an empty
 //! `POST /api/virtualization/virtual-machines/` with `{}` answers 403 ("You do not have
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::rule_fields;
 use crate::config::Config;
 use crate::http::RequestCounters;
 use crate::netbox::{MAX_TESTED, MIN_SUPPORTED, NetboxClient, NetboxError};
@@ -308,6 +310,31 @@ async fn check_netbox(config: &Config, counters: Arc<RequestCounters>, report: &
             format!("managed tag {MANAGED_TAG} missing: the first sync creates it"),
         ),
         Err(err) => report.push(Level::Fail, scope, format!("managed tag: {err}")),
+    }
+    check_rule_custom_fields(config, &client, report).await;
+}
+
+/// The custom fields the configured rules set exist on NetBox VMs (see `rule_fields`).
+async fn check_rule_custom_fields(config: &Config, client: &NetboxClient, report: &mut Report) {
+    let scope = "rules";
+    // A missing module file is reported with the config.
+    if config.sync.rules.as_ref().is_some_and(|p| !p.is_file()) {
+        return;
+    }
+    let module = match crate::sync::load_rules(config.sync.rules.as_deref()) {
+        Ok((_runtime, module)) => module,
+        Err(err) => return report.push(Level::Fail, scope, err.to_string()),
+    };
+    let set = match rule_fields::set_by(&module, config) {
+        Ok(set) => set,
+        Err(err) => return report.push(Level::Fail, scope, err.to_string()),
+    };
+    match rule_fields::missing(client, &set).await {
+        Ok(missing) => match rule_fields::verdict(&module, set.len(), &missing) {
+            Ok(line) => report.push(Level::Ok, scope, line),
+            Err(line) => report.push(Level::Fail, scope, line),
+        },
+        Err(err) => report.push(Level::Fail, scope, format!("listing custom fields: {err}")),
     }
 }
 

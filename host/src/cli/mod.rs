@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 pub mod doctor;
 mod generate;
+mod rule_fields;
 mod rules_cmd;
 pub mod sync_cmd;
 
@@ -68,8 +69,12 @@ pub enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(&cli);
+    let cli = parse();
+    crate::logging::init(
+        &cli.log,
+        cli.log_format == LogFormat::Json,
+        crate::logging::Destination::detect(),
+    );
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(args),
         Command::Rules { command } => rules_cmd::run(command),
@@ -89,14 +94,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+/// The command line, with `-V` (version and commit) and `--version` (also the rules WIT versions
+/// and the embedded rules) filled in from [`crate::version`].
+fn parse() -> Cli {
+    // clap keeps `&'static str`s; leaking two short strings once per process is free.
+    let short: &'static str = Box::leak(crate::version::short().into_boxed_str());
+    let long: &'static str = Box::leak(crate::version::long().into_boxed_str());
+    let matches = Cli::command()
+        .version(short)
+        .long_version(long)
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }

@@ -33,6 +33,10 @@ pub enum RulesCommand {
     Check {
         /// The component (`.wasm`), or `default` for the embedded rules.
         file: String,
+        /// Also check against the NetBox of this sync config: the custom fields the module sets
+        /// must exist on NetBox VMs (exit 1 naming those that do not).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -137,7 +141,11 @@ impl RuntimeArgs {
 
 pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
     match command {
-        RulesCommand::Check { file, runtime } => check(&file, &runtime),
+        RulesCommand::Check {
+            file,
+            config,
+            runtime,
+        } => check(&file, config.as_deref(), &runtime),
         RulesCommand::Test { file, dir, runtime } => test(&file, &dir, &runtime),
         RulesCommand::Eval {
             file,
@@ -181,7 +189,7 @@ fn load(
     Ok((runtime, module))
 }
 
-fn check(file: &str, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
+fn check(file: &str, config: Option<&Path>, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
     let (runtime, module) = load(file, args, Metering::Deadline)?;
     let info = module.info();
     let stats = module.load_stats();
@@ -235,7 +243,37 @@ fn check(file: &str, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
             .deadline
             .map_or("none".to_string(), |d| format!("{} ms", d.as_millis()))
     );
-    Ok(ExitCode::SUCCESS)
+    match config {
+        None => Ok(ExitCode::SUCCESS),
+        Some(path) => check_against_netbox(&module, path),
+    }
+}
+
+/// `rules check --config`: the custom fields the module (and the config's policies) set exist
+/// on the config's NetBox VMs.
+fn check_against_netbox(module: &RulesModule, path: &Path) -> anyhow::Result<ExitCode> {
+    let config = crate::config::Config::load(Some(path))?;
+    let set = super::rule_fields::set_by(module, &config)?;
+    let client = crate::netbox::NetboxClient::new(
+        &config.netbox,
+        &config.timeouts,
+        std::sync::Arc::new(crate::http::RequestCounters::default()),
+    )?;
+    let missing = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(super::rule_fields::missing(&client, &set))
+        .with_context(|| format!("listing the custom fields of {}", config.netbox.url))?;
+    match super::rule_fields::verdict(module, set.len(), &missing) {
+        Ok(line) => {
+            println!("netbox:      {line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(line) => {
+            println!("netbox:      {line}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {

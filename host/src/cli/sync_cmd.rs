@@ -11,6 +11,7 @@ use super::OutputFormat;
 use crate::config::{Config, Overrides};
 use crate::plan::Plan;
 use crate::progress::Progress;
+use crate::report::{EXIT_ERROR, Mode, RunReport};
 use crate::run_lock::RunLock;
 use crate::sync::{self, RunMode, RunOptions, RunResult};
 
@@ -52,6 +53,10 @@ pub struct RunArgs {
     /// [default: $XDG_STATE_HOME/pve2netbox, else ~/.local/state/pve2netbox].
     #[arg(long, env = crate::run_lock::STATE_DIR_ENV, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Write the run's metrics here at its end (Prometheus text format, for node_exporter's
+    /// textfile collector; written atomically, also when the run fails).
+    #[arg(long, env = crate::metrics::METRICS_FILE_ENV, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -142,6 +147,10 @@ pub struct DemoArgs {
     /// One bulk request per write window (`false`: one write at a time).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub bulk: bool,
+    /// Write the metrics of the demo's last run (the rerun) here at its end (Prometheus text format, for node_exporter's
+    /// textfile collector; written atomically, also when the run fails).
+    #[arg(long, env = crate::metrics::METRICS_FILE_ENV, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -180,13 +189,16 @@ fn run_mode(args: &RunArgs, mode: RunMode, quiet: bool) -> anyhow::Result<RunRes
     }
     .map(|command| RunLock::acquire(args.state_dir.as_deref(), &config.netbox.url, command))
     .transpose()?;
+    let progress = Progress::new(quiet);
     let opts = RunOptions {
         config,
         rules: args.rules.clone(),
         mode,
-        progress: Progress::new(quiet),
+        progress: progress.clone(),
     };
-    Ok(runtime()?.block_on(sync::run(opts))?)
+    let result = runtime()?.block_on(sync::run(opts));
+    progress.detach();
+    Ok(result?)
 }
 
 /// `pve2netbox sync [--dry-run]`.
@@ -196,17 +208,28 @@ pub fn sync(args: SyncArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     } else {
         RunMode::Sync
     };
-    let result = run_mode(&args.run, mode, quiet)?;
-    print(&result, args.run.output, quiet, args.dry_run);
+    let metrics_mode = if args.dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Sync
+    };
+    let result = with_metrics(args.run.metrics_file.as_deref(), metrics_mode, || {
+        let result = run_mode(&args.run, mode, quiet)?;
+        print(&result, args.run.output, quiet, args.dry_run);
+        Ok(result)
+    })?;
     Ok(ExitCode::from(result.exit_code))
 }
 
 /// `pve2netbox plan --out plan.json`.
 pub fn plan(args: PlanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let result = run_mode(&args.run, RunMode::Plan, quiet)?;
-    std::fs::write(&args.out, result.plan.to_json() + "\n")
-        .with_context(|| format!("writing the plan to {}", args.out.display()))?;
-    print(&result, args.run.output, quiet, true);
+    let result = with_metrics(args.run.metrics_file.as_deref(), Mode::Plan, || {
+        let result = run_mode(&args.run, RunMode::Plan, quiet)?;
+        std::fs::write(&args.out, result.plan.to_json() + "\n")
+            .with_context(|| format!("writing the plan to {}", args.out.display()))?;
+        print(&result, args.run.output, quiet, true);
+        Ok(result)
+    })?;
     if !quiet {
         eprintln!("plan written to {}", args.out.display());
     }
@@ -215,11 +238,15 @@ pub fn plan(args: PlanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 
 /// `pve2netbox apply plan.json`.
 pub fn apply(args: ApplyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.plan)
-        .with_context(|| format!("reading the plan {}", args.plan.display()))?;
-    let plan = Plan::from_json(&text).with_context(|| format!("plan {}", args.plan.display()))?;
-    let result = run_mode(&args.run, RunMode::Apply(Box::new(plan)), quiet)?;
-    print(&result, args.run.output, quiet, false);
+    let result = with_metrics(args.run.metrics_file.as_deref(), Mode::Apply, || {
+        let text = std::fs::read_to_string(&args.plan)
+            .with_context(|| format!("reading the plan {}", args.plan.display()))?;
+        let plan =
+            Plan::from_json(&text).with_context(|| format!("plan {}", args.plan.display()))?;
+        let result = run_mode(&args.run, RunMode::Apply(Box::new(plan)), quiet)?;
+        print(&result, args.run.output, quiet, false);
+        Ok(result)
+    })?;
     Ok(ExitCode::from(result.exit_code))
 }
 
@@ -233,6 +260,38 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         output: args.output,
         quiet,
     };
-    let code = runtime()?.block_on(crate::demo::run(opts))?;
+    let outcome = runtime().and_then(|rt| rt.block_on(crate::demo::run(opts)));
+    if let Some(path) = &args.metrics_file {
+        match &outcome {
+            Ok((code, last)) => write_metrics(path, Mode::Demo, Some(last), *code),
+            Err(_) => write_metrics(path, Mode::Demo, None, EXIT_ERROR),
+        }
+    }
+    let (code, _) = outcome?;
     Ok(ExitCode::from(code))
+}
+
+/// Runs `run` and, with a metrics file, writes its outcome there whatever it was: the report
+/// and exit code of a finished run, exit 1 without a report for a run that stopped early.
+fn with_metrics(
+    path: Option<&std::path::Path>,
+    mode: Mode,
+    run: impl FnOnce() -> anyhow::Result<RunResult>,
+) -> anyhow::Result<RunResult> {
+    let outcome = run();
+    if let Some(path) = path {
+        match &outcome {
+            Ok(result) => write_metrics(path, mode, Some(&result.report), result.exit_code),
+            Err(_) => write_metrics(path, mode, None, EXIT_ERROR),
+        }
+    }
+    outcome
+}
+
+/// Writes the metrics file; a failure is logged and does not change the run's exit code (the
+/// run did its job; an alert on the last run's age notices a file that stopped changing).
+fn write_metrics(path: &std::path::Path, mode: Mode, report: Option<&RunReport>, code: u8) {
+    if let Err(e) = crate::metrics::write_file(path, mode, report, code) {
+        tracing::error!("{e}");
+    }
 }

@@ -25,6 +25,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct RequestCounters {
     reads: AtomicU64,
     writes: AtomicU64,
+    retry_wait_ms: AtomicU64,
 }
 
 /// A copy of [`RequestCounters`] at one moment.
@@ -34,6 +35,9 @@ pub struct RequestCount {
     pub reads: u64,
     /// POST, PUT, PATCH and DELETE requests.
     pub writes: u64,
+    /// Milliseconds spent waiting before retries (`Retry-After` or backoff), as decided: what
+    /// the client chose to wait, so tests can check a `Retry-After` was honoured without timing.
+    pub retry_wait_ms: u64,
 }
 
 impl RequestCounters {
@@ -42,7 +46,13 @@ impl RequestCounters {
         RequestCount {
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
+            retry_wait_ms: self.retry_wait_ms.load(Ordering::Relaxed),
         }
+    }
+
+    fn waited(&self, wait: Duration) {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.retry_wait_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     fn count(&self, method: &Method) {
@@ -468,6 +478,7 @@ impl HttpClient {
                         status = status.as_u16(), attempt, wait_ms = wait.as_millis() as u64,
                         "retrying after a transient status"
                     );
+                    self.settings.counters.waited(wait);
                     tokio::time::sleep(wait).await;
                 }
                 Err((timeout, maybe_sent, message)) => {
@@ -495,6 +506,7 @@ impl HttpClient {
                         service = %self.settings.service, method = %req.method, path = %req.path,
                         attempt, error = %message, "retrying after a connection error"
                     );
+                    self.settings.counters.waited(wait);
                     tokio::time::sleep(wait).await;
                 }
             }

@@ -12,6 +12,7 @@ use guest_default::model::{GuestKind, JsonText, NetboxVm, ObjectSpec};
 use serde::{Deserialize, Serialize};
 
 use super::changes::Changes;
+use super::contract::OutputContract;
 use super::names::{self, Claim, Verdict};
 use super::observed::{Answer, ObservedGuest, RulesResult};
 use super::snapshot::{
@@ -49,13 +50,25 @@ where
     }
 }
 
-/// Asks the rules about `items`; an answer of the wrong length fails every item of the call.
-fn ask(rules: &mut impl Rules, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
+/// Asks the rules about `items`; an answer of the wrong length fails every item of the call,
+/// and an answer outside the `contract` fails its own item.
+fn ask(
+    rules: &mut impl Rules,
+    items: &[RulesItem<'_>],
+    contract: &OutputContract,
+) -> Vec<RulesResult> {
     if items.is_empty() {
         return Vec::new();
     }
-    let answers = rules.reconcile(items);
+    let mut answers = rules.reconcile(items);
     if answers.len() == items.len() {
+        for answer in &mut answers {
+            if let RulesResult::Vm(vm) = answer
+                && let Err(message) = contract.check(&vm.changes)
+            {
+                *answer = RulesResult::Error(message);
+            }
+        }
         return answers;
     }
     let message = format!(
@@ -184,12 +197,13 @@ enum Found<'a> {
     Conflict(Class),
 }
 
-/// Classifies every observed guest: match by identity, ask the rules, adopt by name, classify.
-/// Outcomes are sorted by cluster, then VMID.
+/// Classifies every observed guest: match by identity, ask the rules (their answers held to the
+/// `contract`), adopt by name, classify. Outcomes are sorted by cluster, then VMID.
 pub fn reconcile(
     observed: &[ObservedGuest],
     snapshot: &Snapshot,
     rules: &mut impl Rules,
+    contract: &OutputContract,
 ) -> Vec<VmOutcome> {
     let found: Vec<Found<'_>> = observed.iter().map(|g| find(g, snapshot)).collect();
     let items: Vec<RulesItem<'_>> = found
@@ -204,7 +218,7 @@ pub fn reconcile(
             again: matches!(f, Found::Nothing) && snapshot.has_unowned(observed[guest].cluster_id),
         })
         .collect();
-    let answers = ask(rules, &items);
+    let answers = ask(rules, &items, contract);
     let mut adoptions: Vec<(RulesItem<'_>, &NetboxRecord)> = Vec::new();
     let mut states: Vec<State<'_>> = Vec::with_capacity(observed.len());
     for ((guest, found), answer) in observed.iter().zip(found).zip(answers) {
@@ -248,7 +262,7 @@ pub fn reconcile(
         states.push(state);
     }
     let items: Vec<RulesItem<'_>> = adoptions.iter().map(|(item, _)| *item).collect();
-    for ((item, record), answer) in adoptions.iter().zip(ask(rules, &items)) {
+    for ((item, record), answer) in adoptions.iter().zip(ask(rules, &items, contract)) {
         states[item.guest] = match answer {
             RulesResult::Vm(answer) => State::Target {
                 answer,

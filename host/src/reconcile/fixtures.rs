@@ -10,8 +10,8 @@ use guest_default::model::{
 };
 
 use super::{
-    MISSING_RUNS_FIELD, NODE_FIELD, NetboxRecord, ObservedGuest, Rules, RulesItem, RulesResult,
-    Snapshot, VM_ID_FIELD, VM_TYPE_FIELD, VmOutcome, reconcile,
+    MISSING_RUNS_FIELD, NODE_FIELD, NetboxRecord, ObservedGuest, OutputContract, Rules, RulesItem,
+    RulesResult, Snapshot, VM_ID_FIELD, VM_TYPE_FIELD, VmOutcome, reconcile,
 };
 
 pub(crate) const CLUSTER: &str = "pve-a";
@@ -282,7 +282,7 @@ pub(crate) fn guests_and_rules(guests: Vec<GuestBuilder>) -> (Vec<ObservedGuest>
 pub(crate) fn run(guests: Vec<GuestBuilder>, records: Vec<RecordBuilder>) -> Vec<VmOutcome> {
     let (observed, mut rules) = guests_and_rules(guests);
     let snap = snapshot(records);
-    reconcile(&observed, &snap, &mut rules)
+    reconcile(&observed, &snap, &mut rules, &OutputContract::default())
 }
 
 /// The outcome of `vmid` (first cluster that has it).

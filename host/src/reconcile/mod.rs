@@ -6,6 +6,7 @@
 
 mod changes;
 mod classify;
+mod contract;
 mod names;
 mod observed;
 mod scope;
@@ -18,6 +19,7 @@ mod tests;
 
 pub use changes::{Change, Changes, Json};
 pub use classify::{Class, Journal, Rules, RulesItem, VmOutcome, cf, reconcile};
+pub use contract::OutputContract;
 pub use observed::{Answer, NeedsInterner, ObservedGuest, RulesResult};
 pub use scope::{ClusterRead, GuestReadError, NodeRead};
 pub use snapshot::{

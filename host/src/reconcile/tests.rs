@@ -65,7 +65,7 @@ fn the_host_adds_identity_to_a_create_when_rules_forget_it() {
             })
             .collect()
     };
-    let out = reconcile(&observed, &snap, &mut rules);
+    let out = reconcile(&observed, &snap, &mut rules, &OutputContract::default());
     assert_eq!(
         fields(&out[0]),
         vec![
@@ -438,17 +438,47 @@ fn a_diff_error_or_a_trap_fails_only_those_vms() {
         out[1] = RulesResult::Error("rule error bad-disk: size".into());
         out
     };
-    let out = reconcile(&observed, &snap, &mut rules);
+    let out = reconcile(&observed, &snap, &mut rules, &OutputContract::default());
     assert_eq!(fake.calls, 1, "one batch");
     assert_eq!(of(&out, 100).class, Class::Create);
     assert!(matches!(&of(&out, 101).class, Class::Error(m) if m.contains("bad-disk")));
 
     // A batch answering the wrong number of results fails the whole batch.
     let mut short = |_: &[RulesItem<'_>]| -> Vec<RulesResult> { Vec::new() };
-    let out = reconcile(&observed, &snap, &mut short);
+    let out = reconcile(&observed, &snap, &mut short, &OutputContract::default());
     for o in &out {
         assert!(matches!(&o.class, Class::Error(m) if m.contains("0 results for 2")));
     }
+}
+
+#[test]
+fn an_answer_outside_the_contract_fails_only_its_vm_with_no_write() {
+    let (observed, mut fake) = guests_and_rules(vec![guest(100), guest(101), guest(102)]);
+    let snap = snapshot(vec![netbox_vm(7).identity(101)]);
+    let mut rules = |items: &[RulesItem<'_>]| -> Vec<RulesResult> {
+        let mut out = fake.reconcile(items);
+        if let RulesResult::Vm(answer) = &mut out[0] {
+            answer.changes.push("cluster", "1", "2");
+        }
+        if let RulesResult::Vm(answer) = &mut out[1] {
+            answer.changes.push("tags", "[\"prod\"]", "\"prod\"");
+        }
+        out
+    };
+    let contract = OutputContract::default();
+    let out = reconcile(&observed, &snap, &mut rules, &contract);
+    let error = |vmid| match &of(&out, vmid).class {
+        Class::Error(m) => m.clone(),
+        other => panic!("{vmid}: expected an error, got {other:?}"),
+    };
+    assert!(error(100).contains("'cluster'"), "{}", error(100));
+    assert!(
+        error(101).contains("not a list of tag slugs"),
+        "{}",
+        error(101)
+    );
+    assert!(of(&out, 100).changes.is_empty() && of(&out, 101).changes.is_empty());
+    assert_eq!(of(&out, 102).class, Class::Create);
 }
 
 #[test]
@@ -618,14 +648,19 @@ fn the_rules_are_asked_once_and_again_only_for_adoptions() {
         netbox_vm(11).named("db"),
         netbox_vm(12).named("vm-102").identity(102),
     ]);
-    let out = reconcile(&observed, &snap, &mut rules);
+    let out = reconcile(&observed, &snap, &mut rules, &OutputContract::default());
     assert_eq!(rules.calls, 2, "one batch, then one for the adoption");
     assert_eq!(of(&out, 100).class, Class::Create);
     assert_eq!(of(&out, 101).class, Class::Adopt);
     assert_eq!(of(&out, 102).class, Class::Noop);
 
     let (observed, mut rules) = guests_and_rules(vec![guest(100).named("web")]);
-    reconcile(&observed, &snapshot(vec![]), &mut rules);
+    reconcile(
+        &observed,
+        &snapshot(vec![]),
+        &mut rules,
+        &OutputContract::default(),
+    );
     assert_eq!(rules.calls, 1, "nothing to adopt: one batch");
 }
 
@@ -651,7 +686,7 @@ fn only_a_guest_that_may_adopt_is_marked_to_be_asked_again() {
         );
         fake.reconcile(items)
     };
-    let out = reconcile(&observed, &snap, &mut rules);
+    let out = reconcile(&observed, &snap, &mut rules, &OutputContract::default());
     assert_eq!(
         asked,
         vec![

@@ -10,7 +10,7 @@ use guest_default::model as m;
 
 use super::latest::types as w;
 
-/// Field<T> <-> the WIT variant of that field kind (`keep | set(T) | clear`).
+/// `Field<T>` <-> the WIT variant of that field kind (`keep | set(T) | clear`).
 macro_rules! field_conv {
     ($to:ident, $from:ident, $wit:ident, $t:ty) => {
         fn $to(f: m::Field<$t>) -> w::$wit {

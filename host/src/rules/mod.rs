@@ -53,6 +53,11 @@ pub use limits::{
 };
 
 use store::State;
+
+/// The rules WIT versions this host loads, for people: `pve2netbox:rules@0.1.x, …`.
+pub fn supported_wit_text() -> String {
+    loader::supported_text()
+}
 use v0_2_0 as latest;
 
 /// The default rules component, built by `build.rs` from `guest-default/`.
@@ -146,20 +151,32 @@ impl RulesRuntime {
             .and_then(|()| v0_2_0::add_to_linker(&mut linker))
             .map_err(|e| RulesError::Engine(format!("linking WASI: {e:#}")))?;
 
-        let ticker = cfg.limits.deadline.map(|_| {
-            let stop = Arc::new(AtomicBool::new(false));
-            let (e, s) = (engine.clone(), stop.clone());
-            let thread = std::thread::Builder::new()
-                .name("rules-epoch".into())
-                .spawn(move || {
-                    while !s.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        e.increment_epoch();
-                    }
+        // Without its ticker the deadline would never fire and a runaway module would run
+        // forever: a ticker that cannot start is an engine error, not a missing feature.
+        let ticker = match cfg.limits.deadline {
+            None => None,
+            Some(_) => {
+                let stop = Arc::new(AtomicBool::new(false));
+                let (e, s) = (engine.clone(), stop.clone());
+                let thread = std::thread::Builder::new()
+                    .name("rules-epoch".into())
+                    .spawn(move || {
+                        while !s.load(Ordering::Relaxed) {
+                            std::thread::sleep(EPOCH_TICK);
+                            e.increment_epoch();
+                        }
+                    })
+                    .map_err(|e| {
+                        RulesError::Engine(format!(
+                            "cannot start the deadline's epoch ticker thread: {e}"
+                        ))
+                    })?;
+                Some(Ticker {
+                    stop,
+                    thread: Some(thread),
                 })
-                .ok();
-            Ticker { stop, thread }
-        });
+            }
+        };
 
         let cache = cache::ComponentCache::new(&engine, &cfg.cache);
         Ok(RulesRuntime {

@@ -7,9 +7,9 @@
 //! env` prints them). Then every harness takes a process-wide mutex plus a lock directory (tests
 //! against the one real NetBox run serially, across test binaries too), resets NetBox with
 //! `netbox.sh reset`, reads state through the REST API and counts writes from the changelog
-//! (`/api/core/object-changes/`) and VMs' `last_updated`. Tests that need the simulator (fault
-//! injection on NetBox, read counters) call [`sim_only`], which prints why they are skipped in
-//! real mode.
+//! (`/api/core/object-changes/`) and VMs' `last_updated`. Tests that need the simulated NetBox
+//! (fault injection on NetBox, its request counters) are named `sim_only_…` and call
+//! [`require_simulator`]; the real tier filters them out (`--skip sim_only_`), visibly.
 //!
 //! Edges: the testkit's `Simulators` and `Control`; the binary through its command line only.
 
@@ -53,15 +53,18 @@ pub fn real_mode() -> bool {
     std::env::var(MODE_VAR).is_ok_and(|v| v == "real")
 }
 
-/// In real mode prints why `test` is skipped and returns true; the caller returns early.
-pub fn sim_only(test: &str, why: &str) -> bool {
-    if real_mode() {
-        println!("SKIPPED in real-NetBox mode: {test}: {why}");
-        eprintln!("SKIPPED in real-NetBox mode: {test}: {why}");
-        true
-    } else {
-        false
-    }
+/// The prefix of the tests that need the simulated NetBox (fault injection into NetBox, its
+/// request counters). The real tier filters them out with `--skip sim_only_`, so libtest shows
+/// them as "filtered out" instead of passing them without running.
+pub const SIM_ONLY_PREFIX: &str = "sim_only_";
+
+/// Panics in real mode: a `sim_only_` test was run against the real NetBox, where it would check
+/// nothing. The real tier's command filters these tests out (`--skip sim_only_`).
+pub fn require_simulator() {
+    assert!(
+        !real_mode(),
+        "this test needs the simulated NetBox; run the real tier with `-- --skip {SIM_ONLY_PREFIX}`"
+    );
 }
 
 /// Which NetBox token the config names.
@@ -213,12 +216,15 @@ impl RunOutput {
             .unwrap_or_else(|| panic!("report has no counts.{kind}:\n{}", self.describe()))
     }
 
-    /// `report.errors`.
+    /// `report.errors`; empty when the run printed no report at all.
     pub fn errors(&self) -> Vec<Value> {
+        if self.report.is_null() {
+            return Vec::new();
+        }
         self.report["errors"]
             .as_array()
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_else(|| panic!("report has no `errors` list:\n{}", self.describe()))
     }
 
     /// The errors whose scope starts with `prefix`.
@@ -278,6 +284,8 @@ pub struct Harness {
     pub sync: toml::Table,
     /// Extra `[rules.settings]`.
     pub rule_settings: toml::Table,
+    /// `[rules.policies]`: field -> ownership.
+    pub rule_policies: toml::Table,
     /// Endpoints (by index) whose URL points at a closed port.
     pub down: BTreeSet<usize>,
     /// Endpoints (by index) left out of the config; empty: all.
@@ -343,6 +351,7 @@ impl Harness {
             token: Token::V2,
             sync: toml::Table::new(),
             rule_settings: toml::Table::new(),
+            rule_policies: toml::Table::new(),
             down: BTreeSet::new(),
             omit: BTreeSet::new(),
             _lock: lock,
@@ -420,9 +429,14 @@ impl Harness {
         }
         root.insert("proxmox".into(), endpoints.into());
         root.insert("sync".into(), self.sync.clone().into());
+        let mut rules = toml::Table::new();
         if !self.rule_settings.is_empty() {
-            let mut rules = toml::Table::new();
             rules.insert("settings".into(), self.rule_settings.clone().into());
+        }
+        if !self.rule_policies.is_empty() {
+            rules.insert("policies".into(), self.rule_policies.clone().into());
+        }
+        if !rules.is_empty() {
             root.insert("rules".into(), rules.into());
         }
         let path = self.path("pve2netbox.toml");
@@ -430,7 +444,8 @@ impl Harness {
         path
     }
 
-    /// Runs `pve2netbox <args…> --config FILE` (plus `--output json` except for `doctor`).
+    /// Runs `pve2netbox <args…> --config FILE` (plus `--output json` except for `doctor` and
+    /// `rules`).
     pub fn run(&self, args: &[&str]) -> RunOutput {
         let (mut cmd, all) = self.command(args);
         let out = cmd.output().expect("run the pve2netbox binary");
@@ -444,7 +459,7 @@ impl Harness {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.push("--config".into());
         all.push(config.display().to_string());
-        if args.first() != Some(&"doctor") {
+        if !matches!(args.first(), Some(&"doctor" | &"rules")) {
             all.push("--output".into());
             all.push("json".into());
         }
@@ -519,11 +534,19 @@ impl Harness {
             ];
             query.extend(filters.iter().map(|(k, v)| (k.to_string(), v.clone())));
             let page = self.api("GET", path, &query, None);
-            let results = page["results"].as_array().cloned().unwrap_or_default();
+            // A page without `results` or `count` is a changed API shape: fail loudly rather than
+            // read it as "nothing there", which would make "no writes" pass without checking.
+            let results = page["results"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| panic!("GET {path}: a page without `results`: {page}"));
             let n = results.len();
             out.extend(results);
             offset += n;
-            let count = page["count"].as_u64().unwrap_or(0) as usize;
+            let count = page["count"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("GET {path}: a page without `count`: {page}"))
+                as usize;
             if n == 0 || offset >= count {
                 return out;
             }
@@ -620,17 +643,23 @@ impl Harness {
             ],
             None,
         );
-        page["results"][0]["id"].as_u64().unwrap_or(0)
+        match page["results"].as_array() {
+            Some(rows) if rows.is_empty() => 0,
+            Some(rows) => rows[0]["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("an object change without an id: {page}")),
+            None => panic!("GET core/object-changes: a page without `results`: {page}"),
+        }
     }
 
     fn vm_stamps(&self) -> BTreeMap<u64, String> {
         self.api_list("virtualization/virtual-machines", &[])
             .into_iter()
             .filter_map(|v| {
-                Some((
-                    v["id"].as_u64()?,
-                    v["last_updated"].as_str().unwrap_or_default().to_string(),
-                ))
+                let stamp = v["last_updated"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("a VM without `last_updated`: {v}"));
+                Some((v["id"].as_u64()?, stamp.to_string()))
             })
             .collect()
     }
@@ -765,7 +794,9 @@ impl Harness {
                     && choice(&c["action"]) == "update"
             })
             .map(|c| VmUpdate {
-                vm_id: c["changed_object_id"].as_u64().unwrap_or(0),
+                vm_id: c["changed_object_id"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("an object change without changed_object_id: {c}")),
                 fields: Some(changed_keys(&c["prechange_data"], &c["postchange_data"])),
             })
             .collect()
@@ -839,6 +870,11 @@ pub fn api_path(key: &str) -> &'static str {
         "sites" => "dcim/sites",
         "devices" => "dcim/devices",
         "platforms" => "dcim/platforms",
+        "manufacturers" => "dcim/manufacturers",
+        "device-types" => "dcim/device-types",
+        "device-roles" => "dcim/device-roles",
+        "virtual-machine-types" => "virtualization/virtual-machine-types",
+        "tenants" => "tenancy/tenants",
         "object-changes" => "core/object-changes",
         other => panic!("e2e harness: no API path for object type {other}"),
     }

@@ -4,7 +4,8 @@
 //! `normalize-desired` is chosen by the context setting `misbehave` (a JSON string):
 //! `"loop"` spins forever, `"hog"` allocates memory until stopped, `"grow-to"` grows linear
 //! memory to exactly `bytes` (a JSON number) total, `"panic"` panics and `"unreachable"` executes
-//! the `unreachable` instruction. Without the setting it is a tiny well-behaved module (name and
+//! the `unreachable` instruction; with `misbehave_vmid` (a JSON number or string) only in the
+//! batch that holds that guest. Without the setting it is a tiny well-behaved module (name and
 //! status only), so the same file also proves the runtime keeps working after a failure.
 
 wit_bindgen::generate!({ world: "rules", path: "../../../wit/v0.1.0" });
@@ -88,7 +89,12 @@ impl Reconcile for Misbehaving {
         ctx: Context,
         guests: Vec<ProxmoxGuest>,
     ) -> Vec<Result<Desired, RuleError>> {
-        match setting(&ctx, "misbehave") {
+        // `misbehave_vmid` limits the misbehaviour to the batch holding that guest.
+        let in_this_batch = setting(&ctx, "misbehave_vmid")
+            .and_then(|v| v.parse::<u32>().ok())
+            .is_none_or(|vmid| guests.iter().any(|g| g.vmid == vmid));
+        let misbehave = setting(&ctx, "misbehave").filter(|_| in_this_batch);
+        match misbehave {
             Some("loop") => {
                 let mut n: u64 = 0;
                 loop {

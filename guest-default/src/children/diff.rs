@@ -1,0 +1,516 @@
+//! Desired against current children: the child changes, honouring each collection's ownership,
+//! and the VM-level changes that follow from them (`disk`, `primary_ip4`, `primary_ip6`).
+//!
+//! Per collection (see the WIT's `field-policy` for the meaning of each ownership):
+//! - `keep` desired, `ignore`, or current children not read (for a VM that exists): nothing.
+//! - A desired child without a current one of its key: `create`, with the managed tag.
+//! - With one: `update` with the differing fields when it is managed (`owned`, `merge`), or
+//!   adoption when it is the operator's and the collection is `owned` (the fields plus the
+//!   managed tag); `seed` and an operator's child under `merge` are left alone.
+//! - A current child no desired child has: `delete`, only when it is managed and the collection
+//!   is `owned` or `merge`.
+//!
+//! Output: by kind, then key (then op, for a deleted and a created child of one key).
+
+use super::model::{
+    ChildChange, ChildIdentity, ChildKind, ChildOp, MANAGED_TAG, VmInterface, VmIpAddress,
+    VmMacAddress, VmVirtualDisk,
+};
+use crate::model::{Field, FieldChange, JsonText, Ownership};
+
+/// A child kind the diff can compare.
+pub(crate) trait Child {
+    const KIND: ChildKind;
+    fn key(&self) -> String;
+    fn identity(&self) -> Option<&ChildIdentity>;
+    fn parent(&self) -> Option<String>;
+    /// The fields to write: all known ones for a create (`cur` absent), the differing ones for
+    /// an update.
+    fn fields(&self, cur: Option<&Self>, out: &mut Fields);
+}
+
+/// Field changes being collected for one child.
+pub(crate) struct Fields {
+    pub(crate) list: Vec<FieldChange>,
+    /// Below NetBox 4.2 the primary MAC is the interface's own `mac_address` field.
+    legacy_mac: bool,
+}
+
+impl Fields {
+    fn push(&mut self, field: &str, old: String, new: String) {
+        self.list.push(FieldChange {
+            field: field.to_owned(),
+            old: JsonText(old),
+            new: JsonText(new),
+        });
+    }
+
+    /// Compares one field; `keep` never writes, a create writes only set values.
+    fn field<T: PartialEq>(
+        &mut self,
+        name: &str,
+        desired: &Field<T>,
+        current: Option<&Field<T>>,
+        json: impl Fn(Option<&T>) -> String,
+    ) {
+        if desired.is_keep() {
+            return;
+        }
+        let d = desired.as_set();
+        match current {
+            // A create has no old value: `null`, also for text NetBox keeps as `""`.
+            None => {
+                if d.is_some() {
+                    self.push(name, "null".to_owned(), json(d));
+                }
+            }
+            Some(c) => {
+                let c = c.as_set();
+                if c != d {
+                    self.push(name, json(c), json(d));
+                }
+            }
+        }
+    }
+
+    /// A create's key field.
+    fn key_field(&mut self, name: &str, value: &str) {
+        self.push(name, "null".to_owned(), text_json(Some(&value.to_owned())));
+    }
+}
+
+fn text_json(v: Option<&String>) -> String {
+    v.map_or_else(|| "null".to_owned(), |s| JsonText::string(s).0)
+}
+fn blank_json(v: Option<&String>) -> String {
+    v.map_or_else(|| "\"\"".to_owned(), |s| JsonText::string(s).0)
+}
+fn count_json(v: Option<&u64>) -> String {
+    v.map_or_else(|| "null".to_owned(), u64::to_string)
+}
+fn bool_json(v: Option<&bool>) -> String {
+    v.map_or_else(|| "null".to_owned(), bool::to_string)
+}
+fn opt_text(v: Option<&String>) -> Field<String> {
+    Field::from_option(v.cloned())
+}
+
+impl Child for VmInterface {
+    const KIND: ChildKind = ChildKind::Interface;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+    fn identity(&self) -> Option<&ChildIdentity> {
+        self.identity.as_ref()
+    }
+    fn parent(&self) -> Option<String> {
+        None
+    }
+    fn fields(&self, cur: Option<&Self>, out: &mut Fields) {
+        if cur.is_none() {
+            out.key_field("name", &self.name);
+        }
+        out.field("enabled", &self.enabled, cur.map(|c| &c.enabled), bool_json);
+        out.field("mtu", &self.mtu, cur.map(|c| &c.mtu), count_json);
+        out.field(
+            "description",
+            &self.description,
+            cur.map(|c| &c.description),
+            blank_json,
+        );
+        out.field("mode", &self.mode, cur.map(|c| &c.mode), text_json);
+        out.field(
+            "untagged_vlan",
+            &self.untagged_vlan,
+            cur.map(|c| &c.untagged_vlan),
+            count_json,
+        );
+        let mac_field = if out.legacy_mac {
+            "mac_address"
+        } else {
+            "primary_mac_address"
+        };
+        out.field(
+            mac_field,
+            &self.primary_mac_address,
+            cur.map(|c| &c.primary_mac_address),
+            text_json,
+        );
+    }
+}
+
+impl Child for VmMacAddress {
+    const KIND: ChildKind = ChildKind::MacAddress;
+    fn key(&self) -> String {
+        self.mac_address.clone()
+    }
+    fn identity(&self) -> Option<&ChildIdentity> {
+        self.identity.as_ref()
+    }
+    fn parent(&self) -> Option<String> {
+        self.interface.clone()
+    }
+    fn fields(&self, cur: Option<&Self>, out: &mut Fields) {
+        if cur.is_none() {
+            out.key_field("mac_address", &self.mac_address);
+        }
+        out.field(
+            "interface",
+            &opt_text(self.interface.as_ref()),
+            cur.map(|c| opt_text(c.interface.as_ref())).as_ref(),
+            text_json,
+        );
+    }
+}
+
+impl Child for VmIpAddress {
+    const KIND: ChildKind = ChildKind::IpAddress;
+    fn key(&self) -> String {
+        VmIpAddress::key(self)
+    }
+    fn identity(&self) -> Option<&ChildIdentity> {
+        self.identity.as_ref()
+    }
+    fn parent(&self) -> Option<String> {
+        self.interface.clone()
+    }
+    fn fields(&self, cur: Option<&Self>, out: &mut Fields) {
+        if cur.is_none() {
+            out.key_field("address", &self.address);
+            if let Some(vrf) = &self.vrf {
+                out.key_field("vrf", vrf);
+            }
+        }
+        out.field("status", &self.status, cur.map(|c| &c.status), text_json);
+        out.field(
+            "interface",
+            &opt_text(self.interface.as_ref()),
+            cur.map(|c| opt_text(c.interface.as_ref())).as_ref(),
+            text_json,
+        );
+    }
+}
+
+impl Child for VmVirtualDisk {
+    const KIND: ChildKind = ChildKind::VirtualDisk;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+    fn identity(&self) -> Option<&ChildIdentity> {
+        self.identity.as_ref()
+    }
+    fn parent(&self) -> Option<String> {
+        None
+    }
+    fn fields(&self, cur: Option<&Self>, out: &mut Fields) {
+        if cur.is_none() {
+            out.key_field("name", &self.name);
+        }
+        out.field("size", &self.size, cur.map(|c| &c.size), count_json);
+        out.field(
+            "description",
+            &self.description,
+            cur.map(|c| &c.description),
+            blank_json,
+        );
+    }
+}
+
+fn tags_json(tags: &[String]) -> String {
+    let mut sorted: Vec<&String> = tags.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The changes of one collection, appended to `out`. `current` is `None` when the VM does not
+/// exist yet (it has no children).
+pub(crate) fn collection<T: Child>(
+    own: Ownership,
+    desired: &Field<Vec<T>>,
+    current: Option<&Field<Vec<T>>>,
+    legacy_mac: bool,
+    out: &mut Vec<ChildChange>,
+) {
+    if desired.is_keep() || own == Ownership::Ignore {
+        return;
+    }
+    let cur: &[T] = match current {
+        None | Some(Field::Clear) => &[],
+        Some(Field::Set(v)) => v,
+        Some(Field::Keep) => return,
+    };
+    let want: &[T] = desired.as_set().map_or(&[], Vec::as_slice);
+    let managed = |c: &T| c.identity().is_some_and(|i| i.managed);
+    let mut matched = vec![false; cur.len()];
+    let mut seen: Vec<String> = Vec::with_capacity(want.len());
+    let start = out.len();
+    for d in want {
+        let key = d.key();
+        if seen.contains(&key) {
+            continue; // a duplicate desired key: the first wins
+        }
+        seen.push(key.clone());
+        // Prefer a managed match, so an operator's duplicate is never adopted over ours.
+        let pick = (0..cur.len())
+            .filter(|&i| !matched[i] && cur[i].key() == key)
+            .min_by_key(|&i| !managed(&cur[i]));
+        let mut fields = Fields {
+            list: Vec::new(),
+            legacy_mac,
+        };
+        match pick {
+            None => {
+                d.fields(None, &mut fields);
+                fields.push(
+                    "tags",
+                    "null".to_owned(),
+                    tags_json(&[MANAGED_TAG.to_owned()]),
+                );
+                out.push(ChildChange {
+                    kind: T::KIND,
+                    key,
+                    parent: d.parent(),
+                    op: ChildOp::Create,
+                    changes: fields.list,
+                });
+            }
+            Some(i) => {
+                matched[i] = true;
+                let c = &cur[i];
+                let Some(ident) = c.identity() else { continue };
+                let adopt = !ident.managed && own == Ownership::Owned;
+                if own == Ownership::Seed || !(ident.managed || adopt) {
+                    continue;
+                }
+                d.fields(Some(c), &mut fields);
+                if adopt {
+                    let mut tags = ident.tags.clone();
+                    tags.push(MANAGED_TAG.to_owned());
+                    fields.push("tags", tags_json(&ident.tags), tags_json(&tags));
+                }
+                if !fields.list.is_empty() {
+                    out.push(ChildChange {
+                        kind: T::KIND,
+                        key,
+                        parent: d.parent(),
+                        op: ChildOp::Update(ident.id),
+                        changes: fields.list,
+                    });
+                }
+            }
+        }
+    }
+    if matches!(own, Ownership::Owned | Ownership::Merge) {
+        for (i, c) in cur.iter().enumerate() {
+            if matched[i] || !managed(c) {
+                continue;
+            }
+            let Some(ident) = c.identity() else { continue };
+            out.push(ChildChange {
+                kind: T::KIND,
+                key: c.key(),
+                parent: c.parent(),
+                op: ChildOp::Delete(ident.id),
+                changes: Vec::new(),
+            });
+        }
+    }
+    out[start..].sort_by(|a, b| a.key.cmp(&b.key).then(op_rank(&a.op).cmp(&op_rank(&b.op))));
+}
+
+/// Deletes before creates of the same key (an IP moving into a VRF and back, say).
+fn op_rank(op: &ChildOp) -> u8 {
+    match op {
+        ChildOp::Delete(_) => 0,
+        ChildOp::Update(_) => 1,
+        ChildOp::Create => 2,
+    }
+}
+
+/// The sum of the VM's virtual disks once `changes` are applied, or `None` when it will have
+/// none or the current ones are unknown.
+pub(crate) fn disk_total_after(
+    current: Option<&Field<Vec<VmVirtualDisk>>>,
+    changes: &[ChildChange],
+) -> Option<u64> {
+    let cur: &[VmVirtualDisk] = match current {
+        None | Some(Field::Clear) => &[],
+        Some(Field::Set(v)) => v,
+        Some(Field::Keep) => return None,
+    };
+    let size_in = |c: &ChildChange| {
+        c.changes
+            .iter()
+            .find(|f| f.field == "size")
+            .and_then(|f| f.new.as_str().parse::<u64>().ok())
+    };
+    let disk_changes = || changes.iter().filter(|c| c.kind == ChildKind::VirtualDisk);
+    let mut total = 0u64;
+    let mut any = false;
+    for d in cur {
+        let Some(id) = d.identity.as_ref().map(|i| i.id) else {
+            continue;
+        };
+        if disk_changes().any(|c| c.op == ChildOp::Delete(id)) {
+            continue;
+        }
+        let size = disk_changes()
+            .find(|c| c.op == ChildOp::Update(id))
+            .and_then(size_in)
+            .or_else(|| d.size.as_set().copied())
+            .unwrap_or(0);
+        total = total.saturating_add(size);
+        any = true;
+    }
+    for c in disk_changes().filter(|c| c.op == ChildOp::Create) {
+        total = total.saturating_add(size_in(c).unwrap_or(0));
+        any = true;
+    }
+    any.then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(id: Option<u64>, managed: bool, name: &str, size: u64) -> VmVirtualDisk {
+        VmVirtualDisk {
+            identity: id.map(|id| ChildIdentity {
+                id,
+                managed,
+                tags: if managed {
+                    vec![MANAGED_TAG.into()]
+                } else {
+                    vec![]
+                },
+            }),
+            name: name.into(),
+            size: Field::Set(size),
+            description: Field::Set("local-lvm".into()),
+        }
+    }
+
+    fn run(
+        own: Ownership,
+        d: Vec<VmVirtualDisk>,
+        c: Option<Vec<VmVirtualDisk>>,
+    ) -> Vec<ChildChange> {
+        let mut out = Vec::new();
+        let cur = c.map(Field::Set);
+        collection(own, &Field::Set(d), cur.as_ref(), false, &mut out);
+        out
+    }
+
+    #[test]
+    fn create_carries_the_key_and_managed_tag() {
+        let out = run(
+            Ownership::Owned,
+            vec![disk(None, false, "scsi0", 32768)],
+            None,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].op, ChildOp::Create);
+        let fields: Vec<_> = out[0]
+            .changes
+            .iter()
+            .map(|f| (f.field.as_str(), f.new.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("name", "\"scsi0\""),
+                ("size", "32768"),
+                ("description", "\"local-lvm\""),
+                ("tags", "[\"pve2netbox\"]")
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_children_change_nothing() {
+        let out = run(
+            Ownership::Owned,
+            vec![disk(None, false, "scsi0", 32768)],
+            Some(vec![disk(Some(4), true, "scsi0", 32768)]),
+        );
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn only_managed_children_are_deleted() {
+        let out = run(
+            Ownership::Owned,
+            vec![],
+            Some(vec![
+                disk(Some(4), true, "scsi1", 10),
+                disk(Some(5), false, "hand", 10),
+            ]),
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].key.as_str(), out[0].op),
+            ("scsi1", ChildOp::Delete(4))
+        );
+    }
+
+    #[test]
+    fn owned_adopts_merge_and_seed_leave_the_operators_alone() {
+        let cur = || Some(vec![disk(Some(5), false, "scsi0", 100)]);
+        let want = || vec![disk(None, false, "scsi0", 200)];
+        let owned = run(Ownership::Owned, want(), cur());
+        assert_eq!(owned[0].op, ChildOp::Update(5));
+        assert!(
+            owned[0]
+                .changes
+                .iter()
+                .any(|f| f.field == "tags" && f.new.as_str() == "[\"pve2netbox\"]")
+        );
+        assert!(run(Ownership::Merge, want(), cur()).is_empty());
+        assert!(run(Ownership::Seed, want(), cur()).is_empty());
+        assert!(run(Ownership::Ignore, want(), cur()).is_empty());
+        assert!(
+            run(Ownership::Seed, want(), Some(vec![]))
+                .iter()
+                .all(|c| c.op == ChildOp::Create)
+        );
+    }
+
+    #[test]
+    fn keep_and_unread_change_nothing() {
+        let mut out = Vec::new();
+        let cur = Field::Set(vec![disk(Some(4), true, "scsi0", 1)]);
+        collection::<VmVirtualDisk>(Ownership::Owned, &Field::Keep, Some(&cur), false, &mut out);
+        collection::<VmVirtualDisk>(
+            Ownership::Owned,
+            &Field::Set(vec![]),
+            Some(&Field::Keep),
+            false,
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn disk_total_follows_the_plan() {
+        let cur = Field::Set(vec![
+            disk(Some(4), true, "scsi0", 100),
+            disk(Some(5), true, "scsi1", 50),
+            disk(Some(6), false, "other", 7),
+        ]);
+        let mut out = Vec::new();
+        collection(
+            Ownership::Owned,
+            &Field::Set(vec![
+                disk(None, false, "scsi0", 200),
+                disk(None, false, "scsi2", 30),
+            ]),
+            Some(&cur),
+            false,
+            &mut out,
+        );
+        assert_eq!(disk_total_after(Some(&cur), &out), Some(200 + 7 + 30));
+        assert_eq!(disk_total_after(Some(&Field::Keep), &out), None);
+        assert_eq!(disk_total_after(None, &[]), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! IP addresses with their prefix length, in one comparable form, and the addresses the default
+//! rules leave out.
+//!
+//! Normalized text is what `std::net` prints: IPv4 dotted, IPv6 in RFC 5952 form (lowercase,
+//! the longest run of zeros compressed), so `2001:0DB8:0:0::1/64` and `2001:db8::1/64` are the
+//! same key. The prefix length is kept as given (it is part of NetBox's `address`).
+
+use std::net::IpAddr;
+
+use thiserror::Error;
+
+/// An address that could not be read.
+#[derive(Debug, Error, PartialEq)]
+pub(crate) enum IpError {
+    #[error("{0:?} is not an IP address with a prefix length")]
+    Malformed(String),
+    #[error("{0:?} has a prefix length beyond its family's")]
+    PrefixTooLong(String),
+}
+
+/// An address and its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Cidr {
+    pub(crate) addr: IpAddr,
+    pub(crate) prefix: u8,
+}
+
+impl Cidr {
+    /// `addr` with `prefix`, checked against the family.
+    pub(crate) fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    /// Parses `10.0.0.5/24` or `2001:db8::1/64` (a zone suffix `%eth0` is dropped).
+    pub(crate) fn parse(text: &str) -> Result<Self, IpError> {
+        let bad = || IpError::Malformed(text.to_owned());
+        let (addr, prefix) = text.trim().split_once('/').ok_or_else(bad)?;
+        let addr = parse_addr(addr).ok_or_else(bad)?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        Cidr::new(addr, prefix).ok_or_else(|| IpError::PrefixTooLong(text.to_owned()))
+    }
+
+    /// The normalized `address/prefix` text.
+    pub(crate) fn key(&self) -> String {
+        format!("{}/{}", self.addr, self.prefix)
+    }
+
+    /// True when `self` (as a network) contains `addr`.
+    pub(crate) fn contains(&self, addr: IpAddr) -> bool {
+        match (self.addr, addr) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Parses a bare address, dropping an IPv6 zone (`fe80::1%eth0`).
+pub(crate) fn parse_addr(text: &str) -> Option<IpAddr> {
+    let t = text.trim();
+    let t = t.split_once('%').map_or(t, |(a, _)| a);
+    t.parse().ok()
+}
+
+/// Normalizes an `address/prefix` text; text that does not parse is returned trimmed, so a
+/// NetBox value we cannot read still compares with itself.
+pub(crate) fn normalize_key(text: &str) -> String {
+    Cidr::parse(text).map_or_else(|_| text.trim().to_owned(), |c| c.key())
+}
+
+/// True for addresses that never describe a guest on the network: loopback, link-local,
+/// unspecified and multicast.
+pub(crate) fn is_left_out(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast()
+        }
+        IpAddr::V6(a) => {
+            a.is_loopback() || a.is_unspecified() || a.is_multicast() || a.is_unicast_link_local()
+        }
+    }
+}
+
+/// True when the IPv6 `addr`'s interface identifier is the modified EUI-64 of `mac` (octets):
+/// the address came from SLAAC.
+pub(crate) fn is_eui64_of(addr: IpAddr, mac: [u8; 6]) -> bool {
+    let IpAddr::V6(a) = addr else { return false };
+    let o = a.octets();
+    let iid = [
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ];
+    o[8..] == iid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_spellings_compare_equal() {
+        assert_eq!(normalize_key("2001:0db8:0:0::1/64"), "2001:db8::1/64");
+        assert_eq!(normalize_key("2001:DB8::1/64"), "2001:db8::1/64");
+        assert_eq!(normalize_key("2001:db8:0:0:0:0:0:1/64"), "2001:db8::1/64");
+        assert_eq!(normalize_key(" 10.0.0.5/24 "), "10.0.0.5/24");
+        // RFC 5952 4.2.2: `::` never shortens a single zero field.
+        assert_eq!(
+            normalize_key("2001:db8:1::be24:11ff:fe00:2/64"),
+            "2001:db8:1:0:be24:11ff:fe00:2/64"
+        );
+    }
+
+    #[test]
+    fn bad_addresses_are_errors() {
+        assert!(matches!(
+            Cidr::parse("10.0.0.5"),
+            Err(IpError::Malformed(_))
+        ));
+        assert!(matches!(
+            Cidr::parse("10.0.0.300/24"),
+            Err(IpError::Malformed(_))
+        ));
+        assert!(matches!(
+            Cidr::parse("10.0.0.5/33"),
+            Err(IpError::PrefixTooLong(_))
+        ));
+        assert!(matches!(Cidr::parse("dhcp"), Err(IpError::Malformed(_))));
+        assert_eq!(normalize_key("weird"), "weird");
+    }
+
+    #[test]
+    fn loopback_and_link_local_are_left_out() {
+        for a in [
+            "127.0.0.1",
+            "::1",
+            "fe80::be24:11ff:fe2a:3b4c",
+            "169.254.1.2",
+            "0.0.0.0",
+            "ff02::1",
+        ] {
+            assert!(is_left_out(parse_addr(a).unwrap()), "{a}");
+        }
+        for a in ["10.0.0.5", "2001:db8::5", "fd00::1", "192.168.1.1"] {
+            assert!(!is_left_out(parse_addr(a).unwrap()), "{a}");
+        }
+    }
+
+    #[test]
+    fn containment() {
+        let net = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(parse_addr("10.200.0.1").unwrap()));
+        assert!(!net.contains(parse_addr("11.0.0.1").unwrap()));
+        assert!(!net.contains(parse_addr("::1").unwrap()));
+        let all = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains(parse_addr("1.2.3.4").unwrap()));
+        let v6 = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains(parse_addr("2001:db8:1::1").unwrap()));
+    }
+
+    #[test]
+    fn slaac_address_is_detected() {
+        let mac = [0xbc, 0x24, 0x11, 0x2a, 0x3b, 0x4c];
+        assert!(is_eui64_of(
+            parse_addr("2001:db8::be24:11ff:fe2a:3b4c").unwrap(),
+            mac
+        ));
+        assert!(!is_eui64_of(parse_addr("2001:db8::5").unwrap(), mac));
+        assert!(!is_eui64_of(parse_addr("10.0.0.5").unwrap(), mac));
+    }
+
+    #[test]
+    fn zone_is_dropped() {
+        assert_eq!(parse_addr("fe80::1%eth0"), parse_addr("fe80::1"));
+    }
+}

@@ -1,0 +1,92 @@
+//! MAC addresses in one comparable form: uppercase, colon-separated (`BC:24:11:2A:3B:4C`).
+//!
+//! Proxmox prints MACs uppercase in the config and the agent lowercase; NetBox stores them
+//! uppercase. Accepts `:`, `-` and `.`-grouped forms (hand edits, Windows agents) and refuses
+//! anything that is not six octets, so a typo never becomes a key.
+
+/// The normalized form of `text`, or `None` when it is not a 48-bit MAC address.
+pub(crate) fn normalize(text: &str) -> Option<String> {
+    let hex: Vec<u8> = text
+        .trim()
+        .bytes()
+        .filter(|b| !matches!(b, b':' | b'-' | b'.'))
+        .collect();
+    if hex.len() != 12 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    // Separators must group the digits in pairs (or fours, Cisco-style) when present.
+    let seps = text
+        .trim()
+        .bytes()
+        .filter(|b| matches!(b, b':' | b'-' | b'.'))
+        .count();
+    if !matches!(seps, 0 | 2 | 5) {
+        return None;
+    }
+    let mut out = String::with_capacity(17);
+    for (i, pair) in hex.chunks(2).enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        out.push(pair[0].to_ascii_uppercase() as char);
+        out.push(pair[1].to_ascii_uppercase() as char);
+    }
+    Some(out)
+}
+
+/// True for the all-zero MAC some agents report for loopback and tunnels.
+pub(crate) fn is_zero(mac: &str) -> bool {
+    mac.bytes().all(|b| b == b'0' || b == b':')
+}
+
+/// The six octets of a normalized MAC.
+pub(crate) fn octets(mac: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = mac.split(':');
+    for o in &mut out {
+        *o = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_and_separators_normalize() {
+        for t in [
+            "bc:24:11:2a:3b:4c",
+            "BC:24:11:2A:3B:4C",
+            "bc-24-11-2a-3b-4c",
+            "bc24.112a.3b4c",
+            "bc24112a3b4c",
+            " BC:24:11:2a:3B:4c ",
+        ] {
+            assert_eq!(normalize(t).as_deref(), Some("BC:24:11:2A:3B:4C"), "{t}");
+        }
+    }
+
+    #[test]
+    fn malformed_macs_are_refused() {
+        for t in [
+            "",
+            "bc:24:11:2a:3b",
+            "bc:24:11:2a:3b:4c:5d",
+            "zz:24:11:2a:3b:4c",
+            "bc:2:411:2a:3b:4c:",
+        ] {
+            assert_eq!(normalize(t), None, "{t}");
+        }
+    }
+
+    #[test]
+    fn zero_and_octets() {
+        assert!(is_zero("00:00:00:00:00:00"));
+        assert!(!is_zero("BC:24:11:2A:3B:4C"));
+        assert_eq!(
+            octets("BC:24:11:2A:3B:4C"),
+            Some([0xbc, 0x24, 0x11, 0x2a, 0x3b, 0x4c])
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! A VM's children (WIT 0.3): interfaces, MAC addresses, IP addresses, virtual disks and the
+//! VM's primary IPs, in three steps like the VM itself.
+//!
+//! - [`normalize_desired_children`]: a guest's config and runtime network view to desired
+//!   children (`desired`).
+//! - [`normalize_current_children`]: NetBox's children JSON to current children (`current`).
+//! - [`diff_children`]: desired against current to child changes (`diff`), adjusting the VM's
+//!   own changes: `disk` kept equal to the sum of its virtual disks, `primary_ip4/6` added.
+//!
+//! Plain Rust, no WIT: the 0.3 component shell calls these. Ownership per collection comes
+//! from the same policy list as fields ([`default_policies`] for the defaults and why).
+
+mod current;
+mod desired;
+mod diff;
+pub(crate) mod ip;
+pub(crate) mod mac;
+pub mod model;
+mod nic;
+mod runtime;
+mod settings;
+mod vdisk;
+
+use crate::model::{
+    Context, Field, FieldChange, FieldPolicy, GuestKind, JsonText, Ownership, RuleError,
+};
+use crate::policy::CUSTOM_FIELDS_PREFIX;
+
+pub use model::*;
+
+/// The child collections' default ownership, and why:
+/// - `interfaces`, `mac_addresses`, `virtual_disks`: `owned`; they describe the guest's
+///   hardware, which Proxmox knows. An operator's child of the same key is adopted; the
+///   operator's other children stay.
+/// - `ip_addresses`: `merge`; operators keep IPs by hand (a reserved address, a DNS name), and
+///   an IP of the same address that the operator made is left exactly as it is.
+/// - `primary_ip4`, `primary_ip6`: `seed`; set while NetBox has none, then the operator's
+///   choice wins (which address is primary is a policy the guest cannot tell).
+const DEFAULTS: [(&str, Ownership); 6] = [
+    ("interfaces", Ownership::Owned),
+    ("mac_addresses", Ownership::Owned),
+    ("ip_addresses", Ownership::Merge),
+    ("virtual_disks", Ownership::Owned),
+    ("primary_ip4", Ownership::Seed),
+    ("primary_ip6", Ownership::Seed),
+];
+
+/// The default ownership of the child collections (appended to the field defaults by a 0.3
+/// module's `default-policies`).
+pub fn default_policies() -> Vec<FieldPolicy> {
+    DEFAULTS
+        .iter()
+        .map(|(f, o)| FieldPolicy {
+            field: (*f).to_owned(),
+            ownership: *o,
+        })
+        .collect()
+}
+
+struct ChildPolicies {
+    interfaces: Ownership,
+    mac_addresses: Ownership,
+    ip_addresses: Ownership,
+    virtual_disks: Ownership,
+    primary_ip4: Ownership,
+    primary_ip6: Ownership,
+    disk: Ownership,
+}
+
+impl ChildPolicies {
+    fn new(ctx: &Context) -> Self {
+        let get = |f: &str| {
+            ctx.policy(f)
+                .or_else(|| DEFAULTS.iter().find(|(d, _)| *d == f).map(|(_, o)| *o))
+                .unwrap_or(Ownership::Owned)
+        };
+        ChildPolicies {
+            interfaces: get("interfaces"),
+            mac_addresses: get("mac_addresses"),
+            ip_addresses: get("ip_addresses"),
+            virtual_disks: get("virtual_disks"),
+            primary_ip4: get("primary_ip4"),
+            primary_ip6: get("primary_ip6"),
+            disk: get("disk"),
+        }
+    }
+}
+
+/// What the desired children are computed from.
+pub struct GuestSources<'a> {
+    pub kind: GuestKind,
+    pub config_read: bool,
+    /// The raw config properties, in Proxmox's order.
+    pub config: &'a [(&'a str, &'a str)],
+    pub network: &'a NetworkSource,
+}
+
+fn setting_error(e: crate::settings::SettingError) -> RuleError {
+    RuleError::new("bad-setting", format!("{e} (guest-default, children)"))
+}
+
+/// A guest's desired children. Rule errors: `bad-setting`, `bad-config` (a `netN` or
+/// `ipconfigN` value Proxmox would not print), `bad-disk-size`.
+pub fn normalize_desired_children(
+    ctx: &Context,
+    src: &GuestSources<'_>,
+) -> Result<VmChildren, RuleError> {
+    let set = settings::ChildSettings::new(ctx).map_err(setting_error)?;
+    let sources = desired::Sources {
+        kind: src.kind,
+        config_read: src.config_read,
+        config: src.config,
+        network: src.network,
+    };
+    desired::desired_children(&sources, &set).map_err(|e| match e {
+        desired::DesiredError::Disk(e) => {
+            RuleError::new("bad-disk-size", format!("{e} (guest-default, children)"))
+        }
+        e => RuleError::new("bad-config", format!("{e} (guest-default, children)")),
+    })
+}
+
+/// A VM's current children from the host's JSON (`children-read` false: all `keep`). Rule
+/// error: `bad-children`.
+pub fn normalize_current_children(json: &str, read: bool) -> Result<VmChildren, RuleError> {
+    current::current_children(json, read)
+        .map_err(|e| RuleError::new("bad-children", format!("{e} (guest-default, children)")))
+}
+
+/// The child changes of one VM, and its field changes adjusted: `current` is `None` when the
+/// VM is created; `vm_changes` are the VM's own changes as the 0.2 diff made them (`disk` is
+/// replaced by the sum of the virtual disks whenever the VM will have any, and `primary_ip4`,
+/// `primary_ip6` are added), `current_disk` the VM's `disk` in NetBox.
+pub fn diff_children(
+    ctx: &Context,
+    desired: &VmChildren,
+    current: Option<&VmChildren>,
+    current_disk: Option<u64>,
+    vm_changes: &mut Vec<FieldChange>,
+) -> Result<Vec<ChildChange>, RuleError> {
+    let pol = ChildPolicies::new(ctx);
+    let legacy_mac = !settings::ChildSettings::new(ctx)
+        .map_err(setting_error)?
+        .mac_objects;
+    let mut out = Vec::new();
+    diff::collection(
+        pol.interfaces,
+        &desired.interfaces,
+        current.map(|c| &c.interfaces),
+        legacy_mac,
+        &mut out,
+    );
+    if !legacy_mac {
+        diff::collection(
+            pol.mac_addresses,
+            &desired.mac_addresses,
+            current.map(|c| &c.mac_addresses),
+            legacy_mac,
+            &mut out,
+        );
+    }
+    diff::collection(
+        pol.ip_addresses,
+        &desired.ip_addresses,
+        current.map(|c| &c.ip_addresses),
+        legacy_mac,
+        &mut out,
+    );
+    diff::collection(
+        pol.virtual_disks,
+        &desired.virtual_disks,
+        current.map(|c| &c.virtual_disks),
+        legacy_mac,
+        &mut out,
+    );
+    let creating = current.is_none();
+    if let Some(sum) = diff::disk_total_after(current.map(|c| &c.virtual_disks), &out) {
+        set_disk(vm_changes, sum, current_disk, creating, pol.disk);
+    }
+    for (field, own, d, c) in [
+        (
+            "primary_ip4",
+            pol.primary_ip4,
+            &desired.primary_ip4,
+            current.map(|c| &c.primary_ip4),
+        ),
+        (
+            "primary_ip6",
+            pol.primary_ip6,
+            &desired.primary_ip6,
+            current.map(|c| &c.primary_ip6),
+        ),
+    ] {
+        if let Some(change) = primary(field, own, d, c) {
+            vm_changes.push(change);
+        }
+    }
+    vm_changes.sort_by_key(|c| vm_field_rank(&c.field));
+    Ok(out)
+}
+
+/// Replaces the VM's `disk` change so that it equals the virtual disks' sum: NetBox refuses any
+/// other value once the VM has virtual disks (also ones another tool made).
+fn set_disk(
+    changes: &mut Vec<FieldChange>,
+    sum: u64,
+    current: Option<u64>,
+    creating: bool,
+    own: Ownership,
+) {
+    changes.retain(|c| c.field != "disk");
+    let writes = match own {
+        Ownership::Ignore => false,
+        Ownership::Seed => creating,
+        Ownership::Owned | Ownership::Merge => creating || current != Some(sum),
+    };
+    if writes {
+        changes.push(FieldChange {
+            field: "disk".to_owned(),
+            old: current.map_or_else(JsonText::null, JsonText::uint),
+            new: JsonText::uint(sum),
+        });
+    }
+}
+
+/// The change of a primary IP field, when the policy lets the sync write it.
+fn primary(
+    field: &str,
+    own: Ownership,
+    desired: &Field<String>,
+    current: Option<&Field<String>>,
+) -> Option<FieldChange> {
+    if desired.is_keep() || own == Ownership::Ignore {
+        return None;
+    }
+    let d = desired.as_set();
+    let c = match current {
+        None => None,
+        Some(Field::Keep) => return None,
+        Some(f) => f.as_set(),
+    };
+    let writes = match own {
+        Ownership::Seed => c.is_none() && d.is_some(),
+        _ => c != d && (current.is_some() || d.is_some()),
+    };
+    let json = |v: Option<&String>| v.map_or_else(JsonText::null, |s| JsonText::string(s));
+    writes.then(|| FieldChange {
+        field: field.to_owned(),
+        old: json(c),
+        new: json(d),
+    })
+}
+
+/// The order of VM field changes: the 0.2 order, the primary IPs after `tags`, custom fields
+/// last (a stable sort keeps the 0.2 diff's own order within each rank).
+fn vm_field_rank(field: &str) -> usize {
+    let fixed = crate::diff::FIELD_ORDER.len();
+    if field.starts_with(CUSTOM_FIELDS_PREFIX) {
+        return fixed + 2;
+    }
+    match field {
+        "primary_ip4" => fixed,
+        "primary_ip6" => fixed + 1,
+        f => crate::diff::FIELD_ORDER
+            .iter()
+            .position(|o| *o == f)
+            .unwrap_or(fixed + 2),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(field: &str) -> FieldChange {
+        FieldChange {
+            field: field.to_owned(),
+            old: JsonText::null(),
+            new: JsonText::null(),
+        }
+    }
+
+    #[test]
+    fn primary_ip_seed_sets_only_when_netbox_has_none() {
+        let want = Field::Set("10.0.0.5/24".to_owned());
+        let none = Field::Clear;
+        let other = Field::Set("10.0.0.9/24".to_owned());
+        assert!(primary("primary_ip4", Ownership::Seed, &want, Some(&none)).is_some());
+        assert!(primary("primary_ip4", Ownership::Seed, &want, Some(&other)).is_none());
+        assert!(primary("primary_ip4", Ownership::Owned, &want, Some(&other)).is_some());
+        assert!(primary("primary_ip4", Ownership::Owned, &want, Some(&Field::Keep)).is_none());
+        assert!(primary("primary_ip4", Ownership::Ignore, &want, Some(&none)).is_none());
+        assert!(primary("primary_ip4", Ownership::Owned, &Field::Keep, Some(&other)).is_none());
+        // Owned and nothing wanted: the sync's own choice is cleared.
+        let cleared =
+            primary("primary_ip4", Ownership::Owned, &Field::Clear, Some(&other)).unwrap();
+        assert!(cleared.new.is_null());
+        // A created VM with no address wants no change.
+        assert!(primary("primary_ip4", Ownership::Owned, &Field::Clear, None).is_none());
+    }
+
+    #[test]
+    fn disk_follows_the_virtual_disks() {
+        let mut changes = vec![change("memory"), change("disk")];
+        set_disk(&mut changes, 100, Some(100), false, Ownership::Owned);
+        assert_eq!(changes.len(), 1, "equal disk: the 0.2 change is dropped");
+        set_disk(&mut changes, 120, Some(100), false, Ownership::Owned);
+        assert_eq!(changes[1].new.as_str(), "120");
+        let mut seed = vec![change("disk")];
+        set_disk(&mut seed, 120, Some(100), false, Ownership::Seed);
+        assert!(seed.is_empty());
+        set_disk(&mut seed, 120, None, true, Ownership::Seed);
+        assert_eq!(seed.len(), 1);
+    }
+
+    #[test]
+    fn vm_changes_keep_the_field_order() {
+        let mut v = [
+            change("custom_fields.proxmox_node"),
+            change("primary_ip6"),
+            change("tags"),
+            change("primary_ip4"),
+            change("disk"),
+            change("name"),
+        ];
+        v.sort_by_key(|c| vm_field_rank(&c.field));
+        let order: Vec<&str> = v.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "name",
+                "disk",
+                "tags",
+                "primary_ip4",
+                "primary_ip6",
+                "custom_fields.proxmox_node"
+            ]
+        );
+    }
+}

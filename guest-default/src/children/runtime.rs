@@ -1,0 +1,175 @@
+//! What the guest says about its own network: the QEMU agent's `network-get-interfaces` result
+//! and the LXC `/interfaces` answer, read into one shape.
+//!
+//! Agent: `[{"name","hardware-address"?,"ip-addresses"?:[{"ip-address","ip-address-type":
+//! "ipv4"|"ipv6","prefix"}],"statistics"?}]`. LXC: the same with types `inet`/`inet6`, plus
+//! `hwaddr`; before PVE 8.4 only `name`, `hwaddr`, `inet`, `inet6` (`"10.0.0.5/24"`, the last
+//! address of each family). Unknown keys are ignored. An answer that is not this shape, or has
+//! an address that does not parse, is an error: the caller treats it as no answer at all (a
+//! partial read would delete or invent addresses).
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::ip::{Cidr, parse_addr};
+use super::mac;
+
+/// An answer that is not the documented shape.
+#[derive(Debug, Error)]
+pub(crate) enum RuntimeError {
+    #[error("the {source_name} answer is not a list of interfaces: {error}")]
+    Shape {
+        source_name: &'static str,
+        error: serde_json::Error,
+    },
+    #[error("the {source_name} answer has an address {address:?} on {name}")]
+    Address {
+        source_name: &'static str,
+        name: String,
+        address: String,
+    },
+}
+
+/// One interface as the guest sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RuntimeNic {
+    pub(crate) name: String,
+    /// Normalized; `None` when absent, malformed or all zero (loopback, tunnels).
+    pub(crate) mac: Option<String>,
+    /// Every address, loopback and link-local included (the caller filters).
+    pub(crate) addrs: Vec<Cidr>,
+}
+
+#[derive(Deserialize)]
+struct RawNic {
+    #[serde(default)]
+    name: String,
+    #[serde(default, rename = "hardware-address")]
+    hardware_address: Option<String>,
+    #[serde(default)]
+    hwaddr: Option<String>,
+    #[serde(default, rename = "ip-addresses")]
+    ip_addresses: Option<Vec<RawAddr>>,
+    #[serde(default)]
+    inet: Option<String>,
+    #[serde(default)]
+    inet6: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawAddr {
+    #[serde(rename = "ip-address")]
+    ip_address: String,
+    #[serde(default)]
+    prefix: Option<u8>,
+}
+
+/// Reads the agent's `result` array.
+pub(crate) fn parse_agent(json: &str) -> Result<Vec<RuntimeNic>, RuntimeError> {
+    parse(json, "guest agent")
+}
+
+/// Reads the LXC `/interfaces` `data` array (`null` reads as no interfaces: callers send a
+/// stopped container as `unknown`, not as this).
+pub(crate) fn parse_lxc(json: &str) -> Result<Vec<RuntimeNic>, RuntimeError> {
+    parse(json, "LXC interfaces")
+}
+
+fn parse(json: &str, source_name: &'static str) -> Result<Vec<RuntimeNic>, RuntimeError> {
+    let raw: Option<Vec<RawNic>> =
+        serde_json::from_str(json).map_err(|error| RuntimeError::Shape { source_name, error })?;
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|r| {
+            let mac = r
+                .hardware_address
+                .as_deref()
+                .or(r.hwaddr.as_deref())
+                .and_then(mac::normalize)
+                .filter(|m| !mac::is_zero(m));
+            let mut addrs = Vec::new();
+            let bad = |address: &str| RuntimeError::Address {
+                source_name,
+                name: r.name.clone(),
+                address: address.to_owned(),
+            };
+            match &r.ip_addresses {
+                Some(list) => {
+                    for a in list {
+                        let addr = parse_addr(&a.ip_address).ok_or_else(|| bad(&a.ip_address))?;
+                        let max = if addr.is_ipv4() { 32 } else { 128 };
+                        let c = Cidr::new(addr, a.prefix.unwrap_or(max))
+                            .ok_or_else(|| bad(&a.ip_address))?;
+                        addrs.push(c);
+                    }
+                }
+                // Before PVE 8.4: only the last address of each family.
+                None => {
+                    for text in [&r.inet, &r.inet6].into_iter().flatten() {
+                        addrs.push(Cidr::parse(text).map_err(|_| bad(text))?);
+                    }
+                }
+            }
+            Ok(RuntimeNic {
+                name: r.name,
+                mac,
+                addrs,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGENT: &str = r#"[
+ {"name":"lo","hardware-address":"00:00:00:00:00:00","ip-addresses":[
+   {"ip-address":"127.0.0.1","ip-address-type":"ipv4","prefix":8},{"ip-address":"::1","ip-address-type":"ipv6","prefix":128}],
+  "statistics":{"rx-bytes":1,"rx-packets":1,"rx-errs":0,"rx-dropped":0,"tx-bytes":1,"tx-packets":1,"tx-errs":0,"tx-dropped":0}},
+ {"name":"eth0","hardware-address":"bc:24:11:2a:3b:4c","ip-addresses":[
+   {"ip-address":"10.0.0.5","ip-address-type":"ipv4","prefix":24},{"ip-address":"fe80::be24:11ff:fe2a:3b4c","ip-address-type":"ipv6","prefix":64}]}]"#;
+
+    #[test]
+    fn reference_agent_answer() {
+        let nics = parse_agent(AGENT).unwrap();
+        assert_eq!(nics.len(), 2);
+        assert_eq!(nics[0].mac, None, "the zero MAC of lo is no MAC");
+        assert_eq!(nics[1].mac.as_deref(), Some("BC:24:11:2A:3B:4C"));
+        assert_eq!(nics[1].addrs[0].key(), "10.0.0.5/24");
+    }
+
+    #[test]
+    fn tunnel_without_hardware_address() {
+        let nics = parse_agent(r#"[{"name":"wg0","ip-addresses":[{"ip-address":"10.9.0.2","ip-address-type":"ipv4","prefix":32}]},{"name":"tun0"}]"#).unwrap();
+        assert_eq!(nics[0].mac, None);
+        assert_eq!(nics[0].addrs.len(), 1);
+        assert!(nics[1].addrs.is_empty());
+    }
+
+    #[test]
+    fn lxc_new_and_old_shapes() {
+        let new = parse_lxc(r#"[{"name":"eth0","hwaddr":"bc:24:11:5d:6e:7f","hardware-address":"bc:24:11:5d:6e:7f",
+  "inet":"10.0.0.5/24","inet6":"fe80::be24:11ff:fe5d:6e7f/64",
+  "ip-addresses":[{"ip-address":"10.0.0.5","ip-address-type":"inet","prefix":24},
+                  {"ip-address":"fe80::be24:11ff:fe5d:6e7f","ip-address-type":"inet6","prefix":64}]}]"#).unwrap();
+        assert_eq!(new[0].addrs.len(), 2);
+        let old = parse_lxc(r#"[{"name":"eth0","hwaddr":"bc:24:11:5d:6e:7f","inet":"10.0.0.5/24","inet6":"fe80::be24:11ff:fe5d:6e7f/64"}]"#).unwrap();
+        assert_eq!(old, new);
+        assert!(parse_lxc("null").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_answers_are_errors() {
+        assert!(matches!(parse_agent("{}"), Err(RuntimeError::Shape { .. })));
+        assert!(matches!(
+            parse_agent("not json"),
+            Err(RuntimeError::Shape { .. })
+        ));
+        let e = parse_agent(
+            r#"[{"name":"eth0","ip-addresses":[{"ip-address":"10.0.0.999","prefix":24}]}]"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("eth0"), "{e}");
+    }
+}

@@ -1,0 +1,119 @@
+//! A guest's virtual disks (NetBox `virtualization.virtualdisk`) from its config.
+//!
+//! The same disks `crate::disks::total_mib` counts, one virtual disk each, so the VM's `disk`
+//! (their sum) and the virtual disks always agree: `scsiN|ideN|sataN|virtioN|efidiskN|tpmstateN`
+//! (QEMU) and `rootfs|mpN` (LXC); not `unusedN` (detached), not `media=cdrom` (ISO, cloud-init),
+//! not disks without `size=` (pass-through `/dev/…` without a size, bind mounts, empty drives).
+//! Named by the config key, sized in whole MiB rounded up, the storage in the description.
+
+use crate::disks::DiskError;
+use crate::property::PropertyString;
+use crate::units::{bytes_to_mib_ceil, parse_size};
+
+/// One virtual disk the config describes.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ConfigDisk {
+    /// The config key (`scsi0`, `rootfs`, `mp0`).
+    pub(crate) name: String,
+    pub(crate) size_mib: u64,
+    /// The storage (`local-lvm`), or the device path of a pass-through disk.
+    pub(crate) storage: String,
+}
+
+/// The virtual disks of `disks` (`(key, property string)` pairs, disk keys only, config order).
+pub(crate) fn config_disks(disks: &[(&str, &str)]) -> Result<Vec<ConfigDisk>, DiskError> {
+    let mut out = Vec::with_capacity(disks.len());
+    for (key, value) in disks {
+        let p = PropertyString::parse(value, "file");
+        let (media, size) = p.get2("media", "size");
+        if media.is_some_and(|m| m.eq_ignore_ascii_case("cdrom")) {
+            continue;
+        }
+        let Some(size) = size else { continue };
+        let bytes = parse_size(size).map_err(|source| DiskError {
+            key: (*key).to_owned(),
+            source,
+        })?;
+        let file = p
+            .get("file")
+            .or_else(|| p.get("volume"))
+            .unwrap_or_default();
+        let storage = match file.split_once(':') {
+            Some((storage, _)) if !file.starts_with('/') => storage,
+            _ => file,
+        };
+        out.push(ConfigDisk {
+            name: (*key).to_owned(),
+            size_mib: bytes_to_mib_ceil(bytes),
+            storage: storage.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disks::total_mib;
+
+    #[test]
+    fn reference_qemu_disks() {
+        let disks = [
+            ("scsi0", "local-lvm:vm-100-disk-0,iothread=1,size=32G"),
+            ("scsi1", "ceph:vm-100-disk-1,discard=on,size=500G"),
+            ("ide2", "none,media=cdrom"),
+            ("efidisk0", "local-lvm:vm-100-disk-2,efitype=4m,size=4M"),
+        ];
+        let v = config_disks(&disks).unwrap();
+        let names: Vec<_> = v
+            .iter()
+            .map(|d| (d.name.as_str(), d.size_mib, d.storage.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("scsi0", 32768, "local-lvm"),
+                ("scsi1", 512000, "ceph"),
+                ("efidisk0", 4, "local-lvm")
+            ]
+        );
+        assert_eq!(
+            v.iter().map(|d| d.size_mib).sum::<u64>(),
+            total_mib(&disks).unwrap()
+        );
+    }
+
+    #[test]
+    fn lxc_and_passthrough() {
+        let disks = [
+            ("rootfs", "local-lvm:vm-101-disk-0,size=8G"),
+            ("mp0", "local-lvm:vm-101-disk-1,mp=/srv,backup=1,size=16G"),
+            ("mp1", "/mnt/bindsrc,mp=/data"),
+            ("sata1", "/dev/disk/by-id/ata-WDC_WD40EFRX,size=3907018584K"),
+            ("sata2", "/dev/disk/by-id/ata-other"),
+        ];
+        let v = config_disks(&disks).unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[2].storage, "/dev/disk/by-id/ata-WDC_WD40EFRX");
+        assert_eq!(v[2].size_mib, 3_815_448);
+        assert_eq!(
+            v.iter().map(|d| d.size_mib).sum::<u64>(),
+            total_mib(&disks).unwrap()
+        );
+    }
+
+    #[test]
+    fn cloudinit_and_iso_are_not_disks() {
+        let disks = [
+            ("ide0", "local-lvm:vm-100-cloudinit,media=cdrom,size=4M"),
+            ("ide2", "local:iso/debian.iso,media=cdrom,size=600M"),
+        ];
+        assert!(config_disks(&disks).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_size_names_the_disk() {
+        let e = config_disks(&[("virtio0", "local:1/vm-1-disk-0.qcow2,size=big")]).unwrap_err();
+        assert_eq!(e.key, "virtio0");
+    }
+}
