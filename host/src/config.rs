@@ -150,6 +150,7 @@ impl TokenSource {
                 Secret::new(value.trim().to_string())
             }
             Self::File(path) => {
+                let path = &expand_credentials_dir(path, env)?;
                 warn_if_readable_by_others(path);
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Token {
                     source_name: format!("token file {}", path.display()),
@@ -174,6 +175,42 @@ impl TokenSource {
             Self::File(path) => format!("token file {}", path.display()),
             Self::Value(_) => "a value given in code".into(),
         }
+    }
+}
+
+/// The variable a `token_file` may start with: systemd sets it for a service to the directory
+/// where `LoadCredential=` put the unit's credentials (readable by the service's user alone, even
+/// a `DynamicUser=`). The path is not fixed, so a config names the variable, not the directory.
+pub const CREDENTIALS_DIR_VAR: &str = "CREDENTIALS_DIRECTORY";
+
+/// The spellings of [`CREDENTIALS_DIR_VAR`] as a path's first component.
+const CREDENTIALS_DIR_PREFIXES: [&str; 2] = ["$CREDENTIALS_DIRECTORY", "${CREDENTIALS_DIRECTORY}"];
+
+/// The rest of `path` after a leading `$CREDENTIALS_DIRECTORY`, if it has one.
+fn credentials_relative(path: &Path) -> Option<&Path> {
+    CREDENTIALS_DIR_PREFIXES
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix).ok())
+}
+
+/// `path` with a leading `$CREDENTIALS_DIRECTORY` replaced by the variable's value; other paths
+/// as they are (no other expansion: a `$` elsewhere is part of a file name).
+fn expand_credentials_dir(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, ConfigError> {
+    let Some(rest) = credentials_relative(path) else {
+        return Ok(path.to_path_buf());
+    };
+    match env(CREDENTIALS_DIR_VAR).filter(|dir| !dir.is_empty()) {
+        Some(dir) => Ok(Path::new(&dir).join(rest)),
+        None => Err(ConfigError::Token {
+            source_name: format!("token file {}", path.display()),
+            message: format!(
+                "names ${CREDENTIALS_DIR_VAR}, which is not set: systemd sets it for a service \
+                 with LoadCredential=; elsewhere set it to the directory holding the token files"
+            ),
+        }),
     }
 }
 
@@ -943,6 +980,10 @@ impl RawConfig {
                 Err(self.invalid(&format!("{prefix}.token_env"), "is empty"))
             }
             (Some(name), None) => Ok(TokenSource::Env(name.clone())),
+            // Expanded when read: the variable belongs to the run, not to the file.
+            (None, Some(path)) if credentials_relative(path).is_some() => {
+                Ok(TokenSource::File(path.clone()))
+            }
             (None, Some(path)) => {
                 let key = format!("{prefix}.token_file");
                 Ok(TokenSource::File(self.resolve_path(&key, path)))
@@ -1644,5 +1685,55 @@ tags = "merge"
             Secret::new("very-secret-token"),
         );
         assert!(!format!("{nb:?}").contains("very-secret-token"));
+    }
+
+    #[test]
+    fn token_file_under_the_credentials_directory_is_read_from_that_variable() {
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("netbox.token"), "nb-secret\n").unwrap();
+        let dir = creds.path().to_str().unwrap().to_string();
+        let env = move |name: &str| (name == CREDENTIALS_DIR_VAR).then(|| dir.clone());
+        let config = Config::from_toml(
+            Path::new("/etc/pve2netbox/pve2netbox.toml"),
+            r#"
+[netbox]
+url = "https://nb.example.com"
+token_file = "$CREDENTIALS_DIRECTORY/netbox.token"
+
+[[proxmox]]
+name = "pve-a"
+url = "https://pve-a.example.com:8006"
+token_file = "${CREDENTIALS_DIRECTORY}/pve-a.token"
+insecure = true
+"#,
+        )
+        .unwrap();
+        // Not taken relative to the config file's directory, and read through the variable.
+        assert_eq!(
+            config.netbox.token,
+            TokenSource::File("$CREDENTIALS_DIRECTORY/netbox.token".into())
+        );
+        assert_eq!(
+            config.netbox.token.resolve_with(&env).unwrap().expose(),
+            "nb-secret"
+        );
+        // A credential that was not loaded names the file it looked for.
+        let err = config.proxmox[0].token.resolve_with(&env).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("{}/pve-a.token", creds.path().display())),
+            "{err}"
+        );
+        // Outside systemd, without the variable: a message saying what to set.
+        let err = config.netbox.token.resolve_with(&|_| None).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("$CREDENTIALS_DIRECTORY, which is not set")
+                && msg.contains("LoadCredential="),
+            "{msg}"
+        );
+        // Only a leading variable is special; elsewhere `$` is part of a name.
+        let plain = Path::new("/srv/$CREDENTIALS_DIRECTORY/t");
+        assert_eq!(expand_credentials_dir(plain, &env).unwrap(), plain);
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 pub mod doctor;
+mod generate;
 mod rule_fields;
 mod rules_cmd;
 pub mod sync_cmd;
@@ -59,6 +60,11 @@ pub enum Command {
     Apply(sync_cmd::ApplyArgs),
     /// Simulated Proxmox and NetBox in-process: sync, change, plan, apply, zero-write rerun.
     Demo(sync_cmd::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write every page with `--dir` (for packagers).
+    #[command(hide = true)]
+    Manpage(generate::ManpageArgs),
 }
 
 /// Entry point of the binary.
@@ -76,6 +82,8 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => sync_cmd::plan(args, cli.quiet),
         Command::Apply(args) => sync_cmd::apply(args, cli.quiet),
         Command::Demo(args) => sync_cmd::demo(args, cli.quiet),
+        Command::Completions(args) => generate::completions(args),
+        Command::Manpage(args) => generate::manpage(args),
     };
     match result {
         Ok(code) => code,

@@ -30,8 +30,8 @@ const WASMTIME_VERSION: &str = "48.0.8";
 /// Where compiled components are cached.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum CacheMode {
-    /// `$XDG_CACHE_HOME/pve2netbox/components`, else `$HOME/.cache/pve2netbox/components`; no
-    /// cache when neither is set.
+    /// `$PVE2NETBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/pve2netbox/components`, else
+    /// `$HOME/.cache/pve2netbox/components`; no cache when none is set.
     #[default]
     Default,
     /// This directory.
@@ -51,16 +51,25 @@ impl CacheMode {
     }
 }
 
-/// `$XDG_CACHE_HOME/pve2netbox/components` or `$HOME/.cache/pve2netbox/components`.
+/// The variable naming the cache directory, for every command (`rules` commands also take
+/// `--cache-dir`); a service points it at its own cache (systemd's `CacheDirectory=`).
+pub const CACHE_DIR_ENV: &str = "PVE2NETBOX_CACHE_DIR";
+
+/// `$PVE2NETBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/pve2netbox/components`, else
+/// `$HOME/.cache/pve2netbox/components`.
 pub fn default_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
+    default_dir_from(&|name| std::env::var_os(name))
+}
+
+/// [`default_dir`] with the environment looked up by `var` (empty values count as unset).
+fn default_dir_from(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var(CACHE_DIR_ENV) {
+        return Some(PathBuf::from(dir));
+    }
+    let base = var("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".cache"))
-        })?;
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("pve2netbox").join("components"))
 }
 
@@ -220,10 +229,38 @@ mod tests {
     }
 
     #[test]
-    fn default_dir_follows_xdg() {
-        // Only checks the shape; the environment is the test runner's.
-        if let Some(d) = default_dir() {
-            assert!(d.ends_with("pve2netbox/components"));
-        }
+    fn default_dir_follows_the_variable_then_xdg_then_home() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = env(&[
+            (CACHE_DIR_ENV, "/var/cache/pve2netbox"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ]);
+        assert_eq!(
+            default_dir_from(&all),
+            Some(PathBuf::from("/var/cache/pve2netbox"))
+        );
+        let xdg = env(&[
+            (CACHE_DIR_ENV, ""),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ]);
+        assert_eq!(
+            default_dir_from(&xdg),
+            Some(PathBuf::from("/x/pve2netbox/components"))
+        );
+        let home = env(&[("HOME", "/h")]);
+        assert_eq!(
+            default_dir_from(&home),
+            Some(PathBuf::from("/h/.cache/pve2netbox/components"))
+        );
+        assert_eq!(default_dir_from(&env(&[])), None);
     }
 }
