@@ -438,15 +438,19 @@ async fn memo_figure(
 ) -> anyhow::Result<Run> {
     let memo = bin.sync(&[]).await;
     match &memo {
-        Ok(m) => progress(&format!(
-            "  memoized rerun {:.1} s, rules step {:?} ms, CPU {:?} ms (rerun before: {:?} ms, CPU {:?} ms), {} memo hits",
-            m.wall.as_secs_f64(),
-            m.rules_ms.map(round),
-            m.rules_cpu_ms.map(round),
-            rerun.rules_ms.map(round),
-            rerun.rules_cpu_ms.map(round),
-            m.report["memo"]["hits"]
-        )),
+        Ok(m) => {
+            // "?" where the run's log did not give the figure.
+            let ms = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{}", round(v)));
+            progress(&format!(
+                "  memoized rerun {:.1} s, rules step {} ms, CPU {} ms (rerun before: {} ms, CPU {} ms), {} memo hits",
+                m.wall.as_secs_f64(),
+                ms(m.rules_ms),
+                ms(m.rules_cpu_ms),
+                ms(rerun.rules_ms),
+                ms(rerun.rules_cpu_ms),
+                m.report["memo"]["hits"]
+            ))
+        }
         Err(e) => progress(&format!("  memoized rerun at {n}: {e:#}")),
     }
     if n == s.rss {
