@@ -103,14 +103,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<(u8, RunReport)> {
     config.sync.site = Some(DEMO_SITE.to_owned());
     config.sync.bulk = opts.bulk;
 
+    // The no-op memo lives as long as the demo's simulators: a state dir of its own, removed at
+    // the end, so the rerun shows the memo answering the unchanged guests.
+    let memo_dir = DemoStateDir::new();
     let run = |mode: RunMode| {
         let opts = RunOptions {
             config: config.clone(),
             rules: opts.rules.clone(),
             mode,
             progress: progress.clone(),
-            // The demo's simulators live only as long as the demo: nothing to keep in the state dir.
-            memo_dir: None,
+            memo_dir: memo_dir.path(),
         };
         sync::run(opts)
     };
@@ -159,6 +161,29 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<(u8, RunReport)> {
         rerun.exit_code.max(applied.exit_code)
     };
     Ok((code, rerun.report))
+}
+
+/// A temporary state dir for the demo's memo, removed when dropped; `None` when the system's
+/// temporary directory cannot be written (the demo then runs without a memo).
+struct DemoStateDir(Option<std::path::PathBuf>);
+
+impl DemoStateDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("pve2netbox-demo-{}", std::process::id()));
+        DemoStateDir(std::fs::create_dir_all(&dir).is_ok().then_some(dir))
+    }
+
+    fn path(&self) -> Option<std::path::PathBuf> {
+        self.0.clone()
+    }
+}
+
+impl Drop for DemoStateDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Changes five guests in the simulated Proxmox; returns what was done, for people.
