@@ -57,7 +57,12 @@ const DEFAULTS: [(&str, Ownership); 20] = [
 
 /// The default rules' policies.
 pub fn default_policies() -> Vec<FieldPolicy> {
-    DEFAULTS
+    to_policies(&DEFAULTS)
+}
+
+/// A table of (field, ownership) as the WIT's policy list.
+pub(crate) fn to_policies(table: &[(&str, Ownership)]) -> Vec<FieldPolicy> {
+    table
         .iter()
         .map(|(f, o)| FieldPolicy {
             field: (*f).to_owned(),

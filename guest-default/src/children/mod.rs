@@ -48,13 +48,7 @@ const DEFAULTS: [(&str, Ownership); 6] = [
 /// The default ownership of the child collections (appended to the field defaults by a 0.3
 /// module's `default-policies`).
 pub fn default_policies() -> Vec<FieldPolicy> {
-    DEFAULTS
-        .iter()
-        .map(|(f, o)| FieldPolicy {
-            field: (*f).to_owned(),
-            ownership: *o,
-        })
-        .collect()
+    crate::policy::to_policies(&DEFAULTS)
 }
 
 struct ChildPolicies {
