@@ -52,6 +52,12 @@ pub const DEFAULT_WRITE_WINDOW: usize = 8;
 /// Upper bound of `write_window`: a bulk body of 1000 VMs (~150 KB) stays far below NetBox's
 /// 2.5 MB request limit.
 pub const MAX_WRITE_WINDOW: usize = 1000;
+/// Write windows in flight at once. 1 = one window after the other (see BENCHMARKS.md,
+/// "Write concurrency", for why this stays the default).
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 1;
+/// Upper bound of `write_concurrency`: NetBox serves writes with a few gunicorn workers, each
+/// holding a database transaction; beyond this windows only queue there.
+pub const MAX_WRITE_CONCURRENCY: usize = 16;
 /// One bulk request per window by default. Why: on a real NetBox 4.7 a single-VM POST costs
 /// ~70 ms and a bulk POST ~30 ms per VM (netbox-live.md 2.5), so a first sync of 100 VMs takes
 /// ~2.5x less time and 8x fewer requests; a failed bulk request is split to isolate the bad item.
@@ -291,6 +297,8 @@ pub struct SyncConfig {
     pub max_concurrency: usize,
     /// Operations per dispatch window.
     pub write_window: usize,
+    /// Windows in flight at once (windows that do not depend on each other).
+    pub write_concurrency: usize,
     /// One bulk request per window.
     pub bulk: bool,
     /// Orphan policy.
@@ -319,6 +327,7 @@ impl Default for SyncConfig {
         Self {
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             write_window: DEFAULT_WRITE_WINDOW,
+            write_concurrency: DEFAULT_WRITE_CONCURRENCY,
             bulk: DEFAULT_BULK,
             orphans: OrphanPolicy::Report,
             orphan_delete_after_runs: DEFAULT_ORPHAN_DELETE_AFTER_RUNS,
@@ -535,6 +544,7 @@ struct RawProxmox {
 struct RawSync {
     max_concurrency: Option<i64>,
     write_window: Option<i64>,
+    write_concurrency: Option<i64>,
     bulk: Option<bool>,
     orphans: Option<String>,
     orphan_delete_after_runs: Option<i64>,
@@ -585,6 +595,7 @@ const PROXMOX_KEYS: &[&str] = &[
 const SYNC_KEYS: &[&str] = &[
     "max_concurrency",
     "write_window",
+    "write_concurrency",
     "bulk",
     "orphans",
     "orphan_delete_after_runs",
@@ -861,6 +872,7 @@ impl RawConfig {
                 match *field {
                     "max_concurrency" => s.max_concurrency = Some(int(value)?),
                     "write_window" => s.write_window = Some(int(value)?),
+                    "write_concurrency" => s.write_concurrency = Some(int(value)?),
                     "bulk" => s.bulk = Some(boolean(value)?),
                     "orphans" => s.orphans = Some(value.to_string()),
                     "orphan_delete_after_runs" => s.orphan_delete_after_runs = Some(int(value)?),
@@ -1114,6 +1126,13 @@ impl RawConfig {
                 1,
                 MAX_WRITE_WINDOW as i64,
             )? as usize,
+            write_concurrency: self.int_in(
+                "sync.write_concurrency",
+                s.write_concurrency,
+                DEFAULT_WRITE_CONCURRENCY as i64,
+                1,
+                MAX_WRITE_CONCURRENCY as i64,
+            )? as usize,
             bulk: s.bulk.unwrap_or(DEFAULT_BULK),
             orphans,
             orphan_delete_after_runs: self.int_in(
@@ -1268,6 +1287,7 @@ impl RawConfig {
             sync: RawSync {
                 max_concurrency: Some(s.max_concurrency as i64),
                 write_window: Some(s.write_window as i64),
+                write_concurrency: Some(s.write_concurrency as i64),
                 bulk: Some(s.bulk),
                 orphans: Some(orphans.to_string()),
                 orphan_delete_after_runs: Some(i64::from(s.orphan_delete_after_runs)),
@@ -1549,6 +1569,27 @@ tags = "merge"
             TokenSource::File("/run/secrets/b".into())
         );
         assert!(config.file.is_none());
+    }
+
+    #[test]
+    fn write_concurrency_defaults_to_one_and_is_bounded() {
+        assert_eq!(load(FILE, &[]).unwrap().sync.write_concurrency, 1);
+        let file = FILE.replace(
+            "write_window = 4",
+            "write_window = 4\nwrite_concurrency = 4",
+        );
+        assert_eq!(load(&file, &[]).unwrap().sync.write_concurrency, 4);
+        let config = load(FILE, &[("PVE2NETBOX_SYNC_WRITE_CONCURRENCY", "2")]).unwrap();
+        assert_eq!(config.sync.write_concurrency, 2);
+        for bad in ["0", "17"] {
+            let err = load(FILE, &[("PVE2NETBOX_SYNC_WRITE_CONCURRENCY", bad)]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("sync.write_concurrency")
+                    && text.contains("PVE2NETBOX_SYNC_WRITE_CONCURRENCY"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -1,10 +1,20 @@
 //! Dispatch: carries out a plan's operations against NetBox, gently and in order.
 //!
 //! First the objects the VMs need (`create_object`, skipped when they already exist; with `bulk`,
-//! one request per kind first), then the
-//! VM writes in sequential windows of `write_window` operations: one write at a time, or, with
+//! one request per kind first), all of them before any VM write, then the
+//! VM writes in windows of `write_window` operations: one write at a time, or, with
 //! `bulk = true`, one bulk request per run of same-method operations inside a window (order is
-//! kept, so a rename that frees a name still precedes the VM taking it). NetBox bulk writes are
+//! kept, so a rename that frees a name still precedes the VM taking it).
+//!
+//! **Concurrency.** Up to `write_concurrency` windows are in flight at once. Windows start in plan
+//! order; a window waits while an earlier window still in flight touches one of its VMs (by
+//! identity or NetBox id) or one of its names (a name given up, taken or held, compared the way
+//! NetBox's uniqueness does, case-insensitively): so a parking rename lands before the write
+//! that takes its name, and a VM's own writes stay in order. Each window records into its own
+//! outcome and the outcomes are joined in window order, so failures and ids come out the same
+//! whatever order the windows finish in. At 1 (the default) this is the sequential dispatch.
+//! The lease is taken before dispatch and released after it (sync.rs); its renewals go through
+//! its own lock, never through a window. NetBox bulk writes are
 //! all-or-nothing: a failed bulk request is split (by the item indexes NetBox names, else in
 //! halves) until the bad items are isolated; the rest is applied and each bad item reported.
 //! Bulk bodies stay under [`MAX_BULK_BODY_BYTES`].
@@ -21,6 +31,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use guest_default::model::ObjectSpec;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -49,6 +61,8 @@ const OBJECTS_PER_BULK: usize = 250;
 #[derive(Debug, Clone, Copy)]
 pub struct DispatchSettings {
     pub write_window: usize,
+    /// Windows in flight at once (1: one after the other).
+    pub write_concurrency: usize,
     pub bulk: bool,
 }
 
@@ -74,6 +88,13 @@ pub struct DispatchOutcome {
 }
 
 impl DispatchOutcome {
+    /// Appends a later window's outcome.
+    fn join(&mut self, later: DispatchOutcome) {
+        self.failures.extend(later.failures);
+        self.vm_ids.extend(later.vm_ids);
+        self.done += later.done;
+    }
+
     fn fail(&mut self, index: usize, op: &Operation, message: impl Into<String>) {
         self.failures.push(Failure {
             index,
@@ -239,26 +260,111 @@ pub async fn dispatch(
     let vm_ops: Vec<usize> = (0..ops.len())
         .filter(|&i| ops[i].op != OpKind::CreateObject)
         .collect();
-    for window in vm_ops.chunks(settings.write_window.max(1)) {
-        if settings.bulk {
-            // Consecutive operations of one method form one bulk request.
-            let mut start = 0;
-            while start < window.len() {
-                let method = method_of(ops[window[start]].op);
-                let mut end = start + 1;
-                while end < window.len() && method_of(ops[window[end]].op) == method {
-                    end += 1;
-                }
-                let run = &window[start..end];
-                bulk_run(client, ops, run, method, &resolver, cf_ready, &mut out).await;
-                bar.inc(run.len() as u64);
-                start = end;
+    let windows: Vec<&[usize]> = vm_ops.chunks(settings.write_window.max(1)).collect();
+    let touched: Vec<BTreeSet<Touch>> = windows.iter().map(|w| touches(ops, w)).collect();
+    let limit = settings.write_concurrency.max(1);
+    let mut results: Vec<Option<DispatchOutcome>> = windows.iter().map(|_| None).collect();
+    let mut in_flight = FuturesUnordered::new();
+    let mut running: BTreeSet<usize> = BTreeSet::new();
+    let mut next = 0;
+    loop {
+        // Start windows in plan order while there is room and the next one shares nothing
+        // with a window still in flight (the earlier ones not in flight are done).
+        while next < windows.len()
+            && running.len() < limit
+            && running
+                .iter()
+                .all(|&r| touched[r].is_disjoint(&touched[next]))
+        {
+            let (index, window) = (next, windows[next]);
+            let resolver = &resolver;
+            in_flight.push(async move {
+                let outcome =
+                    write_window(client, ops, window, settings.bulk, resolver, cf_ready, bar).await;
+                (index, outcome)
+            });
+            running.insert(index);
+            next += 1;
+        }
+        let Some((index, outcome)) = in_flight.next().await else {
+            break;
+        };
+        running.remove(&index);
+        results[index] = Some(outcome);
+    }
+    for outcome in results.into_iter().flatten() {
+        out.join(outcome);
+    }
+    out
+}
+
+/// What a write window touches that another window's writes must not overlap with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Touch {
+    /// A VM by identity (cluster name, vmid).
+    Vm(String, u32),
+    /// A VM by NetBox id.
+    Id(u64),
+    /// A VM name, lower-cased: NetBox's uniqueness of names (per cluster and tenant) ignores
+    /// case. Compared across clusters, which only serializes more than needed.
+    Name(String),
+}
+
+/// Everything the operations of `window` touch: their VMs, and every name they give up, take
+/// or hold.
+fn touches(ops: &[Operation], window: &[usize]) -> BTreeSet<Touch> {
+    let mut set = BTreeSet::new();
+    for op in window.iter().map(|&i| &ops[i]) {
+        if let (Some(cluster), Some(vmid)) = (&op.cluster, op.vmid) {
+            set.insert(Touch::Vm(cluster.clone(), vmid));
+        }
+        if let Some(id) = op.netbox_id {
+            set.insert(Touch::Id(id));
+        }
+        if let Some(name) = &op.name {
+            set.insert(Touch::Name(name.to_lowercase()));
+        }
+        for change in op.changes.iter().filter(|c| c.field == "name") {
+            for name in [change.old, change.new]
+                .iter()
+                .filter_map(|side| side.as_string_value())
+            {
+                set.insert(Touch::Name(name.to_lowercase()));
             }
-        } else {
-            for &index in window {
-                single(client, ops, index, &resolver, cf_ready, &mut out).await;
-                bar.inc(1);
+        }
+    }
+    set
+}
+
+/// One window's operations, in order, into an outcome of its own.
+async fn write_window(
+    client: &NetboxClient,
+    ops: &[Operation],
+    window: &[usize],
+    bulk: bool,
+    resolver: &Resolver,
+    cf_ready: bool,
+    bar: &PhaseBar,
+) -> DispatchOutcome {
+    let mut out = DispatchOutcome::default();
+    if bulk {
+        // Consecutive operations of one method form one bulk request.
+        let mut start = 0;
+        while start < window.len() {
+            let method = method_of(ops[window[start]].op);
+            let mut end = start + 1;
+            while end < window.len() && method_of(ops[window[end]].op) == method {
+                end += 1;
             }
+            let run = &window[start..end];
+            bulk_run(client, ops, run, method, resolver, cf_ready, &mut out).await;
+            bar.inc(run.len() as u64);
+            start = end;
+        }
+    } else {
+        for &index in window {
+            single(client, ops, index, resolver, cf_ready, &mut out).await;
+            bar.inc(1);
         }
     }
     out
@@ -1068,6 +1174,37 @@ mod tests {
             assert!(f.entry.message.contains("identity lookup failed"), "{f:?}");
         }
         assert!(out.vm_ids.is_empty());
+    }
+
+    #[test]
+    fn windows_that_share_a_vm_or_a_name_touch_the_same_thing() {
+        // 101 gives up "web" (parking rename), 100 takes "WEB" (NetBox compares names
+        // case-insensitively), 102 is unrelated, 101's later write is its own VM again.
+        let mut freeing = op(
+            OpKind::Update,
+            vec![change("name", "\"web\"", "\"pve2netbox-swap-101\"")],
+        );
+        freeing.vmid = Some(101);
+        freeing.netbox_id = Some(11);
+        let mut taking = op(OpKind::Update, vec![change("name", "\"db\"", "\"WEB\"")]);
+        taking.netbox_id = Some(10);
+        let mut other = op(OpKind::Create, vec![change("name", "null", "\"mail\"")]);
+        other.vmid = Some(102);
+        let mut again = op(OpKind::Orphan, vec![change("description", "\"\"", "\"x\"")]);
+        again.vmid = Some(101);
+        again.netbox_id = Some(11);
+        let ops = [freeing, taking, other, again];
+        let t = |i: usize| touches(&ops, &[i]);
+        assert!(!t(0).is_disjoint(&t(1)), "a name freed, then taken");
+        assert!(
+            t(0).is_disjoint(&t(2)) && t(1).is_disjoint(&t(2)),
+            "unrelated"
+        );
+        assert!(!t(0).is_disjoint(&t(3)), "one VM's writes");
+        assert!(
+            t(1).contains(&Touch::Name("db".into())),
+            "the name given up"
+        );
     }
 
     #[test]

@@ -367,6 +367,7 @@ async fn run_phases(
     let bar = progress.phase("dispatch", Some(plan.operations.len() as u64));
     let settings = DispatchSettings {
         write_window: config.sync.write_window,
+        write_concurrency: config.sync.write_concurrency,
         bulk: config.sync.bulk,
     };
     let writer = if plan.has_changes() {
@@ -456,6 +457,7 @@ async fn apply(
     let bar = progress.phase("dispatch", Some(ops.len() as u64));
     let settings = DispatchSettings {
         write_window: config.sync.write_window,
+        write_concurrency: config.sync.write_concurrency,
         bulk: config.sync.bulk,
     };
     let done = dispatch::dispatch(writer, &ops, pre, settings, &bar).await;

@@ -968,6 +968,7 @@ fn bulk_bodies_are_split_under_the_limit_and_all_items_are_written() {
         &preflight,
         DispatchSettings {
             write_window: 100,
+            write_concurrency: 1,
             bulk: true,
         },
         &bar,

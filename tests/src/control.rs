@@ -57,6 +57,11 @@ pub struct CounterSnapshot {
     pub pve: BTreeMap<String, u64>,
     /// Per `"METHOD /path"` (numeric segments as `{id}`), per service.
     pub paths: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Most NetBox writes (POST, PATCH, PUT, DELETE) in flight at once since the last reset,
+    /// counted from a request's arrival to its answer: above 1 only when a client overlapped
+    /// its writes.
+    #[serde(default)]
+    pub netbox_max_writes_in_flight: u64,
 }
 
 impl CounterSnapshot {
@@ -160,6 +165,7 @@ impl Control {
             netbox: self.netbox_ctl.counters.methods(),
             pve: self.pve_ctl.counters.methods(),
             paths,
+            netbox_max_writes_in_flight: self.netbox_ctl.counters.max_writes_in_flight(),
         }
     }
 

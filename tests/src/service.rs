@@ -162,6 +162,18 @@ const COUNTED_METHODS: [&str; 6] = ["GET", "POST", "PATCH", "PUT", "DELETE", "OT
 pub(crate) struct Counters {
     by_method: [AtomicU64; 6],
     by_path: Mutex<HashMap<String, u64>>,
+    /// Writes between arrival and answer now, and the most seen at once since the last reset.
+    writes_in_flight: AtomicU64,
+    max_writes_in_flight: AtomicU64,
+}
+
+/// Counts one write in flight until dropped (the answer is built, or the handler is gone).
+struct WriteInFlight<'a>(&'a Counters);
+
+impl Drop for WriteInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.writes_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Counters {
@@ -178,6 +190,20 @@ impl Counters {
             .unwrap_or_else(|e| e.into_inner())
             .entry(key)
             .or_default() += 1;
+    }
+
+    /// Counts a write as in flight for the guard's life; reads are not counted.
+    fn write_started(&self, method: &Method) -> Option<WriteInFlight<'_>> {
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return None;
+        }
+        let now = self.writes_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_writes_in_flight.fetch_max(now, Ordering::SeqCst);
+        Some(WriteInFlight(self))
+    }
+
+    pub(crate) fn max_writes_in_flight(&self) -> u64 {
+        self.max_writes_in_flight.load(Ordering::SeqCst)
     }
 
     pub(crate) fn methods(&self) -> BTreeMap<String, u64> {
@@ -202,6 +228,11 @@ impl Counters {
         for c in &self.by_method {
             c.store(0, Ordering::Relaxed);
         }
+        // The writes in flight now are still in flight: the most since the reset starts there.
+        self.max_writes_in_flight.store(
+            self.writes_in_flight.load(Ordering::SeqCst),
+            Ordering::SeqCst,
+        );
         self.by_path
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -275,6 +306,7 @@ pub(crate) async fn layer(
     next: Next,
 ) -> Response<Body> {
     ctl.counters.record(req.method(), req.uri().path());
+    let _write = ctl.counters.write_started(req.method());
     let faults = ctl.faults();
     let draw = |r: &mut dyn rand::RngCore| {
         (
