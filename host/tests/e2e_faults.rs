@@ -2,7 +2,7 @@
 //! `Retry-After`, timeouts past the client's timeout, writes committed whose answer is lost),
 //! repeated `sync` runs converge to exactly the state one clean sync makes (one VM per guest,
 //! same fields, custom fields, tags, journal entries once per task), in single and bulk write
-//! mode; and a Proxmox that fails some reads never makes VMs orphans or deletes them.
+//! mode, one write window at a time and four in flight; and a Proxmox that fails some reads never makes VMs orphans or deletes them.
 //! Simulator only (faults are injected by the simulated NetBox and Proxmox).
 
 mod e2e_state;
@@ -177,10 +177,16 @@ fn round(
     assert_same(reference, &got.state, &format!("{what}: converged"));
 }
 
-fn converges_under_netbox_faults(bulk: bool) {
-    let mode = if bulk { "bulk" } else { "single" };
+fn converges_under_netbox_faults(bulk: bool, write_concurrency: i64) {
+    let mode = match (bulk, write_concurrency) {
+        (true, 1) => "bulk".to_owned(),
+        (false, 1) => "single".to_owned(),
+        (true, n) => format!("bulk, {n} windows in flight"),
+        (false, n) => format!("single, {n} windows in flight"),
+    };
     let mut h = Harness::generated(spec(GUESTS, 4, 2, 0, 81));
-    h.set("bulk", bulk);
+    h.set("bulk", bulk)
+        .set("write_concurrency", write_concurrency);
     let (reference, clean_requests) = clean_reference(&h);
     // The simulator fails with one status at a time: one round per status.
     for &(status, retry_after) in ERROR_STATUSES {
@@ -198,13 +204,25 @@ fn converges_under_netbox_faults(bulk: bool) {
 #[test]
 fn sim_only_single_writes_converge_under_netbox_faults() {
     require_simulator();
-    converges_under_netbox_faults(false);
+    converges_under_netbox_faults(false, 1);
 }
 
 #[test]
 fn sim_only_bulk_writes_converge_under_netbox_faults() {
     require_simulator();
-    converges_under_netbox_faults(true);
+    converges_under_netbox_faults(true, 1);
+}
+
+#[test]
+fn sim_only_single_writes_converge_under_netbox_faults_at_write_concurrency_4() {
+    require_simulator();
+    converges_under_netbox_faults(false, 4);
+}
+
+#[test]
+fn sim_only_bulk_writes_converge_under_netbox_faults_at_write_concurrency_4() {
+    require_simulator();
+    converges_under_netbox_faults(true, 4);
 }
 
 #[test]

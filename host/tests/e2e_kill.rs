@@ -1,7 +1,7 @@
 //! End to end, kill and rerun: `pve2netbox sync` is killed with SIGKILL right after its k-th
 //! NetBox write has been committed (its answer not yet received), for k spread over preflight,
 //! the VM writes, the task-history journal writes and the clusters' task watermark writes, in
-//! single and bulk write mode; each time
+//! single and bulk write mode, one write window at a time and four in flight; each time
 //! a rerun must finish cleanly and leave exactly the state one clean sync makes (one VM per
 //! guest, same fields, custom fields and tags, each task journaled once), and a further run
 //! must write nothing.
@@ -68,7 +68,7 @@ struct Phases {
 }
 
 impl Rig {
-    fn start(bulk: bool, seed: u64) -> Rig {
+    fn start(bulk: bool, write_concurrency: i64, seed: u64) -> Rig {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -85,7 +85,7 @@ impl Rig {
             _rt: rt,
             dir: tempfile::tempdir().expect("tempdir"),
         };
-        rig.write_config(bulk);
+        rig.write_config(bulk, write_concurrency);
         rig
     }
 
@@ -93,7 +93,7 @@ impl Rig {
         self.dir.path().join("pve2netbox.toml")
     }
 
-    fn write_config(&self, bulk: bool) {
+    fn write_config(&self, bulk: bool, write_concurrency: i64) {
         let mut root = toml::Table::new();
         let mut netbox = toml::Table::new();
         netbox.insert("url".into(), self.sim.netbox_url().into());
@@ -116,6 +116,7 @@ impl Rig {
         root.insert("proxmox".into(), endpoints.into());
         let mut sync = toml::Table::new();
         sync.insert("bulk".into(), bulk.into());
+        sync.insert("write_concurrency".into(), write_concurrency.into());
         root.insert("sync".into(), sync.into());
         std::fs::write(
             self.config_path(),
@@ -281,9 +282,14 @@ fn kill_points(p: Phases, vm_points: u64) -> BTreeSet<u64> {
     points
 }
 
-fn kill_and_rerun(bulk: bool, seed: u64) {
-    let mode = if bulk { "bulk" } else { "single" };
-    let rig = Rig::start(bulk, seed);
+fn kill_and_rerun(bulk: bool, write_concurrency: i64, seed: u64) {
+    let mode = match (bulk, write_concurrency) {
+        (true, 1) => "bulk".to_owned(),
+        (false, 1) => "single".to_owned(),
+        (true, n) => format!("bulk, {n} windows in flight"),
+        (false, n) => format!("single, {n} windows in flight"),
+    };
+    let rig = Rig::start(bulk, write_concurrency, seed);
     let (want, p) = reference(&rig);
     // Bulk mode has few VM writes: kill after each of them.
     let points = kill_points(p, if bulk { p.vms } else { SINGLE_VM_POINTS });
@@ -321,13 +327,25 @@ fn kill_and_rerun(bulk: bool, seed: u64) {
 #[test]
 fn sim_only_single_mode_kill_at_any_write_then_rerun_repairs() {
     require_simulator();
-    kill_and_rerun(false, 91);
+    kill_and_rerun(false, 1, 91);
+}
+
+#[test]
+fn sim_only_single_mode_at_write_concurrency_4_kill_at_any_write_then_rerun_repairs() {
+    require_simulator();
+    kill_and_rerun(false, 4, 93);
 }
 
 #[test]
 fn sim_only_bulk_mode_kill_at_any_write_then_rerun_repairs() {
     require_simulator();
-    kill_and_rerun(true, 92);
+    kill_and_rerun(true, 1, 92);
+}
+
+#[test]
+fn sim_only_bulk_mode_at_write_concurrency_4_kill_at_any_write_then_rerun_repairs() {
+    require_simulator();
+    kill_and_rerun(true, 4, 94);
 }
 
 /// Guards the kill-point arithmetic the tests rely on.

@@ -1,0 +1,151 @@
+//! End to end, `sync.write_concurrency`: with 4 windows in flight a run makes the same reports
+//! (counts, notices, errors, write requests) and leaves the same NetBox as at 1, through a first
+//! sync, a rename chain (a VM takes the name another gives up in the same run), a name swap
+//! (parked under a temporary name, then settled) and a rerun that writes nothing; and against
+//! the simulator the writes of separate windows really overlap at 4 and never at 1. Faults and
+//! kills at 4 are in `e2e_faults.rs` and `e2e_kill.rs`.
+
+mod e2e_state;
+mod e2e_support;
+
+use e2e_state::{NetboxState, assert_clean, assert_same};
+use e2e_support::{Harness, RunOutput, require_simulator, spec};
+use pve2netbox_testkit::{FaultPatch, ServiceKind};
+use serde_json::{Value, json};
+
+/// Guests over two clusters; with [`WINDOW`] that is many windows per run.
+const GUESTS: usize = 48;
+const SEED: u64 = 131;
+/// Operations per window: one, so the rename run's writes are separate windows that may or may
+/// not go together (the chain's two renames may not, nor the swap's).
+const WINDOW: i64 = 1;
+/// Delay of every simulated NetBox answer in the overlap test: long enough that windows
+/// started together are in flight together.
+const LATENCY_MS: f64 = 15.0;
+
+/// What must not depend on the write concurrency: the report without its timings.
+fn comparable(out: &RunOutput) -> Value {
+    let r = &out.report;
+    json!({
+        "exit": out.code,
+        "counts": r["counts"],
+        "errors": r["errors"],
+        "notices": r["notices"],
+        "netbox_write": r["requests"]["netbox_write"],
+    })
+}
+
+fn harness(concurrency: i64, bulk: bool) -> Harness {
+    let mut h = Harness::generated(spec(GUESTS, 3, 2, 0, SEED));
+    h.set("write_window", WINDOW)
+        .set("write_concurrency", concurrency)
+        .set("bulk", bulk);
+    h
+}
+
+/// The runs of one concurrency: their comparable reports and the NetBox they leave.
+fn scenario(concurrency: i64, bulk: bool) -> (Vec<Value>, NetboxState) {
+    let what = format!("write_concurrency {concurrency}, bulk {bulk}");
+    let h = harness(concurrency, bulk);
+    let mut reports = vec![comparable(&h.sync_ok())];
+
+    // The first cluster's QEMU guests by VMID: a rename chain (the lowest takes the name the
+    // third gives up) and a swap (second and fourth).
+    let cluster = h.endpoints()[0].name.clone();
+    let mut guests: Vec<Value> = h
+        .guests()
+        .into_iter()
+        .filter(|g| g["type"] == "qemu" && g["cluster"] == *cluster.as_str())
+        .collect();
+    guests.sort_by_key(|g| g["vmid"].as_u64());
+    assert!(guests.len() >= 4, "{what}: four QEMU guests in {cluster}");
+    let vmid = |g: &Value| g["vmid"].as_u64().expect("vmid") as u32;
+    let name = |g: &Value| g["name"].as_str().expect("name").to_owned();
+    let (a, b, c, d) = (&guests[0], &guests[1], &guests[2], &guests[3]);
+    h.edit_guest(&cluster, vmid(c), json!({ "name": "chain-freed-name" }));
+    h.edit_guest(&cluster, vmid(a), json!({ "name": name(c) }));
+    h.edit_guest(&cluster, vmid(b), json!({ "name": name(d) }));
+    h.edit_guest(&cluster, vmid(d), json!({ "name": name(b) }));
+
+    let out = h.sync_ok();
+    assert!(
+        out.count("update") >= 4,
+        "{what}: chain and swap: {}",
+        out.describe()
+    );
+    reports.push(comparable(&out));
+    // The parked VM of the swap gets its own name.
+    reports.push(comparable(&h.sync_ok()));
+    let mark = h.mark();
+    reports.push(comparable(&h.sync_ok()));
+    h.assert_no_writes_since(&mark, &format!("{what}: rerun"));
+
+    let read = e2e_state::read(|key| h.objects(key));
+    assert_clean(&read, &what);
+    (reports, read.state)
+}
+
+fn same_at_1_and_4(bulk: bool) {
+    let (reports_1, state_1) = scenario(1, bulk);
+    let (reports_4, state_4) = scenario(4, bulk);
+    assert_eq!(
+        reports_1, reports_4,
+        "bulk {bulk}: the reports at write_concurrency 1 and 4 differ"
+    );
+    assert_same(
+        &state_1,
+        &state_4,
+        &format!("bulk {bulk}: write_concurrency 4 against 1"),
+    );
+}
+
+#[test]
+fn single_writes_make_the_same_reports_and_netbox_at_write_concurrency_1_and_4() {
+    same_at_1_and_4(false);
+}
+
+#[test]
+fn bulk_writes_make_the_same_reports_and_netbox_at_write_concurrency_1_and_4() {
+    same_at_1_and_4(true);
+}
+
+/// The most NetBox writes in flight at once during one first sync (task history off: its
+/// journal writes have their own concurrency).
+fn max_writes_in_flight(concurrency: i64, bulk: bool) -> u64 {
+    let mut h = harness(concurrency, bulk);
+    h.set("task_history", false);
+    h.control().set_faults(
+        ServiceKind::Netbox,
+        &FaultPatch {
+            latency_ms: Some(LATENCY_MS),
+            ..FaultPatch::default()
+        },
+    );
+    h.control().reset_counters();
+    let out = h.sync_ok();
+    assert_eq!(out.count("create"), GUESTS as u64, "{}", out.describe());
+    let n = h.control().counters().netbox_max_writes_in_flight;
+    println!("write_concurrency {concurrency}, bulk {bulk}: at most {n} writes in flight");
+    n
+}
+
+#[test]
+fn sim_only_windows_overlap_at_write_concurrency_4_and_never_at_1() {
+    require_simulator();
+    for bulk in [false, true] {
+        assert_eq!(
+            max_writes_in_flight(1, bulk),
+            1,
+            "bulk {bulk}: one write at a time at write_concurrency 1"
+        );
+        let n = max_writes_in_flight(4, bulk);
+        assert!(
+            n > 1,
+            "bulk {bulk}: windows must overlap at write_concurrency 4 (at most {n} in flight)"
+        );
+        assert!(
+            n <= 4,
+            "bulk {bulk}: {n} writes in flight, above the limit 4"
+        );
+    }
+}
