@@ -9,7 +9,7 @@ mod e2e_state;
 mod e2e_support;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
-use e2e_support::{Harness, RunOutput, require_simulator, spec};
+use e2e_support::{Harness, RunOutput, cf, require_simulator, spec};
 use pve2netbox_testkit::{FaultPatch, ServiceKind};
 use serde_json::{Value, json};
 
@@ -60,7 +60,17 @@ fn scenario(concurrency: i64, bulk: bool) -> (Vec<Value>, NetboxState) {
     guests.sort_by_key(|g| g["vmid"].as_u64());
     assert!(guests.len() >= 4, "{what}: four QEMU guests in {cluster}");
     let vmid = |g: &Value| g["vmid"].as_u64().expect("vmid") as u32;
-    let name = |g: &Value| g["name"].as_str().expect("name").to_owned();
+    // A guest's name as the first sync wrote it.
+    let vms = h.vms();
+    let name = |g: &Value| {
+        vms.iter()
+            .find(|v| {
+                cf(v, "proxmox_vm_id") == vmid(g) && v["cluster"]["name"] == *cluster.as_str()
+            })
+            .and_then(|v| v["name"].as_str())
+            .unwrap_or_else(|| panic!("{what}: no NetBox VM for {}", vmid(g)))
+            .to_owned()
+    };
     let (a, b, c, d) = (&guests[0], &guests[1], &guests[2], &guests[3]);
     h.edit_guest(&cluster, vmid(c), json!({ "name": "chain-freed-name" }));
     h.edit_guest(&cluster, vmid(a), json!({ "name": name(c) }));

@@ -6,10 +6,31 @@
 # first run that does not exit 0, since a failed run's figures mean nothing.
 #
 #   tests/real-netbox/bench.sh [N ...]        (default: 100 500)
+#   tests/real-netbox/bench.sh --write-concurrency "1 2 4" [--repeat R] [N ...]   (default N: 500)
+#
+# With --write-concurrency: per repeat and per N, a first sync of N VMs into an empty NetBox at
+# each `sync.write_concurrency` (task history off: the figure is the dispatch), then the
+# same-body sequential floor in the same NetBox: the VMs the first of those syncs created are
+# read back into the bodies it sent (the fields its plan, made beforehand, lists for each
+# create), deleted, and bulk-POSTed again one request at a time, `write_window` (8) per
+# request, by a plain client. Each line carries the load average at its start.
 #
 # Needs `netbox.sh up` and release binaries (`cargo build --release --workspace`). Extra sync
 # options go in PVE2NETBOX_BENCH_ARGS (e.g. "--bulk").
 set -euo pipefail
+concurrency=""
+repeat=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --write-concurrency) concurrency="$2"; shift 2 ;;
+    --repeat) repeat="$2"; shift 2 ;;
+    --) shift; break ;;
+    -*) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+# The floor's requests: as many bodies per bulk POST as the sync's default write window.
+floor_window=8
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
@@ -61,22 +82,38 @@ label, rc, t0, t1, path, logged = (sys.argv[1], int(sys.argv[2]), float(sys.argv
                                    float(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
 r = json.load(open(path))
 print(json.dumps({"run": label, "exit": rc, "wall_s": round(t1 - t0, 2),
+                  "load": open("/proc/loadavg").read().split()[:3],
                   "counts": r["counts"], "requests": r["requests"],
                   "netbox_changelog_writes": logged, "phases_ms": r["phases_ms"]}))
 PY
 }
 
-for n in "${@:-100 500}"; do
-  for vms in $n; do
-    "$here/netbox.sh" reset >/dev/null
-    "$bin/pve2netbox-sim" --vms "$vms" --profile realistic >"$work/sim.env" 2>"$work/sim.log" &
-    sim_pid=$!
-    for _ in $(seq 100); do grep -q '^CONTROL_URL=' "$work/sim.env" && break; sleep 0.1; done
-    pve_url=$(grep -m1 '^PVE_URL=' "$work/sim.env" | cut -d= -f2-)
-    pve_fp=$(grep -m1 '^PVE_FINGERPRINT=' "$work/sim.env" | cut -d= -f2-)
-    export PVE_TOKEN; PVE_TOKEN=$(grep -m1 '^PVE_TOKEN=' "$work/sim.env" | cut -d= -f2-)
-    export NETBOX_TOKEN
-    cat >"$work/pve2netbox.toml" <<TOML
+floor() { # label, plan file; replays the plan's creates as the bodies NetBox stored, one request at a time
+  local label="$1" plan="$2" mark logged
+  python3 "$here/floor.py" prepare "$plan" >"$work/floor.json"
+  mark=$(changes_after 0)
+  python3 "$here/floor.py" post "$work/floor.json" "$floor_window" >"$work/floor-timed.json"
+  logged=$(changes_after "$mark")
+  python3 - "$label" "$work/floor-timed.json" "$logged" <<'PY'
+import json, sys
+label, path, logged = sys.argv[1], sys.argv[2], int(sys.argv[3])
+r = json.load(open(path))
+print(json.dumps({"run": label, "exit": 0, "wall_s": r["wall_s"],
+                  "load": r["load"], "vms": r["vms"], "requests": r["requests"],
+                  "ms_per_vm": round(r["wall_s"] * 1000 / r["vms"], 1),
+                  "netbox_changelog_writes": logged}))
+PY
+}
+
+start_sim() { # vms
+  "$bin/pve2netbox-sim" --vms "$1" --profile realistic >"$work/sim.env" 2>"$work/sim.log" &
+  sim_pid=$!
+  for _ in $(seq 100); do grep -q '^CONTROL_URL=' "$work/sim.env" && break; sleep 0.1; done
+  pve_url=$(grep -m1 '^PVE_URL=' "$work/sim.env" | cut -d= -f2-)
+  pve_fp=$(grep -m1 '^PVE_FINGERPRINT=' "$work/sim.env" | cut -d= -f2-)
+  export PVE_TOKEN; PVE_TOKEN=$(grep -m1 '^PVE_TOKEN=' "$work/sim.env" | cut -d= -f2-)
+  export NETBOX_TOKEN
+  cat >"$work/pve2netbox.toml" <<TOML
 [netbox]
 url = "$NETBOX_URL"
 token_env = "NETBOX_TOKEN"
@@ -87,10 +124,51 @@ url = "$pve_url"
 token_env = "PVE_TOKEN"
 fingerprint = "$pve_fp"
 TOML
+}
+
+stop_sim() { kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=""; }
+
+if [[ -n "$concurrency" ]]; then
+  export NETBOX_URL NETBOX_TOKEN
+  for r in $(seq "$repeat"); do
+    for vms in ${@:-500}; do
+      start_sim "$vms"
+      first=""
+      for c in $concurrency; do
+        "$here/netbox.sh" reset >/dev/null
+        if [[ -z "$first" ]]; then
+          first="$c"
+          # The plan of a first sync: which fields each create sends (no write).
+          set +e
+          "$bin/pve2netbox" plan --config "$work/pve2netbox.toml" --task-history false --out "$work/plan.json" --quiet >/dev/null 2>"$work/stderr"
+          rc=$?
+          set -e
+          if [[ $rc -ne 2 ]]; then
+            echo "bench.sh: the plan exited $rc (2 expected: changes). Its stderr:" >&2
+            cat "$work/stderr" >&2
+            exit 1
+          fi
+        fi
+        # shellcheck disable=SC2086
+        run "first sync, $vms VMs, write_concurrency $c, repeat $r" "$bin/pve2netbox" sync --config "$work/pve2netbox.toml" --output json --quiet --task-history false --set "sync.write_concurrency=$c" ${PVE2NETBOX_BENCH_ARGS:-}
+        if [[ "$c" == "$first" ]]; then
+          floor "same-body sequential floor, $vms VMs, repeat $r" "$work/plan.json"
+        fi
+      done
+      stop_sim
+    done
+  done
+  exit 0
+fi
+
+for n in "${@:-100 500}"; do
+  for vms in $n; do
+    "$here/netbox.sh" reset >/dev/null
+    start_sim "$vms"
     # shellcheck disable=SC2086
     run "first sync, $vms VMs" "$bin/pve2netbox" sync --config "$work/pve2netbox.toml" --output json --quiet ${PVE2NETBOX_BENCH_ARGS:-}
     # shellcheck disable=SC2086
     run "rerun, $vms VMs" "$bin/pve2netbox" sync --config "$work/pve2netbox.toml" --output json --quiet ${PVE2NETBOX_BENCH_ARGS:-}
-    kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=""
+    stop_sim
   done
 done

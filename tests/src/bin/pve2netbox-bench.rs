@@ -10,7 +10,7 @@
 //! Stages: the rules (`rules bench`), then per VM count of the growth series one zero-profile
 //! simulator (first sync, no-op rerun, memoized no-op rerun, and at the stated scales the Proxmox read bound, the
 //! NetBox snapshot bound and the peak RSS), then the realistic profile (single vs bulk writes,
-//! end to end). The growth plot goes to `--out` as `bench-growth.svg`, the object also as
+//! write windows in flight at 1, 2 and 4, end to end). The growth plot goes to `--out` as `bench-growth.svg`, the object also as
 //! `bench.json`. Progress goes to stderr.
 
 #[path = "pve2netbox-bench/figures.rs"]
@@ -79,7 +79,7 @@ struct Args {
     /// The `pve2netbox` binary [default: next to this one].
     #[arg(long)]
     pve2netbox: Option<PathBuf>,
-    /// Stages to leave out: rules, growth, bulk, e2e. Repeatable.
+    /// Stages to leave out: rules, growth, bulk, concurrency, e2e. Repeatable.
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// VMs of the end-to-end stage instead of the mode's (the full 10,000 takes ~12 minutes
@@ -121,6 +121,7 @@ struct Scales {
     snapshot: usize,
     rss: usize,
     bulk: usize,
+    concurrency: usize,
     e2e: usize,
 }
 
@@ -135,6 +136,7 @@ impl Scales {
             snapshot: 100_000,
             rss: 100_000,
             bulk: 1_000,
+            concurrency: 500,
             e2e: 10_000,
         }
     }
@@ -149,6 +151,7 @@ impl Scales {
             snapshot: 5_000,
             rss: 5_000,
             bulk: 50,
+            concurrency: 50,
             e2e: 100,
         }
     }
@@ -221,6 +224,19 @@ async fn main() -> anyhow::Result<()> {
             fig.unwrap_or_else(|e| fail(e, "ratio", scales.bulk, full.bulk)),
         );
         load.push(load_sample("after bulk"));
+    }
+
+    if !skip("concurrency") {
+        progress(&format!(
+            "realistic profile: write windows in flight, {} VMs",
+            scales.concurrency
+        ));
+        let fig = concurrency_figure(&exe, scales.concurrency, &work).await;
+        figs.insert(
+            "write_concurrency_4_speedup",
+            fig.unwrap_or_else(|e| fail(e, "ratio", scales.concurrency, full.concurrency)),
+        );
+        load.push(load_sample("after concurrency"));
     }
 
     if !skip("e2e") {
@@ -705,6 +721,46 @@ async fn bulk_figure(exe: &Path, n: usize, work: &Path) -> anyhow::Result<Figure
             "dispatch_ms": {"single": dispatch(&single.0), "bulk": dispatch(&bulk.0)},
             "dispatch_speedup": round(dispatch(&single.0) / dispatch(&bulk.0)),
             "config": "defaults (write_window 8), --bulk false vs --bulk true",
+        })),
+    )
+}
+
+/// Write windows in flight (`sync.write_concurrency`) 1, 2 and 4 in the realistic profile,
+/// fresh simulators each, default bulk writes: the figure is dispatch at 1 over dispatch at 4.
+/// The simulated NetBox has 2 workers like a small gunicorn: this shows what the client can
+/// overlap, not what a real NetBox gains (`tests/real-netbox/bench.sh --write-concurrency`).
+async fn concurrency_figure(exe: &Path, n: usize, work: &Path) -> anyhow::Result<Figure> {
+    let mut rows = Map::new();
+    let mut dispatch_at = BTreeMap::new();
+    for c in [1usize, 2, 4] {
+        let sim = start_sim(n, Profile::Realistic).await?;
+        let bin = Binary::for_sim(exe, &sim, &work.join(format!("concurrency-{c}-{n}")))?;
+        let set = format!("sync.write_concurrency={c}");
+        let run = bin
+            .sync(&["--task-history", "false", "--set", &set])
+            .await?;
+        let counters = sim.control().counters();
+        let dispatch = run.phase_ms("dispatch").unwrap_or(f64::NAN);
+        progress(&format!(
+            "  write_concurrency={c}: dispatch {dispatch:.0} ms, {:.1} s, at most {} writes in flight",
+            run.wall.as_secs_f64(),
+            counters.netbox_max_writes_in_flight
+        ));
+        rows.insert(
+            c.to_string(),
+            json!({"wall_s": round(run.wall.as_secs_f64()), "dispatch_ms": dispatch,
+                   "netbox_writes": counters.netbox_writes(),
+                   "max_writes_in_flight": counters.netbox_max_writes_in_flight}),
+        );
+        dispatch_at.insert(c, dispatch);
+        sim.shutdown();
+    }
+    let ratio = dispatch_at[&1] / dispatch_at[&4];
+    Ok(
+        Figure::new(ratio, "ratio", n, 500, Goal::None).with_detail(json!({
+            "by_write_concurrency": rows,
+            "config": "defaults (bulk, write_window 8), task history off, --set sync.write_concurrency=1|2|4",
+            "note": "simulated NetBox with 2 workers; the real NetBox figures are in BENCHMARKS.md",
         })),
     )
 }
