@@ -52,8 +52,11 @@ pub const DEFAULT_WRITE_WINDOW: usize = 8;
 /// Upper bound of `write_window`: a bulk body of 1000 VMs (~150 KB) stays far below NetBox's
 /// 2.5 MB request limit.
 pub const MAX_WRITE_WINDOW: usize = 1000;
-/// Write windows in flight at once. 1 = one window after the other (see BENCHMARKS.md,
-/// "Write concurrency", for why this stays the default).
+/// Write windows in flight at once; 1 = one window after the other. Why 1: on a real NetBox
+/// 4.7.3 (2 cores) a first sync of 500 VMs gained nothing at 2 and took up to twice as long at 4,
+/// its VM creates serializing on the VM type's `virtual_machine_count` row and deadlocking
+/// there (500s, retried or split), and the sequential dispatch already costs what posting the
+/// same bodies one request at a time costs (BENCHMARKS.md, "Write concurrency").
 pub const DEFAULT_WRITE_CONCURRENCY: usize = 1;
 /// Upper bound of `write_concurrency`: NetBox serves writes with a few gunicorn workers, each
 /// holding a database transaction; beyond this windows only queue there.

@@ -72,6 +72,8 @@ run() { # label, then the sync command line; prints a JSON line
   if [[ $rc -ne 0 ]]; then
     echo "bench.sh: '$label' exited $rc; its figures would mean nothing. Its stderr:" >&2
     cat "$work/stderr" >&2
+    echo "bench.sh: its report's counts, requests and errors (first 20):" >&2
+    python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(json.dumps({"counts": r.get("counts"), "requests": r.get("requests"), "errors": r.get("errors", [])[:20]}, indent=1))' "$work/report.json" >&2 || true
     exit 1
   fi
   # With mark 0 (an empty changelog) every entry counts.
