@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dispatch;
+pub mod guest_network;
 pub mod http;
 pub mod logging;
 pub mod memo;
