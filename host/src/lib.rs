@@ -32,6 +32,7 @@ pub mod report;
 pub mod rules;
 pub mod run_lock;
 pub mod snapshot;
+pub mod snapshot_children;
 pub mod sync;
 pub mod task_history;
 pub mod timefmt;
