@@ -384,3 +384,55 @@ async fn dead_agents_do_not_hold_the_read() {
         assert!(matches!(net[&vmid], NetworkSource::Agent(_)), "{vmid}");
     }
 }
+
+/// The doctor line about the agent, for the endpoint of `sim`.
+async fn doctor_agent_line(sim: &SimHandle) -> pve2netbox::cli::doctor::Check {
+    let mut config = config_of(sim);
+    config.sync.agent_timeout = Duration::from_millis(500);
+    let checks = pve2netbox::cli::doctor::check_all(&config).await;
+    checks
+        .into_iter()
+        .find(|c| c.scope.starts_with("proxmox") && c.message.contains("agent"))
+        .unwrap_or_else(|| panic!("no agent check"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_missing_agent_privilege() {
+    use pve2netbox::cli::doctor::Level;
+    let sim = start(PveVersion { major: 9, minor: 0 }).await;
+    // The first running QEMU guest has no agent; the doctor looks further.
+    add(&sim, 199, GuestKind::Qemu, "running", qemu_config(None));
+    add(
+        &sim,
+        200,
+        GuestKind::Qemu,
+        "running",
+        qemu_config(Some("1")),
+    );
+    let ok = doctor_agent_line(&sim).await;
+    assert_eq!(ok.level, Level::Ok, "{ok}");
+    assert!(ok.message.contains("200"), "{ok}");
+    patch(&sim, 200, json!({"agent_state": "forbidden"}));
+    let denied = doctor_agent_line(&sim).await;
+    assert_eq!(denied.level, Level::Warn, "{denied}");
+    assert!(
+        denied.message.contains("grant VM.GuestAgent.Audit"),
+        "{denied}"
+    );
+    // A dead agent still proves the permission: Proxmox checks it first.
+    patch(&sim, 200, json!({"agent_state": "dead"}));
+    let dead = doctor_agent_line(&sim).await;
+    assert_eq!(dead.level, Level::Ok, "{dead}");
+
+    let old = start(PveVersion { major: 8, minor: 2 }).await;
+    add(
+        &old,
+        200,
+        GuestKind::Qemu,
+        "running",
+        qemu_config(Some("1")),
+    );
+    let denied = doctor_agent_line(&old).await;
+    assert_eq!(denied.level, Level::Warn, "{denied}");
+    assert!(denied.message.contains("grant VM.Monitor"), "{denied}");
+}
