@@ -1666,6 +1666,25 @@ tags = "merge"
     }
 
     #[test]
+    fn agent_reads_are_on_by_default_and_can_be_turned_off_or_shortened() {
+        let config = load(FILE, &[]).unwrap();
+        assert!(config.sync.agent);
+        assert_eq!(config.sync.agent_timeout, DEFAULT_AGENT_TIMEOUT);
+        let config = load(
+            FILE,
+            &[
+                ("PVE2NETBOX_SYNC_AGENT", "false"),
+                ("PVE2NETBOX_SYNC_AGENT_TIMEOUT_MS", "750"),
+            ],
+        )
+        .unwrap();
+        assert!(!config.sync.agent);
+        assert_eq!(config.sync.agent_timeout, Duration::from_millis(750));
+        let err = load(FILE, &[("PVE2NETBOX_SYNC_AGENT_TIMEOUT_MS", "5")]).unwrap_err();
+        assert!(err.to_string().contains("agent_timeout_ms"), "{err}");
+    }
+
+    #[test]
     fn config_built_in_code_takes_overrides() {
         let nb = NetboxConfig::new(
             Url::parse("http://127.0.0.1:1").unwrap(),
