@@ -72,6 +72,11 @@ pub const DEFAULT_ORPHAN_DELETE_AFTER_RUNS: u32 = 3;
 pub const DEFAULT_DELETE_BUDGET_PERCENT: u8 = 10;
 /// Guests per rules call: amortizes the WebAssembly call overhead while a trap costs one batch.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
+/// How long one guest-agent or LXC-interfaces read may take. Why 4 s: a configured but dead
+/// agent costs Proxmox its 3 s `guest-ping` timeout before it answers "QEMU guest agent is not
+/// running"; a little above that keeps Proxmox's own words, far below the 30 s request timeout
+/// that would let a few dozen dead agents hold every read slot of the run.
+pub const DEFAULT_AGENT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Who decides a field once the VM exists (mirrors the WIT `ownership` enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
@@ -323,6 +328,11 @@ pub struct SyncConfig {
     /// Keep the no-op memo in the state dir and skip the rules call for unchanged VMs
     /// (see [`crate::memo`]).
     pub memo: bool,
+    /// Ask running guests for their network (QEMU guest agent, LXC interfaces); `false` leaves
+    /// every guest's runtime network unknown (`not-asked`) and sends no such call.
+    pub agent: bool,
+    /// Time limit of one agent or LXC-interfaces read (`agent_timeout_ms`).
+    pub agent_timeout: Duration,
 }
 
 impl Default for SyncConfig {
@@ -341,6 +351,8 @@ impl Default for SyncConfig {
             site: None,
             lock_ttl: crate::netbox_lease::DEFAULT_LEASE_TTL,
             memo: true,
+            agent: true,
+            agent_timeout: DEFAULT_AGENT_TIMEOUT,
         }
     }
 }
@@ -558,6 +570,8 @@ struct RawSync {
     site: Option<String>,
     lock_ttl_secs: Option<i64>,
     memo: Option<bool>,
+    agent: Option<bool>,
+    agent_timeout_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -609,6 +623,8 @@ const SYNC_KEYS: &[&str] = &[
     "site",
     "lock_ttl_secs",
     "memo",
+    "agent",
+    "agent_timeout_ms",
 ];
 const TIMEOUT_KEYS: &[&str] = &["connect_secs", "request_secs", "retry_budget_secs"];
 /// Variables that share the prefix but are not config keys (the CLI's own).
@@ -886,6 +902,8 @@ impl RawConfig {
                     "site" => s.site = Some(value.to_string()),
                     "lock_ttl_secs" => s.lock_ttl_secs = Some(int(value)?),
                     "memo" => s.memo = Some(boolean(value)?),
+                    "agent" => s.agent = Some(boolean(value)?),
+                    "agent_timeout_ms" => s.agent_timeout_ms = Some(int(value)?),
                     _ => return Err(bad("unknown key in [sync]".into())),
                 }
                 recorded_key = key.to_string();
@@ -1171,6 +1189,14 @@ impl RawConfig {
                 86_400,
             )? as u64),
             memo: s.memo.unwrap_or(true),
+            agent: s.agent.unwrap_or(true),
+            agent_timeout: Duration::from_millis(self.int_in(
+                "sync.agent_timeout_ms",
+                s.agent_timeout_ms,
+                DEFAULT_AGENT_TIMEOUT.as_millis() as i64,
+                100,
+                120_000,
+            )? as u64),
         })
     }
 
@@ -1301,6 +1327,8 @@ impl RawConfig {
                 site: s.site.clone(),
                 lock_ttl_secs: Some(s.lock_ttl.as_secs() as i64),
                 memo: Some(s.memo),
+                agent: Some(s.agent),
+                agent_timeout_ms: Some(s.agent_timeout.as_millis() as i64),
             },
             rules: RawRules { settings, policies },
             timeouts: RawTimeouts {
@@ -1679,6 +1707,25 @@ tags = "merge"
         bad.set("sync.max_concurrency", "0", "--max-concurrency");
         let err = config.apply_overrides(&bad).unwrap_err();
         assert!(err.to_string().contains("--max-concurrency"), "{err}");
+    }
+
+    #[test]
+    fn agent_reads_are_on_by_default_and_can_be_turned_off_or_shortened() {
+        let config = load(FILE, &[]).unwrap();
+        assert!(config.sync.agent);
+        assert_eq!(config.sync.agent_timeout, DEFAULT_AGENT_TIMEOUT);
+        let config = load(
+            FILE,
+            &[
+                ("PVE2NETBOX_SYNC_AGENT", "false"),
+                ("PVE2NETBOX_SYNC_AGENT_TIMEOUT_MS", "750"),
+            ],
+        )
+        .unwrap();
+        assert!(!config.sync.agent);
+        assert_eq!(config.sync.agent_timeout, Duration::from_millis(750));
+        let err = load(FILE, &[("PVE2NETBOX_SYNC_AGENT_TIMEOUT_MS", "5")]).unwrap_err();
+        assert!(err.to_string().contains("agent_timeout_ms"), "{err}");
     }
 
     #[test]

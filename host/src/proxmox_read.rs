@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::guest_network::{self, NetworkAsk, NetworkSettings, NetworkSource, UnknownReason};
 use crate::http::RequestCounters;
 use crate::progress::PhaseBar;
 use crate::proxmox::{ClusterStatus, GuestKind, ProxmoxClient, ProxmoxError, RawObject};
@@ -135,6 +136,8 @@ pub struct ReadGuest {
     /// take [`ReadGuest::rules_input_json`].
     pub guest: Guest,
     config: PackedConfig,
+    /// The guest's runtime network view (agent, LXC interfaces, or why there is none).
+    network: NetworkSource,
 }
 
 impl ReadGuest {
@@ -147,6 +150,12 @@ impl ReadGuest {
             config: self.config.to_json(),
             current,
         }
+    }
+
+    /// What the guest itself said about its network (WIT `network-source`): the agent's
+    /// `result`, the container's interfaces, or `unknown` with the reason.
+    pub fn network(&self) -> &NetworkSource {
+        &self.network
     }
 
     /// The config as packed: every key and value concatenated, and the end offset of each
@@ -220,12 +229,14 @@ pub struct ProxmoxRead {
     pub reads: Vec<ClusterRead>,
 }
 
-/// Reads every endpoint's guests and configs. `cluster_ids` maps a Proxmox cluster name to its
-/// NetBox cluster id.
+/// Reads every endpoint's guests and configs, and the runtime network of the guests `network`
+/// says to ask ([`guest_network::what_to_ask`]) under the same concurrency bound. `cluster_ids`
+/// maps a Proxmox cluster name to its NetBox cluster id.
 pub async fn read_guests(
     endpoints: &[Endpoint],
     cluster_ids: &BTreeMap<String, u64>,
     max_concurrency: usize,
+    network: NetworkSettings,
     bar: &PhaseBar,
 ) -> ProxmoxRead {
     let limit = Arc::new(Semaphore::new(max_concurrency.max(1)));
@@ -242,7 +253,7 @@ pub async fn read_guests(
                 &endpoint,
                 cluster_id,
                 limit,
-                max_concurrency,
+                (max_concurrency, network),
                 &bar_total,
             )
             .await;
@@ -286,6 +297,10 @@ pub async fn read_guests(
     };
     read.guests
         .sort_by(|a, b| (&a.guest.cluster, a.guest.vmid).cmp(&(&b.guest.cluster, b.guest.vmid)));
+    tracing::info!(
+        outcomes = ?guest_network::tally(read.guests.iter().map(ReadGuest::network)),
+        "guest network reads"
+    );
     read
 }
 
@@ -318,7 +333,7 @@ async fn read_endpoint(
     endpoint: &Endpoint,
     cluster_id: u64,
     limit: Arc<Semaphore>,
-    workers: usize,
+    (workers, network): (usize, NetworkSettings),
     bar: &BarHandle,
 ) -> (ClusterRead, Vec<ReadGuest>) {
     let cluster = endpoint.cluster().to_owned();
@@ -380,6 +395,7 @@ async fn read_endpoint(
     // through this one, which meanwhile turns answers into guests. Answers wait in a channel of
     // `workers` places, so read configs never pile up (as JSON maps they were ~4 KB each) and a
     // waiting task per guest is never kept (spawning all at once held ~1.8 KB per guest).
+    let lxc_endpoint = lxc_interfaces_known(endpoint, &jobs, network, &limit).await;
     let jobs_total = jobs.len();
     let jobs = Arc::new(std::sync::Mutex::new(jobs.into_iter()));
     let (answers, mut answered) = tokio::sync::mpsc::channel(workers.max(1));
@@ -389,6 +405,7 @@ async fn read_endpoint(
             endpoint.client.clone(),
             jobs.clone(),
             limit.clone(),
+            (network, lxc_endpoint),
             answers.clone(),
         ));
     }
@@ -469,11 +486,22 @@ fn classify_rows(
             .is_none_or(|n| n.online && n.listed);
         match (vmid, kind) {
             (Some(vmid), Some(kind)) if online && status != "unknown" => {
-                jobs.push((row_index, node, kind, vmid));
+                jobs.push(ConfigJob {
+                    row_index,
+                    node,
+                    kind,
+                    vmid,
+                    running: status == "running",
+                });
             }
             (Some(_), Some(_)) => {
                 bar.inc();
-                if let Some(g) = build_guest(index, cluster_id, cluster, row, None, read) {
+                let network = NetworkSource::Unknown(guest_network::NetworkUnknown {
+                    reason: UnknownReason::NotAsked,
+                    detail: "the node is offline or not reporting".into(),
+                });
+                if let Some(g) = build_guest(index, cluster_id, cluster, row, (None, network), read)
+                {
                     guests.push(g);
                 }
             }
@@ -493,11 +521,41 @@ fn classify_rows(
     jobs
 }
 
-/// A guest whose config is to be read: its row's index, node, kind and VMID.
-type ConfigJob = (usize, String, GuestKind, u64);
+/// A guest whose config is to be read (and then maybe its network).
+struct ConfigJob {
+    /// Index of its row in the listing.
+    row_index: usize,
+    node: String,
+    kind: GuestKind,
+    vmid: u64,
+    /// `status: running` in the listing.
+    running: bool,
+}
 
-/// A config answer for the row at the index.
-type ConfigAnswer = (usize, Result<RawObject, ProxmoxError>);
+/// A config answer for the row at the index, and the guest's network view.
+type ConfigAnswer = (usize, Result<RawObject, ProxmoxError>, NetworkSource);
+
+/// Whether the endpoint's PVE has the LXC interfaces endpoint (8.1+), read from `/version`
+/// only when a running container is to be asked; `None` when that is unknown (then it is asked,
+/// and a 501 answers `not-asked`).
+async fn lxc_interfaces_known(
+    endpoint: &Endpoint,
+    jobs: &[ConfigJob],
+    network: NetworkSettings,
+    limit: &Semaphore,
+) -> Option<bool> {
+    if !network.enabled || !jobs.iter().any(|j| j.kind == GuestKind::Lxc && j.running) {
+        return None;
+    }
+    let _permit = limit.acquire().await.ok()?;
+    match endpoint.client.version().await {
+        Ok(version) => version.at_least(8, 1),
+        Err(e) => {
+            tracing::warn!(endpoint = %endpoint.name, error = %e, "Proxmox version not read; containers are asked for their interfaces all the same");
+            None
+        }
+    }
+}
 
 /// One reader: takes jobs until none is left, each read holding a slot of the shared `limit`
 /// (released as soon as the answer is in, before it is handed over).
@@ -505,6 +563,7 @@ async fn read_configs(
     client: ProxmoxClient,
     jobs: Arc<std::sync::Mutex<std::vec::IntoIter<ConfigJob>>>,
     limit: Arc<Semaphore>,
+    (network, lxc_endpoint): (NetworkSettings, Option<bool>),
     answers: tokio::sync::mpsc::Sender<ConfigAnswer>,
 ) {
     loop {
@@ -514,12 +573,32 @@ async fn read_configs(
             .expect("the read limit is never closed");
         // The lock is held only to take the next job, never across an await.
         let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).next();
-        let Some((row_index, node, kind, vmid)) = job else {
+        let Some(job) = job else {
             return;
         };
-        let result = client.guest_config(&node, kind, vmid).await;
+        let result = client.guest_config(&job.node, job.kind, job.vmid).await;
         drop(permit);
-        if answers.send((row_index, result)).await.is_err() {
+        // The network call takes a slot of its own: a dead agent holds it at most the agent
+        // timeout, and config reads go on in the other slots meanwhile.
+        let ask = guest_network::what_to_ask(
+            &network,
+            job.kind,
+            job.running,
+            result.as_ref().ok(),
+            lxc_endpoint,
+        );
+        let source = match ask {
+            NetworkAsk::Known(source) => source,
+            ask => {
+                let _permit = limit
+                    .acquire()
+                    .await
+                    .expect("the read limit is never closed");
+                guest_network::read_network(&client, &job.node, job.vmid, ask, network.timeout)
+                    .await
+            }
+        };
+        if answers.send((job.row_index, result, source)).await.is_err() {
             // The endpoint's read was dropped: nobody waits for the rest.
             return;
         }
@@ -540,7 +619,7 @@ struct ConfigsTaken<'a> {
 impl ConfigsTaken<'_> {
     fn take(
         &mut self,
-        (row_index, result): ConfigAnswer,
+        (row_index, result, network): ConfigAnswer,
         read: &mut ClusterRead,
         guests: &mut Vec<ReadGuest>,
     ) {
@@ -574,7 +653,14 @@ impl ConfigsTaken<'_> {
                 None
             }
         };
-        if let Some(g) = build_guest(self.index, self.cluster_id, self.cluster, row, config, read) {
+        if let Some(g) = build_guest(
+            self.index,
+            self.cluster_id,
+            self.cluster,
+            row,
+            (config, network),
+            read,
+        ) {
             guests.push(g);
         }
     }
@@ -620,7 +706,7 @@ fn build_guest(
     cluster_id: u64,
     cluster: &str,
     row: &RawObject,
-    config: Option<RawObject>,
+    (config, network): (Option<RawObject>, NetworkSource),
     read: &mut ClusterRead,
 ) -> Option<ReadGuest> {
     let mut raw = row.clone();
@@ -635,6 +721,7 @@ fn build_guest(
                     cluster_id,
                     guest,
                     config: packed,
+                    network,
                 }),
                 // Over 4 GiB of config text: not a Proxmox config.
                 None => {

@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::netbox::{Capabilities, ListRow, Listed, NetboxClient, NetboxError};
 use crate::preflight::{Preflight, ref_id};
 use crate::reconcile::{NetboxRecord, Snapshot};
+use crate::snapshot_children::{self, ChildrenSnapshot, IpRef, Primaries};
 
 /// The VM endpoint.
 pub const VM_ENDPOINT: &str = "virtualization/virtual-machines";
@@ -76,6 +77,8 @@ pub struct SnapshotRow {
     /// `cluster.id`; `None` when the row has no cluster.
     pub cluster_id: Option<u64>,
     pub vm: NetboxVm,
+    /// `primary_ip4`/`primary_ip6`, when the listing asked for them (the children snapshot).
+    pub primaries: Primaries,
 }
 
 impl ListRow for SnapshotRow {
@@ -94,25 +97,41 @@ impl<'de> Deserialize<'de> for SnapshotRow {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SnapshotRow, A::Error> {
                 let mut cluster_id = None;
+                let mut primaries = Primaries::default();
                 let tap = ClusterTap {
                     inner: map,
                     cluster_id: &mut cluster_id,
-                    at_cluster: false,
+                    primaries: &mut primaries,
+                    at: Tapped::Other,
                 };
                 let vm = NetboxVm::deserialize(MapAccessDeserializer::new(tap))?;
-                Ok(SnapshotRow { cluster_id, vm })
+                Ok(SnapshotRow {
+                    cluster_id,
+                    vm,
+                    primaries,
+                })
             }
         }
         d.deserialize_map(RowVisitor)
     }
 }
 
-/// Hands a row's entries to [`NetboxVm`]'s own decoding, reading `cluster.id` on the way (the
-/// `cluster` value alone goes through a JSON value: a small nested object).
+/// Hands a row's entries to [`NetboxVm`]'s own decoding, reading `cluster.id` and the primary
+/// IPs on the way (those values alone go through a JSON value: small nested objects).
 struct ClusterTap<'a, A> {
     inner: A,
     cluster_id: &'a mut Option<u64>,
-    at_cluster: bool,
+    primaries: &'a mut Primaries,
+    at: Tapped,
+}
+
+/// The entry [`ClusterTap`] is at.
+#[derive(Clone, Copy, PartialEq)]
+enum Tapped {
+    Cluster,
+    PrimaryIp4,
+    PrimaryIp6,
+    Other,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for ClusterTap<'_, A> {
@@ -125,7 +144,12 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for ClusterTap<'_, A> {
         let Some(key) = self.inner.next_key::<Key<'de>>()? else {
             return Ok(None);
         };
-        self.at_cluster = key.as_str() == "cluster";
+        self.at = match key.as_str() {
+            "cluster" => Tapped::Cluster,
+            "primary_ip4" => Tapped::PrimaryIp4,
+            "primary_ip6" => Tapped::PrimaryIp6,
+            _ => Tapped::Other,
+        };
         match key {
             Key::Borrowed(k) => seed.deserialize(BorrowedStrDeserializer::<A::Error>::new(k)),
             Key::Owned(k) => seed.deserialize(StringDeserializer::<A::Error>::new(k)),
@@ -134,11 +158,21 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for ClusterTap<'_, A> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        if !self.at_cluster {
+        if self.at == Tapped::Other {
             return self.inner.next_value_seed(seed);
         }
         let value: Value = self.inner.next_value()?;
-        *self.cluster_id = ref_id(Some(&value));
+        match self.at {
+            Tapped::Cluster => *self.cluster_id = ref_id(Some(&value)),
+            // A primary IP that is not `{id, address, …}` is taken for none.
+            Tapped::PrimaryIp4 => {
+                self.primaries.ip4 = IpRef::deserialize(&value).ok();
+            }
+            Tapped::PrimaryIp6 => {
+                self.primaries.ip6 = IpRef::deserialize(&value).ok();
+            }
+            Tapped::Other => {}
+        }
         seed.deserialize(value).map_err(de::Error::custom)
     }
 
@@ -193,6 +227,7 @@ fn record_of(row: Listed<SnapshotRow>, clusters: &[u64]) -> Option<NetboxRecord>
         Listed::Row(SnapshotRow {
             cluster_id: Some(cluster_id),
             vm,
+            ..
         }) if clusters.contains(&cluster_id) => Some(NetboxRecord::new(cluster_id, vm)),
         Listed::Row(_) => None,
         Listed::Unreadable { id, error } => {
@@ -202,8 +237,8 @@ fn record_of(row: Listed<SnapshotRow>, clusters: &[u64]) -> Option<NetboxRecord>
     }
 }
 
-/// Reads the VMs of the real (non-placeholder) managed clusters.
-pub async fn read(client: &NetboxClient, preflight: &Preflight) -> Result<Snapshot, SnapshotError> {
+/// The real (non-placeholder) managed clusters' NetBox ids, sorted.
+fn managed_clusters(preflight: &Preflight) -> Vec<u64> {
     let mut clusters: Vec<u64> = preflight
         .cluster_ids
         .values()
@@ -212,6 +247,12 @@ pub async fn read(client: &NetboxClient, preflight: &Preflight) -> Result<Snapsh
         .collect();
     clusters.sort_unstable();
     clusters.dedup();
+    clusters
+}
+
+/// Reads the VMs of the real (non-placeholder) managed clusters.
+pub async fn read(client: &NetboxClient, preflight: &Preflight) -> Result<Snapshot, SnapshotError> {
+    let clusters = managed_clusters(preflight);
     if clusters.is_empty() {
         return Ok(Snapshot::default());
     }
@@ -230,6 +271,59 @@ pub async fn read(client: &NetboxClient, preflight: &Preflight) -> Result<Snapsh
             source,
         })?;
     Ok(Snapshot::new(records))
+}
+
+/// [`read`] and, in parallel with it, the children of the same VMs
+/// ([`snapshot_children::read`]); the VM listing also reads their primary IPs. The children are
+/// kept only for the VMs the snapshot holds. A children read that failed is recorded in the
+/// [`ChildrenSnapshot`], never an error of the run.
+pub async fn read_with_children(
+    client: &NetboxClient,
+    preflight: &Preflight,
+) -> (Result<Snapshot, SnapshotError>, ChildrenSnapshot) {
+    let clusters = managed_clusters(preflight);
+    if clusters.is_empty() {
+        return (Ok(Snapshot::default()), ChildrenSnapshot::default());
+    }
+    let filters: Vec<(String, String)> = clusters
+        .iter()
+        .map(|id| ("cluster_id".to_owned(), id.to_string()))
+        .collect();
+    let mut fields = vm_fields(&preflight.capabilities);
+    fields.extend(["primary_ip4", "primary_ip6"]);
+    let mut primaries: std::collections::HashMap<u64, Primaries> = Default::default();
+    let vms = client.list_rows_into(
+        VM_ENDPOINT,
+        &filters,
+        &fields,
+        |row: Listed<SnapshotRow>| {
+            if let Listed::Row(r) = &row
+                && r.primaries != Primaries::default()
+            {
+                primaries.insert(r.vm.id, r.primaries.clone());
+            }
+            record_of(row, &clusters)
+        },
+    );
+    let kids = snapshot_children::read(client, &clusters, &preflight.capabilities);
+    let (vms, mut kids) = tokio::join!(vms, kids);
+    let snapshot = match vms {
+        Ok(records) => Snapshot::new(records),
+        Err(source) => {
+            return (
+                Err(SnapshotError::Read {
+                    clusters: clusters.clone(),
+                    source,
+                }),
+                kids,
+            );
+        }
+    };
+    let managed: std::collections::HashSet<u64> =
+        snapshot.records().iter().map(|r| r.vm.id).collect();
+    kids.set_primaries(primaries);
+    kids.retain_vms(|id| managed.contains(&id));
+    (Ok(snapshot), kids)
 }
 
 #[cfg(test)]

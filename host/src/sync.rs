@@ -264,6 +264,7 @@ async fn run_phases(
             &discovery.endpoints,
             &pre.cluster_ids,
             config.sync.max_concurrency,
+            crate::guest_network::NetworkSettings::of(&config.sync),
             &read_bar,
         )
         .await;

@@ -136,6 +136,12 @@ pub(crate) struct GuestState {
     /// The token lacks the agent privilege on this guest (403), as on PVE 7/8 without
     /// `VM.Monitor` or PVE 9 without `VM.GuestAgent.Audit`.
     agent_forbidden: bool,
+    /// The agent call answers 595 (the owning node dropped out between the config read and the
+    /// agent call, the race a sync sees on a failing node).
+    agent_unreachable: bool,
+    /// How long a dead agent's answer is held in every profile (the `realistic` profile holds
+    /// at least qemu-server's 3 s ping timeout); lets a `zero`-profile test see a stall.
+    agent_stall: Duration,
 }
 
 fn escape(s: &str) -> String {
@@ -174,6 +180,8 @@ impl GuestState {
             edits: 0,
             agent_running: true,
             agent_forbidden: false,
+            agent_unreachable: false,
+            agent_stall: Duration::ZERO,
         };
         for (k, v) in g.config {
             s.append(&k, &v);
@@ -608,27 +616,37 @@ impl PveEndpoint {
                 }
                 "agent_running" => g.agent_running = v.as_bool().unwrap_or(true),
                 // `answering`, `dead` (configured, not running: 500 after the ping timeout),
-                // `forbidden` (403), `off` (no agent configured: sets config `agent` to 0).
+                // `forbidden` (403), `off` (no agent configured: sets config `agent` to 0),
+                // `unreachable` (595: the node dropped out after the config was read).
                 "agent_state" => match v.as_str() {
                     Some("answering") => {
                         g.agent_running = true;
                         g.agent_forbidden = false;
+                        g.agent_unreachable = false;
                     }
                     Some("dead") => {
                         g.agent_running = false;
                         g.agent_forbidden = false;
+                        g.agent_unreachable = false;
                     }
                     Some("forbidden") => g.agent_forbidden = true,
                     Some("off") => {
                         g.agent_forbidden = false;
+                        g.agent_unreachable = false;
                         g.set("agent", Some(json!("0")));
                     }
+                    Some("unreachable") => g.agent_unreachable = true,
                     _ => {
                         return Err(ControlError::BadRequest(
-                            "agent_state: answering|dead|forbidden|off".into(),
+                            "agent_state: answering|dead|forbidden|off|unreachable".into(),
                         ));
                     }
                 },
+                "agent_stall_ms" => {
+                    g.agent_stall = Duration::from_millis(v.as_u64().ok_or_else(|| {
+                        ControlError::BadRequest("agent_stall_ms must be a whole number".into())
+                    })?);
+                }
                 "pending" => {
                     let obj = v.as_object().ok_or_else(|| {
                         ControlError::BadRequest("pending must be an object".into())
@@ -901,10 +919,13 @@ async fn handle(
     }
     resp.headers_mut()
         .insert("server", HeaderValue::from_static("pve-api-daemon/3.0"));
-    let cost = if resp.extensions().get::<AgentStall>().is_some() {
-        REALISTIC_PVE_REQUEST + AGENT_PING_TIMEOUT
-    } else {
-        REALISTIC_PVE_REQUEST
+    let cost = match resp.extensions().get::<AgentStall>() {
+        Some(AgentStall(hold)) => {
+            let hold = *hold;
+            resp.extensions_mut().insert(crate::service::Hold(hold));
+            REALISTIC_PVE_REQUEST + AGENT_PING_TIMEOUT.max(hold)
+        }
+        None => REALISTIC_PVE_REQUEST,
     };
     resp.extensions_mut().insert(Cost(cost));
     resp
@@ -1409,9 +1430,10 @@ fn guest_ipv4(g: &GuestState, vmid: u32) -> (String, u8) {
 const AGENT_PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Marker extension: the response waited for the agent's ping timeout (modelled as a cost, so
-/// the `zero` profile answers at once and `realistic` takes the 3 s).
+/// the `zero` profile answers at once and `realistic` takes the 3 s), or the guest's
+/// `agent_stall_ms` (held in every profile).
 #[derive(Debug, Clone, Copy)]
-struct AgentStall;
+struct AgentStall(Duration);
 
 fn agent_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {
     if g.agent_forbidden && ep.version.major >= 9 {
@@ -1431,6 +1453,9 @@ fn agent_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {
             None,
         );
     }
+    if g.agent_unreachable {
+        return unreachable_node();
+    }
     if !agent_enabled(g) {
         return error(ep, 500, "No QEMU guest agent configured", None);
     }
@@ -1439,7 +1464,7 @@ fn agent_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {
     }
     if !g.agent_running {
         let mut r = error(ep, 500, "QEMU guest agent is not running", None);
-        r.extensions_mut().insert(AgentStall);
+        r.extensions_mut().insert(AgentStall(g.agent_stall));
         return r;
     }
     ok(json!({"result": agent_result(g, vmid)}))

@@ -259,6 +259,11 @@ fn normalize_path(path: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cost(pub(crate) Duration);
 
+/// A hold set by a handler that applies in every profile (a test's stalled guest agent); the
+/// middleware answers no sooner than it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hold(pub(crate) Duration);
+
 /// Marker extension: the request was a committed write (eligible for drop-after-commit).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Committed;
@@ -352,6 +357,10 @@ pub(crate) async fn layer(
         (Profile::Realistic, Some(Cost(d))) => *d,
         _ => Duration::ZERO,
     };
+    let modelled = resp
+        .extensions()
+        .get::<Hold>()
+        .map_or(modelled, |Hold(hold)| modelled.max(*hold));
     sleep_until(started, modelled + extra).await;
     if drop_roll && resp.extensions().get::<Committed>().is_some() {
         resp.extensions_mut().insert(DropConnection);

@@ -5,7 +5,9 @@
 //! Checks: the configuration; NetBox reachable, its version, the token can read VMs and can
 //! write, the identity custom fields and the managed tag exist, the custom fields the rules set
 //! exist on VMs; per Proxmox endpoint: reachable, version, cluster name, offline nodes, guests
-//! visible to the token, one guest config readable.
+//! visible to the token, one guest config readable, and (unless `sync.agent = false`) the
+//! guest agent readable on one running guest with the agent enabled (`VM.GuestAgent.Audit` on
+//! PVE 9, `VM.Monitor` on PVE 7/8).
 //!
 //! **Write probe.** NetBox checks permissions before it validates a body, so an empty
 //! `POST /api/virtualization/virtual-machines/` with `{}` answers 403 ("You do not have
@@ -22,9 +24,13 @@ use serde_json::{Value, json};
 
 use super::rule_fields;
 use crate::config::Config;
+use crate::guest_network::{self, NetworkAsk, NetworkSettings, NetworkSource, UnknownReason};
 use crate::http::RequestCounters;
 use crate::netbox::{MAX_TESTED, MIN_SUPPORTED, NetboxClient, NetboxError};
 use crate::proxmox::{GuestKind, ProxmoxClient};
+
+/// Running QEMU guests whose config `doctor` reads at most, looking for one with the agent on.
+const AGENT_SAMPLE_CONFIGS: usize = 10;
 
 /// Custom fields the sync keys and tracks VMs by (DESIGN.md "Identity").
 pub const IDENTITY_CUSTOM_FIELDS: [(&str, &str); 4] = [
@@ -350,14 +356,17 @@ async fn check_proxmox(
         Ok(client) => client,
         Err(err) => return report.push(Level::Fail, scope, err.to_string()),
     };
-    match client.version().await {
-        Ok(v) => report.push(
-            Level::Ok,
-            scope,
-            format!("Proxmox VE {} at {}", v.version, endpoint.url),
-        ),
+    let major = match client.version().await {
+        Ok(v) => {
+            report.push(
+                Level::Ok,
+                scope,
+                format!("Proxmox VE {} at {}", v.version, endpoint.url),
+            );
+            v.major()
+        }
         Err(err) => return report.push(Level::Fail, scope, format!("not reachable: {err}")),
-    }
+    };
     match client.cluster_status().await {
         Ok(status) if status.standalone => {
             report.push(Level::Ok, scope, format!("standalone node {}", status.name))
@@ -448,5 +457,109 @@ async fn check_proxmox(
                 format!("cannot read guest configs: {err}"),
             ),
         }
+    }
+    check_agent(config, &client, &rows, major, scope, report).await;
+}
+
+/// The privilege the guest agent calls need on this Proxmox VE major version.
+fn agent_privilege(major: Option<u32>) -> &'static str {
+    match major {
+        Some(m) if m >= 9 => "VM.GuestAgent.Audit",
+        Some(_) => "VM.Monitor",
+        None => "VM.GuestAgent.Audit (PVE 9) or VM.Monitor (PVE 7/8)",
+    }
+}
+
+/// Asks the guest agent of one running QEMU guest whose config enables it. Proxmox checks the
+/// privilege before it looks at the agent, so any answer but 403 proves the token may ask.
+async fn check_agent(
+    config: &Config,
+    client: &ProxmoxClient,
+    rows: &[crate::proxmox::RawObject],
+    major: Option<u32>,
+    scope: &str,
+    report: &mut Report,
+) {
+    let settings = NetworkSettings::of(&config.sync);
+    if !settings.enabled {
+        return report.push(
+            Level::Ok,
+            scope,
+            "guest agent reads are off (sync.agent = false); not checked",
+        );
+    }
+    let running_qemu = rows.iter().filter_map(|row| {
+        (row.get("type").and_then(Value::as_str) == Some("qemu")
+            && row.get("status").and_then(Value::as_str) == Some("running")
+            && row
+                .get("template")
+                .and_then(crate::proxmox::lenient::as_u64)
+                != Some(1))
+        .then_some(())?;
+        let node = row.get("node")?.as_str()?;
+        let vmid = crate::proxmox::lenient::as_u64(row.get("vmid")?)?;
+        Some((node, vmid))
+    });
+    let mut sample = None;
+    for (node, vmid) in running_qemu.take(AGENT_SAMPLE_CONFIGS) {
+        if let Ok(cfg) = client.guest_config(node, GuestKind::Qemu, vmid).await
+            && guest_network::agent_enabled(&cfg)
+        {
+            sample = Some((node, vmid));
+            break;
+        }
+    }
+    let Some((node, vmid)) = sample else {
+        return report.push(
+            Level::Ok,
+            scope,
+            format!(
+                "guest agent permission not checked: no running QEMU guest with the agent enabled                  among the first {AGENT_SAMPLE_CONFIGS} (the token needs {})",
+                agent_privilege(major)
+            ),
+        );
+    };
+    let answer =
+        guest_network::read_network(client, node, vmid, NetworkAsk::Agent, settings.timeout).await;
+    let privilege = agent_privilege(major);
+    match answer {
+        NetworkSource::Unknown(u) if u.reason == UnknownReason::NoPermission => report.push(
+            Level::Warn,
+            scope,
+            format!(
+                "the token may not ask the guest agent ({node}/{vmid}: {}): grant {privilege}                  on /vms (e.g. a role with {privilege} beside PVEAuditor); until then every                  guest's runtime network (agent addresses) stays unknown and its agent-derived                  children are left as they are",
+                u.detail
+            ),
+        ),
+        NetworkSource::Unknown(u)
+            if matches!(u.reason, UnknownReason::TimedOut | UnknownReason::OtherError) =>
+        {
+            report.push(
+                Level::Warn,
+                scope,
+                format!(
+                    "guest agent permission not proven ({node}/{vmid}): {} {}",
+                    guest_network::outcome_name(&NetworkSource::Unknown(u.clone())),
+                    u.detail
+                ),
+            )
+        }
+        NetworkSource::Unknown(u) => report.push(
+            Level::Ok,
+            scope,
+            format!(
+                "guest agent permission ({privilege}) present ({node}/{vmid}: {})",
+                if u.detail.is_empty() {
+                    guest_network::outcome_name(&NetworkSource::Unknown(u.clone())).to_owned()
+                } else {
+                    u.detail.clone()
+                }
+            ),
+        ),
+        NetworkSource::Agent(_) | NetworkSource::LxcInterfaces(_) => report.push(
+            Level::Ok,
+            scope,
+            format!("guest agent readable ({node}/{vmid}, {privilege})"),
+        ),
     }
 }

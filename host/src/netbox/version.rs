@@ -72,6 +72,9 @@ impl FromStr for NetboxVersion {
 pub struct Capabilities {
     /// 4.2: clusters placed with `scope_type`/`scope_id` (was `site`); MACs are objects.
     pub cluster_scope: bool,
+    /// 4.2: MAC addresses are objects (`dcim/mac-addresses`, an interface's
+    /// `primary_mac_address`); before, `mac_address` is the interface's own field.
+    pub mac_objects: bool,
     /// 4.5: VM `start_on_boot`.
     pub start_on_boot: bool,
     /// 4.5: v2 tokens (`Bearer nbt_…`).
@@ -96,6 +99,7 @@ impl Capabilities {
     pub fn of(v: NetboxVersion) -> Self {
         Self {
             cluster_scope: v.at_least(4, 2),
+            mac_objects: v.at_least(4, 2),
             start_on_boot: v.at_least(4, 5),
             v2_tokens: v.at_least(4, 5),
             omit: v.at_least(4, 5),

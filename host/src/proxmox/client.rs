@@ -434,6 +434,53 @@ impl ProxmoxClient {
         }
     }
 
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`: the JSON text of the
+    /// answer's `data.result` (the guest's own reply, unchanged). Errors as Proxmox gives them
+    /// (500 `QEMU guest agent is not running`, 403, 595, ...); the caller bounds the time.
+    pub async fn agent_network_interfaces(
+        &self,
+        node: &str,
+        vmid: u64,
+    ) -> Result<String, ProxmoxError> {
+        let path = format!(
+            "nodes/{}/qemu/{vmid}/agent/network-get-interfaces",
+            path_segment(node)
+        );
+        let (data, _) = self.get_data(&path, Vec::new()).await?;
+        match data {
+            Value::Object(mut map) => match map.remove("result") {
+                Some(result @ Value::Array(_)) => Ok(result.to_string()),
+                Some(other) => Err(self.decode_error(
+                    &path,
+                    format!("`result` is {}, not a list", kind_of(&other)),
+                )),
+                None => Err(self.decode_error(&path, "the answer has no `result`".into())),
+            },
+            other => Err(self.decode_error(
+                &path,
+                format!("expected an object, got {}", kind_of(&other)),
+            )),
+        }
+    }
+
+    /// `GET /nodes/{node}/lxc/{vmid}/interfaces` (PVE 8.1+): the JSON text of the `data` list,
+    /// or `None` for `{"data": null}` (a stopped container).
+    pub async fn lxc_interfaces(
+        &self,
+        node: &str,
+        vmid: u64,
+    ) -> Result<Option<String>, ProxmoxError> {
+        let path = format!("nodes/{}/lxc/{vmid}/interfaces", path_segment(node));
+        let (data, _) = self.get_data(&path, Vec::new()).await?;
+        match data {
+            Value::Null => Ok(None),
+            list @ Value::Array(_) => Ok(Some(list.to_string())),
+            other => {
+                Err(self.decode_error(&path, format!("expected a list, got {}", kind_of(&other))))
+            }
+        }
+    }
+
     /// `GET /nodes/{node}/tasks`: one page of tasks, newest first.
     pub async fn tasks(&self, node: &str, query: &TaskQuery) -> Result<TaskPage, ProxmoxError> {
         let path = format!("nodes/{}/tasks", path_segment(node));

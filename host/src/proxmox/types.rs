@@ -69,6 +69,21 @@ impl PveVersion {
         };
         text.split(['.', '-']).next()?.parse().ok()
     }
+
+    /// The minor version (`8.1.4` → 1; `7.4-17` → 4), if the text has one.
+    pub fn minor(&self) -> Option<u32> {
+        let text = if self.version.is_empty() {
+            &self.release
+        } else {
+            &self.version
+        };
+        text.split(['.', '-']).nth(1)?.parse().ok()
+    }
+
+    /// Whether this is `major.minor` or later; `None` when the version text is not understood.
+    pub fn at_least(&self, major: u32, minor: u32) -> Option<bool> {
+        Some((self.major()?, self.minor()?) >= (major, minor))
+    }
 }
 
 /// One row of `GET /cluster/status`.

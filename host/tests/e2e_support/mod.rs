@@ -391,6 +391,12 @@ impl Harness {
         }
     }
 
+    /// The NetBox at hand (sim or real) and its read-write token, for tests that call the
+    /// product's library against it directly.
+    pub fn netbox_access(&self) -> (String, String) {
+        (self.netbox_url(), self.token_value(Token::V2))
+    }
+
     fn token_value(&self, token: Token) -> String {
         match (&self.real, token) {
             (Some(r), Token::V2) => r.v2.clone(),
