@@ -28,7 +28,10 @@ pub mod fixture;
 pub mod generate;
 mod limits;
 mod loader;
+pub mod record;
+pub mod replay;
 mod store;
+pub mod update;
 mod v0_1_0;
 mod v0_2_0;
 
