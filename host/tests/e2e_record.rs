@@ -71,7 +71,9 @@ fn fixture_files(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_recorded_plan_replays_without_proxmox_or_netbox_with_secrets_redacted() {
     let (h, vmid) = changed_estate(71);
-    let rec = h.path("rec");
+    // Outside the harness's directory, which goes with the simulators.
+    let keep = tempfile::tempdir().unwrap();
+    let rec = keep.path().join("rec");
     let plan_json = h.path("plan.json");
     let out = h.run(&[
         "plan",
@@ -172,8 +174,12 @@ fn a_recorded_plan_replays_without_proxmox_or_netbox_with_secrets_redacted() {
 
 #[test]
 fn a_different_module_is_shown_per_vm_with_totals_and_exit_2() {
-    let (h, _) = changed_estate(72);
-    let rec = h.path("rec");
+    let (mut h, _) = changed_estate(72);
+    // The example module gives every VM this tenant (the default rules leave tenants alone).
+    h.rule_settings
+        .insert("default_tenant".into(), "internal".into());
+    let keep = tempfile::tempdir().unwrap();
+    let rec = keep.path().join("rec");
     let out = h.run(&["sync", "--dry-run", "--record", rec.to_str().unwrap()]);
     out.expect_code(2);
     drop(h);
@@ -192,9 +198,10 @@ fn a_different_module_is_shown_per_vm_with_totals_and_exit_2() {
     );
     assert_eq!(diff.status.code(), Some(2), "{}", text(&diff));
     let report: Value = serde_json::from_slice(&diff.stdout).expect("diff JSON");
-    // The example leaves descriptions to NetBox (policy ignore) and owns tenant and role: the
-    // generated guests have descriptions, so at least the fields differ somewhere.
-    assert!(report["differ"].as_u64().unwrap() > 0, "{report}");
+    // Every VM: the example sets the tenant (and needs it created), the default rules do not.
+    assert_eq!(report["differ"], json!(VMS), "{report}");
+    assert_eq!(report["fields"]["tenant"], json!(VMS), "{report}");
+    assert_eq!(report["kinds"]["needs"], json!(VMS), "{report}");
     assert_eq!(report["vms"], json!(VMS));
     let first = &report["differences"][0];
     assert!(first["scope"].as_str().unwrap().contains('/'), "{first}");

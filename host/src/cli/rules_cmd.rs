@@ -50,7 +50,8 @@ pub enum RulesCommand {
         /// `sync --record` (its `fixtures/`).
         dir: PathBuf,
         /// Rewrite the expected answers of failing fixtures with what the module answers now
-        /// (after a deliberate change), showing what changed in each file.
+        /// (after a deliberate change), and fill in fixtures whose `expect` is empty; shows
+        /// what changed in each file.
         #[arg(long)]
         update: bool,
         #[command(flatten)]
@@ -461,6 +462,24 @@ fn test(file: &str, dir: &Path, update: bool, args: &RuntimeArgs) -> anyhow::Res
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         match test_one(&module, path) {
+            // A fixture that checks nothing (`"expect": {}`) is filled in by --update.
+            Ok((fuel, description, None)) if update && expects_nothing(path) => {
+                match update_one(&module, path) {
+                    Ok(Some(change)) => {
+                        updated += 1;
+                        println!("UPDATED  {name}  (fuel {fuel})  {description}");
+                        println!("{}", indent(&change, "      "));
+                    }
+                    Ok(None) => {
+                        failed += 1;
+                        println!("FAIL  {name}  (fuel {fuel})  {description}: not updated");
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAIL  {name}  not updated: {e:#}");
+                    }
+                }
+            }
             Ok((fuel, description, None)) => {
                 passed += 1;
                 println!("PASS  {name}  (fuel {fuel})  {description}");
@@ -579,6 +598,18 @@ fn update_one(module: &RulesModule, path: &Path) -> anyhow::Result<Option<String
         "--- expect before\n+++ expect now\n{}",
         line_diff(&pretty(&old), &pretty(&fixture.expect))
     )))
+}
+
+/// Whether the fixture at `path` checks nothing (its `expect` is empty).
+fn expects_nothing(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| Fixture::from_json(&t).ok())
+        .is_some_and(|f| {
+            rules::update::expect_json(&f.expect)
+                .as_object()
+                .is_some_and(|m| m.is_empty())
+        })
 }
 
 /// What a failed module call was about: the fixture file and the VM.

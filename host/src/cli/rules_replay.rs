@@ -109,10 +109,9 @@ pub fn replay(
     }
     let mut out = String::new();
     let _ = writeln!(out, "replaying {from}\nthrough {}", label(&module));
-    let counts: Vec<String> = summary
-        .counts
+    let counts: Vec<String> = replay::CLASSES
         .iter()
-        .map(|(k, v)| format!("{v} {k}"))
+        .map(|k| format!("{} {k}", summary.counts.get(k).copied().unwrap_or(0)))
         .collect();
     let _ = writeln!(out, "\nplan: {}", counts.join(", "));
     if !summary.fields.is_empty() {
@@ -229,7 +228,10 @@ pub fn diff(
         print!("{out}");
         return Ok(code);
     }
-    let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let kinds: Vec<String> = KINDS
+        .iter()
+        .map(|k| format!("{k} {}", by_kind.get(k).copied().unwrap_or(0)))
+        .collect();
     let _ = writeln!(
         out,
         "\n{} of {} VMs differ: {}",

@@ -197,13 +197,16 @@ pub struct PlanSummary {
     pub needs: BTreeMap<String, usize>,
 }
 
+/// The classes of a replayed VM, in the order they are printed.
+pub const CLASSES: [&str; 5] = ["create", "update", "noop", "skip", "error"];
+
 /// Summarizes `answers` (in the order of `cases`).
 pub fn summarize(cases: &[Case], answers: &[Answer]) -> PlanSummary {
     let mut s = PlanSummary {
         vms: cases.len(),
         ..PlanSummary::default()
     };
-    for class in ["create", "update", "noop", "skip", "error"] {
+    for class in CLASSES {
         s.counts.insert(class, 0);
     }
     for (case, answer) in cases.iter().zip(answers) {
