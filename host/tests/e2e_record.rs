@@ -233,7 +233,8 @@ fn recording_ignores_the_memo_and_apply_refuses_it() {
     out.expect_code(0);
     assert_eq!(out.report["memo"]["hits"], 0, "{}", out.describe());
     assert_eq!(fixture_files(&rec).len(), VMS);
-    // A second recording into the same directory replaces the first.
+    // A second recording into the same directory replaces the first, stale files included.
+    std::fs::write(rec.join("fixtures").join("gone-1.json"), "{}").unwrap();
     let again = h.run(&["sync", "--dry-run", "--record", rec.to_str().unwrap()]);
     again.expect_code(0);
     assert_eq!(fixture_files(&rec).len(), VMS);

@@ -140,6 +140,72 @@ pub struct Recorder {
     /// Time spent recording (building, serializing, writing), for the log line.
     spent: std::time::Duration,
     error: Option<RecordError>,
+    /// Taken by [`Recorder::finish`].
+    writers: Option<Writers>,
+}
+
+/// Threads writing fixture files. Why: creating 10k small files is bound by the file system,
+/// not the CPU, and the file system creates several at once (one thread: ~2x the time).
+struct Writers {
+    send: Option<std::sync::mpsc::Sender<(PathBuf, Vec<u8>)>>,
+    threads: Vec<std::thread::JoinHandle<Option<RecordError>>>,
+}
+
+/// Threads of [`Writers`].
+const WRITER_THREADS: usize = 4;
+
+impl Writers {
+    fn start() -> Self {
+        let (send, receive) = std::sync::mpsc::channel::<(PathBuf, Vec<u8>)>();
+        let receive = std::sync::Arc::new(std::sync::Mutex::new(receive));
+        let threads = (0..WRITER_THREADS)
+            .map(|_| {
+                let receive = receive.clone();
+                std::thread::spawn(move || {
+                    let mut first_error = None;
+                    loop {
+                        let job = match receive.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => break,
+                        };
+                        let Ok((path, bytes)) = job else { break };
+                        if first_error.is_none()
+                            && let Err(source) = std::fs::write(&path, &bytes)
+                        {
+                            first_error = Some(RecordError::Write {
+                                path: path.display().to_string(),
+                                source,
+                            });
+                        }
+                    }
+                    first_error
+                })
+            })
+            .collect();
+        Writers {
+            send: Some(send),
+            threads,
+        }
+    }
+
+    fn write(&self, path: PathBuf, bytes: Vec<u8>) {
+        if let Some(send) = &self.send {
+            // The threads stop only when `send` is dropped: a send cannot fail before.
+            let _ = send.send((path, bytes));
+        }
+    }
+
+    /// Waits for every file; the first error of any thread.
+    fn finish(mut self) -> Result<(), RecordError> {
+        drop(self.send.take());
+        let mut first = None;
+        for t in self.threads.drain(..) {
+            if let Ok(Some(e)) = t.join() {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +217,9 @@ enum Class {
 }
 
 impl Recorder {
-    /// Prepares DIR: creates it, or empties the `fixtures/` of an earlier recording in it. A
+    /// Prepares DIR: creates it, or takes over an earlier recording in it (its manifest goes
+    /// now, its fixtures are overwritten, and those of VMs not recorded again are removed by
+    /// [`Recorder::finish`]: deleting 10k files first cost more than the recording). A
     /// non-empty directory that is not a recording is refused (nothing of it is touched).
     pub fn create(dir: &Path, mode: &str) -> Result<Recorder, RecordError> {
         let prepare = |source| RecordError::Prepare {
@@ -167,9 +235,7 @@ impl Recorder {
                     path: dir.display().to_string(),
                 });
             }
-            if fixtures.is_dir() {
-                std::fs::remove_dir_all(&fixtures).map_err(prepare)?;
-            }
+            // Without its manifest, a recording stopped halfway is not taken for a whole one.
             let _ = std::fs::remove_file(dir.join(MANIFEST));
         }
         std::fs::create_dir_all(&fixtures).map_err(prepare)?;
@@ -182,6 +248,7 @@ impl Recorder {
             redacted: BTreeMap::new(),
             spent: std::time::Duration::ZERO,
             error: None,
+            writers: Some(Writers::start()),
         })
     }
 
@@ -248,28 +315,38 @@ impl Recorder {
     }
 
     fn write(&mut self, mut p: Pending, expect: Expect, class: Class, failure: Option<&str>) {
-        if self.error.is_some() {
-            return;
-        }
         p.fixture.expect = expect;
         if let Some(why) = failure {
             p.fixture.description += &format!("; its batch failed, no answer recorded: {why}");
         }
         let path = self.dir.join(FIXTURES).join(&p.file);
-        match write_json(&path, &Written::of(&p.fixture)) {
-            Ok(()) => {
+        match serde_json::to_vec_pretty(&Written::of(&p.fixture)) {
+            Ok(mut bytes) => {
+                bytes.push(b'\n');
+                if let Some(w) = &self.writers {
+                    w.write(path, bytes);
+                }
                 self.written.insert(p.file, class);
             }
-            Err(e) => self.error = Some(e),
+            Err(e) => {
+                self.error.get_or_insert(RecordError::Write {
+                    path: path.display().to_string(),
+                    source: e.into(),
+                });
+            }
         }
     }
 
-    /// Writes the manifest; returns it. The first write error of the recording, if any.
+    /// Waits for the fixture files, writes the manifest and returns it; the first write error
+    /// of the recording, if any.
     pub fn finish(mut self, module: &RulesModule) -> Result<Manifest, RecordError> {
         let started = Instant::now();
+        let written = self.writers.take().map_or(Ok(()), Writers::finish);
         if let Some(e) = self.error.take() {
             return Err(e);
         }
+        written?;
+        self.remove_stale()?;
         let mut answers = AnswerCounts::default();
         for class in self.written.values() {
             match class {
@@ -302,6 +379,28 @@ impl Recorder {
             self.dir.display()
         );
         Ok(manifest)
+    }
+}
+
+impl Recorder {
+    /// Removes the fixture files of an earlier recording that this one did not write.
+    fn remove_stale(&self) -> Result<(), RecordError> {
+        let fixtures = self.dir.join(FIXTURES);
+        let err = |source| RecordError::Write {
+            path: fixtures.display().to_string(),
+            source,
+        };
+        for entry in std::fs::read_dir(&fixtures).map_err(err)? {
+            let path = entry.map_err(err)?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.ends_with(".json") && !self.written.contains_key(&name) {
+                std::fs::remove_file(&path).map_err(err)?;
+            }
+        }
+        Ok(())
     }
 }
 
