@@ -548,8 +548,8 @@ mod tests {
 
     #[test]
     fn a_foreign_non_empty_directory_is_refused_and_left_alone() {
-        let dir = std::env::temp_dir().join(format!("pve2netbox-record-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
         std::fs::write(dir.join("notes.txt"), "mine").unwrap();
         assert!(matches!(
             Recorder::create(&dir, "plan"),
@@ -559,6 +559,5 @@ mod tests {
             std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
             "mine"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

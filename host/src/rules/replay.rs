@@ -31,9 +31,12 @@ impl Case {
     }
 }
 
+/// A file of the directory that is not a fixture: its name and why.
+pub type NotAFixture = (String, String);
+
 /// Reads every `*.json` fixture of `dir` (sorted by name). Files that do not parse are
 /// returned apart, with why, and the others replay.
-pub fn load_cases(dir: &Path) -> std::io::Result<(Vec<Case>, Vec<(String, String)>)> {
+pub fn load_cases(dir: &Path) -> std::io::Result<(Vec<Case>, Vec<NotAFixture>)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))

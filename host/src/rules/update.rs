@@ -67,10 +67,10 @@ pub fn updated_expect(old: &Expect, outcome: &FixtureOutcome) -> Expect {
             if old.needs.is_some() || !checked_vm || !was_vm && old.changes.is_none() {
                 new.needs = Some(d.needs.clone());
             }
-            if old.changes.is_some() || !checked_vm || !was_vm && old.needs.is_none() {
-                if let Some(Ok(c)) = &outcome.changes {
-                    new.changes = Some(c.clone());
-                }
+            if (old.changes.is_some() || !checked_vm || !was_vm && old.needs.is_none())
+                && let Some(Ok(c)) = &outcome.changes
+            {
+                new.changes = Some(c.clone());
             }
         }
         _ => {}
