@@ -113,6 +113,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<(u8, RunReport)> {
             mode,
             progress: progress.clone(),
             memo_dir: memo_dir.path(),
+            record: None,
         };
         sync::run(opts)
     };

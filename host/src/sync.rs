@@ -33,6 +33,7 @@ use crate::reconcile::{
     RulesResult, VmOutcome,
 };
 use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
+use crate::rules::record::{RecordError, Recorder};
 use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
 use crate::snapshot::{self, SnapshotError};
 use crate::task_history::{self, TaskTarget, Unrecorded};
@@ -76,6 +77,8 @@ pub struct RunOptions {
     /// The state dir holding the no-op memo ([`crate::memo`]); `None`: no memo (`--no-memo`,
     /// `sync.memo = false`, or no state dir).
     pub memo_dir: Option<PathBuf>,
+    /// Record every VM's rules input and answer as fixtures here ([`crate::rules::record`]).
+    pub record: Option<PathBuf>,
 }
 
 /// A run's result.
@@ -105,6 +108,14 @@ pub enum SyncError {
     /// The NetBox run lease was refused or lost (see [`crate::netbox_lease`]).
     #[error(transparent)]
     Lease(Box<LeaseError>),
+    #[error(transparent)]
+    Record(Box<RecordError>),
+}
+
+impl From<RecordError> for SyncError {
+    fn from(e: RecordError) -> Self {
+        SyncError::Record(Box::new(e))
+    }
 }
 
 impl From<LeaseError> for SyncError {
@@ -196,6 +207,14 @@ async fn run_phases(
     let mut report = RunReport::new(opts.mode.report_mode());
     report.rules = rules_info(module);
     let progress = &opts.progress;
+    // Before any request: a recording directory that cannot be written fails the run here.
+    let mut recorder = match &opts.record {
+        // `apply` carries out a saved plan: it asks the rules nothing to record.
+        Some(dir) if !matches!(opts.mode, RunMode::Apply(_)) => {
+            Some(Recorder::create(dir, report.mode.as_str())?)
+        }
+        _ => None,
+    };
 
     // Preflight (with the discovery of the Proxmox clusters it makes NetBox clusters for).
     let t = Instant::now();
@@ -285,12 +304,17 @@ async fn run_phases(
     let t = Instant::now();
     let bar = progress.phase("reconcile", Some(read.guests.len() as u64));
     let ctx = context(config, module, &pre);
+    if let Some(r) = recorder.as_mut() {
+        r.set_context(&ctx, policy_overrides(config, &pre));
+    }
     let batch = config.sync.batch_size.max(1);
     // The rules run synchronously and wasmtime-wasi's blocking bindings start a runtime of
     // their own (e.g. when a module writes to stderr), which panics on a tokio worker thread:
     // tell tokio this thread blocks for the reconcile.
     let observed = observe(&read.guests);
-    let mut memo = opts.memo_dir.as_deref().map(|dir| {
+    // A recording asks the module about every VM: a memo hit would leave its VM unrecorded.
+    let memo_dir = opts.memo_dir.as_deref().filter(|_| recorder.is_none());
+    let mut memo = memo_dir.map(|dir| {
         let header = MemoHeader::new(
             &config.netbox.url,
             module.sha256(),
@@ -309,6 +333,7 @@ async fn run_phases(
             memo: memo.as_mut(),
             spent: std::time::Duration::ZERO,
             spent_cpu: std::time::Duration::ZERO,
+            recorder: recorder.as_mut(),
         };
         let contract = OutputContract::with_custom_fields(pre.custom_fields.clone());
         let outcomes = reconcile::reconcile(&observed, &snap, &mut rules, &contract);
@@ -322,6 +347,9 @@ async fn run_phases(
         guests = read.guests.len(),
         "rules step (memo keys, lookups and module calls)"
     );
+    if let Some(r) = recorder {
+        r.finish(module)?;
+    }
     // Saved once the reconcile phase is complete (a run stopped before never writes it).
     if let Some(memo) = &memo {
         report.memo.hits = memo.hits();
@@ -519,6 +547,23 @@ pub fn context(config: &Config, module: &RulesModule, pre: &preflight::Preflight
         tracing::warn!(error = %e, "the rules' default policies could not be read; using none");
         Vec::new()
     });
+    let overrides = policy_overrides(config, pre);
+    Context {
+        netbox_version: pre.netbox_version.clone(),
+        known: pre.known.clone(),
+        policies: merge_policies(defaults, &overrides),
+        settings: config
+            .rules
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), JsonText::from_value(v)))
+            .collect(),
+    }
+}
+
+/// The config's policy overrides (and `device` ignored without a site), before the module's
+/// defaults are merged under them.
+pub fn policy_overrides(config: &Config, pre: &preflight::Preflight) -> Vec<FieldPolicy> {
     let mut overrides: Vec<FieldPolicy> = config
         .rules
         .policies
@@ -539,17 +584,7 @@ pub fn context(config: &Config, module: &RulesModule, pre: &preflight::Preflight
             ownership: RuleOwnership::Ignore,
         });
     }
-    Context {
-        netbox_version: pre.netbox_version.clone(),
-        known: pre.known.clone(),
-        policies: merge_policies(defaults, &overrides),
-        settings: config
-            .rules
-            .settings
-            .iter()
-            .map(|(k, v)| (k.clone(), JsonText::from_value(v)))
-            .collect(),
-    }
+    overrides
 }
 
 fn orphan_settings(config: &Config) -> OrphanSettings {
@@ -602,6 +637,8 @@ pub struct ModuleRules<'a> {
     /// CPU time of the whole process meanwhile (all threads), where the OS tells it: what
     /// the step costs on a busy machine, where wall time also counts other processes.
     pub spent_cpu: std::time::Duration,
+    /// `--record`: gets every input asked and its answer (the memo is off when recording).
+    pub recorder: Option<&'a mut Recorder>,
 }
 
 /// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`
@@ -656,6 +693,9 @@ impl Rules for ModuleRules<'_> {
                     None => {
                         answers.push(None);
                         input.push(read.rules_input_json(item.current.cloned()));
+                        if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
+                            r.input(i);
+                        }
                     }
                 }
                 if !item.again {
@@ -671,7 +711,14 @@ impl Rules for ModuleRules<'_> {
             let results = if asked.is_empty() {
                 Vec::new()
             } else {
-                match self.module.reconcile_json(self.ctx, input) {
+                let answer = self.module.reconcile_json(self.ctx, input);
+                if let Some(r) = self.recorder.as_deref_mut() {
+                    match &answer {
+                        Ok(out) => r.answered(&out.items),
+                        Err(e) => r.failed(&e.to_string()),
+                    }
+                }
+                match answer {
                     Ok(out) => out
                         .items
                         .into_iter()

@@ -9,6 +9,8 @@ pub mod doctor;
 mod generate;
 mod rule_fields;
 mod rules_cmd;
+mod rules_new;
+mod rules_replay;
 pub mod sync_cmd;
 
 /// Keeps NetBox's virtual machines in step with Proxmox VE.

@@ -1,4 +1,6 @@
-//! `pve2netbox rules check|test|eval|bench`: rule modules in isolation, without Proxmox or NetBox.
+//! `pve2netbox rules check|test|eval|bench|replay|diff|new`: rule modules in isolation, without
+//! Proxmox or NetBox. `replay` and `diff` live in [`super::rules_replay`], `new` in
+//! [`super::rules_new`].
 //!
 //! `FILE` is a `.wasm` component, or the word `default` for the rules embedded in this binary.
 //! Parse first (clap, no I/O), then load the module through the same runtime the sync uses, so
@@ -44,11 +46,59 @@ pub enum RulesCommand {
     Test {
         /// The component (`.wasm`), or `default` for the embedded rules.
         file: String,
-        /// Directory of fixture files (format: guest-default/README.md).
+        /// Directory of fixture files (format: guest-default/README.md), or a recording of
+        /// `sync --record` (its `fixtures/`).
         dir: PathBuf,
+        /// Rewrite the expected answers of failing fixtures with what the module answers now
+        /// (after a deliberate change), and fill in fixtures whose `expect` is empty; shows
+        /// what changed in each file.
+        #[arg(long)]
+        update: bool,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
+    /// Run a module over a recording (`sync --record DIR`) or a fixture directory and print the
+    /// plan it would make: counts, fields changed, objects needed, per-VM changes.
+    Replay {
+        /// The component (`.wasm`), or `default` for the embedded rules.
+        file: String,
+        /// A recording directory, or a directory of fixtures.
+        dir: PathBuf,
+        /// `text` (a summary and the first VMs of each class) or `json` (every VM).
+        #[arg(long, value_enum, default_value_t = super::OutputFormat::Text)]
+        output: super::OutputFormat,
+        /// VMs listed per class in text output.
+        #[arg(long, default_value_t = 20)]
+        examples: usize,
+        /// VMs per `reconcile` call, as the sync's `batch_size`.
+        #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+        batch: usize,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Show, VM by VM, where two modules answer differently over a recording (fields, needs,
+    /// names, skips, errors); exit 2 when they differ, 0 when they agree everywhere.
+    Diff {
+        /// The module deployed now (`.wasm` or `default`).
+        old: String,
+        /// The module to deploy (`.wasm` or `default`).
+        new: String,
+        /// A recording directory, or a directory of fixtures.
+        dir: PathBuf,
+        /// `text` (totals and the first examples of each kind) or `json` (every VM).
+        #[arg(long, value_enum, default_value_t = super::OutputFormat::Text)]
+        output: super::OutputFormat,
+        /// Examples shown per kind of difference in text output.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        /// VMs per `reconcile` call.
+        #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+        batch: usize,
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
+    /// Write a new rule module crate: the default rules to start from, three fixtures, a README.
+    New(super::rules_new::NewArgs),
     /// Map one guest and print `{"desired":..,"needs":..,"changes":..}` as JSON.
     Eval {
         /// The component (`.wasm`), or `default` (the default when neither FILE nor --rules is given).
@@ -119,7 +169,7 @@ pub struct RuntimeArgs {
 impl RuntimeArgs {
     /// `test` and `eval` meter by fuel (they report it); `check` and `bench` by deadline, as the
     /// sync does, unless `bench --fuel`.
-    fn config(&self, metering: Metering) -> RuntimeConfig {
+    pub(super) fn config(&self, metering: Metering) -> RuntimeConfig {
         RuntimeConfig {
             limits: Limits {
                 metering,
@@ -146,7 +196,30 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
             config,
             runtime,
         } => check(&file, config.as_deref(), &runtime),
-        RulesCommand::Test { file, dir, runtime } => test(&file, &dir, &runtime),
+        RulesCommand::Test {
+            file,
+            dir,
+            update,
+            runtime,
+        } => test(&file, &rules::record::fixtures_dir(&dir), update, &runtime),
+        RulesCommand::Replay {
+            file,
+            dir,
+            output,
+            examples,
+            batch,
+            runtime,
+        } => super::rules_replay::replay(&file, &dir, output, examples, batch, &runtime),
+        RulesCommand::Diff {
+            old,
+            new,
+            dir,
+            output,
+            examples,
+            batch,
+            runtime,
+        } => super::rules_replay::diff(&old, &new, &dir, output, examples, batch, &runtime),
+        RulesCommand::New(args) => super::rules_new::run(args),
         RulesCommand::Eval {
             file,
             rules,
@@ -175,7 +248,7 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(
+pub(super) fn load(
     file: &str,
     args: &RuntimeArgs,
     metering: Metering,
@@ -358,7 +431,7 @@ fn outcome_json(o: &FixtureOutcome, fuel: u64) -> (serde_json::Value, bool) {
     (Value::Object(out), error.is_some())
 }
 
-fn test(file: &str, dir: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
+fn test(file: &str, dir: &Path, update: bool, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
     let (_runtime, module) = load(file, args, Metering::Fuel)?;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading fixture directory {}", dir.display()))?
@@ -383,16 +456,54 @@ fn test(file: &str, dir: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitCode> 
         paths.len(),
         dir.display()
     );
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed, mut updated) = (0usize, 0usize, 0usize);
     for path in &paths {
         let name = path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         match test_one(&module, path) {
+            // A fixture that checks nothing (`"expect": {}`) is filled in by --update.
+            Ok((fuel, description, None)) if update && expects_nothing(path) => {
+                match update_one(&module, path) {
+                    Ok(Some(change)) => {
+                        updated += 1;
+                        println!("UPDATED  {name}  (fuel {fuel})  {description}");
+                        println!("{}", indent(&change, "      "));
+                    }
+                    Ok(None) => {
+                        failed += 1;
+                        println!("FAIL  {name}  (fuel {fuel})  {description}: not updated");
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAIL  {name}  not updated: {e:#}");
+                    }
+                }
+            }
             Ok((fuel, description, None)) => {
                 passed += 1;
                 println!("PASS  {name}  (fuel {fuel})  {description}");
             }
+            Ok((fuel, description, Some(report))) if update => match update_one(&module, path) {
+                Ok(Some(change)) => {
+                    updated += 1;
+                    println!("UPDATED  {name}  (fuel {fuel})  {description}");
+                    println!("{}", indent(&change, "      "));
+                }
+                Ok(None) => {
+                    failed += 1;
+                    println!("FAIL  {name}  (fuel {fuel})  {description}");
+                    println!("{}", indent(&report, "      "));
+                    println!(
+                        "      (not updated: the failure is not in what `expect` says, e.g. \
+                         reconcile disagrees with the three steps)"
+                    );
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FAIL  {name}  not updated: {e:#}");
+                }
+            },
             Ok((fuel, description, Some(report))) => {
                 failed += 1;
                 println!("FAIL  {name}  (fuel {fuel})  {description}");
@@ -406,7 +517,11 @@ fn test(file: &str, dir: &Path, args: &RuntimeArgs) -> anyhow::Result<ExitCode> 
         }
     }
     failed += purity(&module, &paths)?;
-    println!("{passed} passed, {failed} failed");
+    if update {
+        println!("{passed} passed, {updated} updated, {failed} failed");
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -456,21 +571,89 @@ fn purity(module: &RulesModule, paths: &[PathBuf]) -> anyhow::Result<usize> {
     Ok(problems.len())
 }
 
+/// Rewrites the `expect` of the fixture at `path` with the module's answers; returns the
+/// change of `expect` as a line diff, or `None` when the rewritten fixture would still fail
+/// (nothing is written then).
+fn update_one(module: &RulesModule, path: &Path) -> anyhow::Result<Option<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut fixture =
+        Fixture::from_json(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let run = rules::fixture::run_fixture(module, &fixture)
+        .with_context(|| call_context(path, &fixture))?;
+    let old = fixture.expect.clone();
+    fixture.expect = rules::update::updated_expect(&old, &run.outcome);
+    if fixture.check(&run.outcome).is_err() {
+        return Ok(None);
+    }
+    if module.fuses_reconcile() && !rules::fixture::check_reconcile(module, &fixture)?.agrees() {
+        return Ok(None);
+    }
+    let new_text = rules::update::replace_expect(&text, &fixture.expect)
+        .with_context(|| format!("{}: no top-level \"expect\" to rewrite", path.display()))?;
+    std::fs::write(path, new_text).with_context(|| format!("writing {}", path.display()))?;
+    let pretty =
+        |e| serde_json::to_string_pretty(&rules::update::expect_json(e)).unwrap_or_default();
+    Ok(Some(format!(
+        "--- expect before\n+++ expect now\n{}",
+        line_diff(&pretty(&old), &pretty(&fixture.expect))
+    )))
+}
+
+/// Whether the fixture at `path` checks nothing (its `expect` is empty).
+fn expects_nothing(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| Fixture::from_json(&t).ok())
+        .is_some_and(|f| {
+            rules::update::expect_json(&f.expect)
+                .as_object()
+                .is_some_and(|m| m.is_empty())
+        })
+}
+
+/// What a failed module call was about: the fixture file and the VM.
+fn call_context(path: &Path, fixture: &Fixture) -> String {
+    format!(
+        "fixture {}, VM {}",
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        fixture.guest.scope()
+    )
+}
+
 /// Runs one fixture: (fuel, description, failure report).
 fn test_one(module: &RulesModule, path: &Path) -> anyhow::Result<(u64, String, Option<String>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let fixture =
         Fixture::from_json(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let run = rules::fixture::run_fixture(module, &fixture)?;
+    let run = rules::fixture::run_fixture(module, &fixture)
+        .with_context(|| call_context(path, &fixture))?;
     // A 0.1 module's `reconcile` is its three steps run by the host: nothing to compare.
     let reconcile = if module.fuses_reconcile() {
-        Some(rules::fixture::check_reconcile(module, &fixture)?)
+        Some(
+            rules::fixture::check_reconcile(module, &fixture)
+                .with_context(|| call_context(path, &fixture))?,
+        )
     } else {
         None
     };
     let mut report = fixture.check(&run.outcome).err().map(|problems| {
         let mut r = problems;
+        // An answer the fixture did not expect: say which function gave it, for which VM.
+        let (actual, _) = outcome_json(&run.outcome, run.fuel);
+        if fixture.expect.error.is_none()
+            && let Some(e) = actual.get("error")
+        {
+            r = format!(
+                "VM {}: {} returned rule error {}: {}\n{r}",
+                fixture.guest.scope(),
+                e["phase"].as_str().unwrap_or("?"),
+                e["code"].as_str().unwrap_or("?"),
+                e["message"].as_str().unwrap_or("?")
+            );
+        }
         let expected = expected_json(&fixture);
         let (actual, _) = outcome_json(&run.outcome, run.fuel);
         let actual = strip_unexpected(actual, &expected);

@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// Ask the rules about every VM: neither read nor write the no-op memo (`sync.memo = false`).
     #[arg(long)]
     pub no_memo: bool,
+    /// Record every VM's rules input (guest, NetBox record, context) and the module's answer
+    /// as fixtures in DIR, secrets redacted, for `rules replay|diff|test` (not with `apply`;
+    /// the no-op memo is not used while recording).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -192,8 +197,13 @@ fn run_mode(args: &RunArgs, mode: RunMode, quiet: bool) -> anyhow::Result<RunRes
     }
     .map(|command| RunLock::acquire(args.state_dir.as_deref(), &config.netbox.url, command))
     .transpose()?;
+    if args.record.is_some() && matches!(mode, RunMode::Apply(_)) {
+        anyhow::bail!(
+            "--record is for sync, sync --dry-run and plan: apply carries out a saved plan and asks the rules nothing"
+        );
+    }
     let progress = Progress::new(quiet);
-    let memo_dir = if args.no_memo || !config.sync.memo {
+    let memo_dir = if args.no_memo || !config.sync.memo || args.record.is_some() {
         None
     } else {
         let dir = args
@@ -211,6 +221,7 @@ fn run_mode(args: &RunArgs, mode: RunMode, quiet: bool) -> anyhow::Result<RunRes
         mode,
         progress: progress.clone(),
         memo_dir,
+        record: args.record.clone(),
     };
     let result = runtime()?.block_on(sync::run(opts));
     progress.detach();

@@ -14,7 +14,9 @@
 //! store and its WASI context, which grants nothing), `limits`, `error`, `v0_2_0` (bindings of
 //! WIT 0.2.0; `latest` points at it, and 0.1 modules are called through it too), `v0_1_0` (the
 //! host side of 0.1's `types` import), `convert` (model <-> bindings), `fixture` (running
-//! `rules test` fixtures), `generate` and `bench` (the `rules bench` workload).
+//! `rules test` fixtures), `generate` and `bench` (the `rules bench` workload), `record` (a run's
+//! rules input and answers as fixtures: `--record`), `replay` (`rules replay` and `rules diff`)
+//! and `update` (`rules test --update`).
 //!
 //! The sync calls [`RulesModule::reconcile_json`] (its configs are already JSON text; callers
 //! holding properties use [`RulesModule::reconcile`]): one `reconcile` call per batch for a 0.2
@@ -28,7 +30,10 @@ pub mod fixture;
 pub mod generate;
 mod limits;
 mod loader;
+pub mod record;
+pub mod replay;
 mod store;
+pub mod update;
 mod v0_1_0;
 mod v0_2_0;
 

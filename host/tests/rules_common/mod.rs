@@ -114,3 +114,10 @@ pub fn misbehave(kind: &str, bytes: Option<usize>) -> Context {
     }
     ctx
 }
+
+/// The site example module (`tests/rules-example`), built once per test binary.
+pub fn site_example() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| build_guests(&["rules-example"]));
+    artifact("rules-example")
+}
