@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DEFAULT_NETBOX_VERSION: &str = "4.7.3";
 
 /// The WIT package version this crate's bindings are generated from.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 // ---------------------------------------------------------------------------------------------
 // JSON text
@@ -1328,21 +1328,55 @@ pub struct DiffInput {
     pub current: Option<Vm>,
 }
 
-/// One guest for [`RuleSet::reconcile`], with the NetBox VM the host matched to it.
-#[derive(Clone, Debug, PartialEq)]
+/// One guest for [`RuleSet::reconcile`], with the NetBox VM the host matched to it, the
+/// guest's runtime network view and the VM's current children (WIT 0.3).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReconcileInput {
     pub guest: Guest,
     pub current: Option<NetboxVm>,
+    /// WIT `pve-guest.network`: the agent's or the LXC interfaces' answer, or why there is
+    /// none. The default (`unknown`, `not-asked`) keeps every child that would come from it.
+    pub network: crate::children::NetworkSource,
+    /// WIT `netbox-vm.children`: the current children as the host renders them. `None` means
+    /// they were not read (WIT `children-read = false`, `children = "{}"`): every child
+    /// collection is then `keep`. Ignored when `current` is `None` (nothing exists yet).
+    pub children: Option<JsonText>,
 }
 
 /// One input of [`RuleSet::reconcile_json`]: a guest whose config is still the WIT's JSON text
 /// (`guest.config` is empty), as a component receives it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct JsonReconcileInput {
     pub guest: Guest,
     /// The config as one JSON object text (the WIT's `pve-guest.config`).
     pub config: String,
     pub current: Option<NetboxVm>,
+    /// As [`ReconcileInput::network`].
+    pub network: crate::children::NetworkSource,
+    /// As [`ReconcileInput::children`].
+    pub children: Option<JsonText>,
+}
+
+impl ReconcileInput {
+    /// The current children as WIT 0.3 passes them: the JSON text and `children-read`.
+    pub fn children_wit(&self) -> (&str, bool) {
+        children_wit(self.children.as_ref())
+    }
+}
+
+impl JsonReconcileInput {
+    /// As [`ReconcileInput::children_wit`].
+    pub fn children_wit(&self) -> (&str, bool) {
+        children_wit(self.children.as_ref())
+    }
+}
+
+/// `None` (not read) is `("{}", false)`.
+pub fn children_wit(children: Option<&JsonText>) -> (&str, bool) {
+    match children {
+        Some(j) => (j.as_str(), true),
+        None => ("{}", false),
+    }
 }
 
 /// Parses `text` into `guest.config`, or the guest's `bad-config` error (reported under
@@ -1375,6 +1409,9 @@ pub struct ReconciledVm {
     pub name: Option<String>,
     pub needs: Vec<ObjectSpec>,
     pub changes: Vec<FieldChange>,
+    /// The child changes (WIT 0.3 `reconciled-vm.children`); always empty from a 0.1 or 0.2
+    /// module, whose children are `keep`.
+    pub children: Vec<crate::children::ChildChange>,
 }
 
 /// One field to write. `old`/`new` are JSON text, shown as plain JSON values.
@@ -1498,6 +1535,8 @@ pub fn reconcile_json_by_parsing<R: RuleSet + ?Sized>(
         Ok(ReconcileInput {
             guest,
             current: i.current,
+            network: i.network,
+            children: i.children,
         })
     };
     with_failed_in_place(items, parse, |good| R::reconcile(ctx, good))
@@ -1545,10 +1584,26 @@ type Slot = Result<(usize, Option<String>, Vec<ObjectSpec>), Result<Reconciled, 
 
 /// [`RuleSet::reconcile`] as `normalize-desired`, `normalize-current` and `diff` batches: what
 /// a rule set that does not fuse the steps gets, and what a fused one must agree with.
+///
+/// The children's three steps ([`RuleSet::normalize_desired_children`],
+/// [`RuleSet::normalize_current_children`], [`RuleSet::diff_children`]) follow the VM's for each
+/// guest the VM steps reconcile: a skip or a VM rule error decides first, then the first
+/// children step that fails.
 pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
     ctx: &Context,
     items: Vec<ReconcileInput>,
 ) -> Vec<Result<Reconciled, RuleError>> {
+    // The children's inputs are read before the VM steps take the guests and records.
+    let kids: Vec<ChildSteps> = items
+        .iter()
+        .map(|i| ChildSteps {
+            desired: R::normalize_desired_children(ctx, &i.guest, &i.network),
+            current: i.current.as_ref().map(|c| {
+                let (json, read) = i.children_wit();
+                (R::normalize_current_children(ctx, json, read), c.disk)
+            }),
+        })
+        .collect();
     let Ok(results) = reconcile_with::<std::convert::Infallible>(
         items,
         |guests| Ok(R::normalize_desired(ctx, guests)),
@@ -1556,6 +1611,35 @@ pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
         |pairs| Ok(R::diff(ctx, pairs)),
     );
     results
+        .into_iter()
+        .zip(kids)
+        .map(|(r, k)| with_children::<R>(ctx, r, k))
+        .collect()
+}
+
+/// The children steps' first two results of one guest, and the VM's `disk` in NetBox.
+struct ChildSteps {
+    desired: Result<crate::children::VmChildren, RuleError>,
+    current: Option<(Result<crate::children::VmChildren, RuleError>, Option<u64>)>,
+}
+
+/// Adds the child changes to a reconciled VM (adjusting its `disk` and primary IPs).
+fn with_children<R: RuleSet + ?Sized>(
+    ctx: &Context,
+    result: Result<Reconciled, RuleError>,
+    kids: ChildSteps,
+) -> Result<Reconciled, RuleError> {
+    let mut vm = match result {
+        Ok(Reconciled::Vm(vm)) => vm,
+        decided => return decided,
+    };
+    let desired = kids.desired?;
+    let (current, disk) = match kids.current {
+        None => (None, None),
+        Some((current, disk)) => (Some(current?), disk),
+    };
+    vm.children = R::diff_children(ctx, &desired, current.as_ref(), disk, &mut vm.changes)?;
+    Ok(Reconciled::Vm(vm))
 }
 
 /// `reconcile` from the three steps given as batch calls that may fail as a whole (a host
@@ -1631,6 +1715,7 @@ pub fn reconcile_with<E>(
                     name,
                     needs,
                     changes,
+                    children: Vec::new(),
                 })),
                 Some(Err(e)) => Err(e),
                 None => Err(too_few("diff")),
@@ -2149,6 +2234,7 @@ mod tests {
                 id: u64::from(vmid),
                 ..NetboxVm::default()
             }),
+            ..ReconcileInput::default()
         };
         let vm = |name: &str| {
             let mut d = DesiredVm::default();
@@ -2206,10 +2292,7 @@ mod tests {
     fn reconcile_with_reports_failed_and_short_steps() {
         let items = || {
             vec![
-                ReconcileInput {
-                    guest: Guest::default(),
-                    current: None,
-                };
+                ReconcileInput::default();
                 2
             ]
         };
