@@ -265,20 +265,22 @@ fn compare(
         Desired::Vm(d) => d,
         Desired::Skip(reason) => return Ok(Reconciled::Skip(reason)),
     };
+    // In the order of the three steps' errors: normalize-desired (the VM's, then its
+    // children's), normalize-current (likewise), diff.
+    let desired_children = kids.desired?;
     let current_disk = current.as_ref().and_then(|c| c.disk);
-    let exists = current.is_some();
+    let current_children = match &current {
+        Some(_) => {
+            let (json, read) = model::children_wit(kids.current.as_ref());
+            Some(children::normalize_current_children(json, read)?)
+        }
+        None => None,
+    };
     let pair = DiffInput {
         desired: desired.vm,
         current: current.map(current::current),
     };
     let mut changes = diff::diff(pol, &pair)?;
-    let desired_children = kids.desired?;
-    let current_children = if exists {
-        let (json, read) = model::children_wit(kids.current.as_ref());
-        Some(children::normalize_current_children(json, read)?)
-    } else {
-        None
-    };
     let children = children::diff_children(
         ctx,
         &desired_children,

@@ -1585,61 +1585,106 @@ type Slot = Result<(usize, Option<String>, Vec<ObjectSpec>), Result<Reconciled, 
 /// [`RuleSet::reconcile`] as `normalize-desired`, `normalize-current` and `diff` batches: what
 /// a rule set that does not fuse the steps gets, and what a fused one must agree with.
 ///
-/// The children's three steps ([`RuleSet::normalize_desired_children`],
-/// [`RuleSet::normalize_current_children`], [`RuleSet::diff_children`]) follow the VM's for each
-/// guest the VM steps reconcile: a skip or a VM rule error decides first, then the first
-/// children step that fails.
+/// The children's steps run with the VM's, as a WIT 0.3 module's three steps do: a VM's
+/// normalize-desired fails with its children's error ([`RuleSet::normalize_desired_children`]),
+/// normalize-current with its current children's ([`RuleSet::normalize_current_children`]),
+/// and the diff adds the child changes ([`RuleSet::diff_children`]). A skip decides before
+/// any children step.
 pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
     ctx: &Context,
     items: Vec<ReconcileInput>,
 ) -> Vec<Result<Reconciled, RuleError>> {
-    // The children's inputs are read before the VM steps take the guests and records.
-    let kids: Vec<ChildSteps> = items
+    use crate::children::{NetworkSource, VmChildren};
+    // What the children steps read, taken before the VM steps take the guests and records.
+    let networks: Vec<NetworkSource> = items.iter().map(|i| i.network.clone()).collect();
+    let texts: Vec<Option<JsonText>> = items
         .iter()
-        .map(|i| ChildSteps {
-            desired: R::normalize_desired_children(ctx, &i.guest, &i.network),
-            current: i.current.as_ref().map(|c| {
-                let (json, read) = i.children_wit();
-                (R::normalize_current_children(ctx, json, read), c.disk)
-            }),
-        })
+        .filter(|i| i.current.is_some())
+        .map(|i| i.children.clone())
         .collect();
+    let currents: Vec<Option<Option<u64>>> = items
+        .iter()
+        .map(|i| i.current.as_ref().map(|c| c.disk))
+        .collect();
+    // Per guest, and per record in order: the children of a step that succeeded.
+    let mut desired_kids: Vec<Option<VmChildren>> = Vec::new();
+    let mut current_kids: Vec<Option<VmChildren>> = Vec::new();
     let Ok(results) = reconcile_with::<std::convert::Infallible>(
         items,
-        |guests| Ok(R::normalize_desired(ctx, guests)),
-        |records| Ok(R::normalize_current(ctx, records)),
+        |guests| {
+            let kids: Vec<_> = guests
+                .iter()
+                .zip(&networks)
+                .map(|(g, n)| R::normalize_desired_children(ctx, g, n))
+                .collect();
+            let vms = R::normalize_desired(ctx, guests);
+            Ok(vms
+                .into_iter()
+                .zip(kids)
+                .map(|(vm, kids)| {
+                    let (vm, kids) = match (vm, kids) {
+                        (Ok(Desired::Vm(d)), Ok(k)) => (Ok(Desired::Vm(d)), Some(k)),
+                        (Ok(Desired::Vm(_)), Err(e)) => (Err(e), None),
+                        (other, _) => (other, None),
+                    };
+                    desired_kids.push(kids);
+                    vm
+                })
+                .collect())
+        },
+        |records| {
+            let kids: Vec<_> = texts
+                .iter()
+                .map(|t| {
+                    let (json, read) = children_wit(t.as_ref());
+                    R::normalize_current_children(ctx, json, read)
+                })
+                .collect();
+            let vms = R::normalize_current(ctx, records);
+            Ok(vms
+                .into_iter()
+                .zip(kids)
+                .map(|(vm, kids)| {
+                    let (vm, kids) = match (vm, kids) {
+                        (Ok(vm), Ok(k)) => (Ok(vm), Some(k)),
+                        (Ok(_), Err(e)) => (Err(e), None),
+                        (Err(e), _) => (Err(e), None),
+                    };
+                    current_kids.push(kids);
+                    vm
+                })
+                .collect())
+        },
         |pairs| Ok(R::diff(ctx, pairs)),
     );
+    let mut record = 0;
     results
         .into_iter()
-        .zip(kids)
-        .map(|(r, k)| with_children::<R>(ctx, r, k))
+        .zip(currents)
+        .enumerate()
+        .map(|(i, (result, current))| {
+            let current = current.map(|disk| {
+                record += 1;
+                (current_kids.get_mut(record - 1).and_then(Option::take), disk)
+            });
+            let mut vm = match result {
+                Ok(Reconciled::Vm(vm)) => vm,
+                decided => return decided,
+            };
+            let missing = || RuleError::new("contract", "a children step returned no result");
+            let desired = desired_kids
+                .get_mut(i)
+                .and_then(Option::take)
+                .ok_or_else(missing)?;
+            let (current, disk) = match current {
+                None => (None, None),
+                Some((kids, disk)) => (Some(kids.ok_or_else(missing)?), disk),
+            };
+            vm.children =
+                R::diff_children(ctx, &desired, current.as_ref(), disk, &mut vm.changes)?;
+            Ok(Reconciled::Vm(vm))
+        })
         .collect()
-}
-
-/// The children steps' first two results of one guest, and the VM's `disk` in NetBox.
-struct ChildSteps {
-    desired: Result<crate::children::VmChildren, RuleError>,
-    current: Option<(Result<crate::children::VmChildren, RuleError>, Option<u64>)>,
-}
-
-/// Adds the child changes to a reconciled VM (adjusting its `disk` and primary IPs).
-fn with_children<R: RuleSet + ?Sized>(
-    ctx: &Context,
-    result: Result<Reconciled, RuleError>,
-    kids: ChildSteps,
-) -> Result<Reconciled, RuleError> {
-    let mut vm = match result {
-        Ok(Reconciled::Vm(vm)) => vm,
-        decided => return decided,
-    };
-    let desired = kids.desired?;
-    let (current, disk) = match kids.current {
-        None => (None, None),
-        Some((current, disk)) => (Some(current?), disk),
-    };
-    vm.children = R::diff_children(ctx, &desired, current.as_ref(), disk, &mut vm.changes)?;
-    Ok(Reconciled::Vm(vm))
 }
 
 /// `reconcile` from the three steps given as batch calls that may fail as a whole (a host
