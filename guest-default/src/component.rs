@@ -101,17 +101,16 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
             .collect()
     }
 
-    fn diff(
-        ctx: w::Context,
-        pairs: Vec<w::DiffInput>,
-    ) -> Vec<Result<w::VmChanges, w::RuleError>> {
+    fn diff(ctx: w::Context, pairs: Vec<w::DiffInput>) -> Vec<Result<w::VmChanges, w::RuleError>> {
         let ctx = context_in(ctx);
         let (pairs, kids): (Vec<_>, Vec<_>) = pairs
             .into_iter()
             .map(|p| {
                 let (desired, desired_kids) = vm_in(p.desired);
                 let current = p.current.map(vm_in);
-                let current_disk = current.as_ref().and_then(|(vm, _)| vm.disk.as_set().copied());
+                let current_disk = current
+                    .as_ref()
+                    .and_then(|(vm, _)| vm.disk.as_set().copied());
                 let (current, current_kids) = match current {
                     Some((vm, kids)) => (Some(vm), Some(kids)),
                     None => (None, None),

@@ -204,11 +204,16 @@ fn reconcile_one_json(
     } = item;
     let (desired, desired_children) = match config::scan_json(&config) {
         Some(pairs) => {
-            let view: Vec<(&str, &str)> =
-                pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+            let view: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                .collect();
             let desired_children = desired_children(ctx, &guest, &view, &network);
             let cfg = config::ConfigView::from_pairs(guest.kind, view.iter().copied());
-            (desired::desired_with(guest, cfg, prepared)?, desired_children)
+            (
+                desired::desired_with(guest, cfg, prepared)?,
+                desired_children,
+            )
         }
         None => {
             model::parse_guest_config(&mut guest, &config)?;

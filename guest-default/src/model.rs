@@ -1665,7 +1665,10 @@ pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
         .map(|(i, (result, current))| {
             let current = current.map(|disk| {
                 record += 1;
-                (current_kids.get_mut(record - 1).and_then(Option::take), disk)
+                (
+                    current_kids.get_mut(record - 1).and_then(Option::take),
+                    disk,
+                )
             });
             let mut vm = match result {
                 Ok(Reconciled::Vm(vm)) => vm,
@@ -1680,8 +1683,7 @@ pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
                 None => (None, None),
                 Some((kids, disk)) => (Some(kids.ok_or_else(missing)?), disk),
             };
-            vm.children =
-                R::diff_children(ctx, &desired, current.as_ref(), disk, &mut vm.changes)?;
+            vm.children = R::diff_children(ctx, &desired, current.as_ref(), disk, &mut vm.changes)?;
             Ok(Reconciled::Vm(vm))
         })
         .collect()
@@ -2335,12 +2337,7 @@ mod tests {
     /// the inputs left without one.
     #[test]
     fn reconcile_with_reports_failed_and_short_steps() {
-        let items = || {
-            vec![
-                ReconcileInput::default();
-                2
-            ]
-        };
+        let items = || vec![ReconcileInput::default(); 2];
         let failed = reconcile_with(
             items(),
             |_| Err("trap"),

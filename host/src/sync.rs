@@ -29,7 +29,7 @@ use crate::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
 use crate::progress::Progress;
 use crate::proxmox_read::{self, Discovery, ReadGuest};
 use crate::reconcile::{
-    self, Answer, Changes, Class, NeedsInterner, ObservedGuest, OutputContract, Rules, RulesItem,
+    self, Answer, Class, NeedsInterner, ObservedGuest, OutputContract, Rules, RulesItem,
     RulesResult, VmOutcome,
 };
 use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
@@ -309,7 +309,8 @@ async fn run_phases(
             spent: std::time::Duration::ZERO,
             spent_cpu: std::time::Duration::ZERO,
         };
-        let contract = OutputContract::with_custom_fields(pre.custom_fields.clone());
+        let contract = OutputContract::with_custom_fields(pre.custom_fields.clone())
+            .with_children(module.has_children());
         let outcomes = reconcile::reconcile(&observed, &snap, &mut rules, &contract);
         (outcomes, rules.spent, rules.spent_cpu)
     });
@@ -615,6 +616,13 @@ fn process_cpu_ns() -> Option<u64> {
     Some((utime + stime) * 10_000_000)
 }
 
+/// The network view of a guest whose agent or LXC interfaces were not read.
+static NOT_ASKED: guest_default::children::NetworkSource =
+    guest_default::children::NetworkSource::Unknown(guest_default::children::NetworkUnknown {
+        reason: guest_default::children::UnknownReason::NotAsked,
+        detail: String::new(),
+    });
+
 impl Rules for ModuleRules<'_> {
     fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
         let started = Instant::now();
@@ -629,7 +637,16 @@ impl Rules for ModuleRules<'_> {
                         .map(|item| {
                             let read = &self.guests[item.guest];
                             let identity = (read.cluster_id, read.guest.vmid);
-                            (identity, &read.guest, read.config_packed(), item.current)
+                            // The network view and the children are keyed as the module
+                            // gets them: not asked and not read until their reads are wired.
+                            (
+                                identity,
+                                &read.guest,
+                                read.config_packed(),
+                                item.current,
+                                &NOT_ASKED,
+                                None,
+                            )
                         })
                         .collect();
                     memo.keys(&inputs).into_iter().map(Some).collect()
@@ -647,8 +664,7 @@ impl Rules for ModuleRules<'_> {
                 match hit {
                     Some(name) => answers.push(Some(RulesResult::Vm(Answer {
                         name,
-                        needs: Vec::new(),
-                        changes: Changes::new(),
+                        ..Answer::default()
                     }))),
                     None => {
                         answers.push(None);
@@ -680,6 +696,7 @@ impl Rules for ModuleRules<'_> {
                                 (self.memo.as_deref_mut(), key, &answer)
                                 && vm.changes.is_empty()
                                 && vm.needs.is_empty()
+                                && vm.children.is_empty()
                             {
                                 memo.record(key, vm.name.as_deref());
                             }

@@ -205,6 +205,14 @@ fn check(file: &str, config: Option<&Path>, args: &RuntimeArgs) -> anyhow::Resul
     );
     println!("exports:     {}", module.functions().join(", "));
     println!(
+        "children:    {}",
+        if module.has_children() {
+            "the guest's network view and NetBox's children in, child changes out (WIT 0.3)"
+        } else {
+            "none (before WIT 0.3): the sync leaves its VMs' interfaces, IPs and disks alone"
+        }
+    );
+    println!(
         "reconcile:   {}",
         if module.fuses_reconcile() {
             "one `reconcile` call per batch"
@@ -299,7 +307,12 @@ fn eval(
         .unwrap_or_default();
     let (_runtime, module) = load(file, args, Metering::Fuel)?;
     let ctx = rules::fixture::effective_context(&module, &ctx)?;
-    let run = rules::fixture::run_case(&module, &ctx, guest, current)?;
+    let input = guest_default::model::ReconcileInput {
+        guest,
+        current,
+        ..Default::default()
+    };
+    let run = rules::fixture::run_case(&module, &ctx, input)?;
     let (json, failed) = outcome_json(&run.outcome, run.fuel);
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(if failed {
@@ -346,6 +359,30 @@ fn outcome_json(o: &FixtureOutcome, fuel: u64) -> (serde_json::Value, bool) {
         }
         None => {
             out.insert("changes".into(), Value::Null);
+        }
+    }
+    if let Some(kids) = &o.children {
+        for (key, part) in [
+            (
+                "desired_children",
+                kids.desired.as_ref().map(|r| r.as_ref().map(|k| json!(k))),
+            ),
+            (
+                "current_children",
+                kids.current.as_ref().map(|r| r.as_ref().map(|k| json!(k))),
+            ),
+            (
+                "children",
+                kids.changes.as_ref().map(|r| r.as_ref().map(|k| json!(k))),
+            ),
+        ] {
+            match part {
+                Some(Ok(v)) => {
+                    out.insert(key.into(), v);
+                }
+                Some(Err(e)) => error = error.or(Some((key, e))),
+                None => {}
+            }
         }
     }
     if let Some((phase, e)) = error {
@@ -511,7 +548,12 @@ fn reconcile_report(check: &rules::fixture::ReconcileCheck) -> Option<String> {
 fn reconciled_json(r: &Result<Reconciled, RuleError>) -> serde_json::Value {
     use serde_json::json;
     match r {
-        Ok(Reconciled::Vm(v)) => json!({ "name": v.name, "needs": v.needs, "changes": v.changes }),
+        Ok(Reconciled::Vm(v)) if v.children.is_empty() => {
+            json!({ "name": v.name, "needs": v.needs, "changes": v.changes })
+        }
+        Ok(Reconciled::Vm(v)) => {
+            json!({ "name": v.name, "needs": v.needs, "changes": v.changes, "children": v.children })
+        }
         Ok(Reconciled::Skip(reason)) => json!({ "skip": reason }),
         Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
     }
@@ -528,6 +570,12 @@ fn expected_json(f: &Fixture) -> serde_json::Value {
     }
     if let Some(c) = &f.expect.changes {
         out.insert("changes".into(), serde_json::json!(c));
+    }
+    if let Some(d) = &f.expect.desired_children {
+        out.insert("desired_children".into(), serde_json::json!(d));
+    }
+    if let Some(c) = &f.expect.children {
+        out.insert("children".into(), serde_json::json!(c));
     }
     if let Some(code) = &f.expect.error {
         out.insert("error".into(), serde_json::json!({ "code": code }));
@@ -677,6 +725,7 @@ mod tests {
                     old: JsonText("1024".into()),
                     new: JsonText(new.into()),
                 }],
+                children: Vec::new(),
             }))
         };
         let same = ReconcileCheck {

@@ -95,6 +95,7 @@ impl Workload {
                     guest,
                     config,
                     current,
+                    ..JsonReconcileInput::default()
                 }
             })
             .peekable();

@@ -231,7 +231,7 @@ pub(crate) fn rule_error_from(e: w::RuleError) -> m::RuleError {
     }
 }
 
-fn object_spec_from(n: w::ObjectSpec) -> m::ObjectSpec {
+pub(crate) fn object_spec_from(n: w::ObjectSpec) -> m::ObjectSpec {
     m::ObjectSpec {
         kind: n.kind,
         key: n.key,
@@ -501,12 +501,15 @@ pub(crate) mod v3 {
             assert_eq!((r.children.as_str(), r.children_read), ("{}", false));
             let text = m::JsonText(r#"{"interfaces":[]}"#.into());
             let r = netbox_children_to(m::NetboxVm::default(), Some(text.clone()));
-            assert_eq!((r.children.as_str(), r.children_read), (text.as_str(), true));
+            assert_eq!(
+                (r.children.as_str(), r.children_read),
+                (text.as_str(), true)
+            );
             let g = guest_network_to(
                 m::Guest::default(),
                 c::NetworkSource::Agent(m::JsonText("[]".into())),
             );
-            assert_eq!(g.network, w::NetworkSource::Agent("[]".into()));
+            assert!(matches!(g.network, w::NetworkSource::Agent(t) if t == "[]"));
         }
     }
 }
