@@ -1905,14 +1905,15 @@ impl Fixture {
                 current,
             }],
         )));
-        if self.has_children() {
-            out.children = Some(self.run_children::<R>(&ctx, &mut out));
-        }
+        // Every fixture runs the children steps, as a WIT 0.3 module's steps do: they may
+        // adjust the VM's changes (a create's primary IP from a static config address).
+        out.children = Some(self.run_children::<R>(&ctx, &mut out));
         out
     }
 
-    /// True when the fixture takes part in children (WIT 0.3): it has `network`, `children`,
-    /// `expect.children` or `expect.desired_children`. Other fixtures run exactly as in 0.2.
+    /// True when the fixture is about children (WIT 0.3): it has `network`, `children`,
+    /// `expect.children` or `expect.desired_children`. The others are about the VM's fields
+    /// (the children steps run for them too, without a network view or NetBox children).
     pub fn has_children(&self) -> bool {
         self.network.is_some()
             || self.children.is_some()

@@ -23,7 +23,8 @@ const ROLE_TAG_PREFIX: &str = "role-";
 
 /// The site's choices for the children, as default rules settings (name, JSON value): used
 /// where the context does not set them itself.
-const CHILD_SETTINGS: [(&str, &str); 2] = [("interface_names", "\"agent\""), ("ip_vrf", "\"guests\"")];
+const CHILD_SETTINGS: [(&str, &str); 2] =
+    [("interface_names", "\"agent\""), ("ip_vrf", "\"guests\"")];
 
 /// The context with the site's children settings added where it has none. Only the settings
 /// are copied: the children steps read nothing else of the context.
