@@ -88,6 +88,10 @@ pub enum RulesCommand {
         /// costs ~15% more per call.
         #[arg(long)]
         fuel: bool,
+        /// Give every VM two NICs, four IPs (guest agent) and two disks, and NetBox's children
+        /// as a rerun finds them (WIT 0.3 inputs; a module before 0.3 ignores them).
+        #[arg(long)]
+        children: bool,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -170,8 +174,9 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
             batch,
             seed,
             fuel,
+            children,
             runtime,
-        } => bench(&file, vms, batch, seed, fuel, &runtime),
+        } => bench(&file, vms, batch, seed, fuel, children, &runtime),
     }
 }
 
@@ -646,6 +651,7 @@ fn bench(
     batch: usize,
     seed: u64,
     fuel: bool,
+    children: bool,
     args: &RuntimeArgs,
 ) -> anyhow::Result<ExitCode> {
     use rules::bench::{Workload, first_mismatch, run_native, run_wasm};
@@ -657,7 +663,10 @@ fn bench(
     let (_runtime, module) = load(file, args, metering)?;
     let guests = rules::generate::guests("bench", vms, seed);
     let current = rules::generate::current_records(&guests, seed);
-    let workload = Workload::new(guests, current, batch);
+    let mut workload = Workload::new(guests, current, batch);
+    if children {
+        workload = workload.with_children();
+    }
     let ctx = rules::fixture::effective_context(&module, &Context::default())?;
 
     // Each side: an untimed warm-up pass, then the timed one, on the same JSON input.
@@ -676,6 +685,7 @@ fn bench(
         "vms": vms,
         "batch": batch,
         "input": "reconcile on each config as JSON text with its matched record (what the sync sends), both sides",
+        "children": children,
         "warm_up": "one untimed pass per side before its timed pass",
         "load_ms": stats.compile.as_secs_f64() * 1e3,
         "load": match stats.kind { LoadKind::CacheHit => "cache", LoadKind::Compiled => "compiled" },
