@@ -162,13 +162,11 @@ impl OutputContract {
                     FIELD_ORDER.join(", ")
                 ));
             }
-            if change.field == "tags" {
-                if !is_slug_list(&change.new.to_value()) {
-                    return Err(format!(
-                        "rules set 'tags' to {}, not a list of tag slugs (a tag-less VM is `[]`)",
-                        change.new.as_str()
-                    ));
-                }
+            if change.field == "tags" && !is_slug_list(&change.new.to_value()) {
+                return Err(format!(
+                    "rules set 'tags' to {}, not a list of tag slugs (a tag-less VM is `[]`)",
+                    change.new.as_str()
+                ));
             }
         }
         Ok(())
