@@ -337,8 +337,22 @@ async fn run_phases(
     if !opts.mode.is_preview() {
         // A writing run prints no plan table: say here why a guest is skipped or written under a
         // temporary name (listed orphans are in the counts, every run, and would only repeat).
-        for n in plan.notices.iter().filter(|n| n.kind != "orphan") {
+        for n in plan
+            .notices
+            .iter()
+            .filter(|n| n.kind != "orphan" && n.kind != "children")
+        {
             tracing::warn!(scope = %n.scope, kind = %n.kind, "{}", n.message);
+        }
+        // One line for the children not applied (every created VM of a 0.3 module has some),
+        // each VM's in the plan and the task history.
+        let held = plan.notices.iter().filter(|n| n.kind == "children").count();
+        if held > 0 {
+            tracing::warn!(
+                vms = held,
+                "child changes (interfaces, MAC and IP addresses, virtual disks, primary IPs) of \
+                 {held} VMs not applied: this version of the sync does not write them yet"
+            );
         }
     }
     // Nor the snapshot (~1.5 KB per NetBox VM) past the plan.
