@@ -1,20 +1,27 @@
-//! The wit-bindgen shell: WIT bindings, conversions to and from `model` (moves, no clones),
-//! and the adapter that exports any `RuleSet` as the `rules` world.
+//! The wit-bindgen shell of WIT 0.3 (`wit/v0.3.0`): bindings, conversions to and from `model`
+//! and `children` (moves, no clones), and the adapter that exports any `RuleSet` as the `rules`
+//! world.
 //!
 //! Another crate exports its rules with `guest_default::export_rules!(MyRules);` (guarded by
 //! `#[cfg(target_arch = "wasm32")]`, and depending on guest-default with
 //! `default-features = false` so the default rules' own exports are not linked in too).
+//!
+//! The children cross as the WIT says: the network source and NetBox's children as JSON text in,
+//! typed children out. Each step runs the rule set's VM step and its children step
+//! (`RuleSet::normalize_desired_children`, ...) for the same input; `reconcile` hands both texts
+//! to `RuleSet::reconcile_json`. `component_v0_2` keeps the 0.2 shell.
 
 use std::marker::PhantomData;
 
+use crate::children as c;
 use crate::model::{self, Field, RuleSet, with_failed_in_place};
 
-/// The generated bindings of `wit/v0.2.0` (world `rules`).
+/// The generated bindings of `wit/v0.3.0` (world `rules`).
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rules",
-        path: "../wit/v0.2.0",
+        path: "../wit/v0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_rules_world",
         default_bindings_module: "guest_default::component::bindings",
@@ -48,9 +55,26 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
         let ctx = context_in(ctx);
         // A config that is not JSON fails its own guest only; the others go to the rules.
         with_failed_in_place(guests, guest_in, |good| {
-            R::normalize_desired(&ctx, good)
+            // The children first: the VM step takes the guests.
+            let kids: Vec<_> = good
+                .iter()
+                .map(|(g, network)| R::normalize_desired_children(&ctx, g, network))
+                .collect();
+            let guests = good.into_iter().map(|(g, _)| g).collect();
+            R::normalize_desired(&ctx, guests)
                 .into_iter()
-                .map(|r| r.map(desired_out).map_err(error_out))
+                .zip(kids)
+                .map(|(r, kids)| match r {
+                    Ok(model::Desired::Vm(d)) => {
+                        let kids = kids.map_err(error_out)?;
+                        Ok(w::Desired::Vm(w::DesiredVm {
+                            vm: vm_out(d.vm, kids),
+                            needs: needs_out(d.needs),
+                        }))
+                    }
+                    Ok(model::Desired::Skip(reason)) => Ok(w::Desired::Skip(reason)),
+                    Err(e) => Err(error_out(e)),
+                })
                 .collect()
         })
     }
@@ -60,28 +84,56 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
         records: Vec<w::NetboxVm>,
     ) -> Vec<Result<w::Vm, w::RuleError>> {
         let ctx = context_in(ctx);
-        let records = records.into_iter().map(netbox_in).collect();
+        let (records, kids): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .map(|r| {
+                let kids = R::normalize_current_children(&ctx, &r.children, r.children_read);
+                (netbox_in(r), kids)
+            })
+            .unzip();
         R::normalize_current(&ctx, records)
             .into_iter()
-            .map(|r| r.map(vm_out).map_err(error_out))
+            .zip(kids)
+            .map(|(r, kids)| {
+                let vm = r.map_err(error_out)?;
+                Ok(vm_out(vm, kids.map_err(error_out)?))
+            })
             .collect()
     }
 
-    fn diff(
-        ctx: w::Context,
-        pairs: Vec<w::DiffInput>,
-    ) -> Vec<Result<Vec<w::FieldChange>, w::RuleError>> {
+    fn diff(ctx: w::Context, pairs: Vec<w::DiffInput>) -> Vec<Result<w::VmChanges, w::RuleError>> {
         let ctx = context_in(ctx);
-        let pairs = pairs
+        let (pairs, kids): (Vec<_>, Vec<_>) = pairs
             .into_iter()
-            .map(|p| model::DiffInput {
-                desired: vm_in(p.desired),
-                current: p.current.map(vm_in),
+            .map(|p| {
+                let (desired, desired_kids) = vm_in(p.desired);
+                let current = p.current.map(vm_in);
+                let current_disk = current
+                    .as_ref()
+                    .and_then(|(vm, _)| vm.disk.as_set().copied());
+                let (current, current_kids) = match current {
+                    Some((vm, kids)) => (Some(vm), Some(kids)),
+                    None => (None, None),
+                };
+                (
+                    model::DiffInput { desired, current },
+                    (desired_kids, current_kids, current_disk),
+                )
             })
-            .collect();
+            .unzip();
         R::diff(&ctx, pairs)
             .into_iter()
-            .map(|r| r.map(changes_out).map_err(error_out))
+            .zip(kids)
+            .map(|(r, (desired, current, disk))| {
+                let mut changes = r.map_err(error_out)?;
+                let children =
+                    R::diff_children(&ctx, &desired, current.as_ref(), disk, &mut changes)
+                        .map_err(error_out)?;
+                Ok(w::VmChanges {
+                    changes: changes_out(changes),
+                    children: children.into_iter().map(child_change_out).collect(),
+                })
+            })
             .collect()
     }
 
@@ -90,15 +142,27 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
         items: Vec<w::ReconcileInput>,
     ) -> Vec<Result<w::Reconciled, w::RuleError>> {
         let ctx = context_in(ctx);
-        // The configs stay JSON text: the rule set reads them (a bad one fails its own guest).
+        // The configs and children stay JSON text: the rule set reads them (a bad one fails
+        // its own guest).
         let items = items
             .into_iter()
             .map(|i| {
-                let (guest, config) = guest_parts(i.guest);
+                let (guest, config, network) = guest_parts(i.guest);
+                let (current, children) = match i.current {
+                    Some(mut r) => {
+                        let children = r
+                            .children_read
+                            .then(|| model::JsonText(std::mem::take(&mut r.children)));
+                        (Some(netbox_in(r)), children)
+                    }
+                    None => (None, None),
+                };
                 model::JsonReconcileInput {
                     guest,
                     config,
-                    current: i.current.map(netbox_in),
+                    current,
+                    network,
+                    children,
                 }
             })
             .collect();
@@ -153,6 +217,39 @@ field_conv!(ref_in, ref_out, RefField, String, id, id);
 field_conv!(count_in, count_out, CountField, u64, id, id);
 field_conv!(decimal_in, decimal_out, DecimalField, f64, id, id);
 field_conv!(tags_in, tags_out, TagsField, Vec<String>, id, id);
+field_conv!(bool_in, bool_out, BoolField, bool, id, id);
+field_conv!(
+    interfaces_in,
+    interfaces_out,
+    InterfacesField,
+    Vec<c::VmInterface>,
+    |l: Vec<w::VmInterface>| l.into_iter().map(interface_in).collect(),
+    |l: Vec<c::VmInterface>| l.into_iter().map(interface_out).collect()
+);
+field_conv!(
+    macs_in,
+    macs_out,
+    MacAddressesField,
+    Vec<c::VmMacAddress>,
+    |l: Vec<w::VmMacAddress>| l.into_iter().map(mac_in).collect(),
+    |l: Vec<c::VmMacAddress>| l.into_iter().map(mac_out).collect()
+);
+field_conv!(
+    ips_in,
+    ips_out,
+    IpAddressesField,
+    Vec<c::VmIpAddress>,
+    |l: Vec<w::VmIpAddress>| l.into_iter().map(ip_in).collect(),
+    |l: Vec<c::VmIpAddress>| l.into_iter().map(ip_out).collect()
+);
+field_conv!(
+    disks_in,
+    disks_out,
+    VirtualDisksField,
+    Vec<c::VmVirtualDisk>,
+    |l: Vec<w::VmVirtualDisk>| l.into_iter().map(vdisk_in).collect(),
+    |l: Vec<c::VmVirtualDisk>| l.into_iter().map(vdisk_out).collect()
+);
 field_conv!(
     json_in,
     json_out,
@@ -212,16 +309,37 @@ fn context_in(c: w::Context) -> model::Context {
     }
 }
 
-/// The guest in model form, or its `bad-config` error (`model::parse_guest_config`, the same
-/// error `reconcile` reports, so the two agree).
-fn guest_in(g: w::PveGuest) -> Result<model::Guest, w::RuleError> {
-    let (mut guest, config) = guest_parts(g);
+/// The guest in model form with its network view, or its `bad-config` error
+/// (`model::parse_guest_config`, the same error `reconcile` reports, so the two agree).
+fn guest_in(g: w::PveGuest) -> Result<(model::Guest, c::NetworkSource), w::RuleError> {
+    let (mut guest, config, network) = guest_parts(g);
     model::parse_guest_config(&mut guest, &config).map_err(error_out)?;
-    Ok(guest)
+    Ok((guest, network))
 }
 
-/// The guest in model form without its config, and the config's JSON text.
-fn guest_parts(g: w::PveGuest) -> (model::Guest, String) {
+fn network_in(n: w::NetworkSource) -> c::NetworkSource {
+    use c::UnknownReason as R;
+    use w::NetworkUnknownReason as W;
+    match n {
+        w::NetworkSource::Agent(j) => c::NetworkSource::Agent(model::JsonText(j)),
+        w::NetworkSource::LxcInterfaces(j) => c::NetworkSource::LxcInterfaces(model::JsonText(j)),
+        w::NetworkSource::Unknown(u) => c::NetworkSource::Unknown(c::NetworkUnknown {
+            reason: match u.reason {
+                W::AgentOff => R::AgentOff,
+                W::NotRunning => R::NotRunning,
+                W::AgentNotRunning => R::AgentNotRunning,
+                W::NoPermission => R::NoPermission,
+                W::TimedOut => R::TimedOut,
+                W::NotAsked => R::NotAsked,
+                W::OtherError => R::OtherError,
+            },
+            detail: u.detail,
+        }),
+    }
+}
+
+/// The guest in model form without its config, the config's JSON text, and its network view.
+fn guest_parts(g: w::PveGuest) -> (model::Guest, String, c::NetworkSource) {
     let guest = model::Guest {
         cluster: g.cluster,
         vmid: g.vmid,
@@ -241,7 +359,7 @@ fn guest_parts(g: w::PveGuest) -> (model::Guest, String) {
         config: Vec::new(),
         config_read: g.config_read,
     };
-    (guest, g.config)
+    (guest, g.config, network_in(g.network))
 }
 
 fn netbox_in(r: w::NetboxVm) -> model::NetboxVm {
@@ -273,8 +391,9 @@ fn netbox_in(r: w::NetboxVm) -> model::NetboxVm {
     }
 }
 
-fn vm_in(v: w::Vm) -> model::Vm {
-    model::Vm {
+/// The VM and its children.
+fn vm_in(v: w::Vm) -> (model::Vm, c::VmChildren) {
+    let vm = model::Vm {
         name: text_in(v.name),
         status: text_in(v.status),
         site: ref_in(v.site),
@@ -296,10 +415,11 @@ fn vm_in(v: w::Vm) -> model::Vm {
             .into_iter()
             .map(|(n, f)| (n, json_in(f)))
             .collect(),
-    }
+    };
+    (vm, children_in(v.children))
 }
 
-fn vm_out(v: model::Vm) -> w::Vm {
+fn vm_out(v: model::Vm, children: c::VmChildren) -> w::Vm {
     w::Vm {
         name: text_out(v.name),
         status: text_out(v.status),
@@ -322,6 +442,144 @@ fn vm_out(v: model::Vm) -> w::Vm {
             .into_iter()
             .map(|(n, f)| (n, json_out(f)))
             .collect(),
+        children: children_out(children),
+    }
+}
+
+fn children_in(k: w::VmChildren) -> c::VmChildren {
+    c::VmChildren {
+        interfaces: interfaces_in(k.interfaces),
+        mac_addresses: macs_in(k.mac_addresses),
+        ip_addresses: ips_in(k.ip_addresses),
+        virtual_disks: disks_in(k.virtual_disks),
+        primary_ip4: text_in(k.primary_ip4),
+        primary_ip6: text_in(k.primary_ip6),
+    }
+}
+
+fn children_out(k: c::VmChildren) -> w::VmChildren {
+    w::VmChildren {
+        interfaces: interfaces_out(k.interfaces),
+        mac_addresses: macs_out(k.mac_addresses),
+        ip_addresses: ips_out(k.ip_addresses),
+        virtual_disks: disks_out(k.virtual_disks),
+        primary_ip4: text_out(k.primary_ip4),
+        primary_ip6: text_out(k.primary_ip6),
+    }
+}
+
+fn identity_in(i: w::ChildIdentity) -> c::ChildIdentity {
+    c::ChildIdentity {
+        id: i.id,
+        managed: i.managed,
+        tags: i.tags,
+    }
+}
+
+fn identity_out(i: c::ChildIdentity) -> w::ChildIdentity {
+    w::ChildIdentity {
+        id: i.id,
+        managed: i.managed,
+        tags: i.tags,
+    }
+}
+
+fn interface_in(i: w::VmInterface) -> c::VmInterface {
+    c::VmInterface {
+        identity: i.identity.map(identity_in),
+        name: i.name,
+        enabled: bool_in(i.enabled),
+        mtu: count_in(i.mtu),
+        description: text_in(i.description),
+        mode: text_in(i.mode),
+        untagged_vlan: count_in(i.untagged_vlan),
+        primary_mac_address: text_in(i.primary_mac_address),
+    }
+}
+
+fn interface_out(i: c::VmInterface) -> w::VmInterface {
+    w::VmInterface {
+        identity: i.identity.map(identity_out),
+        name: i.name,
+        enabled: bool_out(i.enabled),
+        mtu: count_out(i.mtu),
+        description: text_out(i.description),
+        mode: text_out(i.mode),
+        untagged_vlan: count_out(i.untagged_vlan),
+        primary_mac_address: text_out(i.primary_mac_address),
+    }
+}
+
+fn mac_in(m: w::VmMacAddress) -> c::VmMacAddress {
+    c::VmMacAddress {
+        identity: m.identity.map(identity_in),
+        mac_address: m.mac_address,
+        interface: m.interface,
+    }
+}
+
+fn mac_out(m: c::VmMacAddress) -> w::VmMacAddress {
+    w::VmMacAddress {
+        identity: m.identity.map(identity_out),
+        mac_address: m.mac_address,
+        interface: m.interface,
+    }
+}
+
+fn ip_in(a: w::VmIpAddress) -> c::VmIpAddress {
+    c::VmIpAddress {
+        identity: a.identity.map(identity_in),
+        address: a.address,
+        vrf: a.vrf,
+        status: text_in(a.status),
+        interface: a.interface,
+    }
+}
+
+fn ip_out(a: c::VmIpAddress) -> w::VmIpAddress {
+    w::VmIpAddress {
+        identity: a.identity.map(identity_out),
+        address: a.address,
+        vrf: a.vrf,
+        status: text_out(a.status),
+        interface: a.interface,
+    }
+}
+
+fn vdisk_in(d: w::VmVirtualDisk) -> c::VmVirtualDisk {
+    c::VmVirtualDisk {
+        identity: d.identity.map(identity_in),
+        name: d.name,
+        size: count_in(d.size),
+        description: text_in(d.description),
+    }
+}
+
+fn vdisk_out(d: c::VmVirtualDisk) -> w::VmVirtualDisk {
+    w::VmVirtualDisk {
+        identity: d.identity.map(identity_out),
+        name: d.name,
+        size: count_out(d.size),
+        description: text_out(d.description),
+    }
+}
+
+fn child_change_out(ch: c::ChildChange) -> w::ChildChange {
+    w::ChildChange {
+        kind: match ch.kind {
+            c::ChildKind::Interface => w::ChildKind::Interface,
+            c::ChildKind::MacAddress => w::ChildKind::MacAddress,
+            c::ChildKind::IpAddress => w::ChildKind::IpAddress,
+            c::ChildKind::VirtualDisk => w::ChildKind::VirtualDisk,
+        },
+        key: ch.key,
+        parent: ch.parent,
+        op: match ch.op {
+            c::ChildOp::Create => w::ChildOp::Create,
+            c::ChildOp::Update(id) => w::ChildOp::Update(id),
+            c::ChildOp::Delete(id) => w::ChildOp::Delete(id),
+        },
+        changes: changes_out(ch.changes),
     }
 }
 
@@ -348,16 +606,6 @@ fn changes_out(changes: Vec<model::FieldChange>) -> Vec<w::FieldChange> {
         .collect()
 }
 
-fn desired_out(d: model::Desired) -> w::Desired {
-    match d {
-        model::Desired::Skip(reason) => w::Desired::Skip(reason),
-        model::Desired::Vm(d) => w::Desired::Vm(w::DesiredVm {
-            vm: vm_out(d.vm),
-            needs: needs_out(d.needs),
-        }),
-    }
-}
-
 fn reconciled_out(r: model::Reconciled) -> w::Reconciled {
     match r {
         model::Reconciled::Skip(reason) => w::Reconciled::Skip(reason),
@@ -365,6 +613,7 @@ fn reconciled_out(r: model::Reconciled) -> w::Reconciled {
             name: r.name,
             needs: needs_out(r.needs),
             changes: changes_out(r.changes),
+            children: r.children.into_iter().map(child_change_out).collect(),
         }),
     }
 }
@@ -398,6 +647,10 @@ mod tests {
             pool: None,
             config: config.into(),
             config_read: true,
+            network: w::NetworkSource::Unknown(w::NetworkUnknown {
+                reason: w::NetworkUnknownReason::NotAsked,
+                detail: String::new(),
+            }),
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod arena;
 pub mod children;
 pub mod component;
+pub mod component_v0_2;
 mod memcmp;
 pub mod model;
 
@@ -47,8 +48,11 @@ impl RuleSet for DefaultRules {
         }
     }
 
+    /// The fields' defaults, then the child collections' (`children::default_policies`).
     fn default_policies() -> Vec<FieldPolicy> {
-        policy::default_policies()
+        let mut all = policy::default_policies();
+        all.extend(children::default_policies());
+        all
     }
 
     fn normalize_desired(ctx: &Context, guests: Vec<Guest>) -> Vec<Result<Desired, RuleError>> {
@@ -91,7 +95,7 @@ impl RuleSet for DefaultRules {
         let pol = policy::Policies::new(ctx);
         items
             .into_iter()
-            .map(|item| reconcile_one(item, &prepared, &pol))
+            .map(|item| reconcile_one(ctx, item, &prepared, &pol))
             .collect()
     }
 
@@ -105,15 +109,7 @@ impl RuleSet for DefaultRules {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        children::normalize_desired_children(
-            ctx,
-            &children::GuestSources {
-                kind: guest.kind,
-                config_read: guest.config_read,
-                config: &config,
-                network,
-            },
-        )
+        desired_children(ctx, guest, &config, network)
     }
 
     fn normalize_current_children(
@@ -148,7 +144,7 @@ impl RuleSet for DefaultRules {
         let pol = policy::Policies::new(ctx);
         items
             .into_iter()
-            .map(|item| reconcile_one_json(item, &prepared, &pol))
+            .map(|item| reconcile_one_json(ctx, item, &prepared, &pol))
             .collect()
     }
 }
@@ -163,18 +159,38 @@ fn setting_error(e: settings::SettingError) -> RuleError {
 }
 
 /// normalize-desired, normalize-current (only for a VM: a skip never compares) and diff of one
-/// guest.
+/// guest, then its children's three steps.
 fn reconcile_one(
+    ctx: &Context,
     item: ReconcileInput,
     prepared: &settings::Prepared,
     pol: &policy::Policies,
 ) -> Result<Reconciled, RuleError> {
-    let desired = desired::desired(item.guest, prepared)?;
-    compare(desired, item.current, pol)
+    let ReconcileInput {
+        guest,
+        current,
+        network,
+        children,
+    } = item;
+    // Computed before the VM's desired state takes the guest; reported only for a guest the VM
+    // steps reconcile (a skip or the VM's own error decides first, as in the three steps).
+    let desired_children = DefaultRules::normalize_desired_children(ctx, &guest, &network);
+    let desired = desired::desired(guest, prepared)?;
+    compare(
+        ctx,
+        desired,
+        current,
+        Children {
+            desired: desired_children,
+            current: children,
+        },
+        pol,
+    )
 }
 
 /// [`reconcile_one`] for a guest whose config is JSON text.
 fn reconcile_one_json(
+    ctx: &Context,
     item: JsonReconcileInput,
     prepared: &settings::Prepared,
     pol: &policy::Policies,
@@ -183,38 +199,100 @@ fn reconcile_one_json(
         mut guest,
         config,
         current,
+        network,
+        children,
     } = item;
-    let desired = match config::scan_json(&config) {
+    let (desired, desired_children) = match config::scan_json(&config) {
         Some(pairs) => {
-            let cfg = config::ConfigView::from_pairs(
-                guest.kind,
-                pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
-            );
-            desired::desired_with(guest, cfg, prepared)?
+            let view: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                .collect();
+            let desired_children = desired_children(ctx, &guest, &view, &network);
+            let cfg = config::ConfigView::from_pairs(guest.kind, view.iter().copied());
+            (
+                desired::desired_with(guest, cfg, prepared)?,
+                desired_children,
+            )
         }
         None => {
             model::parse_guest_config(&mut guest, &config)?;
-            desired::desired(guest, prepared)?
+            let desired_children = DefaultRules::normalize_desired_children(ctx, &guest, &network);
+            (desired::desired(guest, prepared)?, desired_children)
         }
     };
-    compare(desired, current, pol)
+    compare(
+        ctx,
+        desired,
+        current,
+        Children {
+            desired: desired_children,
+            current: children,
+        },
+        pol,
+    )
 }
 
-/// normalize-current (for a VM) and diff of a desired state.
+/// A guest's desired children from its config properties.
+fn desired_children(
+    ctx: &Context,
+    guest: &Guest,
+    config: &[(&str, &str)],
+    network: &children::NetworkSource,
+) -> Result<children::VmChildren, RuleError> {
+    children::normalize_desired_children(
+        ctx,
+        &children::GuestSources {
+            kind: guest.kind,
+            config_read: guest.config_read,
+            config,
+            network,
+        },
+    )
+}
+
+/// The children side of one guest: its desired children (or their error) and NetBox's
+/// current children JSON (`None`: not read).
+struct Children {
+    desired: Result<children::VmChildren, RuleError>,
+    current: Option<model::JsonText>,
+}
+
+/// normalize-current (for a VM) and diff of a desired state, then the children's.
 fn compare(
+    ctx: &Context,
     desired: Desired,
     current: Option<NetboxVm>,
+    kids: Children,
     pol: &policy::Policies,
 ) -> Result<Reconciled, RuleError> {
     let desired = match desired {
         Desired::Vm(d) => d,
         Desired::Skip(reason) => return Ok(Reconciled::Skip(reason)),
     };
+    // In the order of the three steps' errors: normalize-desired (the VM's, then its
+    // children's), normalize-current (likewise), diff.
+    let desired_children = kids.desired?;
+    let current_disk = current.as_ref().and_then(|c| c.disk);
+    let current_children = match &current {
+        Some(_) => {
+            let (json, read) = model::children_wit(kids.current.as_ref());
+            Some(children::normalize_current_children(json, read)?)
+        }
+        None => None,
+    };
     let pair = DiffInput {
         desired: desired.vm,
         current: current.map(current::current),
     };
-    let changes = diff::diff(pol, &pair)?;
+    let mut changes = diff::diff(pol, &pair)?;
+    let children = children::diff_children(
+        ctx,
+        &desired_children,
+        current_children.as_ref(),
+        current_disk,
+        &mut changes,
+    )?;
     // The name moves out of the compared VM once the diff is done with it.
     let name = match pair.desired.name {
         Field::Set(name) => Some(name),
@@ -224,6 +302,7 @@ fn compare(
         name,
         needs: desired.needs,
         changes,
+        children,
     }))
 }
 

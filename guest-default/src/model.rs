@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DEFAULT_NETBOX_VERSION: &str = "4.7.3";
 
 /// The WIT package version this crate's bindings are generated from.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 // ---------------------------------------------------------------------------------------------
 // JSON text
@@ -1328,21 +1328,55 @@ pub struct DiffInput {
     pub current: Option<Vm>,
 }
 
-/// One guest for [`RuleSet::reconcile`], with the NetBox VM the host matched to it.
-#[derive(Clone, Debug, PartialEq)]
+/// One guest for [`RuleSet::reconcile`], with the NetBox VM the host matched to it, the
+/// guest's runtime network view and the VM's current children (WIT 0.3).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReconcileInput {
     pub guest: Guest,
     pub current: Option<NetboxVm>,
+    /// WIT `pve-guest.network`: the agent's or the LXC interfaces' answer, or why there is
+    /// none. The default (`unknown`, `not-asked`) keeps every child that would come from it.
+    pub network: crate::children::NetworkSource,
+    /// WIT `netbox-vm.children`: the current children as the host renders them. `None` means
+    /// they were not read (WIT `children-read = false`, `children = "{}"`): every child
+    /// collection is then `keep`. Ignored when `current` is `None` (nothing exists yet).
+    pub children: Option<JsonText>,
 }
 
 /// One input of [`RuleSet::reconcile_json`]: a guest whose config is still the WIT's JSON text
 /// (`guest.config` is empty), as a component receives it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct JsonReconcileInput {
     pub guest: Guest,
     /// The config as one JSON object text (the WIT's `pve-guest.config`).
     pub config: String,
     pub current: Option<NetboxVm>,
+    /// As [`ReconcileInput::network`].
+    pub network: crate::children::NetworkSource,
+    /// As [`ReconcileInput::children`].
+    pub children: Option<JsonText>,
+}
+
+impl ReconcileInput {
+    /// The current children as WIT 0.3 passes them: the JSON text and `children-read`.
+    pub fn children_wit(&self) -> (&str, bool) {
+        children_wit(self.children.as_ref())
+    }
+}
+
+impl JsonReconcileInput {
+    /// As [`ReconcileInput::children_wit`].
+    pub fn children_wit(&self) -> (&str, bool) {
+        children_wit(self.children.as_ref())
+    }
+}
+
+/// `None` (not read) is `("{}", false)`.
+pub fn children_wit(children: Option<&JsonText>) -> (&str, bool) {
+    match children {
+        Some(j) => (j.as_str(), true),
+        None => ("{}", false),
+    }
 }
 
 /// Parses `text` into `guest.config`, or the guest's `bad-config` error (reported under
@@ -1375,6 +1409,9 @@ pub struct ReconciledVm {
     pub name: Option<String>,
     pub needs: Vec<ObjectSpec>,
     pub changes: Vec<FieldChange>,
+    /// The child changes (WIT 0.3 `reconciled-vm.children`); always empty from a 0.1 or 0.2
+    /// module, whose children are `keep`.
+    pub children: Vec<crate::children::ChildChange>,
 }
 
 /// One field to write. `old`/`new` are JSON text, shown as plain JSON values.
@@ -1498,6 +1535,8 @@ pub fn reconcile_json_by_parsing<R: RuleSet + ?Sized>(
         Ok(ReconcileInput {
             guest,
             current: i.current,
+            network: i.network,
+            children: i.children,
         })
     };
     with_failed_in_place(items, parse, |good| R::reconcile(ctx, good))
@@ -1545,17 +1584,109 @@ type Slot = Result<(usize, Option<String>, Vec<ObjectSpec>), Result<Reconciled, 
 
 /// [`RuleSet::reconcile`] as `normalize-desired`, `normalize-current` and `diff` batches: what
 /// a rule set that does not fuse the steps gets, and what a fused one must agree with.
+///
+/// The children's steps run with the VM's, as a WIT 0.3 module's three steps do: a VM's
+/// normalize-desired fails with its children's error ([`RuleSet::normalize_desired_children`]),
+/// normalize-current with its current children's ([`RuleSet::normalize_current_children`]),
+/// and the diff adds the child changes ([`RuleSet::diff_children`]). A skip decides before
+/// any children step.
 pub fn reconcile_in_three_steps<R: RuleSet + ?Sized>(
     ctx: &Context,
     items: Vec<ReconcileInput>,
 ) -> Vec<Result<Reconciled, RuleError>> {
+    use crate::children::{NetworkSource, VmChildren};
+    // What the children steps read, taken before the VM steps take the guests and records.
+    let networks: Vec<NetworkSource> = items.iter().map(|i| i.network.clone()).collect();
+    let texts: Vec<Option<JsonText>> = items
+        .iter()
+        .filter(|i| i.current.is_some())
+        .map(|i| i.children.clone())
+        .collect();
+    let currents: Vec<Option<Option<u64>>> = items
+        .iter()
+        .map(|i| i.current.as_ref().map(|c| c.disk))
+        .collect();
+    // Per guest, and per record in order: the children of a step that succeeded.
+    let mut desired_kids: Vec<Option<VmChildren>> = Vec::new();
+    let mut current_kids: Vec<Option<VmChildren>> = Vec::new();
     let Ok(results) = reconcile_with::<std::convert::Infallible>(
         items,
-        |guests| Ok(R::normalize_desired(ctx, guests)),
-        |records| Ok(R::normalize_current(ctx, records)),
+        |guests| {
+            let kids: Vec<_> = guests
+                .iter()
+                .zip(&networks)
+                .map(|(g, n)| R::normalize_desired_children(ctx, g, n))
+                .collect();
+            let vms = R::normalize_desired(ctx, guests);
+            Ok(vms
+                .into_iter()
+                .zip(kids)
+                .map(|(vm, kids)| {
+                    let (vm, kids) = match (vm, kids) {
+                        (Ok(Desired::Vm(d)), Ok(k)) => (Ok(Desired::Vm(d)), Some(k)),
+                        (Ok(Desired::Vm(_)), Err(e)) => (Err(e), None),
+                        (other, _) => (other, None),
+                    };
+                    desired_kids.push(kids);
+                    vm
+                })
+                .collect())
+        },
+        |records| {
+            let kids: Vec<_> = texts
+                .iter()
+                .map(|t| {
+                    let (json, read) = children_wit(t.as_ref());
+                    R::normalize_current_children(ctx, json, read)
+                })
+                .collect();
+            let vms = R::normalize_current(ctx, records);
+            Ok(vms
+                .into_iter()
+                .zip(kids)
+                .map(|(vm, kids)| {
+                    let (vm, kids) = match (vm, kids) {
+                        (Ok(vm), Ok(k)) => (Ok(vm), Some(k)),
+                        (Ok(_), Err(e)) => (Err(e), None),
+                        (Err(e), _) => (Err(e), None),
+                    };
+                    current_kids.push(kids);
+                    vm
+                })
+                .collect())
+        },
         |pairs| Ok(R::diff(ctx, pairs)),
     );
+    let mut record = 0;
     results
+        .into_iter()
+        .zip(currents)
+        .enumerate()
+        .map(|(i, (result, current))| {
+            let current = current.map(|disk| {
+                record += 1;
+                (
+                    current_kids.get_mut(record - 1).and_then(Option::take),
+                    disk,
+                )
+            });
+            let mut vm = match result {
+                Ok(Reconciled::Vm(vm)) => vm,
+                decided => return decided,
+            };
+            let missing = || RuleError::new("contract", "a children step returned no result");
+            let desired = desired_kids
+                .get_mut(i)
+                .and_then(Option::take)
+                .ok_or_else(missing)?;
+            let (current, disk) = match current {
+                None => (None, None),
+                Some((kids, disk)) => (Some(kids.ok_or_else(missing)?), disk),
+            };
+            vm.children = R::diff_children(ctx, &desired, current.as_ref(), disk, &mut vm.changes)?;
+            Ok(Reconciled::Vm(vm))
+        })
+        .collect()
 }
 
 /// `reconcile` from the three steps given as batch calls that may fail as a whole (a host
@@ -1631,6 +1762,7 @@ pub fn reconcile_with<E>(
                     name,
                     needs,
                     changes,
+                    children: Vec::new(),
                 })),
                 Some(Err(e)) => Err(e),
                 None => Err(too_few("diff")),
@@ -1773,14 +1905,15 @@ impl Fixture {
                 current,
             }],
         )));
-        if self.has_children() {
-            out.children = Some(self.run_children::<R>(&ctx, &mut out));
-        }
+        // Every fixture runs the children steps, as a WIT 0.3 module's steps do: they may
+        // adjust the VM's changes (a create's primary IP from a static config address).
+        out.children = Some(self.run_children::<R>(&ctx, &mut out));
         out
     }
 
-    /// True when the fixture takes part in children (WIT 0.3): it has `network`, `children`,
-    /// `expect.children` or `expect.desired_children`. Other fixtures run exactly as in 0.2.
+    /// True when the fixture is about children (WIT 0.3): it has `network`, `children`,
+    /// `expect.children` or `expect.desired_children`. The others are about the VM's fields
+    /// (the children steps run for them too, without a network view or NetBox children).
     pub fn has_children(&self) -> bool {
         self.network.is_some()
             || self.children.is_some()
@@ -2149,6 +2282,7 @@ mod tests {
                 id: u64::from(vmid),
                 ..NetboxVm::default()
             }),
+            ..ReconcileInput::default()
         };
         let vm = |name: &str| {
             let mut d = DesiredVm::default();
@@ -2204,15 +2338,7 @@ mod tests {
     /// the inputs left without one.
     #[test]
     fn reconcile_with_reports_failed_and_short_steps() {
-        let items = || {
-            vec![
-                ReconcileInput {
-                    guest: Guest::default(),
-                    current: None,
-                };
-                2
-            ]
-        };
+        let items = || vec![ReconcileInput::default(); 2];
         let failed = reconcile_with(
             items(),
             |_| Err("trap"),

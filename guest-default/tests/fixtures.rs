@@ -6,8 +6,9 @@ use std::path::Path;
 use guest_default::DefaultRules;
 use guest_default::model::Fixture;
 
-/// Runs every fixture in `dir` and returns the failures, one readable block per file.
-fn run_dir(dir: &Path) -> (usize, Vec<String>) {
+/// Runs every fixture in `dir` and returns how many there are and the failures, one readable
+/// block per file; with `children_only`, only the fixtures that take part in children.
+fn run_dir(dir: &Path, children_only: bool) -> (usize, Vec<String>) {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
@@ -15,6 +16,7 @@ fn run_dir(dir: &Path) -> (usize, Vec<String>) {
         .collect();
     files.sort();
     let mut failures = Vec::new();
+    let mut count = 0;
     for path in &files {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let text = std::fs::read_to_string(path).expect("fixture text");
@@ -25,17 +27,21 @@ fn run_dir(dir: &Path) -> (usize, Vec<String>) {
                 continue;
             }
         };
+        if children_only && !fixture.has_children() {
+            continue;
+        }
+        count += 1;
         if let Err(msg) = fixture.check(&fixture.run::<DefaultRules>()) {
             failures.push(format!("{name} ({}):\n{msg}", fixture.description));
         }
     }
-    (files.len(), failures)
+    (count, failures)
 }
 
 #[test]
 fn every_fixture_passes() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let (count, failures) = run_dir(&dir);
+    let (count, failures) = run_dir(&dir, false);
     assert!(count >= 30, "expected at least 30 fixtures, found {count}");
     assert!(
         failures.is_empty(),
@@ -45,11 +51,12 @@ fn every_fixture_passes() {
     );
 }
 
-/// The children fixtures (WIT 0.3 inputs and expectations; see README "Fixtures").
+/// The children fixtures (WIT 0.3 inputs and expectations; see README "Fixtures"), which live
+/// beside the others so that one `rules test` runs them all.
 #[test]
 fn every_children_fixture_passes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/children");
-    let (count, failures) = run_dir(&dir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let (count, failures) = run_dir(&dir, true);
     assert!(
         count >= 25,
         "expected at least 25 children fixtures, found {count}"
@@ -94,7 +101,7 @@ fn checker_reports_mismatches() {
 /// The checker must catch a wrong child change and a missing children error.
 #[test]
 fn checker_reports_child_mismatches() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/children");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let text = std::fs::read_to_string(dir.join("disk-resized.json")).expect("fixture");
     let mut fixture = Fixture::from_json(&text).expect("fixture parses");
     let children = fixture.expect.children.as_mut().expect("expects children");

@@ -32,6 +32,8 @@ fn both(ctx: &Context, items: Vec<ReconcileInput>) -> (Results, Results) {
             config: config_to_json(&std::mem::take(&mut i.guest.config)),
             guest: i.guest,
             current: i.current,
+            network: i.network,
+            children: i.children,
         })
         .collect();
     let from_json = DefaultRules::reconcile_json(ctx, as_json);
@@ -49,6 +51,7 @@ struct Seen {
     with_changes: usize,
     no_changes: usize,
     with_needs: usize,
+    with_children: usize,
     skips: usize,
     errors: usize,
 }
@@ -70,6 +73,9 @@ impl Seen {
                     }
                     if !v.needs.is_empty() {
                         self.with_needs += 1;
+                    }
+                    if !v.children.is_empty() {
+                        self.with_children += 1;
                     }
                 }
                 Ok(Reconciled::Skip(_)) => self.skips += 1,
@@ -110,10 +116,14 @@ fn fused_agrees_with_three_steps_on_every_fixture() {
         let with = ReconcileInput {
             guest: f.guest.clone(),
             current: f.current.clone(),
+            network: f.network.clone().unwrap_or_default(),
+            children: f.children.clone(),
         };
         let without = ReconcileInput {
             guest: f.guest.clone(),
             current: None,
+            network: f.network.clone().unwrap_or_default(),
+            children: None,
         };
         with_current += usize::from(f.current.is_some());
         // One guest per call, then both in one batch (the batch must not mix them up).
@@ -133,6 +143,7 @@ fn fused_agrees_with_three_steps_on_every_fixture() {
             && seen.with_changes > 0
             && seen.no_changes > 0
             && seen.with_needs > 0
+            && seen.with_children > 0
             && seen.skips > 0
             && seen.errors > 0,
         "fixtures should reach every kind of answer: {seen:?}"
@@ -153,10 +164,14 @@ fn fused_agrees_on_one_batch_of_every_fixture() {
                 ReconcileInput {
                     guest: f.guest.clone(),
                     current: f.current,
+                    network: f.network.clone().unwrap_or_default(),
+                    children: f.children,
                 },
                 ReconcileInput {
                     guest: f.guest,
                     current: None,
+                    network: f.network.unwrap_or_default(),
+                    children: None,
                 },
             ]
         })
@@ -537,7 +552,11 @@ fn batch() -> impl Strategy<Value = (Context, Vec<ReconcileInput>)> {
                     Current::Other(r) => Some(*r),
                     Current::InStep => record_in_step(&ctx, &guest),
                 };
-                ReconcileInput { guest, current }
+                ReconcileInput {
+                    guest,
+                    current,
+                    ..ReconcileInput::default()
+                }
             })
             .collect();
         (ctx, items)
@@ -581,6 +600,7 @@ fn generated_batches_reach_every_kind_of_answer() {
             && seen.with_changes * 3 > total
             && seen.no_changes > 0
             && seen.with_needs > 0
+            && seen.with_children > 0
             && seen.skips > 0
             && seen.errors > 0,
         "{seen:?}"
@@ -613,11 +633,12 @@ fn a_bad_setting_fails_every_item_alike() {
     let items = vec![
         ReconcileInput {
             guest: template,
-            current: None,
+            ..ReconcileInput::default()
         },
         ReconcileInput {
             guest: plain,
             current: Some(NetboxVm::default()),
+            ..ReconcileInput::default()
         },
     ];
     let (fused, steps) = both(&ctx, items);

@@ -11,7 +11,9 @@
 //! The key of a VM is a SHA-256 over the run's part (the context's hash, the module's
 //! SHA-256, the host version, the WIT version) and every byte of that VM's input: the guest
 //! record, its config (packed; the JSON text the module gets is a function of it and of the host
-//! version) and the matched NetBox record. One entry per VM identity (NetBox cluster id, VMID):
+//! version), the matched NetBox record, and what WIT 0.3 adds: the guest's network view (the
+//! agent's or the LXC interfaces' answer text, or why there is none) and NetBox's children JSON
+//! (or that they were not read). Only answers with no child change are stored either. One entry per VM identity (NetBox cluster id, VMID):
 //! the digest and the answer's name, ~60 bytes, so the file stays a few MB at 100k VMs.
 //!
 //! File: `<state dir>/memo/<hash of the NetBox URL>.memo` (the run lock's naming), binary:
@@ -31,7 +33,8 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use guest_default::model::{Context, Guest, NetboxVm, Ownership};
+use guest_default::children::{NetworkSource, NetworkUnknown, UnknownReason};
+use guest_default::model::{Context, Guest, JsonText, NetboxVm, Ownership};
 use reqwest::Url;
 use sha2::{Digest, Sha256};
 
@@ -121,12 +124,15 @@ pub struct Memo {
 }
 
 /// One VM's input to key: identity, guest, packed config (every key and value concatenated,
-/// and their end offsets) and the matched NetBox record.
+/// and their end offsets), the matched NetBox record, the guest's network view and NetBox's
+/// children JSON (`None`: not read), everything that crosses the boundary for the VM.
 pub type KeyInput<'a> = (
     VmIdentity,
     &'a Guest,
     (&'a str, &'a [u32]),
     Option<&'a NetboxVm>,
+    &'a NetworkSource,
+    Option<&'a JsonText>,
 );
 
 /// Below this many VMs a batch is keyed on the calling thread (a thread costs more).
@@ -192,15 +198,20 @@ impl Memo {
     }
 
     /// The key of a rules call for `guest` (whose config is `config`, packed: every key and
-    /// value concatenated, with their end offsets) against `current`.
+    /// value concatenated, with their end offsets) with its network view against `current` and
+    /// its `children`.
     pub fn key(
         &self,
         identity: VmIdentity,
         guest: &Guest,
         config: (&str, &[u32]),
         current: Option<&NetboxVm>,
+        (network, children): (&NetworkSource, Option<&JsonText>),
     ) -> VmKey {
-        self.key_with(&mut Vec::new(), &(identity, guest, config, current))
+        self.key_with(
+            &mut Vec::new(),
+            &(identity, guest, config, current, network, children),
+        )
     }
 
     /// The keys of a batch, in order. Hashing is most of a memoized rerun's rules step, so a
@@ -234,9 +245,10 @@ impl Memo {
     }
 
     fn key_with(&self, buf: &mut Vec<u8>, item: &KeyInput<'_>) -> VmKey {
-        let (identity, guest, config, current) = *item;
+        let (identity, guest, config, current, network, children) = *item;
         buf.clear();
         encode_vm(buf, guest, config, current);
+        encode_children(buf, network, children);
         let mut h = self.prefix.clone();
         h.update(&buf);
         VmKey {
@@ -493,6 +505,35 @@ fn encode_vm(out: &mut Vec<u8>, guest: &Guest, config: (&str, &[u32]), current: 
     // Not passed to the module, but part of the record matched to it: kept in the key, which
     // can only cost a hit, never make one wrong.
     put_opt_str(out, last_updated.as_deref());
+}
+
+/// The WIT 0.3 inputs of one VM: the network view (its kind, then the answer's text or the
+/// reason and detail) and the children JSON (absent, or its text).
+fn encode_children(out: &mut Vec<u8>, network: &NetworkSource, children: Option<&JsonText>) {
+    match network {
+        NetworkSource::Agent(text) => {
+            out.push(0);
+            put_str(out, text.as_str());
+        }
+        NetworkSource::LxcInterfaces(text) => {
+            out.push(1);
+            put_str(out, text.as_str());
+        }
+        NetworkSource::Unknown(NetworkUnknown { reason, detail }) => {
+            out.push(2);
+            out.push(match reason {
+                UnknownReason::AgentOff => 0,
+                UnknownReason::NotRunning => 1,
+                UnknownReason::AgentNotRunning => 2,
+                UnknownReason::NoPermission => 3,
+                UnknownReason::TimedOut => 4,
+                UnknownReason::NotAsked => 5,
+                UnknownReason::OtherError => 6,
+            });
+            put_str(out, detail);
+        }
+    }
+    put_opt_str(out, children.map(JsonText::as_str));
 }
 
 /// The file's bytes: magic, format, header, entries (sorted: the same memo gives the same

@@ -196,6 +196,15 @@ impl Plan {
         let mut deletes = Vec::new();
 
         for o in sorted {
+            // Reported for every class (a VM with no field change may still have child
+            // changes); only its own writes depend on the class.
+            if let Some(message) = o.children_not_applied.take() {
+                notices.push(Notice {
+                    scope: o.scope(),
+                    kind: "children".into(),
+                    message,
+                });
+            }
             let op = match &o.class {
                 Class::Noop => {
                     counts.noop += 1;
@@ -405,6 +414,7 @@ impl Plan {
         for (title, kind) in [
             ("Named for now (rename cycles)", "rename"),
             ("Skipped", "skip"),
+            ("Children not applied", "children"),
             ("Orphans (listed only)", "orphan"),
         ] {
             let items: Vec<&Notice> = self.notices.iter().filter(|n| n.kind == kind).collect();

@@ -33,10 +33,11 @@ fn default_module_reports_its_world_and_exports() {
         .load_default()
         .expect("default rules load");
     assert_eq!(m.source(), "embedded default");
-    assert_eq!(m.wit_version(), "0.2.0");
-    assert_eq!(m.interface(), "pve2netbox:rules/reconcile@0.2.0");
-    assert_eq!(m.info().wit_version, "0.2.0");
+    assert_eq!(m.wit_version(), "0.3.0");
+    assert_eq!(m.interface(), "pve2netbox:rules/reconcile@0.3.0");
+    assert_eq!(m.info().wit_version, "0.3.0");
     assert!(m.fuses_reconcile());
+    assert!(m.has_children());
     assert!(!m.info().name.is_empty());
     for f in [
         "info",
@@ -104,15 +105,16 @@ fn refuses_a_truncated_component() {
     assert!(msg.contains("truncated.wasm"), "{msg}");
 }
 
-/// The version is read from the exported interface: a 0.1 module loads beside a 0.2 one in the
-/// same runtime, without the fused `reconcile`.
+/// The version is read from the exported interface: 0.1 and 0.2 modules load beside the 0.3
+/// default in the same runtime, the 0.1 one without the fused `reconcile`, neither with children.
 #[test]
-fn a_wit_0_1_module_loads_beside_the_0_2_default() {
+fn wit_0_1_and_0_2_modules_load_beside_the_0_3_default() {
     let rt = runtime(CacheMode::Disabled);
     let old = rt.load_file(&misbehaving("runaway")).expect("a 0.1 module");
     assert_eq!(old.wit_version(), "0.1.0");
     assert_eq!(old.interface(), "pve2netbox:rules/reconcile@0.1.0");
     assert!(!old.fuses_reconcile());
+    assert!(!old.has_children());
     assert!(!old.functions().iter().any(|f| f == "reconcile"));
     assert!(
         old.imports()
@@ -121,12 +123,25 @@ fn a_wit_0_1_module_loads_beside_the_0_2_default() {
         "{:?}",
         old.imports()
     );
-    let new = rt.load_default().expect("the 0.2 default");
-    assert!(new.fuses_reconcile());
+    let v2 = rt
+        .load_file(&rules_common::v0_2_module())
+        .expect("a 0.2 module");
+    assert_eq!(v2.wit_version(), "0.2.0");
+    assert_eq!(v2.info().wit_version, "0.2.0");
+    assert!(v2.fuses_reconcile() && !v2.has_children());
+    assert!(
+        v2.imports()
+            .iter()
+            .any(|i| i == "pve2netbox:rules/types@0.2.0"),
+        "{:?}",
+        v2.imports()
+    );
+    let new = rt.load_default().expect("the 0.3 default");
+    assert!(new.fuses_reconcile() && new.has_children());
     assert!(
         new.imports()
             .iter()
-            .any(|i| i == "pve2netbox:rules/types@0.2.0"),
+            .any(|i| i == "pve2netbox:rules/types@0.3.0"),
         "{:?}",
         new.imports()
     );
@@ -143,7 +158,10 @@ fn refuses_another_world_naming_the_supported_versions() {
     assert!(msg.contains("rules_misbehaving_other_world.wasm"), "{msg}");
     assert!(msg.contains("pve2netbox:rules@0.99.0"), "{msg}");
     assert!(
-        msg.contains("this host supports pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x"),
+        msg.contains(
+            "this host supports pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x, \
+             pve2netbox:rules@0.3.x"
+        ),
         "{msg}"
     );
 }

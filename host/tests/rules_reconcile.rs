@@ -1,7 +1,8 @@
-//! `RulesModule::reconcile`, what the sync calls: one fused call per batch for a WIT 0.2 module
-//! (the embedded default), the three steps for a 0.1 module (`tests/rules-misbehaving/runaway`).
-//! Both give what the three steps give, and what the rules give natively; a failed batch fails
-//! alone, naming its first and last guest.
+//! `RulesModule::reconcile`, what the sync calls: one fused call per batch for a WIT 0.3 module
+//! (the embedded default) or a 0.2 one (`tests/rules-v0-2`), the three steps for a 0.1 module
+//! (`tests/rules-misbehaving/runaway`). All give what the three steps give, and what the rules
+//! give natively; a 0.2 module maps VMs exactly as before and leaves children alone; a failed
+//! batch fails alone, naming its first and last guest.
 
 mod rules_common;
 
@@ -37,7 +38,11 @@ fn workload(n: usize) -> Vec<ReconcileInput> {
     guests
         .into_iter()
         .zip(current)
-        .map(|(guest, current)| ReconcileInput { guest, current })
+        .map(|(guest, current)| ReconcileInput {
+            guest,
+            current,
+            ..ReconcileInput::default()
+        })
         .collect()
 }
 
@@ -45,7 +50,7 @@ fn workload(n: usize) -> Vec<ReconcileInput> {
 fn fused_reconcile_of_the_default_agrees_with_its_three_steps_and_native() {
     let rt = fuel_runtime();
     let m = rt.load_default().expect("default rules");
-    assert!(m.fuses_reconcile(), "the embedded default exports WIT 0.2");
+    assert!(m.fuses_reconcile(), "the embedded default exports WIT 0.3");
     let ctx = effective_context(&m, &Context::default()).unwrap();
     let items = workload(300);
 
@@ -109,16 +114,19 @@ fn a_wit_0_1_module_reconciles_through_its_three_steps() {
         ReconcileInput {
             guest: guest(100, "a"),
             current: Some(record(7, "a", "offline")),
+            ..ReconcileInput::default()
         },
         // New: the create body (name and status).
         ReconcileInput {
             guest: guest(101, "b"),
             current: None,
+            ..ReconcileInput::default()
         },
         // Exists and agrees: nothing to do.
         ReconcileInput {
             guest: guest(102, "c"),
             current: Some(record(8, "c", "active")),
+            ..ReconcileInput::default()
         },
     ];
     let out = m
@@ -129,6 +137,7 @@ fn a_wit_0_1_module_reconciles_through_its_three_steps() {
             name: Some(name.into()),
             needs: Vec::new(),
             changes,
+            children: Vec::new(),
         }))
     };
     assert_eq!(
@@ -162,6 +171,7 @@ fn a_trap_in_a_wit_0_1_reconcile_fails_that_batch_only() {
         .map(|(id, n)| ReconcileInput {
             guest: guest(id, n),
             current: None,
+            ..ReconcileInput::default()
         })
         .collect();
     let err = m
@@ -201,10 +211,12 @@ fn a_failed_fused_reconcile_fails_that_batch_only() {
         ReconcileInput {
             guest: guest(199, "small"),
             current: None,
+            ..ReconcileInput::default()
         },
         ReconcileInput {
             guest: huge,
             current: None,
+            ..ReconcileInput::default()
         },
     ];
     let err = m.reconcile(&ctx, bad).expect_err("over the memory limit");
@@ -226,4 +238,69 @@ fn a_failed_fused_reconcile_fails_that_batch_only() {
             .iter()
             .any(|r| matches!(r, Ok(Reconciled::Vm(_))))
     );
+}
+
+/// A module built against WIT 0.2 (`tests/rules-v0-2`, the default rules through the 0.2 shell)
+/// maps VMs exactly as before: it passes every VM fixture of the default rules (but those whose
+/// create seeds a primary IP, a 0.3 field), its `reconcile`
+/// agrees with its three steps, it returns no child change, and where the 0.3 default's children
+/// are `keep` (NetBox's children not read) both give the same VM changes.
+#[test]
+fn a_wit_0_2_module_maps_vms_as_before_and_keeps_children() {
+    use guest_default::model::Fixture;
+    use pve2netbox::rules::fixture::{check_reconcile, run_fixture};
+    let rt = fuel_runtime();
+    let v2 = rt
+        .load_file(&rules_common::v0_2_module())
+        .expect("the 0.2 module");
+    let v3 = rt.load_default().expect("the 0.3 default");
+    assert!(!v2.has_children() && v3.has_children());
+    let dir = rules_common::workspace()
+        .join("guest-default")
+        .join("fixtures");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let mut vm_only = 0;
+    for path in &files {
+        let f = Fixture::from_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+        // Children fixtures, and VM fixtures whose create seeds a primary IP (a 0.3 field).
+        let primary_ip = f
+            .expect
+            .changes
+            .iter()
+            .flatten()
+            .any(|c| c.field.starts_with("primary_ip"));
+        if f.has_children() || primary_ip {
+            continue;
+        }
+        vm_only += 1;
+        let name = path.display();
+        let run = run_fixture(&v2, &f).expect("the fixture runs");
+        if let Err(problems) = f.check(&run.outcome) {
+            panic!("{name}: {problems}");
+        }
+        assert!(check_reconcile(&v2, &f).unwrap().agrees(), "{name}");
+    }
+    assert!(vm_only >= 30, "only {vm_only} VM fixtures");
+
+    // Existing VMs (children not read: `keep`): the same VM changes from both, no child change.
+    let ctx2 = effective_context(&v2, &Context::default()).unwrap();
+    let ctx3 = effective_context(&v3, &Context::default()).unwrap();
+    let items: Vec<ReconcileInput> = workload(200)
+        .into_iter()
+        .filter(|i| i.current.is_some())
+        .collect();
+    let old = v2.reconcile(&ctx2, items.clone()).unwrap().items;
+    let new = v3.reconcile(&ctx3, items).unwrap().items;
+    assert_eq!(old.len(), new.len());
+    for (o, n) in old.iter().zip(&new) {
+        if let Ok(Reconciled::Vm(v)) = o {
+            assert!(v.children.is_empty(), "a 0.2 module has no child change");
+        }
+        assert_eq!(o, n);
+    }
 }

@@ -138,6 +138,10 @@ pub enum RulesCommand {
         /// costs ~15% more per call.
         #[arg(long)]
         fuel: bool,
+        /// Give every VM two NICs, four IPs (guest agent) and two disks, and NetBox's children
+        /// as a rerun finds them (WIT 0.3 inputs; a module before 0.3 ignores them).
+        #[arg(long)]
+        children: bool,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -243,8 +247,9 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
             batch,
             seed,
             fuel,
+            children,
             runtime,
-        } => bench(&file, vms, batch, seed, fuel, &runtime),
+        } => bench(&file, vms, batch, seed, fuel, children, &runtime),
     }
 }
 
@@ -277,6 +282,14 @@ fn check(file: &str, config: Option<&Path>, args: &RuntimeArgs) -> anyhow::Resul
         info.wit_version
     );
     println!("exports:     {}", module.functions().join(", "));
+    println!(
+        "children:    {}",
+        if module.has_children() {
+            "the guest's network view and NetBox's children in, child changes out (WIT 0.3)"
+        } else {
+            "none (before WIT 0.3): the sync leaves its VMs' interfaces, IPs and disks alone"
+        }
+    );
     println!(
         "reconcile:   {}",
         if module.fuses_reconcile() {
@@ -372,7 +385,12 @@ fn eval(
         .unwrap_or_default();
     let (_runtime, module) = load(file, args, Metering::Fuel)?;
     let ctx = rules::fixture::effective_context(&module, &ctx)?;
-    let run = rules::fixture::run_case(&module, &ctx, guest, current)?;
+    let input = guest_default::model::ReconcileInput {
+        guest,
+        current,
+        ..Default::default()
+    };
+    let run = rules::fixture::run_case(&module, &ctx, input)?;
     let (json, failed) = outcome_json(&run.outcome, run.fuel);
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(if failed {
@@ -419,6 +437,30 @@ fn outcome_json(o: &FixtureOutcome, fuel: u64) -> (serde_json::Value, bool) {
         }
         None => {
             out.insert("changes".into(), Value::Null);
+        }
+    }
+    if let Some(kids) = &o.children {
+        for (key, part) in [
+            (
+                "desired_children",
+                kids.desired.as_ref().map(|r| r.as_ref().map(|k| json!(k))),
+            ),
+            (
+                "current_children",
+                kids.current.as_ref().map(|r| r.as_ref().map(|k| json!(k))),
+            ),
+            (
+                "children",
+                kids.changes.as_ref().map(|r| r.as_ref().map(|k| json!(k))),
+            ),
+        ] {
+            match part {
+                Some(Ok(v)) => {
+                    out.insert(key.into(), v);
+                }
+                Some(Err(e)) => error = error.or(Some((key, e))),
+                None => {}
+            }
         }
     }
     if let Some((phase, e)) = error {
@@ -694,7 +736,12 @@ fn reconcile_report(check: &rules::fixture::ReconcileCheck) -> Option<String> {
 fn reconciled_json(r: &Result<Reconciled, RuleError>) -> serde_json::Value {
     use serde_json::json;
     match r {
-        Ok(Reconciled::Vm(v)) => json!({ "name": v.name, "needs": v.needs, "changes": v.changes }),
+        Ok(Reconciled::Vm(v)) if v.children.is_empty() => {
+            json!({ "name": v.name, "needs": v.needs, "changes": v.changes })
+        }
+        Ok(Reconciled::Vm(v)) => {
+            json!({ "name": v.name, "needs": v.needs, "changes": v.changes, "children": v.children })
+        }
         Ok(Reconciled::Skip(reason)) => json!({ "skip": reason }),
         Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
     }
@@ -711,6 +758,12 @@ fn expected_json(f: &Fixture) -> serde_json::Value {
     }
     if let Some(c) = &f.expect.changes {
         out.insert("changes".into(), serde_json::json!(c));
+    }
+    if let Some(d) = &f.expect.desired_children {
+        out.insert("desired_children".into(), serde_json::json!(d));
+    }
+    if let Some(c) = &f.expect.children {
+        out.insert("children".into(), serde_json::json!(c));
     }
     if let Some(code) = &f.expect.error {
         out.insert("error".into(), serde_json::json!({ "code": code }));
@@ -781,6 +834,7 @@ fn bench(
     batch: usize,
     seed: u64,
     fuel: bool,
+    children: bool,
     args: &RuntimeArgs,
 ) -> anyhow::Result<ExitCode> {
     use rules::bench::{Workload, first_mismatch, run_native, run_wasm};
@@ -792,7 +846,10 @@ fn bench(
     let (_runtime, module) = load(file, args, metering)?;
     let guests = rules::generate::guests("bench", vms, seed);
     let current = rules::generate::current_records(&guests, seed);
-    let workload = Workload::new(guests, current, batch);
+    let mut workload = Workload::new(guests, current, batch);
+    if children {
+        workload = workload.with_children();
+    }
     let ctx = rules::fixture::effective_context(&module, &Context::default())?;
 
     // Each side: an untimed warm-up pass, then the timed one, on the same JSON input.
@@ -811,6 +868,7 @@ fn bench(
         "vms": vms,
         "batch": batch,
         "input": "reconcile on each config as JSON text with its matched record (what the sync sends), both sides",
+        "children": children,
         "warm_up": "one untimed pass per side before its timed pass",
         "load_ms": stats.compile.as_secs_f64() * 1e3,
         "load": match stats.kind { LoadKind::CacheHit => "cache", LoadKind::Compiled => "compiled" },
@@ -860,6 +918,7 @@ mod tests {
                     old: JsonText("1024".into()),
                     new: JsonText(new.into()),
                 }],
+                children: Vec::new(),
             }))
         };
         let same = ReconcileCheck {

@@ -65,7 +65,74 @@ const CONFIG_TEXT: &str = "memory4096cores2";
 const CONFIG_ENDS: &[u32] = &[6, 10, 15, 16];
 
 fn key_of(memo: &Memo, guest: &Guest, config: (&str, &[u32]), cur: Option<&NetboxVm>) -> VmKey {
-    memo.key((1, guest.vmid), guest, config, cur)
+    memo.key(
+        (1, guest.vmid),
+        guest,
+        config,
+        cur,
+        (&NetworkSource::default(), None),
+    )
+}
+
+/// The WIT 0.3 inputs are part of the key: another agent answer, another reason for none,
+/// other children, or children read where they were not, each miss the stored answer.
+#[test]
+fn a_changed_agent_answer_or_children_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Memo::path(dir.path(), &url("https://netbox.example/"));
+    let mut memo = Memo::open(path.clone(), header());
+    let (g, cur) = (guest(), current());
+    let config = (CONFIG_TEXT, CONFIG_ENDS);
+    let agent = |text: &str| NetworkSource::Agent(JsonText(text.into()));
+    let answer = r#"[{"name":"eth0","ip-addresses":[{"ip-address":"10.0.0.5","prefix":24}]}]"#;
+    let children = JsonText(r#"{"interfaces":[]}"#.into());
+    let key = |memo: &Memo, network: &NetworkSource, children: Option<&JsonText>| {
+        memo.key((1, g.vmid), &g, config, Some(&cur), (network, children))
+    };
+    let stored = key(&memo, &agent(answer), Some(&children));
+    memo.record(&stored, Some("web-1"));
+    memo.save().unwrap();
+    let mut memo = Memo::open(path, header());
+    let changed = answer.replace("10.0.0.5", "10.0.0.6");
+    let unknown = |reason| {
+        NetworkSource::Unknown(NetworkUnknown {
+            reason,
+            detail: String::new(),
+        })
+    };
+    for (what, k) in [
+        (
+            "another agent answer",
+            key(&memo, &agent(&changed), Some(&children)),
+        ),
+        (
+            "the same text from LXC",
+            key(
+                &memo,
+                &NetworkSource::LxcInterfaces(JsonText(answer.into())),
+                Some(&children),
+            ),
+        ),
+        (
+            "agent off",
+            key(&memo, &unknown(UnknownReason::AgentOff), Some(&children)),
+        ),
+        ("children not read", key(&memo, &agent(answer), None)),
+        (
+            "other children",
+            key(&memo, &agent(answer), Some(&JsonText("{}".into()))),
+        ),
+    ] {
+        assert_ne!(k.digest, stored.digest, "{what}");
+        assert_eq!(memo.hit(&k), None, "{what}");
+    }
+    // Two reasons for no answer differ too.
+    assert_ne!(
+        key(&memo, &unknown(UnknownReason::TimedOut), None).digest,
+        key(&memo, &unknown(UnknownReason::NoPermission), None).digest
+    );
+    let same = key(&memo, &agent(answer), Some(&children));
+    assert_eq!(memo.hit(&same), Some(Some("web-1".into())));
 }
 
 /// A memo in a temp dir with one entry saved ("no changes" for `guest()` against `current()`).

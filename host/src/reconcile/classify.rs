@@ -64,7 +64,9 @@ fn ask(
     if answers.len() == items.len() {
         for answer in &mut answers {
             if let RulesResult::Vm(vm) = answer
-                && let Err(message) = contract.check(&vm.changes)
+                && let Err(message) = contract
+                    .check(&vm.changes)
+                    .and_then(|()| contract.check_children(&vm.children))
             {
                 *answer = RulesResult::Error(message);
             }
@@ -161,6 +163,9 @@ pub struct VmOutcome {
     pub after: Vec<u32>,
     /// Something a person should know about this write (e.g. a temporary name), for the plan.
     pub notice: Option<String>,
+    /// The child changes and primary IPs the rules returned that this run does not write
+    /// ([`hold_back_children`]), for the plan's warnings; any class but skip and error.
+    pub children_not_applied: Option<String>,
 }
 
 impl VmOutcome {
@@ -284,6 +289,50 @@ pub fn reconcile(
     out
 }
 
+/// Holds back what the sync does not write yet: a WIT 0.3 module's child changes (interfaces,
+/// MAC and IP addresses, virtual disks) and the primary IPs, which name IP addresses that
+/// would not exist. Until the pipeline plans and writes children, they are dropped from the
+/// answer here, and the message returned says per VM what was not applied, so that nothing a
+/// module returns is lost silently. A VM's own fields are written as before (its `disk` is the
+/// sum of its virtual disks, which NetBox accepts also while the VM has none).
+fn hold_back_children(answer: &mut Answer) -> Option<String> {
+    use guest_default::children::ChildKind;
+    let held = |field: &str| super::contract::PRIMARY_IP_FIELDS.contains(&field);
+    let primary: Vec<String> = answer
+        .changes
+        .iter()
+        .filter(|c| held(c.field))
+        .map(|c| c.field.to_owned())
+        .collect();
+    if !primary.is_empty() {
+        answer.changes.retain(|c| !held(c.field));
+    }
+    let children = std::mem::take(&mut answer.children);
+    if children.is_empty() && primary.is_empty() {
+        return None;
+    }
+    let count = |kind: ChildKind| children.iter().filter(|c| c.kind == kind).count();
+    let mut parts: Vec<String> = [
+        (ChildKind::Interface, "interface"),
+        (ChildKind::MacAddress, "MAC address"),
+        (ChildKind::IpAddress, "IP address"),
+        (ChildKind::VirtualDisk, "virtual disk"),
+    ]
+    .into_iter()
+    .filter_map(|(kind, what)| match count(kind) {
+        0 => None,
+        1 => Some(format!("1 {what} change")),
+        n => Some(format!("{n} {what} changes")),
+    })
+    .collect();
+    parts.extend(primary);
+    Some(format!(
+        "not applied: {} (this version of the sync does not write a VM's interfaces, MAC and \
+         IP addresses, virtual disks or primary IPs yet)",
+        parts.join(", ")
+    ))
+}
+
 /// The guest's NetBox VM by identity (cluster, `proxmox_vm_id`).
 fn find<'a>(guest: &ObservedGuest, snapshot: &'a Snapshot) -> Found<'a> {
     let identity = Identity {
@@ -363,6 +412,7 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
         journal: None,
         after: Vec::new(),
         notice: None,
+        children_not_applied: None,
     };
     let (answer, record, adopt) = match state {
         State::Decided(class) => {
@@ -380,6 +430,8 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
         outcome.last_updated = r.vm.last_updated.clone();
         outcome.name = Some(r.vm.name.clone());
     }
+    let mut answer = answer;
+    outcome.children_not_applied = hold_back_children(&mut answer);
     let mut changes = answer.changes;
     outcome.needs = answer.needs;
     match record {

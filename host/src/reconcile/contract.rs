@@ -9,13 +9,43 @@
 //!   the operators' included;
 //! - a custom field NetBox does not have fails the whole bulk request it travels in, taking the
 //!   other VMs of the window with it.
+//!
+//! WIT 0.3 adds the VM's children: a 0.3 module may also set `primary_ip4`/`primary_ip6` (an
+//! address key or `null`), and its child changes ([`OutputContract::check_children`]) must name
+//! only the fields the WIT's `child-change` lists for their kind, a delete none, and only MAC and
+//! IP addresses a parent interface. A 0.1 or 0.2 module may do neither.
 
 use std::collections::BTreeSet;
 
+use guest_default::children::{ChildChange, ChildKind, ChildOp};
 use guest_default::diff::FIELD_ORDER;
 use guest_default::policy::CUSTOM_FIELDS_PREFIX;
 
 use super::changes::Changes;
+
+/// The VM fields only a WIT 0.3 module may set: the primary IPs, by address key.
+pub const PRIMARY_IP_FIELDS: [&str; 2] = ["primary_ip4", "primary_ip6"];
+
+/// The fields a child change may carry, per kind (WIT 0.3 `child-change`). `mac_address` is
+/// the interface's own field below NetBox 4.2, where there are no MAC objects.
+fn child_fields(kind: ChildKind) -> &'static [&'static str] {
+    match kind {
+        ChildKind::Interface => &[
+            "name",
+            "enabled",
+            "mtu",
+            "description",
+            "mode",
+            "untagged_vlan",
+            "primary_mac_address",
+            "mac_address",
+            "tags",
+        ],
+        ChildKind::MacAddress => &["mac_address", "interface", "tags"],
+        ChildKind::IpAddress => &["address", "vrf", "status", "interface", "tags"],
+        ChildKind::VirtualDisk => &["name", "size", "description", "tags"],
+    }
+}
 
 /// The limits a rule module's changes must stay within.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +53,8 @@ pub struct OutputContract {
     /// The custom fields on NetBox VMs (existing, or created by this run's preflight). `None`:
     /// not checked (unit tests without a NetBox).
     custom_fields: Option<BTreeSet<String>>,
+    /// The module speaks WIT 0.3: primary IPs and child changes are part of its contract.
+    children: bool,
 }
 
 impl OutputContract {
@@ -30,7 +62,71 @@ impl OutputContract {
     pub fn with_custom_fields(custom_fields: BTreeSet<String>) -> Self {
         OutputContract {
             custom_fields: Some(custom_fields),
+            children: false,
         }
+    }
+
+    /// The contract of a WIT 0.3 module (`true`): it may set the primary IPs and return child
+    /// changes.
+    pub fn with_children(mut self, children: bool) -> Self {
+        self.children = children;
+        self
+    }
+
+    /// Whether primary IPs and child changes are allowed (a WIT 0.3 module).
+    pub fn allows_children(&self) -> bool {
+        self.children
+    }
+
+    /// `Ok` when every child change is one the contract allows; otherwise why not, naming the
+    /// child and the field.
+    pub fn check_children(&self, children: &[ChildChange]) -> Result<(), String> {
+        if children.is_empty() {
+            return Ok(());
+        }
+        if !self.children {
+            return Err(format!(
+                "rules returned {} child changes, but only a WIT 0.3 module may change a VM's \
+                 interfaces, MAC addresses, IP addresses and virtual disks",
+                children.len()
+            ));
+        }
+        for child in children {
+            let kind = child_kind_name(child.kind);
+            let name = format!("{kind} '{}'", child.key);
+            if child.key.is_empty() {
+                return Err(format!("rules returned a {kind} change without a key"));
+            }
+            let parented = matches!(child.kind, ChildKind::MacAddress | ChildKind::IpAddress);
+            if child.parent.is_some() && !parented {
+                return Err(format!(
+                    "rules gave {name} a parent interface; only MAC and IP addresses have one"
+                ));
+            }
+            if matches!(child.op, ChildOp::Delete(_)) && !child.changes.is_empty() {
+                return Err(format!(
+                    "rules delete {name} with field changes; a delete carries none"
+                ));
+            }
+            let allowed = child_fields(child.kind);
+            for change in &child.changes {
+                if !allowed.contains(&change.field.as_str()) {
+                    return Err(format!(
+                        "rules changed '{}' of {name}, which is not a field of a {kind} (it may \
+                         have {})",
+                        change.field,
+                        allowed.join(", ")
+                    ));
+                }
+                if change.field == "tags" && !is_slug_list(&change.new.to_value()) {
+                    return Err(format!(
+                        "rules set 'tags' of {name} to {}, not a list of tag slugs",
+                        change.new.as_str()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `Ok` when every change is one the contract allows; otherwise why not, naming the field.
@@ -47,6 +143,17 @@ impl OutputContract {
                 }
                 continue;
             }
+            if PRIMARY_IP_FIELDS.contains(&change.field) && self.children {
+                let new = change.new.to_value();
+                if !(new.is_null() || new.is_string()) {
+                    return Err(format!(
+                        "rules set '{}' to {}, not an IP address key or null",
+                        change.field,
+                        change.new.as_str()
+                    ));
+                }
+                continue;
+            }
             if !FIELD_ORDER.contains(&change.field) {
                 return Err(format!(
                     "rules changed '{}', which is not a field rule modules may write (they may \
@@ -55,20 +162,30 @@ impl OutputContract {
                     FIELD_ORDER.join(", ")
                 ));
             }
-            if change.field == "tags" {
-                let new = change.new.to_value();
-                let slugs_only = new
-                    .as_array()
-                    .is_some_and(|items| items.iter().all(serde_json::Value::is_string));
-                if !slugs_only {
-                    return Err(format!(
-                        "rules set 'tags' to {}, not a list of tag slugs (a tag-less VM is `[]`)",
-                        change.new.as_str()
-                    ));
-                }
+            if change.field == "tags" && !is_slug_list(&change.new.to_value()) {
+                return Err(format!(
+                    "rules set 'tags' to {}, not a list of tag slugs (a tag-less VM is `[]`)",
+                    change.new.as_str()
+                ));
             }
         }
         Ok(())
+    }
+}
+
+/// A JSON list of strings.
+fn is_slug_list(v: &serde_json::Value) -> bool {
+    v.as_array()
+        .is_some_and(|items| items.iter().all(serde_json::Value::is_string))
+}
+
+/// The WIT's name of a child kind, for messages.
+fn child_kind_name(kind: ChildKind) -> &'static str {
+    match kind {
+        ChildKind::Interface => "interface",
+        ChildKind::MacAddress => "mac-address",
+        ChildKind::IpAddress => "ip-address",
+        ChildKind::VirtualDisk => "virtual-disk",
     }
 }
 
@@ -128,5 +245,117 @@ mod tests {
             .check(&changes(&[("custom_fields.owner_team", "\"db\"")]))
             .expect_err("unknown custom field");
         assert!(err.contains("'owner_team'"), "{err}");
+    }
+
+    fn child(kind: ChildKind, key: &str, op: ChildOp, fields: &[(&str, &str)]) -> ChildChange {
+        ChildChange {
+            kind,
+            key: key.into(),
+            parent: None,
+            op,
+            changes: fields
+                .iter()
+                .map(|(f, new)| guest_default::model::FieldChange {
+                    field: (*f).into(),
+                    old: guest_default::model::JsonText::null(),
+                    new: guest_default::model::JsonText((*new).into()),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn primary_ips_are_for_wit_0_3_modules_only() {
+        let c = changes(&[("primary_ip4", "\"10.0.0.5/24\""), ("primary_ip6", "null")]);
+        let old = OutputContract::default()
+            .check(&c)
+            .expect_err("a 0.2 module");
+        assert!(old.contains("'primary_ip4'"), "{old}");
+        let v3 = OutputContract::default().with_children(true);
+        assert_eq!(v3.check(&c), Ok(()));
+        let err = v3
+            .check(&changes(&[("primary_ip4", "7")]))
+            .expect_err("not a key");
+        assert!(err.contains("not an IP address key"), "{err}");
+    }
+
+    #[test]
+    fn child_changes_name_their_kinds_fields_only() {
+        let v3 = OutputContract::default().with_children(true);
+        let good = [
+            child(
+                ChildKind::Interface,
+                "net0",
+                ChildOp::Create,
+                &[
+                    ("name", "\"net0\""),
+                    ("mtu", "9000"),
+                    ("tags", "[\"pve2netbox\"]"),
+                ],
+            ),
+            ChildChange {
+                parent: Some("net0".into()),
+                ..child(
+                    ChildKind::IpAddress,
+                    "10.0.0.5/24@blue",
+                    ChildOp::Create,
+                    &[("address", "\"10.0.0.5/24\""), ("vrf", "\"blue\"")],
+                )
+            },
+            child(ChildKind::VirtualDisk, "scsi0", ChildOp::Delete(41), &[]),
+            child(
+                ChildKind::MacAddress,
+                "BC:24:11:2A:3B:4C",
+                ChildOp::Update(21),
+                &[("interface", "\"net0\"")],
+            ),
+        ];
+        assert_eq!(v3.check_children(&good), Ok(()));
+        // A 0.2 contract refuses any child change.
+        let old = OutputContract::default().check_children(&good).unwrap_err();
+        assert!(old.contains("WIT 0.3"), "{old}");
+        for (bad, needle) in [
+            (
+                child(
+                    ChildKind::VirtualDisk,
+                    "scsi0",
+                    ChildOp::Update(41),
+                    &[("mtu", "1")],
+                ),
+                "'mtu' of virtual-disk 'scsi0'",
+            ),
+            (
+                child(
+                    ChildKind::Interface,
+                    "net0",
+                    ChildOp::Delete(11),
+                    &[("mtu", "1")],
+                ),
+                "a delete carries none",
+            ),
+            (
+                ChildChange {
+                    parent: Some("net0".into()),
+                    ..child(ChildKind::VirtualDisk, "scsi0", ChildOp::Create, &[])
+                },
+                "only MAC and IP addresses",
+            ),
+            (
+                child(ChildKind::Interface, "", ChildOp::Create, &[]),
+                "without a key",
+            ),
+            (
+                child(
+                    ChildKind::IpAddress,
+                    "10.0.0.5/24",
+                    ChildOp::Create,
+                    &[("tags", "\"x\"")],
+                ),
+                "not a list of tag slugs",
+            ),
+        ] {
+            let err = v3.check_children(&[bad]).expect_err(needle);
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
     }
 }

@@ -327,6 +327,7 @@ impl Rules for FakeRules {
                         name: d.vm.name.as_set().cloned(),
                         needs: d.needs.clone(),
                         changes: diff_one(&d.vm, item.current),
+                        children: Vec::new(),
                     }
                     .into(),
                 ),

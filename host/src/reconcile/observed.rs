@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use guest_default::children::ChildChange;
 use guest_default::model::{GuestKind, ObjectSpec, Reconciled, ReconciledVm, RuleError};
 
 use super::changes::Changes;
@@ -29,13 +30,16 @@ impl From<Result<Reconciled, RuleError>> for RulesResult {
 }
 
 /// The rules' answer for one guest, as the plan keeps it (changes packed).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Answer {
     /// The desired name when the rules set one.
     pub name: Option<String>,
     /// Shared: most guests need the same few objects (see [`NeedsInterner`]).
     pub needs: Vec<Arc<ObjectSpec>>,
     pub changes: Changes,
+    /// The child changes of a WIT 0.3 module (empty before 0.3). Not written yet: the plan
+    /// reports them per VM as not applied (see `classify::hold_back_children`).
+    pub children: Vec<ChildChange>,
 }
 
 impl From<ReconciledVm> for Answer {
@@ -44,6 +48,7 @@ impl From<ReconciledVm> for Answer {
             name: vm.name,
             needs: vm.needs.into_iter().map(Arc::new).collect(),
             changes: Changes::from(vm.changes),
+            children: vm.children,
         }
     }
 }

@@ -59,6 +59,7 @@ fn the_host_adds_identity_to_a_create_when_rules_forget_it() {
                             old: JsonText::null(),
                             new: JsonText::string("web"),
                         }],
+                        children: Vec::new(),
                     }
                     .into(),
                 )
@@ -697,4 +698,78 @@ fn only_a_guest_that_may_adopt_is_marked_to_be_asked_again() {
     );
     assert_eq!(of(&out, 101).class, Class::Adopt);
     assert_eq!(of(&out, 102).class, Class::Create);
+}
+
+/// Rules that create the VM `web` with a primary IPv4 and one interface.
+fn rules_with_children(items: &[RulesItem<'_>]) -> Vec<RulesResult> {
+    use guest_default::children::{ChildChange, ChildKind, ChildOp};
+    use guest_default::model::{FieldChange, ReconciledVm};
+    let change = |field: &str, new: JsonText| FieldChange {
+        field: field.into(),
+        old: JsonText::null(),
+        new,
+    };
+    items
+        .iter()
+        .map(|_| {
+            RulesResult::Vm(
+                ReconciledVm {
+                    name: Some("web".into()),
+                    needs: Vec::new(),
+                    changes: vec![
+                        change("name", JsonText::string("web")),
+                        change("primary_ip4", JsonText::string("10.0.0.5/24")),
+                    ],
+                    children: vec![ChildChange {
+                        kind: ChildKind::Interface,
+                        key: "net0".into(),
+                        parent: None,
+                        op: ChildOp::Create,
+                        changes: vec![change("name", JsonText::string("net0"))],
+                    }],
+                }
+                .into(),
+            )
+        })
+        .collect()
+}
+
+/// A 0.3 module's child changes and primary IPs are not written yet: the VM is created with its
+/// own fields, and the outcome says per VM what was not applied (the plan lists it).
+#[test]
+fn child_changes_are_reported_as_not_applied() {
+    let observed = guests(vec![guest(100).named("web")]);
+    let snap = snapshot(vec![]);
+    let contract = OutputContract::default().with_children(true);
+    let mut rules = rules_with_children;
+    let mut out = reconcile(&observed, &snap, &mut rules, &contract);
+    let o = &out[0];
+    assert_eq!(o.class, Class::Create);
+    assert!(o.changes.find("primary_ip4").is_none(), "{o:?}");
+    let notice = o.children_not_applied.as_deref().expect("a notice");
+    assert!(
+        notice.contains("1 interface change") && notice.contains("primary_ip4"),
+        "{notice}"
+    );
+    let plan = crate::plan::Plan::build(&mut out, &Default::default());
+    assert!(
+        plan.notices
+            .iter()
+            .any(|n| n.kind == "children" && n.scope == "pve-a/pve1/100"),
+        "{:?}",
+        plan.notices
+    );
+}
+
+/// The same answer from a module before WIT 0.3 is outside its contract: a rule error, no write.
+#[test]
+fn child_changes_from_a_0_2_module_fail_the_vm() {
+    let observed = guests(vec![guest(100).named("web")]);
+    let snap = snapshot(vec![]);
+    let mut rules = rules_with_children;
+    let out = reconcile(&observed, &snap, &mut rules, &OutputContract::default());
+    match &out[0].class {
+        Class::Error(message) => assert!(message.contains("primary_ip4"), "{message}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
 }

@@ -47,6 +47,8 @@ pub struct Tally {
     pub skipped: usize,
     pub rule_errors: usize,
     pub changes: usize,
+    /// Child changes (WIT 0.3).
+    pub child_changes: usize,
 }
 
 impl Tally {
@@ -56,6 +58,7 @@ impl Tally {
                 Ok(Reconciled::Vm(v)) => {
                     self.desired_vms += 1;
                     self.changes += v.changes.len();
+                    self.child_changes += v.children.len();
                 }
                 Ok(Reconciled::Skip(_)) => self.skipped += 1,
                 Err(_) => self.rule_errors += 1,
@@ -95,6 +98,7 @@ impl Workload {
                     guest,
                     config,
                     current,
+                    ..JsonReconcileInput::default()
                 }
             })
             .peekable();
@@ -103,6 +107,18 @@ impl Workload {
             batches.push(items.by_ref().take(batch).collect());
         }
         Workload { batches }
+    }
+
+    /// Gives every VM two NICs and two disks in its config, a guest agent answer with four
+    /// addresses (an IPv4 and an IPv6 per NIC, plus loopback), and, when the VM exists, NetBox's
+    /// children as a rerun finds them (two interfaces, two MACs, four IPs, two virtual disks,
+    /// the primary IPv4): the like-for-like workload of a VM with its children (WIT 0.3). Built
+    /// outside any timed region.
+    pub fn with_children(mut self) -> Self {
+        for item in self.batches.iter_mut().flatten() {
+            add_children(item);
+        }
+        self
     }
 
     /// VMs in the workload.
@@ -223,4 +239,86 @@ pub fn first_mismatch(wasm: &Outputs, native: &Outputs) -> Option<(usize, String
             _ => i += 1,
         }
     }
+}
+
+/// See [`Workload::with_children`].
+fn add_children(item: &mut JsonReconcileInput) {
+    use guest_default::children::NetworkSource;
+    use serde_json::{Value, json};
+    let vmid = item.guest.vmid;
+    let mac = |nic: u32| {
+        format!(
+            "BC:24:{:02X}:{:02X}:{:02X}:{:02X}",
+            (vmid >> 16) & 0xff,
+            (vmid >> 8) & 0xff,
+            vmid & 0xff,
+            nic
+        )
+    };
+    let v4 = |nic: u32| format!("10.{}.{}.{}", nic, (vmid >> 8) & 0xff, vmid & 0xff);
+    let v6 = |nic: u32| format!("2001:db8:{nic}::{:x}", vmid);
+    let mut config: serde_json::Map<String, Value> =
+        serde_json::from_str(&item.config).unwrap_or_default();
+    config.insert("agent".into(), json!("1"));
+    for nic in 0..2 {
+        config.insert(
+            format!("net{nic}"),
+            json!(format!("virtio={},bridge=vmbr{nic}", mac(nic))),
+        );
+    }
+    config.insert(
+        "scsi0".into(),
+        json!(format!("local-lvm:vm-{vmid}-disk-0,size=32G")),
+    );
+    config.insert(
+        "scsi1".into(),
+        json!(format!("local-lvm:vm-{vmid}-disk-1,size=64G")),
+    );
+    item.config = Value::Object(config).to_string();
+    let mut agent = vec![
+        json!({"name": "lo", "hardware-address": "00:00:00:00:00:00",
+        "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]}),
+    ];
+    for nic in 0..2 {
+        agent.push(json!({"name": format!("eth{nic}"),
+            "hardware-address": mac(nic).to_lowercase(),
+            "ip-addresses": [
+                {"ip-address": v4(nic), "ip-address-type": "ipv4", "prefix": 24},
+                {"ip-address": v6(nic), "ip-address-type": "ipv6", "prefix": 64}]}));
+    }
+    item.network = NetworkSource::Agent(model::JsonText(Value::Array(agent).to_string()));
+    if item.current.is_none() {
+        return;
+    }
+    let tags = json!([{"slug": "pve2netbox"}]);
+    let (mut ifaces, mut macs, mut ips) = (Vec::new(), Vec::new(), Vec::new());
+    for nic in 0..2u64 {
+        let iface = 100 + nic;
+        ifaces.push(
+            json!({"id": iface, "name": format!("net{nic}"), "enabled": true,
+            "mtu": null, "description": format!("virtio on vmbr{nic}"), "mode": null,
+            "untagged_vlan": null, "primary_mac_address": {"id": 200 + nic,
+            "mac_address": mac(nic as u32)}, "tags": tags}),
+        );
+        macs.push(json!({"id": 200 + nic, "mac_address": mac(nic as u32),
+            "assigned_object_id": iface, "tags": tags}));
+        ips.push(
+            json!({"id": 300 + 2 * nic, "address": format!("{}/24", v4(nic as u32)),
+            "vrf": null, "status": {"value": "active"}, "assigned_object_id": iface,
+            "tags": tags}),
+        );
+        ips.push(
+            json!({"id": 301 + 2 * nic, "address": format!("{}/64", v6(nic as u32)),
+            "vrf": null, "status": {"value": "active"}, "assigned_object_id": iface,
+            "tags": tags}),
+        );
+    }
+    let disks = json!([
+        {"id": 400, "name": "scsi0", "size": 32768, "description": "local-lvm", "tags": tags},
+        {"id": 401, "name": "scsi1", "size": 65536, "description": "local-lvm", "tags": tags}]);
+    let children = json!({"interfaces": ifaces, "mac_addresses": macs, "ip_addresses": ips,
+        "virtual_disks": disks,
+        "primary_ip4": {"id": 300, "address": format!("{}/24", v4(0))},
+        "primary_ip6": {"id": 301, "address": format!("{}/64", v6(0))}});
+    item.children = Some(model::JsonText(children.to_string()));
 }

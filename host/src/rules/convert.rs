@@ -1,14 +1,12 @@
-//! Conversions between the plain-Rust model (`guest_default::model`) and the latest WIT bindings.
-//! They serve every supported WIT version: a 0.1 module is called through the latest bindings
-//! (see `v0_2_0`), so there is one body and no per-version copy.
+//! Conversions between the plain-Rust model (`guest_default::model`) and the WIT bindings of each
+//! supported version: `v3` for WIT 0.3 (the latest), `v2` for 0.2 and 0.1 (whose types 0.2
+//! carries unchanged). The shared part is one body (`shared_conversions!`) over each version's
+//! types, so no logic is copied per version; what 0.3 adds (network source, children, child
+//! changes) is in `v3` only.
 //!
 //! Inputs and outputs are moved field by field, never cloned, except the context, which the
 //! facade borrows (one clone per batch, not per VM). Model-only data (`NetboxVm::last_updated`)
 //! stays on the host side.
-
-use guest_default::model as m;
-
-use super::latest::types as w;
 
 /// `Field<T>` <-> the WIT variant of that field kind (`keep | set(T) | clear`).
 macro_rules! field_conv {
@@ -30,6 +28,44 @@ macro_rules! field_conv {
     };
 }
 
+/// The conversions every WIT version shares, written once over the version's types `w`. The
+/// records 0.3 widened get the extra fields' values (`keep`, not asked, not read) from the caller.
+macro_rules! shared_conversions {
+    (
+        guest: { $($guest_extra:tt)* },
+        netbox: { $($netbox_extra:tt)* },
+        vm: { $($vm_extra:tt)* } $(,)?
+    ) => {
+
+/// The guest with its config already as the WIT's JSON text (`g.config` is not read).
+pub(crate) fn guest_with_config_to(g: m::Guest, config: String) -> w::PveGuest {
+    w::PveGuest {
+        cluster: g.cluster,
+        vmid: g.vmid,
+        kind: match g.kind {
+            m::GuestKind::Qemu => w::GuestKind::Qemu,
+            m::GuestKind::Lxc => w::GuestKind::Lxc,
+        },
+        node: g.node,
+        name: g.name,
+        status: g.status,
+        template: g.template,
+        maxcpu: g.maxcpu,
+        maxmem: g.maxmem,
+        maxdisk: g.maxdisk,
+        tags: g.tags,
+        pool: g.pool,
+        config,
+        config_read: g.config_read,
+        $($guest_extra)*
+    }
+}
+
+pub(crate) fn guest_to(g: m::Guest) -> w::PveGuest {
+    let config = m::config_to_json(&g.config);
+    guest_with_config_to(g, config)
+}
+
 field_conv!(text_to, text_from, TextField, String);
 field_conv!(ref_to, ref_from, RefField, String);
 field_conv!(count_to, count_from, CountField, u64);
@@ -49,34 +85,6 @@ fn json_from(f: w::JsonField) -> m::Field<m::JsonText> {
         w::JsonField::Keep => m::Field::Keep,
         w::JsonField::Set(v) => m::Field::Set(m::JsonText(v)),
         w::JsonField::Clear => m::Field::Clear,
-    }
-}
-
-pub(crate) fn guest_to(g: m::Guest) -> w::PveGuest {
-    let config = m::config_to_json(&g.config);
-    guest_with_config_to(g, config)
-}
-
-/// The guest with its config already as the WIT's JSON text (`g.config` is not read).
-fn guest_with_config_to(g: m::Guest, config: String) -> w::PveGuest {
-    w::PveGuest {
-        cluster: g.cluster,
-        vmid: g.vmid,
-        kind: match g.kind {
-            m::GuestKind::Qemu => w::GuestKind::Qemu,
-            m::GuestKind::Lxc => w::GuestKind::Lxc,
-        },
-        node: g.node,
-        name: g.name,
-        status: g.status,
-        template: g.template,
-        maxcpu: g.maxcpu,
-        maxmem: g.maxmem,
-        maxdisk: g.maxdisk,
-        tags: g.tags,
-        pool: g.pool,
-        config,
-        config_read: g.config_read,
     }
 }
 
@@ -152,6 +160,7 @@ pub(crate) fn netbox_vm_to(r: m::NetboxVm) -> w::NetboxVm {
         start_on_boot: r.start_on_boot,
         tags: r.tags,
         custom_fields: r.custom_fields.into_iter().map(|(k, v)| (k, v.0)).collect(),
+        $($netbox_extra)*
     }
 }
 
@@ -178,6 +187,7 @@ pub(crate) fn vm_to(v: m::Vm) -> w::Vm {
             .into_iter()
             .map(|(k, f)| (k, json_to(f)))
             .collect(),
+        $($vm_extra)*
     }
 }
 
@@ -221,7 +231,7 @@ pub(crate) fn rule_error_from(e: w::RuleError) -> m::RuleError {
     }
 }
 
-fn object_spec_from(n: w::ObjectSpec) -> m::ObjectSpec {
+pub(crate) fn object_spec_from(n: w::ObjectSpec) -> m::ObjectSpec {
     m::ObjectSpec {
         kind: n.kind,
         key: n.key,
@@ -237,24 +247,6 @@ pub(crate) fn desired_from(d: w::Desired) -> m::Desired {
             needs: d.needs.into_iter().map(object_spec_from).collect(),
         }),
         w::Desired::Skip(reason) => m::Desired::Skip(reason),
-    }
-}
-
-pub(crate) fn reconcile_input_to(i: m::JsonReconcileInput) -> w::ReconcileInput {
-    w::ReconcileInput {
-        guest: guest_with_config_to(i.guest, i.config),
-        current: i.current.map(netbox_vm_to),
-    }
-}
-
-pub(crate) fn reconciled_from(r: w::Reconciled) -> m::Reconciled {
-    match r {
-        w::Reconciled::Vm(v) => m::Reconciled::Vm(m::ReconciledVm {
-            name: v.name,
-            needs: v.needs.into_iter().map(object_spec_from).collect(),
-            changes: v.changes.into_iter().map(change_from).collect(),
-        }),
-        w::Reconciled::Skip(reason) => m::Reconciled::Skip(reason),
     }
 }
 
@@ -274,27 +266,250 @@ pub(crate) fn info_from(i: w::ModuleInfo) -> m::ModuleInfo {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    };
+}
 
-    #[test]
-    fn vm_round_trips_through_the_bindings() {
-        let vm = m::Vm {
-            name: m::Field::Set("web-1".into()),
-            status: m::Field::Clear,
-            vcpus: m::Field::Set(2.5),
-            memory: m::Field::Set(4096),
-            tags: m::Field::Set(vec!["a".into(), "b".into()]),
-            custom_fields: vec![
-                (
-                    "proxmox_vm_id".into(),
-                    m::Field::Set(m::JsonText("100".into())),
-                ),
-                ("gone".into(), m::Field::Clear),
-            ],
-            ..m::Vm::default()
+/// WIT 0.2 (and 0.1): no children cross; a 0.2 answer's child changes are empty.
+pub(crate) mod v2 {
+    use guest_default::model as m;
+
+    use super::super::v0_2_0::types as w;
+
+    shared_conversions!(guest: {}, netbox: {}, vm: {});
+
+    pub(crate) fn reconcile_input_to(i: m::JsonReconcileInput) -> w::ReconcileInput {
+        w::ReconcileInput {
+            guest: guest_with_config_to(i.guest, i.config),
+            current: i.current.map(netbox_vm_to),
+        }
+    }
+
+    pub(crate) fn reconciled_from(r: w::Reconciled) -> m::Reconciled {
+        match r {
+            w::Reconciled::Vm(v) => m::Reconciled::Vm(m::ReconciledVm {
+                name: v.name,
+                needs: v.needs.into_iter().map(object_spec_from).collect(),
+                changes: v.changes.into_iter().map(change_from).collect(),
+                children: Vec::new(),
+            }),
+            w::Reconciled::Skip(reason) => m::Reconciled::Skip(reason),
+        }
+    }
+}
+
+/// WIT 0.3: the network source and the children JSON in, child changes out.
+pub(crate) mod v3 {
+    use guest_default::children as c;
+    use guest_default::model as m;
+
+    use super::super::latest::types as w;
+
+    shared_conversions!(
+        guest: { network: network_to(c::NetworkSource::default()), },
+        netbox: { children: "{}".to_owned(), children_read: false, },
+        vm: { children: keep_children(), },
+    );
+
+    /// Every child collection `keep`: what a model `Vm` (which has no children) says.
+    pub(crate) fn keep_children() -> w::VmChildren {
+        w::VmChildren {
+            interfaces: w::InterfacesField::Keep,
+            mac_addresses: w::MacAddressesField::Keep,
+            ip_addresses: w::IpAddressesField::Keep,
+            virtual_disks: w::VirtualDisksField::Keep,
+            primary_ip4: w::TextField::Keep,
+            primary_ip6: w::TextField::Keep,
+        }
+    }
+
+    pub(crate) fn network_to(n: c::NetworkSource) -> w::NetworkSource {
+        use c::UnknownReason as R;
+        use w::NetworkUnknownReason as W;
+        match n {
+            c::NetworkSource::Agent(j) => w::NetworkSource::Agent(j.0),
+            c::NetworkSource::LxcInterfaces(j) => w::NetworkSource::LxcInterfaces(j.0),
+            c::NetworkSource::Unknown(u) => w::NetworkSource::Unknown(w::NetworkUnknown {
+                reason: match u.reason {
+                    R::AgentOff => W::AgentOff,
+                    R::NotRunning => W::NotRunning,
+                    R::AgentNotRunning => W::AgentNotRunning,
+                    R::NoPermission => W::NoPermission,
+                    R::TimedOut => W::TimedOut,
+                    R::NotAsked => W::NotAsked,
+                    R::OtherError => W::OtherError,
+                },
+                detail: u.detail,
+            }),
+        }
+    }
+
+    /// The guest with its network view.
+    pub(crate) fn guest_network_to(g: m::Guest, network: c::NetworkSource) -> w::PveGuest {
+        let mut out = guest_to(g);
+        out.network = network_to(network);
+        out
+    }
+
+    /// The NetBox record with its children JSON (`None`: not read).
+    pub(crate) fn netbox_children_to(r: m::NetboxVm, children: Option<m::JsonText>) -> w::NetboxVm {
+        let mut out = netbox_vm_to(r);
+        if let Some(text) = children {
+            out.children = text.0;
+            out.children_read = true;
+        }
+        out
+    }
+
+    pub(crate) fn reconcile_input_to(i: m::JsonReconcileInput) -> w::ReconcileInput {
+        let mut guest = guest_with_config_to(i.guest, i.config);
+        guest.network = network_to(i.network);
+        w::ReconcileInput {
+            guest,
+            current: i.current.map(|r| netbox_children_to(r, i.children)),
+        }
+    }
+
+    pub(crate) fn reconciled_from(r: w::Reconciled) -> m::Reconciled {
+        match r {
+            w::Reconciled::Vm(v) => m::Reconciled::Vm(m::ReconciledVm {
+                name: v.name,
+                needs: v.needs.into_iter().map(object_spec_from).collect(),
+                changes: v.changes.into_iter().map(change_from).collect(),
+                children: v.children.into_iter().map(child_change_from).collect(),
+            }),
+            w::Reconciled::Skip(reason) => m::Reconciled::Skip(reason),
+        }
+    }
+
+    pub(crate) fn child_change_from(ch: w::ChildChange) -> c::ChildChange {
+        c::ChildChange {
+            kind: match ch.kind {
+                w::ChildKind::Interface => c::ChildKind::Interface,
+                w::ChildKind::MacAddress => c::ChildKind::MacAddress,
+                w::ChildKind::IpAddress => c::ChildKind::IpAddress,
+                w::ChildKind::VirtualDisk => c::ChildKind::VirtualDisk,
+            },
+            key: ch.key,
+            parent: ch.parent,
+            op: match ch.op {
+                w::ChildOp::Create => c::ChildOp::Create,
+                w::ChildOp::Update(id) => c::ChildOp::Update(id),
+                w::ChildOp::Delete(id) => c::ChildOp::Delete(id),
+            },
+            changes: ch.changes.into_iter().map(change_from).collect(),
+        }
+    }
+
+    fn bool_from(f: w::BoolField) -> m::Field<bool> {
+        match f {
+            w::BoolField::Keep => m::Field::Keep,
+            w::BoolField::Set(v) => m::Field::Set(v),
+            w::BoolField::Clear => m::Field::Clear,
+        }
+    }
+
+    /// A collection field with each item converted.
+    macro_rules! list_from {
+        ($f:expr, $wit:ident, $item:expr) => {
+            match $f {
+                w::$wit::Keep => m::Field::Keep,
+                w::$wit::Set(v) => m::Field::Set(v.into_iter().map($item).collect()),
+                w::$wit::Clear => m::Field::Clear,
+            }
         };
-        assert_eq!(vm_from(vm_to(vm.clone())), vm);
+    }
+
+    fn identity_from(i: w::ChildIdentity) -> c::ChildIdentity {
+        c::ChildIdentity {
+            id: i.id,
+            managed: i.managed,
+            tags: i.tags,
+        }
+    }
+
+    /// The children of a desired or current VM (for `rules eval` and `rules test`).
+    pub(crate) fn children_from(k: w::VmChildren) -> c::VmChildren {
+        c::VmChildren {
+            interfaces: list_from!(k.interfaces, InterfacesField, |i: w::VmInterface| {
+                c::VmInterface {
+                    identity: i.identity.map(identity_from),
+                    name: i.name,
+                    enabled: bool_from(i.enabled),
+                    mtu: count_from(i.mtu),
+                    description: text_from(i.description),
+                    mode: text_from(i.mode),
+                    untagged_vlan: count_from(i.untagged_vlan),
+                    primary_mac_address: text_from(i.primary_mac_address),
+                }
+            }),
+            mac_addresses: list_from!(k.mac_addresses, MacAddressesField, |a: w::VmMacAddress| {
+                c::VmMacAddress {
+                    identity: a.identity.map(identity_from),
+                    mac_address: a.mac_address,
+                    interface: a.interface,
+                }
+            }),
+            ip_addresses: list_from!(k.ip_addresses, IpAddressesField, |a: w::VmIpAddress| {
+                c::VmIpAddress {
+                    identity: a.identity.map(identity_from),
+                    address: a.address,
+                    vrf: a.vrf,
+                    status: text_from(a.status),
+                    interface: a.interface,
+                }
+            }),
+            virtual_disks: list_from!(k.virtual_disks, VirtualDisksField, |d: w::VmVirtualDisk| {
+                c::VmVirtualDisk {
+                    identity: d.identity.map(identity_from),
+                    name: d.name,
+                    size: count_from(d.size),
+                    description: text_from(d.description),
+                }
+            }),
+            primary_ip4: text_from(k.primary_ip4),
+            primary_ip6: text_from(k.primary_ip6),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn vm_round_trips_through_the_bindings() {
+            let vm = m::Vm {
+                name: m::Field::Set("web-1".into()),
+                status: m::Field::Clear,
+                vcpus: m::Field::Set(2.5),
+                memory: m::Field::Set(4096),
+                tags: m::Field::Set(vec!["a".into(), "b".into()]),
+                custom_fields: vec![
+                    (
+                        "proxmox_vm_id".into(),
+                        m::Field::Set(m::JsonText("100".into())),
+                    ),
+                    ("gone".into(), m::Field::Clear),
+                ],
+                ..m::Vm::default()
+            };
+            assert_eq!(vm_from(vm_to(vm.clone())), vm);
+        }
+
+        #[test]
+        fn children_cross_as_text_and_not_read_is_empty() {
+            let r = netbox_children_to(m::NetboxVm::default(), None);
+            assert_eq!((r.children.as_str(), r.children_read), ("{}", false));
+            let text = m::JsonText(r#"{"interfaces":[]}"#.into());
+            let r = netbox_children_to(m::NetboxVm::default(), Some(text.clone()));
+            assert_eq!(
+                (r.children.as_str(), r.children_read),
+                (text.as_str(), true)
+            );
+            let g = guest_network_to(
+                m::Guest::default(),
+                c::NetworkSource::Agent(m::JsonText("[]".into())),
+            );
+            assert!(matches!(g.network, w::NetworkSource::Agent(t) if t == "[]"));
+        }
     }
 }

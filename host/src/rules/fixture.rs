@@ -4,12 +4,18 @@
 //! returns a rule error stops the run. Used by `rules test` and `rules eval`. For `rules test`
 //! it also runs `reconcile` (what the sync calls) on the same guest and record, and compares it
 //! with the three steps, and checks the purity the no-op memo relies on ([`check_purity`]).
+//!
+//! A WIT 0.3 module gets the fixture's network view and children, and its steps' children
+//! (desired, current, child changes) fill the outcome's `children`, as the native run does; its
+//! children's rule errors are its steps' own (a VM fails normalize-desired with its children's
+//! error).
 
 use guest_default::model::{
-    Context, Desired, DiffInput, Fixture, FixtureOutcome, Guest, NetboxVm, ReconcileInput,
+    ChildrenOutcome, Context, Desired, DiffInput, Fixture, FixtureOutcome, ReconcileInput,
     Reconciled, RuleError, merge_policies,
 };
 
+use super::convert::v3 as cv;
 use super::{RulesError, RulesModule};
 
 /// The outcome of one case and the fuel its calls consumed.
@@ -40,9 +46,12 @@ fn single<T>(items: Vec<Result<T, RuleError>>) -> Result<T, RuleError> {
 pub fn run_case(
     module: &RulesModule,
     ctx: &Context,
-    guest: Guest,
-    current: Option<NetboxVm>,
+    input: ReconcileInput,
 ) -> Result<CaseRun, RulesError> {
+    if module.has_children() {
+        return run_case_v3(module, ctx, input);
+    }
+    let ReconcileInput { guest, current, .. } = input;
     let mut fuel = 0;
     let mut outcome = FixtureOutcome::default();
     let d = module.normalize_desired(ctx, vec![guest])?;
@@ -82,16 +91,84 @@ pub fn run_case(
     Ok(CaseRun { outcome, fuel })
 }
 
+/// A 0.3 module's case: its three steps with the children.
+fn run_case_v3(
+    module: &RulesModule,
+    ctx: &Context,
+    input: ReconcileInput,
+) -> Result<CaseRun, RulesError> {
+    use super::latest::types as w;
+    let (steps, fuel) = module.steps_v3(ctx, vec![input])?;
+    let mut outcome = FixtureOutcome::default();
+    let mut kids = ChildrenOutcome::default();
+    let Some(step) = steps.into_iter().next() else {
+        outcome.desired = Some(single(Vec::new()));
+        return Ok(CaseRun { outcome, fuel });
+    };
+    let done = |outcome: FixtureOutcome, kids: ChildrenOutcome| {
+        let mut outcome = outcome;
+        outcome.children = Some(kids);
+        Ok(CaseRun { outcome, fuel })
+    };
+    match step.desired {
+        Ok(w::Desired::Vm(mut d)) => {
+            let children = std::mem::replace(&mut d.vm.children, cv::keep_children());
+            kids.desired = Some(Ok(cv::children_from(children)));
+            outcome.desired = Some(Ok(cv::desired_from(w::Desired::Vm(d))));
+        }
+        other => {
+            outcome.desired = Some(other.map(cv::desired_from));
+            return done(outcome, kids);
+        }
+    }
+    match step.current {
+        None => {}
+        Some(Ok(mut vm)) => {
+            let children = std::mem::replace(&mut vm.children, cv::keep_children());
+            kids.current = Some(Ok(cv::children_from(children)));
+            outcome.current = Some(Ok(cv::vm_from(vm)));
+        }
+        Some(Err(e)) => {
+            outcome.current = Some(Err(e));
+            return done(outcome, kids);
+        }
+    }
+    match step.changes {
+        Some(Ok(vc)) => {
+            outcome.changes = Some(Ok(vc.changes.into_iter().map(cv::change_from).collect()));
+            kids.changes = Some(Ok(vc
+                .children
+                .into_iter()
+                .map(cv::child_change_from)
+                .collect()));
+        }
+        Some(Err(e)) => outcome.changes = Some(Err(e)),
+        None => outcome.changes = Some(single(Vec::new())),
+    }
+    done(outcome, kids)
+}
+
+/// The fixture's guest, record, network view and children as one input.
+pub fn fixture_input(fixture: &Fixture) -> ReconcileInput {
+    ReconcileInput {
+        guest: fixture.guest.clone(),
+        current: fixture.current.clone(),
+        network: fixture.network.clone().unwrap_or_default(),
+        children: fixture.children.clone(),
+    }
+}
+
 /// Runs a fixture through the module.
 pub fn run_fixture(module: &RulesModule, fixture: &Fixture) -> Result<CaseRun, RulesError> {
     let ctx = effective_context(module, &fixture.context)?;
-    run_case(module, &ctx, fixture.guest.clone(), fixture.current.clone())
+    run_case(module, &ctx, fixture_input(fixture))
 }
 
 /// `reconcile` of one fixture, as the sync runs it and as the three steps.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReconcileCheck {
-    /// [`RulesModule::reconcile`]: the module's fused `reconcile` (WIT 0.2), or its three steps.
+    /// [`RulesModule::reconcile`]: the module's fused `reconcile` (WIT 0.2 and later), or its
+    /// three steps.
     pub reconciled: Result<Reconciled, RuleError>,
     /// [`RulesModule::reconcile_in_steps`]: `normalize-desired`, `normalize-current`, `diff`.
     pub in_steps: Result<Reconciled, RuleError>,
@@ -111,12 +188,7 @@ pub fn check_reconcile(
     fixture: &Fixture,
 ) -> Result<ReconcileCheck, RulesError> {
     let ctx = effective_context(module, &fixture.context)?;
-    let input = || {
-        vec![ReconcileInput {
-            guest: fixture.guest.clone(),
-            current: fixture.current.clone(),
-        }]
-    };
+    let input = || vec![fixture_input(fixture)];
     Ok(ReconcileCheck {
         reconciled: single(module.reconcile(&ctx, input())?.items),
         in_steps: single(module.reconcile_in_steps(&ctx, input())?.items),
@@ -157,10 +229,7 @@ pub fn check_purity(
             }
         });
     }
-    let input = |f: &Fixture| ReconcileInput {
-        guest: f.guest.clone(),
-        current: f.current.clone(),
-    };
+    let input = fixture_input;
     let inputs = || -> Vec<ReconcileInput> { fixtures.iter().map(input).collect() };
     let mut problems = Vec::new();
     for (c, ctx) in contexts.iter().enumerate() {

@@ -20,7 +20,7 @@ const TYPES_INTERFACE: &str = "pve2netbox:rules/types";
 
 /// The WIT versions this host loads, `(major, minor)`: a module built against any patch of one
 /// of them matches (wasmtime resolves semver-compatible names).
-pub(crate) const SUPPORTED: &[(u64, u64)] = &[(0, 1), (0, 2)];
+pub(crate) const SUPPORTED: &[(u64, u64)] = &[(0, 1), (0, 2), (0, 3)];
 
 /// Human-readable list of supported versions.
 pub(crate) fn supported_text() -> String {
@@ -39,8 +39,8 @@ const ALLOWED_IMPORTS: &[&str] = &["wasi:io/", "wasi:cli/", "wasi:random/"];
 /// What a supported rules world looks like from outside.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Inspection {
-    /// The exact version of the exported interface, e.g. `(0, 2, 0)`; it decides the bindings
-    /// (whether the module has the fused `reconcile`).
+    /// The exact version of the exported interface, e.g. `(0, 3, 0)`; it decides the bindings
+    /// (0.3, or 0.2 with or without the fused `reconcile`).
     pub(crate) wit: (u64, u64, u64),
     /// `pve2netbox:rules/reconcile@0.2.0`.
     pub(crate) interface: String,
@@ -259,11 +259,14 @@ mod tests {
     }
 
     #[test]
-    fn both_supported_versions_are_named() {
+    fn every_supported_version_is_named() {
         assert_eq!(
             supported_text(),
-            "pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x"
+            "pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x, pve2netbox:rules@0.3.x"
         );
+        let v3 = ["pve2netbox:rules/types@0.3.0".to_string()];
+        assert!(check_imports(&v3, (0, 3, 0), &label()).is_ok());
+        assert!(check_imports(&v3, (0, 2, 0), &label()).is_err());
         // A 0.2 module imports the 0.2 types, not the 0.1 ones.
         let v2 = ["pve2netbox:rules/types@0.2.0".to_string()];
         assert!(check_imports(&v2, (0, 2, 0), &label()).is_ok());

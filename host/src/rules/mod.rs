@@ -11,16 +11,19 @@
 //! module, the limit and the batch, and the module stays usable for the next batch.
 //!
 //! Layout: `loader` (what a file is), `cache` (compiled artifacts on disk), `store` (the per-call
-//! store and its WASI context, which grants nothing), `limits`, `error`, `v0_2_0` (bindings of
-//! WIT 0.2.0; `latest` points at it, and 0.1 modules are called through it too), `v0_1_0` (the
-//! host side of 0.1's `types` import), `convert` (model <-> bindings), `fixture` (running
-//! `rules test` fixtures), `generate` and `bench` (the `rules bench` workload), `record` (a run's
-//! rules input and answers as fixtures: `--record`), `replay` (`rules replay` and `rules diff`)
-//! and `update` (`rules test --update`).
+//! store and its WASI context, which grants nothing), `limits`, `error`, `v0_3_0` (bindings of
+//! WIT 0.3.0; `latest` points at it), `v0_2_0` (bindings of WIT 0.2.0, through which 0.1
+//! modules are called too), `v0_1_0` (the host side of 0.1's `types` import), `convert` (model
+//! <-> each version's bindings), `fixture` (running `rules test` fixtures), `generate` and
+//! `bench` (the `rules bench` workload), `record` (a run's rules input and answers as fixtures:
+//! `--record`), `replay` (`rules replay` and `rules diff`) and `update` (`rules test --update`).
 //!
+//! The loader reads the WIT version a module exports and picks its bindings ([`Exports`]).
 //! The sync calls [`RulesModule::reconcile_json`] (its configs are already JSON text; callers
 //! holding properties use [`RulesModule::reconcile`]): one `reconcile` call per batch for a 0.2
-//! module, the three steps (`normalize-desired`, `normalize-current`, `diff`) for a 0.1 module.
+//! or 0.3 module, the three steps (`normalize-desired`, `normalize-current`, `diff`) for a 0.1
+//! module. Only a 0.3 module sees the network source and the children and returns child
+//! changes; a 0.1 or 0.2 module's answers have none (its children are `keep`).
 
 pub mod bench;
 mod cache;
@@ -36,6 +39,7 @@ mod store;
 pub mod update;
 mod v0_1_0;
 mod v0_2_0;
+mod v0_3_0;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -64,7 +68,7 @@ use store::State;
 pub fn supported_wit_text() -> String {
     loader::supported_text()
 }
-use v0_2_0 as latest;
+use v0_3_0 as latest;
 
 /// The default rules component, built by `build.rs` from `guest-default/`.
 mod embedded {
@@ -155,6 +159,7 @@ impl RulesRuntime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| v0_1_0::add_to_linker(&mut linker))
             .and_then(|()| v0_2_0::add_to_linker(&mut linker))
+            .and_then(|()| v0_3_0::add_to_linker(&mut linker))
             .map_err(|e| RulesError::Engine(format!("linking WASI: {e:#}")))?;
 
         // Without its ticker the deadline would never fire and a runaway module would run
@@ -234,21 +239,18 @@ impl RulesRuntime {
         let compile_time = started.elapsed();
         // The version is read from the component's type, before anything is linked or run.
         let inspection = loader::inspect(&self.engine, &component, &label)?;
-        let (pre, exports) = match inspection.wit {
-            wit @ ((0, 1, _) | (0, 2, _)) => {
-                let link_err = |message: String| RulesError::Load {
-                    module: Box::new(label.clone()),
-                    phase: "link",
-                    message,
-                };
-                let exports = latest::Exports::new(&component, &inspection.interface, wit)
-                    .map_err(link_err)?;
-                let pre = self
-                    .linker
-                    .instantiate_pre(&component)
-                    .map_err(|e| link_err(format!("{e:#}")))?;
-                (pre, exports)
-            }
+        let link_err = |message: String| RulesError::Load {
+            module: Box::new(label.clone()),
+            phase: "link",
+            message,
+        };
+        let exports = match inspection.wit {
+            wit @ ((0, 1, _) | (0, 2, _)) => Exports::Old(
+                v0_2_0::Exports::new(&component, &inspection.interface, wit).map_err(link_err)?,
+            ),
+            (0, 3, _) => Exports::V3(
+                latest::Exports::new(&component, &inspection.interface).map_err(link_err)?,
+            ),
             other => {
                 // `loader::inspect` only lets supported versions through.
                 return Err(RulesError::UnsupportedWorld {
@@ -258,6 +260,10 @@ impl RulesRuntime {
                 });
             }
         };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| link_err(format!("{e:#}")))?;
         let mut module = RulesModule {
             inner: Arc::new(ModuleInner {
                 engine: self.engine.clone(),
@@ -296,7 +302,6 @@ impl RulesRuntime {
                 other => other,
             })?
             .0;
-        let info = convert::info_from(info);
         label.name = Some(format!("{} {}", info.name, info.version));
         let inner = Arc::get_mut(&mut module.inner).expect("not shared yet");
         let (w0, w1, w2) = inner.inspection.wit;
@@ -365,10 +370,117 @@ pub struct RulesModule {
     inner: Arc<ModuleInner>,
 }
 
+/// The bindings a loaded module is called through, by the WIT version it exports.
+enum Exports {
+    /// WIT 0.1 and 0.2 (`v0_2_0`; a 0.1 module has no fused `reconcile`).
+    Old(v0_2_0::Exports),
+    /// WIT 0.3 (`latest`).
+    V3(latest::Exports),
+}
+
+impl Exports {
+    fn has_reconcile(&self) -> bool {
+        match self {
+            Exports::Old(ex) => ex.has_reconcile(),
+            Exports::V3(_) => true,
+        }
+    }
+
+    fn typecheck(&self, i: &Instance, s: &mut Store<State>) -> wasmtime::Result<()> {
+        match self {
+            Exports::Old(ex) => ex.typecheck(i, s),
+            Exports::V3(ex) => ex.typecheck(i, s),
+        }
+    }
+
+    fn info(&self, i: &Instance, s: &mut Store<State>) -> wasmtime::Result<ModuleInfo> {
+        Ok(match self {
+            Exports::Old(ex) => convert::v2::info_from(ex.info(i, s)?),
+            Exports::V3(ex) => convert::v3::info_from(ex.info(i, s)?),
+        })
+    }
+
+    fn default_policies(
+        &self,
+        i: &Instance,
+        s: &mut Store<State>,
+    ) -> wasmtime::Result<Vec<FieldPolicy>> {
+        Ok(match self {
+            Exports::Old(ex) => ex
+                .default_policies(i, s)?
+                .into_iter()
+                .map(convert::v2::policy_from)
+                .collect(),
+            Exports::V3(ex) => ex
+                .default_policies(i, s)?
+                .into_iter()
+                .map(convert::v3::policy_from)
+                .collect(),
+        })
+    }
+}
+
+/// Runs `$body` with `$cv` naming the conversions and `$ex` the exports of the module's WIT
+/// version, for the calls whose shape all versions share.
+macro_rules! per_version {
+    ($module:expr, |$cv:ident, $ex:ident| $body:expr) => {
+        match &$module.inner.exports {
+            Exports::Old($ex) => {
+                use convert::v2 as $cv;
+                $body
+            }
+            Exports::V3($ex) => {
+                use convert::v3 as $cv;
+                $body
+            }
+        }
+    };
+}
+
+/// The three steps of one input through a 0.3 module, as it answered them (`rules test` and
+/// `rules eval` show them; [`RulesModule::reconcile_in_steps`] combines them).
+pub(crate) struct StepsV3 {
+    pub(crate) desired: Result<latest::types::Desired, RuleError>,
+    /// Present when the input had a record.
+    pub(crate) current: Option<Result<latest::types::Vm, RuleError>>,
+    /// Present when the guest was diffed (a VM, and its record normalized).
+    pub(crate) changes: Option<Result<latest::types::VmChanges, RuleError>>,
+}
+
+impl StepsV3 {
+    /// The steps combined as `reconcile` answers: a skip or the first error decides.
+    fn reconciled(self) -> Result<Reconciled, RuleError> {
+        use convert::v3 as cv;
+        let d = match self.desired? {
+            latest::types::Desired::Skip(reason) => return Ok(Reconciled::Skip(reason)),
+            latest::types::Desired::Vm(d) => d,
+        };
+        if let Some(current) = self.current {
+            current?;
+        }
+        let changes = self
+            .changes
+            .unwrap_or_else(|| Err(RuleError::new("contract", "diff returned too few results")))?;
+        Ok(Reconciled::Vm(model::ReconciledVm {
+            name: match d.vm.name {
+                latest::types::TextField::Set(name) => Some(name),
+                _ => None,
+            },
+            needs: d.needs.into_iter().map(cv::object_spec_from).collect(),
+            changes: changes.changes.into_iter().map(cv::change_from).collect(),
+            children: changes
+                .children
+                .into_iter()
+                .map(cv::child_change_from)
+                .collect(),
+        }))
+    }
+}
+
 struct ModuleInner {
     engine: Engine,
     pre: InstancePre<State>,
-    exports: latest::Exports,
+    exports: Exports,
     limits: Limits,
     label: ModuleLabel,
     info: ModuleInfo,
@@ -378,8 +490,18 @@ struct ModuleInner {
     load: LoadStats,
 }
 
-fn guest_id(g: &latest::types::PveGuest) -> String {
-    format!("{}/{}/{}", g.cluster, g.node, g.vmid)
+/// `netbox VM <id> (<name>)` of a record of any WIT version.
+macro_rules! netbox_id {
+    ($r:expr) => {
+        format!("netbox VM {} ({})", $r.id, $r.name)
+    };
+}
+
+/// `cluster/node/vmid` of a guest of any WIT version.
+macro_rules! guest_id {
+    ($g:expr) => {
+        format!("{}/{}/{}", $g.cluster, $g.node, $g.vmid)
+    };
 }
 
 fn batch_of<T>(items: &[T], id: impl Fn(usize, &T) -> String) -> BatchRef {
@@ -416,6 +538,12 @@ impl RulesModule {
     pub fn wit_version(&self) -> String {
         let (a, b, c) = self.inner.inspection.wit;
         format!("{a}.{b}.{c}")
+    }
+
+    /// Whether the module exports WIT 0.3 or later: it sees the network source and the
+    /// children, and its answers carry child changes.
+    pub fn has_children(&self) -> bool {
+        matches!(self.inner.exports, Exports::V3(_))
     }
 
     /// Whether [`Self::reconcile`] is one fused `reconcile` call (WIT 0.2 and later) rather
@@ -457,101 +585,142 @@ impl RulesModule {
             BatchRef::default,
             |store, inst, ex| ex.default_policies(inst, store),
         )?;
-        Ok(out.into_iter().map(convert::policy_from).collect())
+        Ok(out)
     }
 
-    /// Proxmox guests to desired VMs, one result per guest, in order.
+    /// Proxmox guests to desired VMs, one result per guest, in order. A 0.3 module's desired
+    /// children are not returned (see [`Self::reconcile_in_steps`]); its guests' network view
+    /// is `unknown` (not asked).
     pub fn normalize_desired(
         &self,
         ctx: &Context,
         guests: Vec<Guest>,
     ) -> Result<BatchOutput<Result<Desired, RuleError>>, RulesError> {
-        let wctx = convert::context_to(ctx);
-        let input: Vec<_> = guests.into_iter().map(convert::guest_to).collect();
-        let n = input.len();
-        let (out, fuel) = self.call(
-            "normalize-desired",
-            n,
-            || batch_of(&input, |_, g| guest_id(g)),
-            |store, inst, ex| ex.normalize_desired(inst, store, &wctx, &input),
-        )?;
-        let items = self.check_len("normalize-desired", n, out, || {
-            batch_of(&input, |_, g| guest_id(g))
-        })?;
-        Ok(BatchOutput {
-            items: items
-                .into_iter()
-                .map(|r| {
-                    r.map(convert::desired_from)
-                        .map_err(convert::rule_error_from)
-                })
-                .collect(),
-            fuel,
+        per_version!(self, |cv, ex| {
+            let wctx = cv::context_to(ctx);
+            let input: Vec<_> = guests.into_iter().map(cv::guest_to).collect();
+            let n = input.len();
+            let (out, fuel) = self.call(
+                "normalize-desired",
+                n,
+                || batch_of(&input, |_, g| guest_id!(g)),
+                |store, inst, _| ex.normalize_desired(inst, store, &wctx, &input),
+            )?;
+            let items = self.check_len("normalize-desired", n, out, || {
+                batch_of(&input, |_, g| guest_id!(g))
+            })?;
+            Ok(BatchOutput {
+                items: items
+                    .into_iter()
+                    .map(|r| r.map(cv::desired_from).map_err(cv::rule_error_from))
+                    .collect(),
+                fuel,
+            })
         })
     }
 
-    /// NetBox records to the comparable shape, one result per record, in order.
+    /// NetBox records to the comparable shape, one result per record, in order (a 0.3
+    /// module's current children are not returned; its records' children are not read).
     pub fn normalize_current(
         &self,
         ctx: &Context,
         records: Vec<NetboxVm>,
     ) -> Result<BatchOutput<Result<Vm, RuleError>>, RulesError> {
-        let wctx = convert::context_to(ctx);
-        let input: Vec<_> = records.into_iter().map(convert::netbox_vm_to).collect();
-        let n = input.len();
-        let id = |_: usize, r: &latest::types::NetboxVm| format!("netbox VM {} ({})", r.id, r.name);
-        let (out, fuel) = self.call(
-            "normalize-current",
-            n,
-            || batch_of(&input, id),
-            |store, inst, ex| ex.normalize_current(inst, store, &wctx, &input),
-        )?;
-        let items = self.check_len("normalize-current", n, out, || batch_of(&input, id))?;
-        Ok(BatchOutput {
-            items: items
-                .into_iter()
-                .map(|r| r.map(convert::vm_from).map_err(convert::rule_error_from))
-                .collect(),
-            fuel,
+        per_version!(self, |cv, ex| {
+            let wctx = cv::context_to(ctx);
+            let input: Vec<_> = records.into_iter().map(cv::netbox_vm_to).collect();
+            let n = input.len();
+            let (out, fuel) = self.call(
+                "normalize-current",
+                n,
+                || batch_of(&input, |_, r| netbox_id!(r)),
+                |store, inst, _| ex.normalize_current(inst, store, &wctx, &input),
+            )?;
+            let items = self.check_len("normalize-current", n, out, || {
+                batch_of(&input, |_, r| netbox_id!(r))
+            })?;
+            Ok(BatchOutput {
+                items: items
+                    .into_iter()
+                    .map(|r| r.map(cv::vm_from).map_err(cv::rule_error_from))
+                    .collect(),
+                fuel,
+            })
         })
     }
 
-    /// Field changes per pair, honouring `ctx.policies`, one result per pair, in order.
+    /// Field changes per pair, honouring `ctx.policies`, one result per pair, in order (the
+    /// pairs' children are `keep`, so a 0.3 module returns no child change).
     pub fn diff(
         &self,
         ctx: &Context,
         pairs: Vec<DiffInput>,
     ) -> Result<BatchOutput<Result<Vec<FieldChange>, RuleError>>, RulesError> {
-        let wctx = convert::context_to(ctx);
-        let input: Vec<_> = pairs.into_iter().map(convert::diff_input_to).collect();
-        let n = input.len();
-        let id = |i: usize, p: &latest::types::DiffInput| match &p.desired.name {
-            latest::types::TextField::Set(name) => format!("pair {i} ({name})"),
-            _ => format!("pair {i}"),
+        let n = pairs.len();
+        let name = |i: usize, name: Option<&str>| match name {
+            Some(name) => format!("pair {i} ({name})"),
+            None => format!("pair {i}"),
         };
-        let (out, fuel) = self.call(
-            "diff",
-            n,
-            || batch_of(&input, id),
-            |store, inst, ex| ex.diff(inst, store, &wctx, &input),
-        )?;
-        let items = self.check_len("diff", n, out, || batch_of(&input, id))?;
-        Ok(BatchOutput {
-            items: items
-                .into_iter()
-                .map(|r| {
-                    r.map(|cs| cs.into_iter().map(convert::change_from).collect())
-                        .map_err(convert::rule_error_from)
+        match &self.inner.exports {
+            Exports::Old(ex) => {
+                use convert::v2 as cv;
+                let wctx = cv::context_to(ctx);
+                let input: Vec<_> = pairs.into_iter().map(cv::diff_input_to).collect();
+                let id = |i: usize, p: &v0_2_0::types::DiffInput| match &p.desired.name {
+                    v0_2_0::types::TextField::Set(n) => name(i, Some(n)),
+                    _ => name(i, None),
+                };
+                let (out, fuel) = self.call(
+                    "diff",
+                    n,
+                    || batch_of(&input, id),
+                    |store, inst, _| ex.diff(inst, store, &wctx, &input),
+                )?;
+                let items = self.check_len("diff", n, out, || batch_of(&input, id))?;
+                Ok(BatchOutput {
+                    items: items
+                        .into_iter()
+                        .map(|r| {
+                            r.map(|cs| cs.into_iter().map(cv::change_from).collect())
+                                .map_err(cv::rule_error_from)
+                        })
+                        .collect(),
+                    fuel,
                 })
-                .collect(),
-            fuel,
-        })
+            }
+            Exports::V3(ex) => {
+                use convert::v3 as cv;
+                let wctx = cv::context_to(ctx);
+                let input: Vec<_> = pairs.into_iter().map(cv::diff_input_to).collect();
+                let id = |i: usize, p: &latest::types::DiffInput| match &p.desired.name {
+                    latest::types::TextField::Set(n) => name(i, Some(n)),
+                    _ => name(i, None),
+                };
+                let (out, fuel) = self.call(
+                    "diff",
+                    n,
+                    || batch_of(&input, id),
+                    |store, inst, _| ex.diff(inst, store, &wctx, &input),
+                )?;
+                let items = self.check_len("diff", n, out, || batch_of(&input, id))?;
+                Ok(BatchOutput {
+                    items: items
+                        .into_iter()
+                        .map(|r| {
+                            r.map(|vc| vc.changes.into_iter().map(cv::change_from).collect())
+                                .map_err(cv::rule_error_from)
+                        })
+                        .collect(),
+                    fuel,
+                })
+            }
+        }
     }
 
     /// The three steps for each guest and its matched NetBox record, one result per input, in
-    /// order: what the sync runs (through [`Self::reconcile_json`]). A 0.2 module answers in one
-    /// `reconcile` call; a 0.1 module in its three steps ([`Self::reconcile_in_steps`]). A failed
-    /// call (trap, limit, contract) fails the whole batch and no other.
+    /// order: what the sync runs (through [`Self::reconcile_json`]). A 0.2 or 0.3 module answers
+    /// in one `reconcile` call; a 0.1 module in its three steps ([`Self::reconcile_in_steps`]).
+    /// A failed call (trap, limit, contract) fails the whole batch and no other.
     pub fn reconcile(
         &self,
         ctx: &Context,
@@ -568,6 +737,8 @@ impl RulesModule {
                     guest: i.guest,
                     config,
                     current: i.current,
+                    network: i.network,
+                    children: i.children,
                 }
             })
             .collect();
@@ -575,7 +746,8 @@ impl RulesModule {
     }
 
     /// [`Self::reconcile`] for guests whose config is already the WIT's JSON text (what the
-    /// sync holds): it crosses as it is. A 0.1 module gets it back as properties.
+    /// sync holds): it crosses as it is. A 0.1 module gets it back as properties. Only a 0.3
+    /// module is given the network source and the children.
     pub fn reconcile_json(
         &self,
         ctx: &Context,
@@ -594,6 +766,8 @@ impl RulesModule {
                     Ok(ReconcileInput {
                         guest,
                         current: i.current,
+                        network: i.network,
+                        children: i.children,
                     })
                 },
                 |good| match self.reconcile_in_steps(ctx, good) {
@@ -612,37 +786,45 @@ impl RulesModule {
                 None => Ok(BatchOutput { items, fuel }),
             };
         }
-        let wctx = convert::context_to(ctx);
-        let input: Vec<_> = items.into_iter().map(convert::reconcile_input_to).collect();
-        let n = input.len();
-        let id = |_: usize, i: &latest::types::ReconcileInput| guest_id(&i.guest);
-        let (out, fuel) = self.call(
-            "reconcile",
-            n,
-            || batch_of(&input, id),
-            |store, inst, ex| ex.reconcile(inst, store, &wctx, &input),
-        )?;
-        let items = self.check_len("reconcile", n, out, || batch_of(&input, id))?;
-        Ok(BatchOutput {
-            items: items
-                .into_iter()
-                .map(|r| {
-                    r.map(convert::reconciled_from)
-                        .map_err(convert::rule_error_from)
-                })
-                .collect(),
-            fuel,
+        per_version!(self, |cv, ex| {
+            let wctx = cv::context_to(ctx);
+            let input: Vec<_> = items.into_iter().map(cv::reconcile_input_to).collect();
+            let n = input.len();
+            let (out, fuel) = self.call(
+                "reconcile",
+                n,
+                || batch_of(&input, |_, i| guest_id!(i.guest)),
+                |store, inst, _| ex.reconcile(inst, store, &wctx, &input),
+            )?;
+            let items = self.check_len("reconcile", n, out, || {
+                batch_of(&input, |_, i| guest_id!(i.guest))
+            })?;
+            Ok(BatchOutput {
+                items: items
+                    .into_iter()
+                    .map(|r| r.map(cv::reconciled_from).map_err(cv::rule_error_from))
+                    .collect(),
+                fuel,
+            })
         })
     }
 
     /// `reconcile` as `normalize-desired`, `normalize-current` and `diff` batch calls
-    /// (`model::reconcile_with`): how a 0.1 module reconciles, and what a 0.2 module's fused
-    /// `reconcile` must agree with (`rules test` compares them). The fuel is the three calls'.
+    /// (`model::reconcile_with`): how a 0.1 module reconciles, and what a 0.2 or 0.3 module's
+    /// fused `reconcile` must agree with (`rules test` compares them). A 0.3 module's steps
+    /// carry the children ([`Self::steps_v3`]). The fuel is the three calls'.
     pub fn reconcile_in_steps(
         &self,
         ctx: &Context,
         items: Vec<ReconcileInput>,
     ) -> Result<BatchOutput<Result<Reconciled, RuleError>>, RulesError> {
+        if let Exports::V3(_) = &self.inner.exports {
+            let (steps, fuel) = self.steps_v3(ctx, items)?;
+            return Ok(BatchOutput {
+                items: steps.into_iter().map(StepsV3::reconciled).collect(),
+                fuel,
+            });
+        }
         let fuel = std::cell::Cell::new(0);
         let items = model::reconcile_with(
             items,
@@ -666,6 +848,112 @@ impl RulesModule {
             items,
             fuel: fuel.get(),
         })
+    }
+
+    /// The three steps of a 0.3 module for `items`, with their children, one [`StepsV3`] per
+    /// input in order, and the fuel of the calls. A record is normalized whatever the guest's
+    /// answer; a pair is diffed when the guest is a VM and its record (if any) normalized. A
+    /// 0.1 or 0.2 module has no such steps: a host bug, reported as a contract error.
+    pub(crate) fn steps_v3(
+        &self,
+        ctx: &Context,
+        items: Vec<ReconcileInput>,
+    ) -> Result<(Vec<StepsV3>, u64), RulesError> {
+        use convert::v3 as cv;
+        use latest::types as w;
+        let Exports::V3(ex) = &self.inner.exports else {
+            return Err(RulesError::Contract {
+                module: Box::new(self.inner.label.clone()),
+                call: "normalize-desired",
+                batch: Box::default(),
+                message: format!("WIT {} has no children steps", self.wit_version()),
+            });
+        };
+        let wctx = cv::context_to(ctx);
+        let n = items.len();
+        let mut guests = Vec::with_capacity(n);
+        let mut records = Vec::new();
+        let mut has_record = Vec::with_capacity(n);
+        for i in items {
+            guests.push(cv::guest_network_to(i.guest, i.network));
+            has_record.push(i.current.is_some());
+            if let Some(r) = i.current {
+                records.push(cv::netbox_children_to(r, i.children));
+            }
+        }
+        let (desired, mut fuel) = self.call(
+            "normalize-desired",
+            n,
+            || batch_of(&guests, |_, g| guest_id!(g)),
+            |store, inst, _| ex.normalize_desired(inst, store, &wctx, &guests),
+        )?;
+        let desired = self.check_len("normalize-desired", n, desired, || {
+            batch_of(&guests, |_, g| guest_id!(g))
+        })?;
+        let current = if records.is_empty() {
+            Vec::new()
+        } else {
+            let m = records.len();
+            let (c, f) = self.call(
+                "normalize-current",
+                m,
+                || batch_of(&records, |_, r| netbox_id!(r)),
+                |store, inst, _| ex.normalize_current(inst, store, &wctx, &records),
+            )?;
+            fuel += f;
+            self.check_len("normalize-current", m, c, || {
+                batch_of(&records, |_, r| netbox_id!(r))
+            })?
+        };
+        let mut current = current.into_iter();
+        let mut out = Vec::with_capacity(n);
+        let mut pairs = Vec::new();
+        let mut paired = Vec::new();
+        for (d, has) in desired.into_iter().zip(has_record) {
+            let c = if has {
+                current.next().map(|r| r.map_err(cv::rule_error_from))
+            } else {
+                None
+            };
+            let d = d.map_err(cv::rule_error_from);
+            if let Ok(w::Desired::Vm(dv)) = &d {
+                match &c {
+                    None => pairs.push(w::DiffInput {
+                        desired: dv.vm.clone(),
+                        current: None,
+                    }),
+                    Some(Ok(vm)) => pairs.push(w::DiffInput {
+                        desired: dv.vm.clone(),
+                        current: Some(vm.clone()),
+                    }),
+                    Some(Err(_)) => {}
+                }
+                if !matches!(c, Some(Err(_))) {
+                    paired.push(out.len());
+                }
+            }
+            out.push(StepsV3 {
+                desired: d,
+                current: c,
+                changes: None,
+            });
+        }
+        if !pairs.is_empty() {
+            let m = pairs.len();
+            let id = |i: usize, _: &w::DiffInput| format!("pair {i}");
+            let (changes, f) = self.call(
+                "diff",
+                m,
+                || batch_of(&pairs, id),
+                |store, inst, _| ex.diff(inst, store, &wctx, &pairs),
+            )?;
+            fuel += f;
+            let changes = self.check_len("diff", m, changes, || batch_of(&pairs, id))?;
+            for (at, c) in paired.into_iter().zip(changes) {
+                out[at].changes = Some(c.map_err(cv::rule_error_from));
+            }
+        }
+        Ok((out, fuel))
     }
 
     fn check_len<T>(
@@ -697,7 +985,7 @@ impl RulesModule {
         call: &'static str,
         items: usize,
         batch: impl FnOnce() -> BatchRef,
-        f: impl FnOnce(&mut Store<State>, &Instance, &latest::Exports) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<State>, &Instance, &Exports) -> wasmtime::Result<R>,
     ) -> Result<(R, u64), RulesError> {
         let inner = &*self.inner;
         let limits = &inner.limits;

@@ -2,9 +2,9 @@
 //! `types` import, which a 0.1 module imports under its own version and the linker must serve.
 //!
 //! One module per supported WIT version, as Zed's extension host does. A 0.1 module's exported
-//! functions are called through the latest bindings (`v0_2_0`): 0.2.0 carries every 0.1.0 type
+//! functions are called through the 0.2 bindings (`v0_2_0`): 0.2.0 carries every 0.1.0 type
 //! and function unchanged, and wasmtime type-checks component values structurally, so the
-//! latest typed functions check against a 0.1 module at load and no logic is copied per version.
+//! 0.2 typed functions check against a 0.1 module at load and no logic is copied per version.
 //! The `reconcile` of a 0.1 module is its three steps (`RulesModule::reconcile`).
 
 wasmtime::component::bindgen!({

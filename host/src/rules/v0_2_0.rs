@@ -1,6 +1,6 @@
-//! Host bindings of WIT `pve2netbox:rules@0.2.0` (`wit/v0.2.0/`), the latest version: the
-//! types, and the exported functions as typed functions looked up once per component by export
-//! index.
+//! Host bindings of WIT `pve2netbox:rules@0.2.0` (`wit/v0.2.0/`, frozen): the types, and the
+//! exported functions as typed functions looked up once per component by export index. The
+//! latest version is `v0_3_0`; a 0.2 module's children are `keep` (it has none to give).
 //!
 //! 0.1 modules are called through these bindings too. 0.2.0 keeps every type and function of
 //! 0.1.0 unchanged and only adds `reconcile` and its types, and wasmtime type-checks component

@@ -2,11 +2,16 @@
 //! - tenant from the VM name prefix (`acme-web01` -> `acme`) through the setting `tenants`
 //!   (`{"acme": "acme", "gx": "globex"}`), else the setting `default_tenant` (else no tenant);
 //! - role from a Proxmox tag `role-<slug>` (`role-db` -> role `db`);
-//! - `description` ignored by default (operators write it in NetBox).
+//! - `description` ignored by default (operators write it in NetBox);
+//! - interfaces named by the guest (the agent's `ens18`, an LXC NIC's `name=`), not by the
+//!   Proxmox device key `net0`, and every IP address in the VRF `guests`: the default rules'
+//!   settings `interface_names = "agent"` and `ip_vrf = "guests"`, which the site's own
+//!   configuration may still override (`ip_vrf = "blue"`).
 //!
 //! It delegates everything else to `guest_default::DefaultRules`, so it inherits their fixes.
 
 use guest_default::DefaultRules;
+use guest_default::children::{ChildChange, NetworkSource, VmChildren};
 use guest_default::model::{
     Context, Desired, DiffInput, Field, FieldChange, FieldPolicy, Guest, JsonText, ModuleInfo,
     NetboxVm, ObjectSpec, Ownership, RuleError, RuleSet, Vm, WIT_VERSION, merge_policies,
@@ -15,6 +20,28 @@ use guest_default::settings::KnownIndex;
 
 /// The prefix of Proxmox tags that name the VM's role.
 const ROLE_TAG_PREFIX: &str = "role-";
+
+/// The site's choices for the children, as default rules settings (name, JSON value): used
+/// where the context does not set them itself.
+const CHILD_SETTINGS: [(&str, &str); 2] =
+    [("interface_names", "\"agent\""), ("ip_vrf", "\"guests\"")];
+
+/// The context with the site's children settings added where it has none. Only the settings
+/// are copied: the children steps read nothing else of the context.
+fn children_context(ctx: &Context) -> Context {
+    let mut settings = ctx.settings.clone();
+    for (name, value) in CHILD_SETTINGS {
+        if ctx.setting(name).is_none() {
+            settings.push((name.to_owned(), JsonText(value.to_owned())));
+        }
+    }
+    Context {
+        settings,
+        netbox_version: ctx.netbox_version.clone(),
+        policies: ctx.policies.clone(),
+        known: Vec::new(),
+    }
+}
 
 /// The site's rules.
 pub struct SiteRules;
@@ -148,6 +175,38 @@ impl RuleSet for SiteRules {
 
     fn diff(ctx: &Context, pairs: Vec<DiffInput>) -> Vec<Result<Vec<FieldChange>, RuleError>> {
         DefaultRules::diff(ctx, pairs)
+    }
+
+    fn normalize_desired_children(
+        ctx: &Context,
+        guest: &Guest,
+        network: &NetworkSource,
+    ) -> Result<VmChildren, RuleError> {
+        DefaultRules::normalize_desired_children(&children_context(ctx), guest, network)
+    }
+
+    fn normalize_current_children(
+        ctx: &Context,
+        json: &str,
+        read: bool,
+    ) -> Result<VmChildren, RuleError> {
+        DefaultRules::normalize_current_children(ctx, json, read)
+    }
+
+    fn diff_children(
+        ctx: &Context,
+        desired: &VmChildren,
+        current: Option<&VmChildren>,
+        current_disk: Option<u64>,
+        vm_changes: &mut Vec<FieldChange>,
+    ) -> Result<Vec<ChildChange>, RuleError> {
+        DefaultRules::diff_children(
+            &children_context(ctx),
+            desired,
+            current,
+            current_disk,
+            vm_changes,
+        )
     }
 }
 

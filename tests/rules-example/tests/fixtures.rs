@@ -14,7 +14,7 @@ fn every_fixture_passes() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 4, "expected at least 4 fixtures");
+    assert!(files.len() >= 7, "expected at least 7 fixtures");
     let mut failures = Vec::new();
     for path in &files {
         let text = std::fs::read_to_string(path).expect("fixture text");
