@@ -331,6 +331,11 @@ pub struct SyncConfig {
     /// Ask running guests for their network (QEMU guest agent, LXC interfaces); `false` leaves
     /// every guest's runtime network unknown (`not-asked`) and sends no such call.
     pub agent: bool,
+    /// Read and plan a VM's children (`children`): the guests' network views and NetBox's
+    /// interfaces, MACs, IPs and virtual disks reach the rules, whose child changes are shown per
+    /// VM as not applied until the sync writes them. Off by default: the reads would cost time
+    /// for nothing written.
+    pub children: bool,
     /// Time limit of one agent or LXC-interfaces read (`agent_timeout_ms`).
     pub agent_timeout: Duration,
 }
@@ -352,6 +357,7 @@ impl Default for SyncConfig {
             lock_ttl: crate::netbox_lease::DEFAULT_LEASE_TTL,
             memo: true,
             agent: true,
+            children: false,
             agent_timeout: DEFAULT_AGENT_TIMEOUT,
         }
     }
@@ -571,6 +577,7 @@ struct RawSync {
     lock_ttl_secs: Option<i64>,
     memo: Option<bool>,
     agent: Option<bool>,
+    children: Option<bool>,
     agent_timeout_ms: Option<i64>,
 }
 
@@ -624,6 +631,7 @@ const SYNC_KEYS: &[&str] = &[
     "lock_ttl_secs",
     "memo",
     "agent",
+    "children",
     "agent_timeout_ms",
 ];
 const TIMEOUT_KEYS: &[&str] = &["connect_secs", "request_secs", "retry_budget_secs"];
@@ -903,6 +911,7 @@ impl RawConfig {
                     "lock_ttl_secs" => s.lock_ttl_secs = Some(int(value)?),
                     "memo" => s.memo = Some(boolean(value)?),
                     "agent" => s.agent = Some(boolean(value)?),
+                    "children" => s.children = Some(boolean(value)?),
                     "agent_timeout_ms" => s.agent_timeout_ms = Some(int(value)?),
                     _ => return Err(bad("unknown key in [sync]".into())),
                 }
@@ -1190,6 +1199,7 @@ impl RawConfig {
             )? as u64),
             memo: s.memo.unwrap_or(true),
             agent: s.agent.unwrap_or(true),
+            children: s.children.unwrap_or(false),
             agent_timeout: Duration::from_millis(self.int_in(
                 "sync.agent_timeout_ms",
                 s.agent_timeout_ms,
@@ -1328,6 +1338,7 @@ impl RawConfig {
                 lock_ttl_secs: Some(s.lock_ttl.as_secs() as i64),
                 memo: Some(s.memo),
                 agent: Some(s.agent),
+                children: Some(s.children),
                 agent_timeout_ms: Some(s.agent_timeout.as_millis() as i64),
             },
             rules: RawRules { settings, policies },

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use guest_default::model::{Guest, JsonReconcileInput, NetboxVm, write_config_json};
+use guest_default::model::{Guest, JsonReconcileInput, JsonText, NetboxVm, write_config_json};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -144,14 +144,18 @@ impl ReadGuest {
     /// The guest as a rule component takes it: the config as the WIT's JSON text, written
     /// straight from the packed properties (building the pairs first only to write them out
     /// again was a quarter of the sync's reconcile phase outside the rules).
-    pub fn rules_input_json(&self, current: Option<NetboxVm>) -> JsonReconcileInput {
-        // The network view and the children are wired in with their reads (issue 18); until
-        // then a 0.3 module sees them as not asked / not read and keeps them.
+    /// `children` is NetBox's rendering of the VM's current children (`None`: not read).
+    pub fn rules_input_json(
+        &self,
+        current: Option<NetboxVm>,
+        children: Option<JsonText>,
+    ) -> JsonReconcileInput {
         JsonReconcileInput {
             guest: self.guest.clone(),
             config: self.config.to_json(),
             current,
-            ..JsonReconcileInput::default()
+            network: self.network.clone(),
+            children,
         }
     }
 

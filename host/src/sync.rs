@@ -36,6 +36,7 @@ use crate::report::{ErrorEntry, Mode, RulesInfo, RunReport};
 use crate::rules::record::{RecordError, Recorder};
 use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
 use crate::snapshot::{self, SnapshotError};
+use crate::snapshot_children::ChildrenSnapshot;
 use crate::task_history::{self, TaskTarget, Unrecorded};
 
 /// What a run does.
@@ -283,18 +284,32 @@ async fn run_phases(
             &discovery.endpoints,
             &pre.cluster_ids,
             config.sync.max_concurrency,
-            crate::guest_network::NetworkSettings::of(&config.sync),
+            // The guests' network views feed only the children, which are off unless asked.
+            crate::guest_network::NetworkSettings {
+                enabled: config.sync.children && config.sync.agent,
+                ..crate::guest_network::NetworkSettings::of(&config.sync)
+            },
             &read_bar,
         )
         .await;
         (r, ms(t))
     };
     let snap_fut = async {
-        let s = snapshot::read(netbox, &pre).await;
+        let s = if config.sync.children {
+            let (vms, children) = snapshot::read_with_children(netbox, &pre).await;
+            (vms, Some(children))
+        } else {
+            (snapshot::read(netbox, &pre).await, None)
+        };
         (s, ms(t))
     };
-    let ((mut read, read_ms), (snap, snap_ms)) = tokio::join!(read_fut, snap_fut);
+    let ((mut read, read_ms), ((snap, children), snap_ms)) = tokio::join!(read_fut, snap_fut);
     let snap = snap?;
+    if let Some(children) = &children {
+        for e in children.errors() {
+            tracing::warn!("NetBox children not read, so kept as they are: {e}");
+        }
+    }
     read_bar.finish(&format!("{} guests", read.guests.len()));
     snap_bar.finish(&format!("{} NetBox VMs", snap.records().len()));
     report.phases_ms.proxmox_read = read_ms;
@@ -334,6 +349,7 @@ async fn run_phases(
             spent: std::time::Duration::ZERO,
             spent_cpu: std::time::Duration::ZERO,
             recorder: recorder.as_mut(),
+            children: children.as_ref(),
         };
         let contract = OutputContract::with_custom_fields(pre.custom_fields.clone())
             .with_children(module.has_children());
@@ -654,6 +670,16 @@ pub struct ModuleRules<'a> {
     pub spent_cpu: std::time::Duration,
     /// `--record`: gets every input asked and its answer (the memo is off when recording).
     pub recorder: Option<&'a mut Recorder>,
+    /// NetBox's children of the snapshot's VMs (`sync.children`); `None`: not read.
+    pub children: Option<&'a ChildrenSnapshot>,
+}
+
+/// The VM's current children as the module gets them (`None`: not read).
+fn children_of(
+    children: Option<&ChildrenSnapshot>,
+    current: Option<&guest_default::model::NetboxVm>,
+) -> Option<JsonText> {
+    children?.children_json(current?.id).map(JsonText)
 }
 
 /// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`
@@ -670,13 +696,6 @@ fn process_cpu_ns() -> Option<u64> {
     Some((utime + stime) * 10_000_000)
 }
 
-/// The network view of a guest whose agent or LXC interfaces were not read.
-static NOT_ASKED: guest_default::children::NetworkSource =
-    guest_default::children::NetworkSource::Unknown(guest_default::children::NetworkUnknown {
-        reason: guest_default::children::UnknownReason::NotAsked,
-        detail: String::new(),
-    });
-
 impl Rules for ModuleRules<'_> {
     fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
         let started = Instant::now();
@@ -686,20 +705,25 @@ impl Rules for ModuleRules<'_> {
             // Per item: its memo key, and the memo's answer (a hit) or `None` (asked below).
             let keys: Vec<Option<VmKey>> = match self.memo.as_deref() {
                 Some(memo) => {
+                    let children: Vec<Option<JsonText>> = chunk
+                        .iter()
+                        .map(|item| children_of(self.children, item.current))
+                        .collect();
                     let inputs: Vec<KeyInput<'_>> = chunk
                         .iter()
-                        .map(|item| {
+                        .zip(&children)
+                        .map(|(item, children)| {
                             let read = &self.guests[item.guest];
                             let identity = (read.cluster_id, read.guest.vmid);
-                            // The network view and the children are keyed as the module
-                            // gets them: not asked and not read until their reads are wired.
+                            // Keyed by everything the module gets, its network view and
+                            // children included.
                             (
                                 identity,
                                 &read.guest,
                                 read.config_packed(),
                                 item.current,
-                                &NOT_ASKED,
-                                None,
+                                read.network(),
+                                children.as_ref(),
                             )
                         })
                         .collect();
@@ -709,6 +733,7 @@ impl Rules for ModuleRules<'_> {
             };
             let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
             let mut input: Vec<JsonReconcileInput> = Vec::with_capacity(chunk.len());
+            let snapshot = self.children;
             for (item, key) in chunk.iter().zip(&keys) {
                 let read = &mut self.guests[item.guest];
                 let hit = match (self.memo.as_deref_mut(), key) {
@@ -722,7 +747,8 @@ impl Rules for ModuleRules<'_> {
                     }))),
                     None => {
                         answers.push(None);
-                        input.push(read.rules_input_json(item.current.cloned()));
+                        let children = children_of(snapshot, item.current);
+                        input.push(read.rules_input_json(item.current.cloned(), children));
                         if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
                             r.input(i);
                         }

@@ -16,6 +16,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use guest_default::children::NetworkSource;
 use guest_default::model::{
     Context, Expect, ExpectedDesired, FieldPolicy, Fixture, JsonReconcileInput, Reconciled,
     RuleError, SkipExpect, config_from_json,
@@ -286,8 +287,9 @@ impl Recorder {
             guest,
             current: input.current.clone(),
             context: self.context.clone().unwrap_or_default(),
-            network: None,
-            children: None,
+            // Not asked / not read stay absent, as in a hand-written fixture.
+            network: (input.network != NetworkSource::default()).then(|| input.network.clone()),
+            children: input.current.as_ref().and(input.children.clone()),
             expect: Expect::default(),
         };
         self.pending.push(Pending { file, fixture });

@@ -156,6 +156,8 @@ pub fn run(module: &RulesModule, cases: &[Case], batch: usize) -> Vec<Answer> {
         let input = |i: usize| ReconcileInput {
             guest: cases[i].fixture.guest.clone(),
             current: cases[i].fixture.current.clone(),
+            network: cases[i].fixture.network.clone().unwrap_or_default(),
+            children: cases[i].fixture.children.clone(),
         };
         for chunk in indices.chunks(batch.max(1)) {
             match module.reconcile(&ctx, chunk.iter().map(|&i| input(i)).collect()) {

@@ -1,0 +1,86 @@
+//! End to end, `sync.children`: off by default, a run neither asks the guest agents nor reads
+//! NetBox's children, and an existing VM gets no child change; turned on, both reach the rules,
+//! whose child changes are shown per VM as not applied (the sync does not write children yet),
+//! and nothing is written for them, in both tiers.
+
+mod e2e_support;
+
+use e2e_support::{Harness, spec};
+use serde_json::Value;
+
+const VMS: usize = 12;
+
+/// The `children` notices of a saved plan (`plan --out`), by scope.
+fn children_notices(h: &Harness, name: &str) -> Vec<(String, String)> {
+    let path = h.path(name).display().to_string();
+    let out = h.run(&["plan", "--no-memo", "--out", &path]);
+    assert!(matches!(out.code, 0 | 2), "plan: {}", out.describe());
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("plan written")).expect("JSON");
+    plan["notices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the plan has no notices: {plan:#}"))
+        .iter()
+        .filter(|n| n["kind"] == "children")
+        .map(|n| {
+            (
+                n["scope"].as_str().unwrap_or_default().to_owned(),
+                n["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn children_are_read_and_planned_only_when_turned_on_and_never_written() {
+    let mut h = Harness::generated(spec(VMS, 2, 1, 0, 131));
+    h.set("task_history", false);
+    let first = h.sync_ok();
+    assert_eq!(first.count("create"), VMS as u64, "{}", first.describe());
+
+    // A running QEMU guest whose agent answers with its addresses.
+    let g = h.guest_of_type("qemu");
+    let cluster = g["cluster"].as_str().unwrap_or_default().to_owned();
+    let vmid = g["vmid"].as_u64().unwrap_or_default() as u32;
+    h.edit_guest(
+        &cluster,
+        vmid,
+        serde_json::json!({"status": "running", "agent": "1", "agent_state": "answering"}),
+    );
+
+    // Off (the default): existing VMs keep their children, nothing about them is planned.
+    let off = h.run(&["sync", "--dry-run", "--no-memo"]);
+    off.expect_code(0);
+    assert_eq!(off.count("noop"), VMS as u64, "{}", off.describe());
+    assert_eq!(children_notices(&h, "off.json"), Vec::new());
+
+    // On: NetBox has no children for these VMs, so the rules want the config's interfaces and
+    // disks, and the agent's addresses for the guest that answers; all shown, none written.
+    h.set("children", true);
+    let mark = h.mark();
+    let on = h.sync();
+    on.expect_code(0);
+    h.assert_no_writes_since(&mark, "a run whose only changes are children");
+    assert_eq!(on.count("noop"), VMS as u64, "{}", on.describe());
+    let notices = children_notices(&h, "on.json");
+    assert!(
+        notices.len() >= VMS / 2,
+        "most VMs have interfaces or disks in their config: {notices:#?}"
+    );
+    let agent_vm = notices
+        .iter()
+        .find(|(scope, _)| {
+            scope.starts_with(&format!("{cluster}/")) && scope.ends_with(&format!("/{vmid}"))
+        })
+        .unwrap_or_else(|| panic!("no children notice for {cluster}/{vmid}: {notices:#?}"));
+    assert!(
+        agent_vm.1.contains("IP address"),
+        "the answering agent's addresses reach the rules: {agent_vm:?}"
+    );
+    assert_eq!(
+        on.report["requests"]["netbox_write"],
+        Value::from(0),
+        "{}",
+        on.describe()
+    );
+}
