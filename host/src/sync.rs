@@ -390,14 +390,24 @@ async fn run_phases(
             tracing::warn!(scope = %n.scope, kind = %n.kind, "{}", n.message);
         }
         // One line for the children not applied (every created VM of a 0.3 module has some),
-        // each VM's in the plan and the task history.
+        // each VM's in the plan and the task history. A warning only for the preview the
+        // operator asked for (`sync.children`): otherwise it is how every create goes today,
+        // and a scheduled run that succeeds must print nothing.
         let held = plan.notices.iter().filter(|n| n.kind == "children").count();
         if held > 0 {
-            tracing::warn!(
-                vms = held,
-                "child changes (interfaces, MAC and IP addresses, virtual disks, primary IPs) of \
-                 {held} VMs not applied: this version of the sync does not write them yet"
-            );
+            if config.sync.children {
+                tracing::warn!(
+                    vms = held,
+                    "child changes (interfaces, MAC and IP addresses, virtual disks, primary \
+                     IPs) of {held} VMs not applied: this version of the sync does not write \
+                     them yet"
+                );
+            } else {
+                tracing::info!(
+                    vms = held,
+                    "child changes of {held} VMs not applied (children are not written yet)"
+                );
+            }
         }
     }
     // Nor the snapshot (~1.5 KB per NetBox VM) past the plan.
