@@ -45,14 +45,10 @@ struct Named {
     name: String,
 }
 
-/// The desired children of one guest.
-pub(crate) fn desired_children(
-    src: &Sources<'_>,
-    set: &ChildSettings,
-) -> Result<VmChildren, DesiredError> {
-    if !src.config_read {
-        return Ok(VmChildren::default());
-    }
+/// What the config says: its NICs (numeric order, `ipconfigN` applied) and its disk keys with
+/// their values (config order). Every error the desired children can have comes from here or
+/// from the disks' sizes.
+fn configured<'a>(src: &Sources<'a>) -> Result<(Vec<Nic>, Vec<(&'a str, &'a str)>), DesiredError> {
     let mut nics: Vec<Nic> = Vec::new();
     let mut disks: Vec<(&str, &str)> = Vec::new();
     for (k, v) in src.config {
@@ -72,6 +68,28 @@ pub(crate) fn desired_children(
             }
         }
     }
+    Ok((nics, disks))
+}
+
+/// The error [`desired_children`] would return, without building the children.
+pub(crate) fn check_desired_children(src: &Sources<'_>) -> Result<(), DesiredError> {
+    if !src.config_read {
+        return Ok(());
+    }
+    let (_, disks) = configured(src)?;
+    vdisk::config_disks(&disks)?;
+    Ok(())
+}
+
+/// The desired children of one guest.
+pub(crate) fn desired_children(
+    src: &Sources<'_>,
+    set: &ChildSettings,
+) -> Result<VmChildren, DesiredError> {
+    if !src.config_read {
+        return Ok(VmChildren::default());
+    }
+    let (nics, disks) = configured(src)?;
     // The agent and the container's `ip` are guest software: an answer that is not the
     // documented shape counts as no answer (its children `keep`), so a guest cannot fail its
     // own VM's sync, nor make the sync delete what it reported before.
