@@ -357,3 +357,47 @@ fn add_children(item: &mut JsonReconcileInput) {
         "primary_ip6": {"id": 301, "address": format!("{}/64", v6(0))}});
     item.children = Some(model::JsonText(children.to_string()));
 }
+
+#[cfg(test)]
+mod tests {
+    use guest_default::DefaultRules;
+    use guest_default::children::ChildOp;
+
+    use super::*;
+    use crate::rules::generate;
+
+    /// `--children` is an exact rerun: every VM that exists gets no child change (and no
+    /// `disk` change), containers included; a created VM gets its two interfaces, two MACs,
+    /// four IPs and two disks.
+    #[test]
+    fn the_children_workload_is_an_exact_rerun() {
+        let guests = generate::guests("bench", 200, 1);
+        let current = generate::current_records(&guests, 1);
+        let exists: Vec<bool> = current.iter().map(Option::is_some).collect();
+        let lxc = guests
+            .iter()
+            .zip(&exists)
+            .filter(|(g, e)| **e && g.kind == guest_default::model::GuestKind::Lxc)
+            .count();
+        assert!(lxc > 10, "the workload should have existing containers");
+        let w = Workload::new(guests, current, 50).with_children();
+        // As `rules bench` calls: the module's default policies, nothing else.
+        let ctx = Context {
+            policies: DefaultRules::default_policies(),
+            ..Context::default()
+        };
+        let (_, outputs) = run_native::<DefaultRules>(&ctx, &w);
+        for (i, (r, exists)) in outputs.iter().flatten().zip(exists).enumerate() {
+            let Ok(Reconciled::Vm(v)) = r else {
+                panic!("VM {i}: {r:?}")
+            };
+            if exists {
+                assert!(v.children.is_empty(), "VM {i}: {:?}", v.children);
+                assert!(v.changes.iter().all(|c| c.field != "disk"), "VM {i}");
+            } else {
+                assert_eq!(v.children.len(), 10, "VM {i}: {:?}", v.children);
+                assert!(v.children.iter().all(|c| c.op == ChildOp::Create));
+            }
+        }
+    }
+}
