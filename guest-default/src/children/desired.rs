@@ -261,8 +261,7 @@ fn ip_addresses(
         Some(rt) => {
             for n in named {
                 let found = rt.iter().filter(|r| {
-                    (src.kind == GuestKind::Lxc
-                        && n.nic.guest_name.as_deref() == Some(r.name.as_str()))
+                    (src.kind == GuestKind::Lxc && n.nic.guest_name == Some(r.name.as_str()))
                         || (r.mac.is_some() && r.mac == n.nic.mac)
                 });
                 let mac_octets = n.nic.mac.as_deref().and_then(mac::octets);

@@ -241,7 +241,7 @@ mod tests {
         .unwrap();
         assert_eq!(n.model, "virtio");
         assert_eq!(n.mac.as_deref(), Some("BC:24:11:2A:3B:4C"));
-        assert_eq!(n.bridge.as_deref(), Some("vmbr0"));
+        assert_eq!(n.bridge, Some("vmbr0"));
         assert_eq!(n.tag, Some(10));
         assert!(n.firewall && !n.link_down && !n.trunks);
     }
@@ -272,7 +272,7 @@ mod tests {
             "name=eth0,bridge=vmbr0,firewall=1,gw=10.0.0.1,hwaddr=BC:24:11:5D:6E:7F,ip=10.0.0.5/24,type=veth",
         )
         .unwrap();
-        assert_eq!(n.guest_name.as_deref(), Some("eth0"));
+        assert_eq!(n.guest_name, Some("eth0"));
         assert_eq!(n.model, "veth");
         assert_eq!(n.ip4, AddrMode::Static(Cidr::parse("10.0.0.5/24").unwrap()));
         assert_eq!(n.ip6, AddrMode::None);
