@@ -93,9 +93,10 @@ impl RuleSet for DefaultRules {
             }
         };
         let pol = policy::Policies::new(ctx);
+        let kids = children::ChildContext::new(ctx);
         items
             .into_iter()
-            .map(|item| reconcile_one(ctx, item, &prepared, &pol))
+            .map(|item| reconcile_one(item, &prepared, &pol, &kids))
             .collect()
     }
 
@@ -109,7 +110,15 @@ impl RuleSet for DefaultRules {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        desired_children(ctx, guest, &config, network)
+        children::normalize_desired_children(
+            ctx,
+            &children::GuestSources {
+                kind: guest.kind,
+                config_read: guest.config_read,
+                config: &config,
+                network,
+            },
+        )
     }
 
     fn normalize_current_children(
@@ -142,9 +151,10 @@ impl RuleSet for DefaultRules {
             return model::reconcile_json_by_parsing::<Self>(ctx, items);
         };
         let pol = policy::Policies::new(ctx);
+        let kids = children::ChildContext::new(ctx);
         items
             .into_iter()
-            .map(|item| reconcile_one_json(ctx, item, &prepared, &pol))
+            .map(|item| reconcile_one_json(item, &prepared, &pol, &kids))
             .collect()
     }
 }
@@ -158,13 +168,17 @@ fn setting_error(e: settings::SettingError) -> RuleError {
     )
 }
 
+/// The children settings and ownerships of a call, or their `bad-setting` error (reported for
+/// each VM where its children's steps would report it).
+type Kids = Result<children::ChildContext, RuleError>;
+
 /// normalize-desired, normalize-current (only for a VM: a skip never compares) and diff of one
 /// guest, then its children's three steps.
 fn reconcile_one(
-    ctx: &Context,
     item: ReconcileInput,
     prepared: &settings::Prepared,
     pol: &policy::Policies,
+    kids: &Kids,
 ) -> Result<Reconciled, RuleError> {
     let ReconcileInput {
         guest,
@@ -174,10 +188,21 @@ fn reconcile_one(
     } = item;
     // Computed before the VM's desired state takes the guest; reported only for a guest the VM
     // steps reconcile (a skip or the VM's own error decides first, as in the three steps).
-    let desired_children = DefaultRules::normalize_desired_children(ctx, &guest, &network);
+    let config: Vec<(&str, &str)> = guest
+        .config
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let desired_children = desired_children(
+        kids,
+        &guest,
+        &config,
+        &network,
+        compares_children(&current, &children),
+    );
+    drop(config);
     let desired = desired::desired(guest, prepared)?;
     compare(
-        ctx,
         desired,
         current,
         Children {
@@ -185,15 +210,16 @@ fn reconcile_one(
             current: children,
         },
         pol,
+        kids,
     )
 }
 
 /// [`reconcile_one`] for a guest whose config is JSON text.
 fn reconcile_one_json(
-    ctx: &Context,
     item: JsonReconcileInput,
     prepared: &settings::Prepared,
     pol: &policy::Policies,
+    kids: &Kids,
 ) -> Result<Reconciled, RuleError> {
     let JsonReconcileInput {
         mut guest,
@@ -202,13 +228,14 @@ fn reconcile_one_json(
         network,
         children,
     } = item;
+    let compares = compares_children(&current, &children);
     let (desired, desired_children) = match config::scan_json(&config) {
         Some(pairs) => {
             let view: Vec<(&str, &str)> = pairs
                 .iter()
                 .map(|(k, v)| (k.as_ref(), v.as_ref()))
                 .collect();
-            let desired_children = desired_children(ctx, &guest, &view, &network);
+            let desired_children = desired_children(kids, &guest, &view, &network, compares);
             let cfg = config::ConfigView::from_pairs(guest.kind, view.iter().copied());
             (
                 desired::desired_with(guest, cfg, prepared)?,
@@ -217,12 +244,17 @@ fn reconcile_one_json(
         }
         None => {
             model::parse_guest_config(&mut guest, &config)?;
-            let desired_children = DefaultRules::normalize_desired_children(ctx, &guest, &network);
+            let view: Vec<(&str, &str)> = guest
+                .config
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let desired_children = desired_children(kids, &guest, &view, &network, compares);
+            drop(view);
             (desired::desired(guest, prepared)?, desired_children)
         }
     };
     compare(
-        ctx,
         desired,
         current,
         Children {
@@ -230,25 +262,38 @@ fn reconcile_one_json(
             current: children,
         },
         pol,
+        kids,
     )
 }
 
-/// A guest's desired children from its config properties.
+/// Whether a guest's children can come to anything but an error: not for a VM that exists and
+/// whose current children were not read (every collection then compares as `keep`, and the
+/// VM's `disk` and primary IPs are left as the 0.2 diff has them).
+fn compares_children(current: &Option<NetboxVm>, children: &Option<model::JsonText>) -> bool {
+    current.is_none() || children.is_some()
+}
+
+/// A guest's desired children from its config properties; when they cannot be compared
+/// (`compares` false) only their error, with every collection `keep`.
 fn desired_children(
-    ctx: &Context,
+    kids: &Kids,
     guest: &Guest,
     config: &[(&str, &str)],
     network: &children::NetworkSource,
+    compares: bool,
 ) -> Result<children::VmChildren, RuleError> {
-    children::normalize_desired_children(
-        ctx,
-        &children::GuestSources {
-            kind: guest.kind,
-            config_read: guest.config_read,
-            config,
-            network,
-        },
-    )
+    let kids = kids.as_ref().map_err(Clone::clone)?;
+    let src = children::GuestSources {
+        kind: guest.kind,
+        config_read: guest.config_read,
+        config,
+        network,
+    };
+    if compares {
+        children::normalize_desired_children_with(kids, &src)
+    } else {
+        children::check_desired_children(&src).map(|()| children::VmChildren::default())
+    }
 }
 
 /// The children side of one guest: its desired children (or their error) and NetBox's
@@ -260,11 +305,11 @@ struct Children {
 
 /// normalize-current (for a VM) and diff of a desired state, then the children's.
 fn compare(
-    ctx: &Context,
     desired: Desired,
     current: Option<NetboxVm>,
     kids: Children,
     pol: &policy::Policies,
+    prep: &Kids,
 ) -> Result<Reconciled, RuleError> {
     let desired = match desired {
         Desired::Vm(d) => d,
@@ -286,13 +331,17 @@ fn compare(
         current: current.map(current::current),
     };
     let mut changes = diff::diff(pol, &pair)?;
-    let children = children::diff_children(
-        ctx,
-        &desired_children,
-        current_children.as_ref(),
-        current_disk,
-        &mut changes,
-    )?;
+    // The children's settings error was reported with the desired children.
+    let children = match prep {
+        Ok(prep) => children::diff_children_with(
+            prep,
+            &desired_children,
+            current_children.as_ref(),
+            current_disk,
+            &mut changes,
+        ),
+        Err(e) => return Err(e.clone()),
+    };
     // The name moves out of the compared VM once the diff is done with it.
     let name = match pair.desired.name {
         Field::Set(name) => Some(name),

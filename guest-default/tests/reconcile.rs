@@ -231,6 +231,18 @@ fn config_pair() -> impl Strategy<Value = (String, String)> {
         ("mp0", "local-lvm:subvol-100-disk-1,mp=/data,size=100G"),
         ("mp1", "/srv/bind,mp=/bind"),
         ("sata0", "local:vm-100-disk-3,size=12Q"),
+        // NICs, a few broken: their `bad-config` must come from `reconcile` also when the
+        // children are not compared (an existing VM whose children were not read).
+        ("net0", "virtio=BC:24:11:2A:3B:4C,bridge=vmbr0,firewall=1"),
+        ("net1", "e1000=bc:24:11:00:00:01,bridge=vmbr1,tag=10"),
+        (
+            "net0",
+            "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:5D:6E:7F,ip=dhcp,type=veth",
+        ),
+        ("net2", "virtio=not-a-mac,bridge=vmbr0"),
+        ("net1", "virtio=BC:24:11:00:00:02,tag=99999"),
+        ("ipconfig0", "ip=10.0.0.5/24,gw=10.0.0.1"),
+        ("ipconfig1", "ip=10.0.0.999/24"),
     ])
     .prop_map(|(k, v)| (k.to_owned(), v.to_owned()))
 }

@@ -162,6 +162,72 @@ fn eval_default_prints_desired_needs_and_changes() {
     assert!(v["fuel"].as_u64().unwrap() > 0);
 }
 
+/// A rule author tries a VM with its children: a fixture file as the whole input, or the
+/// network view and NetBox's children as files of their own; both give the fixture's changes.
+#[test]
+fn eval_takes_a_network_view_and_children() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = workspace().join("guest-default/fixtures/nic-removed.json");
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    let expected = &f["expect"]["children"];
+    assert!(expected.as_array().is_some_and(|a| !a.is_empty()), "{f}");
+    let from_fixture = bin(&["eval", "--input", fixture.to_str().unwrap()], tmp.path());
+    let (stdout, stderr) = text(&from_fixture);
+    assert!(from_fixture.status.success(), "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(&v["children"], expected, "{v}");
+    assert!(v["desired_children"]["interfaces"].is_array(), "{v}");
+    assert!(v["current_children"]["interfaces"].is_array(), "{v}");
+
+    let part = |name: &str, key: &str| write(tmp.path(), name, &f[key].to_string());
+    let (g, c, x, n, k) = (
+        part("g.json", "guest"),
+        part("c.json", "current"),
+        part("x.json", "context"),
+        part("n.json", "network"),
+        part("k.json", "children"),
+    );
+    let args = |with_children: bool| {
+        let mut a = vec!["eval", "default", "--guest", g.to_str().unwrap()];
+        a.extend([
+            "--current",
+            c.to_str().unwrap(),
+            "--context",
+            x.to_str().unwrap(),
+        ]);
+        a.extend(["--network", n.to_str().unwrap()]);
+        if with_children {
+            a.extend(["--children", k.to_str().unwrap()]);
+        }
+        a
+    };
+    let out = bin(&args(true), tmp.path());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let parts: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(&parts["children"], expected, "{parts}");
+    // Without --children the current children were not read: nothing is planned for them.
+    let out = bin(&args(false), tmp.path());
+    let unread: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(unread["children"], serde_json::json!([]), "{unread}");
+
+    // Children without a current record are refused with a clear message.
+    let out = bin(
+        &[
+            "eval",
+            "--guest",
+            g.to_str().unwrap(),
+            "--children",
+            k.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("without a current record"), "{stderr}");
+}
+
 #[test]
 fn eval_with_a_current_record_that_matches_has_fewer_changes() {
     let tmp = tempfile::tempdir().unwrap();

@@ -5,10 +5,11 @@
 //! `{slug}` objects or slugs, a VRF as `{id,name}` or its name, nested MACs and VLANs trimmed to
 //! the keys shown in the WIT. A collection whose key is absent was not read: `keep`.
 
-use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
 
 use super::ip;
@@ -47,7 +48,7 @@ struct RawInterface {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    mode: Option<Value>,
+    mode: Named<ValueKey>,
     #[serde(default)]
     untagged_vlan: Option<RawVlan>,
     #[serde(default)]
@@ -55,7 +56,7 @@ struct RawInterface {
     #[serde(default)]
     mac_address: Option<String>,
     #[serde(default)]
-    tags: Vec<Value>,
+    tags: Vec<Named<SlugKey>>,
 }
 
 #[derive(Deserialize)]
@@ -75,7 +76,7 @@ struct RawMac {
     #[serde(default)]
     assigned_object_id: Option<u64>,
     #[serde(default)]
-    tags: Vec<Value>,
+    tags: Vec<Named<SlugKey>>,
 }
 
 #[derive(Deserialize)]
@@ -83,13 +84,13 @@ struct RawIp {
     id: u64,
     address: String,
     #[serde(default)]
-    vrf: Option<Value>,
+    vrf: Named<NameKey>,
     #[serde(default)]
-    status: Option<Value>,
+    status: Named<ValueKey>,
     #[serde(default)]
     assigned_object_id: Option<u64>,
     #[serde(default)]
-    tags: Vec<Value>,
+    tags: Vec<Named<SlugKey>>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +102,7 @@ struct RawDisk {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
-    tags: Vec<Value>,
+    tags: Vec<Named<SlugKey>>,
 }
 
 #[derive(Deserialize)]
@@ -109,33 +110,129 @@ struct RawPrimary {
     address: String,
 }
 
-/// A choice `{value,label}` or a plain string.
-fn choice(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("value").and_then(Value::as_str).map(str::to_owned),
-        _ => None,
+/// The member of an object that names it: a choice's `value`, a VRF's `name`, a tag's `slug`.
+trait Key {
+    const KEY: Option<&'static str>;
+}
+
+#[derive(Default)]
+struct ValueKey;
+impl Key for ValueKey {
+    const KEY: Option<&'static str> = Some("value");
+}
+
+#[derive(Default)]
+struct NameKey;
+impl Key for NameKey {
+    const KEY: Option<&'static str> = Some("name");
+}
+
+#[derive(Default)]
+struct SlugKey;
+impl Key for SlugKey {
+    const KEY: Option<&'static str> = Some("slug");
+}
+
+/// A plain string, or an object whose `K::KEY` member is a string (a choice `{value,label}`, a
+/// VRF `{id,name}`, a tag `{slug}`); anything else (`null`, a number, an object without the
+/// member) is `None`. Read straight from the text: no `serde_json::Value` is built, which was
+/// a large part of the children's cost per VM.
+struct Named<K>(Option<String>, PhantomData<K>);
+
+impl<K> Default for Named<K> {
+    fn default() -> Self {
+        Named(None, PhantomData)
     }
 }
 
-/// A VRF `{id,name}` or its name.
-fn vrf_name(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o.get("name").and_then(Value::as_str).map(str::to_owned),
-        _ => None,
+impl<'de, K: Key> Deserialize<'de> for Named<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<K>(PhantomData<K>);
+        impl<'de, K: Key> Visitor<'de> for V<K> {
+            type Value = Named<K>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a string or an object with `{}`", K::KEY.unwrap_or("?"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Named(Some(v.to_owned()), PhantomData))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Named(Some(v), PhantomData))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Named::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Named::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Named::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Named::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Named::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Named::default())
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Named::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = None;
+                while let Some(key) = map.next_key::<MemberName<'de>>()? {
+                    // The last of a repeated member wins, as in a parsed JSON object.
+                    if K::KEY == Some(key.0.as_ref()) {
+                        out = map.next_value::<Named<StringOnly>>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Named(out, PhantomData))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
     }
 }
 
-fn identity(id: u64, tags: &[Value]) -> ChildIdentity {
-    let mut tags: Vec<String> = tags
-        .iter()
-        .filter_map(|t| match t {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(o) => o.get("slug").and_then(Value::as_str).map(str::to_owned),
-            _ => None,
-        })
-        .collect();
+/// The member itself: only a string counts (an object there is not a name).
+#[derive(Default)]
+struct StringOnly;
+impl Key for StringOnly {
+    // No member matches: a nested object reads as `None`.
+    const KEY: Option<&'static str> = None;
+}
+
+/// An object member's name, borrowed when it has no escape.
+struct MemberName<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MemberName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberName(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MemberName(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn identity(id: u64, tags: Vec<Named<SlugKey>>) -> ChildIdentity {
+    let mut tags: Vec<String> = tags.into_iter().filter_map(|t| t.0).collect();
     tags.sort();
     tags.dedup();
     ChildIdentity {
@@ -155,24 +252,27 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
         return Ok(VmChildren::default());
     }
     let raw: Raw = serde_json::from_str(json)?;
-    let names: HashMap<u64, String> = raw
+    // A VM has a few interfaces: a list beats a hash map.
+    let names: Vec<(u64, String)> = raw
         .interfaces
         .iter()
         .flatten()
         .map(|i| (i.id, i.name.clone()))
         .collect();
-    let iface_of = |id: Option<u64>| id.and_then(|id| names.get(&id).cloned());
+    let iface_of = |id: Option<u64>| {
+        id.and_then(|id| names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()))
+    };
     let mut out = VmChildren::default();
     if let Some(list) = raw.interfaces {
         out.interfaces = Field::Set(
             list.into_iter()
                 .map(|i| VmInterface {
-                    identity: Some(identity(i.id, &i.tags)),
+                    identity: Some(identity(i.id, i.tags)),
                     name: i.name,
                     enabled: Field::Set(i.enabled.unwrap_or(true)),
                     mtu: Field::from_option(i.mtu),
                     description: text(i.description),
-                    mode: text(choice(i.mode.as_ref())),
+                    mode: text(i.mode.0),
                     untagged_vlan: Field::from_option(i.untagged_vlan.map(|v| v.vid)),
                     primary_mac_address: Field::from_option(
                         i.primary_mac_address
@@ -189,7 +289,7 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
         out.mac_addresses = Field::Set(
             list.into_iter()
                 .map(|m| VmMacAddress {
-                    identity: Some(identity(m.id, &m.tags)),
+                    identity: Some(identity(m.id, m.tags)),
                     mac_address: mac::normalize(&m.mac_address).unwrap_or(m.mac_address),
                     interface: iface_of(m.assigned_object_id),
                 })
@@ -200,10 +300,10 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
         out.ip_addresses = Field::Set(
             list.into_iter()
                 .map(|a| VmIpAddress {
-                    identity: Some(identity(a.id, &a.tags)),
+                    identity: Some(identity(a.id, a.tags)),
                     address: ip::normalize_key(&a.address),
-                    vrf: vrf_name(a.vrf.as_ref()),
-                    status: text(choice(a.status.as_ref())),
+                    vrf: a.vrf.0,
+                    status: text(a.status.0),
                     interface: iface_of(a.assigned_object_id),
                 })
                 .collect(),
@@ -218,7 +318,7 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
         out.virtual_disks = Field::Set(
             list.into_iter()
                 .map(|d| VmVirtualDisk {
-                    identity: Some(identity(d.id, &d.tags)),
+                    identity: Some(identity(d.id, d.tags)),
                     name: d.name,
                     size: Field::from_option(d.size),
                     description: text(d.description),

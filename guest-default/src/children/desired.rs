@@ -40,20 +40,19 @@ pub(crate) struct Sources<'a> {
 }
 
 /// One configured NIC with the interface name it gets.
-struct Named {
-    nic: Nic,
+struct Named<'a> {
+    nic: Nic<'a>,
     name: String,
 }
 
-/// The desired children of one guest.
-pub(crate) fn desired_children(
-    src: &Sources<'_>,
-    set: &ChildSettings,
-) -> Result<VmChildren, DesiredError> {
-    if !src.config_read {
-        return Ok(VmChildren::default());
-    }
-    let mut nics: Vec<Nic> = Vec::new();
+/// What the config says: its NICs (numeric order, `ipconfigN` applied) and its disk keys with
+/// their values (config order). Every error the desired children can have comes from here or
+/// from the disks' sizes.
+#[allow(clippy::type_complexity)]
+fn configured<'a>(
+    src: &Sources<'a>,
+) -> Result<(Vec<Nic<'a>>, Vec<(&'a str, &'a str)>), DesiredError> {
+    let mut nics: Vec<Nic<'a>> = Vec::new();
     let mut disks: Vec<(&str, &str)> = Vec::new();
     for (k, v) in src.config {
         if nic::net_index(k).is_some() {
@@ -72,6 +71,31 @@ pub(crate) fn desired_children(
             }
         }
     }
+    Ok((nics, disks))
+}
+
+/// The error [`desired_children`] would return for a guest whose VM step succeeds, without
+/// building the children.
+pub(crate) fn check_desired_children(src: &Sources<'_>) -> Result<(), DesiredError> {
+    if !src.config_read {
+        return Ok(());
+    }
+    // The disks' sizes are not checked again: the VM's own `disk` reads the same disk keys
+    // with the same rules (`crate::disks::total_mib`) and fails first with `bad-disk-size`, in
+    // `reconcile` as in the three steps.
+    configured(src)?;
+    Ok(())
+}
+
+/// The desired children of one guest.
+pub(crate) fn desired_children(
+    src: &Sources<'_>,
+    set: &ChildSettings,
+) -> Result<VmChildren, DesiredError> {
+    if !src.config_read {
+        return Ok(VmChildren::default());
+    }
+    let (nics, disks) = configured(src)?;
     // The agent and the container's `ip` are guest software: an answer that is not the
     // documented shape counts as no answer (its children `keep`), so a guest cannot fail its
     // own VM's sync, nor make the sync delete what it reported before.
@@ -129,12 +153,12 @@ pub(crate) fn desired_children(
 }
 
 /// Gives every NIC its interface name; `None` when agent names are wanted and unknown.
-fn name_nics(
+fn name_nics<'a>(
     kind: GuestKind,
-    nics: Vec<Nic>,
+    nics: Vec<Nic<'a>>,
     runtime: Option<&[RuntimeNic]>,
     names: InterfaceNames,
-) -> Option<Vec<Named>> {
+) -> Option<Vec<Named<'a>>> {
     if names == InterfaceNames::Agent && kind == GuestKind::Qemu && runtime.is_none() {
         return None;
     }
@@ -143,7 +167,7 @@ fn name_nics(
             .map(|nic| {
                 let name = match (names, kind) {
                     (InterfaceNames::Config, _) => None,
-                    (InterfaceNames::Agent, GuestKind::Lxc) => nic.guest_name.clone(),
+                    (InterfaceNames::Agent, GuestKind::Lxc) => nic.guest_name.map(str::to_owned),
                     // The first guest interface with the NIC's MAC: the physical one comes
                     // before a bond or bridge on top of it in the agent's (kernel) order. A NIC
                     // the guest has not brought up keeps its device key.
@@ -153,7 +177,7 @@ fn name_nics(
                         .find(|r| r.mac.is_some() && r.mac == nic.mac)
                         .map(|r| r.name.clone()),
                 };
-                let name = name.unwrap_or_else(|| nic.key.clone());
+                let name = name.unwrap_or_else(|| nic.key.to_owned());
                 Named { nic, name }
             })
             .collect(),
@@ -163,7 +187,7 @@ fn name_nics(
 /// The interface of one NIC.
 fn interface(n: &Named) -> VmInterface {
     let nic = &n.nic;
-    let mut description = nic.model.clone();
+    let mut description = nic.model.to_owned();
     if let Some(b) = &nic.bridge {
         description.push_str(" on ");
         description.push_str(b);
@@ -225,7 +249,11 @@ fn ip_addresses(
             status: Field::Set(status.to_owned()),
             interface: Some(n.name.clone()),
         };
-        if !out.iter().any(|o| o.key() == ip.key()) {
+        // The same key (address and VRF) once, without writing the keys out.
+        if !out
+            .iter()
+            .any(|o| o.address == ip.address && o.vrf == ip.vrf)
+        {
             out.push(ip);
         }
     };
@@ -233,8 +261,7 @@ fn ip_addresses(
         Some(rt) => {
             for n in named {
                 let found = rt.iter().filter(|r| {
-                    (src.kind == GuestKind::Lxc
-                        && n.nic.guest_name.as_deref() == Some(r.name.as_str()))
+                    (src.kind == GuestKind::Lxc && n.nic.guest_name == Some(r.name.as_str()))
                         || (r.mac.is_some() && r.mac == n.nic.mac)
                 });
                 let mac_octets = n.nic.mac.as_deref().and_then(mac::octets);

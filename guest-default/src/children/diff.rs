@@ -12,6 +12,8 @@
 //!
 //! Output: by kind, then key (then op, for a deleted and a created child of one key).
 
+use std::borrow::Cow;
+
 use super::model::{
     ChildChange, ChildIdentity, ChildKind, ChildOp, MANAGED_TAG, VmInterface, VmIpAddress,
     VmMacAddress, VmVirtualDisk,
@@ -21,7 +23,8 @@ use crate::model::{Field, FieldChange, JsonText, Ownership};
 /// A child kind the diff can compare.
 pub(crate) trait Child {
     const KIND: ChildKind;
-    fn key(&self) -> String;
+    /// The child key, borrowed where the child holds it as it is.
+    fn key(&self) -> Cow<'_, str>;
     fn identity(&self) -> Option<&ChildIdentity>;
     fn parent(&self) -> Option<String>;
     /// The fields to write: all known ones for a create (`cur` absent), the differing ones for
@@ -73,6 +76,15 @@ impl Fields {
         }
     }
 
+    /// An optional text (the interface a MAC or IP is on) compared without copying it.
+    fn opt_text(&mut self, name: &str, desired: Option<&String>, current: Option<Option<&String>>) {
+        match current {
+            None if desired.is_some() => self.push(name, "null".to_owned(), text_json(desired)),
+            Some(c) if c != desired => self.push(name, text_json(c), text_json(desired)),
+            _ => {}
+        }
+    }
+
     /// A create's key field.
     fn key_field(&mut self, name: &str, value: &str) {
         self.push(name, "null".to_owned(), text_json(Some(&value.to_owned())));
@@ -91,14 +103,11 @@ fn count_json(v: Option<&u64>) -> String {
 fn bool_json(v: Option<&bool>) -> String {
     v.map_or_else(|| "null".to_owned(), bool::to_string)
 }
-fn opt_text(v: Option<&String>) -> Field<String> {
-    Field::from_option(v.cloned())
-}
 
 impl Child for VmInterface {
     const KIND: ChildKind = ChildKind::Interface;
-    fn key(&self) -> String {
-        self.name.clone()
+    fn key(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.name)
     }
     fn identity(&self) -> Option<&ChildIdentity> {
         self.identity.as_ref()
@@ -141,8 +150,8 @@ impl Child for VmInterface {
 
 impl Child for VmMacAddress {
     const KIND: ChildKind = ChildKind::MacAddress;
-    fn key(&self) -> String {
-        self.mac_address.clone()
+    fn key(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.mac_address)
     }
     fn identity(&self) -> Option<&ChildIdentity> {
         self.identity.as_ref()
@@ -154,19 +163,21 @@ impl Child for VmMacAddress {
         if cur.is_none() {
             out.key_field("mac_address", &self.mac_address);
         }
-        out.field(
+        out.opt_text(
             "interface",
-            &opt_text(self.interface.as_ref()),
-            cur.map(|c| opt_text(c.interface.as_ref())).as_ref(),
-            text_json,
+            self.interface.as_ref(),
+            cur.map(|c| c.interface.as_ref()),
         );
     }
 }
 
 impl Child for VmIpAddress {
     const KIND: ChildKind = ChildKind::IpAddress;
-    fn key(&self) -> String {
-        VmIpAddress::key(self)
+    fn key(&self) -> Cow<'_, str> {
+        match self.vrf {
+            None => Cow::Borrowed(&self.address),
+            Some(_) => Cow::Owned(VmIpAddress::key(self)),
+        }
     }
     fn identity(&self) -> Option<&ChildIdentity> {
         self.identity.as_ref()
@@ -182,19 +193,18 @@ impl Child for VmIpAddress {
             }
         }
         out.field("status", &self.status, cur.map(|c| &c.status), text_json);
-        out.field(
+        out.opt_text(
             "interface",
-            &opt_text(self.interface.as_ref()),
-            cur.map(|c| opt_text(c.interface.as_ref())).as_ref(),
-            text_json,
+            self.interface.as_ref(),
+            cur.map(|c| c.interface.as_ref()),
         );
     }
 }
 
 impl Child for VmVirtualDisk {
     const KIND: ChildKind = ChildKind::VirtualDisk;
-    fn key(&self) -> String {
-        self.name.clone()
+    fn key(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.name)
     }
     fn identity(&self) -> Option<&ChildIdentity> {
         self.identity.as_ref()
@@ -243,7 +253,9 @@ pub(crate) fn collection<T: Child>(
     let want: &[T] = desired.as_set().map_or(&[], Vec::as_slice);
     let managed = |c: &T| c.identity().is_some_and(|i| i.managed);
     let mut matched = vec![false; cur.len()];
-    let mut seen: Vec<String> = Vec::with_capacity(want.len());
+    // Each key computed once (an IP's in a VRF is written out).
+    let cur_keys: Vec<Cow<'_, str>> = cur.iter().map(Child::key).collect();
+    let mut seen: Vec<Cow<'_, str>> = Vec::with_capacity(want.len());
     let start = out.len();
     for d in want {
         let key = d.key();
@@ -253,7 +265,7 @@ pub(crate) fn collection<T: Child>(
         seen.push(key.clone());
         // Prefer a managed match, so an operator's duplicate is never adopted over ours.
         let pick = (0..cur.len())
-            .filter(|&i| !matched[i] && cur[i].key() == key)
+            .filter(|&i| !matched[i] && cur_keys[i] == key)
             .min_by_key(|&i| !managed(&cur[i]));
         let mut fields = Fields {
             list: Vec::new(),
@@ -269,7 +281,7 @@ pub(crate) fn collection<T: Child>(
                 );
                 out.push(ChildChange {
                     kind: T::KIND,
-                    key,
+                    key: key.into_owned(),
                     parent: d.parent(),
                     op: ChildOp::Create,
                     changes: fields.list,
@@ -292,7 +304,7 @@ pub(crate) fn collection<T: Child>(
                 if !fields.list.is_empty() {
                     out.push(ChildChange {
                         kind: T::KIND,
-                        key,
+                        key: key.into_owned(),
                         parent: d.parent(),
                         op: ChildOp::Update(ident.id),
                         changes: fields.list,
@@ -309,7 +321,7 @@ pub(crate) fn collection<T: Child>(
             let Some(ident) = c.identity() else { continue };
             out.push(ChildChange {
                 kind: T::KIND,
-                key: c.key(),
+                key: cur_keys[i].to_string(),
                 parent: c.parent(),
                 op: ChildOp::Delete(ident.id),
                 changes: Vec::new(),

@@ -6,21 +6,22 @@
 
 /// The normalized form of `text`, or `None` when it is not a 48-bit MAC address.
 pub(crate) fn normalize(text: &str) -> Option<String> {
-    let hex: Vec<u8> = text
-        .trim()
-        .bytes()
-        .filter(|b| !matches!(b, b':' | b'-' | b'.'))
-        .collect();
-    if hex.len() != 12 || !hex.iter().all(u8::is_ascii_hexdigit) {
-        return None;
+    // One pass over the text, no intermediate buffer on the heap: this runs for every MAC of
+    // every VM's config, agent answer and NetBox children.
+    let mut hex = [0u8; 12];
+    let (mut digits, mut seps) = (0usize, 0usize);
+    for b in text.trim().bytes() {
+        match b {
+            b':' | b'-' | b'.' => seps += 1,
+            b if b.is_ascii_hexdigit() && digits < 12 => {
+                hex[digits] = b.to_ascii_uppercase();
+                digits += 1;
+            }
+            _ => return None,
+        }
     }
     // Separators must group the digits in pairs (or fours, Cisco-style) when present.
-    let seps = text
-        .trim()
-        .bytes()
-        .filter(|b| matches!(b, b':' | b'-' | b'.'))
-        .count();
-    if !matches!(seps, 0 | 2 | 5) {
+    if digits != 12 || !matches!(seps, 0 | 2 | 5) {
         return None;
     }
     let mut out = String::with_capacity(17);
@@ -28,8 +29,8 @@ pub(crate) fn normalize(text: &str) -> Option<String> {
         if i > 0 {
             out.push(':');
         }
-        out.push(pair[0].to_ascii_uppercase() as char);
-        out.push(pair[1].to_ascii_uppercase() as char);
+        out.push(pair[0] as char);
+        out.push(pair[1] as char);
     }
     Some(out)
 }

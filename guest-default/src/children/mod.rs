@@ -93,25 +93,64 @@ fn setting_error(e: crate::settings::SettingError) -> RuleError {
     RuleError::new("bad-setting", format!("{e} (guest-default, children)"))
 }
 
+/// What the children steps read from the context (settings and ownerships), prepared once per
+/// call rather than once per VM.
+pub struct ChildContext {
+    settings: settings::ChildSettings,
+    policies: ChildPolicies,
+}
+
+impl ChildContext {
+    /// Reads the children settings and ownerships. Rule error: `bad-setting`.
+    pub fn new(ctx: &Context) -> Result<Self, RuleError> {
+        Ok(ChildContext {
+            settings: settings::ChildSettings::new(ctx).map_err(setting_error)?,
+            policies: ChildPolicies::new(ctx),
+        })
+    }
+}
+
+fn desired_error(e: desired::DesiredError) -> RuleError {
+    match e {
+        desired::DesiredError::Disk(e) => {
+            RuleError::new("bad-disk-size", format!("{e} (guest-default, children)"))
+        }
+        e => RuleError::new("bad-config", format!("{e} (guest-default, children)")),
+    }
+}
+
+fn sources<'a>(src: &'a GuestSources<'a>) -> desired::Sources<'a> {
+    desired::Sources {
+        kind: src.kind,
+        config_read: src.config_read,
+        config: src.config,
+        network: src.network,
+    }
+}
+
 /// A guest's desired children. Rule errors: `bad-setting`, `bad-config` (a `netN` or
 /// `ipconfigN` value Proxmox would not print), `bad-disk-size`.
 pub fn normalize_desired_children(
     ctx: &Context,
     src: &GuestSources<'_>,
 ) -> Result<VmChildren, RuleError> {
-    let set = settings::ChildSettings::new(ctx).map_err(setting_error)?;
-    let sources = desired::Sources {
-        kind: src.kind,
-        config_read: src.config_read,
-        config: src.config,
-        network: src.network,
-    };
-    desired::desired_children(&sources, &set).map_err(|e| match e {
-        desired::DesiredError::Disk(e) => {
-            RuleError::new("bad-disk-size", format!("{e} (guest-default, children)"))
-        }
-        e => RuleError::new("bad-config", format!("{e} (guest-default, children)")),
-    })
+    normalize_desired_children_with(&ChildContext::new(ctx)?, src)
+}
+
+/// [`normalize_desired_children`] with the context prepared.
+pub fn normalize_desired_children_with(
+    prep: &ChildContext,
+    src: &GuestSources<'_>,
+) -> Result<VmChildren, RuleError> {
+    desired::desired_children(&sources(src), &prep.settings).map_err(desired_error)
+}
+
+/// The error [`normalize_desired_children_with`] would report for this guest, without building
+/// the children: for a VM whose current children were not read, every collection compares as
+/// `keep` and nothing but the error can come of them (the three steps report it, so `reconcile`
+/// must too).
+pub fn check_desired_children(src: &GuestSources<'_>) -> Result<(), RuleError> {
+    desired::check_desired_children(&sources(src)).map_err(desired_error)
 }
 
 /// A VM's current children from the host's JSON (`children-read` false: all `keep`). Rule
@@ -132,10 +171,25 @@ pub fn diff_children(
     current_disk: Option<u64>,
     vm_changes: &mut Vec<FieldChange>,
 ) -> Result<Vec<ChildChange>, RuleError> {
-    let pol = ChildPolicies::new(ctx);
-    let legacy_mac = !settings::ChildSettings::new(ctx)
-        .map_err(setting_error)?
-        .mac_objects;
+    Ok(diff_children_with(
+        &ChildContext::new(ctx)?,
+        desired,
+        current,
+        current_disk,
+        vm_changes,
+    ))
+}
+
+/// [`diff_children`] with the context prepared.
+pub fn diff_children_with(
+    prep: &ChildContext,
+    desired: &VmChildren,
+    current: Option<&VmChildren>,
+    current_disk: Option<u64>,
+    vm_changes: &mut Vec<FieldChange>,
+) -> Vec<ChildChange> {
+    let pol = &prep.policies;
+    let legacy_mac = !prep.settings.mac_objects;
     let mut out = Vec::new();
     diff::collection(
         pol.interfaces,
@@ -190,7 +244,7 @@ pub fn diff_children(
         }
     }
     vm_changes.sort_by_key(|c| vm_field_rank(&c.field));
-    Ok(out)
+    out
 }
 
 /// Replaces the VM's `disk` change so that it equals the virtual disks' sum: NetBox refuses any

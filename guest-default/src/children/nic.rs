@@ -73,18 +73,18 @@ impl AddrMode {
     }
 }
 
-/// One configured NIC.
+/// One configured NIC, its texts borrowed from the config (only what a child keeps is copied).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Nic {
+pub(crate) struct Nic<'a> {
     /// The config key (`net0`); the interface's default name.
-    pub(crate) key: String,
+    pub(crate) key: &'a str,
     /// The index N of `netN` (orders NICs numerically: `net2` before `net10`).
     pub(crate) index: u32,
     /// QEMU model or `veth` (LXC `type`).
-    pub(crate) model: String,
+    pub(crate) model: &'a str,
     /// Normalized MAC, when set.
     pub(crate) mac: Option<String>,
-    pub(crate) bridge: Option<String>,
+    pub(crate) bridge: Option<&'a str>,
     /// `tag=`, the access VLAN.
     pub(crate) tag: Option<u16>,
     /// True when `trunks=` is set.
@@ -95,7 +95,7 @@ pub(crate) struct Nic {
     pub(crate) mtu: Option<u64>,
     pub(crate) mtu_inherit: bool,
     /// LXC: the name inside the container.
-    pub(crate) guest_name: Option<String>,
+    pub(crate) guest_name: Option<&'a str>,
     /// LXC `ip`/`ip6`, or QEMU `ipconfigN` merged in by [`apply_ipconfig`].
     pub(crate) ip4: AddrMode,
     pub(crate) ip6: AddrMode,
@@ -121,7 +121,11 @@ fn index_of(key: &str, prefix: &str) -> Option<u32> {
 }
 
 /// Parses one `netN` value.
-pub(crate) fn parse_net(kind: GuestKind, key: &str, value: &str) -> Result<Nic, NicError> {
+pub(crate) fn parse_net<'a>(
+    kind: GuestKind,
+    key: &'a str,
+    value: &'a str,
+) -> Result<Nic<'a>, NicError> {
     let index = net_index(key).unwrap_or(0);
     let bad = |what: &'static str, v: &str| NicError::Value {
         key: key.to_owned(),
@@ -129,7 +133,7 @@ pub(crate) fn parse_net(kind: GuestKind, key: &str, value: &str) -> Result<Nic, 
         value: v.to_owned(),
     };
     let mut nic = Nic {
-        key: key.to_owned(),
+        key,
         index,
         ..Nic::default()
     };
@@ -148,18 +152,18 @@ pub(crate) fn parse_net(kind: GuestKind, key: &str, value: &str) -> Result<Nic, 
         };
         match (kind, k) {
             (GuestKind::Qemu, m) if QEMU_MODELS.contains(&m) => {
-                nic.model = m.to_owned();
+                nic.model = m;
                 nic.mac = Some(mac::normalize(v).ok_or_else(|| bad("MAC address", v))?);
             }
-            (GuestKind::Qemu, "model") => nic.model = v.to_owned(),
+            (GuestKind::Qemu, "model") => nic.model = v,
             (GuestKind::Qemu, "macaddr") | (GuestKind::Lxc, "hwaddr") => {
                 nic.mac = Some(mac::normalize(v).ok_or_else(|| bad("MAC address", v))?);
             }
-            (GuestKind::Lxc, "name") => nic.guest_name = Some(v.to_owned()),
-            (GuestKind::Lxc, "type") => nic.model = v.to_owned(),
+            (GuestKind::Lxc, "name") => nic.guest_name = Some(v),
+            (GuestKind::Lxc, "type") => nic.model = v,
             (GuestKind::Lxc, "ip") => nic.ip4 = addr_mode(key, v, false)?,
             (GuestKind::Lxc, "ip6") => nic.ip6 = addr_mode(key, v, true)?,
-            (_, "bridge") => nic.bridge = Some(v.to_owned()),
+            (_, "bridge") => nic.bridge = Some(v),
             (_, "tag") => {
                 let tag: u16 = v.parse().map_err(|_| bad("VLAN tag", v))?;
                 if !(1..=4094).contains(&tag) {
@@ -182,7 +186,7 @@ pub(crate) fn parse_net(kind: GuestKind, key: &str, value: &str) -> Result<Nic, 
         }
     }
     if kind == GuestKind::Lxc && nic.model.is_empty() {
-        nic.model = "veth".to_owned();
+        nic.model = "veth";
     }
     Ok(nic)
 }
@@ -211,7 +215,7 @@ fn addr_mode(key: &str, v: &str, v6: bool) -> Result<AddrMode, NicError> {
 }
 
 /// Merges QEMU cloud-init `ipconfigN` (`ip=…,ip6=…`) into the NIC of the same index.
-pub(crate) fn apply_ipconfig(nic: &mut Nic, key: &str, value: &str) -> Result<(), NicError> {
+pub(crate) fn apply_ipconfig(nic: &mut Nic<'_>, key: &str, value: &str) -> Result<(), NicError> {
     let p = PropertyString::parse(value, "ip");
     let (ip4, ip6) = p.get2("ip", "ip6");
     if let Some(v) = ip4 {
@@ -237,7 +241,7 @@ mod tests {
         .unwrap();
         assert_eq!(n.model, "virtio");
         assert_eq!(n.mac.as_deref(), Some("BC:24:11:2A:3B:4C"));
-        assert_eq!(n.bridge.as_deref(), Some("vmbr0"));
+        assert_eq!(n.bridge, Some("vmbr0"));
         assert_eq!(n.tag, Some(10));
         assert!(n.firewall && !n.link_down && !n.trunks);
     }
@@ -268,7 +272,7 @@ mod tests {
             "name=eth0,bridge=vmbr0,firewall=1,gw=10.0.0.1,hwaddr=BC:24:11:5D:6E:7F,ip=10.0.0.5/24,type=veth",
         )
         .unwrap();
-        assert_eq!(n.guest_name.as_deref(), Some("eth0"));
+        assert_eq!(n.guest_name, Some("eth0"));
         assert_eq!(n.model, "veth");
         assert_eq!(n.ip4, AddrMode::Static(Cidr::parse("10.0.0.5/24").unwrap()));
         assert_eq!(n.ip6, AddrMode::None);

@@ -8,6 +8,8 @@
 //! an address that does not parse, is an error: the caller treats it as no answer at all (a
 //! partial read would delete or invent addresses).
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -40,26 +42,27 @@ pub(crate) struct RuntimeNic {
     pub(crate) addrs: Vec<Cidr>,
 }
 
+// Texts that are only read are borrowed from the answer (decoded only when escaped).
 #[derive(Deserialize)]
-struct RawNic {
+struct RawNic<'a> {
     #[serde(default)]
     name: String,
-    #[serde(default, rename = "hardware-address")]
-    hardware_address: Option<String>,
-    #[serde(default)]
-    hwaddr: Option<String>,
-    #[serde(default, rename = "ip-addresses")]
-    ip_addresses: Option<Vec<RawAddr>>,
-    #[serde(default)]
-    inet: Option<String>,
-    #[serde(default)]
-    inet6: Option<String>,
+    #[serde(default, borrow, rename = "hardware-address")]
+    hardware_address: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    hwaddr: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "ip-addresses")]
+    ip_addresses: Option<Vec<RawAddr<'a>>>,
+    #[serde(default, borrow)]
+    inet: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    inet6: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct RawAddr {
-    #[serde(rename = "ip-address")]
-    ip_address: String,
+struct RawAddr<'a> {
+    #[serde(borrow, rename = "ip-address")]
+    ip_address: Cow<'a, str>,
     #[serde(default)]
     prefix: Option<u8>,
 }
@@ -76,7 +79,7 @@ pub(crate) fn parse_lxc(json: &str) -> Result<Vec<RuntimeNic>, RuntimeError> {
 }
 
 fn parse(json: &str, source_name: &'static str) -> Result<Vec<RuntimeNic>, RuntimeError> {
-    let raw: Option<Vec<RawNic>> =
+    let raw: Option<Vec<RawNic<'_>>> =
         serde_json::from_str(json).map_err(|error| RuntimeError::Shape { source_name, error })?;
     raw.unwrap_or_default()
         .into_iter()
@@ -105,7 +108,10 @@ fn parse(json: &str, source_name: &'static str) -> Result<Vec<RuntimeNic>, Runti
                 }
                 // Before PVE 8.4: only the last address of each family.
                 None => {
-                    for text in [&r.inet, &r.inet6].into_iter().flatten() {
+                    for text in [r.inet.as_deref(), r.inet6.as_deref()]
+                        .into_iter()
+                        .flatten()
+                    {
                         addrs.push(Cidr::parse(text).map_err(|_| bad(text))?);
                     }
                 }

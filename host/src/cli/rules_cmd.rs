@@ -99,7 +99,8 @@ pub enum RulesCommand {
     },
     /// Write a new rule module crate: the default rules to start from, three fixtures, a README.
     New(super::rules_new::NewArgs),
-    /// Map one guest and print `{"desired":..,"needs":..,"changes":..}` as JSON.
+    /// Map one guest and print `{"desired":..,"needs":..,"changes":..}` as JSON (WIT 0.3: also
+    /// `desired_children`, `current_children` and the child changes `children`).
     Eval {
         /// The component (`.wasm`), or `default` (the default when neither FILE nor --rules is given).
         #[arg(conflicts_with = "rules")]
@@ -108,14 +109,30 @@ pub enum RulesCommand {
         #[arg(long, value_name = "FILE")]
         rules: Option<String>,
         /// The Proxmox guest: a `/cluster/resources` row plus `cluster` and `config`.
-        #[arg(long, value_name = "G.json")]
-        guest: PathBuf,
+        #[arg(long, value_name = "G.json", required_unless_present = "input")]
+        guest: Option<PathBuf>,
+        /// A fixture-shaped file with the whole input: `guest`, and optionally `current`,
+        /// `context`, `network` and `children` (other keys, such as `expect`, are ignored). The
+        /// other options override its parts.
+        #[arg(long, value_name = "F.json")]
+        input: Option<PathBuf>,
         /// The current NetBox record (raw API JSON), when the VM exists.
         #[arg(long, value_name = "C.json")]
         current: Option<PathBuf>,
         /// The context (NetBox version, known objects, policy overrides, settings).
         #[arg(long, value_name = "X.json")]
         context: Option<PathBuf>,
+        /// The guest's network view (WIT 0.3), as in a fixture: `{"agent": [..]}` (the guest
+        /// agent's `network-get-interfaces` result), `{"lxc-interfaces": [..]}` or
+        /// `{"unknown": {"reason": "agent-off"}}`. Absent: not asked.
+        #[arg(long, value_name = "N.json")]
+        network: Option<PathBuf>,
+        /// The VM's current children in NetBox (WIT 0.3), as the sync renders them:
+        /// `{"interfaces": [..], "mac_addresses": [..], "ip_addresses": [..], "virtual_disks":
+        /// [..], "primary_ip4": .., "primary_ip6": ..}`. Absent: not read (every child
+        /// collection `keep`). Needs `--current`.
+        #[arg(long, value_name = "K.json")]
+        children: Option<PathBuf>,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -228,18 +245,23 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
             file,
             rules,
             guest,
+            input,
             current,
             context,
+            network,
+            children,
             runtime,
         } => {
             let file = file.or(rules).unwrap_or_else(|| DEFAULT_MODULE.to_string());
-            eval(
-                &file,
-                &guest,
-                current.as_deref(),
-                context.as_deref(),
-                &runtime,
-            )
+            let paths = EvalPaths {
+                input: input.as_deref(),
+                guest: guest.as_deref(),
+                current: current.as_deref(),
+                context: context.as_deref(),
+                network: network.as_deref(),
+                children: children.as_deref(),
+            };
+            eval(&file, &paths, &runtime)
         }
         RulesCommand::Bench {
             file,
@@ -368,28 +390,78 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow:
     serde_json::from_str(&text).with_context(|| format!("parsing {what} {}", path.display()))
 }
 
-fn eval(
-    file: &str,
-    guest: &Path,
-    current: Option<&Path>,
-    context: Option<&Path>,
-    args: &RuntimeArgs,
-) -> anyhow::Result<ExitCode> {
-    let guest: Guest = read_json(guest, "guest")?;
-    let current: Option<NetboxVm> = current
-        .map(|p| read_json(p, "current record"))
-        .transpose()?;
-    let ctx: Context = context
-        .map(|p| read_json(p, "context"))
-        .transpose()?
-        .unwrap_or_default();
+/// The files `rules eval` reads its input from.
+struct EvalPaths<'a> {
+    input: Option<&'a Path>,
+    guest: Option<&'a Path>,
+    current: Option<&'a Path>,
+    context: Option<&'a Path>,
+    network: Option<&'a Path>,
+    children: Option<&'a Path>,
+}
+
+/// A fixture-shaped input for `rules eval`: the fixture's input parts, anything else ignored.
+#[derive(serde::Deserialize)]
+struct EvalInput {
+    guest: Guest,
+    #[serde(default)]
+    current: Option<NetboxVm>,
+    #[serde(default)]
+    context: Context,
+    #[serde(default)]
+    network: Option<guest_default::children::NetworkSource>,
+    #[serde(default)]
+    children: Option<guest_default::model::JsonText>,
+}
+
+impl EvalPaths<'_> {
+    /// The input and context: the `--input` file's, each part replaced by its own option.
+    fn read(&self) -> anyhow::Result<(guest_default::model::ReconcileInput, Context)> {
+        let mut base = match self.input {
+            Some(p) => read_json::<EvalInput>(p, "input")?,
+            None => EvalInput {
+                guest: Guest::default(),
+                current: None,
+                context: Context::default(),
+                network: None,
+                children: None,
+            },
+        };
+        if let Some(p) = self.guest {
+            base.guest = read_json(p, "guest")?;
+        }
+        if let Some(p) = self.current {
+            base.current = Some(read_json(p, "current record")?);
+        }
+        if let Some(p) = self.context {
+            base.context = read_json(p, "context")?;
+        }
+        if let Some(p) = self.network {
+            base.network = Some(read_json(p, "network view")?);
+        }
+        if let Some(p) = self.children {
+            base.children = Some(read_json(p, "current children")?);
+        }
+        if base.children.is_some() && base.current.is_none() {
+            anyhow::bail!(
+                "current children were given without a current record (--current, or `current` \
+                 in the input): a VM that does not exist has no children"
+            );
+        }
+        let input = guest_default::model::ReconcileInput {
+            guest: base.guest,
+            current: base.current,
+            network: base.network.unwrap_or_default(),
+            children: base.children,
+        };
+        Ok((input, base.context))
+    }
+}
+
+fn eval(file: &str, paths: &EvalPaths<'_>, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
+    let (input, ctx) = paths.read()?;
     let (_runtime, module) = load(file, args, Metering::Fuel)?;
     let ctx = rules::fixture::effective_context(&module, &ctx)?;
-    let input = guest_default::model::ReconcileInput {
-        guest,
-        current,
-        ..Default::default()
-    };
     let run = rules::fixture::run_case(&module, &ctx, input)?;
     let (json, failed) = outcome_json(&run.outcome, run.fuel);
     println!("{}", serde_json::to_string_pretty(&json)?);
