@@ -17,7 +17,7 @@
 //! (or that they were not read). Only answers with no child change are stored either. One entry per VM identity (NetBox cluster id, VMID):
 //! the digest and the answer's name, ~45 bytes, so the file stays a few MB at 100k VMs.
 //!
-//! Why XXH3 and not SHA-256 (format 1): keying is most of a memoized rerun's rules step, and
+//! Why XXH3 and not SHA-256 (format 1): keying was the largest part of a memoized rerun's rules step:
 //! SHA-256 of ~1 KB per VM cost ~0.6 us even with the CPU's SHA instructions, against ~0.05 us.
 //! XXH3 is not a cryptographic hash, so its key is secret: an accidental collision is a 2^-128
 //! chance, and crafting inputs (a Proxmox config) that collide with a stored digest needs the
