@@ -13,6 +13,17 @@
 //! that takes its name, and a VM's own writes stay in order. Each window records into its own
 //! outcome and the outcomes are joined in window order, so failures and ids come out the same
 //! whatever order the windows finish in. At 1 (the default) this is the sequential dispatch.
+//!
+//! **Lock order.** NetBox 4.7 keeps a count of VMs on each VM type and updates that row in the
+//! write's transaction (`virtual_machine_count`; no other counter moves with a VM write: clusters,
+//! sites, platforms and tags keep none, and a VM's own interface and disk counts are on its own
+//! row, which one window alone touches). Concurrent requests that take two type rows in
+//! opposite orders deadlock; PostgreSQL aborts one (a 500 the NetBox client retries, since
+//! nothing was written). So every request takes them in one global order: a bulk create's items
+//! go sorted by VM type id ([`lock_order`]), and a request whose order NetBox chooses (it walks a
+//! bulk PATCH or DELETE by VM name) and that may take two type rows — a bulk delete of several
+//! VMs (their types are not in the plan), or VM type changes — runs alone ([`runs_alone`]). A
+//! request taking one type row at most cannot close a cycle, so the rest overlap freely.
 //! The lease is taken before dispatch and released after it (sync.rs); its renewals go through
 //! its own lock, never through a window. NetBox bulk writes are
 //! all-or-nothing: a failed bulk request is split (by the item indexes NetBox names, else in
@@ -262,6 +273,10 @@ pub async fn dispatch(
         .collect();
     let windows: Vec<&[usize]> = vm_ops.chunks(settings.write_window.max(1)).collect();
     let touched: Vec<BTreeSet<Touch>> = windows.iter().map(|w| touches(ops, w)).collect();
+    let alone: Vec<bool> = windows
+        .iter()
+        .map(|w| runs_alone(ops, w, settings.bulk))
+        .collect();
     let limit = settings.write_concurrency.max(1);
     let mut results: Vec<Option<DispatchOutcome>> = windows.iter().map(|_| None).collect();
     let mut in_flight = FuturesUnordered::new();
@@ -269,12 +284,17 @@ pub async fn dispatch(
     let mut next = 0;
     loop {
         // Start windows in plan order while there is room and the next one shares nothing
-        // with a window still in flight (the earlier ones not in flight are done).
+        // with a window still in flight (the earlier ones not in flight are done); a window
+        // that must run alone waits for all of them, and holds back the next.
         while next < windows.len()
             && running.len() < limit
-            && running
-                .iter()
-                .all(|&r| touched[r].is_disjoint(&touched[next]))
+            && if alone[next] {
+                running.is_empty()
+            } else {
+                running
+                    .iter()
+                    .all(|&r| !alone[r] && touched[r].is_disjoint(&touched[next]))
+            }
         {
             let (index, window) = (next, windows[next]);
             let resolver = &resolver;
@@ -348,18 +368,9 @@ async fn write_window(
 ) -> DispatchOutcome {
     let mut out = DispatchOutcome::default();
     if bulk {
-        // Consecutive operations of one method form one bulk request.
-        let mut start = 0;
-        while start < window.len() {
-            let method = method_of(ops[window[start]].op);
-            let mut end = start + 1;
-            while end < window.len() && method_of(ops[window[end]].op) == method {
-                end += 1;
-            }
-            let run = &window[start..end];
+        for (method, run) in bulk_runs(ops, window) {
             bulk_run(client, ops, run, method, resolver, cf_ready, &mut out).await;
             bar.inc(run.len() as u64);
-            start = end;
         }
     } else {
         for &index in window {
@@ -368,6 +379,60 @@ async fn write_window(
         }
     }
     out
+}
+
+/// The bulk requests of a window: consecutive operations of one method form one.
+fn bulk_runs<'w>(ops: &[Operation], window: &'w [usize]) -> Vec<(Method, &'w [usize])> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < window.len() {
+        let method = method_of(ops[window[start]].op);
+        let mut end = start + 1;
+        while end < window.len() && method_of(ops[window[end]].op) == method {
+            end += 1;
+        }
+        runs.push((method, &window[start..end]));
+        start = end;
+    }
+    runs
+}
+
+/// How many VM type rows (NetBox's `virtual_machine_count`) an operation's write may update:
+/// a delete its VM's type (not in the plan, so assumed set), a type change the old and the new
+/// type, a create its new type (creates are ordered by [`lock_order`], so not counted here).
+fn type_rows(op: &Operation) -> usize {
+    match op.op {
+        OpKind::Delete => 1,
+        OpKind::Create | OpKind::CreateObject => 0,
+        OpKind::Update | OpKind::Adopt | OpKind::Orphan => op
+            .changes
+            .iter()
+            .filter(|c| c.field == "virtual_machine_type")
+            .map(|c| usize::from(!c.old.is_null()) + usize::from(!c.new.is_null()))
+            .sum(),
+    }
+}
+
+/// Whether a window must have NetBox to itself: one of its requests may lock two VM type rows
+/// in an order NetBox chooses (a bulk PATCH or DELETE walks its VMs by name; one PATCH moves
+/// the old type's count before the new one's), so overlapping it with another such request
+/// could deadlock.
+fn runs_alone(ops: &[Operation], window: &[usize], bulk: bool) -> bool {
+    if bulk {
+        bulk_runs(ops, window)
+            .into_iter()
+            .filter(|(method, _)| *method != Method::POST)
+            .any(|(_, run)| run.iter().map(|&i| type_rows(&ops[i])).sum::<usize>() > 1)
+    } else {
+        window.iter().any(|&i| type_rows(&ops[i]) > 1)
+    }
+}
+
+/// Sorts a bulk create's items by VM type id (untyped first; plan order among equals): NetBox
+/// creates them in body order, each one updating its type's VM count, so every create request
+/// locks the type rows in the same order and concurrent ones queue instead of deadlocking.
+fn lock_order(items: &mut [(usize, Value)]) {
+    items.sort_by_key(|(_, body)| body.get("virtual_machine_type").and_then(Value::as_u64));
 }
 
 fn method_of(op: OpKind) -> Method {
@@ -688,6 +753,9 @@ async fn bulk_run(
             Ok(body) => items.push((index, body)),
             Err(message) => out.fail(index, &ops[index], message),
         }
+    }
+    if method == Method::POST {
+        lock_order(&mut items);
     }
     // Work list of groups still to send; a failed group is split and pushed back.
     let mut queue: Vec<Vec<(usize, Value)>> = vec![items];
@@ -1205,6 +1273,94 @@ mod tests {
             t(1).contains(&Touch::Name("db".into())),
             "the name given up"
         );
+    }
+
+    /// Creates go in VM type id order whatever the plan's order (untyped first, plan order
+    /// among equals), so two create requests never take two type rows in opposite orders.
+    #[test]
+    fn bulk_creates_take_the_vm_type_rows_in_one_order() {
+        let body = |t: Value| {
+            let mut b = Map::new();
+            if !t.is_null() {
+                b.insert("virtual_machine_type".into(), t);
+            }
+            Value::Object(b)
+        };
+        let mut a = vec![
+            (0, body(json!(2))),
+            (1, body(json!(1))),
+            (2, body(Value::Null)),
+            (3, body(json!(2))),
+            (4, body(json!(1))),
+        ];
+        let mut b: Vec<(usize, Value)> = a.iter().rev().cloned().collect();
+        lock_order(&mut a);
+        lock_order(&mut b);
+        let types = |items: &[(usize, Value)]| -> Vec<Option<u64>> {
+            items
+                .iter()
+                .map(|(_, b)| b.get("virtual_machine_type").and_then(Value::as_u64))
+                .collect()
+        };
+        assert_eq!(types(&a), [None, Some(1), Some(1), Some(2), Some(2)]);
+        assert_eq!(types(&a), types(&b), "one order whatever the plan's");
+        let order: Vec<usize> = a.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, [2, 1, 4, 0, 3], "stable among equal types");
+    }
+
+    /// A window runs alone when one of its requests may take two type rows in an order NetBox
+    /// chooses: several deletes in one bulk DELETE, or a type change; creates and plain updates
+    /// overlap.
+    #[test]
+    fn windows_that_may_lock_two_type_rows_in_netbox_order_run_alone() {
+        let delete = |id| {
+            let mut o = op(OpKind::Delete, Vec::new());
+            o.netbox_id = Some(id);
+            o
+        };
+        let ops = vec![
+            op(
+                OpKind::Create,
+                vec![change("virtual_machine_type", "null", "\"qemu\"")],
+            ),
+            op(
+                OpKind::Create,
+                vec![change("virtual_machine_type", "null", "\"lxc\"")],
+            ),
+            delete(7),
+            delete(8),
+            op(OpKind::Update, vec![change("vcpus", "2.0", "4")]),
+            op(
+                OpKind::Update,
+                vec![change("virtual_machine_type", "\"qemu\"", "\"lxc\"")],
+            ),
+            op(
+                OpKind::Adopt,
+                vec![change("virtual_machine_type", "null", "\"lxc\"")],
+            ),
+            op(
+                OpKind::Adopt,
+                vec![change("virtual_machine_type", "null", "\"qemu\"")],
+            ),
+        ];
+        for (window, bulk, alone) in [
+            (&[0, 1][..], true, false),
+            (&[0, 1, 4][..], true, false),
+            (&[2][..], true, false),
+            (&[2, 3][..], true, true),
+            (&[2, 0, 3][..], true, false),
+            (&[2, 3][..], false, false),
+            (&[5][..], false, true),
+            (&[6][..], true, false),
+            (&[6, 4, 7][..], true, true),
+            (&[6, 0, 7][..], true, false),
+        ] {
+            assert_eq!(
+                runs_alone(&ops, window, bulk),
+                alone,
+                "{window:?} bulk {bulk}"
+            );
+        }
     }
 
     #[test]

@@ -181,6 +181,47 @@ async fn post_is_retried_after_429() {
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
 
+/// A POST answered with what the policy calls rolled back (NetBox: a deadlock 500) is sent
+/// again; under the default policy the same answer is returned as is, after one attempt.
+#[tokio::test]
+async fn post_is_retried_when_the_policy_says_it_rolled_back() {
+    fn deadlock(status: reqwest::StatusCode, _: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
+        status == 500 && body.starts_with(b"deadlock")
+    }
+    for (rolled_back, attempts, last) in [(Some(deadlock as _), 2, 201), (None, 1, 500)] {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = hits.clone();
+        let router = Router::new().route(
+            "/things/",
+            any(move || {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "deadlock detected").into_response()
+                    } else {
+                        (StatusCode::CREATED, "{\"id\":1}").into_response()
+                    }
+                }
+            }),
+        );
+        let addr = serve(router).await;
+        let mut settings = HttpSettings::new(
+            "test",
+            Url::parse(&format!("http://{addr}/")).unwrap(),
+            TlsMode::default(),
+        );
+        settings.retry = quick_policy();
+        if let Some(f) = rolled_back {
+            settings.retry.rolled_back = f;
+        }
+        let http = HttpClient::new(settings, None).unwrap();
+        let req = Request::new(Method::POST, "things/").json(&serde_json::json!({"name": "vm"}));
+        let resp = http.send(&req).await.unwrap();
+        assert_eq!(resp.status, last);
+        assert_eq!(hits.load(Ordering::SeqCst), attempts);
+    }
+}
+
 /// A server that reads a request and closes the connection without answering: the request
 /// may have been applied.
 async fn dropping_server() -> (SocketAddr, Arc<AtomicUsize>) {

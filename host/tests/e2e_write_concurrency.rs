@@ -2,15 +2,18 @@
 //! (counts, notices, errors, write requests) and leaves the same NetBox as at 1, through a first
 //! sync, a rename chain (a VM takes the name another gives up in the same run), a name swap
 //! (parked under a temporary name, then settled) and a rerun that writes nothing; and against
-//! the simulator the writes of separate windows really overlap at 4 and never at 1. Faults and
-//! kills at 4 are in `e2e_faults.rs` and `e2e_kill.rs`.
+//! the simulator the writes of separate windows really overlap at 4 and never at 1; and bulk
+//! writes at 4 that create and delete QEMU and LXC VMs in the same requests converge with no
+//! failed VM (NetBox counts each VM type's VMs in the write's transaction: requests locking two
+//! types in opposite orders would deadlock). Faults and kills at 4 are in `e2e_faults.rs` and
+//! `e2e_kill.rs`.
 
 mod e2e_state;
 mod e2e_support;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
 use e2e_support::{Harness, RunOutput, cf, require_simulator, spec};
-use pve2netbox_testkit::{FaultPatch, ServiceKind};
+use pve2netbox_testkit::{FaultPatch, NewGuest, ServiceKind};
 use serde_json::{Value, json};
 
 /// Guests over two clusters; with [`WINDOW`] that is many windows per run.
@@ -158,4 +161,120 @@ fn sim_only_windows_overlap_at_write_concurrency_4_and_never_at_1() {
             "bulk {bulk}: {n} writes in flight, above the limit 4"
         );
     }
+}
+
+/// Guests over two clusters for the mixed creates and deletes: enough that removing two per
+/// cluster stays within the shrunk-view guard (10 % of a cluster's managed VMs per run).
+const MIXED_GUESTS: usize = 120;
+
+/// Per cluster, one QEMU and one LXC guest (cluster, VMID): the lowest VMIDs.
+fn one_of_each(h: &Harness) -> Vec<(String, u32)> {
+    let mut picked = Vec::new();
+    for cluster in h.endpoints().into_iter().map(|e| e.name) {
+        for kind in ["qemu", "lxc"] {
+            let mut found: Vec<u32> = h
+                .guests()
+                .into_iter()
+                .filter(|g| g["type"] == kind && g["cluster"] == *cluster.as_str())
+                .map(|g| g["vmid"].as_u64().expect("vmid") as u32)
+                .collect();
+            found.sort();
+            let first = found
+                .first()
+                .unwrap_or_else(|| panic!("{cluster}: no {kind} guest"));
+            picked.push((cluster.clone(), *first));
+        }
+    }
+    picked
+}
+
+/// Every VM type's `virtual_machine_count` is the number of its VMs (a real NetBox keeps the
+/// count; the simulator's types may not carry one).
+fn assert_type_counts(h: &Harness, what: &str) {
+    let vms = h.vms();
+    for t in h.objects("virtual-machine-types") {
+        let Some(count) = t["virtual_machine_count"].as_u64() else {
+            continue;
+        };
+        let id = t["id"].as_u64();
+        let actual = vms
+            .iter()
+            .filter(|v| v["virtual_machine_type"]["id"].as_u64() == id)
+            .count() as u64;
+        assert_eq!(count, actual, "{what}: VM type {}", t["slug"]);
+    }
+}
+
+#[test]
+fn mixed_qemu_and_lxc_creates_and_deletes_converge_at_write_concurrency_4() {
+    // Default window (8): each bulk request mixes QEMU and LXC VMs.
+    let mut h = Harness::generated(spec(MIXED_GUESTS, 3, 2, 0, SEED));
+    h.set("write_concurrency", 4)
+        .set("bulk", true)
+        .set("orphans", "delete")
+        .set("orphan_delete_after_runs", 1)
+        .set("delete_budget_percent", 100);
+    let out = h.sync_ok();
+    assert_eq!(
+        out.count("create"),
+        MIXED_GUESTS as u64,
+        "{}",
+        out.describe()
+    );
+    assert!(out.errors().is_empty(), "first sync: {}", out.describe());
+    assert_type_counts(&h, "first sync");
+
+    // Gone from Proxmox: one of each type per cluster, deleted by the next run.
+    let gone = one_of_each(&h);
+    for (c, v) in &gone {
+        h.remove_guest(c, *v);
+    }
+    let out = h.sync_ok();
+    assert_eq!(out.count("orphan"), gone.len() as u64, "{}", out.describe());
+    assert!(out.errors().is_empty(), "deletes: {}", out.describe());
+    assert_eq!(h.vms().len(), MIXED_GUESTS - gone.len(), "deleted");
+    assert_type_counts(&h, "after the deletes");
+
+    // One run that creates as many new guests and deletes as many others, both types.
+    let more = one_of_each(&h);
+    for (c, v) in &more {
+        h.remove_guest(c, *v);
+    }
+    for (c, v) in &gone {
+        let kind = if gone
+            .iter()
+            .filter(|(gc, _)| gc == c)
+            .position(|g| g.1 == *v)
+            == Some(0)
+        {
+            "qemu"
+        } else {
+            "lxc"
+        };
+        h.control()
+            .add_guest(NewGuest {
+                cluster: Some(c.clone()),
+                kind: serde_json::from_value(json!(kind)).ok(),
+                ..NewGuest::default()
+            })
+            .expect("add guest");
+    }
+    let out = h.sync_ok();
+    assert_eq!(out.count("create"), gone.len() as u64, "{}", out.describe());
+    assert_eq!(out.count("orphan"), more.len() as u64, "{}", out.describe());
+    assert!(
+        out.errors().is_empty(),
+        "creates and deletes: {}",
+        out.describe()
+    );
+    assert_eq!(h.vms().len(), MIXED_GUESTS - more.len());
+    assert_type_counts(&h, "after creates and deletes");
+
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, "rerun after creates and deletes");
+    assert_clean(
+        &e2e_state::read(|key| h.objects(key)),
+        "mixed creates and deletes",
+    );
 }

@@ -448,8 +448,10 @@ impl HttpClient {
                     let retryable = if idempotent {
                         (policy.retryable_status)(status, &resp.headers, &resp.body)
                     } else {
-                        // 429 refused the request before the application saw it.
+                        // 429 refused the request before the application saw it; the policy
+                        // knows answers whose write was rolled back.
                         status == StatusCode::TOO_MANY_REQUESTS
+                            || (policy.rolled_back)(status, &resp.headers, &resp.body)
                     };
                     if !idempotent && matches!(status.as_u16(), 502..=504) {
                         return Err(self.error(

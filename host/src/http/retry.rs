@@ -4,7 +4,9 @@
 //! errors, timeouts and the statuses the service's policy calls transient, with exponential
 //! backoff and jitter, honouring `Retry-After`, within a total time budget. A POST is retried
 //! only when it provably did not reach the application: the connection was never made, or a 429
-//! refused it. Anything else after a POST left the socket is *ambiguous* (see `HttpErrorKind`).
+//! refused it, or the service's policy recognises an answer that proves the write was rolled
+//! back (NetBox: a PostgreSQL deadlock, which aborts the request's whole transaction). Anything
+//! else after a POST left the socket is *ambiguous* (see `HttpErrorKind`).
 
 use std::time::{Duration, SystemTime};
 
@@ -39,6 +41,9 @@ pub struct RetryPolicy {
     pub budget: Duration,
     /// Statuses worth retrying for an idempotent request.
     pub retryable_status: RetryableStatus,
+    /// Answers that prove a non-idempotent request (a POST) changed nothing and is worth
+    /// sending again (429 always is).
+    pub rolled_back: RetryableStatus,
 }
 
 impl Default for RetryPolicy {
@@ -49,6 +54,7 @@ impl Default for RetryPolicy {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             budget: DEFAULT_RETRY_BUDGET,
             retryable_status: default_retryable_status,
+            rolled_back: never_rolled_back,
         }
     }
 }
@@ -56,6 +62,11 @@ impl Default for RetryPolicy {
 /// 429, 502, 503 and 504: rate limiting and gateways whose upstream is restarting.
 pub fn default_retryable_status(status: StatusCode, _: &HeaderMap, _: &[u8]) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+/// No answer but 429 proves a POST changed nothing, unless the service says otherwise.
+pub fn never_rolled_back(_: StatusCode, _: &HeaderMap, _: &[u8]) -> bool {
+    false
 }
 
 impl RetryPolicy {

@@ -355,3 +355,20 @@ fn save_leaves_no_temporary_file() {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 }
+
+/// The key depends on the file's secret: a new memo file (a new secret) keys the same inputs
+/// differently, a reopened one the same way, so a stored digest is only ever compared with keys
+/// made under its own secret.
+#[test]
+fn keys_are_under_the_files_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, key) = saved(dir.path());
+    let again = |memo: &Memo| key_of(memo, &guest(), (CONFIG_TEXT, CONFIG_ENDS), Some(&current()));
+    assert_eq!(again(&Memo::open(path.clone(), header())), key, "reopened");
+    let other = tempfile::tempdir().expect("tempdir");
+    let fresh = Memo::open(
+        Memo::path(other.path(), &url("https://netbox.example/")),
+        header(),
+    );
+    assert_ne!(again(&fresh).digest, key.digest, "another file's secret");
+}

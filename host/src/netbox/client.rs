@@ -52,6 +52,23 @@ fn netbox_retryable(status: StatusCode, _: &reqwest::header::HeaderMap, body: &[
     }
 }
 
+/// A 500 whose body is NetBox's report of a PostgreSQL deadlock (`{"error": "deadlock
+/// detected ...", "exception": "OperationalError"}`): PostgreSQL aborted the request's whole
+/// transaction (every NetBox write request is one), so nothing was written and even a POST may
+/// be sent again. Concurrent writes (`sync.write_concurrency`) can meet one; see dispatch's lock
+/// order.
+fn netbox_rolled_back(status: StatusCode, _: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
+    if status != StatusCode::INTERNAL_SERVER_ERROR {
+        return false;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    let error = body.get("error").and_then(Value::as_str).unwrap_or("");
+    let exception = body.get("exception").and_then(Value::as_str).unwrap_or("");
+    error.trim_start().starts_with("deadlock detected") || exception == "DeadlockDetected"
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
@@ -252,6 +269,7 @@ impl NetboxClient {
         settings.retry = RetryPolicy {
             budget: timeouts.retry_budget,
             retryable_status: netbox_retryable,
+            rolled_back: netbox_rolled_back,
             ..RetryPolicy::default()
         };
         settings.counters = counters;
@@ -847,5 +865,30 @@ mod tests {
         ));
         assert!(netbox_retryable(StatusCode::SERVICE_UNAVAILABLE, &h, b""));
         assert!(!netbox_retryable(StatusCode::BAD_REQUEST, &h, b""));
+    }
+
+    /// NetBox's answer to a deadlocked request (as 4.7 sends it) proves the write rolled back;
+    /// other 500s after a POST stay ambiguous.
+    #[test]
+    fn a_deadlock_answer_is_a_rolled_back_write() {
+        let h = reqwest::header::HeaderMap::new();
+        let deadlock = br#"{"error": "deadlock detected\nDETAIL:  Process 30880 waits for ShareLock on transaction 61376; blocked by process 30849.", "exception": "OperationalError", "netbox_version": "4.7.3", "python_version": "3.13.5"}"#;
+        assert!(netbox_rolled_back(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &h,
+            deadlock
+        ));
+        let other = br#"{"error": "server closed the connection unexpectedly", "exception": "OperationalError"}"#;
+        assert!(!netbox_rolled_back(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &h,
+            other
+        ));
+        assert!(!netbox_rolled_back(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &h,
+            b"deadlock detected"
+        ));
+        assert!(!netbox_rolled_back(StatusCode::BAD_REQUEST, &h, deadlock));
     }
 }
