@@ -28,6 +28,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
 
     git_commit(&workspace);
+    polyglot_tools(&workspace);
     println!("cargo:rerun-if-env-changed={PREBUILT_ENV}");
     // `--version` names the embedded rules from `guest-default` itself unless they are prebuilt.
     println!(
@@ -68,6 +69,35 @@ fn main() {
         embedded.display().to_string()
     );
     fs::write(out_dir.join("default_rules.rs"), source).expect("write default_rules.rs");
+}
+
+/// Sets `cfg(polyglot_python)` and `cfg(polyglot_js)` when the tools that build the Python and
+/// JavaScript rule modules of `tests/` (componentize-py, componentize-js) are installed where the
+/// README's command puts them, so `host/tests/rules_polyglot.rs` builds and tests the modules;
+/// without them those tests are ignored, with the install command as the reason. Watches the
+/// tool when present, else its directory (installing the tools adds to it).
+fn polyglot_tools(workspace: &Path) {
+    for (cfg, dir, tool) in [
+        (
+            "polyglot_python",
+            "tests/rules-python",
+            ".venv/bin/componentize-py",
+        ),
+        (
+            "polyglot_js",
+            "tests/rules-js",
+            "node_modules/.bin/componentize-js",
+        ),
+    ] {
+        println!("cargo:rustc-check-cfg=cfg({cfg})");
+        let path = workspace.join(dir).join(tool);
+        if path.is_file() {
+            println!("cargo:rustc-cfg={cfg}");
+            println!("cargo:rerun-if-changed={}", path.display());
+        } else {
+            println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+        }
+    }
 }
 
 /// Sets `PVE2NETBOX_GIT_COMMIT` for `--version`: `$PVE2NETBOX_GIT_COMMIT` when set (packagers

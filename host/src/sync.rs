@@ -332,7 +332,7 @@ async fn run_phases(
     let mut memo = memo_dir.map(|dir| {
         let header = MemoHeader::new(
             &config.netbox.url,
-            module.sha256(),
+            module.memo_key(),
             &module.wit_version(),
             &ctx,
         );

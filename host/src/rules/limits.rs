@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use wasmtime::{PoolingAllocationConfig, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
-/// Fuel for a call with no items. Why: a module's per-call set-up (parsing `settings`, indexing
-/// `known`) costs a few hundred thousand units; 20 M leaves two orders of magnitude of headroom.
-pub const DEFAULT_FUEL_BASE: u64 = 20_000_000;
+/// Fuel for a call with no items. Why: a Rust module's per-call set-up (parsing `settings`,
+/// indexing `known`) costs a few hundred thousand units, but a JavaScript module's runtime
+/// (componentize-js) spends ~15-20 M on any call; 200 M leaves 10x over that (BENCHMARKS.md).
+pub const DEFAULT_FUEL_BASE: u64 = 200_000_000;
 
 /// Fuel for instantiating the module before each call (its start-up code), apart from the call's
 /// budget so the budget measures the call alone. Why: a Rust component starts in a few thousand
@@ -26,11 +27,13 @@ pub const INSTANTIATE_FUEL: u64 = 10_000_000;
 /// a fixed budget keeps loading independent of the configured per-call limits.
 pub const LOAD_FUEL: u64 = 10_000_000;
 
-/// Fuel per item of a batch (guest, record or pair). Why: the default rules use about 10–20 k
-/// units per VM and call (`rules bench` prints the exact figure); 2 M is 100x that, so a site's
-/// heavier rules fit, while a runaway loop in a 1000-item batch stops after ~2 G units (about a
-/// second).
-pub const DEFAULT_FUEL_PER_ITEM: u64 = 2_000_000;
+/// Fuel per item of a batch (guest, record or pair). Why: per VM and `reconcile` call, with two
+/// NICs, four IPs and two disks, the default rules use ~0.3 M units, the example site's rules in
+/// Python ~3 M and in JavaScript ~57 M in batches of 100 (more per VM in larger batches: its
+/// engine's cost grows with the batch; `rules bench --fuel` prints the figure; BENCHMARKS.md);
+/// 100 M fits all three. Fuel only meters `rules test`, `rules eval` and `rules bench --fuel`,
+/// where the deadline still stops a runaway loop.
+pub const DEFAULT_FUEL_PER_ITEM: u64 = 100_000_000;
 
 /// Linear memory per store, in bytes. Why: a batch of 1000 guests with full configs and the
 /// context is a few MB inside the guest; 256 MiB is ample headroom and still bounds a memory hog
@@ -56,10 +59,12 @@ pub const LINEAR_MEMORY_KEEP_RESIDENT_BYTES: usize = 32 << 20;
 /// hundred function references (a few KiB); the same reasoning as for linear memory.
 pub const TABLE_KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
-/// The default wall-clock deadline of a call. Why: a batch of 1000 VMs takes ~10 ms in the default
-/// rules; 5 s leaves ~500x for heavier site rules on a slow, busy host, and still stops a runaway
-/// module within seconds (every batch of a sync gets its own deadline).
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+/// The default wall-clock deadline of a call. Why: a batch of 1000 VMs takes ~0.1-0.5 s in the
+/// default rules, ~1 s in the example site's rules in Python and ~4.5 s in JavaScript without
+/// children (an interpreter; with children a JavaScript module needs `batch_size = 100`:
+/// BENCHMARKS.md); 30 s leaves ~6x on a slow, busy host, and still stops a runaway module within
+/// half a minute (every batch of a sync gets its own deadline).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How often the epoch ticker thread advances the engine's epoch when a deadline is set. Why:
 /// 10 ms is the granularity wasmtime's examples use; a deadline is rounded up to whole ticks.

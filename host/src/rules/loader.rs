@@ -33,8 +33,19 @@ pub(crate) fn supported_text() -> String {
 
 /// Interface prefixes a rule module may import. Rust's standard library links `wasi:io` and
 /// `wasi:cli` (streams, exit, environment) even when unused, and `wasi:random` for `HashMap`
-/// seeds; the store makes all of them inert or deterministic.
-const ALLOWED_IMPORTS: &[&str] = &["wasi:io/", "wasi:cli/", "wasi:random/"];
+/// seeds; Python (componentize-py) and JavaScript (componentize-js) runtimes import the clocks,
+/// the filesystem and the sockets too, whether the module uses them or not. The store makes all
+/// of them inert or deterministic (`store::new_store`): no preopened directory, no socket
+/// permitted, no environment, virtual clocks, fixed randomness. What stays refused is what the
+/// host does not provide at all (`wasi:http`, other worlds' interfaces).
+const ALLOWED_IMPORTS: &[&str] = &[
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:random/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
 
 /// What a supported rules world looks like from outside.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,8 +174,7 @@ fn check_imports(
     wit: (u64, u64, u64),
     module: &ModuleLabel,
 ) -> Result<(), RulesError> {
-    // Every forbidden import, the most telling capability first (std's filesystem and socket
-    // support also pull in clocks; "filesystem access" says more than "clocks").
+    // Every forbidden import, the most telling capability first.
     let mut forbidden: Vec<(u8, &str, &str)> = Vec::new();
     for import in imports {
         if ALLOWED_IMPORTS.iter().any(|p| import.starts_with(p)) {
@@ -177,16 +187,18 @@ fn check_imports(
         {
             continue;
         }
-        let (rank, capability) = if import.starts_with("wasi:filesystem/") {
-            (0, "filesystem access")
-        } else if import.starts_with("wasi:sockets/") {
-            (1, "network sockets")
-        } else if import.starts_with("wasi:http/") {
-            (2, "outgoing HTTP")
-        } else if import.starts_with("wasi:clocks/") {
-            (4, "clocks; rules must be deterministic")
+        // The default rules (world `site-rules`) exist from 0.3 on.
+        if let Some(v) = import
+            .strip_prefix(super::defaults::DEFAULTS_INTERFACE)
+            .and_then(|r| r.strip_prefix('@'))
+            && parse_version(v).is_some_and(|v| (v.0, v.1) == (wit.0, wit.1) && wit >= (0, 3, 0))
+        {
+            continue;
+        }
+        let (rank, capability) = if import.starts_with("wasi:http/") {
+            (0, "outgoing HTTP")
         } else {
-            (3, "an interface this host does not provide to rule modules")
+            (1, "an interface this host does not provide to rule modules")
         };
         forbidden.push((rank, import, capability));
     }
@@ -202,7 +214,9 @@ fn check_imports(
                 format!("{capability}; also imports {}", others.join(", "))
             },
             allowed: "wasi:io, wasi:cli (no environment, no arguments, stdin closed), \
-                      wasi:random (deterministic) and pve2netbox:rules/types"
+                      wasi:random (deterministic), wasi:clocks (virtual: the wall clock says \
+                      1970-01-01), wasi:filesystem (no directory), wasi:sockets (none permitted), \
+                      pve2netbox:rules/types and, from 0.3, pve2netbox:rules/defaults"
                 .into(),
         });
     }
@@ -238,18 +252,21 @@ mod tests {
 
     #[test]
     fn imports_outside_the_allowed_set_are_refused_by_capability() {
+        // What Python and JavaScript runtimes import: linked, and inert (`store`).
         let ok = [
             "wasi:io/streams@0.2.6".to_string(),
             "wasi:cli/stderr@0.2.6".to_string(),
             "wasi:random/random@0.2.6".to_string(),
+            "wasi:filesystem/preopens@0.2.9".to_string(),
+            "wasi:sockets/tcp@0.2.9".to_string(),
+            "wasi:clocks/wall-clock@0.2.9".to_string(),
             "pve2netbox:rules/types@0.1.0".to_string(),
         ];
         assert!(check_imports(&ok, (0, 1, 0), &label()).is_ok());
         for (import, cap) in [
-            ("wasi:filesystem/types@0.2.6", "filesystem"),
-            ("wasi:sockets/tcp@0.2.6", "network sockets"),
-            ("wasi:clocks/wall-clock@0.2.6", "clocks"),
+            ("wasi:http/outgoing-handler@0.2.6", "outgoing HTTP"),
             ("pve2netbox:rules/types@0.2.0", "does not provide"),
+            ("pve2netbox:rules/defaults@0.3.0", "does not provide"),
             ("example:log/log", "does not provide"),
         ] {
             let e = check_imports(&[import.to_string()], (0, 1, 0), &label()).unwrap_err();
@@ -272,6 +289,10 @@ mod tests {
         assert!(check_imports(&v2, (0, 2, 0), &label()).is_ok());
         let v1 = ["pve2netbox:rules/types@0.1.0".to_string()];
         assert!(check_imports(&v1, (0, 2, 1), &label()).is_err());
+        // The default rules are importable by a 0.3 module only.
+        let d3 = ["pve2netbox:rules/defaults@0.3.0".to_string()];
+        assert!(check_imports(&d3, (0, 3, 0), &label()).is_ok());
+        assert!(check_imports(&d3, (0, 2, 0), &label()).is_err());
     }
 
     #[test]

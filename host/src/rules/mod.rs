@@ -12,7 +12,8 @@
 //!
 //! Layout: `loader` (what a file is), `cache` (compiled artifacts on disk), `store` (the per-call
 //! store and its WASI context, which grants nothing), `limits`, `error`, `v0_3_0` (bindings of
-//! WIT 0.3.0; `latest` points at it), `v0_2_0` (bindings of WIT 0.2.0, through which 0.1
+//! WIT 0.3.0; `latest` points at it), `defaults` (the default rules as the `defaults` import of
+//! world `site-rules`, for modules in languages that cannot link them), `v0_2_0` (bindings of WIT 0.2.0, through which 0.1
 //! modules are called too), `v0_1_0` (the host side of 0.1's `types` import), `convert` (model
 //! <-> each version's bindings), `fixture` (running `rules test` fixtures), `generate` and
 //! `bench` (the `rules bench` workload), `record` (a run's rules input and answers as fixtures:
@@ -28,6 +29,7 @@
 pub mod bench;
 mod cache;
 mod convert;
+mod defaults;
 mod error;
 pub mod fixture;
 pub mod generate;
@@ -153,9 +155,9 @@ impl RulesRuntime {
         let engine = new_engine(&mut config, &cfg.limits)?;
 
         let mut linker = Linker::<State>::new(&engine);
-        // Every WASI p2 interface is linked (Rust's std needs io and cli even when unused), but
-        // the loader refuses components that import filesystem, sockets or clocks, and the WASI
-        // context of each store grants nothing (see `store::new_store`).
+        // Every WASI p2 interface is linked (Rust's std needs io and cli even when unused, Python
+        // and JavaScript runtimes import clocks, filesystem and sockets too), and the WASI context
+        // of each store grants nothing (see `store::new_store`).
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| v0_1_0::add_to_linker(&mut linker))
             .and_then(|()| v0_2_0::add_to_linker(&mut linker))
@@ -264,6 +266,22 @@ impl RulesRuntime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| link_err(format!("{e:#}")))?;
+        // A `site-rules` module calls the embedded default rules through its `defaults` import.
+        let defaults = if defaults::imports_defaults(&inspection.imports) {
+            Some(self.load_default()?)
+        } else {
+            None
+        };
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        let memo_key = match &defaults {
+            None => sha256,
+            Some(d) => {
+                let mut h = Sha256::new();
+                h.update(sha256);
+                h.update(d.inner.sha256);
+                h.finalize().into()
+            }
+        };
         let mut module = RulesModule {
             inner: Arc::new(ModuleInner {
                 engine: self.engine.clone(),
@@ -277,7 +295,9 @@ impl RulesRuntime {
                     wit_version: String::new(),
                 },
                 inspection,
-                sha256: Sha256::digest(bytes).into(),
+                sha256,
+                memo_key,
+                defaults,
                 load: LoadStats {
                     kind: load_kind,
                     compile: compile_time,
@@ -485,8 +505,13 @@ struct ModuleInner {
     label: ModuleLabel,
     info: ModuleInfo,
     inspection: loader::Inspection,
-    /// SHA-256 of the component's bytes: what the no-op memo is keyed by.
+    /// SHA-256 of the component's bytes.
     sha256: [u8; 32],
+    /// What the no-op memo is keyed by: `sha256`, and for a module that imports the default
+    /// rules also theirs (a new pve2netbox may change its answers).
+    memo_key: [u8; 32],
+    /// The embedded default rules, when the module imports them (`defaults`).
+    defaults: Option<RulesModule>,
     load: LoadStats,
 }
 
@@ -562,9 +587,20 @@ impl RulesModule {
         &self.inner.inspection.imports
     }
 
-    /// SHA-256 of the component's bytes (the memo of no-op answers belongs to one module).
+    /// SHA-256 of the component's bytes.
     pub fn sha256(&self) -> [u8; 32] {
         self.inner.sha256
+    }
+
+    /// What the memo of no-op answers is keyed by: [`Self::sha256`], mixed with the embedded
+    /// default rules' for a module that imports them, since their answers are part of its own.
+    pub fn memo_key(&self) -> [u8; 32] {
+        self.inner.memo_key
+    }
+
+    /// Whether the module builds on the host's default rules (world `site-rules`).
+    pub fn imports_defaults(&self) -> bool {
+        self.inner.defaults.is_some()
     }
 
     /// Load timing and cache use.
@@ -995,7 +1031,7 @@ impl RulesModule {
             limits.fuel_for(items)
         };
         let fuel = limits.fuel();
-        let mut store = store::new_store(&inner.engine, limits);
+        let mut store = store::new_store(&inner.engine, limits, inner.defaults.clone());
         let mut instantiated = false;
         let run = |store: &mut Store<State>| -> wasmtime::Result<R> {
             if fuel {
@@ -1031,6 +1067,25 @@ impl RulesModule {
                 batch(),
             )),
         }
+    }
+
+    /// One call of a WIT 0.3 module through its own bindings (the `defaults` import calls the
+    /// embedded default rules so, with the caller's types as they are).
+    pub(crate) fn call_latest<R>(
+        &self,
+        call: &'static str,
+        items: usize,
+        f: impl FnOnce(&mut Store<State>, &Instance, &latest::Exports) -> wasmtime::Result<R>,
+    ) -> Result<R, RulesError> {
+        self.call(call, items, BatchRef::default, |s, i, ex| match ex {
+            Exports::V3(ex) => f(s, i, ex),
+            Exports::Old(_) => Err(wasmtime::Error::msg(format!(
+                "{call} needs a WIT 0.3 module, and {} exports {}",
+                self.inner.label,
+                self.interface()
+            ))),
+        })
+        .map(|(r, _)| r)
     }
 
     fn classify(

@@ -7,9 +7,10 @@
 //! (`vm-changes`), so a 0.1 or 0.2 module no longer type-checks against these Rust types: those
 //! are called through `v0_2_0`, with `convert` moving the model into either version's types.
 //!
-//! Bindgen generates the types only (a world that imports `types`); every signature is checked
-//! when the module is loaded (before any batch), and one loaded component serves every call
-//! without resolving names again.
+//! Bindgen generates the types and the `defaults` import of world `site-rules` (a world that
+//! imports `types` and `defaults`; the host side of `defaults` is in `super::defaults`); every
+//! exported function's signature is checked when the module is loaded (before any batch), and one
+//! loaded component serves every call without resolving names again.
 
 use wasmtime::Store;
 use wasmtime::component::{Component, ComponentExportIndex, Instance, TypedFunc};
@@ -17,12 +18,17 @@ use wasmtime::component::{Component, ComponentExportIndex, Instance, TypedFunc};
 wasmtime::component::bindgen!({
     inline: "
         package pve2netbox:host@0.3.0;
-        world rules-types { import pve2netbox:rules/types@0.3.0; }
+        world rules-imports {
+            import pve2netbox:rules/types@0.3.0;
+            import pve2netbox:rules/defaults@0.3.0;
+        }
     ",
     path: "../wit/v0.3.0",
+    // A failing call of the default rules traps the calling module's batch.
+    imports: { default: trappable },
 });
 
-pub(crate) use self::pve2netbox::rules::types;
+pub(crate) use self::pve2netbox::rules::{defaults, types};
 use types::{
     Context, Desired, DiffInput, FieldPolicy, ModuleInfo, NetboxVm, PveGuest, ReconcileInput,
     Reconciled, RuleError, Vm, VmChanges,
@@ -34,11 +40,11 @@ use super::store::State;
 /// the component; the linker needs its (empty) host side.
 impl types::Host for State {}
 
-/// Links the contract's own imports (the empty `types` instance of 0.3).
+/// Links the contract's own imports (the empty `types` instance of 0.3, and `defaults`).
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<State>,
 ) -> wasmtime::Result<()> {
-    RulesTypes::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
+    RulesImports::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)
 }
 
 type InfoFn = TypedFunc<(), (ModuleInfo,)>;

@@ -1,8 +1,10 @@
-//! A rule component that reads the wall clock (`wasi:clocks` import), for the host's capability
-//! tests.
+//! A rule component that reads the wall clock (`wasi:clocks` import) and the environment, for the
+//! host's sandbox tests: it answers every guest with a skip whose reason is what it read
+//! (`<seconds since 1970> <number of environment variables>`).
 //!
-//! The host must refuse it when loading: rules must be deterministic, and a clock would make the
-//! same inputs map differently from run to run (e.g. a `last seen` stamp written into every VM).
+//! The host loads it (Python and JavaScript runtimes import the clocks whether they read them or
+//! not) and must give it nothing real: the wall clock says 1970-01-01 and the environment is
+//! empty, so the same inputs map the same way on every run.
 
 wit_bindgen::generate!({ world: "rules", path: "../../../wit/v0.1.0" });
 
@@ -31,10 +33,10 @@ impl Reconcile for Module {
         _ctx: Context,
         guests: Vec<ProxmoxGuest>,
     ) -> Vec<Result<Desired, RuleError>> {
-        let probe = std::time::SystemTime::now()
+        let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .to_string();
+            .map_or(0, |d| d.as_secs());
+        let probe = format!("{secs} {}", std::env::vars().count());
         guests
             .iter()
             .map(|_| Ok(Desired::Skip(probe.clone())))

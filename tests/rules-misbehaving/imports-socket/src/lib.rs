@@ -1,7 +1,8 @@
-//! A rule component that opens a TCP connection (`wasi:sockets` import), for the host's capability tests.
+//! A rule component that opens a TCP connection (`wasi:sockets` import), for the host's sandbox
+//! tests: it answers every guest with a skip whose reason is `connected` or the error.
 //!
-//! The host must refuse it when loading: the import is outside the capabilities a rule module
-//! may link, whatever the WASI context would grant.
+//! The host loads it (Python and JavaScript runtimes import the sockets whether they use them or
+//! not) and must give it nothing: no socket is permitted, so every connect fails.
 
 wit_bindgen::generate!({ world: "rules", path: "../../../wit/v0.1.0" });
 
