@@ -140,7 +140,7 @@ impl Resolver {
         }
     }
 
-    fn id(&self, kind: &str, key: &str) -> Option<u64> {
+    pub(crate) fn id(&self, kind: &str, key: &str) -> Option<u64> {
         self.ids.get(&(kind.to_owned(), key.to_owned())).copied()
     }
 
@@ -174,6 +174,10 @@ pub fn vm_body(op: &Operation, resolver: &Resolver) -> Result<Map<String, Value>
     let mut body = Map::new();
     let mut custom_fields = Map::new();
     for change in &op.changes {
+        // Written by the child dispatch, after the children they depend on.
+        if crate::children_dispatch::defers_vm_field(op, change.field, change.new.is_null()) {
+            continue;
+        }
         let new = change.new.to_value();
         if let Some(name) = change.field.strip_prefix("custom_fields.") {
             custom_fields.insert(name.to_owned(), new);
@@ -367,6 +371,8 @@ async fn write_window(
             bar.inc(1);
         }
     }
+    // The VMs' children, once the VMs are written (a created VM's id is known now).
+    crate::children_dispatch::write_children(client, ops, window, resolver, bulk, &mut out).await;
     out
 }
 
@@ -954,6 +960,8 @@ mod tests {
             changes: changes.into(),
             object: None,
             journal: None,
+            children: Vec::new(),
+            child_ids: Default::default(),
         }
     }
 
