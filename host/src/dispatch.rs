@@ -691,6 +691,13 @@ async fn bulk_run(
             })
         };
         match body {
+            // Nothing to write (only children, or a journal entry): no request, as for a
+            // NOOP; a PATCH of nothing would still bump `last_updated`.
+            Ok(body)
+                if method == Method::PATCH && body.as_object().is_some_and(|b| b.len() == 1) =>
+            {
+                finish(client, ops, index, Ok(ops[index].netbox_id), out).await;
+            }
             Ok(body) => items.push((index, body)),
             Err(message) => out.fail(index, &ops[index], message),
         }

@@ -507,6 +507,25 @@ pub async fn read(
     snap
 }
 
+/// The VLANs alone, for a run whose clusters do not exist in NetBox yet (a `plan` before the
+/// first sync): no VM has children to read, but its interfaces' untagged VLANs must be found.
+pub async fn read_vlans(client: &NetboxClient) -> ChildrenSnapshot {
+    let mut snap = ChildrenSnapshot::default();
+    let mut errors = Vec::new();
+    let vlans = client
+        .list_rows::<VlanRow>(VLAN_ENDPOINT, &[], VLAN_FIELDS)
+        .await;
+    if let Some(vlans) = rows_of("VLANs", vlans, &mut errors) {
+        snap.read.vlans = true;
+        snap.vlans = vlans;
+    }
+    for e in &errors {
+        tracing::warn!(error = %e, "NetBox VLANs not read; untagged VLANs are left out");
+    }
+    snap.errors = errors;
+    snap
+}
+
 /// Indexes the rows read by VM id. MACs and IPs are attributed through the interfaces (only
 /// those on an interface read here are kept).
 fn assemble(

@@ -554,6 +554,12 @@ fn a_plan_lists_child_operations_and_apply_carries_them_out() {
     let web_id = vm_id(&h, "web");
     assert_eq!(interfaces(&h, web_id).len(), 2);
     assert_eq!(ips(&h, web_id).len(), 3);
+    let db = vm_id(&h, "db");
+    assert_eq!(
+        interfaces(&h, db)[0]["untagged_vlan"]["vid"],
+        10,
+        "a plan made before the cluster exists still finds the VLAN"
+    );
     let mark = h.mark();
     h.sync_ok();
     h.assert_no_writes_since(&mark, "a sync after apply");
