@@ -315,6 +315,17 @@ impl Plan {
                 operation.children = planned.ops;
                 operation.child_ids = planned.ids;
             }
+            // Its only changes were children the host left out (an untagged VLAN NetBox
+            // lacks): nothing to write, as for a NOOP.
+            if op == OpKind::Update
+                && operation.changes.is_empty()
+                && operation.children.is_empty()
+                && operation.journal.is_none()
+            {
+                counts.update -= 1;
+                counts.noop += 1;
+                continue;
+            }
             clusters
                 .entry((o.cluster.clone(), o.cluster_id))
                 .or_default()

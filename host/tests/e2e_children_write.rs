@@ -219,7 +219,21 @@ const VM: &str = "virtualization.virtualmachine";
 
 #[test]
 fn a_first_sync_writes_every_child_and_a_rerun_writes_nothing() {
-    let h = harness();
+    first_sync_and_reruns(&harness());
+}
+
+/// The same without bulk requests, one VM per window and two windows in flight: each VM's
+/// children still follow its own write.
+#[test]
+fn one_by_one_and_two_windows_at_once_write_the_same() {
+    let mut h = harness();
+    h.set("bulk", false)
+        .set("write_window", 1)
+        .set("write_concurrency", 2);
+    first_sync_and_reruns(&h);
+}
+
+fn first_sync_and_reruns(h: &Harness) {
     let first = h.sync_ok();
     assert_eq!(
         first.count("create"),
@@ -310,7 +324,7 @@ fn a_first_sync_writes_every_child_and_a_rerun_writes_nothing() {
             .to_uppercase();
         nic["hardware-address"] = json!(mac);
     }
-    h.edit_guest(&cluster(&h), 100, json!({"agent_result": answer}));
+    h.edit_guest(&cluster(h), 100, json!({"agent_result": answer}));
     let mark = h.mark();
     h.sync_ok();
     h.assert_no_writes_since(&mark, "the same addresses written differently");
