@@ -219,21 +219,22 @@ pub fn plan_children(
             last_updated = found.last_updated.map(str::to_owned);
         }
         let mut fields = Changes::from(change.changes);
-        if let Some(vlan) = fields.find("untagged_vlan").map(|c| c.new.to_value()) {
-            if let Some(vid) = vlan.as_u64() {
-                match vlan_for(vlans, vid) {
-                    Some(vlan_id) => {
-                        out.ids.insert(vlan_key(vid), vlan_id);
-                    }
-                    None => {
-                        out.vlans_left_out.push(format!(
-                            "{label}: untagged VLAN {vid} left out: NetBox has no VLAN with \
-                             VID {vid}, or several and none of them global"
-                        ));
-                        fields.retain(|c| c.field != "untagged_vlan");
-                        if fields.is_empty() && op == ChildAction::Update {
-                            continue;
-                        }
+        if let Some(vid) = fields
+            .find("untagged_vlan")
+            .and_then(|c| c.new.to_value().as_u64())
+        {
+            match vlan_for(vlans, vid) {
+                Some(vlan_id) => {
+                    out.ids.insert(vlan_key(vid), vlan_id);
+                }
+                None => {
+                    out.vlans_left_out.push(format!(
+                        "{label}: untagged VLAN {vid} left out: NetBox has no VLAN with \
+                         VID {vid}, or several and none of them global"
+                    ));
+                    fields.retain(|c| c.field != "untagged_vlan");
+                    if fields.is_empty() && op == ChildAction::Update {
+                        continue;
                     }
                 }
             }

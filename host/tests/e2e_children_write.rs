@@ -242,8 +242,8 @@ fn first_sync_and_reruns(h: &Harness) {
         first.describe()
     );
 
-    let web = vm_id(&h, "web");
-    let ifaces = interfaces(&h, web);
+    let web = vm_id(h, "web");
+    let ifaces = interfaces(h, web);
     assert_eq!(
         names(&ifaces, "name"),
         BTreeSet::from(["net0".into(), "net1".into()])
@@ -255,7 +255,7 @@ fn first_sync_and_reruns(h: &Harness) {
             .unwrap_or("");
         assert!(mac.starts_with("BC:24:11:00:01:0"), "primary MAC of {i:#}");
     }
-    let web_ips = ips(&h, web);
+    let web_ips = ips(h, web);
     assert_eq!(
         names(&web_ips, "address"),
         BTreeSet::from([
@@ -279,8 +279,8 @@ fn first_sync_and_reruns(h: &Harness) {
     assert_eq!(vm["primary_ip4"]["address"], "10.0.100.5/24", "{vm:#}");
     assert_eq!(vm["primary_ip6"]["address"], "2001:db8::5/64", "{vm:#}");
 
-    let db = vm_id(&h, "db");
-    let db_disks = disks(&h, db);
+    let db = vm_id(h, "db");
+    let db_disks = disks(h, db);
     let sizes: BTreeSet<(String, u64)> = db_disks
         .iter()
         .map(|d| {
@@ -299,7 +299,7 @@ fn first_sync_and_reruns(h: &Harness) {
         30720,
         "VM disk = sum of its disks"
     );
-    let db_net0 = &interfaces(&h, db)[0];
+    let db_net0 = &interfaces(h, db)[0];
     assert_eq!(db_net0["untagged_vlan"]["vid"], 10, "{db_net0:#}");
     assert_eq!(choice(&db_net0["mode"]), "access");
 
