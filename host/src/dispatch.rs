@@ -151,7 +151,7 @@ impl Resolver {
         }
     }
 
-    fn id(&self, kind: &str, key: &str) -> Option<u64> {
+    pub(crate) fn id(&self, kind: &str, key: &str) -> Option<u64> {
         self.ids.get(&(kind.to_owned(), key.to_owned())).copied()
     }
 
@@ -185,6 +185,10 @@ pub fn vm_body(op: &Operation, resolver: &Resolver) -> Result<Map<String, Value>
     let mut body = Map::new();
     let mut custom_fields = Map::new();
     for change in &op.changes {
+        // Written by the child dispatch, after the children they depend on.
+        if crate::children_dispatch::defers_vm_field(op, change.field, change.new.is_null()) {
+            continue;
+        }
         let new = change.new.to_value();
         if let Some(name) = change.field.strip_prefix("custom_fields.") {
             custom_fields.insert(name.to_owned(), new);
@@ -378,6 +382,8 @@ async fn write_window(
             bar.inc(1);
         }
     }
+    // The VMs' children, once the VMs are written (a created VM's id is known now).
+    crate::children_dispatch::write_children(client, ops, window, resolver, bulk, &mut out).await;
     out
 }
 
@@ -750,6 +756,13 @@ async fn bulk_run(
             })
         };
         match body {
+            // Nothing to write (only children, or a journal entry): no request, as for a
+            // NOOP; a PATCH of nothing would still bump `last_updated`.
+            Ok(body)
+                if method == Method::PATCH && body.as_object().is_some_and(|b| b.len() == 1) =>
+            {
+                finish(client, ops, index, Ok(ops[index].netbox_id), out).await;
+            }
             Ok(body) => items.push((index, body)),
             Err(message) => out.fail(index, &ops[index], message),
         }
@@ -1022,6 +1035,8 @@ mod tests {
             changes: changes.into(),
             object: None,
             journal: None,
+            children: Vec::new(),
+            child_ids: Default::default(),
         }
     }
 

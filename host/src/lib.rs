@@ -10,6 +10,8 @@
 //!           snapshot ──────────────────┘
 //! ```
 
+pub mod children_dispatch;
+pub mod children_plan;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -4,7 +4,9 @@
 //!
 //! Order: objects the VMs need (`needs` actually used by a change, deduplicated, by kind and
 //! key) first; then VM writes sorted by cluster and VMID, except that a VM taking a name another
-//! VM gives up in a rename comes after that rename; deletes last. Pure: no I/O.
+//! VM gives up in a rename comes after that rename; deletes last. A VM's child writes
+//! (interfaces, MAC and IP addresses, virtual disks: [`ChildOperation`]) ride on its write, in
+//! the rules' order; dispatch orders them (`children_dispatch`). Pure: no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -13,12 +15,18 @@ use std::sync::Arc;
 use guest_default::model::{GuestKind, ObjectSpec};
 use serde::{Deserialize, Serialize};
 
+use crate::children_plan::{self, ChildAction, ChildOperation};
 use crate::orphans::{OrphanAction, OrphanFindings};
 use crate::reconcile::{Changes, Class, Journal, VmOutcome};
 use crate::report::{Counts, ErrorEntry};
+use crate::snapshot_children::ChildrenSnapshot;
 
-/// Version of the plan file's shape; `apply` refuses other versions.
-pub const PLAN_VERSION: u32 = 1;
+/// Version of the plan file's shape; `apply` refuses other versions. 2 added the VMs' child
+/// operations (`children`, `child_ids`): a pve2netbox that reads only 1 would apply a plan
+/// without its children, so it must refuse it.
+pub const PLAN_VERSION: u32 = 2;
+/// Older plan versions this pve2netbox still applies (a version-1 plan has no children).
+const READS_VERSIONS: [u32; 2] = [1, PLAN_VERSION];
 
 /// Errors reading a plan file.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +34,7 @@ pub enum PlanError {
     #[error("plan: not a pve2netbox plan (JSON): {0}")]
     Json(#[source] serde_json::Error),
     #[error(
-        "plan: plan_version {found} is not supported; this pve2netbox reads plan_version {PLAN_VERSION}"
+        "plan: plan_version {found} is not supported; this pve2netbox reads plan_version 1 and {PLAN_VERSION}"
     )]
     Version { found: String },
 }
@@ -105,6 +113,13 @@ pub struct Operation {
     /// A journal entry to add to the VM after the write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<Journal>,
+    /// The VM's child writes (create, update, adopt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildOperation>,
+    /// NetBox ids of the existing children and VLANs the child writes and primary IPs refer
+    /// to, by [`children_plan::ref_key`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub child_ids: BTreeMap<String, u64>,
 }
 
 impl Operation {
@@ -123,6 +138,8 @@ impl Operation {
             changes: Changes::new(),
             object: Some(spec),
             journal: None,
+            children: Vec::new(),
+            child_ids: BTreeMap::new(),
         }
     }
 
@@ -140,6 +157,8 @@ impl Operation {
             changes: Changes::new(),
             object: None,
             journal: None,
+            children: Vec::new(),
+            child_ids: BTreeMap::new(),
         }
     }
 }
@@ -148,7 +167,8 @@ impl Operation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
     pub scope: String,
-    /// `skip`, `orphan` or `rename` (a VM written under a temporary name this run).
+    /// `skip`, `orphan`, `rename` (a VM written under a temporary name this run), `children`
+    /// (child changes not applied or refused) or `vlan` (an untagged VLAN NetBox lacks).
     pub kind: String,
     pub message: String,
 }
@@ -163,6 +183,9 @@ pub struct Summary {
     pub deletes: u64,
     /// Operations in the plan (NetBox writes, journal entries aside).
     pub writes: u64,
+    /// Child writes (interfaces, MAC and IP addresses, virtual disks) riding on them.
+    #[serde(default)]
+    pub child_writes: u64,
 }
 
 /// The plan of one run.
@@ -183,6 +206,16 @@ impl Plan {
     /// Takes each outcome's changes and needs (moved, not copied: at 100k creates they are
     /// most of the run's memory); the outcomes keep the rest for the task history.
     pub fn build(outcomes: &mut [VmOutcome], orphans: &OrphanFindings) -> Plan {
+        Self::build_with_children(outcomes, orphans, None)
+    }
+
+    /// [`Plan::build`], with the VMs' child changes turned into child operations against
+    /// NetBox's children (`children`: the snapshot, when it was read).
+    pub fn build_with_children(
+        outcomes: &mut [VmOutcome],
+        orphans: &OrphanFindings,
+        children: Option<&ChildrenSnapshot>,
+    ) -> Plan {
         let mut sorted: Vec<&mut VmOutcome> = outcomes.iter_mut().collect();
         sorted.sort_by(|a, b| {
             (&a.cluster, a.cluster_id, a.vmid).cmp(&(&b.cluster, b.cluster_id, b.vmid))
@@ -258,6 +291,41 @@ impl Plan {
             operation.last_updated = o.last_updated.clone();
             operation.changes = std::mem::take(&mut o.changes);
             operation.journal = o.journal.take();
+            let child_changes = std::mem::take(&mut o.children);
+            let primaries: Vec<String> = ["primary_ip4", "primary_ip6"]
+                .iter()
+                .filter_map(|f| operation.changes.find(f))
+                .filter_map(|c| c.new.as_string_value())
+                .collect();
+            if !child_changes.is_empty() || !primaries.is_empty() {
+                let planned =
+                    children_plan::plan_children(o.netbox_id, child_changes, &primaries, children);
+                for (kind, message) in planned
+                    .refused
+                    .into_iter()
+                    .map(|m| ("children", m))
+                    .chain(planned.vlans_left_out.into_iter().map(|m| ("vlan", m)))
+                {
+                    notices.push(Notice {
+                        scope: o.scope(),
+                        kind: kind.into(),
+                        message,
+                    });
+                }
+                operation.children = planned.ops;
+                operation.child_ids = planned.ids;
+            }
+            // Its only changes were children the host left out (an untagged VLAN NetBox
+            // lacks): nothing to write, as for a NOOP.
+            if op == OpKind::Update
+                && operation.changes.is_empty()
+                && operation.children.is_empty()
+                && operation.journal.is_none()
+            {
+                counts.update -= 1;
+                counts.noop += 1;
+                continue;
+            }
             clusters
                 .entry((o.cluster.clone(), o.cluster_id))
                 .or_default()
@@ -327,6 +395,7 @@ impl Plan {
             orphan_marks: count(OpKind::Orphan),
             deletes: count(OpKind::Delete),
             writes: operations.len() as u64,
+            child_writes: operations.iter().map(|o| o.children.len() as u64).sum(),
         };
         Plan {
             plan_version: PLAN_VERSION,
@@ -352,7 +421,10 @@ impl Plan {
     pub fn from_json(text: &str) -> Result<Plan, PlanError> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(PlanError::Json)?;
         let version = value.get("plan_version");
-        if version.and_then(serde_json::Value::as_u64) != Some(u64::from(PLAN_VERSION)) {
+        let known = version
+            .and_then(serde_json::Value::as_u64)
+            .is_some_and(|v| READS_VERSIONS.iter().any(|r| u64::from(*r) == v));
+        if !known {
             let found = version.map_or_else(|| "(absent)".to_owned(), ToString::to_string);
             return Err(PlanError::Version { found });
         }
@@ -379,6 +451,13 @@ impl Plan {
             c.skip,
             c.error
         );
+        if s.child_writes > 0 {
+            let _ = writeln!(
+                out,
+                "Children: {} writes (interfaces, MAC and IP addresses, virtual disks)",
+                s.child_writes
+            );
+        }
         if self.operations.is_empty() {
             let _ = writeln!(out, "No changes.");
         }
@@ -410,11 +489,13 @@ impl Plan {
             if let Some(journal) = &op.journal {
                 let _ = writeln!(out, "    journal ({}): {}", journal.kind, journal.comments);
             }
+            render_children(&mut out, &op.children);
         }
         for (title, kind) in [
             ("Named for now (rename cycles)", "rename"),
             ("Skipped", "skip"),
             ("Children not applied", "children"),
+            ("VLANs not found", "vlan"),
             ("Orphans (listed only)", "orphan"),
         ] {
             let items: Vec<&Notice> = self.notices.iter().filter(|n| n.kind == kind).collect();
@@ -432,6 +513,40 @@ impl Plan {
             }
         }
         out
+    }
+}
+
+/// A VM's child writes for people: one line per child (`+` create, `~` update, `-` delete),
+/// with its fields below it as for the VM.
+fn render_children(out: &mut String, children: &[ChildOperation]) {
+    for child in children {
+        let (symbol, word) = match child.op {
+            ChildAction::Create => ("+", "create"),
+            ChildAction::Update => ("~", "update"),
+            ChildAction::Delete => ("-", "delete"),
+        };
+        let on = child
+            .parent
+            .as_deref()
+            .map(|p| format!(" on {p}"))
+            .unwrap_or_default();
+        let id = child.id.map(|id| format!(" #{id}")).unwrap_or_default();
+        let _ = writeln!(out, "    {symbol} {}{id}{on}  ({word})", child.label());
+        let width = child
+            .changes
+            .iter()
+            .map(|c| c.field.chars().count())
+            .max()
+            .unwrap_or(0);
+        for change in &child.changes {
+            let new = show(&change.new.to_value());
+            let line = if child.op == ChildAction::Create {
+                new
+            } else {
+                format!("{} → {new}", show(&change.old.to_value()))
+            };
+            let _ = writeln!(out, "        {:<width$}  {line}", change.field);
+        }
     }
 }
 
@@ -680,7 +795,7 @@ mod tests {
         let back = Plan::from_json(&text).unwrap();
         assert_eq!(back, plan);
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(value["plan_version"], 1);
+        assert_eq!(value["plan_version"], 2);
         let update = value["operations"]
             .as_array()
             .unwrap()
@@ -699,10 +814,13 @@ mod tests {
             &plan_of(vec![guest(100)], vec![], OrphanPolicy::Report).to_json(),
         )
         .unwrap();
-        value["plan_version"] = serde_json::json!(2);
+        value["plan_version"] = serde_json::json!(3);
         let err = Plan::from_json(&value.to_string()).unwrap_err();
         assert!(matches!(err, PlanError::Version { .. }));
-        assert!(err.to_string().contains("plan_version 2"), "{err}");
+        assert!(err.to_string().contains("plan_version 3"), "{err}");
+        // A version-1 plan (no children) is still applied.
+        value["plan_version"] = serde_json::json!(1);
+        assert!(Plan::from_json(&value.to_string()).is_ok());
         assert!(matches!(
             Plan::from_json("not json"),
             Err(PlanError::Json(_))

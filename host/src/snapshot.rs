@@ -283,7 +283,10 @@ pub async fn read_with_children(
 ) -> (Result<Snapshot, SnapshotError>, ChildrenSnapshot) {
     let clusters = managed_clusters(preflight);
     if clusters.is_empty() {
-        return (Ok(Snapshot::default()), ChildrenSnapshot::default());
+        return (
+            Ok(Snapshot::default()),
+            snapshot_children::read_vlans(client).await,
+        );
     }
     let filters: Vec<(String, String)> = clusters
         .iter()

@@ -141,6 +141,9 @@ pub struct InterfaceRow {
     pub mac_address: Option<String>,
     #[serde(default, deserialize_with = "slugs")]
     pub tags: Vec<String>,
+    /// For `apply`'s staleness check; not shown to the rules.
+    #[serde(default, skip_serializing)]
+    pub last_updated: Option<String>,
 }
 
 /// One MAC address object as read and rendered.
@@ -154,6 +157,9 @@ pub struct MacRow {
     pub assigned_object_id: Option<u64>,
     #[serde(default, deserialize_with = "slugs")]
     pub tags: Vec<String>,
+    /// For `apply`'s staleness check; not shown to the rules.
+    #[serde(default, skip_serializing)]
+    pub last_updated: Option<String>,
 }
 
 /// One IP address as read and rendered.
@@ -171,6 +177,9 @@ pub struct IpRow {
     pub assigned_object_id: Option<u64>,
     #[serde(default, deserialize_with = "slugs")]
     pub tags: Vec<String>,
+    /// For `apply`'s staleness check; not shown to the rules.
+    #[serde(default, skip_serializing)]
+    pub last_updated: Option<String>,
 }
 
 /// One virtual disk as read and rendered.
@@ -186,6 +195,9 @@ pub struct DiskRow {
     pub description: Option<String>,
     #[serde(default, deserialize_with = "slugs")]
     pub tags: Vec<String>,
+    /// For `apply`'s staleness check; not shown to the rules.
+    #[serde(default, skip_serializing)]
+    pub last_updated: Option<String>,
 }
 
 /// One VLAN (for the writes: which VLAN a NIC's tag means).
@@ -236,6 +248,7 @@ pub fn interface_fields(caps: &Capabilities) -> Vec<&'static str> {
         "untagged_vlan",
         "mac_address",
         "tags",
+        "last_updated",
     ];
     if caps.mac_objects {
         f.push("primary_mac_address");
@@ -248,6 +261,7 @@ pub const MAC_FIELDS: &[&str] = &[
     "assigned_object_type",
     "assigned_object_id",
     "tags",
+    "last_updated",
 ];
 pub const IP_FIELDS: &[&str] = &[
     "id",
@@ -257,6 +271,7 @@ pub const IP_FIELDS: &[&str] = &[
     "assigned_object_type",
     "assigned_object_id",
     "tags",
+    "last_updated",
 ];
 pub const DISK_FIELDS: &[&str] = &[
     "id",
@@ -265,6 +280,7 @@ pub const DISK_FIELDS: &[&str] = &[
     "size",
     "description",
     "tags",
+    "last_updated",
 ];
 pub const VLAN_FIELDS: &[&str] = &["id", "vid", "name", "site", "group"];
 
@@ -277,11 +293,11 @@ pub struct Primaries {
 
 /// One VM's children.
 #[derive(Debug, Default)]
-struct VmRows {
-    interfaces: Vec<InterfaceRow>,
-    macs: Vec<MacRow>,
-    ips: Vec<IpRow>,
-    disks: Vec<DiskRow>,
+pub struct VmRows {
+    pub interfaces: Vec<InterfaceRow>,
+    pub macs: Vec<MacRow>,
+    pub ips: Vec<IpRow>,
+    pub disks: Vec<DiskRow>,
 }
 
 /// Which kinds were read completely.
@@ -348,6 +364,11 @@ impl ChildrenSnapshot {
         Some(serde_json::to_string(&rendered).expect("the children always serialize"))
     }
 
+    /// One VM's children rows (`None`: it has none, or none were read).
+    pub fn vm_rows(&self, vm_id: u64) -> Option<&VmRows> {
+        self.by_vm.get(&vm_id)
+    }
+
     /// Which kinds were read completely.
     pub fn kinds_read(&self) -> KindsRead {
         self.read
@@ -376,6 +397,29 @@ impl ChildrenSnapshot {
     pub fn retain_vms(&mut self, keep: impl Fn(u64) -> bool) {
         self.by_vm.retain(|id, _| keep(*id));
         self.primaries.retain(|id, _| keep(*id));
+    }
+
+    /// A snapshot from listing rows as JSON (`interfaces`, `mac_addresses`, `ip_addresses`,
+    /// `virtual_disks`, `vlans`; an absent kind is not read), for unit tests elsewhere.
+    #[cfg(test)]
+    pub fn from_json_for_tests(v: serde_json::Value) -> Self {
+        fn kind<T: serde::de::DeserializeOwned>(v: &serde_json::Value, k: &str) -> Option<Vec<T>> {
+            v.get(k)
+                .map(|rows| serde_json::from_value(rows.clone()).expect("test rows"))
+        }
+        let mut errors = Vec::new();
+        let mut snap = assemble(
+            kind(&v, "interfaces"),
+            kind(&v, "mac_addresses"),
+            kind(&v, "ip_addresses"),
+            kind(&v, "virtual_disks"),
+            &mut errors,
+        );
+        if let Some(vlans) = kind(&v, "vlans") {
+            snap.read.vlans = true;
+            snap.vlans = vlans;
+        }
+        snap
     }
 
     /// Sets the VMs' primary IPs (read with the VMs).
@@ -458,6 +502,25 @@ pub async fn read(
     snap.vlans = vlans.unwrap_or_default();
     for e in &errors {
         tracing::warn!(error = %e, "NetBox children not read; those children are left alone");
+    }
+    snap.errors = errors;
+    snap
+}
+
+/// The VLANs alone, for a run whose clusters do not exist in NetBox yet (a `plan` before the
+/// first sync): no VM has children to read, but its interfaces' untagged VLANs must be found.
+pub async fn read_vlans(client: &NetboxClient) -> ChildrenSnapshot {
+    let mut snap = ChildrenSnapshot::default();
+    let mut errors = Vec::new();
+    let vlans = client
+        .list_rows::<VlanRow>(VLAN_ENDPOINT, &[], VLAN_FIELDS)
+        .await;
+    if let Some(vlans) = rows_of("VLANs", vlans, &mut errors) {
+        snap.read.vlans = true;
+        snap.vlans = vlans;
+    }
+    for e in &errors {
+        tracing::warn!(error = %e, "NetBox VLANs not read; untagged VLANs are left out");
     }
     snap.errors = errors;
     snap

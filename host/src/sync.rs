@@ -17,6 +17,7 @@ use guest_default::model::{
     merge_policies,
 };
 
+use crate::children_dispatch;
 use crate::config::{Config, OrphanPolicy, Ownership};
 use crate::dispatch::{self, DispatchSettings};
 use crate::http::RequestCounters;
@@ -24,7 +25,7 @@ use crate::memo::{KeyInput, Memo, MemoHeader, VmKey};
 use crate::netbox::{NetboxClient, NetboxError};
 use crate::netbox_lease::{LeaseError, NetboxLease};
 use crate::orphans::{self, OrphanSettings};
-use crate::plan::{OpKind, Operation, Plan};
+use crate::plan::{Notice, OpKind, Operation, Plan};
 use crate::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
 use crate::progress::Progress;
 use crate::proxmox_read::{self, Discovery, ReadGuest};
@@ -352,7 +353,8 @@ async fn run_phases(
             children: children.as_ref(),
         };
         let contract = OutputContract::with_custom_fields(pre.custom_fields.clone())
-            .with_children(module.has_children());
+            .with_children(module.has_children())
+            .writing_children(config.sync.children);
         let outcomes = reconcile::reconcile(&observed, &snap, &mut rules, &contract);
         (outcomes, rules.spent, rules.spent_cpu)
     });
@@ -378,36 +380,43 @@ async fn run_phases(
     // Past the rules, no phase needs the configs (tens of MB at 100k guests).
     drop(read.guests);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
-    let mut plan = Plan::build(&mut outcomes, &findings);
+    let mut plan = Plan::build_with_children(&mut outcomes, &findings, children.as_ref());
+    drop(children);
     if !opts.mode.is_preview() {
         // A writing run prints no plan table: say here why a guest is skipped or written under a
         // temporary name (listed orphans are in the counts, every run, and would only repeat).
         for n in plan
             .notices
             .iter()
-            .filter(|n| n.kind != "orphan" && n.kind != "children")
+            .filter(|n| !matches!(n.kind.as_str(), "orphan" | "children" | "vlan"))
         {
             tracing::warn!(scope = %n.scope, kind = %n.kind, "{}", n.message);
         }
-        // One line for the children not applied (every created VM of a 0.3 module has some),
-        // each VM's in the plan and the task history. A warning only for the preview the
-        // operator asked for (`sync.children`): otherwise it is how every create goes today,
-        // and a scheduled run that succeeds must print nothing.
-        let held = plan.notices.iter().filter(|n| n.kind == "children").count();
-        if held > 0 {
-            if config.sync.children {
-                tracing::warn!(
-                    vms = held,
-                    "child changes (interfaces, MAC and IP addresses, virtual disks, primary \
-                     IPs) of {held} VMs not applied: this version of the sync does not write \
-                     them yet"
-                );
-            } else {
-                tracing::info!(
-                    vms = held,
-                    "child changes of {held} VMs not applied (children are not written yet)"
-                );
+        // With `sync.children`, a `children` notice is a child write the host refused or a
+        // field it left out (an operator's child, a VLAN it cannot tell): each is said.
+        // Without it, one line for the children not applied (every created VM of a 0.3 module
+        // has some), each VM's in the plan: an info line, since it is how every create goes
+        // then, and a scheduled run that succeeds must print nothing.
+        let held: Vec<&Notice> = plan
+            .notices
+            .iter()
+            .filter(|n| n.kind == "children")
+            .collect();
+        if config.sync.children {
+            for n in held {
+                tracing::warn!(scope = %n.scope, "{}", n.message);
             }
+            // VLANs a site does not keep in NetBox: in the plan, not worth a warning per run.
+            for n in plan.notices.iter().filter(|n| n.kind == "vlan") {
+                tracing::info!(scope = %n.scope, "{}", n.message);
+            }
+        } else if !held.is_empty() {
+            let held = held.len();
+            tracing::info!(
+                vms = held,
+                "child changes of {held} VMs not applied (children are written with \
+                 sync.children = true)"
+            );
         }
     }
     // Nor the snapshot (~1.5 KB per NetBox VM) past the plan.
@@ -510,6 +519,9 @@ async fn apply(
     let refused = dispatch::check_stale(writer, &plan.operations, pre)
         .await
         .map_err(|e| SyncError::Stale(Box::new(e)))?;
+    let refused_children = children_dispatch::check_stale(writer, &plan.operations)
+        .await
+        .map_err(|e| SyncError::Stale(Box::new(e)))?;
     let mut ops: Vec<Operation> = Vec::new();
     let mut kept_index = Vec::new();
     for (index, op) in plan.operations.iter().enumerate() {
@@ -519,7 +531,23 @@ async fn apply(
                 ErrorEntry::new(&op.scope, "apply", format!("refused: {why}")),
             ),
             None => {
-                ops.push(op.clone());
+                let mut op = op.clone();
+                // A child that moved since the plan is refused alone; children that needed
+                // it fail in dispatch with the reason.
+                let mut refused_here: Vec<usize> = Vec::new();
+                for (_, child, why) in refused_children.iter().filter(|(i, _, _)| *i == index) {
+                    refused_here.push(*child);
+                    report.record_failure(
+                        children_dispatch::CHILD_FAILURE,
+                        ErrorEntry::new(&op.scope, "apply", format!("refused: {why}")),
+                    );
+                }
+                let mut position = 0;
+                op.children.retain(|_| {
+                    position += 1;
+                    !refused_here.contains(&(position - 1))
+                });
+                ops.push(op);
                 kept_index.push(index);
             }
         }
@@ -855,9 +883,11 @@ fn task_targets(
     ops: &[Operation],
     done: &dispatch::DispatchOutcome,
 ) -> Vec<TaskTarget> {
+    // A failed child write leaves its VM written: its tasks are still copied.
     let failed: std::collections::BTreeSet<(String, u32)> = done
         .failures
         .iter()
+        .filter(|f| f.was != children_dispatch::CHILD_FAILURE)
         .filter_map(|f| {
             let op = ops.get(f.index)?;
             Some((op.cluster.clone()?, op.vmid?))

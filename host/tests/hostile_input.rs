@@ -920,6 +920,8 @@ fn vm_op(kind: OpKind, vmid: u32, netbox_id: Option<u64>, comments: &str) -> Ope
         .into(),
         object: None,
         journal: None,
+        children: Vec::new(),
+        child_ids: Default::default(),
     }
 }
 

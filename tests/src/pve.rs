@@ -142,6 +142,10 @@ pub(crate) struct GuestState {
     /// How long a dead agent's answer is held in every profile (the `realistic` profile holds
     /// at least qemu-server's 3 s ping timeout); lets a `zero`-profile test see a stall.
     agent_stall: Duration,
+    /// The agent's `network-get-interfaces` result as set through the control API
+    /// (`agent_result`), replacing the one derived from the config: lets a test reorder
+    /// interfaces, move an address to another NIC or write a MAC or IPv6 address differently.
+    agent_result: Option<Value>,
 }
 
 fn escape(s: &str) -> String {
@@ -182,6 +186,7 @@ impl GuestState {
             agent_forbidden: false,
             agent_unreachable: false,
             agent_stall: Duration::ZERO,
+            agent_result: None,
         };
         for (k, v) in g.config {
             s.append(&k, &v);
@@ -646,6 +651,18 @@ impl PveEndpoint {
                     g.agent_stall = Duration::from_millis(v.as_u64().ok_or_else(|| {
                         ControlError::BadRequest("agent_stall_ms must be a whole number".into())
                     })?);
+                }
+                // A literal agent answer (`result` array); null goes back to the derived one.
+                "agent_result" => {
+                    g.agent_result = match v {
+                        Value::Null => None,
+                        Value::Array(_) => Some(v.clone()),
+                        _ => {
+                            return Err(ControlError::BadRequest(
+                                "agent_result must be a list of interfaces or null".into(),
+                            ));
+                        }
+                    };
                 }
                 "pending" => {
                     let obj = v.as_object().ok_or_else(|| {
@@ -1530,6 +1547,9 @@ fn link_local(mac: &str) -> Option<String> {
 /// IPv6. Windows guests (`ostype` w*) name them `Ethernet`, `Ethernet 2`, ... and report
 /// their loopback without `hardware-address`.
 fn agent_result(g: &GuestState, vmid: u32) -> Vec<Value> {
+    if let Some(Value::Array(set)) = &g.agent_result {
+        return set.clone();
+    }
     let windows = g.get_str("ostype").is_some_and(|o| o.starts_with('w'));
     let mut out = Vec::new();
     if windows {

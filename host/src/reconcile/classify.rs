@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use guest_default::children::ChildChange;
 use guest_default::model::{GuestKind, JsonText, NetboxVm, ObjectSpec};
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +167,9 @@ pub struct VmOutcome {
     /// The child changes and primary IPs the rules returned that this run does not write
     /// ([`hold_back_children`]), for the plan's warnings; any class but skip and error.
     pub children_not_applied: Option<String>,
+    /// The child changes this run writes (`sync.children` with a WIT 0.3 module): the plan
+    /// turns them into child operations of the VM's write.
+    pub children: Vec<ChildChange>,
 }
 
 impl VmOutcome {
@@ -281,7 +285,7 @@ pub fn reconcile(
     let mut outcomes: Vec<(VmOutcome, Option<&NetboxRecord>)> = observed
         .iter()
         .zip(states)
-        .map(|(guest, state)| classify(guest, state))
+        .map(|(guest, state)| classify(guest, state, contract.writes_children()))
         .collect();
     apply_names(&mut outcomes, snapshot);
     let mut out: Vec<VmOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
@@ -289,12 +293,12 @@ pub fn reconcile(
     out
 }
 
-/// Holds back what the sync does not write yet: a WIT 0.3 module's child changes (interfaces,
-/// MAC and IP addresses, virtual disks) and the primary IPs, which name IP addresses that
-/// would not exist. Until the pipeline plans and writes children, they are dropped from the
-/// answer here, and the message returned says per VM what was not applied, so that nothing a
-/// module returns is lost silently. A VM's own fields are written as before (its `disk` is the
-/// sum of its virtual disks, which NetBox accepts also while the VM has none).
+/// Holds back what this run does not write: a WIT 0.3 module's child changes (interfaces, MAC
+/// and IP addresses, virtual disks) and the primary IPs (which name IP addresses that would not
+/// exist), when `sync.children` is off. They are dropped from the answer here, and the message
+/// returned says per VM what was not applied, so that nothing a module returns is lost
+/// silently. A VM's own fields are written as before (its `disk` is the sum of its virtual
+/// disks, which NetBox accepts also while the VM has none).
 fn hold_back_children(answer: &mut Answer) -> Option<String> {
     use guest_default::children::ChildKind;
     let held = |field: &str| super::contract::PRIMARY_IP_FIELDS.contains(&field);
@@ -327,8 +331,8 @@ fn hold_back_children(answer: &mut Answer) -> Option<String> {
     .collect();
     parts.extend(primary);
     Some(format!(
-        "not applied: {} (this version of the sync does not write a VM's interfaces, MAC and \
-         IP addresses, virtual disks or primary IPs yet)",
+        "not applied: {} (a VM's interfaces, MAC and IP addresses, virtual disks and primary \
+         IPs are written with sync.children = true)",
         parts.join(", ")
     ))
 }
@@ -395,7 +399,11 @@ fn by_name<'a>(
     }
 }
 
-fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a NetboxRecord>) {
+fn classify<'a>(
+    g: &ObservedGuest,
+    state: State<'a>,
+    writes_children: bool,
+) -> (VmOutcome, Option<&'a NetboxRecord>) {
     let mut outcome = VmOutcome {
         cluster: g.cluster.clone(),
         cluster_id: g.cluster_id,
@@ -413,6 +421,7 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
         after: Vec::new(),
         notice: None,
         children_not_applied: None,
+        children: Vec::new(),
     };
     let (answer, record, adopt) = match state {
         State::Decided(class) => {
@@ -431,7 +440,11 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
         outcome.name = Some(r.vm.name.clone());
     }
     let mut answer = answer;
-    outcome.children_not_applied = hold_back_children(&mut answer);
+    if writes_children {
+        outcome.children = std::mem::take(&mut answer.children);
+    } else {
+        outcome.children_not_applied = hold_back_children(&mut answer);
+    }
     let mut changes = answer.changes;
     outcome.needs = answer.needs;
     match record {
@@ -453,7 +466,8 @@ fn classify<'a>(g: &ObservedGuest, state: State<'a>) -> (VmOutcome, Option<&'a N
                     g.scope()
                 ))
             });
-            outcome.class = if changes.is_empty() {
+            // A VM whose only changes are its children is updated (their writes ride on it).
+            outcome.class = if changes.is_empty() && outcome.children.is_empty() {
                 Class::Noop
             } else {
                 Class::Update
@@ -544,6 +558,7 @@ fn unmark(record: &NetboxRecord, changes: &mut Changes) -> bool {
 fn skip(outcome: &mut VmOutcome, reason: String) {
     outcome.class = Class::Skip(reason);
     outcome.changes.clear();
+    outcome.children.clear();
     outcome.needs.clear();
     outcome.journal = None;
 }

@@ -55,6 +55,9 @@ pub struct OutputContract {
     custom_fields: Option<BTreeSet<String>>,
     /// The module speaks WIT 0.3: primary IPs and child changes are part of its contract.
     children: bool,
+    /// This run writes the child changes and primary IPs (`sync.children`); otherwise they
+    /// are held back and reported per VM.
+    writes_children: bool,
 }
 
 impl OutputContract {
@@ -63,6 +66,7 @@ impl OutputContract {
         OutputContract {
             custom_fields: Some(custom_fields),
             children: false,
+            writes_children: false,
         }
     }
 
@@ -71,6 +75,18 @@ impl OutputContract {
     pub fn with_children(mut self, children: bool) -> Self {
         self.children = children;
         self
+    }
+
+    /// Whether this run writes child changes and primary IPs (`true`, `sync.children`) or
+    /// holds them back as a notice per VM (`false`).
+    pub fn writing_children(mut self, writes: bool) -> Self {
+        self.writes_children = writes;
+        self
+    }
+
+    /// Whether child changes and primary IPs are written this run.
+    pub fn writes_children(&self) -> bool {
+        self.writes_children && self.children
     }
 
     /// Whether primary IPs and child changes are allowed (a WIT 0.3 module).

@@ -761,6 +761,60 @@ fn child_changes_are_reported_as_not_applied() {
     );
 }
 
+/// With `sync.children`, the child changes and primary IPs are planned: the VM's write carries
+/// its child operations, the table shows them, and nothing is reported as not applied.
+#[test]
+fn child_changes_are_planned_when_the_run_writes_children() {
+    let observed = guests(vec![guest(100).named("web")]);
+    let snap = snapshot(vec![]);
+    let contract = OutputContract::default()
+        .with_children(true)
+        .writing_children(true);
+    let mut rules = rules_with_children;
+    let mut out = reconcile(&observed, &snap, &mut rules, &contract);
+    let o = &out[0];
+    assert_eq!(o.class, Class::Create);
+    assert!(o.children_not_applied.is_none());
+    assert!(o.changes.find("primary_ip4").is_some(), "{o:?}");
+    let plan = crate::plan::Plan::build(&mut out, &Default::default());
+    assert!(plan.notices.is_empty(), "{:?}", plan.notices);
+    assert_eq!(plan.summary.child_writes, 1);
+    let op = &plan.operations[0];
+    assert_eq!(op.children.len(), 1);
+    assert_eq!(op.children[0].key, "net0");
+    let table = plan.render_table();
+    assert!(table.contains("+ interface 'net0'  (create)"), "{table}");
+    assert!(table.contains("Children: 1 writes"), "{table}");
+    let back = crate::plan::Plan::from_json(&plan.to_json()).expect("round trip");
+    assert_eq!(back, plan);
+}
+
+/// A VM whose only changes are its children is an update (their writes ride on it).
+#[test]
+fn a_vm_with_only_child_changes_is_updated() {
+    let observed = guests(vec![guest(100).named("web")]);
+    let snap = snapshot(vec![netbox_vm(10).named("web").identity(100)]);
+    let contract = OutputContract::default()
+        .with_children(true)
+        .writing_children(true);
+    let mut rules = |items: &[RulesItem<'_>]| -> Vec<RulesResult> {
+        rules_with_children(items)
+            .into_iter()
+            .map(|r| match r {
+                RulesResult::Vm(mut vm) => {
+                    vm.changes.clear();
+                    RulesResult::Vm(vm)
+                }
+                other => other,
+            })
+            .collect()
+    };
+    let out = reconcile(&observed, &snap, &mut rules, &contract);
+    assert_eq!(out[0].class, Class::Update, "{:?}", out[0]);
+    assert!(out[0].changes.is_empty());
+    assert_eq!(out[0].children.len(), 1);
+}
+
 /// The same answer from a module before WIT 0.3 is outside its contract: a rule error, no write.
 #[test]
 fn child_changes_from_a_0_2_module_fail_the_vm() {

@@ -1467,6 +1467,26 @@ impl Store {
                         }
                     }
                 }
+                // `IPAddress.clean`: a VM's primary IP may move between its own interfaces,
+                // not to another object (nor be unassigned).
+                if let Some(orig) = self.row(ty, id) {
+                    let parent_of = |r: &Row| {
+                        self.assigned_vminterface(ty, r)
+                            .and_then(|i| self.vm_of_interface(i))
+                    };
+                    if let Some(vm) = parent_of(orig)
+                        && let Some(vr) = self.row(schema::VM, vm)
+                        && ["primary_ip4", "primary_ip6"]
+                            .iter()
+                            .any(|f| vr.get(schema::VM, f).as_ref_id() == Some(id))
+                        && parent_of(row) != Some(vm)
+                    {
+                        errs.all(
+                            "Cannot reassign IP address while it is designated as the primary \
+                             IP for the parent object",
+                        );
+                    }
+                }
             }
             schema::JOURNAL => {
                 let model = row.vals[idx("assigned_object_type")]
