@@ -2,14 +2,16 @@
 //! `Retry-After`, timeouts past the client's timeout, writes committed whose answer is lost),
 //! repeated `sync` runs converge to exactly the state one clean sync makes (one VM per guest,
 //! same fields, custom fields, tags, journal entries once per task), in single and bulk write
-//! mode, one write window at a time and four in flight; and a Proxmox that fails some reads never makes VMs orphans or deletes them.
-//! Simulator only (faults are injected by the simulated NetBox and Proxmox).
+//! mode; a `Retry-After` is waited and a wait past the retry budget is refused with its message;
+//! and a Proxmox that fails some reads never makes VMs orphans or deletes them and sends NetBox
+//! no write at all. Both tiers: NetBox faults are injected by the test kit's proxy in front of
+//! the NetBox at hand, Proxmox faults by the simulated Proxmox.
 
 mod e2e_state;
 mod e2e_support;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
-use e2e_support::{Harness, RunOutput, require_simulator, spec};
+use e2e_support::{Harness, RunOutput, spec};
 use pve2netbox_testkit::{FaultPatch, ServiceKind};
 
 /// Guests over two clusters: enough for several write windows and journal batches.
@@ -27,7 +29,7 @@ const TIMEOUT_HOLD_MS: u64 = 1_500;
 const ERROR_RATE: f64 = 0.04;
 const TIMEOUT_RATE: f64 = 0.02;
 const DROP_AFTER_COMMIT_RATE: f64 = 0.04;
-/// Error statuses, one round each (the simulator fails with one status at a time), with
+/// Error statuses, one round each (the proxy fails with one status at a time), with
 /// their `Retry-After` in seconds (0 = none).
 const ERROR_STATUSES: &[(u16, u64)] = &[(503, 0), (500, 0), (429, 1), (502, 0), (503, 1)];
 
@@ -66,7 +68,6 @@ fn clean_reference(h: &Harness) -> (NetboxState, u64) {
         "the inventory has task history (else journal duplicates go unchecked)"
     );
     h.reset_netbox();
-    h.control().reset_counters();
     (r.state, requests(&out))
 }
 
@@ -121,15 +122,12 @@ fn round(
         // request an unlucky fresh draw could miss them all and the round would check nothing);
         // the later runs draw afresh.
         let seed = (run == 1).then_some(FIRST_RUN_FAULT_SEED);
-        h.control().set_faults(
-            ServiceKind::Netbox,
-            &FaultPatch {
-                seed,
-                ..faults.clone()
-            },
-        );
+        h.netbox_faults(&FaultPatch {
+            seed,
+            ..faults.clone()
+        });
         let out = sync_with_short_timeout(h);
-        h.control().clear_faults();
+        h.clear_faults();
         let summary = format!(
             "run {run}: exit {}, {} errors, {} NetBox requests",
             out.code,
@@ -177,18 +175,12 @@ fn round(
     assert_same(reference, &got.state, &format!("{what}: converged"));
 }
 
-fn converges_under_netbox_faults(bulk: bool, write_concurrency: i64) {
-    let mode = match (bulk, write_concurrency) {
-        (true, 1) => "bulk".to_owned(),
-        (false, 1) => "single".to_owned(),
-        (true, n) => format!("bulk, {n} windows in flight"),
-        (false, n) => format!("single, {n} windows in flight"),
-    };
+fn converges_under_netbox_faults(bulk: bool) {
+    let mode = if bulk { "bulk" } else { "single" };
     let mut h = Harness::generated(spec(GUESTS, 4, 2, 0, 81));
-    h.set("bulk", bulk)
-        .set("write_concurrency", write_concurrency);
+    h.set("bulk", bulk);
     let (reference, clean_requests) = clean_reference(&h);
-    // The simulator fails with one status at a time: one round per status.
+    // The proxy fails with one status at a time: one round per status.
     for &(status, retry_after) in ERROR_STATUSES {
         let what = format!("{mode}, {status} (Retry-After {retry_after} s)");
         round(
@@ -202,27 +194,96 @@ fn converges_under_netbox_faults(bulk: bool, write_concurrency: i64) {
 }
 
 #[test]
-fn sim_only_single_writes_converge_under_netbox_faults() {
-    require_simulator();
-    converges_under_netbox_faults(false, 1);
+fn single_writes_converge_under_netbox_faults() {
+    converges_under_netbox_faults(false);
 }
 
 #[test]
-fn sim_only_bulk_writes_converge_under_netbox_faults() {
-    require_simulator();
-    converges_under_netbox_faults(true, 1);
+fn bulk_writes_converge_under_netbox_faults() {
+    converges_under_netbox_faults(true);
 }
 
-#[test]
-fn sim_only_single_writes_converge_under_netbox_faults_at_write_concurrency_4() {
-    require_simulator();
-    converges_under_netbox_faults(false, 4);
-}
+/// `Retry-After` asked by a 429, in seconds.
+const RETRY_AFTER_S: u64 = 1;
+/// A `Retry-After` past the client's retry budget (60 s), in seconds.
+const RETRY_AFTER_PAST_BUDGET_S: u64 = 3_600;
 
 #[test]
-fn sim_only_bulk_writes_converge_under_netbox_faults_at_write_concurrency_4() {
-    require_simulator();
-    converges_under_netbox_faults(true, 4);
+fn retry_after_is_waited_and_a_wait_past_the_budget_is_refused() {
+    let h = Harness::generated(spec(20, 2, 1, 0, 83));
+    // A third of the writes answered 429 with `Retry-After: 1`: the run retries each after at least
+    // the asked second, and finishes.
+    h.netbox_faults(&FaultPatch {
+        error_rate: Some(0.3),
+        error_status: Some(429),
+        retry_after_s: Some(RETRY_AFTER_S),
+        writes_only: Some(true),
+        seed: Some(FIRST_RUN_FAULT_SEED),
+        ..FaultPatch::default()
+    });
+    let mark = h.mark();
+    let committed = h.proxy().committed_writes();
+    let out = h.sync();
+    h.clear_faults();
+    out.expect_code(0);
+    let attempted = h.writes_since(&mark);
+    let rejected = attempted - (h.proxy().committed_writes() - committed);
+    assert!(
+        rejected > 0,
+        "no write met a 429: the test checks nothing ({attempted} writes)"
+    );
+    let waited = out.report["requests"]["netbox_retry_wait_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no requests.netbox_retry_wait_ms:\n{}", out.describe()));
+    // Every rejected write was retried (the run converged), each after its `Retry-After`.
+    assert!(
+        waited >= rejected * RETRY_AFTER_S * 1000,
+        "{rejected} writes met a 429 with Retry-After {RETRY_AFTER_S} s, but the client waited \
+         {waited} ms in all:\n{}",
+        out.describe()
+    );
+    assert_eq!(
+        out.report["requests"]["netbox_write"].as_u64(),
+        Some(attempted),
+        "the report counts every attempt, as the proxy does"
+    );
+
+    // A `Retry-After` past the budget: not waited, the write fails with the budget's message.
+    let g = h.guest_of_type("qemu");
+    let cluster = g["cluster"].as_str().expect("cluster").to_string();
+    let vmid = g["vmid"].as_u64().expect("vmid") as u32;
+    h.edit_guest(&cluster, vmid, serde_json::json!({"memory": 3072}));
+    h.netbox_faults(&FaultPatch {
+        error_rate: Some(1.0),
+        error_status: Some(429),
+        retry_after_s: Some(RETRY_AFTER_PAST_BUDGET_S),
+        writes_only: Some(true),
+        ..FaultPatch::default()
+    });
+    let mark = h.mark();
+    let out = h.sync();
+    h.clear_faults();
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert_eq!(
+        h.writes_since(&mark),
+        1,
+        "one attempt, no retry: {}",
+        out.describe()
+    );
+    assert_eq!(
+        out.report["requests"]["netbox_retry_wait_ms"],
+        0,
+        "{}",
+        out.describe()
+    );
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("exceeds the retry budget"),
+        "the budget's message:\n{}",
+        out.describe()
+    );
+    let out = h.sync_ok();
+    assert_eq!(out.count("update"), 1, "{}", out.describe());
 }
 
 #[test]
@@ -287,7 +348,7 @@ fn proxmox_read_errors_never_orphan_or_delete() {
         failed_reads > 0,
         "no Proxmox read failed: the test checks nothing"
     );
-    h.control().clear_faults();
+    h.clear_faults();
     h.sync_ok();
     let got = state(&h);
     assert_clean(&got, "after Proxmox faults");

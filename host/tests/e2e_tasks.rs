@@ -59,28 +59,27 @@ fn watermark(h: &Harness) -> Option<i64> {
     cf(&cluster(h), WATERMARK).as_i64()
 }
 
-/// Requests of the simulator's per-path counters since `mark` whose key contains `needle`.
-fn path_reads_since(h: &Harness, mark: &Mark, service: &str, needle: &str) -> Option<u64> {
-    let Mark::Sim(before, _) = mark else {
-        return None;
+/// Read requests since `mark` whose `GET /path` key contains `needle`: the binary's NetBox
+/// requests (proxy, both tiers) or the simulated Proxmox's.
+fn path_reads_since(h: &Harness, mark: &Mark, service: &str, needle: &str) -> u64 {
+    let (now, before) = match service {
+        "netbox" => (h.proxy().counters(), &mark.netbox),
+        _ => (h.control().counters(), &mark.sim),
     };
-    let now = h.control().counters();
-    Some(
-        now.paths
-            .get(service)
-            .into_iter()
-            .flatten()
-            .filter(|(p, _)| p.starts_with("GET") && p.contains(needle))
-            .map(|(p, n)| {
-                n - before
-                    .paths
-                    .get(service)
-                    .and_then(|m| m.get(p))
-                    .copied()
-                    .unwrap_or(0)
-            })
-            .sum(),
-    )
+    now.paths
+        .get(service)
+        .into_iter()
+        .flatten()
+        .filter(|(p, _)| p.starts_with("GET") && p.contains(needle))
+        .map(|(p, n)| {
+            n - before
+                .paths
+                .get(service)
+                .and_then(|m| m.get(p))
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// A finished task of `guest` started at `start` (now when `None`).
@@ -115,10 +114,11 @@ fn rerun_without_new_tasks_reads_within_bound_and_writes_nothing() {
     h.assert_no_writes_since(&mark, "rerun without new tasks");
     assert_eq!(out.report["requests"]["netbox_write"], 0);
     assert_eq!(h.objects("journal-entries").len(), entries);
-    if let Some(reads) = h.reads_since(&mark) {
+    {
+        let reads = h.reads_since(&mark);
         let bound = pages(n) + RERUN_READ_CONSTANT;
-        let journal = path_reads_since(&h, &mark, "netbox", "journal-entries").unwrap_or(0);
-        let tasks = path_reads_since(&h, &mark, "pve", "/tasks").unwrap_or(0);
+        let journal = path_reads_since(&h, &mark, "netbox", "journal-entries");
+        let tasks = path_reads_since(&h, &mark, "pve", "/tasks");
         println!(
             "rerun of {n} VMs: {reads} NetBox reads ({journal} journal), {tasks} Proxmox task \
              reads (bound {bound})"
@@ -156,7 +156,8 @@ fn new_tasks_are_recorded_once_on_the_next_run() {
     }
     assert_eq!(after.len(), before.len() + added.len());
     assert_no_duplicates(&h, "second run");
-    if let Some(paths) = h.write_paths_since(&mark) {
+    {
+        let paths = h.write_paths_since(&mark);
         // One bulk POST of the entries, one PATCH of the cluster's watermark, and the run
         // lease's create and delete.
         assert_eq!(
@@ -237,7 +238,8 @@ fn task_history_off_reads_no_tasks_and_writes_no_journal() {
     let mark = h.mark();
     h.sync_ok();
     assert!(h.objects("journal-entries").is_empty());
-    if let Some(tasks) = path_reads_since(&h, &mark, "pve", "/tasks") {
+    {
+        let tasks = path_reads_since(&h, &mark, "pve", "/tasks");
         assert_eq!(tasks, 0, "no task listing with task history off");
     }
     assert!(watermark(&h).is_none(), "no watermark without task history");

@@ -6,12 +6,18 @@
 //! `NETBOX_TOKEN` (v2), `NETBOX_TOKEN_V1` and `NETBOX_TOKEN_RO` set (`tests/real-netbox/netbox.sh
 //! env` prints them). Then every harness takes a process-wide mutex plus a lock directory (tests
 //! against the one real NetBox run serially, across test binaries too), resets NetBox with
-//! `netbox.sh reset`, reads state through the REST API and counts writes from the changelog
-//! (`/api/core/object-changes/`) and VMs' `last_updated`. Tests that need the simulated NetBox
-//! (fault injection on NetBox, its request counters) are named `sim_only_…` and call
-//! [`require_simulator`]; the real tier filters them out (`--skip sim_only_`), visibly.
+//! `netbox.sh reset` and reads state through the REST API.
 //!
-//! Edges: the testkit's `Simulators` and `Control`; the binary through its command line only.
+//! In both tiers the binary talks to NetBox through the test kit's [`NetboxProxy`]: NetBox
+//! requests are counted there (the simulator's way: every request on arrival, rejected writes
+//! included, a bulk request once), and NetBox faults and kill points are injected there, so a
+//! fault or kill test has one body for both tiers. Against the real NetBox, "no write" is also
+//! checked in its changelog (`/api/core/object-changes/`) and VMs' `last_updated`. Tests that
+//! still need the simulated NetBox itself are named `sim_only_…` and call [`require_simulator`];
+//! the real tier filters them out (`--skip sim_only_`), visibly.
+//!
+//! Edges: the testkit's `Simulators`, `Control` and `NetboxProxy`; the binary through its
+//! command line only.
 
 #![allow(dead_code)]
 
@@ -22,8 +28,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pve2netbox_testkit::{
-    Control, CounterSnapshot, Inventory, InventorySpec, NewGuest, PveEndpointInfo, SimConfig,
-    SimHandle, Simulators,
+    Control, CounterSnapshot, FaultPatch, Inventory, InventorySpec, NetboxProxy, NewGuest,
+    PveEndpointInfo, SimConfig, SimHandle, Simulators,
 };
 use serde_json::{Map, Value, json};
 
@@ -160,14 +166,15 @@ fn reset_real_netbox() {
 
 /// A point in time to count NetBox traffic from.
 #[derive(Debug, Clone)]
-pub enum Mark {
-    /// Simulator counters and the highest object-change id at that point.
-    Sim(CounterSnapshot, u64),
-    /// Highest object-change id and every VM's `last_updated` at that point.
-    Real {
-        change_id: u64,
-        vms: BTreeMap<u64, String>,
-    },
+pub struct Mark {
+    /// The simulators' counters (Proxmox in both tiers; NetBox in the simulator tier).
+    pub sim: CounterSnapshot,
+    /// The proxy's counters: the binary's NetBox requests, in both tiers.
+    pub netbox: CounterSnapshot,
+    /// Highest object-change id.
+    change_id: u64,
+    /// Real NetBox: every VM's `last_updated` (a no-op save leaves no changelog entry).
+    vms: Option<BTreeMap<u64, String>>,
 }
 
 /// One update of a VM as NetBox saw it.
@@ -272,7 +279,8 @@ impl RunOutput {
 
 /// Simulated Proxmox, a NetBox (simulated or real), a tempdir with the config.
 pub struct Harness {
-    // Field order matters: the simulators stop before their runtime goes.
+    // Field order matters: the proxy and the simulators stop before their runtime goes.
+    proxy: NetboxProxy,
     sim: SimHandle,
     rt: tokio::runtime::Runtime,
     dir: tempfile::TempDir,
@@ -339,7 +347,13 @@ impl Harness {
         let sim = rt
             .block_on(make(SimConfig::default()))
             .expect("start the simulators");
+        let upstream = match &real {
+            Some(r) => r.url.clone(),
+            None => sim.netbox_url().to_string(),
+        };
+        let proxy = NetboxProxy::start(&upstream).expect("start the NetBox proxy");
         Harness {
+            proxy,
             sim,
             rt,
             dir: tempfile::tempdir().expect("tempdir"),
@@ -363,6 +377,22 @@ impl Harness {
         self.sim.control()
     }
 
+    /// The proxy between the binary and NetBox: its counters, faults and kill points.
+    pub fn proxy(&self) -> &NetboxProxy {
+        &self.proxy
+    }
+
+    /// Injects NetBox faults (in the proxy, so in both tiers); absent keys keep their value.
+    pub fn netbox_faults(&self, patch: &FaultPatch) {
+        self.proxy.set_faults(patch);
+    }
+
+    /// Clears the NetBox faults and any Proxmox faults.
+    pub fn clear_faults(&self) {
+        self.proxy.clear_faults();
+        self.control().clear_faults();
+    }
+
     /// The simulated Proxmox endpoints.
     pub fn endpoints(&self) -> Vec<PveEndpointInfo> {
         self.sim.pve_endpoints()
@@ -384,7 +414,13 @@ impl Harness {
         self.dir.path().join(name)
     }
 
+    /// The NetBox URL the binary is given: the proxy's.
     fn netbox_url(&self) -> String {
+        self.proxy.url().to_string()
+    }
+
+    /// NetBox's own URL, for the harness's reads and operator edits (not counted by the proxy).
+    fn netbox_direct_url(&self) -> String {
         match &self.real {
             Some(r) => r.url.clone(),
             None => self.sim.netbox_url().to_string(),
@@ -569,7 +605,11 @@ impl Harness {
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Value {
-        let url = format!("{}/api/{}/", self.netbox_url(), path.trim_matches('/'));
+        let url = format!(
+            "{}/api/{}/",
+            self.netbox_direct_url(),
+            path.trim_matches('/')
+        );
         let token = self.token_value(Token::V2);
         let auth = if token.starts_with("nbt_") {
             format!("Bearer {token}")
@@ -632,12 +672,11 @@ impl Harness {
 
     /// Remembers the traffic so far.
     pub fn mark(&self) -> Mark {
-        match &self.real {
-            None => Mark::Sim(self.control().counters(), self.last_change_id()),
-            Some(_) => Mark::Real {
-                change_id: self.last_change_id(),
-                vms: self.vm_stamps(),
-            },
+        Mark {
+            sim: self.control().counters(),
+            netbox: self.proxy.counters(),
+            change_id: self.last_change_id(),
+            vms: self.real.as_ref().map(|_| self.vm_stamps()),
         }
     }
 
@@ -681,112 +720,94 @@ impl Harness {
         all
     }
 
-    /// NetBox writes since the mark: sim, write requests (a bulk request counts once); real,
-    /// changelog entries plus VMs whose `last_updated` moved without one (a no-op save).
+    /// Requests per `METHOD /path` the proxy counted since the mark whose method matches.
+    fn proxy_paths_since(&self, mark: &Mark, reads: bool) -> BTreeMap<String, u64> {
+        let now = self.proxy.counters();
+        let empty = BTreeMap::new();
+        let before = mark.netbox.paths.get("netbox").unwrap_or(&empty);
+        now.paths
+            .get("netbox")
+            .into_iter()
+            .flatten()
+            .filter(|(p, _)| p.starts_with("GET ") == reads)
+            .filter_map(|(p, n)| {
+                let old = before.get(p).copied().unwrap_or(0);
+                (*n > old).then(|| (p.clone(), n - old))
+            })
+            .collect()
+    }
+
+    /// The binary's NetBox write requests since the mark, counted by the proxy in both tiers the
+    /// simulator's way: a bulk request once, retries and rejected writes included.
     pub fn writes_since(&self, mark: &Mark) -> u64 {
-        match mark {
-            Mark::Sim(before, _) => {
-                self.control().counters().netbox_writes() - before.netbox_writes()
-            }
-            Mark::Real { change_id, vms } => {
-                let changes = self.changes_since(*change_id);
-                let logged: BTreeSet<u64> = changes
-                    .iter()
-                    .filter(|c| c["changed_object_type"] == "virtualization.virtualmachine")
-                    .filter_map(|c| c["changed_object_id"].as_u64())
-                    .collect();
-                let silent = self
-                    .vm_stamps()
-                    .iter()
-                    .filter(|(id, stamp)| {
-                        vms.get(id).is_some_and(|old| old != *stamp) && !logged.contains(id)
-                    })
-                    .count();
-                changes.len() as u64 + silent as u64
-            }
-        }
+        self.proxy.counters().netbox_writes() - mark.netbox.netbox_writes()
     }
 
-    /// What the writes since the mark were, for failure messages.
+    /// Real NetBox: changelog entries since the mark plus VMs whose `last_updated` moved without
+    /// one (a no-op save). `None` for the simulator.
+    fn real_changes_since(&self, mark: &Mark) -> Option<u64> {
+        let vms = mark.vms.as_ref()?;
+        let changes = self.changes_since(mark.change_id);
+        let logged: BTreeSet<u64> = changes
+            .iter()
+            .filter(|c| c["changed_object_type"] == "virtualization.virtualmachine")
+            .filter_map(|c| c["changed_object_id"].as_u64())
+            .collect();
+        let silent = self
+            .vm_stamps()
+            .iter()
+            .filter(|(id, stamp)| {
+                vms.get(id).is_some_and(|old| old != *stamp) && !logged.contains(id)
+            })
+            .count();
+        Some(changes.len() as u64 + silent as u64)
+    }
+
+    /// What the writes since the mark were, for failure messages: the proxy's write requests per
+    /// path and the changelog's entries.
     pub fn writes_detail(&self, mark: &Mark) -> String {
-        match mark {
-            Mark::Sim(before, _) => {
-                let now = self.control().counters();
-                let mut lines = Vec::new();
-                for (path, n) in now.paths.get("netbox").into_iter().flatten() {
-                    let old = before
-                        .paths
-                        .get("netbox")
-                        .and_then(|p| p.get(path))
-                        .copied()
-                        .unwrap_or(0);
-                    if *n > old && !path.starts_with("GET") {
-                        lines.push(format!("{path}: {}", n - old));
-                    }
-                }
-                lines.join("\n")
-            }
-            Mark::Real { change_id, .. } => self
-                .changes_since(*change_id)
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} {} #{} {}",
-                        choice(&c["action"]),
-                        c["changed_object_type"].as_str().unwrap_or(""),
-                        c["changed_object_id"],
-                        c["object_repr"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
+        let mut lines: Vec<String> = self
+            .proxy_paths_since(mark, false)
+            .iter()
+            .map(|(path, n)| format!("{path}: {n}"))
+            .collect();
+        lines.extend(self.changes_since(mark.change_id).iter().map(|c| {
+            format!(
+                "changelog: {} {} #{} {}",
+                choice(&c["action"]),
+                c["changed_object_type"].as_str().unwrap_or(""),
+                c["changed_object_id"],
+                c["object_repr"].as_str().unwrap_or("")
+            )
+        }));
+        lines.join("\n")
     }
 
-    /// Panics unless NetBox saw no write since the mark.
+    /// Panics unless the binary sent no NetBox write since the mark (and, against the real
+    /// NetBox, nothing changed in its changelog or VMs' `last_updated`).
     pub fn assert_no_writes_since(&self, mark: &Mark, what: &str) {
         let n = self.writes_since(mark);
-        assert_eq!(
-            n,
-            0,
-            "{what}: expected no NetBox write, got {n}:\n{}",
+        let changed = self.real_changes_since(mark).unwrap_or(0);
+        assert!(
+            n == 0 && changed == 0,
+            "{what}: expected no NetBox write, got {n} write requests and {changed} changes:\n{}",
             self.writes_detail(mark)
         );
     }
 
-    /// NetBox read requests since the mark (simulator only: the real NetBox does not count them).
-    pub fn reads_since(&self, mark: &Mark) -> Option<u64> {
-        match mark {
-            Mark::Sim(before, _) => {
-                Some(self.control().counters().netbox("GET") - before.netbox("GET"))
-            }
-            Mark::Real { .. } => None,
-        }
+    /// The binary's NetBox read requests since the mark (proxy, both tiers).
+    pub fn reads_since(&self, mark: &Mark) -> u64 {
+        self.proxy.counters().netbox("GET") - mark.netbox.netbox("GET")
     }
 
-    /// Write requests since the mark per `METHOD /path` (simulator only).
-    pub fn write_paths_since(&self, mark: &Mark) -> Option<BTreeMap<String, u64>> {
-        let Mark::Sim(before, _) = mark else {
-            return None;
-        };
-        let now = self.control().counters();
-        Some(
-            now.paths
-                .get("netbox")
-                .into_iter()
-                .flatten()
-                .filter(|(p, _)| !p.starts_with("GET"))
-                .filter_map(|(p, n)| {
-                    let old = before
-                        .paths
-                        .get("netbox")
-                        .and_then(|m| m.get(p))
-                        .copied()
-                        .unwrap_or(0);
-                    (*n > old).then(|| (p.clone(), n - old))
-                })
-                .collect(),
-        )
+    /// The binary's NetBox write requests since the mark per `METHOD /path` (proxy, both tiers).
+    pub fn write_paths_since(&self, mark: &Mark) -> BTreeMap<String, u64> {
+        self.proxy_paths_since(mark, false)
+    }
+
+    /// The binary's NetBox read requests since the mark per `GET /path` (proxy, both tiers).
+    pub fn read_paths_since(&self, mark: &Mark) -> BTreeMap<String, u64> {
+        self.proxy_paths_since(mark, true)
     }
 
     /// VM updates since the mark. Real NetBox: from the changelog, with the changed fields.
@@ -794,8 +815,7 @@ impl Harness {
     pub fn vm_updates_since(&self, mark: &Mark) -> Vec<VmUpdate> {
         // Both NetBoxes keep a changelog with pre/post data, so one reading serves both, and a
         // bulk PATCH of several VMs counts once per VM, as NetBox logs it.
-        let (Mark::Sim(_, change_id) | Mark::Real { change_id, .. }) = mark;
-        self.changes_since(*change_id)
+        self.changes_since(mark.change_id)
             .into_iter()
             .filter(|c| {
                 c["changed_object_type"] == "virtualization.virtualmachine"
