@@ -248,7 +248,8 @@ fn retry_after_is_waited_and_a_wait_past_the_budget_is_refused() {
         out.describe()
     );
 
-    // A `Retry-After` past the budget: not waited, the write fails with the budget's message.
+    // A `Retry-After` past the budget: not waited (one attempt), the write fails with the
+    // budget's message. (The first write is the run lease's: the run stops before its report.)
     let g = h.guest_of_type("qemu");
     let cluster = g["cluster"].as_str().expect("cluster").to_string();
     let vmid = g["vmid"].as_u64().expect("vmid") as u32;
@@ -268,12 +269,6 @@ fn retry_after_is_waited_and_a_wait_past_the_budget_is_refused() {
         h.writes_since(&mark),
         1,
         "one attempt, no retry: {}",
-        out.describe()
-    );
-    assert_eq!(
-        out.report["requests"]["netbox_retry_wait_ms"],
-        0,
-        "{}",
         out.describe()
     );
     let text = format!("{}\n{}", out.stdout, out.stderr);

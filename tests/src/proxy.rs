@@ -64,6 +64,24 @@ struct Forward {
     hold_at: AtomicU64,
     /// True while answers and requests are held.
     holding: watch::Sender<bool>,
+    /// Requests sent to NetBox and not answered yet.
+    in_flight: AtomicU64,
+}
+
+/// Counts a request in flight to NetBox until dropped.
+struct InFlight(Arc<Forward>);
+
+impl InFlight {
+    fn start(fwd: Arc<Forward>) -> Self {
+        fwd.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(fwd)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running proxy; stops when dropped.
@@ -102,6 +120,7 @@ impl NetboxProxy {
             committed_log: Mutex::new(Vec::new()),
             hold_at: AtomicU64::new(0),
             holding: watch::channel(false).0,
+            in_flight: AtomicU64::new(0),
         });
         let router = Router::new()
             .fallback(forward)
@@ -186,6 +205,12 @@ impl NetboxProxy {
     /// True once the armed point was reached (answers and requests are being held).
     pub fn holding(&self) -> bool {
         *self.fwd.holding.borrow()
+    }
+
+    /// Requests forwarded to NetBox whose answer has not come back yet. After a client is
+    /// killed, NetBox may still be working on (and commit) what it sent: wait for 0 first.
+    pub fn in_flight(&self) -> u64 {
+        self.fwd.in_flight.load(Ordering::SeqCst)
     }
 
     /// Disarms the kill point and drops every held request's connection without an answer.
@@ -283,6 +308,32 @@ async fn forward(State(fwd): State<Arc<Forward>>, req: Request) -> Response<Body
             out = out.header(name, value);
         }
     }
+    // The exchange with NetBox runs on its own task: a client that goes away (killed) does not
+    // cancel it, just as NetBox goes on with a request whose client left; its commit is counted.
+    let exchange = tokio::spawn(exchange(
+        fwd.clone(),
+        out,
+        parts.method.clone(),
+        parts.uri.path().to_string(),
+    ));
+    let resp = match exchange.await {
+        Ok(r) => r,
+        Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("proxy: exchange: {e}")),
+    };
+    if *fwd.holding.borrow() {
+        return hold(&fwd).await;
+    }
+    resp
+}
+
+/// Sends one request to NetBox and builds the answer to pass on, counting a committed write.
+async fn exchange(
+    fwd: Arc<Forward>,
+    out: reqwest::RequestBuilder,
+    method: Method,
+    path: String,
+) -> Response<Body> {
+    let sent = InFlight::start(fwd.clone());
     let answer = match out.send().await {
         Ok(a) => a,
         Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("proxy: upstream: {e}")),
@@ -298,6 +349,7 @@ async fn forward(State(fwd): State<Arc<Forward>>, req: Request) -> Response<Body
             );
         }
     };
+    drop(sent);
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = status;
     for (name, value) in &headers {
@@ -305,21 +357,18 @@ async fn forward(State(fwd): State<Arc<Forward>>, req: Request) -> Response<Body
             resp.headers_mut().append(name, value.clone());
         }
     }
-    if !is_read(&parts.method) && status.is_success() {
+    if !is_read(&method) && status.is_success() {
         resp.extensions_mut().insert(Committed);
         let n = {
             // One lock for the count and the log, so the log's order is the count's order.
             let mut log = fwd.committed_log.lock().unwrap_or_else(|e| e.into_inner());
-            log.push(format!("{} {}", parts.method, normalize(parts.uri.path())));
+            log.push(format!("{method} {}", normalize(&path)));
             fwd.committed.fetch_add(1, Ordering::SeqCst) + 1
         };
         let at = fwd.hold_at.load(Ordering::SeqCst);
         if at != 0 && n >= at {
             fwd.holding.send_replace(true);
         }
-    }
-    if *fwd.holding.borrow() {
-        return hold(&fwd).await;
     }
     resp
 }
