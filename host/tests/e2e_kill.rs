@@ -1,8 +1,8 @@
 //! End to end, kill and rerun: `pve2netbox sync` is killed with SIGKILL right after its k-th
 //! NetBox write has been committed (its answer not yet received), for k at the run lease's first
 //! write, spread over preflight, the VM writes, the first and last task-history journal write,
-//! each cluster's task watermark write and the lease's last write, in single and bulk write mode;
-//! each time a rerun must finish cleanly and leave exactly the state one clean sync makes (one VM
+//! each cluster's task watermark write and the lease's last write, in single and bulk write mode,
+//! one write window at a time and four in flight; each time a rerun must finish cleanly and leave exactly the state one clean sync makes (one VM
 //! per guest, same fields, custom fields and tags, each task journaled once), and a further run
 //! must write nothing. Both tiers.
 //!
@@ -11,7 +11,9 @@
 //! the k-th on holds every answer and request, so the k-th write is in NetBox, the process never
 //! learns it, and nothing more can reach NetBox before the kill, the last point included. Which
 //! write the k-th is comes from the clean run's commit order (the proxy's log), and the killed
-//! run's k-th commit is checked to be of the same kind. NetBox is emptied between points.
+//! run's k-th commit is checked to be of the same kind. NetBox is emptied between points. The
+//! real tier thins the points inside preflight and single mode's VM writes (see
+//! [`REAL_PREFLIGHT_POINTS`]); every phase edge is killed at in both tiers.
 
 mod e2e_state;
 mod e2e_support;
@@ -21,18 +23,26 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
-use e2e_support::{Harness, spec};
+use e2e_support::{Harness, real_mode, spec};
 
 /// Guests over two clusters.
 const GUESTS: usize = 24;
 /// Poll period of the proxy's hold flag.
 const POLL: Duration = Duration::from_millis(1);
-/// Kill points inside the VM writes of single mode (plus the first and last write).
+/// Kill points inside the VM writes of single mode (plus the first and last write), against
+/// the simulator; bulk mode kills after each of its few VM writes.
 const SINGLE_VM_POINTS: u64 = 10;
-/// Kill points spread over preflight's writes (custom fields, tags, cluster type, clusters).
+/// Kill points spread over preflight's writes (custom fields, tags, cluster type, clusters),
+/// against the simulator.
 const PREFLIGHT_POINTS: u64 = 6;
-/// Fewest distinct kill points per mode.
+/// Fewest distinct kill points per mode against the simulator.
 const MIN_POINTS: usize = 14;
+/// Against the real NetBox each point costs a NetBox reset and three runs (~12 s), so the real
+/// tier keeps every phase edge (the lease's writes, the first and last journal write, each
+/// watermark write) and thins the middles: this many points in preflight and in single mode's
+/// VM writes (bulk mode still kills after each VM write).
+const REAL_PREFLIGHT_POINTS: u64 = 2;
+const REAL_SINGLE_VM_POINTS: u64 = 3;
 /// Longest wait for NetBox to finish the requests a killed run had sent.
 const SETTLE_WAIT: Duration = Duration::from_secs(120);
 const VM_PATHS: &str = "/api/virtualization/virtual-machines/";
@@ -87,14 +97,14 @@ fn spread(items: &[u64], n: u64) -> impl Iterator<Item = u64> + '_ {
     (0..n).map(move |i| items[if n == 1 { 0 } else { i * (len - 1) / (n - 1) } as usize])
 }
 
-/// Write counts to kill at: the lease's take and release, [`PREFLIGHT_POINTS`] spread over
+/// Write counts to kill at: the lease's take and release, `preflight_points` spread over
 /// preflight, `vm_points` spread over the VM writes, the first and last journal write, and each
 /// watermark write.
-fn kill_points(kinds: &[Kind], vm_points: u64) -> BTreeSet<u64> {
+fn kill_points(kinds: &[Kind], preflight_points: u64, vm_points: u64) -> BTreeSet<u64> {
     let mut points = BTreeSet::new();
     points.extend(positions(kinds, Kind::LeaseTake));
     points.extend(positions(kinds, Kind::LeaseRelease));
-    points.extend(spread(&positions(kinds, Kind::Preflight), PREFLIGHT_POINTS));
+    points.extend(spread(&positions(kinds, Kind::Preflight), preflight_points));
     points.extend(spread(&positions(kinds, Kind::Vm), vm_points));
     let journal = positions(kinds, Kind::Journal);
     points.extend(journal.first().copied());
@@ -176,20 +186,37 @@ fn kill_after(h: &Harness, k: u64) -> Option<Vec<String>> {
     killed.then(|| h.proxy().committed_log())
 }
 
-fn kill_and_rerun(bulk: bool, seed: u64) {
-    let mode = if bulk { "bulk" } else { "single" };
+fn kill_and_rerun(bulk: bool, write_concurrency: i64, seed: u64) {
+    let mode = match (bulk, write_concurrency) {
+        (true, 1) => "bulk".to_owned(),
+        (false, 1) => "single".to_owned(),
+        (true, n) => format!("bulk, {n} windows in flight"),
+        (false, n) => format!("single, {n} windows in flight"),
+    };
     let mut h = Harness::generated(spec(GUESTS, 3, 2, 0, seed));
-    h.set("bulk", bulk);
+    h.set("bulk", bulk)
+        .set("write_concurrency", write_concurrency);
     let (want, want_kinds) = reference(&h);
     // Bulk mode has few VM writes: kill after each of them.
     let vm_writes = positions(&want_kinds, Kind::Vm).len() as u64;
-    let points = kill_points(&want_kinds, if bulk { vm_writes } else { SINGLE_VM_POINTS });
-    println!("{mode}: clean run commits {want_kinds:?}; kill points {points:?}");
-    assert!(
-        points.len() >= MIN_POINTS,
-        "{mode}: only {} distinct kill points",
-        points.len()
+    let (preflight_points, single_vm_points) = if real_mode() {
+        (REAL_PREFLIGHT_POINTS, REAL_SINGLE_VM_POINTS)
+    } else {
+        (PREFLIGHT_POINTS, SINGLE_VM_POINTS)
+    };
+    let points = kill_points(
+        &want_kinds,
+        preflight_points,
+        if bulk { vm_writes } else { single_vm_points },
     );
+    println!("{mode}: clean run commits {want_kinds:?}; kill points {points:?}");
+    if !real_mode() {
+        assert!(
+            points.len() >= MIN_POINTS,
+            "{mode}: only {} distinct kill points",
+            points.len()
+        );
+    }
     for &k in &points {
         let want_kind = want_kinds[k as usize - 1];
         let what = format!("{mode}, killed after write {k} ({want_kind:?})");
@@ -220,12 +247,22 @@ fn kill_and_rerun(bulk: bool, seed: u64) {
 
 #[test]
 fn single_mode_kill_at_any_write_then_rerun_repairs() {
-    kill_and_rerun(false, 91);
+    kill_and_rerun(false, 1, 91);
+}
+
+#[test]
+fn single_mode_at_write_concurrency_4_kill_at_any_write_then_rerun_repairs() {
+    kill_and_rerun(false, 4, 93);
 }
 
 #[test]
 fn bulk_mode_kill_at_any_write_then_rerun_repairs() {
-    kill_and_rerun(true, 92);
+    kill_and_rerun(true, 1, 92);
+}
+
+#[test]
+fn bulk_mode_at_write_concurrency_4_kill_at_any_write_then_rerun_repairs() {
+    kill_and_rerun(true, 4, 94);
 }
 
 /// Guards the kill-point arithmetic the tests rely on.
@@ -240,7 +277,7 @@ fn kill_points_cover_every_phase() {
     let k = kinds(&log);
     assert_eq!(k[0], Kind::LeaseTake);
     assert_eq!(k[75], Kind::LeaseRelease);
-    let points = kill_points(&k, 12);
+    let points = kill_points(&k, PREFLIGHT_POINTS, 12);
     assert!(
         points.contains(&1) && points.contains(&76),
         "the lease's writes"

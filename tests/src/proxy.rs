@@ -168,6 +168,7 @@ impl NetboxProxy {
             netbox: self.ctl.counters.methods(),
             pve: BTreeMap::new(),
             paths: BTreeMap::from([("netbox".to_string(), self.ctl.counters.paths())]),
+            netbox_max_writes_in_flight: self.ctl.counters.max_writes_in_flight(),
         }
     }
 

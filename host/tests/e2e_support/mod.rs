@@ -35,8 +35,9 @@ use serde_json::{Map, Value, json};
 
 /// The switch selecting the real NetBox.
 pub const MODE_VAR: &str = "PVE2NETBOX_E2E_NETBOX";
-/// Lock directory shared by every process running tests against the real NetBox.
-const REAL_LOCK_DIR: &str = "/tmp/pve2netbox-e2e-real-netbox.lock";
+/// Lock directory shared by every process running tests against the real NetBox, one per
+/// NetBox (its port follows), so suites against two NetBox instances do not wait on each other.
+const REAL_LOCK_PREFIX: &str = "pve2netbox-e2e-real-netbox";
 /// How long to wait for another process holding the real NetBox (a whole suite may run there).
 const REAL_LOCK_WAIT: Duration = Duration::from_secs(3600);
 /// Objects per page when reading NetBox (its MAX_PAGE_SIZE default).
@@ -94,49 +95,53 @@ struct RealNetbox {
 /// Holds the real NetBox for one test: the in-process mutex and the cross-process lock dir.
 struct RealLock {
     _guard: MutexGuard<'static, ()>,
+    dir: PathBuf,
 }
 
 impl RealLock {
-    fn take() -> RealLock {
+    fn take(url: &str) -> RealLock {
         let guard = REAL_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
+        let key: String = url
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let dir = std::env::temp_dir().join(format!("{REAL_LOCK_PREFIX}-{key}.lock"));
         let deadline = std::time::Instant::now() + REAL_LOCK_WAIT;
         loop {
-            match std::fs::create_dir(REAL_LOCK_DIR) {
+            match std::fs::create_dir(&dir) {
                 Ok(()) => {
-                    std::fs::write(
-                        Path::new(REAL_LOCK_DIR).join("pid"),
-                        std::process::id().to_string(),
-                    )
-                    .expect("write the lock's pid file");
+                    std::fs::write(dir.join("pid"), std::process::id().to_string())
+                        .expect("write the lock's pid file");
                     break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // A lock left by a dead process is taken over.
-                    let holder = std::fs::read_to_string(Path::new(REAL_LOCK_DIR).join("pid"))
+                    let holder = std::fs::read_to_string(dir.join("pid"))
                         .ok()
                         .and_then(|p| p.trim().parse::<u32>().ok());
                     if let Some(pid) = holder
                         && !Path::new(&format!("/proc/{pid}")).exists()
                     {
-                        let _ = std::fs::remove_dir_all(REAL_LOCK_DIR);
+                        let _ = std::fs::remove_dir_all(&dir);
                         continue;
                     }
                     assert!(
                         std::time::Instant::now() < deadline,
-                        "the real NetBox is held by process {holder:?} ({REAL_LOCK_DIR})"
+                        "the real NetBox is held by process {holder:?} ({})",
+                        dir.display()
                     );
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                Err(e) => panic!("creating {REAL_LOCK_DIR}: {e}"),
+                Err(e) => panic!("creating {}: {e}", dir.display()),
             }
         }
-        RealLock { _guard: guard }
+        RealLock { _guard: guard, dir }
     }
 }
 
 impl Drop for RealLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(REAL_LOCK_DIR);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -333,7 +338,7 @@ impl Harness {
                 v1: var("NETBOX_TOKEN_V1"),
                 ro: var("NETBOX_TOKEN_RO"),
             };
-            let lock = RealLock::take();
+            let lock = RealLock::take(&real.url);
             reset_real_netbox();
             (Some(lock), Some(real))
         } else {
