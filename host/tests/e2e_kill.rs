@@ -290,3 +290,94 @@ fn kill_points_cover_every_phase() {
     assert_eq!(points.iter().filter(|p| (2..=10).contains(*p)).count(), 6);
     assert!(points.len() >= 24, "{points:?}");
 }
+
+/// The name a rename cycle parks its lowest VMID under for one run (`reconcile/names.rs`).
+fn parking_name(vmid: u64) -> String {
+    format!("pve2netbox-swap-{vmid}")
+}
+
+/// Two guests swap names: NetBox never holds two VMs of one name, so the run parks the lower
+/// VMID under a temporary name, renames the other into the freed name, and the next run gives
+/// the parked VM its own. Killed right after the parking rename committed (before the second
+/// rename), a rerun must finish the swap: the state two clean runs make, no duplicate, and a
+/// further run writes nothing. Single mode, where the two renames are separate writes.
+#[test]
+fn kill_between_a_parking_rename_and_the_second_rename_then_rerun_repairs() {
+    let mut h = Harness::generated(spec(GUESTS, 3, 2, 0, 95));
+    h.set("bulk", false);
+    let cluster = h.endpoints()[0].name.clone();
+    let mut guests: Vec<serde_json::Value> = h
+        .guests()
+        .into_iter()
+        .filter(|g| g["type"] == "qemu" && g["cluster"] == *cluster.as_str())
+        .collect();
+    guests.sort_by_key(|g| g["vmid"].as_u64());
+    assert!(guests.len() >= 2, "two QEMU guests in {cluster}");
+    let vmid = |g: &serde_json::Value| g["vmid"].as_u64().expect("vmid");
+    let (low, high) = (vmid(&guests[0]), vmid(&guests[1]));
+    let set_names = |low_to: &str, high_to: &str| {
+        h.edit_guest(&cluster, low as u32, serde_json::json!({ "name": low_to }));
+        h.edit_guest(
+            &cluster,
+            high as u32,
+            serde_json::json!({ "name": high_to }),
+        );
+    };
+    // The NetBox name of a guest's VM.
+    let netbox_name = |id: u64| {
+        h.vms()
+            .into_iter()
+            .find(|v| {
+                e2e_support::cf(v, "proxmox_vm_id") == id
+                    && v["cluster"]["name"] == *cluster.as_str()
+            })
+            .and_then(|v| v["name"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no NetBox VM for {id}"))
+    };
+
+    // The reference: a first sync, the swap in Proxmox, the run that parks, the run that settles.
+    h.reset_netbox();
+    h.sync_ok();
+    let (low_before, high_before) = (netbox_name(low), netbox_name(high));
+    set_names(&high_before, &low_before);
+    h.sync_ok();
+    assert_eq!(
+        netbox_name(low),
+        parking_name(low),
+        "the lower VMID is parked"
+    );
+    assert_eq!(netbox_name(high), low_before);
+    h.sync_ok();
+    assert_eq!(netbox_name(low), high_before, "the parked VM settles");
+    let want = state(&h);
+    assert_clean(&want, "the clean swap");
+
+    // Again from an empty NetBox, killed after the swap run's first VM write: the parking.
+    h.reset_netbox();
+    set_names(&low_before, &high_before);
+    h.sync_ok();
+    set_names(&high_before, &low_before);
+    let log = kill_after(&h, 2).expect("the swap run ended before its second write");
+    assert_eq!(
+        kinds(&log)[..2],
+        [Kind::LeaseTake, Kind::Vm],
+        "the killed run committed {log:#?}"
+    );
+    assert_eq!(
+        (netbox_name(low), netbox_name(high)),
+        (parking_name(low), high_before.clone()),
+        "killed between the parking rename and the second rename"
+    );
+    let out = h.sync();
+    assert_eq!(out.code, 0, "the rerun must finish:\n{}", out.describe());
+    let got = state(&h);
+    assert_clean(&got, "after the rerun");
+    assert_same(
+        &want.state,
+        &got.state,
+        "killed between the renames, then rerun",
+    );
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, "the run after the repair");
+}

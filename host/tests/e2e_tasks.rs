@@ -244,3 +244,74 @@ fn task_history_off_reads_no_tasks_and_writes_no_journal() {
     }
     assert!(watermark(&h).is_none(), "no watermark without task history");
 }
+
+/// A journal POST NetBox commits after its client gave up (its worker goes on without the
+/// connection) can land after the next run wrote the same entry: a task recorded twice. The
+/// next run that reads that VM's journal keeps the oldest entry and deletes the other, and the
+/// run after that writes nothing. (The late commit is made here as an operator's write of the
+/// same entry.)
+#[test]
+fn a_journal_entry_recorded_twice_is_deleted_by_the_next_run() {
+    let h = Harness::generated(spec(10, 2, 1, 0, 34));
+    h.sync_ok();
+    let before = upid_counts(&h);
+    let guest = h.guest_of_type("qemu");
+    let vmid = guest["vmid"].as_u64().expect("vmid");
+    let vm_id = h
+        .vms()
+        .iter()
+        .find(|v| cf(v, "proxmox_vm_id") == vmid)
+        .and_then(|v| v["id"].as_u64())
+        .expect("the guest's VM");
+    let kept = h
+        .objects("journal-entries")
+        .into_iter()
+        .filter(|e| e["assigned_object_id"] == vm_id)
+        .min_by_key(|e| e["id"].as_u64())
+        .expect("the guest's tasks were recorded");
+    let upid = upid_of(&kept).expect("a UPID");
+    h.create(
+        "journal-entries",
+        json!({
+            "assigned_object_type": "virtualization.virtualmachine",
+            "assigned_object_id": vm_id,
+            "kind": e2e_support::choice(&kept["kind"]),
+            "comments": kept["comments"],
+            "tags": [{"slug": "pve2netbox"}],
+        }),
+    );
+    assert_eq!(upid_counts(&h).get(&upid), Some(&2), "the duplicate is in");
+
+    // A new task of the guest: the next run reads its VM's journal.
+    let added = h
+        .control()
+        .add_tasks(vec![task_of(&guest, "qmreboot", None)])
+        .expect("add a task");
+    let mark = h.mark();
+    h.sync_ok();
+    let after = upid_counts(&h);
+    assert_eq!(after.get(&upid), Some(&1), "{upid} is recorded once again");
+    assert!(
+        h.objects("journal-entries")
+            .iter()
+            .any(|e| e["id"] == kept["id"]),
+        "the oldest entry is the one kept"
+    );
+    assert_eq!(after.get(&added[0]), Some(&1), "the new task recorded once");
+    assert_eq!(after.len(), before.len() + 1);
+    assert_no_duplicates(&h, "the run after the duplicate");
+    let paths = h.write_paths_since(&mark);
+    assert_eq!(
+        paths
+            .get("DELETE /api/extras/journal-entries/")
+            .copied()
+            .unwrap_or(0),
+        1,
+        "one bulk DELETE of the duplicate: {paths:?}"
+    );
+
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, "the run after the repair");
+    assert_eq!(upid_counts(&h), after);
+}
