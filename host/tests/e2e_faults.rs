@@ -17,6 +17,13 @@ use pve2netbox_testkit::{FaultPatch, ServiceKind};
 
 /// Guests over two clusters: enough for several write windows and journal batches.
 const GUESTS: usize = 150;
+/// The same against the real NetBox, where a write costs ~50 times the simulator's: still
+/// several write windows and journal batches, in a third of the time.
+const REAL_GUESTS: usize = 50;
+
+fn guests() -> usize {
+    if real_mode() { REAL_GUESTS } else { GUESTS }
+}
 /// Faulty runs allowed before the run must have converged (exit 0).
 const MAX_FAULTY_RUNS: usize = 8;
 /// Seed of the first faulty run's fault draws (any seed works; fixed so the run is repeatable).
@@ -209,7 +216,7 @@ fn converges_under_netbox_faults(bulk: bool, write_concurrency: i64) {
         (true, 1) => REAL_ERROR_STATUSES,
         (true, _) => REAL_CONCURRENT_ERROR_STATUSES,
     };
-    let mut h = Harness::generated(spec(GUESTS, 4, 2, 0, 81));
+    let mut h = Harness::generated(spec(guests(), 4, 2, 0, 81));
     h.set("bulk", bulk)
         .set("write_concurrency", write_concurrency);
     let (reference, clean_requests) = clean_reference(&h);
@@ -328,7 +335,7 @@ fn retry_after_is_waited_and_a_wait_past_the_budget_is_refused() {
 fn proxmox_read_errors_never_orphan_or_delete() {
     // Proxmox faults only: the Proxmox side is simulated in both tiers, so this runs against the
     // real NetBox too.
-    let mut h = Harness::generated(spec(GUESTS, 4, 2, 0, 82));
+    let mut h = Harness::generated(spec(guests(), 4, 2, 0, 82));
     // The most eager deletion settings: one missing run deletes, no budget.
     h.set("orphans", "delete");
     h.set("orphan_delete_after_runs", 1);
