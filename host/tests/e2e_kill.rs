@@ -44,6 +44,8 @@ const MIN_POINTS: usize = 14;
 /// With four windows in flight the real tier kills only inside the VM writes.
 const REAL_PREFLIGHT_POINTS: u64 = 2;
 const REAL_SINGLE_VM_POINTS: u64 = 3;
+/// Pause between a killed run and its rerun against the real NetBox (see [`kill_after`]).
+const RERUN_PAUSE: Duration = Duration::from_secs(2);
 /// Longest wait for NetBox to finish the requests a killed run had sent.
 const SETTLE_WAIT: Duration = Duration::from_secs(120);
 const VM_PATHS: &str = "/api/virtualization/virtual-machines/";
@@ -181,6 +183,14 @@ fn kill_after(h: &Harness, k: u64) -> Option<Vec<String>> {
             "NetBox still works on the killed run's requests after {SETTLE_WAIT:?}"
         );
         std::thread::sleep(POLL);
+    }
+    // An operator's rerun comes a while after the kill. Against the real NetBox it must: the
+    // rerun that breaks the dead run's lease stops (correctly, "run it again") on any change it
+    // places after its first read, and its estimate of that moment in NetBox's clock is off by
+    // about a request's latency, so a rerun started within milliseconds of the dead run's last
+    // commit can take that commit for a concurrent run's.
+    if real_mode() {
+        std::thread::sleep(RERUN_PAUSE);
     }
     // The held connections are dropped now that nobody waits on them.
     h.proxy().release();
