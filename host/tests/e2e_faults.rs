@@ -292,7 +292,7 @@ fn retry_after_is_waited_and_a_wait_past_the_budget_is_refused() {
     let per_wait = RETRY_AFTER_S * 1000;
     println!("{rejected} writes met a 429, {waited} ms waited");
     assert!(
-        waited >= per_wait && waited % per_wait == 0 && waited <= rejected * per_wait,
+        waited >= per_wait && waited.is_multiple_of(per_wait) && waited <= rejected * per_wait,
         "{rejected} writes met a 429 with Retry-After {RETRY_AFTER_S} s, but the client waited \
          {waited} ms in all:\n{}",
         out.describe()
