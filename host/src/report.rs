@@ -71,6 +71,10 @@ pub struct Requests {
     pub proxmox: u64,
     pub netbox_read: u64,
     pub netbox_write: u64,
+    /// Milliseconds the NetBox client chose to wait before retries (`Retry-After` or backoff):
+    /// shows a `Retry-After` was honoured without timing the run.
+    #[serde(default)]
+    pub netbox_retry_wait_ms: u64,
 }
 
 /// Wall time per phase, in milliseconds.
@@ -285,7 +289,7 @@ mod tests {
         let expected = serde_json::json!({
             "report_version": 1, "mode": "dry-run",
             "counts": {"noop": 0, "create": 2, "update": 0, "adopt": 0, "orphan": 0, "skip": 0, "error": 0},
-            "requests": {"proxmox": 0, "netbox_read": 3, "netbox_write": 0},
+            "requests": {"proxmox": 0, "netbox_read": 3, "netbox_write": 0, "netbox_retry_wait_ms": 0},
             "phases_ms": {"preflight": 0, "proxmox_read": 0, "netbox_snapshot": 0, "reconcile": 0,
                           "dispatch": 0, "task_history": 0, "total": 1234},
             "rules": {"name": "default", "version": "0.1.0", "wit": "0.1.0"},

@@ -595,6 +595,7 @@ fn finish(
     report.requests.proxmox = p.reads + p.writes;
     report.requests.netbox_read = n.reads;
     report.requests.netbox_write = n.writes;
+    report.requests.netbox_retry_wait_ms = n.retry_wait_ms;
     report.phases_ms.total = ms(started);
     report
         .errors

@@ -27,6 +27,15 @@
 //! A noop rerun therefore costs one Proxmox page per node and, at most, a journal read for
 //! the VMs of tasks that ended within [`CLOCK_SLACK_S`] of the newest end.
 //!
+//! **Late commits.** A NetBox under load may commit a journal POST after the client gave up on
+//! it (its worker goes on after the connection is gone), even after the next run read the
+//! journal and wrote the same entry again. No uniqueness in NetBox stops that, so the phase
+//! repairs it: every journal read keeps, per `(VM, UPID)`, the entry with the lowest id and
+//! deletes the others ([`Recorded::extra`]), and before a cluster's watermark moves past
+//! entries this run wrote, their VMs' journal is read again and de-duplicated the same way; a
+//! duplicate found there (a late commit landing while this run wrote) holds the watermark, so
+//! the next run looks again. A write whose answer was lost is never re-sent in the same run.
+//!
 //! A guest this run could not journal ([`Unrecorded`]: its VM write failed, or the rules
 //! failed on it) holds its cluster's T at the start of its oldest task read, so the run that
 //! finally writes its VM still finds those tasks (a clean first run would have recorded them).
@@ -107,6 +116,8 @@ pub struct TaskHistoryOutcome {
     pub written: usize,
     /// Clusters whose watermark was moved.
     pub watermarks: usize,
+    /// Journal entries deleted because they repeated an entry (a write committed twice).
+    pub duplicates_deleted: usize,
     pub errors: Vec<ErrorEntry>,
 }
 
@@ -261,16 +272,64 @@ struct ClusterRun {
     /// Every node read and every entry written: the watermark may move.
     complete: bool,
     written: usize,
+    /// NetBox ids of the VMs this run wrote entries for.
+    written_vms: BTreeSet<u64>,
+}
+
+/// What the journal holds for some VMs.
+#[derive(Debug, Default)]
+struct Recorded {
+    /// `(vm id, upid)` of the entries recorded.
+    known: BTreeSet<(u64, String)>,
+    /// Ids of entries that repeat a `(vm id, upid)` of a lower id: a write committed twice.
+    extra: Vec<u64>,
+}
+
+impl Recorded {
+    /// Folds journal rows (`id`, `assigned_object_id`, `comments`) in: per `(vm, upid)` the
+    /// lowest id is the entry, every other id is extra.
+    fn add_rows(&mut self, rows: Vec<serde_json::Map<String, Value>>) {
+        let mut first: BTreeMap<(u64, String), u64> = BTreeMap::new();
+        let mut ids = Vec::new();
+        for row in rows {
+            let (Some(id), Some(vm)) = (
+                row.get("id").and_then(Value::as_u64),
+                row.get("assigned_object_id").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            let Some(upid) = row
+                .get("comments")
+                .and_then(Value::as_str)
+                .and_then(upid_in)
+            else {
+                continue;
+            };
+            let key = (vm, upid.to_owned());
+            match first.get_mut(&key) {
+                Some(kept) if *kept > id => {
+                    ids.push(*kept);
+                    *kept = id;
+                }
+                Some(_) => ids.push(id),
+                None => {
+                    first.insert(key, id);
+                }
+            }
+        }
+        self.known.extend(first.into_keys());
+        self.extra.extend(ids);
+    }
 }
 
 /// The UPIDs already recorded on `vm_ids` (entries tagged `pve2netbox`, created after
-/// `created_after`), as `(vm id, upid)`.
+/// `created_after`), and the entries recorded twice.
 async fn recorded(
     client: &NetboxClient,
     vm_ids: &[u64],
     created_after: Option<i64>,
-) -> Result<BTreeSet<(u64, String)>, String> {
-    let mut out = BTreeSet::new();
+) -> Result<Recorded, String> {
+    let mut out = Recorded::default();
     for chunk in vm_ids.chunks(JOURNAL_IDS_PER_READ) {
         let mut filters = vec![
             ("assigned_object_type".to_owned(), VM_OBJECT_TYPE.to_owned()),
@@ -288,24 +347,39 @@ async fn recorded(
             .list_all(
                 JOURNAL_ENDPOINT,
                 &filters,
-                &["assigned_object_id", "comments"],
+                &["id", "assigned_object_id", "comments"],
             )
             .await
             .map_err(|e| format!("reading the journal entries of {} VMs: {e}", chunk.len()))?;
-        for row in rows {
-            let Some(vm) = row.get("assigned_object_id").and_then(Value::as_u64) else {
-                continue;
-            };
-            if let Some(upid) = row
-                .get("comments")
-                .and_then(Value::as_str)
-                .and_then(upid_in)
-            {
-                out.insert((vm, upid.to_owned()));
-            }
-        }
+        out.add_rows(rows);
     }
     Ok(out)
+}
+
+/// Deletes journal entries recorded twice ([`Recorded::extra`]); the message of the first
+/// failure otherwise. A refused lease ends the phase.
+async fn delete_extra(
+    lease: &NetboxLease,
+    extra: &[u64],
+) -> Result<Result<usize, String>, LeaseError> {
+    let mut deleted = 0;
+    for chunk in extra.chunks(JOURNAL_BULK_ITEMS) {
+        let writer = lease.ensure().await?;
+        if let Err(e) = writer.delete_bulk(JOURNAL_ENDPOINT, chunk).await {
+            return Ok(Err(format!(
+                "{} journal entries recorded twice not deleted (the next run tries again): {e}",
+                chunk.len()
+            )));
+        }
+        deleted += chunk.len();
+    }
+    if deleted > 0 {
+        tracing::warn!(
+            deleted,
+            "deleted journal entries recorded twice (a write NetBox committed after its answer was lost)"
+        );
+    }
+    Ok(Ok(deleted))
 }
 
 /// Copies new tasks of `targets` into journal entries and moves the clusters' watermarks.
@@ -346,6 +420,7 @@ pub async fn run(
                 tasks: Vec::new(),
                 complete: true,
                 written: 0,
+                written_vms: BTreeSet::new(),
             }
         });
         run.targets.insert(target.vmid, target.clone());
@@ -418,8 +493,8 @@ pub async fn run(
         vm_ids.sort_unstable();
         vm_ids.dedup();
         let created_after = run.since.map(|s| s - JOURNAL_CREATED_SLACK_S);
-        let known = match recorded(client, &vm_ids, created_after).await {
-            Ok(known) => known,
+        let Recorded { known, extra } = match recorded(client, &vm_ids, created_after).await {
+            Ok(rec) => rec,
             Err(message) => {
                 // Without the record, writing could duplicate entries: skip this cluster.
                 run.complete = false;
@@ -428,6 +503,14 @@ pub async fn run(
                 continue;
             }
         };
+        match delete_extra(lease, &extra).await? {
+            Ok(n) => out.duplicates_deleted += n,
+            Err(message) => {
+                run.complete = false;
+                let cluster = endpoints[run.endpoint].cluster();
+                out.errors.push(ErrorEntry::new(cluster, PHASE, message));
+            }
+        }
         for (target, task) in candidates {
             if known.contains(&(target.netbox_id, task.upid.clone())) {
                 continue;
@@ -466,6 +549,7 @@ pub async fn run(
                 for (vm, _) in &group {
                     if let Some(run) = cluster_of_vm.get(vm).and_then(|e| runs.get_mut(e)) {
                         run.written += 1;
+                        run.written_vms.insert(*vm);
                     }
                 }
             }
@@ -495,6 +579,33 @@ pub async fn run(
     // Watermarks: only after the entries they vouch for are stored.
     if !pre.tasks_since_field {
         return Ok(out);
+    }
+    // Look again before the watermark moves past what this run wrote: an entry of an earlier
+    // run whose answer was lost may have committed after this run read the journal.
+    for run in runs.values_mut() {
+        if !run.complete || run.written_vms.is_empty() {
+            continue;
+        }
+        let vm_ids: Vec<u64> = run.written_vms.iter().copied().collect();
+        let created_after = run.since.map(|s| s - JOURNAL_CREATED_SLACK_S);
+        let cluster = endpoints[run.endpoint].cluster();
+        let extra = match recorded(client, &vm_ids, created_after).await {
+            Ok(rec) => rec.extra,
+            Err(message) => {
+                run.complete = false;
+                out.errors.push(ErrorEntry::new(cluster, PHASE, message));
+                continue;
+            }
+        };
+        if extra.is_empty() {
+            continue;
+        }
+        // Late commits are landing: the next run looks again from the old watermark.
+        run.complete = false;
+        match delete_extra(lease, &extra).await? {
+            Ok(n) => out.duplicates_deleted += n,
+            Err(message) => out.errors.push(ErrorEntry::new(cluster, PHASE, message)),
+        }
     }
     for run in runs.values() {
         let (Some(cluster_id), true) = (run.cluster_id, run.complete) else {
@@ -633,6 +744,29 @@ mod tests {
         t.id.clear();
         assert_eq!(task_vmid(&t), Some(101), "from the UPID");
         assert_eq!(task_vmid(&task("", Some("OK"), 1, Some(2))), None);
+    }
+
+    #[test]
+    fn an_entry_recorded_twice_keeps_its_lowest_id() {
+        let row = |id: u64, vm: u64, upid: &str| {
+            let v = json!({"id": id, "assigned_object_id": vm, "comments": format!("{upid}\nProxmox task")});
+            v.as_object().cloned().expect("an object")
+        };
+        let a = "UPID:pve1:0000A:0000B:65000000:qmstart:100:root@pam:";
+        let b = "UPID:pve1:0000C:0000D:65000001:qmstop:100:root@pam:";
+        let mut rec = Recorded::default();
+        rec.add_rows(vec![
+            row(9, 1, a),
+            row(4, 1, a),
+            row(7, 1, a),
+            row(5, 1, b),
+            // The same task on another VM is not a duplicate.
+            row(6, 2, a),
+        ]);
+        rec.extra.sort_unstable();
+        assert_eq!(rec.extra, vec![7, 9]);
+        assert_eq!(rec.known.len(), 3);
+        assert!(rec.known.contains(&(1, a.to_owned())));
     }
 
     #[test]

@@ -2,34 +2,65 @@
 //! `Retry-After`, timeouts past the client's timeout, writes committed whose answer is lost),
 //! repeated `sync` runs converge to exactly the state one clean sync makes (one VM per guest,
 //! same fields, custom fields, tags, journal entries once per task), in single and bulk write
-//! mode, one write window at a time and four in flight; and a Proxmox that fails some reads never makes VMs orphans or deletes them.
-//! Simulator only (faults are injected by the simulated NetBox and Proxmox).
+//! mode, one write window at a time and four in flight (a round per error status: five against
+//! the simulator, two against the real NetBox, one there with four windows); a `Retry-After` is
+//! waited and a wait past the retry budget is refused with its message; and a Proxmox that fails some reads never makes VMs orphans or deletes them and sends NetBox
+//! no write at all. Both tiers: NetBox faults are injected by the test kit's proxy in front of
+//! the NetBox at hand, Proxmox faults by the simulated Proxmox.
 
 mod e2e_state;
 mod e2e_support;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
-use e2e_support::{Harness, RunOutput, require_simulator, spec};
+use e2e_support::{Harness, RunOutput, real_mode, spec};
 use pve2netbox_testkit::{FaultPatch, ServiceKind};
 
 /// Guests over two clusters: enough for several write windows and journal batches.
 const GUESTS: usize = 150;
+/// The same against the real NetBox, where a write costs ~50 times the simulator's: still
+/// several write windows and journal batches, in a third of the time.
+const REAL_GUESTS: usize = 50;
+
+fn guests() -> usize {
+    if real_mode() { REAL_GUESTS } else { GUESTS }
+}
 /// Faulty runs allowed before the run must have converged (exit 0).
 const MAX_FAULTY_RUNS: usize = 8;
 /// Seed of the first faulty run's fault draws (any seed works; fixed so the run is repeatable).
 const FIRST_RUN_FAULT_SEED: u64 = 7;
-/// The client's per-attempt timeout in the faulty runs, in seconds (the config's minimum), so a
-/// held request times out on the client quickly.
-const REQUEST_TIMEOUT_SECS: u32 = 1;
-/// How long the simulator holds a "timeout" request: past the client's timeout.
-const TIMEOUT_HOLD_MS: u64 = 1_500;
+/// The client's per-attempt timeout in the faulty runs, in seconds, against the simulator: the
+/// config's minimum, so a held request times out on the client quickly.
+const SIM_REQUEST_TIMEOUT_SECS: u64 = 1;
+/// The same against the real NetBox: above its slowest answer in this test (a 100-item bulk POST
+/// takes ~3 s on a loaded 2-core machine), as an operator's timeout is, so only the proxy's
+/// injected timeouts time out. (Shorter, NetBox itself answers late and commits writes after
+/// the client gave up, even after the next run read the journal: task history repairs such
+/// duplicates on a later run, see `task_history.rs`, but the per-run invariant here would not
+/// hold. `e2e_tasks::a_journal_entry_recorded_twice_is_deleted_by_the_next_run` checks the repair.)
+const REAL_REQUEST_TIMEOUT_SECS: u64 = 10;
+/// How much longer than the client's timeout the proxy holds a "timeout" request.
+const TIMEOUT_HOLD_PAST_MS: u64 = 500;
 /// Shares of NetBox requests failing, about 10 % in all.
 const ERROR_RATE: f64 = 0.04;
 const TIMEOUT_RATE: f64 = 0.02;
 const DROP_AFTER_COMMIT_RATE: f64 = 0.04;
-/// Error statuses, one round each (the simulator fails with one status at a time), with
+/// Error statuses, one round each (the proxy fails with one status at a time), with
 /// their `Retry-After` in seconds (0 = none).
 const ERROR_STATUSES: &[(u16, u64)] = &[(503, 0), (500, 0), (429, 1), (502, 0), (503, 1)];
+/// The rounds run against the real NetBox: a 5xx without and a 429 with `Retry-After`. The
+/// status only changes what the client does (simulator tier, every status); what the real NetBox
+/// adds is how it stores and answers the writes around the faults, which two rounds meet.
+const REAL_ERROR_STATUSES: &[(u16, u64)] = &[(503, 0), (429, 1)];
+/// With four write windows in flight against the real NetBox, one round.
+const REAL_CONCURRENT_ERROR_STATUSES: &[(u16, u64)] = &[(503, 1)];
+
+fn request_timeout_secs() -> u64 {
+    if real_mode() {
+        REAL_REQUEST_TIMEOUT_SECS
+    } else {
+        SIM_REQUEST_TIMEOUT_SECS
+    }
+}
 
 fn netbox_faults(status: u16, retry_after: u64) -> FaultPatch {
     FaultPatch {
@@ -38,7 +69,7 @@ fn netbox_faults(status: u16, retry_after: u64) -> FaultPatch {
         drop_after_commit_rate: Some(DROP_AFTER_COMMIT_RATE),
         error_status: Some(status),
         retry_after_s: Some(retry_after),
-        timeout_hold_ms: Some(TIMEOUT_HOLD_MS),
+        timeout_hold_ms: Some(request_timeout_secs() * 1000 + TIMEOUT_HOLD_PAST_MS),
         ..FaultPatch::default()
     }
 }
@@ -51,7 +82,7 @@ fn sync_with_short_timeout(h: &Harness) -> RunOutput {
     h.run(&[
         "sync",
         "--set",
-        &format!("timeouts.request_secs={REQUEST_TIMEOUT_SECS}"),
+        &format!("timeouts.request_secs={}", request_timeout_secs()),
     ])
 }
 
@@ -66,7 +97,6 @@ fn clean_reference(h: &Harness) -> (NetboxState, u64) {
         "the inventory has task history (else journal duplicates go unchecked)"
     );
     h.reset_netbox();
-    h.control().reset_counters();
     (r.state, requests(&out))
 }
 
@@ -121,15 +151,12 @@ fn round(
         // request an unlucky fresh draw could miss them all and the round would check nothing);
         // the later runs draw afresh.
         let seed = (run == 1).then_some(FIRST_RUN_FAULT_SEED);
-        h.control().set_faults(
-            ServiceKind::Netbox,
-            &FaultPatch {
-                seed,
-                ..faults.clone()
-            },
-        );
+        h.netbox_faults(&FaultPatch {
+            seed,
+            ..faults.clone()
+        });
         let out = sync_with_short_timeout(h);
-        h.control().clear_faults();
+        h.clear_faults();
         let summary = format!(
             "run {run}: exit {}, {} errors, {} NetBox requests",
             out.code,
@@ -184,12 +211,17 @@ fn converges_under_netbox_faults(bulk: bool, write_concurrency: i64) {
         (true, n) => format!("bulk, {n} windows in flight"),
         (false, n) => format!("single, {n} windows in flight"),
     };
-    let mut h = Harness::generated(spec(GUESTS, 4, 2, 0, 81));
+    let statuses = match (real_mode(), write_concurrency) {
+        (false, _) => ERROR_STATUSES,
+        (true, 1) => REAL_ERROR_STATUSES,
+        (true, _) => REAL_CONCURRENT_ERROR_STATUSES,
+    };
+    let mut h = Harness::generated(spec(guests(), 4, 2, 0, 81));
     h.set("bulk", bulk)
         .set("write_concurrency", write_concurrency);
     let (reference, clean_requests) = clean_reference(&h);
-    // The simulator fails with one status at a time: one round per status.
-    for &(status, retry_after) in ERROR_STATUSES {
+    // The proxy fails with one status at a time: one round per status.
+    for &(status, retry_after) in statuses {
         let what = format!("{mode}, {status} (Retry-After {retry_after} s)");
         round(
             &h,
@@ -202,34 +234,108 @@ fn converges_under_netbox_faults(bulk: bool, write_concurrency: i64) {
 }
 
 #[test]
-fn sim_only_single_writes_converge_under_netbox_faults() {
-    require_simulator();
+fn single_writes_converge_under_netbox_faults() {
     converges_under_netbox_faults(false, 1);
 }
 
 #[test]
-fn sim_only_bulk_writes_converge_under_netbox_faults() {
-    require_simulator();
+fn bulk_writes_converge_under_netbox_faults() {
     converges_under_netbox_faults(true, 1);
 }
 
 #[test]
-fn sim_only_single_writes_converge_under_netbox_faults_at_write_concurrency_4() {
-    require_simulator();
+fn single_writes_converge_under_netbox_faults_at_write_concurrency_4() {
     converges_under_netbox_faults(false, 4);
 }
 
 #[test]
-fn sim_only_bulk_writes_converge_under_netbox_faults_at_write_concurrency_4() {
-    require_simulator();
+fn bulk_writes_converge_under_netbox_faults_at_write_concurrency_4() {
     converges_under_netbox_faults(true, 4);
+}
+
+/// `Retry-After` asked by a 429, in seconds.
+const RETRY_AFTER_S: u64 = 1;
+/// A `Retry-After` past the client's retry budget (60 s), in seconds.
+const RETRY_AFTER_PAST_BUDGET_S: u64 = 3_600;
+
+#[test]
+fn retry_after_is_waited_and_a_wait_past_the_budget_is_refused() {
+    let h = Harness::generated(spec(20, 2, 1, 0, 83));
+    // A third of the writes answered 429 with `Retry-After: 1`: the run retries each after at least
+    // the asked second, and finishes.
+    h.netbox_faults(&FaultPatch {
+        error_rate: Some(0.3),
+        error_status: Some(429),
+        retry_after_s: Some(RETRY_AFTER_S),
+        writes_only: Some(true),
+        seed: Some(FIRST_RUN_FAULT_SEED),
+        ..FaultPatch::default()
+    });
+    let mark = h.mark();
+    let committed = h.proxy().committed_writes();
+    let out = h.sync();
+    h.clear_faults();
+    out.expect_code(0);
+    let attempted = h.writes_since(&mark);
+    let rejected = attempted - (h.proxy().committed_writes() - committed);
+    assert!(
+        rejected > 0,
+        "no write met a 429: the test checks nothing ({attempted} writes)"
+    );
+    let waited = out.report["requests"]["netbox_retry_wait_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no requests.netbox_retry_wait_ms:\n{}", out.describe()));
+    // The run converged, so the rejected writes were retried, each after the asked second: the
+    // recorded waits are whole `Retry-After`s (a backoff with jitter would not add up to whole
+    // seconds), one per retry at most. (A write the run no longer needs, such as a lease
+    // renewal, may go without a retry.)
+    let per_wait = RETRY_AFTER_S * 1000;
+    println!("{rejected} writes met a 429, {waited} ms waited");
+    assert!(
+        waited >= per_wait && waited.is_multiple_of(per_wait) && waited <= rejected * per_wait,
+        "{rejected} writes met a 429 with Retry-After {RETRY_AFTER_S} s, but the client waited \
+         {waited} ms in all:\n{}",
+        out.describe()
+    );
+
+    // A `Retry-After` past the budget: not waited (one attempt), the write fails with the
+    // budget's message. (The first write is the run lease's: the run stops before its report.)
+    let g = h.guest_of_type("qemu");
+    let cluster = g["cluster"].as_str().expect("cluster").to_string();
+    let vmid = g["vmid"].as_u64().expect("vmid") as u32;
+    h.edit_guest(&cluster, vmid, serde_json::json!({"memory": 3072}));
+    h.netbox_faults(&FaultPatch {
+        error_rate: Some(1.0),
+        error_status: Some(429),
+        retry_after_s: Some(RETRY_AFTER_PAST_BUDGET_S),
+        writes_only: Some(true),
+        ..FaultPatch::default()
+    });
+    let mark = h.mark();
+    let out = h.sync();
+    h.clear_faults();
+    assert_eq!(out.code, 1, "{}", out.describe());
+    assert_eq!(
+        h.writes_since(&mark),
+        1,
+        "one attempt, no retry: {}",
+        out.describe()
+    );
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("exceeds the retry budget"),
+        "the budget's message:\n{}",
+        out.describe()
+    );
+    let out = h.sync_ok();
+    assert_eq!(out.count("update"), 1, "{}", out.describe());
 }
 
 #[test]
 fn proxmox_read_errors_never_orphan_or_delete() {
     // Proxmox faults only: the Proxmox side is simulated in both tiers, so this runs against the
     // real NetBox too.
-    let mut h = Harness::generated(spec(GUESTS, 4, 2, 0, 82));
+    let mut h = Harness::generated(spec(guests(), 4, 2, 0, 82));
     // The most eager deletion settings: one missing run deletes, no budget.
     h.set("orphans", "delete");
     h.set("orphan_delete_after_runs", 1);
@@ -287,7 +393,7 @@ fn proxmox_read_errors_never_orphan_or_delete() {
         failed_reads > 0,
         "no Proxmox read failed: the test checks nothing"
     );
-    h.control().clear_faults();
+    h.clear_faults();
     h.sync_ok();
     let got = state(&h);
     assert_clean(&got, "after Proxmox faults");

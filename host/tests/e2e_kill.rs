@@ -1,285 +1,200 @@
 //! End to end, kill and rerun: `pve2netbox sync` is killed with SIGKILL right after its k-th
-//! NetBox write has been committed (its answer not yet received), for k spread over preflight,
-//! the VM writes, the task-history journal writes and the clusters' task watermark writes, in
-//! single and bulk write mode, one write window at a time and four in flight; each time
-//! a rerun must finish cleanly and leave exactly the state one clean sync makes (one VM per
-//! guest, same fields, custom fields and tags, each task journaled once), and a further run
-//! must write nothing.
+//! NetBox write has been committed (its answer not yet received), for k at the run lease's first
+//! write, spread over preflight, the VM writes, the first and last task-history journal write,
+//! each cluster's task watermark write and the lease's last write, in single and bulk write mode,
+//! one write window at a time and four in flight; each time a rerun must finish cleanly and leave exactly the state one clean sync makes (one VM
+//! per guest, same fields, custom fields and tags, each task journaled once), and a further run
+//! must write nothing. Both tiers.
 //!
-//! How a point is hit: the simulated NetBox answers every request `WRITE_LATENCY_MS` after
-//! committing it; the test polls the simulator's write counter and kills the child as soon as
-//! it reaches k, so the k-th write is in NetBox and the process never learns it. One simulator
-//! per mode; NetBox is emptied between points. Simulator only. The binary is run directly
-//! (not through the harness) because the test needs the child process to kill it.
+//! How a point is hit: the test kit's NetBox proxy sits between the binary and NetBox; armed with
+//! k, it counts a write when NetBox has answered it with a 2xx (committed, not arrived) and from
+//! the k-th on holds every answer and request, so the k-th write is in NetBox, the process never
+//! learns it, and nothing more can reach NetBox before the kill, the last point included. Which
+//! write the k-th is comes from the clean run's commit order (the proxy's log), and the killed
+//! run's k-th commit is checked to be of the same kind. NetBox is emptied between points. The
+//! real tier thins the points inside preflight and single mode's VM writes (see
+//! [`REAL_PREFLIGHT_POINTS`]); every phase edge is killed at in both tiers.
 
 mod e2e_state;
 mod e2e_support;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
-use e2e_support::{require_simulator, spec};
-use pve2netbox_testkit::{
-    CounterSnapshot, FaultPatch, ServiceKind, SimConfig, SimHandle, Simulators,
-};
+use e2e_support::{Harness, real_mode, spec};
 
 /// Guests over two clusters.
-const GUESTS: usize = 60;
-/// Delay of every NetBox answer while a run is to be killed: long enough for the poller to
-/// see the write counter move before the process sends its next request.
-const WRITE_LATENCY_MS: f64 = 25.0;
-/// Poll period of the write counter.
+const GUESTS: usize = 24;
+/// Poll period of the proxy's hold flag.
 const POLL: Duration = Duration::from_millis(1);
-/// Kill points inside the VM writes of single mode (plus the first and last write).
-const SINGLE_VM_POINTS: u64 = 12;
-/// Kill points spread over preflight's writes (custom fields, tags, cluster type, clusters).
+/// Kill points inside the VM writes of single mode (plus the first and last write), against
+/// the simulator; bulk mode kills after each of its few VM writes.
+const SINGLE_VM_POINTS: u64 = 10;
+/// Kill points spread over preflight's writes (custom fields, tags, cluster type, clusters),
+/// against the simulator.
 const PREFLIGHT_POINTS: u64 = 6;
-/// Fewest distinct kill points per mode.
-const MIN_POINTS: usize = 15;
-/// Env variable the config names for the NetBox token.
-const NETBOX_TOKEN_VAR: &str = "E2E_KILL_NETBOX_TOKEN";
+/// Fewest distinct kill points per mode against the simulator.
+const MIN_POINTS: usize = 14;
+/// Against the real NetBox each point costs a NetBox reset and three runs (~12 s), so the real
+/// tier keeps every phase edge (the lease's writes, the first and last journal write, each
+/// watermark write) and thins the middles: this many points in preflight and in single mode's
+/// VM writes (bulk mode still kills after each VM write).
+/// With four windows in flight the real tier kills only inside the VM writes.
+const REAL_PREFLIGHT_POINTS: u64 = 2;
+const REAL_SINGLE_VM_POINTS: u64 = 3;
+/// Pause between a killed run and its rerun against the real NetBox (see [`kill_after`]).
+const RERUN_PAUSE: Duration = Duration::from_secs(2);
+/// Longest wait for NetBox to finish the requests a killed run had sent.
+const SETTLE_WAIT: Duration = Duration::from_secs(120);
 const VM_PATHS: &str = "/api/virtualization/virtual-machines/";
 const JOURNAL_PATHS: &str = "/api/extras/journal-entries/";
-/// Task history's watermark: one PATCH per cluster, the run's last writes.
+/// Task history's watermark: one PATCH per cluster, after the journal.
 const WATERMARK_WRITE: &str = "PATCH /api/virtualization/clusters/";
+/// The run lease (`netbox_lease.rs`): a tag created by the first write, deleted by the last.
+const LEASE_TAKE: &str = "POST /api/extras/tags/";
+const LEASE_RELEASE: &str = "DELETE /api/extras/tags/{id}/";
 
-/// Simulators, a config, and the binary.
-struct Rig {
-    sim: SimHandle,
-    // Kept after `sim`: the simulators stop before their runtime goes.
-    _rt: tokio::runtime::Runtime,
-    dir: tempfile::TempDir,
+/// What a committed write was, by its place in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    LeaseTake,
+    Preflight,
+    Vm,
+    Journal,
+    Watermark,
+    LeaseRelease,
 }
 
-/// Where the writes of one clean run fall, by the order the phases write in.
-#[derive(Debug, Clone, Copy)]
-struct Phases {
-    /// Writes before the first VM write (preflight, then objects the VMs need).
-    before_vms: u64,
-    /// VM writes.
-    vms: u64,
-    /// Journal writes (task history).
-    journal: u64,
-    /// Clusters' task watermark writes, after the journal.
-    watermarks: u64,
-}
-
-impl Rig {
-    fn start(bulk: bool, write_concurrency: i64, seed: u64) -> Rig {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let sim = rt
-            .block_on(Simulators::start(SimConfig {
-                inventory: spec(GUESTS, 3, 2, 0, seed),
-                ..SimConfig::default()
-            }))
-            .expect("start the simulators");
-        let rig = Rig {
-            sim,
-            _rt: rt,
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        rig.write_config(bulk, write_concurrency);
-        rig
-    }
-
-    fn config_path(&self) -> PathBuf {
-        self.dir.path().join("pve2netbox.toml")
-    }
-
-    fn write_config(&self, bulk: bool, write_concurrency: i64) {
-        let mut root = toml::Table::new();
-        let mut netbox = toml::Table::new();
-        netbox.insert("url".into(), self.sim.netbox_url().into());
-        netbox.insert("token_env".into(), NETBOX_TOKEN_VAR.into());
-        root.insert("netbox".into(), netbox.into());
-        let endpoints: Vec<toml::Value> = self
-            .sim
-            .pve_endpoints()
-            .iter()
-            .enumerate()
-            .map(|(i, ep)| {
-                let mut t = toml::Table::new();
-                t.insert("name".into(), ep.name.clone().into());
-                t.insert("url".into(), ep.url.clone().into());
-                t.insert("token_env".into(), format!("E2E_KILL_PVE_TOKEN_{i}").into());
-                t.insert("fingerprint".into(), ep.fingerprint.clone().into());
-                toml::Value::Table(t)
-            })
-            .collect();
-        root.insert("proxmox".into(), endpoints.into());
-        let mut sync = toml::Table::new();
-        sync.insert("bulk".into(), bulk.into());
-        sync.insert("write_concurrency".into(), write_concurrency.into());
-        root.insert("sync".into(), sync.into());
-        std::fs::write(
-            self.config_path(),
-            toml::to_string(&root).expect("config to TOML"),
-        )
-        .expect("write the config");
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pve2netbox"));
-        cmd.arg("sync")
-            .arg("--config")
-            .arg(self.config_path())
-            .args(["--output", "json"]);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PVE2NETBOX_") || key.starts_with("NETBOX_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("PVE2NETBOX_LOG", "warn")
-            .env(NETBOX_TOKEN_VAR, self.sim.netbox_token());
-        for (i, ep) in self.sim.pve_endpoints().iter().enumerate() {
-            cmd.env(format!("E2E_KILL_PVE_TOKEN_{i}"), &ep.token);
-        }
-        cmd
-    }
-
-    /// One whole run; its exit code and output for messages.
-    fn sync(&self) -> (i32, String) {
-        let out = self.command().output().expect("run pve2netbox");
-        let text = format!(
-            "exit {:?}\nstdout:\n{}\nstderr (tail):\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            tail(&String::from_utf8_lossy(&out.stderr), 30)
-        );
-        (out.status.code().unwrap_or(-1), text)
-    }
-
-    fn netbox_writes(&self) -> u64 {
-        self.sim.control().counters().netbox_writes()
-    }
-
-    fn set_latency(&self, ms: f64) {
-        self.sim.control().set_faults(
-            ServiceKind::Netbox,
-            &FaultPatch {
-                latency_ms: Some(ms),
-                ..FaultPatch::default()
-            },
-        );
-    }
-
-    fn state(&self) -> e2e_state::Read {
-        e2e_state::read(|key| {
-            self.sim
-                .control()
-                .netbox_objects(key)
-                .unwrap_or_else(|e| panic!("objects {key}: {e}"))
+/// The kinds of a run's committed writes, in commit order: a tag created first is the lease's
+/// take, a tag deleted its release (a run deletes no other tag), the others by path.
+fn kinds(log: &[String]) -> Vec<Kind> {
+    log.iter()
+        .enumerate()
+        .map(|(i, w)| match w.as_str() {
+            w if i == 0 && w == LEASE_TAKE => Kind::LeaseTake,
+            LEASE_RELEASE => Kind::LeaseRelease,
+            w if w.starts_with(WATERMARK_WRITE) => Kind::Watermark,
+            w if w.contains(VM_PATHS) => Kind::Vm,
+            w if w.contains(JOURNAL_PATHS) => Kind::Journal,
+            _ => Kind::Preflight,
         })
-    }
-
-    /// Empties NetBox and the counters.
-    fn reset(&self) {
-        self.sim.control().netbox_reset();
-        self.sim.control().clear_faults();
-        self.sim.control().reset_counters();
-    }
-
-    /// Runs a sync and SIGKILLs it once NetBox has committed `k` writes. `None` when the run
-    /// ended before that.
-    fn kill_after(&self, k: u64) -> Option<u64> {
-        self.set_latency(WRITE_LATENCY_MS);
-        let mut child: Child = self
-            .command()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pve2netbox");
-        let killed = loop {
-            if child.try_wait().expect("poll the child").is_some() {
-                break None;
-            }
-            let writes = self.netbox_writes();
-            if writes >= k {
-                // `Child::kill` is SIGKILL on Unix: no cleanup runs in the process.
-                child.kill().expect("kill pve2netbox");
-                break Some(writes);
-            }
-            std::thread::sleep(POLL);
-        };
-        let _ = child.wait();
-        self.set_latency(0.0);
-        killed.map(|_| self.netbox_writes())
-    }
+        .collect()
 }
 
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+/// The 1-based positions of `kind` in a run's commit order.
+fn positions(kinds: &[Kind], kind: Kind) -> Vec<u64> {
+    kinds
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k == kind)
+        .map(|(i, _)| i as u64 + 1)
+        .collect()
 }
 
-fn phases(counters: &CounterSnapshot) -> Phases {
-    let mut p = Phases {
-        before_vms: 0,
-        vms: 0,
-        journal: 0,
-        watermarks: 0,
-    };
-    for (path, n) in counters.paths.get("netbox").into_iter().flatten() {
-        if path.starts_with("GET") {
-            continue;
-        }
-        if path.starts_with(WATERMARK_WRITE) {
-            p.watermarks += n;
-        } else if path.contains(VM_PATHS) {
-            p.vms += n;
-        } else if path.contains(JOURNAL_PATHS) {
-            p.journal += n;
-        } else {
-            p.before_vms += n;
-        }
-    }
-    p
+/// `n` of `items` spread evenly, the first and last included when `n > 1`.
+fn spread(items: &[u64], n: u64) -> impl Iterator<Item = u64> + '_ {
+    let len = items.len() as u64;
+    let n = n.min(len);
+    (0..n).map(move |i| items[if n == 1 { 0 } else { i * (len - 1) / (n - 1) } as usize])
 }
 
-/// The clean run: the reference state and where its writes fall.
-fn reference(rig: &Rig) -> (NetboxState, Phases) {
-    rig.reset();
-    let (code, out) = rig.sync();
-    assert_eq!(code, 0, "clean sync:\n{out}");
-    let read = rig.state();
+/// Write counts to kill at: the lease's take and release, `preflight_points` spread over
+/// preflight, `vm_points` spread over the VM writes, the first and last journal write, and each
+/// watermark write.
+fn kill_points(kinds: &[Kind], preflight_points: u64, vm_points: u64) -> BTreeSet<u64> {
+    let mut points = BTreeSet::new();
+    points.extend(positions(kinds, Kind::LeaseTake));
+    points.extend(positions(kinds, Kind::LeaseRelease));
+    points.extend(spread(&positions(kinds, Kind::Preflight), preflight_points));
+    points.extend(spread(&positions(kinds, Kind::Vm), vm_points));
+    let journal = positions(kinds, Kind::Journal);
+    points.extend(journal.first().copied());
+    points.extend(journal.last().copied());
+    points.extend(positions(kinds, Kind::Watermark));
+    points
+}
+
+fn state(h: &Harness) -> e2e_state::Read {
+    e2e_state::read(|key| h.objects(key))
+}
+
+/// The clean run: the reference state and the kinds of its writes in commit order.
+fn reference(h: &Harness) -> (NetboxState, Vec<Kind>) {
+    h.reset_netbox();
+    h.proxy().reset_counters();
+    h.sync_ok();
+    let read = state(h);
     assert_clean(&read, "clean sync");
     assert_eq!(read.state.vms.len(), GUESTS, "one VM per guest");
     assert!(
         !read.state.task_entries.is_empty(),
         "the inventory has task history (else the journal is not checked)"
     );
-    let p = phases(&rig.sim.control().counters());
-    assert!(
-        p.before_vms > 0 && p.vms > 0 && p.journal > 0 && p.watermarks > 0,
-        "{p:?}"
-    );
-    (read.state, p)
+    let log = h.proxy().committed_log();
+    let k = kinds(&log);
+    for kind in [
+        Kind::LeaseTake,
+        Kind::Preflight,
+        Kind::Vm,
+        Kind::Journal,
+        Kind::Watermark,
+        Kind::LeaseRelease,
+    ] {
+        assert!(
+            k.contains(&kind),
+            "the clean run has no {kind:?} write: {log:#?}"
+        );
+    }
+    (read.state, k)
 }
 
-/// `n` points spread over `first..first + len` (both ends included when `n > 1`).
-fn spread(first: u64, len: u64, n: u64) -> impl Iterator<Item = u64> {
-    let n = n.min(len).max(1);
-    (0..n).map(move |i| first + if n == 1 { 0 } else { i * (len - 1) / (n - 1) })
-}
-
-/// Write counts to kill at: [`PREFLIGHT_POINTS`] spread over preflight, `vm_points` spread over
-/// the VM writes (first and last included), the first and last journal write, and each
-/// watermark write.
-fn kill_points(p: Phases, vm_points: u64) -> BTreeSet<u64> {
-    let mut points: BTreeSet<u64> = spread(1, p.before_vms, PREFLIGHT_POINTS).collect();
-    points.extend(spread(p.before_vms + 1, p.vms, vm_points));
-    let last_vm = p.before_vms + p.vms;
-    points.insert(last_vm + 1);
-    points.insert(last_vm + p.journal);
-    points.extend(last_vm + p.journal + 1..=last_vm + p.journal + p.watermarks);
-    points
+/// Runs a sync, SIGKILLs it once NetBox has committed `k` writes, and returns the killed run's
+/// committed writes; `None` when the run ended before its k-th commit.
+fn kill_after(h: &Harness, k: u64) -> Option<Vec<String>> {
+    h.proxy().reset_counters();
+    h.proxy().hold_after_commits(k);
+    let (mut cmd, _) = h.command(&["sync"]);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn pve2netbox");
+    let killed = loop {
+        if h.proxy().holding() {
+            // `Child::kill` is SIGKILL on Unix: no cleanup runs in the process.
+            child.kill().expect("kill pve2netbox");
+            break true;
+        }
+        if child.try_wait().expect("poll the child").is_some() {
+            break false;
+        }
+        std::thread::sleep(POLL);
+    };
+    let _ = child.wait();
+    // Requests the run had sent before the hold may still be in NetBox (a real NetBox under load
+    // works on, and commits, a request whose client is gone): the rerun comes after them, as an
+    // operator's would, rather than racing them (the lease would then stop it, correctly).
+    let deadline = std::time::Instant::now() + SETTLE_WAIT;
+    while h.proxy().in_flight() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "NetBox still works on the killed run's requests after {SETTLE_WAIT:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+    // An operator's rerun comes a while after the kill. Against the real NetBox it must: the
+    // rerun that breaks the dead run's lease stops (correctly, "run it again") on any change it
+    // places after its first read, and its estimate of that moment in NetBox's clock is off by
+    // about a request's latency, so a rerun started within milliseconds of the dead run's last
+    // commit can take that commit for a concurrent run's.
+    if real_mode() {
+        std::thread::sleep(RERUN_PAUSE);
+    }
+    // The held connections are dropped now that nobody waits on them.
+    h.proxy().release();
+    killed.then(|| h.proxy().committed_log())
 }
 
 fn kill_and_rerun(bulk: bool, write_concurrency: i64, seed: u64) {
@@ -289,80 +204,197 @@ fn kill_and_rerun(bulk: bool, write_concurrency: i64, seed: u64) {
         (true, n) => format!("bulk, {n} windows in flight"),
         (false, n) => format!("single, {n} windows in flight"),
     };
-    let rig = Rig::start(bulk, write_concurrency, seed);
-    let (want, p) = reference(&rig);
+    let mut h = Harness::generated(spec(GUESTS, 3, 2, 0, seed));
+    h.set("bulk", bulk)
+        .set("write_concurrency", write_concurrency);
+    let (want, want_kinds) = reference(&h);
     // Bulk mode has few VM writes: kill after each of them.
-    let points = kill_points(p, if bulk { p.vms } else { SINGLE_VM_POINTS });
-    println!("{mode}: clean run writes {p:?}; kill points {points:?}");
-    assert!(
-        points.len() >= MIN_POINTS,
-        "{mode}: only {} distinct kill points",
-        points.len()
+    let vm_writes = positions(&want_kinds, Kind::Vm).len() as u64;
+    let (preflight_points, single_vm_points) = if real_mode() {
+        (REAL_PREFLIGHT_POINTS, REAL_SINGLE_VM_POINTS)
+    } else {
+        (PREFLIGHT_POINTS, SINGLE_VM_POINTS)
+    };
+    let mut points = kill_points(
+        &want_kinds,
+        preflight_points,
+        if bulk { vm_writes } else { single_vm_points },
     );
-    for &k in &points {
-        rig.reset();
-        let what = format!("{mode}, killed after write {k}");
-        let at = rig
-            .kill_after(k)
-            .unwrap_or_else(|| panic!("{what}: the run ended before write {k}"));
-        let (code, out) = rig.sync();
-        assert_eq!(
-            code, 0,
-            "{what} (at {at} writes): the rerun must finish:\n{out}"
+    if real_mode() && write_concurrency > 1 {
+        // What four windows in flight change is the VM writes: against the real NetBox only
+        // those points (the simulator tier kills at every phase edge at 4 too).
+        let vms = positions(&want_kinds, Kind::Vm);
+        points.retain(|p| vms.contains(p));
+    }
+    println!("{mode}: clean run commits {want_kinds:?}; kill points {points:?}");
+    if !real_mode() {
+        assert!(
+            points.len() >= MIN_POINTS,
+            "{mode}: only {} distinct kill points",
+            points.len()
         );
-        let got = rig.state();
+    }
+    for &k in &points {
+        let want_kind = want_kinds[k as usize - 1];
+        let what = format!("{mode}, killed after write {k} ({want_kind:?})");
+        h.reset_netbox();
+        let log = kill_after(&h, k).unwrap_or_else(|| panic!("{what}: the run ended first"));
+        // The k-th commit of the killed run is the write the point is named after (the later
+        // entries are writes already in flight when the k-th committed).
+        let got_kind = kinds(&log)[k as usize - 1];
+        assert_eq!(
+            got_kind, want_kind,
+            "{what}: the killed run committed {log:#?}"
+        );
+        let out = h.sync();
+        assert_eq!(
+            out.code,
+            0,
+            "{what}: the rerun must finish:\n{}",
+            out.describe()
+        );
+        let got = state(&h);
         assert_clean(&got, &what);
         assert_same(&want, &got.state, &what);
-        let before = rig.netbox_writes();
-        let (code, out) = rig.sync();
-        assert_eq!(code, 0, "{what}: second rerun:\n{out}");
-        assert_eq!(
-            rig.netbox_writes(),
-            before,
-            "{what}: the run after the repair must write nothing:\n{out}"
-        );
+        let mark = h.mark();
+        h.sync_ok();
+        h.assert_no_writes_since(&mark, &format!("{what}: the run after the repair"));
     }
 }
 
 #[test]
-fn sim_only_single_mode_kill_at_any_write_then_rerun_repairs() {
-    require_simulator();
+fn single_mode_kill_at_any_write_then_rerun_repairs() {
     kill_and_rerun(false, 1, 91);
 }
 
 #[test]
-fn sim_only_single_mode_at_write_concurrency_4_kill_at_any_write_then_rerun_repairs() {
-    require_simulator();
+fn single_mode_at_write_concurrency_4_kill_at_any_write_then_rerun_repairs() {
     kill_and_rerun(false, 4, 93);
 }
 
 #[test]
-fn sim_only_bulk_mode_kill_at_any_write_then_rerun_repairs() {
-    require_simulator();
+fn bulk_mode_kill_at_any_write_then_rerun_repairs() {
     kill_and_rerun(true, 1, 92);
 }
 
 #[test]
-fn sim_only_bulk_mode_at_write_concurrency_4_kill_at_any_write_then_rerun_repairs() {
-    require_simulator();
+fn bulk_mode_at_write_concurrency_4_kill_at_any_write_then_rerun_repairs() {
     kill_and_rerun(true, 4, 94);
 }
 
 /// Guards the kill-point arithmetic the tests rely on.
 #[test]
-fn sim_only_kill_points_cover_every_phase() {
-    let p = Phases {
-        before_vms: 10,
-        vms: 60,
-        journal: 3,
-        watermarks: 2,
-    };
-    let points = kill_points(p, 12);
-    assert!(points.contains(&1) && points.contains(&10), "preflight");
+fn kill_points_cover_every_phase() {
+    let mut log = vec![LEASE_TAKE.to_string()];
+    log.extend((0..9).map(|_| "POST /api/extras/custom-fields/".to_string()));
+    log.extend((0..60).map(|_| format!("POST {VM_PATHS}")));
+    log.extend((0..3).map(|_| format!("POST {JOURNAL_PATHS}")));
+    log.extend((0..2).map(|_| format!("{WATERMARK_WRITE}{{id}}/")));
+    log.push(LEASE_RELEASE.to_string());
+    let k = kinds(&log);
+    assert_eq!(k[0], Kind::LeaseTake);
+    assert_eq!(k[75], Kind::LeaseRelease);
+    let points = kill_points(&k, PREFLIGHT_POINTS, 12);
+    assert!(
+        points.contains(&1) && points.contains(&76),
+        "the lease's writes"
+    );
+    assert!(points.contains(&2) && points.contains(&10), "preflight");
     assert!(points.contains(&11) && points.contains(&70), "VM writes");
     assert!(points.contains(&71) && points.contains(&73), "journal");
     assert!(points.contains(&74) && points.contains(&75), "watermarks");
-    assert!(points.iter().all(|k| *k >= 1 && *k <= 75));
-    assert_eq!(points.iter().filter(|k| **k <= 10).count(), 6);
-    assert!(points.len() >= 22, "{points:?}");
+    assert!(points.iter().all(|p| *p >= 1 && *p <= 76));
+    assert_eq!(points.iter().filter(|p| (2..=10).contains(*p)).count(), 6);
+    assert!(points.len() >= 24, "{points:?}");
+}
+
+/// The name a rename cycle parks its lowest VMID under for one run (`reconcile/names.rs`).
+fn parking_name(vmid: u64) -> String {
+    format!("pve2netbox-swap-{vmid}")
+}
+
+/// Two guests swap names: NetBox never holds two VMs of one name, so the run parks the lower
+/// VMID under a temporary name, renames the other into the freed name, and the next run gives
+/// the parked VM its own. Killed right after the parking rename committed (before the second
+/// rename), a rerun must finish the swap: the state two clean runs make, no duplicate, and a
+/// further run writes nothing. Single mode, where the two renames are separate writes.
+#[test]
+fn kill_between_a_parking_rename_and_the_second_rename_then_rerun_repairs() {
+    let mut h = Harness::generated(spec(GUESTS, 3, 2, 0, 95));
+    h.set("bulk", false);
+    let cluster = h.endpoints()[0].name.clone();
+    let mut guests: Vec<serde_json::Value> = h
+        .guests()
+        .into_iter()
+        .filter(|g| g["type"] == "qemu" && g["cluster"] == *cluster.as_str())
+        .collect();
+    guests.sort_by_key(|g| g["vmid"].as_u64());
+    assert!(guests.len() >= 2, "two QEMU guests in {cluster}");
+    let vmid = |g: &serde_json::Value| g["vmid"].as_u64().expect("vmid");
+    let (low, high) = (vmid(&guests[0]), vmid(&guests[1]));
+    let set_names = |low_to: &str, high_to: &str| {
+        h.edit_guest(&cluster, low as u32, serde_json::json!({ "name": low_to }));
+        h.edit_guest(
+            &cluster,
+            high as u32,
+            serde_json::json!({ "name": high_to }),
+        );
+    };
+    // The NetBox name of a guest's VM.
+    let netbox_name = |id: u64| {
+        h.vms()
+            .into_iter()
+            .find(|v| {
+                e2e_support::cf(v, "proxmox_vm_id") == id
+                    && v["cluster"]["name"] == *cluster.as_str()
+            })
+            .and_then(|v| v["name"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no NetBox VM for {id}"))
+    };
+
+    // The reference: a first sync, the swap in Proxmox, the run that parks, the run that settles.
+    h.reset_netbox();
+    h.sync_ok();
+    let (low_before, high_before) = (netbox_name(low), netbox_name(high));
+    set_names(&high_before, &low_before);
+    h.sync_ok();
+    assert_eq!(
+        netbox_name(low),
+        parking_name(low),
+        "the lower VMID is parked"
+    );
+    assert_eq!(netbox_name(high), low_before);
+    h.sync_ok();
+    assert_eq!(netbox_name(low), high_before, "the parked VM settles");
+    let want = state(&h);
+    assert_clean(&want, "the clean swap");
+
+    // Again from an empty NetBox, killed after the swap run's first VM write: the parking.
+    h.reset_netbox();
+    set_names(&low_before, &high_before);
+    h.sync_ok();
+    set_names(&high_before, &low_before);
+    let log = kill_after(&h, 2).expect("the swap run ended before its second write");
+    assert_eq!(
+        kinds(&log)[..2],
+        [Kind::LeaseTake, Kind::Vm],
+        "the killed run committed {log:#?}"
+    );
+    assert_eq!(
+        (netbox_name(low), netbox_name(high)),
+        (parking_name(low), high_before.clone()),
+        "killed between the parking rename and the second rename"
+    );
+    let out = h.sync();
+    assert_eq!(out.code, 0, "the rerun must finish:\n{}", out.describe());
+    let got = state(&h);
+    assert_clean(&got, "after the rerun");
+    assert_same(
+        &want.state,
+        &got.state,
+        "killed between the renames, then rerun",
+    );
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, "the run after the repair");
 }

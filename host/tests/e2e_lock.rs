@@ -346,9 +346,6 @@ use std::time::SystemTime;
 
 /// Guests of the lease tests.
 const LEASE_VMS: usize = 6;
-/// NetBox latency while a run is to be killed after taking its lease: long enough for the
-/// poller to see the lease before the run ends.
-const SLOW_NETBOX_MS: f64 = 25.0;
 /// Proxmox latency that holds a run in discovery while the test plays another machine.
 const SLOW_PVE_MS: f64 = 3_000.0;
 /// Bound on waiting for a child to reach a point (a hang guard, not a timing assertion).
@@ -581,18 +578,12 @@ impl Drop for Reap {
     }
 }
 
-/// Starts `sync` on `host` (with `extra` arguments) against a slow NetBox and SIGKILLs it as
-/// soon as its lease is in NetBox; returns its pid.
+/// Starts `sync` on `host` (with `extra` arguments) and SIGKILLs it as soon as its lease is in
+/// NetBox; returns its pid. The lease's create is the run's first write: the proxy holds its
+/// answer (and everything after), so the run cannot go on, or release the lease, before the kill.
 fn kill_after_lease(h: &Harness, host: &str, extra: &[&str]) -> u32 {
-    if !h.is_real() {
-        h.control().set_faults(
-            ServiceKind::Netbox,
-            &FaultPatch {
-                latency_ms: Some(SLOW_NETBOX_MS),
-                ..FaultPatch::default()
-            },
-        );
-    }
+    h.proxy()
+        .hold_after_commits(h.proxy().committed_writes() + 1);
     let mut args = vec!["sync"];
     args.extend_from_slice(extra);
     let (mut cmd, _) = on_host(h, host, &args);
@@ -619,9 +610,7 @@ fn kill_after_lease(h: &Harness, host: &str, extra: &[&str]) -> u32 {
         use std::os::unix::process::ExitStatusExt as _;
         assert_eq!(status.signal(), Some(9), "killed by SIGKILL: {status}");
     }
-    if !h.is_real() {
-        h.control().clear_faults();
-    }
+    h.proxy().release();
     pid
 }
 

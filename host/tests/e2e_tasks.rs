@@ -59,28 +59,27 @@ fn watermark(h: &Harness) -> Option<i64> {
     cf(&cluster(h), WATERMARK).as_i64()
 }
 
-/// Requests of the simulator's per-path counters since `mark` whose key contains `needle`.
-fn path_reads_since(h: &Harness, mark: &Mark, service: &str, needle: &str) -> Option<u64> {
-    let Mark::Sim(before, _) = mark else {
-        return None;
+/// Read requests since `mark` whose `GET /path` key contains `needle`: the binary's NetBox
+/// requests (proxy, both tiers) or the simulated Proxmox's.
+fn path_reads_since(h: &Harness, mark: &Mark, service: &str, needle: &str) -> u64 {
+    let (now, before) = match service {
+        "netbox" => (h.proxy().counters(), &mark.netbox),
+        _ => (h.control().counters(), &mark.sim),
     };
-    let now = h.control().counters();
-    Some(
-        now.paths
-            .get(service)
-            .into_iter()
-            .flatten()
-            .filter(|(p, _)| p.starts_with("GET") && p.contains(needle))
-            .map(|(p, n)| {
-                n - before
-                    .paths
-                    .get(service)
-                    .and_then(|m| m.get(p))
-                    .copied()
-                    .unwrap_or(0)
-            })
-            .sum(),
-    )
+    now.paths
+        .get(service)
+        .into_iter()
+        .flatten()
+        .filter(|(p, _)| p.starts_with("GET") && p.contains(needle))
+        .map(|(p, n)| {
+            n - before
+                .paths
+                .get(service)
+                .and_then(|m| m.get(p))
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// A finished task of `guest` started at `start` (now when `None`).
@@ -115,10 +114,11 @@ fn rerun_without_new_tasks_reads_within_bound_and_writes_nothing() {
     h.assert_no_writes_since(&mark, "rerun without new tasks");
     assert_eq!(out.report["requests"]["netbox_write"], 0);
     assert_eq!(h.objects("journal-entries").len(), entries);
-    if let Some(reads) = h.reads_since(&mark) {
+    {
+        let reads = h.reads_since(&mark);
         let bound = pages(n) + RERUN_READ_CONSTANT;
-        let journal = path_reads_since(&h, &mark, "netbox", "journal-entries").unwrap_or(0);
-        let tasks = path_reads_since(&h, &mark, "pve", "/tasks").unwrap_or(0);
+        let journal = path_reads_since(&h, &mark, "netbox", "journal-entries");
+        let tasks = path_reads_since(&h, &mark, "pve", "/tasks");
         println!(
             "rerun of {n} VMs: {reads} NetBox reads ({journal} journal), {tasks} Proxmox task \
              reads (bound {bound})"
@@ -156,7 +156,8 @@ fn new_tasks_are_recorded_once_on_the_next_run() {
     }
     assert_eq!(after.len(), before.len() + added.len());
     assert_no_duplicates(&h, "second run");
-    if let Some(paths) = h.write_paths_since(&mark) {
+    {
+        let paths = h.write_paths_since(&mark);
         // One bulk POST of the entries, one PATCH of the cluster's watermark, and the run
         // lease's create and delete.
         assert_eq!(
@@ -237,8 +238,80 @@ fn task_history_off_reads_no_tasks_and_writes_no_journal() {
     let mark = h.mark();
     h.sync_ok();
     assert!(h.objects("journal-entries").is_empty());
-    if let Some(tasks) = path_reads_since(&h, &mark, "pve", "/tasks") {
+    {
+        let tasks = path_reads_since(&h, &mark, "pve", "/tasks");
         assert_eq!(tasks, 0, "no task listing with task history off");
     }
     assert!(watermark(&h).is_none(), "no watermark without task history");
+}
+
+/// A journal POST NetBox commits after its client gave up (its worker goes on without the
+/// connection) can land after the next run wrote the same entry: a task recorded twice. The
+/// next run that reads that VM's journal keeps the oldest entry and deletes the other, and the
+/// run after that writes nothing. (The late commit is made here as an operator's write of the
+/// same entry.)
+#[test]
+fn a_journal_entry_recorded_twice_is_deleted_by_the_next_run() {
+    let h = Harness::generated(spec(10, 2, 1, 0, 34));
+    h.sync_ok();
+    let before = upid_counts(&h);
+    let guest = h.guest_of_type("qemu");
+    let vmid = guest["vmid"].as_u64().expect("vmid");
+    let vm_id = h
+        .vms()
+        .iter()
+        .find(|v| cf(v, "proxmox_vm_id") == vmid)
+        .and_then(|v| v["id"].as_u64())
+        .expect("the guest's VM");
+    let kept = h
+        .objects("journal-entries")
+        .into_iter()
+        .filter(|e| e["assigned_object_id"] == vm_id)
+        .min_by_key(|e| e["id"].as_u64())
+        .expect("the guest's tasks were recorded");
+    let upid = upid_of(&kept).expect("a UPID");
+    h.create(
+        "journal-entries",
+        json!({
+            "assigned_object_type": "virtualization.virtualmachine",
+            "assigned_object_id": vm_id,
+            "kind": e2e_support::choice(&kept["kind"]),
+            "comments": kept["comments"],
+            "tags": [{"slug": "pve2netbox"}],
+        }),
+    );
+    assert_eq!(upid_counts(&h).get(&upid), Some(&2), "the duplicate is in");
+
+    // A new task of the guest: the next run reads its VM's journal.
+    let added = h
+        .control()
+        .add_tasks(vec![task_of(&guest, "qmreboot", None)])
+        .expect("add a task");
+    let mark = h.mark();
+    h.sync_ok();
+    let after = upid_counts(&h);
+    assert_eq!(after.get(&upid), Some(&1), "{upid} is recorded once again");
+    assert!(
+        h.objects("journal-entries")
+            .iter()
+            .any(|e| e["id"] == kept["id"]),
+        "the oldest entry is the one kept"
+    );
+    assert_eq!(after.get(&added[0]), Some(&1), "the new task recorded once");
+    assert_eq!(after.len(), before.len() + 1);
+    assert_no_duplicates(&h, "the run after the duplicate");
+    let paths = h.write_paths_since(&mark);
+    assert_eq!(
+        paths
+            .get("DELETE /api/extras/journal-entries/")
+            .copied()
+            .unwrap_or(0),
+        1,
+        "one bulk DELETE of the duplicate: {paths:?}"
+    );
+
+    let mark = h.mark();
+    h.sync_ok();
+    h.assert_no_writes_since(&mark, "the run after the repair");
+    assert_eq!(upid_counts(&h), after);
 }

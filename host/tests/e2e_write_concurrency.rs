@@ -1,18 +1,18 @@
 //! End to end, `sync.write_concurrency`: with 4 windows in flight a run makes the same reports
 //! (counts, notices, errors, write requests) and leaves the same NetBox as at 1, through a first
 //! sync, a rename chain (a VM takes the name another gives up in the same run), a name swap
-//! (parked under a temporary name, then settled) and a rerun that writes nothing; and against
-//! the simulator the writes of separate windows really overlap at 4 and never at 1; and bulk
-//! writes at 4 that create and delete QEMU and LXC VMs in the same requests converge with no
-//! failed VM (NetBox counts each VM type's VMs in the write's transaction: requests locking two
-//! types in opposite orders would deadlock). Faults and kills at 4 are in `e2e_faults.rs` and
-//! `e2e_kill.rs`.
+//! (parked under a temporary name, then settled) and a rerun that writes nothing; the writes of
+//! separate windows really overlap at 4 and never at 1 (counted at the test kit's proxy, so in
+//! both tiers); and bulk writes at 4 that create and delete QEMU and LXC VMs in the same requests
+//! converge with no failed VM (NetBox counts each VM type's VMs in the write's transaction:
+//! requests locking two types in opposite orders would deadlock). Faults and kills at 4 are in
+//! `e2e_faults.rs` and `e2e_kill.rs`.
 
 mod e2e_state;
 mod e2e_support;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
-use e2e_support::{Harness, RunOutput, cf, require_simulator, spec};
+use e2e_support::{Harness, RunOutput, cf, spec};
 use pve2netbox_testkit::{FaultPatch, NewGuest, ServiceKind};
 use serde_json::{Value, json};
 
@@ -123,28 +123,26 @@ fn bulk_writes_make_the_same_reports_and_netbox_at_write_concurrency_1_and_4() {
 }
 
 /// The most NetBox writes in flight at once during one first sync (task history off: its
-/// journal writes have their own concurrency).
+/// journal writes have their own concurrency), counted by the test kit's proxy in front of the
+/// NetBox at hand, which also adds [`LATENCY_MS`] to every answer so windows have time to meet.
 fn max_writes_in_flight(concurrency: i64, bulk: bool) -> u64 {
     let mut h = harness(concurrency, bulk);
     h.set("task_history", false);
-    h.control().set_faults(
-        ServiceKind::Netbox,
-        &FaultPatch {
-            latency_ms: Some(LATENCY_MS),
-            ..FaultPatch::default()
-        },
-    );
-    h.control().reset_counters();
+    h.netbox_faults(&FaultPatch {
+        latency_ms: Some(LATENCY_MS),
+        ..FaultPatch::default()
+    });
+    h.proxy().reset_counters();
     let out = h.sync_ok();
+    h.clear_faults();
     assert_eq!(out.count("create"), GUESTS as u64, "{}", out.describe());
-    let n = h.control().counters().netbox_max_writes_in_flight;
+    let n = h.proxy().counters().netbox_max_writes_in_flight;
     println!("write_concurrency {concurrency}, bulk {bulk}: at most {n} writes in flight");
     n
 }
 
 #[test]
-fn sim_only_windows_overlap_at_write_concurrency_4_and_never_at_1() {
-    require_simulator();
+fn windows_overlap_at_write_concurrency_4_and_never_at_1() {
     for bulk in [false, true] {
         assert_eq!(
             max_writes_in_flight(1, bulk),

@@ -305,3 +305,135 @@ fn module_is_shared_across_threads_with_a_store_per_call() {
         }
     });
 }
+
+/// The limits again through a WIT 0.2 module's one fused `reconcile` call (`tests/rules-v0-2`,
+/// the default rules misbehaving on request), not the three steps of the 0.1 runaway module: a
+/// loop is stopped by the deadline (the sync's metering) and by fuel, a hog by the memory limit,
+/// a panic is a trap with its message; each fails that batch only, naming its guests, and the
+/// next batch of the same module maps its VMs.
+mod wit_0_2_reconcile {
+    use super::*;
+    use guest_default::model::{ReconcileInput, Reconciled};
+    use pve2netbox::rules::fixture::effective_context;
+
+    fn module(rt: &RulesRuntime) -> RulesModule {
+        let m = rt
+            .load_file(&rules_common::v0_2_module())
+            .expect("the 0.2 module");
+        assert!(
+            m.fuses_reconcile(),
+            "a 0.2 module is called through reconcile"
+        );
+        m
+    }
+
+    fn items() -> Vec<ReconcileInput> {
+        three_guests()
+            .into_iter()
+            .map(|guest| ReconcileInput {
+                guest,
+                current: None,
+                ..ReconcileInput::default()
+            })
+            .collect()
+    }
+
+    /// The module's effective context with the `misbehave` setting added.
+    fn asking(m: &RulesModule, kind: &str) -> Context {
+        let mut ctx = effective_context(m, &Context::default()).expect("context");
+        ctx.settings.extend(misbehave(kind, None).settings);
+        ctx
+    }
+
+    /// The batch failed, named by its first and last guest; the next batch maps every VM.
+    fn failed_alone(m: &RulesModule, msg: &str) {
+        assert!(
+            msg.contains("reconcile of batch (3 items, lab/n1/100 .. lab/n1/102)"),
+            "{msg}"
+        );
+        let ctx = effective_context(m, &Context::default()).expect("context");
+        let next = m.reconcile(&ctx, items()).expect("the next batch");
+        assert_eq!(next.items.len(), 3);
+        assert!(
+            next.items
+                .iter()
+                .all(|r| matches!(r, Ok(Reconciled::Vm(_)))),
+            "{:?}",
+            next.items
+        );
+    }
+
+    #[test]
+    fn a_loop_is_stopped_by_the_deadline() {
+        let rt = runtime(Limits {
+            deadline: Some(Duration::from_millis(100)),
+            ..Limits::default()
+        });
+        let m = module(&rt);
+        let err = m
+            .reconcile(&asking(&m, "loop"), items())
+            .expect_err("a loop must not finish");
+        let (msg, limit) = expect_limit(err);
+        assert!(msg.contains("wall-clock deadline (100 ms)"), "{msg}");
+        assert_eq!(limit, LimitHit::Deadline(Duration::from_millis(100)));
+        failed_alone(&m, &msg);
+    }
+
+    #[test]
+    fn a_loop_is_stopped_by_fuel() {
+        let rt = runtime(Limits {
+            metering: Metering::Fuel,
+            fuel_base: 1_000_000,
+            fuel_per_item: 1_000_000,
+            ..Limits::default()
+        });
+        let m = module(&rt);
+        let err = m
+            .reconcile(&asking(&m, "loop"), items())
+            .expect_err("a loop must not finish");
+        let (msg, limit) = expect_limit(err);
+        assert!(
+            matches!(
+                limit,
+                LimitHit::Fuel {
+                    budget: 4_000_000,
+                    items: 3,
+                    ..
+                }
+            ),
+            "{msg}"
+        );
+        failed_alone(&m, &msg);
+    }
+
+    #[test]
+    fn a_hog_is_stopped_by_the_memory_limit() {
+        let rt = runtime(Limits {
+            memory_bytes: 32 << 20,
+            ..Limits::default()
+        });
+        let m = module(&rt);
+        let err = m
+            .reconcile(&asking(&m, "hog"), items())
+            .expect_err("a hog must not finish");
+        let (msg, limit) = expect_limit(err);
+        assert!(
+            matches!(limit, LimitHit::Memory { limit: 33_554_432, requested } if requested > 33_554_432),
+            "{msg}"
+        );
+        failed_alone(&m, &msg);
+    }
+
+    #[test]
+    fn a_panic_is_a_trap_with_its_message() {
+        let rt = runtime(Limits::default());
+        let m = module(&rt);
+        let err = m
+            .reconcile(&asking(&m, "panic"), items())
+            .expect_err("a panic must fail the batch");
+        let msg = err.to_string();
+        assert!(matches!(err, RulesError::Trap { .. }), "{msg}");
+        assert!(msg.contains("deliberate panic in a 0.2 reconcile"), "{msg}");
+        failed_alone(&m, &msg);
+    }
+}

@@ -17,6 +17,7 @@
 pub mod control;
 pub mod inventory;
 mod netbox;
+pub mod proxy;
 mod pve;
 mod rng;
 mod serve;
@@ -29,6 +30,7 @@ pub use inventory::{
     EndpointInventory, Guest, GuestKind, Inventory, InventorySpec, NodeSpec, Task,
 };
 pub use netbox::{DEFAULT_PAGE_SIZE, MAX_BODY_BYTES, MAX_PAGE_SIZE, NetboxVersion};
+pub use proxy::{NetboxProxy, ProxyError};
 pub use pve::PveVersion;
 pub use service::{FaultPatch, FaultSettings, Profile, ServiceKind};
 pub use sim::{

@@ -6,12 +6,18 @@
 //! `NETBOX_TOKEN` (v2), `NETBOX_TOKEN_V1` and `NETBOX_TOKEN_RO` set (`tests/real-netbox/netbox.sh
 //! env` prints them). Then every harness takes a process-wide mutex plus a lock directory (tests
 //! against the one real NetBox run serially, across test binaries too), resets NetBox with
-//! `netbox.sh reset`, reads state through the REST API and counts writes from the changelog
-//! (`/api/core/object-changes/`) and VMs' `last_updated`. Tests that need the simulated NetBox
-//! (fault injection on NetBox, its request counters) are named `sim_only_…` and call
-//! [`require_simulator`]; the real tier filters them out (`--skip sim_only_`), visibly.
+//! `netbox.sh reset` and reads state through the REST API.
 //!
-//! Edges: the testkit's `Simulators` and `Control`; the binary through its command line only.
+//! In both tiers the binary talks to NetBox through the test kit's [`NetboxProxy`]: NetBox
+//! requests are counted there (the simulator's way: every request on arrival, rejected writes
+//! included, a bulk request once), and NetBox faults and kill points are injected there, so a
+//! fault or kill test has one body for both tiers. Against the real NetBox, "no write" is also
+//! checked in its changelog (`/api/core/object-changes/`) and VMs' `last_updated`. Tests that
+//! still need the simulated NetBox itself are named `sim_only_…` and call [`require_simulator`];
+//! the real tier filters them out (`--skip sim_only_`), visibly.
+//!
+//! Edges: the testkit's `Simulators`, `Control` and `NetboxProxy`; the binary through its
+//! command line only.
 
 #![allow(dead_code)]
 
@@ -22,15 +28,16 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pve2netbox_testkit::{
-    Control, CounterSnapshot, Inventory, InventorySpec, NewGuest, PveEndpointInfo, SimConfig,
-    SimHandle, Simulators,
+    Control, CounterSnapshot, FaultPatch, Inventory, InventorySpec, NetboxProxy, NewGuest,
+    PveEndpointInfo, SimConfig, SimHandle, Simulators,
 };
 use serde_json::{Map, Value, json};
 
 /// The switch selecting the real NetBox.
 pub const MODE_VAR: &str = "PVE2NETBOX_E2E_NETBOX";
-/// Lock directory shared by every process running tests against the real NetBox.
-const REAL_LOCK_DIR: &str = "/tmp/pve2netbox-e2e-real-netbox.lock";
+/// Lock directory shared by every process running tests against the real NetBox, one per
+/// NetBox (its port follows), so suites against two NetBox instances do not wait on each other.
+const REAL_LOCK_PREFIX: &str = "pve2netbox-e2e-real-netbox";
 /// How long to wait for another process holding the real NetBox (a whole suite may run there).
 const REAL_LOCK_WAIT: Duration = Duration::from_secs(3600);
 /// Objects per page when reading NetBox (its MAX_PAGE_SIZE default).
@@ -88,49 +95,53 @@ struct RealNetbox {
 /// Holds the real NetBox for one test: the in-process mutex and the cross-process lock dir.
 struct RealLock {
     _guard: MutexGuard<'static, ()>,
+    dir: PathBuf,
 }
 
 impl RealLock {
-    fn take() -> RealLock {
+    fn take(url: &str) -> RealLock {
         let guard = REAL_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
+        let key: String = url
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let dir = std::env::temp_dir().join(format!("{REAL_LOCK_PREFIX}-{key}.lock"));
         let deadline = std::time::Instant::now() + REAL_LOCK_WAIT;
         loop {
-            match std::fs::create_dir(REAL_LOCK_DIR) {
+            match std::fs::create_dir(&dir) {
                 Ok(()) => {
-                    std::fs::write(
-                        Path::new(REAL_LOCK_DIR).join("pid"),
-                        std::process::id().to_string(),
-                    )
-                    .expect("write the lock's pid file");
+                    std::fs::write(dir.join("pid"), std::process::id().to_string())
+                        .expect("write the lock's pid file");
                     break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     // A lock left by a dead process is taken over.
-                    let holder = std::fs::read_to_string(Path::new(REAL_LOCK_DIR).join("pid"))
+                    let holder = std::fs::read_to_string(dir.join("pid"))
                         .ok()
                         .and_then(|p| p.trim().parse::<u32>().ok());
                     if let Some(pid) = holder
                         && !Path::new(&format!("/proc/{pid}")).exists()
                     {
-                        let _ = std::fs::remove_dir_all(REAL_LOCK_DIR);
+                        let _ = std::fs::remove_dir_all(&dir);
                         continue;
                     }
                     assert!(
                         std::time::Instant::now() < deadline,
-                        "the real NetBox is held by process {holder:?} ({REAL_LOCK_DIR})"
+                        "the real NetBox is held by process {holder:?} ({})",
+                        dir.display()
                     );
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                Err(e) => panic!("creating {REAL_LOCK_DIR}: {e}"),
+                Err(e) => panic!("creating {}: {e}", dir.display()),
             }
         }
-        RealLock { _guard: guard }
+        RealLock { _guard: guard, dir }
     }
 }
 
 impl Drop for RealLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(REAL_LOCK_DIR);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -160,14 +171,15 @@ fn reset_real_netbox() {
 
 /// A point in time to count NetBox traffic from.
 #[derive(Debug, Clone)]
-pub enum Mark {
-    /// Simulator counters and the highest object-change id at that point.
-    Sim(CounterSnapshot, u64),
-    /// Highest object-change id and every VM's `last_updated` at that point.
-    Real {
-        change_id: u64,
-        vms: BTreeMap<u64, String>,
-    },
+pub struct Mark {
+    /// The simulators' counters (Proxmox in both tiers; NetBox in the simulator tier).
+    pub sim: CounterSnapshot,
+    /// The proxy's counters: the binary's NetBox requests, in both tiers.
+    pub netbox: CounterSnapshot,
+    /// Highest object-change id.
+    change_id: u64,
+    /// Real NetBox: every VM's `last_updated` (a no-op save leaves no changelog entry).
+    vms: Option<BTreeMap<u64, String>>,
 }
 
 /// One update of a VM as NetBox saw it.
@@ -272,7 +284,8 @@ impl RunOutput {
 
 /// Simulated Proxmox, a NetBox (simulated or real), a tempdir with the config.
 pub struct Harness {
-    // Field order matters: the simulators stop before their runtime goes.
+    // Field order matters: the proxy and the simulators stop before their runtime goes.
+    proxy: NetboxProxy,
     sim: SimHandle,
     rt: tokio::runtime::Runtime,
     dir: tempfile::TempDir,
@@ -325,7 +338,7 @@ impl Harness {
                 v1: var("NETBOX_TOKEN_V1"),
                 ro: var("NETBOX_TOKEN_RO"),
             };
-            let lock = RealLock::take();
+            let lock = RealLock::take(&real.url);
             reset_real_netbox();
             (Some(lock), Some(real))
         } else {
@@ -339,7 +352,13 @@ impl Harness {
         let sim = rt
             .block_on(make(SimConfig::default()))
             .expect("start the simulators");
+        let upstream = match &real {
+            Some(r) => r.url.clone(),
+            None => sim.netbox_url().to_string(),
+        };
+        let proxy = NetboxProxy::start(&upstream).expect("start the NetBox proxy");
         Harness {
+            proxy,
             sim,
             rt,
             dir: tempfile::tempdir().expect("tempdir"),
@@ -363,6 +382,22 @@ impl Harness {
         self.sim.control()
     }
 
+    /// The proxy between the binary and NetBox: its counters, faults and kill points.
+    pub fn proxy(&self) -> &NetboxProxy {
+        &self.proxy
+    }
+
+    /// Injects NetBox faults (in the proxy, so in both tiers); absent keys keep their value.
+    pub fn netbox_faults(&self, patch: &FaultPatch) {
+        self.proxy.set_faults(patch);
+    }
+
+    /// Clears the NetBox faults and any Proxmox faults.
+    pub fn clear_faults(&self) {
+        self.proxy.clear_faults();
+        self.control().clear_faults();
+    }
+
     /// The simulated Proxmox endpoints.
     pub fn endpoints(&self) -> Vec<PveEndpointInfo> {
         self.sim.pve_endpoints()
@@ -384,7 +419,13 @@ impl Harness {
         self.dir.path().join(name)
     }
 
+    /// The NetBox URL the binary is given: the proxy's.
     fn netbox_url(&self) -> String {
+        self.proxy.url().to_string()
+    }
+
+    /// NetBox's own URL, for the harness's reads and operator edits (not counted by the proxy).
+    fn netbox_direct_url(&self) -> String {
         match &self.real {
             Some(r) => r.url.clone(),
             None => self.sim.netbox_url().to_string(),
@@ -569,7 +610,11 @@ impl Harness {
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Value {
-        let url = format!("{}/api/{}/", self.netbox_url(), path.trim_matches('/'));
+        let url = format!(
+            "{}/api/{}/",
+            self.netbox_direct_url(),
+            path.trim_matches('/')
+        );
         let token = self.token_value(Token::V2);
         let auth = if token.starts_with("nbt_") {
             format!("Bearer {token}")
@@ -632,12 +677,11 @@ impl Harness {
 
     /// Remembers the traffic so far.
     pub fn mark(&self) -> Mark {
-        match &self.real {
-            None => Mark::Sim(self.control().counters(), self.last_change_id()),
-            Some(_) => Mark::Real {
-                change_id: self.last_change_id(),
-                vms: self.vm_stamps(),
-            },
+        Mark {
+            sim: self.control().counters(),
+            netbox: self.proxy.counters(),
+            change_id: self.last_change_id(),
+            vms: self.real.as_ref().map(|_| self.vm_stamps()),
         }
     }
 
@@ -681,112 +725,94 @@ impl Harness {
         all
     }
 
-    /// NetBox writes since the mark: sim, write requests (a bulk request counts once); real,
-    /// changelog entries plus VMs whose `last_updated` moved without one (a no-op save).
+    /// Requests per `METHOD /path` the proxy counted since the mark whose method matches.
+    fn proxy_paths_since(&self, mark: &Mark, reads: bool) -> BTreeMap<String, u64> {
+        let now = self.proxy.counters();
+        let empty = BTreeMap::new();
+        let before = mark.netbox.paths.get("netbox").unwrap_or(&empty);
+        now.paths
+            .get("netbox")
+            .into_iter()
+            .flatten()
+            .filter(|(p, _)| p.starts_with("GET ") == reads)
+            .filter_map(|(p, n)| {
+                let old = before.get(p).copied().unwrap_or(0);
+                (*n > old).then(|| (p.clone(), n - old))
+            })
+            .collect()
+    }
+
+    /// The binary's NetBox write requests since the mark, counted by the proxy in both tiers the
+    /// simulator's way: a bulk request once, retries and rejected writes included.
     pub fn writes_since(&self, mark: &Mark) -> u64 {
-        match mark {
-            Mark::Sim(before, _) => {
-                self.control().counters().netbox_writes() - before.netbox_writes()
-            }
-            Mark::Real { change_id, vms } => {
-                let changes = self.changes_since(*change_id);
-                let logged: BTreeSet<u64> = changes
-                    .iter()
-                    .filter(|c| c["changed_object_type"] == "virtualization.virtualmachine")
-                    .filter_map(|c| c["changed_object_id"].as_u64())
-                    .collect();
-                let silent = self
-                    .vm_stamps()
-                    .iter()
-                    .filter(|(id, stamp)| {
-                        vms.get(id).is_some_and(|old| old != *stamp) && !logged.contains(id)
-                    })
-                    .count();
-                changes.len() as u64 + silent as u64
-            }
-        }
+        self.proxy.counters().netbox_writes() - mark.netbox.netbox_writes()
     }
 
-    /// What the writes since the mark were, for failure messages.
+    /// Real NetBox: changelog entries since the mark plus VMs whose `last_updated` moved without
+    /// one (a no-op save). `None` for the simulator.
+    fn real_changes_since(&self, mark: &Mark) -> Option<u64> {
+        let vms = mark.vms.as_ref()?;
+        let changes = self.changes_since(mark.change_id);
+        let logged: BTreeSet<u64> = changes
+            .iter()
+            .filter(|c| c["changed_object_type"] == "virtualization.virtualmachine")
+            .filter_map(|c| c["changed_object_id"].as_u64())
+            .collect();
+        let silent = self
+            .vm_stamps()
+            .iter()
+            .filter(|(id, stamp)| {
+                vms.get(id).is_some_and(|old| old != *stamp) && !logged.contains(id)
+            })
+            .count();
+        Some(changes.len() as u64 + silent as u64)
+    }
+
+    /// What the writes since the mark were, for failure messages: the proxy's write requests per
+    /// path and the changelog's entries.
     pub fn writes_detail(&self, mark: &Mark) -> String {
-        match mark {
-            Mark::Sim(before, _) => {
-                let now = self.control().counters();
-                let mut lines = Vec::new();
-                for (path, n) in now.paths.get("netbox").into_iter().flatten() {
-                    let old = before
-                        .paths
-                        .get("netbox")
-                        .and_then(|p| p.get(path))
-                        .copied()
-                        .unwrap_or(0);
-                    if *n > old && !path.starts_with("GET") {
-                        lines.push(format!("{path}: {}", n - old));
-                    }
-                }
-                lines.join("\n")
-            }
-            Mark::Real { change_id, .. } => self
-                .changes_since(*change_id)
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{} {} #{} {}",
-                        choice(&c["action"]),
-                        c["changed_object_type"].as_str().unwrap_or(""),
-                        c["changed_object_id"],
-                        c["object_repr"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
+        let mut lines: Vec<String> = self
+            .proxy_paths_since(mark, false)
+            .iter()
+            .map(|(path, n)| format!("{path}: {n}"))
+            .collect();
+        lines.extend(self.changes_since(mark.change_id).iter().map(|c| {
+            format!(
+                "changelog: {} {} #{} {}",
+                choice(&c["action"]),
+                c["changed_object_type"].as_str().unwrap_or(""),
+                c["changed_object_id"],
+                c["object_repr"].as_str().unwrap_or("")
+            )
+        }));
+        lines.join("\n")
     }
 
-    /// Panics unless NetBox saw no write since the mark.
+    /// Panics unless the binary sent no NetBox write since the mark (and, against the real
+    /// NetBox, nothing changed in its changelog or VMs' `last_updated`).
     pub fn assert_no_writes_since(&self, mark: &Mark, what: &str) {
         let n = self.writes_since(mark);
-        assert_eq!(
-            n,
-            0,
-            "{what}: expected no NetBox write, got {n}:\n{}",
+        let changed = self.real_changes_since(mark).unwrap_or(0);
+        assert!(
+            n == 0 && changed == 0,
+            "{what}: expected no NetBox write, got {n} write requests and {changed} changes:\n{}",
             self.writes_detail(mark)
         );
     }
 
-    /// NetBox read requests since the mark (simulator only: the real NetBox does not count them).
-    pub fn reads_since(&self, mark: &Mark) -> Option<u64> {
-        match mark {
-            Mark::Sim(before, _) => {
-                Some(self.control().counters().netbox("GET") - before.netbox("GET"))
-            }
-            Mark::Real { .. } => None,
-        }
+    /// The binary's NetBox read requests since the mark (proxy, both tiers).
+    pub fn reads_since(&self, mark: &Mark) -> u64 {
+        self.proxy.counters().netbox("GET") - mark.netbox.netbox("GET")
     }
 
-    /// Write requests since the mark per `METHOD /path` (simulator only).
-    pub fn write_paths_since(&self, mark: &Mark) -> Option<BTreeMap<String, u64>> {
-        let Mark::Sim(before, _) = mark else {
-            return None;
-        };
-        let now = self.control().counters();
-        Some(
-            now.paths
-                .get("netbox")
-                .into_iter()
-                .flatten()
-                .filter(|(p, _)| !p.starts_with("GET"))
-                .filter_map(|(p, n)| {
-                    let old = before
-                        .paths
-                        .get("netbox")
-                        .and_then(|m| m.get(p))
-                        .copied()
-                        .unwrap_or(0);
-                    (*n > old).then(|| (p.clone(), n - old))
-                })
-                .collect(),
-        )
+    /// The binary's NetBox write requests since the mark per `METHOD /path` (proxy, both tiers).
+    pub fn write_paths_since(&self, mark: &Mark) -> BTreeMap<String, u64> {
+        self.proxy_paths_since(mark, false)
+    }
+
+    /// The binary's NetBox read requests since the mark per `GET /path` (proxy, both tiers).
+    pub fn read_paths_since(&self, mark: &Mark) -> BTreeMap<String, u64> {
+        self.proxy_paths_since(mark, true)
     }
 
     /// VM updates since the mark. Real NetBox: from the changelog, with the changed fields.
@@ -794,8 +820,7 @@ impl Harness {
     pub fn vm_updates_since(&self, mark: &Mark) -> Vec<VmUpdate> {
         // Both NetBoxes keep a changelog with pre/post data, so one reading serves both, and a
         // bulk PATCH of several VMs counts once per VM, as NetBox logs it.
-        let (Mark::Sim(_, change_id) | Mark::Real { change_id, .. }) = mark;
-        self.changes_since(*change_id)
+        self.changes_since(mark.change_id)
             .into_iter()
             .filter(|c| {
                 c["changed_object_type"] == "virtualization.virtualmachine"
