@@ -169,10 +169,10 @@ fn tagged(row: &Value) -> bool {
 
 /// The (action, object type) pairs NetBox logged since the mark, the run lease's tag aside.
 fn changed(h: &Harness, mark: &Mark) -> BTreeSet<(String, String)> {
-    let (Mark::Sim(_, id) | Mark::Real { change_id: id, .. }) = mark;
+    let id = mark.change_id();
     list(h, "core/object-changes", &[("id__gt", id.to_string())])
         .into_iter()
-        .filter(|c| c["id"].as_u64().is_some_and(|i| i > *id))
+        .filter(|c| c["id"].as_u64().is_some_and(|i| i > id))
         .filter(|c| c["changed_object_type"] != "extras.tag")
         .map(|c| {
             (

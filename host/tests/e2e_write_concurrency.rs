@@ -13,7 +13,7 @@ mod e2e_support;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
 use e2e_support::{Harness, RunOutput, cf, spec};
-use pve2netbox_testkit::{FaultPatch, NewGuest, ServiceKind};
+use pve2netbox_testkit::{FaultPatch, NewGuest};
 use serde_json::{Value, json};
 
 /// Guests over two clusters; with [`WINDOW`] that is many windows per run.

@@ -182,6 +182,13 @@ pub struct Mark {
     vms: Option<BTreeMap<u64, String>>,
 }
 
+impl Mark {
+    /// The highest object-change id at the mark: changes logged after it have higher ids.
+    pub fn change_id(&self) -> u64 {
+        self.change_id
+    }
+}
+
 /// One update of a VM as NetBox saw it.
 #[derive(Debug, Clone)]
 pub struct VmUpdate {
