@@ -179,7 +179,8 @@ fn delete_budget_refuses_a_run_deleting_too_many() {
 }
 
 /// Every orphan policy, each with a removed guest inside the incomplete scope: the run ends
-/// with exit 3, an error for the scope, and the scope's VMs exactly as they were.
+/// with exit 3, an error for the scope, no NetBox write at all, and the scope's VMs exactly as
+/// they were.
 fn partial_read_never_acts(
     seed: u64,
     clusters: usize,
@@ -194,8 +195,12 @@ fn partial_read_never_acts(
         h.sync_ok();
         let (cluster, untouched) = break_it(&mut h);
         let before = h.vms();
+        let mark = h.mark();
         let out = h.sync();
         assert_eq!(out.code, 3, "{policy}: {}", out.describe());
+        // Nothing else changed in Proxmox: a run that could not read a scope has nothing to
+        // write at all (no delete, no mark, no field guessed from what was not read).
+        h.assert_no_writes_since(&mark, &format!("{policy}\n{}", out.describe()));
         let scope = expect_scope(&h, &cluster);
         assert!(
             !out.errors_in(&scope).is_empty(),
