@@ -44,8 +44,6 @@ use crate::snapshot_children::{
 
 /// `was` of a failed child write in [`Failure`]: reported, not counted as a VM failure.
 pub const CHILD_FAILURE: &str = "child";
-/// Ids per filtered re-read (`id=` repeated), as for VMs.
-const IDS_PER_READ: usize = 400;
 const PRIMARY_IPS: [&str; 2] = ["primary_ip4", "primary_ip6"];
 
 fn endpoint(kind: ChildKind) -> &'static str {
@@ -768,9 +766,9 @@ fn item_message(e: &NetboxError, pos: usize, id: Option<u64>) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
-/// `apply`'s guard for children: re-reads every updated or deleted child of `ops` (one
-/// filtered read per kind and [`IDS_PER_READ`] ids) and returns `(operation, child, why)` for
-/// each one that is gone or whose `last_updated` moved since the plan.
+/// `apply`'s guard for children: re-reads every updated or deleted child of `ops` (filtered
+/// reads per kind, [`crate::dispatch::last_updated_by_id`]) and returns `(operation, child,
+/// why)` for each one that is gone or whose `last_updated` moved since the plan.
 pub async fn check_stale(
     client: &NetboxClient,
     ops: &[Operation],
@@ -785,23 +783,8 @@ pub async fn check_stale(
     }
     let mut current: BTreeMap<(&'static str, u64), Option<String>> = BTreeMap::new();
     for (endpoint, ids) in by_kind {
-        for chunk in ids.chunks(IDS_PER_READ) {
-            let filters: Vec<(String, String)> = chunk
-                .iter()
-                .map(|id| ("id".to_owned(), id.to_string()))
-                .collect();
-            for row in client
-                .list_all(endpoint, &filters, &["last_updated"])
-                .await?
-            {
-                if let Some(id) = row.get("id").and_then(Value::as_u64) {
-                    let updated = row
-                        .get("last_updated")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
-                    current.insert((endpoint, id), updated);
-                }
-            }
+        for (id, updated) in crate::dispatch::last_updated_by_id(client, endpoint, &ids).await? {
+            current.insert((endpoint, id), updated);
         }
     }
     let mut refused = Vec::new();

@@ -921,25 +921,22 @@ fn item_message(e: &NetboxError, pos: usize, id: Option<u64>) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
-/// `apply`'s guard: re-reads every target of `ops` (one filtered paged read, `id=` repeated)
-/// and the identities of its creates; returns the operations to refuse, with why. A target
-/// whose `last_updated` moved since the plan, or that is gone, is refused; so is a create whose
-/// VM now exists.
-pub async fn check_stale(
+/// The `last_updated` of each object of `endpoint` among `ids` that still exists: one filtered
+/// paged read per [`IDS_PER_READ`] ids (`id=` repeated). `apply`'s staleness guards use it, for
+/// VMs and for their children.
+pub(crate) async fn last_updated_by_id(
     client: &NetboxClient,
-    ops: &[Operation],
-    preflight: &Preflight,
-) -> Result<Vec<(usize, String)>, NetboxError> {
-    let resolver = Resolver::new(preflight);
-    let targets: Vec<u64> = ops.iter().filter_map(|o| o.netbox_id).collect();
-    let mut current: BTreeMap<u64, Option<String>> = BTreeMap::new();
-    for chunk in targets.chunks(IDS_PER_READ) {
+    endpoint: &str,
+    ids: &[u64],
+) -> Result<BTreeMap<u64, Option<String>>, NetboxError> {
+    let mut current = BTreeMap::new();
+    for chunk in ids.chunks(IDS_PER_READ) {
         let filters: Vec<(String, String)> = chunk
             .iter()
             .map(|id| ("id".to_owned(), id.to_string()))
             .collect();
         for row in client
-            .list_all(VM_ENDPOINT, &filters, &["last_updated"])
+            .list_all(endpoint, &filters, &["last_updated"])
             .await?
         {
             if let Some(id) = row.get("id").and_then(Value::as_u64) {
@@ -951,6 +948,21 @@ pub async fn check_stale(
             }
         }
     }
+    Ok(current)
+}
+
+/// `apply`'s guard: re-reads every target of `ops` (one filtered paged read, `id=` repeated)
+/// and the identities of its creates; returns the operations to refuse, with why. A target
+/// whose `last_updated` moved since the plan, or that is gone, is refused; so is a create whose
+/// VM now exists.
+pub async fn check_stale(
+    client: &NetboxClient,
+    ops: &[Operation],
+    preflight: &Preflight,
+) -> Result<Vec<(usize, String)>, NetboxError> {
+    let resolver = Resolver::new(preflight);
+    let targets: Vec<u64> = ops.iter().filter_map(|o| o.netbox_id).collect();
+    let current = last_updated_by_id(client, VM_ENDPOINT, &targets).await?;
     let creates: Vec<(u64, u32)> = ops
         .iter()
         .filter(|o| o.op == OpKind::Create)
