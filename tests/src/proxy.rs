@@ -18,6 +18,7 @@
 
 use crate::service::{
     self, Committed, DropConnection, FaultPatch, FaultSettings, Profile, ServiceCtl, ServiceKind,
+    normalize_path,
 };
 use crate::{CounterSnapshot, serve};
 use axum::Router;
@@ -271,19 +272,6 @@ async fn hold(fwd: &Forward) -> Response<Body> {
     dropped()
 }
 
-fn normalize(path: &str) -> String {
-    path.split('/')
-        .map(|s| {
-            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-                "{id}"
-            } else {
-                s
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 async fn forward(State(fwd): State<Arc<Forward>>, req: Request) -> Response<Body> {
     if *fwd.holding.borrow() {
         return hold(&fwd).await;
@@ -363,7 +351,7 @@ async fn exchange(
         let n = {
             // One lock for the count and the log, so the log's order is the count's order.
             let mut log = fwd.committed_log.lock().unwrap_or_else(|e| e.into_inner());
-            log.push(format!("{method} {}", normalize(&path)));
+            log.push(format!("{method} {}", normalize_path(&path)));
             fwd.committed.fetch_add(1, Ordering::SeqCst) + 1
         };
         let at = fwd.hold_at.load(Ordering::SeqCst);

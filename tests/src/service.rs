@@ -241,7 +241,7 @@ impl Counters {
 }
 
 /// Replaces numeric path segments by `{id}`, so 100k VMs give one counter key, not 100k.
-fn normalize_path(path: &str) -> String {
+pub(crate) fn normalize_path(path: &str) -> String {
     path.split('/')
         .map(|s| {
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
