@@ -31,7 +31,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::http::{
+use crate::clients::http::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET, Fingerprint, Secret,
     TlsMode,
 };
@@ -323,17 +323,17 @@ pub struct SyncConfig {
     pub batch_size: usize,
     /// Site slug for the clusters and node devices, if any.
     pub site: Option<String>,
-    /// Time-to-live of the NetBox run lease (`lock_ttl_secs`; see [`crate::netbox_lease`]).
+    /// Time-to-live of the NetBox run lease (`lock_ttl_secs`; see [`crate::safety::lease`]).
     pub lock_ttl: Duration,
     /// Keep the no-op memo in the state dir and skip the rules call for unchanged VMs
-    /// (see [`crate::memo`]).
+    /// (see [`crate::rules::memo`]).
     pub memo: bool,
     /// Ask running guests for their network (QEMU guest agent, LXC interfaces); `false` leaves
     /// every guest's runtime network unknown (`not-asked`) and sends no such call.
     pub agent: bool,
     /// Read, plan and write a VM's children (`children`): the guests' network views and
     /// NetBox's interfaces, MACs, IPs and virtual disks reach the rules, whose child changes and
-    /// primary IPs are planned and written (`children_plan`, `children_dispatch`). Off by
+    /// primary IPs are planned and written (`pipeline::plan::children`, `pipeline::dispatch::children`). Off by
     /// default for now: the change kinds are tested on both tiers, but kill and fault
     /// convergence with children and their cost at 10k-100k VMs are not measured yet. Off, a
     /// 0.3 module's child changes are reported per VM as not applied.
@@ -356,7 +356,7 @@ impl Default for SyncConfig {
             rules: None,
             batch_size: DEFAULT_BATCH_SIZE,
             site: None,
-            lock_ttl: crate::netbox_lease::DEFAULT_LEASE_TTL,
+            lock_ttl: crate::safety::lease::DEFAULT_LEASE_TTL,
             memo: true,
             agent: true,
             children: false,
@@ -1195,7 +1195,7 @@ impl RawConfig {
             lock_ttl: Duration::from_secs(self.int_in(
                 "sync.lock_ttl_secs",
                 s.lock_ttl_secs,
-                crate::netbox_lease::DEFAULT_LEASE_TTL.as_secs() as i64,
+                crate::safety::lease::DEFAULT_LEASE_TTL.as_secs() as i64,
                 1,
                 86_400,
             )? as u64),

@@ -2,40 +2,25 @@
 //!
 //! The host does the I/O (Proxmox reads, one NetBox snapshot, a gentle write queue); the mapping
 //! and diff rules run in a WebAssembly component behind the versioned WIT contract in `wit/`.
-//! Each pipeline phase is its own module and a function from data to data:
+//! The folders follow that story:
 //!
-//! ```text
-//! config ─► preflight ─► proxmox_read ─┐
-//!                                      ├─► reconcile ─► plan ─► dispatch ─► task_history ─► report
-//!           snapshot ──────────────────┘
-//! ```
+//! - [`pipeline`]: the phases of a run, in order, each a function from data to data; a VM's
+//!   children (interfaces, MACs, IPs, disks) live beside the VM code of each phase;
+//! - [`clients`]: the Proxmox VE and NetBox API clients over one HTTP layer;
+//! - [`rules`]: the WebAssembly rules runtime, its cache, and the no-op memo;
+//! - [`safety`]: what keeps two runs apart (the local run lock, the lease held in NetBox);
+//! - [`cli`]: the commands, `demo` and `doctor` among them;
+//! - beside them, what every room uses: [`config`], [`logging`], [`progress`], [`metrics`],
+//!   [`timefmt`], [`version`].
 
-pub mod children_dispatch;
-pub mod children_plan;
 pub mod cli;
+pub mod clients;
 pub mod config;
-pub mod demo;
-pub mod dispatch;
-pub mod guest_network;
-pub mod http;
 pub mod logging;
-pub mod memo;
 pub mod metrics;
-pub mod netbox;
-pub mod netbox_lease;
-pub mod orphans;
-pub mod plan;
-pub mod preflight;
+pub mod pipeline;
 pub mod progress;
-pub mod proxmox;
-pub mod proxmox_read;
-pub mod reconcile;
-pub mod report;
 pub mod rules;
-pub mod run_lock;
-pub mod snapshot;
-pub mod snapshot_children;
-pub mod sync;
-pub mod task_history;
+pub mod safety;
 pub mod timefmt;
 pub mod version;

@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::report::{EXIT_CHANGES, EXIT_OK, Mode, RunReport};
+use crate::pipeline::report::{EXIT_CHANGES, EXIT_OK, Mode, RunReport};
 
 /// The environment variable that sets `--metrics-file`.
 pub const METRICS_FILE_ENV: &str = "PVE2NETBOX_METRICS_FILE";
@@ -331,7 +331,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), MetricsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{ErrorEntry, RulesInfo};
+    use crate::pipeline::report::{ErrorEntry, RulesInfo};
 
     fn sample_report() -> RunReport {
         let mut report = RunReport::new(Mode::Sync);

@@ -11,10 +11,10 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use pve2netbox::clients::http::{RequestCounters, Secret};
+use pve2netbox::clients::netbox::{NetboxClient, NetboxError, TokenKind};
+use pve2netbox::clients::proxmox::{GuestKind, ProxmoxClient, ProxmoxError, TaskQuery, TaskSource};
 use pve2netbox::config::{Config, NetboxConfig, ProxmoxEndpoint, Timeouts};
-use pve2netbox::http::{RequestCounters, Secret};
-use pve2netbox::netbox::{NetboxClient, NetboxError, TokenKind};
-use pve2netbox::proxmox::{GuestKind, ProxmoxClient, ProxmoxError, TaskQuery, TaskSource};
 use reqwest::Url;
 use serde_json::{Value, json};
 

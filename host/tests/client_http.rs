@@ -12,7 +12,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
-use pve2netbox::http::{
+use pve2netbox::clients::http::{
     Fingerprint, HttpClient, HttpErrorKind, HttpSettings, Request, RetryPolicy, TlsMode,
 };
 use reqwest::{Method, Url};

@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use e2e_support::{Harness, cf, pages, require_simulator, spec};
+use pve2netbox::clients::http::{RequestCounters, Secret};
+use pve2netbox::clients::netbox::NetboxClient;
 use pve2netbox::config::{NetboxConfig, Timeouts};
-use pve2netbox::http::{RequestCounters, Secret};
-use pve2netbox::netbox::NetboxClient;
-use pve2netbox::preflight::Preflight;
-use pve2netbox::snapshot;
-use pve2netbox::snapshot_children::ChildrenSnapshot;
+use pve2netbox::pipeline::preflight::Preflight;
+use pve2netbox::pipeline::snapshot;
+use pve2netbox::pipeline::snapshot::children::ChildrenSnapshot;
 use reqwest::Url;
 use serde_json::{Value, json};
 

@@ -35,7 +35,7 @@ const SIM_REQUEST_TIMEOUT_SECS: u64 = 1;
 /// takes ~3 s on a loaded 2-core machine), as an operator's timeout is, so only the proxy's
 /// injected timeouts time out. (Shorter, NetBox itself answers late and commits writes after
 /// the client gave up, even after the next run read the journal: task history repairs such
-/// duplicates on a later run, see `task_history.rs`, but the per-run invariant here would not
+/// duplicates on a later run, see `pipeline::task_history`, but the per-run invariant here would not
 /// hold. `e2e_tasks::a_journal_entry_recorded_twice_is_deleted_by_the_next_run` checks the repair.)
 const REAL_REQUEST_TIMEOUT_SECS: u64 = 10;
 /// How much longer than the client's timeout the proxy holds a "timeout" request.

@@ -52,7 +52,7 @@ const VM_PATHS: &str = "/api/virtualization/virtual-machines/";
 const JOURNAL_PATHS: &str = "/api/extras/journal-entries/";
 /// Task history's watermark: one PATCH per cluster, after the journal.
 const WATERMARK_WRITE: &str = "PATCH /api/virtualization/clusters/";
-/// The run lease (`netbox_lease.rs`): a tag created by the first write, deleted by the last.
+/// The run lease (`safety::lease`): a tag created by the first write, deleted by the last.
 const LEASE_TAKE: &str = "POST /api/extras/tags/";
 const LEASE_RELEASE: &str = "DELETE /api/extras/tags/{id}/";
 

@@ -7,7 +7,7 @@
 //! - A `pve2netbox sync` killed with SIGKILL while holding the lock (stuck on a slow Proxmox)
 //!   leaves its lock file behind, and the next `sync` runs anyway: the OS released the lock.
 //!
-//! The NetBox lease (a tag in NetBox, across machines; `netbox_lease.rs`). Each "machine" is a
+//! The NetBox lease (a tag in NetBox, across machines; `safety::lease`). Each "machine" is a
 //! run with its own `--state-dir` (so the local lock does not meet) and its own host identity
 //! (the hidden, test-only `PVE2NETBOX_LEASE_HOST`):
 //! - a lease held by another machine refuses a writing run (exit 1, the holder named, nothing
@@ -30,7 +30,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pve2netbox::config::Config;
-use pve2netbox::run_lock::{self, RunLock};
+use pve2netbox::safety::run_lock::{self, RunLock};
 use pve2netbox::timefmt;
 use pve2netbox_testkit::{
     CounterSnapshot, FaultPatch, InventorySpec, ServiceKind, SimConfig, SimHandle, Simulators,
@@ -340,7 +340,7 @@ fn sim_only_a_run_killed_while_holding_the_lock_does_not_block_the_next() {
 // -- the NetBox lease (across machines) ------------------------------------------------------
 
 use e2e_support::{Harness, RunOutput, spec};
-use pve2netbox::netbox_lease::{HOST_ENV, LEASE_TAG, LeaseHolder};
+use pve2netbox::safety::lease::{HOST_ENV, LEASE_TAG, LeaseHolder};
 use serde_json::json;
 use std::time::SystemTime;
 

@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pve2netbox::clients::http::{RequestCounters, Secret, TlsMode};
 use pve2netbox::config::{Config, NetboxConfig, ProxmoxEndpoint};
-use pve2netbox::guest_network::{NetworkSettings, NetworkSource, UnknownReason, outcome_name};
-use pve2netbox::http::{RequestCounters, Secret, TlsMode};
+use pve2netbox::pipeline::proxmox_read::guest_network::{
+    NetworkSettings, NetworkSource, UnknownReason, outcome_name,
+};
+use pve2netbox::pipeline::proxmox_read::{self, ProxmoxRead};
 use pve2netbox::progress::Progress;
-use pve2netbox::proxmox_read::{self, ProxmoxRead};
 use pve2netbox_testkit::{
     GuestKind, InventorySpec, NewGuest, PveVersion, SimConfig, SimHandle, Simulators,
 };
@@ -259,7 +261,9 @@ async fn every_agent_outcome_is_recorded_per_guest() {
     assert!(read.reads[0].guest_errors.is_empty(), "{:?}", read.reads);
     assert!(read.guests.iter().all(|g| g.guest.config_read));
 
-    let counts = pve2netbox::guest_network::tally(read.guests.iter().map(|g| g.network()));
+    let counts = pve2netbox::pipeline::proxmox_read::guest_network::tally(
+        read.guests.iter().map(|g| g.network()),
+    );
     assert_eq!(counts["timed-out"], 2);
     assert_eq!(counts["agent-off"], 2);
     assert_eq!(outcome_name(&net[&300]), "lxc-interfaces");

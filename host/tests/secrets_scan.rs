@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use pve2netbox::clients::http::RequestCounters;
+use pve2netbox::clients::netbox::NetboxClient;
+use pve2netbox::clients::proxmox::ProxmoxClient;
 use pve2netbox::config::{Config, TokenSource};
-use pve2netbox::http::RequestCounters;
-use pve2netbox::netbox::NetboxClient;
-use pve2netbox::proxmox::ProxmoxClient;
 use pve2netbox_testkit::{InventorySpec, SimConfig, SimHandle, Simulators};
 use serde_json::{Map, json};
 

@@ -23,11 +23,13 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::rule_fields;
+use crate::clients::http::RequestCounters;
+use crate::clients::netbox::{MAX_TESTED, MIN_SUPPORTED, NetboxClient, NetboxError};
+use crate::clients::proxmox::{GuestKind, ProxmoxClient};
 use crate::config::Config;
-use crate::guest_network::{self, NetworkAsk, NetworkSettings, NetworkSource, UnknownReason};
-use crate::http::RequestCounters;
-use crate::netbox::{MAX_TESTED, MIN_SUPPORTED, NetboxClient, NetboxError};
-use crate::proxmox::{GuestKind, ProxmoxClient};
+use crate::pipeline::proxmox_read::guest_network::{
+    self, NetworkAsk, NetworkSettings, NetworkSource, UnknownReason,
+};
 
 /// Running QEMU guests whose config `doctor` reads at most, looking for one with the agent on.
 const AGENT_SAMPLE_CONFIGS: usize = 10;
@@ -171,8 +173,8 @@ async fn check_netbox(config: &Config, counters: Arc<RequestCounters>, report: &
     };
     let version = status.version;
     let token = match client.token_kind() {
-        crate::netbox::TokenKind::V1 => "v1 token",
-        crate::netbox::TokenKind::V2 => "v2 token",
+        crate::clients::netbox::TokenKind::V1 => "v1 token",
+        crate::clients::netbox::TokenKind::V2 => "v2 token",
     };
     let base = format!(
         "NetBox {} at {} ({token})",
@@ -199,7 +201,9 @@ async fn check_netbox(config: &Config, counters: Arc<RequestCounters>, report: &
     } else {
         report.push(Level::Ok, scope, base);
     }
-    if client.token_kind() == crate::netbox::TokenKind::V2 && !status.capabilities.v2_tokens {
+    if client.token_kind() == crate::clients::netbox::TokenKind::V2
+        && !status.capabilities.v2_tokens
+    {
         report.push(
             Level::Fail,
             scope,
@@ -327,7 +331,7 @@ async fn check_rule_custom_fields(config: &Config, client: &NetboxClient, report
     if config.sync.rules.as_ref().is_some_and(|p| !p.is_file()) {
         return;
     }
-    let module = match crate::sync::load_rules(config.sync.rules.as_deref()) {
+    let module = match crate::pipeline::run::load_rules(config.sync.rules.as_deref()) {
         Ok((_runtime, module)) => module,
         Err(err) => return report.push(Level::Fail, scope, err.to_string()),
     };
@@ -441,7 +445,7 @@ async fn check_proxmox(
     let sample = rows.iter().find_map(|row| {
         let kind = GuestKind::parse(row.get("type")?.as_str()?)?;
         let node = row.get("node")?.as_str()?;
-        let vmid = crate::proxmox::lenient::as_u64(row.get("vmid")?)?;
+        let vmid = crate::clients::proxmox::lenient::as_u64(row.get("vmid")?)?;
         (row.get("status").and_then(Value::as_str) != Some("unknown")).then_some((node, kind, vmid))
     });
     if let Some((node, kind, vmid)) = sample {
@@ -475,7 +479,7 @@ fn agent_privilege(major: Option<u32>) -> &'static str {
 async fn check_agent(
     config: &Config,
     client: &ProxmoxClient,
-    rows: &[crate::proxmox::RawObject],
+    rows: &[crate::clients::proxmox::RawObject],
     major: Option<u32>,
     scope: &str,
     report: &mut Report,
@@ -493,11 +497,11 @@ async fn check_agent(
             && row.get("status").and_then(Value::as_str) == Some("running")
             && row
                 .get("template")
-                .and_then(crate::proxmox::lenient::as_u64)
+                .and_then(crate::clients::proxmox::lenient::as_u64)
                 != Some(1))
         .then_some(())?;
         let node = row.get("node")?.as_str()?;
-        let vmid = crate::proxmox::lenient::as_u64(row.get("vmid")?)?;
+        let vmid = crate::clients::proxmox::lenient::as_u64(row.get("vmid")?)?;
         Some((node, vmid))
     });
     let mut sample = None;

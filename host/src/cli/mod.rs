@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
+pub mod demo;
 pub mod doctor;
 mod generate;
 mod rule_fields;

@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use guest_default::policy::CUSTOM_FIELDS_PREFIX;
 use serde_json::Value;
 
+use crate::clients::netbox::{NetboxClient, NetboxError};
 use crate::config::{Config, OrphanPolicy};
-use crate::netbox::{NetboxClient, NetboxError};
-use crate::preflight::{VM_OBJECT_TYPE, cf_applies_to, required_custom_fields};
+use crate::pipeline::preflight::{VM_OBJECT_TYPE, cf_applies_to, required_custom_fields};
 use crate::rules::{RulesError, RulesModule};
 
 /// The custom field names the module's policies and the config's overrides name.

@@ -362,10 +362,10 @@ fn check(file: &str, config: Option<&Path>, args: &RuntimeArgs) -> anyhow::Resul
 fn check_against_netbox(module: &RulesModule, path: &Path) -> anyhow::Result<ExitCode> {
     let config = crate::config::Config::load(Some(path))?;
     let set = super::rule_fields::set_by(module, &config)?;
-    let client = crate::netbox::NetboxClient::new(
+    let client = crate::clients::netbox::NetboxClient::new(
         &config.netbox,
         &config.timeouts,
-        std::sync::Arc::new(crate::http::RequestCounters::default()),
+        std::sync::Arc::new(crate::clients::http::RequestCounters::default()),
     )?;
     let missing = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -9,11 +9,11 @@ use anyhow::Context as _;
 
 use super::OutputFormat;
 use crate::config::{Config, Overrides};
-use crate::plan::Plan;
+use crate::pipeline::plan::Plan;
+use crate::pipeline::report::{EXIT_ERROR, Mode, RunReport};
+use crate::pipeline::run::{self as sync, RunMode, RunOptions, RunResult};
 use crate::progress::Progress;
-use crate::report::{EXIT_ERROR, Mode, RunReport};
-use crate::run_lock::RunLock;
-use crate::sync::{self, RunMode, RunOptions, RunResult};
+use crate::safety::run_lock::RunLock;
 
 /// Flags shared by `sync`, `plan` and `apply`.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,7 +51,7 @@ pub struct RunArgs {
     pub task_history: Option<bool>,
     /// Directory of local state: the run lock of `sync` and `apply`, the no-op memo
     /// [default: $XDG_STATE_HOME/pve2netbox, else ~/.local/state/pve2netbox].
-    #[arg(long, env = crate::run_lock::STATE_DIR_ENV, value_name = "DIR")]
+    #[arg(long, env = crate::safety::run_lock::STATE_DIR_ENV, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Write the run's metrics here at its end (Prometheus text format, for node_exporter's
     /// textfile collector; written atomically, also when the run fails).
@@ -141,7 +141,7 @@ pub struct ApplyArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Guests in the simulated Proxmox.
-    #[arg(long, default_value_t = crate::demo::DEFAULT_VMS)]
+    #[arg(long, default_value_t = crate::cli::demo::DEFAULT_VMS)]
     pub vms: usize,
     /// Rule module (`.wasm`) instead of the embedded default rules.
     #[arg(long)]
@@ -209,7 +209,7 @@ fn run_mode(args: &RunArgs, mode: RunMode, quiet: bool) -> anyhow::Result<RunRes
         let dir = args
             .state_dir
             .clone()
-            .or_else(crate::run_lock::default_state_dir);
+            .or_else(crate::safety::run_lock::default_state_dir);
         if dir.is_none() {
             tracing::info!("no state dir (set --state-dir or HOME): no no-op memo this run");
         }
@@ -279,7 +279,7 @@ pub fn apply(args: ApplyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 
 /// `pve2netbox demo`.
 pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let opts = crate::demo::DemoOptions {
+    let opts = crate::cli::demo::DemoOptions {
         vms: args.vms,
         rules: args.rules,
         profile: args.profile,
@@ -287,7 +287,7 @@ pub fn demo(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         output: args.output,
         quiet,
     };
-    let outcome = runtime().and_then(|rt| rt.block_on(crate::demo::run(opts)));
+    let outcome = runtime().and_then(|rt| rt.block_on(crate::cli::demo::run(opts)));
     if let Some(path) = &args.metrics_file {
         match &outcome {
             Ok((code, last)) => write_metrics(path, Mode::Demo, Some(last), *code),

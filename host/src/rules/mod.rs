@@ -35,6 +35,7 @@ pub mod fixture;
 pub mod generate;
 mod limits;
 mod loader;
+pub mod memo;
 pub mod record;
 pub mod replay;
 mod store;

@@ -116,8 +116,8 @@ pub fn read(objects: impl Fn(&str) -> Vec<Value>) -> Read {
             .iter()
             .map(|o| o[*field].as_str().unwrap_or_default().to_string())
             // The run lease is coordination, not synced state: a run killed while holding it
-            // leaves it until it expires or the next writing run breaks it (netbox_lease.rs).
-            .filter(|k| !(*kind == "tags" && k == pve2netbox::netbox_lease::LEASE_TAG))
+            // leaves it until it expires or the next writing run breaks it (safety::lease).
+            .filter(|k| !(*kind == "tags" && k == pve2netbox::safety::lease::LEASE_TAG))
             .collect();
         keys.sort();
         for pair in keys.windows(2) {

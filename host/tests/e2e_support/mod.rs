@@ -43,7 +43,7 @@ const REAL_LOCK_WAIT: Duration = Duration::from_secs(3600);
 /// Objects per page when reading NetBox (its MAX_PAGE_SIZE default).
 const PAGE: usize = 1000;
 /// Writes of the NetBox run lease in a run that writes anything: its tag's create and, at the
-/// end, its delete (`netbox_lease.rs`; a run with nothing to write takes no lease).
+/// end, its delete (`safety::lease`; a run with nothing to write takes no lease).
 pub const LEASE_WRITES: u64 = 2;
 /// Env variable names the config points at (tokens never go into the file).
 const NETBOX_TOKEN_VAR: &str = "E2E_NETBOX_TOKEN";

@@ -209,7 +209,7 @@ impl Binary {
 }
 
 /// The log filter of a sync: warnings, and the sync's `rules step` line.
-const SYNC_LOG: &str = "warn,pve2netbox::sync=info";
+const SYNC_LOG: &str = "warn,pve2netbox::pipeline::run=info";
 
 /// The field `field` of the `rules step` line in a JSON log.
 fn rules_step(stderr: &str, field: &str) -> Option<f64> {

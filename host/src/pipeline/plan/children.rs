@@ -1,0 +1,409 @@
+//! Child operations in the plan: the rules' child changes of one VM (interfaces, MAC addresses,
+//! IP addresses, virtual disks) turned into operations `apply` can carry out and check.
+//!
+//! Per child the plan keeps what the rules said (kind, key, parent key, field changes) plus
+//! what the host knows from the children snapshot: the child's NetBox id and `last_updated`
+//! (for `apply`'s staleness check), and the ids of the existing children and VLANs the
+//! operations refer to by key (`child_ids`), so `apply` needs no snapshot. Children created in
+//! the same plan get their ids during dispatch.
+//!
+//! Ownership is checked here again, whatever the rules say: a child is deleted only when the
+//! snapshot shows it carrying the managed tag (`pve2netbox`), and only a child of this VM is
+//! updated or deleted. A refused operation is dropped and reported per VM.
+//!
+//! Pure: no I/O. Edges: rules' child changes and the children snapshot in; child operations
+//! and notices out.
+
+use std::collections::BTreeMap;
+
+use guest_default::children::{ChildChange, ChildKind, ChildOp};
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::preflight::MANAGED_TAG;
+use crate::pipeline::reconcile::Changes;
+use crate::pipeline::snapshot::children::{ChildrenSnapshot, VlanRow, VmRows};
+
+/// What to do with one child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildAction {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One child write of a VM operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChildOperation {
+    pub kind: ChildKind,
+    /// The child's key (interface name, MAC, `address[@vrf]`, disk name).
+    pub key: String,
+    /// The interface key of a MAC or IP address (after the change; for a delete, its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    pub op: ChildAction,
+    /// The NetBox id of an updated or deleted child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    /// Its `last_updated` when the plan was made: `apply` refuses the child when it moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+    /// Field changes, old -> new (references as keys; `untagged_vlan` as the VID).
+    #[serde(default, skip_serializing_if = "Changes::is_empty")]
+    pub changes: Changes,
+}
+
+impl ChildOperation {
+    /// `interface 'net0'`, for messages.
+    pub fn label(&self) -> String {
+        format!("{} '{}'", kind_word(self.kind), self.key)
+    }
+}
+
+/// `interface`, `MAC address`, `IP address`, `virtual disk`.
+pub fn kind_word(kind: ChildKind) -> &'static str {
+    match kind {
+        ChildKind::Interface => "interface",
+        ChildKind::MacAddress => "MAC address",
+        ChildKind::IpAddress => "IP address",
+        ChildKind::VirtualDisk => "virtual disk",
+    }
+}
+
+/// The key under which a child's (or VLAN's) NetBox id is kept in an operation's `child_ids`:
+/// `interface:net0`, `mac-address:BC:24:11:2A:3B:4C`, `ip-address:10.0.0.5/24`,
+/// `virtual-disk:scsi0`, `vlan:10`.
+pub fn ref_key(kind: ChildKind, key: &str) -> String {
+    let prefix = match kind {
+        ChildKind::Interface => "interface",
+        ChildKind::MacAddress => "mac-address",
+        ChildKind::IpAddress => "ip-address",
+        ChildKind::VirtualDisk => "virtual-disk",
+    };
+    format!("{prefix}:{key}")
+}
+
+/// The `child_ids` key of a VLAN by VID.
+pub fn vlan_key(vid: u64) -> String {
+    format!("vlan:{vid}")
+}
+
+/// One VM's child operations and the ids they refer to.
+#[derive(Debug, Default, PartialEq)]
+pub struct PlannedChildren {
+    pub ops: Vec<ChildOperation>,
+    pub ids: BTreeMap<String, u64>,
+    /// Operations refused, each with why (for the plan's notices).
+    pub refused: Vec<String>,
+    /// Untagged VLANs left out, each with why: NetBox has no VLAN of that VID (or several).
+    /// Said apart from the refusals: a site that keeps no VLANs in NetBox sees these on every
+    /// run, which is not a problem to warn about.
+    pub vlans_left_out: Vec<String>,
+}
+
+/// A current child as the snapshot has it.
+struct Existing<'a> {
+    id: u64,
+    key: String,
+    managed: bool,
+    last_updated: Option<&'a str>,
+}
+
+fn existing(rows: Option<&VmRows>, kind: ChildKind) -> Vec<Existing<'_>> {
+    let Some(rows) = rows else {
+        return Vec::new();
+    };
+    let managed = |tags: &[String]| tags.iter().any(|t| t == MANAGED_TAG);
+    match kind {
+        ChildKind::Interface => rows
+            .interfaces
+            .iter()
+            .map(|r| Existing {
+                id: r.id,
+                key: r.name.clone(),
+                managed: managed(&r.tags),
+                last_updated: r.last_updated.as_deref(),
+            })
+            .collect(),
+        ChildKind::MacAddress => rows
+            .macs
+            .iter()
+            .map(|r| Existing {
+                id: r.id,
+                key: r.mac_address.to_ascii_uppercase(),
+                managed: managed(&r.tags),
+                last_updated: r.last_updated.as_deref(),
+            })
+            .collect(),
+        ChildKind::IpAddress => rows
+            .ips
+            .iter()
+            .map(|r| Existing {
+                id: r.id,
+                key: match &r.vrf {
+                    Some(vrf) => format!("{}@{}", r.address, vrf.name),
+                    None => r.address.clone(),
+                },
+                managed: managed(&r.tags),
+                last_updated: r.last_updated.as_deref(),
+            })
+            .collect(),
+        ChildKind::VirtualDisk => rows
+            .disks
+            .iter()
+            .map(|r| Existing {
+                id: r.id,
+                key: r.name.clone(),
+                managed: managed(&r.tags),
+                last_updated: r.last_updated.as_deref(),
+            })
+            .collect(),
+    }
+}
+
+/// The VLAN a VID means: the only VLAN with it, else the only global one (no site, no group)
+/// with it; `None` when there is none or the choice is ambiguous.
+pub fn vlan_for(vlans: &[VlanRow], vid: u64) -> Option<u64> {
+    let with: Vec<&VlanRow> = vlans.iter().filter(|v| v.vid == vid).collect();
+    match with.as_slice() {
+        [one] => Some(one.id),
+        many => {
+            let global: Vec<&&VlanRow> = many
+                .iter()
+                .filter(|v| v.site_id().is_none() && v.group_id().is_none())
+                .collect();
+            match global.as_slice() {
+                [one] => Some(one.id),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Turns one VM's child changes into child operations. `vm_id`: the NetBox VM (absent for a
+/// create: it has no children yet); `primaries`: the primary IP keys the VM's own changes set.
+pub fn plan_children(
+    vm_id: Option<u64>,
+    changes: Vec<ChildChange>,
+    primaries: &[String],
+    snapshot: Option<&ChildrenSnapshot>,
+) -> PlannedChildren {
+    let rows = vm_id.and_then(|id| snapshot.and_then(|s| s.vm_rows(id)));
+    let vlans = snapshot.and_then(ChildrenSnapshot::vlans).unwrap_or(&[]);
+    let mut out = PlannedChildren::default();
+    let mut wanted_refs: Vec<(ChildKind, String)> = Vec::new();
+    for change in changes {
+        let label = format!("{} '{}'", kind_word(change.kind), change.key);
+        let current = existing(rows, change.kind);
+        let (op, id) = match change.op {
+            ChildOp::Create => (ChildAction::Create, None),
+            ChildOp::Update(id) => (ChildAction::Update, Some(id)),
+            ChildOp::Delete(id) => (ChildAction::Delete, Some(id)),
+        };
+        let mut last_updated = None;
+        if let Some(id) = id {
+            let Some(found) = current.iter().find(|c| c.id == id) else {
+                out.refused.push(format!(
+                    "{label} #{id} not written: it is not one of this VM's {}s in NetBox",
+                    kind_word(change.kind)
+                ));
+                continue;
+            };
+            if op == ChildAction::Delete && !found.managed {
+                out.refused.push(format!(
+                    "{label} #{id} not deleted: it does not carry the managed tag \
+                     '{MANAGED_TAG}' (an operator's own)"
+                ));
+                continue;
+            }
+            last_updated = found.last_updated.map(str::to_owned);
+        }
+        let mut fields = Changes::from(change.changes);
+        if let Some(vid) = fields
+            .find("untagged_vlan")
+            .and_then(|c| c.new.to_value().as_u64())
+        {
+            match vlan_for(vlans, vid) {
+                Some(vlan_id) => {
+                    out.ids.insert(vlan_key(vid), vlan_id);
+                }
+                None => {
+                    out.vlans_left_out.push(format!(
+                        "{label}: untagged VLAN {vid} left out: NetBox has no VLAN with \
+                         VID {vid}, or several and none of them global"
+                    ));
+                    fields.retain(|c| c.field != "untagged_vlan");
+                    if fields.is_empty() && op == ChildAction::Update {
+                        continue;
+                    }
+                }
+            }
+        }
+        if let Some(parent) = &change.parent {
+            wanted_refs.push((ChildKind::Interface, parent.clone()));
+        }
+        if let Some(mac) = fields
+            .find("primary_mac_address")
+            .and_then(|c| c.new.as_string_value())
+        {
+            wanted_refs.push((ChildKind::MacAddress, mac));
+        }
+        out.ops.push(ChildOperation {
+            kind: change.kind,
+            key: change.key,
+            parent: change.parent,
+            op,
+            id,
+            last_updated,
+            changes: fields,
+        });
+    }
+    for (kind, key) in wanted_refs {
+        if let Some(c) = existing(rows, kind).iter().find(|c| c.key == key) {
+            out.ids.insert(ref_key(kind, &key), c.id);
+        }
+    }
+    for address in primaries {
+        for c in existing(rows, ChildKind::IpAddress) {
+            if ip_key_has_address(&c.key, address) {
+                out.ids.insert(ref_key(ChildKind::IpAddress, &c.key), c.id);
+            }
+        }
+    }
+    out
+}
+
+/// True when the IP key `key` (`address[@vrf]`) is the address `address`.
+pub fn ip_key_has_address(key: &str, address: &str) -> bool {
+    key == address
+        || key
+            .strip_prefix(address)
+            .is_some_and(|rest| rest.starts_with('@'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guest_default::model::{FieldChange, JsonText};
+
+    fn change(kind: ChildKind, key: &str, op: ChildOp, fields: &[(&str, &str)]) -> ChildChange {
+        ChildChange {
+            kind,
+            key: key.into(),
+            parent: matches!(kind, ChildKind::IpAddress | ChildKind::MacAddress)
+                .then(|| "net0".to_owned()),
+            op,
+            changes: fields
+                .iter()
+                .map(|(f, v)| FieldChange {
+                    field: (*f).into(),
+                    old: JsonText::null(),
+                    new: JsonText((*v).into()),
+                })
+                .collect(),
+        }
+    }
+
+    fn snapshot() -> ChildrenSnapshot {
+        ChildrenSnapshot::from_json_for_tests(serde_json::json!({
+            "interfaces": [
+                {"id": 11, "virtual_machine": {"id": 7}, "name": "net0",
+                 "tags": [{"slug": "pve2netbox"}], "last_updated": "2026-01-01T00:00:00Z"},
+                {"id": 12, "virtual_machine": {"id": 7}, "name": "mgmt", "tags": []}],
+            "ip_addresses": [
+                {"id": 31, "address": "10.0.0.5/24", "vrf": {"id": 2, "name": "blue"},
+                 "assigned_object_type": "virtualization.vminterface", "assigned_object_id": 11,
+                 "tags": ["pve2netbox"]}],
+            "vlans": [{"id": 5, "vid": 10}, {"id": 6, "vid": 20, "site": {"id": 1}},
+                      {"id": 7, "vid": 20, "site": {"id": 2}}]
+        }))
+    }
+
+    #[test]
+    fn operations_carry_ids_last_updated_and_references() {
+        let snap = snapshot();
+        let planned = plan_children(
+            Some(7),
+            vec![
+                change(
+                    ChildKind::Interface,
+                    "net0",
+                    ChildOp::Update(11),
+                    &[("untagged_vlan", "10")],
+                ),
+                change(
+                    ChildKind::IpAddress,
+                    "10.0.0.9/24",
+                    ChildOp::Create,
+                    &[("address", "\"10.0.0.9/24\"")],
+                ),
+            ],
+            &["10.0.0.5/24".to_owned()],
+            Some(&snap),
+        );
+        assert!(planned.refused.is_empty(), "{:?}", planned.refused);
+        assert_eq!(planned.ops.len(), 2);
+        assert_eq!(
+            planned.ops[0].last_updated.as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            planned.ids,
+            BTreeMap::from([
+                ("interface:net0".to_owned(), 11),
+                ("ip-address:10.0.0.5/24@blue".to_owned(), 31),
+                ("vlan:10".to_owned(), 5),
+            ])
+        );
+    }
+
+    #[test]
+    fn an_operators_child_is_never_deleted_nor_another_vms_touched() {
+        let snap = snapshot();
+        let planned = plan_children(
+            Some(7),
+            vec![
+                change(ChildKind::Interface, "mgmt", ChildOp::Delete(12), &[]),
+                change(ChildKind::Interface, "x", ChildOp::Delete(99), &[]),
+                change(ChildKind::Interface, "net0", ChildOp::Delete(11), &[]),
+            ],
+            &[],
+            Some(&snap),
+        );
+        assert_eq!(planned.ops.len(), 1);
+        assert_eq!(planned.ops[0].id, Some(11));
+        assert_eq!(planned.refused.len(), 2, "{:?}", planned.refused);
+        assert!(planned.refused[0].contains("managed tag"));
+    }
+
+    #[test]
+    fn an_ambiguous_vlan_is_left_out_and_said() {
+        let snap = snapshot();
+        let planned = plan_children(
+            Some(7),
+            vec![change(
+                ChildKind::Interface,
+                "net0",
+                ChildOp::Update(11),
+                &[("untagged_vlan", "20")],
+            )],
+            &[],
+            Some(&snap),
+        );
+        assert!(planned.ops.is_empty(), "nothing else to write");
+        assert!(planned.refused.is_empty());
+        assert!(
+            planned.vlans_left_out[0].contains("VLAN 20"),
+            "{:?}",
+            planned.vlans_left_out
+        );
+    }
+
+    #[test]
+    fn ip_keys_match_addresses_with_or_without_a_vrf() {
+        assert!(ip_key_has_address("10.0.0.5/24", "10.0.0.5/24"));
+        assert!(ip_key_has_address("10.0.0.5/24@blue", "10.0.0.5/24"));
+        assert!(!ip_key_has_address("10.0.0.55/24", "10.0.0.5/24"));
+        assert!(!ip_key_has_address("10.0.0.5/2", "10.0.0.5/24"));
+    }
+}

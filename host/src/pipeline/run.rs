@@ -1,0 +1,938 @@
+//! The sync orchestrator: config -> preflight -> (Proxmox read ∥ NetBox snapshot) -> reconcile
+//! (rules in batches) -> plan -> dispatch -> task history -> report. One function per mode:
+//! `sync` writes, `dry-run` and `plan` stop after the plan and create nothing, `apply` carries
+//! out a saved plan after refusing targets that changed since.
+//!
+//! Edges: the phases are their own modules (pure ones in `reconcile`, `orphans`, `plan`,
+//! `report`; I/O in `preflight`, `proxmox_read`, `snapshot`, `dispatch`, `task_history`); this
+//! module only sequences them, times them and fills the run report. The rules module is called
+//! through [`ModuleRules`], which batches and turns a trapped batch into per-VM errors.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use guest_default::model::{
+    Context, FieldPolicy, JsonReconcileInput, JsonText, Ownership as RuleOwnership, Reconciled,
+    merge_policies,
+};
+
+use crate::clients::http::RequestCounters;
+use crate::clients::netbox::{NetboxClient, NetboxError};
+use crate::config::{Config, OrphanPolicy, Ownership};
+use crate::pipeline::dispatch::children as children_dispatch;
+use crate::pipeline::dispatch::{self, DispatchSettings};
+use crate::pipeline::orphans::{self, OrphanSettings};
+use crate::pipeline::plan::{Notice, OpKind, Operation, Plan};
+use crate::pipeline::preflight::{self, ClusterSpec, PreflightError, PreflightInput};
+use crate::pipeline::proxmox_read::{self, Discovery, ReadGuest};
+use crate::pipeline::reconcile::{
+    self, Answer, Class, NeedsInterner, ObservedGuest, OutputContract, Rules, RulesItem,
+    RulesResult, VmOutcome,
+};
+use crate::pipeline::report::{ErrorEntry, Mode, RulesInfo, RunReport};
+use crate::pipeline::snapshot::children::ChildrenSnapshot;
+use crate::pipeline::snapshot::{self, SnapshotError};
+use crate::pipeline::task_history::{self, TaskTarget, Unrecorded};
+use crate::progress::Progress;
+use crate::rules::memo::{KeyInput, Memo, MemoHeader, VmKey};
+use crate::rules::record::{RecordError, Recorder};
+use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
+use crate::safety::lease::{LeaseError, NetboxLease};
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub enum RunMode {
+    /// Reconcile and write.
+    Sync,
+    /// Reconcile and report what would be written.
+    DryRun,
+    /// Like `DryRun`; the caller saves the plan.
+    Plan,
+    /// Carry out a saved plan.
+    Apply(Box<Plan>),
+}
+
+impl RunMode {
+    fn report_mode(&self) -> Mode {
+        match self {
+            RunMode::Sync => Mode::Sync,
+            RunMode::DryRun => Mode::DryRun,
+            RunMode::Plan => Mode::Plan,
+            RunMode::Apply(_) => Mode::Apply,
+        }
+    }
+
+    fn is_preview(&self) -> bool {
+        matches!(self, RunMode::DryRun | RunMode::Plan)
+    }
+}
+
+/// A run's inputs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: Config,
+    /// Rule module replacing the config's and the embedded default.
+    pub rules: Option<PathBuf>,
+    pub mode: RunMode,
+    pub progress: Progress,
+    /// The state dir holding the no-op memo ([`crate::rules::memo`]); `None`: no memo (`--no-memo`,
+    /// `sync.memo = false`, or no state dir).
+    pub memo_dir: Option<PathBuf>,
+    /// Record every VM's rules input and answer as fixtures here ([`crate::rules::record`]).
+    pub record: Option<PathBuf>,
+}
+
+/// A run's result.
+#[derive(Debug)]
+pub struct RunResult {
+    pub report: RunReport,
+    pub plan: Plan,
+    pub exit_code: u8,
+}
+
+/// A run that could not do its job (exit 1). Per-VM and per-scope failures are not errors here:
+/// they are in the report.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("sync: netbox client: {0}")]
+    Netbox(#[source] Box<NetboxError>),
+    #[error("sync: loading the rules: {0}")]
+    Rules(#[source] Box<RulesError>),
+    #[error(transparent)]
+    Preflight(Box<PreflightError>),
+    #[error(transparent)]
+    Snapshot(Box<SnapshotError>),
+    #[error("apply: re-reading the plan's targets: {0}")]
+    Stale(#[source] Box<NetboxError>),
+    #[error("sync: no Proxmox endpoint could be read: {0}")]
+    NoEndpoint(String),
+    /// The NetBox run lease was refused or lost (see [`crate::safety::lease`]).
+    #[error(transparent)]
+    Lease(Box<LeaseError>),
+    #[error(transparent)]
+    Record(Box<RecordError>),
+}
+
+impl From<RecordError> for SyncError {
+    fn from(e: RecordError) -> Self {
+        SyncError::Record(Box::new(e))
+    }
+}
+
+impl From<LeaseError> for SyncError {
+    fn from(e: LeaseError) -> Self {
+        SyncError::Lease(Box::new(e))
+    }
+}
+
+impl From<PreflightError> for SyncError {
+    fn from(e: PreflightError) -> Self {
+        SyncError::Preflight(Box::new(e))
+    }
+}
+
+impl From<SnapshotError> for SyncError {
+    fn from(e: SnapshotError) -> Self {
+        SyncError::Snapshot(Box::new(e))
+    }
+}
+
+/// Loads the rule module: `path`, else the embedded default.
+pub fn load_rules(path: Option<&Path>) -> Result<(RulesRuntime, RulesModule), SyncError> {
+    let rules = |e: RulesError| SyncError::Rules(Box::new(e));
+    let runtime = RulesRuntime::new(RuntimeConfig::default()).map_err(rules)?;
+    let module = match path {
+        Some(p) => runtime.load_file(p),
+        None => runtime.load_default(),
+    }
+    .map_err(rules)?;
+    Ok((runtime, module))
+}
+
+fn rules_info(module: &RulesModule) -> RulesInfo {
+    let info = module.info();
+    RulesInfo {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        wit: info.wit_version.clone(),
+    }
+}
+
+fn ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs one sync, dry-run, plan or apply.
+pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
+    let started = Instant::now();
+    let config = &opts.config;
+    let rules_path = opts.rules.clone().or_else(|| config.sync.rules.clone());
+    // Rules first: a bad module fails before any request.
+    let (_runtime, module) = load_rules(rules_path.as_deref())?;
+    let pve_counters = Arc::new(RequestCounters::default());
+    let nb_counters = Arc::new(RequestCounters::default());
+    let netbox = NetboxClient::new(&config.netbox, &config.timeouts, nb_counters.clone())
+        .map_err(|e| SyncError::Netbox(Box::new(e)))?;
+    // The NetBox run lease: created before the first NetBox read (that moment bounds its
+    // change-log check), taken by the first write only, given back on every way out.
+    let lease = if opts.mode.is_preview() {
+        NetboxLease::preview()
+    } else {
+        NetboxLease::new(&netbox, &config.netbox.url, config.sync.lock_ttl)
+    };
+    let result = run_phases(
+        &opts,
+        &module,
+        &netbox,
+        &lease,
+        started,
+        &pve_counters,
+        &nb_counters,
+    )
+    .await;
+    lease.release().await;
+    result
+}
+
+/// The phases of [`run`], every NetBox write through `lease`.
+async fn run_phases(
+    opts: &RunOptions,
+    module: &RulesModule,
+    netbox: &NetboxClient,
+    lease: &NetboxLease,
+    started: Instant,
+    pve_counters: &Arc<RequestCounters>,
+    nb_counters: &Arc<RequestCounters>,
+) -> Result<RunResult, SyncError> {
+    let config = &opts.config;
+    let mut report = RunReport::new(opts.mode.report_mode());
+    report.rules = rules_info(module);
+    let progress = &opts.progress;
+    // Before any request: a recording directory that cannot be written fails the run here.
+    let mut recorder = match &opts.record {
+        // `apply` carries out a saved plan: it asks the rules nothing to record.
+        Some(dir) if !matches!(opts.mode, RunMode::Apply(_)) => {
+            Some(Recorder::create(dir, report.mode.as_str())?)
+        }
+        _ => None,
+    };
+
+    // Preflight (with the discovery of the Proxmox clusters it makes NetBox clusters for).
+    let t = Instant::now();
+    let bar = progress.phase("preflight", None);
+    let discovery = proxmox_read::discover(config, pve_counters.clone()).await;
+    if discovery.endpoints.is_empty() {
+        let why = discovery
+            .errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(SyncError::NoEndpoint(if why.is_empty() {
+            "no [[proxmox]] endpoint configured".into()
+        } else {
+            why
+        }));
+    }
+    let input = PreflightInput {
+        clusters: discovery
+            .endpoints
+            .iter()
+            .map(|e| ClusterSpec {
+                name: e.cluster().to_owned(),
+                nodes: e.status.nodes.iter().map(|n| n.name.clone()).collect(),
+            })
+            .collect(),
+        site: config.sync.site.clone(),
+        orphans: config.sync.orphans,
+        dry_run: opts.mode.is_preview(),
+        task_history: config.sync.task_history,
+    };
+    let pre = preflight::run(netbox, &input, lease).await?;
+    bar.finish(&format!(
+        "{} clusters, {} objects created, {} missing",
+        pre.cluster_ids.len(),
+        pre.created,
+        pre.pending.len()
+    ));
+    report.phases_ms.preflight = ms(t);
+
+    if let RunMode::Apply(plan) = &opts.mode {
+        let plan = (**plan).clone();
+        return apply(
+            netbox,
+            lease,
+            config,
+            &pre,
+            plan,
+            report,
+            progress,
+            &discovery,
+            started,
+            pve_counters,
+            nb_counters,
+        )
+        .await;
+    }
+
+    // Proxmox read ∥ NetBox snapshot.
+    let read_bar = progress.phase("proxmox read", Some(0));
+    let snap_bar = progress.phase("netbox snapshot", None);
+    let t = Instant::now();
+    let read_fut = async {
+        let r = proxmox_read::read_guests(
+            &discovery.endpoints,
+            &pre.cluster_ids,
+            config.sync.max_concurrency,
+            // The guests' network views feed only the children, which are off unless asked.
+            crate::pipeline::proxmox_read::guest_network::NetworkSettings {
+                enabled: config.sync.children && config.sync.agent,
+                ..crate::pipeline::proxmox_read::guest_network::NetworkSettings::of(&config.sync)
+            },
+            &read_bar,
+        )
+        .await;
+        (r, ms(t))
+    };
+    let snap_fut = async {
+        let s = if config.sync.children {
+            let (vms, children) = snapshot::read_with_children(netbox, &pre).await;
+            (vms, Some(children))
+        } else {
+            (snapshot::read(netbox, &pre).await, None)
+        };
+        (s, ms(t))
+    };
+    let ((mut read, read_ms), ((snap, children), snap_ms)) = tokio::join!(read_fut, snap_fut);
+    let snap = snap?;
+    if let Some(children) = &children {
+        for e in children.errors() {
+            tracing::warn!("NetBox children not read, so kept as they are: {e}");
+        }
+    }
+    read_bar.finish(&format!("{} guests", read.guests.len()));
+    snap_bar.finish(&format!("{} NetBox VMs", snap.records().len()));
+    report.phases_ms.proxmox_read = read_ms;
+    report.phases_ms.netbox_snapshot = snap_ms;
+
+    // Reconcile.
+    let t = Instant::now();
+    let bar = progress.phase("reconcile", Some(read.guests.len() as u64));
+    let ctx = context(config, module, &pre);
+    if let Some(r) = recorder.as_mut() {
+        r.set_context(&ctx, policy_overrides(config, &pre));
+    }
+    let batch = config.sync.batch_size.max(1);
+    // The rules run synchronously and wasmtime-wasi's blocking bindings start a runtime of
+    // their own (e.g. when a module writes to stderr), which panics on a tokio worker thread:
+    // tell tokio this thread blocks for the reconcile.
+    let observed = observe(&read.guests);
+    // A recording asks the module about every VM: a memo hit would leave its VM unrecorded.
+    let memo_dir = opts.memo_dir.as_deref().filter(|_| recorder.is_none());
+    let mut memo = memo_dir.map(|dir| {
+        let header = MemoHeader::new(
+            &config.netbox.url,
+            module.memo_key(),
+            &module.wit_version(),
+            &ctx,
+        );
+        Memo::open(Memo::path(dir, &config.netbox.url), header)
+    });
+    let outcomes = tokio::task::block_in_place(|| {
+        let mut rules = ModuleRules {
+            module,
+            ctx: &ctx,
+            guests: &mut read.guests,
+            batch,
+            needs: NeedsInterner::default(),
+            memo: memo.as_mut(),
+            spent: std::time::Duration::ZERO,
+            spent_cpu: std::time::Duration::ZERO,
+            recorder: recorder.as_mut(),
+            children: children.as_ref(),
+        };
+        let contract = OutputContract::with_custom_fields(pre.custom_fields.clone())
+            .with_children(module.has_children())
+            .writing_children(config.sync.children);
+        let outcomes = reconcile::reconcile(&observed, &snap, &mut rules, &contract);
+        (outcomes, rules.spent, rules.spent_cpu)
+    });
+    let (mut outcomes, rules_spent, rules_cpu) = outcomes;
+    tracing::info!(
+        rules_ms = rules_spent.as_secs_f64() * 1e3,
+        rules_cpu_ms = rules_cpu.as_secs_f64() * 1e3,
+        memo_hits = memo.as_ref().map_or(0, Memo::hits),
+        guests = read.guests.len(),
+        "rules step (memo keys, lookups and module calls)"
+    );
+    if let Some(r) = recorder {
+        r.finish(module)?;
+    }
+    // Saved once the reconcile phase is complete (a run stopped before never writes it).
+    if let Some(memo) = &memo {
+        report.memo.hits = memo.hits();
+        if let Err(e) = memo.save() {
+            tracing::warn!(error = %e, "the no-op memo was not saved; the next run asks the rules about every VM");
+        }
+    }
+    bar.inc(read.guests.len() as u64);
+    // Past the rules, no phase needs the configs (tens of MB at 100k guests).
+    drop(read.guests);
+    let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
+    let mut plan = Plan::build_with_children(&mut outcomes, &findings, children.as_ref());
+    drop(children);
+    if !opts.mode.is_preview() {
+        // A writing run prints no plan table: say here why a guest is skipped or written under a
+        // temporary name (listed orphans are in the counts, every run, and would only repeat).
+        for n in plan
+            .notices
+            .iter()
+            .filter(|n| !matches!(n.kind.as_str(), "orphan" | "children" | "vlan"))
+        {
+            tracing::warn!(scope = %n.scope, kind = %n.kind, "{}", n.message);
+        }
+        // With `sync.children`, a `children` notice is a child write the host refused or a
+        // field it left out (an operator's child, a VLAN it cannot tell): each is said.
+        // Without it, one line for the children not applied (every created VM of a 0.3 module
+        // has some), each VM's in the plan: an info line, since it is how every create goes
+        // then, and a scheduled run that succeeds must print nothing.
+        let held: Vec<&Notice> = plan
+            .notices
+            .iter()
+            .filter(|n| n.kind == "children")
+            .collect();
+        if config.sync.children {
+            for n in held {
+                tracing::warn!(scope = %n.scope, "{}", n.message);
+            }
+            // VLANs a site does not keep in NetBox: in the plan, not worth a warning per run.
+            for n in plan.notices.iter().filter(|n| n.kind == "vlan") {
+                tracing::info!(scope = %n.scope, "{}", n.message);
+            }
+        } else if !held.is_empty() {
+            let held = held.len();
+            tracing::info!(
+                vms = held,
+                "child changes of {held} VMs not applied (children are written with \
+                 sync.children = true)"
+            );
+        }
+    }
+    // Nor the snapshot (~1.5 KB per NetBox VM) past the plan.
+    drop((snap, observed));
+    add_preflight_pending(&mut plan, &pre.pending);
+    add_errors(&mut plan, &discovery.errors);
+    bar.finish(&format!(
+        "{} operations ({} create, {} update, {} adopt, {} noop)",
+        plan.operations.len(),
+        plan.summary.counts.create,
+        plan.summary.counts.update,
+        plan.summary.counts.adopt,
+        plan.summary.counts.noop
+    ));
+    report.phases_ms.reconcile = ms(t);
+    let counts_errors = RunReport::from_plan(report.mode, &plan);
+    report.counts = counts_errors.counts;
+    report.errors = counts_errors.errors;
+
+    if opts.mode.is_preview() {
+        return Ok(finish(report, plan, started, pve_counters, nb_counters));
+    }
+
+    // Dispatch. Every write goes through the lease: taken here if the plan writes anything
+    // (and preflight did not take it already).
+    let t = Instant::now();
+    let bar = progress.phase("dispatch", Some(plan.operations.len() as u64));
+    let settings = DispatchSettings {
+        write_window: config.sync.write_window,
+        write_concurrency: config.sync.write_concurrency,
+        bulk: config.sync.bulk,
+    };
+    let writer = if plan.has_changes() {
+        lease.ensure().await?
+    } else {
+        netbox
+    };
+    let done = dispatch::dispatch(writer, &plan.operations, &pre, settings, &bar).await;
+    bar.finish(&format!(
+        "{} writes, {} failed",
+        done.done,
+        done.failures.len()
+    ));
+    report.phases_ms.dispatch = ms(t);
+    for failure in &done.failures {
+        report.record_failure(failure.was, failure.entry.clone());
+    }
+
+    // Task history.
+    if config.sync.task_history {
+        let t = Instant::now();
+        let targets = task_targets(&outcomes, &plan.operations, &done);
+        let unrecorded = unrecorded_guests(&outcomes, &targets);
+        let bar = progress.phase("task history", Some(targets.len() as u64));
+        let history = task_history::run(
+            netbox,
+            &discovery.endpoints,
+            &pre,
+            &targets,
+            &unrecorded,
+            config.sync.max_concurrency,
+            &bar,
+            lease,
+        )
+        .await?;
+        bar.finish(&format!("{} journal entries", history.written));
+        report.errors.extend(history.errors);
+        report.phases_ms.task_history = ms(t);
+    }
+    Ok(finish(report, plan, started, pve_counters, nb_counters))
+}
+
+/// `apply`: refuse stale targets, then dispatch exactly the plan's operations.
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    netbox: &NetboxClient,
+    lease: &NetboxLease,
+    config: &Config,
+    pre: &preflight::Preflight,
+    plan: Plan,
+    mut report: RunReport,
+    progress: &Progress,
+    discovery: &Discovery,
+    started: Instant,
+    pve_counters: &Arc<RequestCounters>,
+    nb_counters: &Arc<RequestCounters>,
+) -> Result<RunResult, SyncError> {
+    let planned = RunReport::from_plan(report.mode, &plan);
+    report.counts = planned.counts;
+    report.errors = planned.errors;
+    report.errors.extend(discovery.errors.iter().cloned());
+    let t = Instant::now();
+    // The lease comes before the stale check, so no other run writes between that re-read
+    // and our writes.
+    let writer = if plan.has_changes() {
+        lease.ensure().await?
+    } else {
+        netbox
+    };
+    let refused = dispatch::check_stale(writer, &plan.operations, pre)
+        .await
+        .map_err(|e| SyncError::Stale(Box::new(e)))?;
+    let refused_children = children_dispatch::check_stale(writer, &plan.operations)
+        .await
+        .map_err(|e| SyncError::Stale(Box::new(e)))?;
+    let mut ops: Vec<Operation> = Vec::new();
+    let mut kept_index = Vec::new();
+    for (index, op) in plan.operations.iter().enumerate() {
+        match refused.iter().find(|(i, _)| *i == index) {
+            Some((_, why)) => report.record_failure(
+                class_word(op.op),
+                ErrorEntry::new(&op.scope, "apply", format!("refused: {why}")),
+            ),
+            None => {
+                let mut op = op.clone();
+                // A child that moved since the plan is refused alone; children that needed
+                // it fail in dispatch with the reason.
+                let mut refused_here: Vec<usize> = Vec::new();
+                for (_, child, why) in refused_children.iter().filter(|(i, _, _)| *i == index) {
+                    refused_here.push(*child);
+                    report.record_failure(
+                        children_dispatch::CHILD_FAILURE,
+                        ErrorEntry::new(&op.scope, "apply", format!("refused: {why}")),
+                    );
+                }
+                let mut position = 0;
+                op.children.retain(|_| {
+                    position += 1;
+                    !refused_here.contains(&(position - 1))
+                });
+                ops.push(op);
+                kept_index.push(index);
+            }
+        }
+    }
+    let bar = progress.phase("dispatch", Some(ops.len() as u64));
+    let settings = DispatchSettings {
+        write_window: config.sync.write_window,
+        write_concurrency: config.sync.write_concurrency,
+        bulk: config.sync.bulk,
+    };
+    let done = dispatch::dispatch(writer, &ops, pre, settings, &bar).await;
+    bar.finish(&format!(
+        "{} writes, {} failed, {} refused",
+        done.done,
+        done.failures.len(),
+        refused.len()
+    ));
+    for failure in &done.failures {
+        report.record_failure(failure.was, failure.entry.clone());
+    }
+    report.phases_ms.dispatch = ms(t);
+    Ok(finish(report, plan, started, pve_counters, nb_counters))
+}
+
+fn class_word(op: OpKind) -> &'static str {
+    match op {
+        OpKind::Create => "create",
+        OpKind::Update => "update",
+        OpKind::Adopt => "adopt",
+        OpKind::Orphan => "orphan",
+        OpKind::Delete => "delete",
+        OpKind::CreateObject => "object",
+    }
+}
+
+fn finish(
+    mut report: RunReport,
+    plan: Plan,
+    started: Instant,
+    pve: &RequestCounters,
+    nb: &RequestCounters,
+) -> RunResult {
+    let p = pve.snapshot();
+    let n = nb.snapshot();
+    report.requests.proxmox = p.reads + p.writes;
+    report.requests.netbox_read = n.reads;
+    report.requests.netbox_write = n.writes;
+    report.requests.netbox_retry_wait_ms = n.retry_wait_ms;
+    report.phases_ms.total = ms(started);
+    report
+        .errors
+        .sort_by(|a, b| (&a.scope, &a.phase, &a.message).cmp(&(&b.scope, &b.phase, &b.message)));
+    report.errors.dedup();
+    let exit_code = report.exit_code(false, plan.operations.len());
+    RunResult {
+        report,
+        plan,
+        exit_code,
+    }
+}
+
+/// The rules' context: NetBox version, known objects, policies (module defaults, then the
+/// config's overrides; `device` is ignored without a site, since no node device is made), and
+/// the config's settings.
+pub fn context(config: &Config, module: &RulesModule, pre: &preflight::Preflight) -> Context {
+    let defaults = module.default_policies().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the rules' default policies could not be read; using none");
+        Vec::new()
+    });
+    let overrides = policy_overrides(config, pre);
+    Context {
+        netbox_version: pre.netbox_version.clone(),
+        known: pre.known.clone(),
+        policies: merge_policies(defaults, &overrides),
+        settings: config
+            .rules
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), JsonText::from_value(v)))
+            .collect(),
+    }
+}
+
+/// The config's policy overrides (and `device` ignored without a site), before the module's
+/// defaults are merged under them.
+pub fn policy_overrides(config: &Config, pre: &preflight::Preflight) -> Vec<FieldPolicy> {
+    let mut overrides: Vec<FieldPolicy> = config
+        .rules
+        .policies
+        .iter()
+        .map(|(field, o)| FieldPolicy {
+            field: field.clone(),
+            ownership: match o {
+                Ownership::Owned => RuleOwnership::Owned,
+                Ownership::Merge => RuleOwnership::Merge,
+                Ownership::Seed => RuleOwnership::Seed,
+                Ownership::Ignore => RuleOwnership::Ignore,
+            },
+        })
+        .collect();
+    if !pre.has_site {
+        overrides.push(FieldPolicy {
+            field: "device".into(),
+            ownership: RuleOwnership::Ignore,
+        });
+    }
+    overrides
+}
+
+fn orphan_settings(config: &Config) -> OrphanSettings {
+    OrphanSettings {
+        policy: match config.sync.orphans {
+            OrphanPolicy::Report => orphans::OrphanPolicy::Report,
+            OrphanPolicy::Mark => orphans::OrphanPolicy::Mark,
+            OrphanPolicy::Delete => orphans::OrphanPolicy::Delete,
+        },
+        delete_after_runs: config.sync.orphan_delete_after_runs,
+        delete_budget_percent: u32::from(config.sync.delete_budget_percent),
+        ..OrphanSettings::default()
+    }
+}
+
+/// The guests Proxmox listed, as reconcile sees them (in the order of `guests`).
+pub fn observe(guests: &[ReadGuest]) -> Vec<ObservedGuest> {
+    guests
+        .iter()
+        .map(|read| {
+            let g = &read.guest;
+            ObservedGuest {
+                cluster: g.cluster.clone(),
+                cluster_id: read.cluster_id,
+                vmid: g.vmid,
+                kind: g.kind,
+                node: g.node.clone(),
+                name: g.name.clone(),
+                endpoint: read.endpoint,
+            }
+        })
+        .collect()
+}
+
+/// The rule module's `reconcile` in batches of `batch` guests; a failed batch (trap, limit)
+/// makes its guests ERROR and the others go on.
+pub struct ModuleRules<'a> {
+    pub module: &'a RulesModule,
+    pub ctx: &'a Context,
+    /// The guests read, in the order of the observed guests the items point into. Each
+    /// config is released once the rules will not be asked about its guest again.
+    pub guests: &'a mut [ReadGuest],
+    pub batch: usize,
+    pub needs: NeedsInterner,
+    /// The no-op memo: answers the VMs whose inputs are those of a stored "no changes", and
+    /// learns this run's "no changes" answers.
+    pub memo: Option<&'a mut Memo>,
+    /// Time spent in [`Rules::reconcile`]: the rules step (keys, lookups, calls).
+    pub spent: std::time::Duration,
+    /// CPU time of the whole process meanwhile (all threads), where the OS tells it: what
+    /// the step costs on a busy machine, where wall time also counts other processes.
+    pub spent_cpu: std::time::Duration,
+    /// `--record`: gets every input asked and its answer (the memo is off when recording).
+    pub recorder: Option<&'a mut Recorder>,
+    /// NetBox's children of the snapshot's VMs (`sync.children`); `None`: not read.
+    pub children: Option<&'a ChildrenSnapshot>,
+}
+
+/// The VM's current children as the module gets them (`None`: not read).
+fn children_of(
+    children: Option<&ChildrenSnapshot>,
+    current: Option<&guest_default::model::NetboxVm>,
+) -> Option<JsonText> {
+    children?.children_json(current?.id).map(JsonText)
+}
+
+/// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`
+/// in clock ticks (10 ms); `None` where there is no such file.
+fn process_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command (which may hold spaces) start after its closing `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux architecture this runs on.
+    Some((utime + stime) * 10_000_000)
+}
+
+impl Rules for ModuleRules<'_> {
+    fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
+        let started = Instant::now();
+        let cpu_started = process_cpu_ns();
+        let mut out = Vec::with_capacity(items.len());
+        for (index, chunk) in items.chunks(self.batch.max(1)).enumerate() {
+            // Per item: its memo key, and the memo's answer (a hit) or `None` (asked below).
+            let keys: Vec<Option<VmKey>> = match self.memo.as_deref() {
+                Some(memo) => {
+                    let children: Vec<Option<JsonText>> = chunk
+                        .iter()
+                        .map(|item| children_of(self.children, item.current))
+                        .collect();
+                    let inputs: Vec<KeyInput<'_>> = chunk
+                        .iter()
+                        .zip(&children)
+                        .map(|(item, children)| {
+                            let read = &self.guests[item.guest];
+                            let identity = (read.cluster_id, read.guest.vmid);
+                            // Keyed by everything the module gets, its network view and
+                            // children included.
+                            (
+                                identity,
+                                &read.guest,
+                                read.config_packed(),
+                                item.current,
+                                read.network(),
+                                children.as_ref(),
+                            )
+                        })
+                        .collect();
+                    memo.keys(&inputs).into_iter().map(Some).collect()
+                }
+                None => vec![None; chunk.len()],
+            };
+            let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
+            let mut input: Vec<JsonReconcileInput> = Vec::with_capacity(chunk.len());
+            let snapshot = self.children;
+            for (item, key) in chunk.iter().zip(&keys) {
+                let read = &mut self.guests[item.guest];
+                let hit = match (self.memo.as_deref_mut(), key) {
+                    (Some(memo), Some(key)) => memo.hit(key),
+                    _ => None,
+                };
+                match hit {
+                    Some(name) => answers.push(Some(RulesResult::Vm(Answer {
+                        name,
+                        ..Answer::default()
+                    }))),
+                    None => {
+                        answers.push(None);
+                        let children = children_of(snapshot, item.current);
+                        input.push(read.rules_input_json(item.current.cloned(), children));
+                        if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
+                            r.input(i);
+                        }
+                    }
+                }
+                if !item.again {
+                    read.release_config();
+                }
+            }
+            let asked: Vec<Option<&VmKey>> = keys
+                .iter()
+                .zip(&answers)
+                .filter(|(_, a)| a.is_none())
+                .map(|(k, _)| k.as_ref())
+                .collect();
+            let results = if asked.is_empty() {
+                Vec::new()
+            } else {
+                let answer = self.module.reconcile_json(self.ctx, input);
+                if let Some(r) = self.recorder.as_deref_mut() {
+                    match &answer {
+                        Ok(out) => r.answered(&out.items),
+                        Err(e) => r.failed(&e.to_string()),
+                    }
+                }
+                match answer {
+                    Ok(out) => out
+                        .items
+                        .into_iter()
+                        .zip(&asked)
+                        .map(|(answer, key)| {
+                            // Only "no changes" is remembered: not a skip, an error or a
+                            // failed batch, and not an answer that needs objects.
+                            if let (Some(memo), Some(key), Ok(Reconciled::Vm(vm))) =
+                                (self.memo.as_deref_mut(), key, &answer)
+                                && vm.changes.is_empty()
+                                && vm.needs.is_empty()
+                                && vm.children.is_empty()
+                            {
+                                memo.record(key, vm.name.as_deref());
+                            }
+                            let mut result = RulesResult::from(answer);
+                            self.needs.intern(&mut result);
+                            result
+                        })
+                        .collect(),
+                    Err(e) => {
+                        let message = format!("{}", e.in_batch(index));
+                        tracing::error!(batch = index, error = %message, "rules batch failed");
+                        vec![RulesResult::Error(message); asked.len()]
+                    }
+                }
+            };
+            let mut results = results.into_iter();
+            out.extend(answers.into_iter().map(|a| {
+                a.or_else(|| results.next()).unwrap_or_else(|| {
+                    RulesResult::Error("the rules returned fewer results than asked".into())
+                })
+            }));
+        }
+        self.spent += started.elapsed();
+        if let (Some(a), Some(b)) = (cpu_started, process_cpu_ns()) {
+            self.spent_cpu += std::time::Duration::from_nanos(b.saturating_sub(a));
+        }
+        out
+    }
+}
+
+/// Preflight objects a preview would create, listed first in the plan.
+fn add_preflight_pending(plan: &mut Plan, pending: &[guest_default::model::ObjectSpec]) {
+    if pending.is_empty() {
+        return;
+    }
+    let ops: Vec<Operation> = pending
+        .iter()
+        .cloned()
+        .map(Operation::create_object)
+        .collect();
+    plan.summary.objects += ops.len() as u64;
+    plan.summary.writes += ops.len() as u64;
+    plan.operations.splice(0..0, ops);
+}
+
+fn add_errors(plan: &mut Plan, errors: &[ErrorEntry]) {
+    plan.errors.extend(errors.iter().cloned());
+    plan.errors
+        .sort_by(|a, b| (&a.scope, &a.phase, &a.message).cmp(&(&b.scope, &b.phase, &b.message)));
+    plan.errors.dedup();
+}
+
+/// The VMs whose tasks are copied: every guest kept or written without failure.
+fn task_targets(
+    outcomes: &[VmOutcome],
+    ops: &[Operation],
+    done: &dispatch::DispatchOutcome,
+) -> Vec<TaskTarget> {
+    // A failed child write leaves its VM written: its tasks are still copied.
+    let failed: std::collections::BTreeSet<(String, u32)> = done
+        .failures
+        .iter()
+        .filter(|f| f.was != children_dispatch::CHILD_FAILURE)
+        .filter_map(|f| {
+            let op = ops.get(f.index)?;
+            Some((op.cluster.clone()?, op.vmid?))
+        })
+        .collect();
+    outcomes
+        .iter()
+        .filter(|o| {
+            matches!(
+                o.class,
+                Class::Noop | Class::Create | Class::Update | Class::Adopt
+            )
+        })
+        .filter(|o| !failed.contains(&(o.cluster.clone(), o.vmid)))
+        .filter_map(|o| {
+            let netbox_id = done
+                .vm_ids
+                .get(&(o.cluster.clone(), o.vmid))
+                .copied()
+                .or(o.netbox_id)?;
+            Some(TaskTarget {
+                endpoint: o.endpoint,
+                scope: o.scope(),
+                node: o.node.clone(),
+                vmid: o.vmid,
+                netbox_id,
+            })
+        })
+        .collect()
+}
+
+/// The guests whose tasks this run cannot journal although it should (not targets: their VM
+/// write failed, or the rules failed on them); skipped guests are left out on purpose (they
+/// stay out of NetBox and must not hold the task watermark forever).
+fn unrecorded_guests(outcomes: &[VmOutcome], targets: &[TaskTarget]) -> Vec<Unrecorded> {
+    let recorded: std::collections::BTreeSet<(usize, u32)> =
+        targets.iter().map(|t| (t.endpoint, t.vmid)).collect();
+    outcomes
+        .iter()
+        .filter(|o| !matches!(o.class, Class::Skip(_)))
+        .filter(|o| !recorded.contains(&(o.endpoint, o.vmid)))
+        .map(|o| Unrecorded {
+            endpoint: o.endpoint,
+            vmid: o.vmid,
+        })
+        .collect()
+}

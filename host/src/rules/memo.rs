@@ -1,0 +1,653 @@
+//! The no-op memo: which VMs the rule module last answered "no changes" for, and on exactly
+//! which inputs, so a rerun skips the rules call for a VM whose inputs are unchanged.
+//!
+//! Why it is sound: a rule module is pure and deterministic (its sandbox grants no clock, no
+//! varying randomness, no I/O; `rules test` checks that an answer does not depend on the batch),
+//! so the same inputs give the same answer. Only answers with no changes and no needed objects
+//! (not a skip, not an error, not a failed batch) are stored; on a hit the host replays that
+//! answer and runs everything after the rules (adoption, names, orphan marks, the plan) as
+//! usual. Only the module call is skipped.
+//!
+//! The key of a VM is a 128-bit XXH3 digest, under the memo file's secret (192 random bytes made
+//! when the file is started, kept while it stays valid), of the run's part (the context's hash,
+//! the module's SHA-256, the host version, the WIT version) and every byte of that VM's input: the guest
+//! record, its config (packed; the JSON text the module gets is a function of it and of the host
+//! version), the matched NetBox record, and what WIT 0.3 adds: the guest's network view (the
+//! agent's or the LXC interfaces' answer text, or why there is none) and NetBox's children JSON
+//! (or that they were not read). Only answers with no child change are stored either. One entry per VM identity (NetBox cluster id, VMID):
+//! the digest and the answer's name, ~45 bytes, so the file stays a few MB at 100k VMs.
+//!
+//! Why XXH3 and not SHA-256 (format 1): keying was the largest part of a memoized rerun's rules step:
+//! SHA-256 of ~1 KB per VM cost ~0.6 us even with the CPU's SHA instructions, against ~0.05 us.
+//! XXH3 is not a cryptographic hash, so its key is secret: an accidental collision is a 2^-128
+//! chance, and crafting inputs (a Proxmox config) that collide with a stored digest needs the
+//! secret, which only whoever can read the state dir has, and they could rewrite the memo anyway.
+//! The file's own checksum stays SHA-256.
+//!
+//! File: `<state dir>/memo/<hash of the NetBox URL>.memo` (the run lock's naming), binary:
+//! magic, format version, header (NetBox URL, module hash, host version, WIT version, context
+//! hash), the key secret, entries, and a SHA-256 of all that. A missing, truncated, corrupt or foreign file
+//! (another NetBox, module, host or WIT version) reads as empty: a full run, never a wrong one.
+//! It is rewritten whole (temp file + rename) by every run that finishes the reconcile phase,
+//! with the entries of that run only (VMs gone from Proxmox drop out).
+//!
+//! Previews (`plan`, `sync --dry-run`) read and write it too: an entry says only what the
+//! module answers on given inputs, which does not depend on whether the run writes, and
+//! concurrent writers are safe (each renames a whole file over the other's; the last wins).
+//!
+//! Edges: the file system and the model types; `sync` feeds it while batching the rules.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use guest_default::children::{NetworkSource, NetworkUnknown, UnknownReason};
+use guest_default::model::{Context, Guest, JsonText, NetboxVm, Ownership};
+use reqwest::Url;
+use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::xxh3_128_with_secret;
+
+use crate::safety::run_lock::{normalized_url, url_file_stem};
+
+/// First bytes of a memo file.
+const MAGIC: &[u8; 16] = b"pve2netbox-memo\n";
+/// Layout of the file after the magic; another value reads as foreign (1: SHA-256 keys).
+const FORMAT: u32 = 2;
+/// Bytes of the key secret (XXH3's default secret size; it needs at least 136).
+const SECRET_LEN: usize = 192;
+/// The smallest entry in a file: identity (12 bytes), digest (16), no name (1).
+const MIN_ENTRY_LEN: usize = 29;
+/// The host's version, part of every key: the host builds what crosses the boundary.
+pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A memo could not be saved (loading never fails: a bad file is a full run).
+#[derive(Debug, thiserror::Error)]
+pub enum MemoError {
+    #[error("memo: {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What makes two runs' answers comparable: everything but the VM's own input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoHeader {
+    /// The normalized NetBox URL.
+    pub netbox: String,
+    /// SHA-256 of the rule component.
+    pub module: [u8; 32],
+    pub host: String,
+    /// WIT version of the module's exports.
+    pub wit: String,
+    /// [`context_hash`] of the run's context.
+    pub context: [u8; 32],
+}
+
+impl MemoHeader {
+    /// The header of a run against `netbox` with `module`, WIT `wit` and `ctx`.
+    pub fn new(netbox: &Url, module: [u8; 32], wit: &str, ctx: &Context) -> Self {
+        MemoHeader {
+            netbox: normalized_url(netbox),
+            module,
+            host: HOST_VERSION.to_owned(),
+            wit: wit.to_owned(),
+            context: context_hash(ctx),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_str(out, &self.netbox);
+        out.extend_from_slice(&self.module);
+        put_str(out, &self.host);
+        put_str(out, &self.wit);
+        out.extend_from_slice(&self.context);
+    }
+}
+
+/// A VM's place in the memo: NetBox cluster id and VMID.
+pub type VmIdentity = (u64, u32);
+
+/// The key of one VM's rules call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmKey {
+    pub identity: VmIdentity,
+    pub digest: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    digest: u128,
+    /// The desired name of the stored answer.
+    name: Option<Box<str>>,
+    /// Hit or recorded by this run: saved. Why a flag and not a second map: a memoized rerun
+    /// then looks each VM up once, in place (moving 100k entries between maps cost more than
+    /// hashing the VMs).
+    this_run: bool,
+}
+
+/// The memo of one run: the entries read (looked up), those hit or recorded by this run marked
+/// (saved).
+#[derive(Debug)]
+pub struct Memo {
+    path: PathBuf,
+    header: MemoHeader,
+    /// The key secret: the file's, or new random bytes when the file is not usable.
+    secret: Box<[u8; SECRET_LEN]>,
+    /// The run's part of every key, hashed before each VM's input.
+    prefix: Vec<u8>,
+    entries: HashMap<VmIdentity, Entry>,
+    hits: u64,
+}
+
+/// One VM's input to key: identity, guest, packed config (every key and value concatenated,
+/// and their end offsets), the matched NetBox record, the guest's network view and NetBox's
+/// children JSON (`None`: not read), everything that crosses the boundary for the VM.
+pub type KeyInput<'a> = (
+    VmIdentity,
+    &'a Guest,
+    (&'a str, &'a [u32]),
+    Option<&'a NetboxVm>,
+    &'a NetworkSource,
+    Option<&'a JsonText>,
+);
+
+impl Memo {
+    /// The memo file of `netbox` under `state_dir`.
+    pub fn path(state_dir: &Path, netbox: &Url) -> PathBuf {
+        state_dir
+            .join("memo")
+            .join(format!("{}.memo", url_file_stem(netbox)))
+    }
+
+    /// Opens the memo at `path` for a run with `header`. A file that is missing, unreadable,
+    /// truncated, corrupt or from another NetBox, module, host, WIT version or context gives an
+    /// empty memo (every VM goes to the rules); why is logged.
+    pub fn open(path: PathBuf, header: MemoHeader) -> Self {
+        let found = match std::fs::read(&path) {
+            Ok(bytes) => match decode(&bytes) {
+                Ok((found, secret, entries)) if found == header => Some((secret, entries)),
+                Ok((found, _, _)) => {
+                    tracing::info!(
+                        path = %path.display(),
+                        why = foreign_reason(&found, &header),
+                        "no-op memo is for other inputs; asking the rules about every VM"
+                    );
+                    None
+                }
+                Err(why) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        why,
+                        "no-op memo unreadable; asking the rules about every VM"
+                    );
+                    None
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the no-op memo; asking the rules about every VM");
+                None
+            }
+        };
+        // A new secret whenever the entries start afresh.
+        let (secret, entries) = found.unwrap_or_else(|| {
+            let mut secret = Box::new([0u8; SECRET_LEN]);
+            rand::fill(&mut secret[..]);
+            (secret, HashMap::new())
+        });
+        let mut prefix = b"pve2netbox-memo-key\0".to_vec();
+        prefix.extend_from_slice(&header.context);
+        prefix.extend_from_slice(&header.module);
+        put_str(&mut prefix, &header.host);
+        put_str(&mut prefix, &header.wit);
+        Memo {
+            path,
+            header,
+            secret,
+            prefix,
+            entries,
+            hits: 0,
+        }
+    }
+
+    /// The key of a rules call for `guest` (whose config is `config`, packed: every key and
+    /// value concatenated, with their end offsets) with its network view against `current` and
+    /// its `children`.
+    pub fn key(
+        &self,
+        identity: VmIdentity,
+        guest: &Guest,
+        config: (&str, &[u32]),
+        current: Option<&NetboxVm>,
+        (network, children): (&NetworkSource, Option<&JsonText>),
+    ) -> VmKey {
+        self.key_with(
+            &mut Vec::new(),
+            &(identity, guest, config, current, network, children),
+        )
+    }
+
+    /// The keys of a batch, in order, through one reused buffer. On the calling thread: with
+    /// XXH3 a key costs well under a microsecond, less than handing batches to threads did.
+    pub fn keys(&self, items: &[KeyInput<'_>]) -> Vec<VmKey> {
+        let mut buf = Vec::with_capacity(4096);
+        items.iter().map(|i| self.key_with(&mut buf, i)).collect()
+    }
+
+    fn key_with(&self, buf: &mut Vec<u8>, item: &KeyInput<'_>) -> VmKey {
+        let (identity, guest, config, current, network, children) = *item;
+        buf.clear();
+        buf.extend_from_slice(&self.prefix);
+        encode_vm(buf, guest, config, current);
+        encode_children(buf, network, children);
+        VmKey {
+            identity,
+            digest: xxh3_128_with_secret(buf, &self.secret[..]),
+        }
+    }
+
+    /// The stored "no changes" answer's name when `key` matches an entry (a hit, counted and
+    /// carried over to this run's memo).
+    pub fn hit(&mut self, key: &VmKey) -> Option<Option<String>> {
+        let entry = self
+            .entries
+            .get_mut(&key.identity)
+            .filter(|e| e.digest == key.digest)?;
+        entry.this_run = true;
+        self.hits += 1;
+        Some(entry.name.as_deref().map(str::to_owned))
+    }
+
+    /// Records that the module answered "no changes" (empty changes and needs) on `key`,
+    /// naming the VM `name`.
+    pub fn record(&mut self, key: &VmKey, name: Option<&str>) {
+        self.entries.insert(
+            key.identity,
+            Entry {
+                digest: key.digest,
+                name: name.map(Box::from),
+                this_run: true,
+            },
+        );
+    }
+
+    /// VMs answered from the memo this run.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    /// Entries this run would save.
+    pub fn len(&self) -> usize {
+        self.entries.values().filter(|e| e.this_run).count()
+    }
+
+    /// Whether this run would save no entry.
+    pub fn is_empty(&self) -> bool {
+        !self.entries.values().any(|e| e.this_run)
+    }
+
+    /// Writes this run's entries, atomically: a temporary file in the same directory, synced,
+    /// then renamed over the memo.
+    pub fn save(&self) -> Result<(), MemoError> {
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| MemoError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+        let bytes = encode(&self.header, &self.secret, &self.entries);
+        let tmp = self
+            .path
+            .with_extension(format!("memo.tmp.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io("writing", &tmp)(e));
+        }
+        std::fs::rename(&tmp, &self.path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io("replacing", &self.path)(e)
+        })
+    }
+}
+
+/// What differs between a memo file's header and the run's, for the log.
+fn foreign_reason(found: &MemoHeader, want: &MemoHeader) -> &'static str {
+    if found.netbox != want.netbox {
+        "another NetBox"
+    } else if found.module != want.module {
+        "another rule module"
+    } else if found.host != want.host {
+        "another pve2netbox version"
+    } else if found.wit != want.wit {
+        "another WIT version"
+    } else {
+        "the context changed (NetBox version, known objects, policies or rule settings)"
+    }
+}
+
+/// SHA-256 of everything the context passes to the module, hashed once per run.
+pub fn context_hash(ctx: &Context) -> [u8; 32] {
+    // Destructured whole so that a new context field cannot be left out of the key.
+    let Context {
+        netbox_version,
+        known,
+        policies,
+        settings,
+    } = ctx;
+    let mut out = Vec::new();
+    put_str(&mut out, netbox_version);
+    put_len(&mut out, known.len());
+    for k in known {
+        put_str(&mut out, &k.kind);
+        put_str(&mut out, &k.key);
+        out.extend_from_slice(&k.id.to_le_bytes());
+        put_str(&mut out, &k.name);
+    }
+    put_len(&mut out, policies.len());
+    for p in policies {
+        put_str(&mut out, &p.field);
+        out.push(match p.ownership {
+            Ownership::Owned => 0,
+            Ownership::Merge => 1,
+            Ownership::Seed => 2,
+            Ownership::Ignore => 3,
+        });
+    }
+    put_len(&mut out, settings.len());
+    for (name, value) in settings {
+        put_str(&mut out, name);
+        put_str(&mut out, &value.0);
+    }
+    Sha256::digest(&out).into()
+}
+
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&(n as u64).to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+    }
+}
+
+fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// Every byte of one VM's input, unambiguously (lengths and presence are prefixed). The
+/// records are destructured whole so that a new field cannot be left out of the key.
+fn encode_vm(out: &mut Vec<u8>, guest: &Guest, config: (&str, &[u32]), current: Option<&NetboxVm>) {
+    let Guest {
+        cluster,
+        vmid,
+        kind,
+        node,
+        name,
+        status,
+        template,
+        maxcpu,
+        maxmem,
+        maxdisk,
+        tags,
+        pool,
+        config: pairs,
+        config_read,
+    } = guest;
+    put_str(out, cluster);
+    out.extend_from_slice(&vmid.to_le_bytes());
+    put_str(out, kind.as_str());
+    put_str(out, node);
+    put_opt_str(out, name.as_deref());
+    put_str(out, status);
+    out.push(u8::from(*template));
+    put_opt_u64(out, maxcpu.map(f64::to_bits));
+    put_opt_u64(out, *maxmem);
+    put_opt_u64(out, *maxdisk);
+    put_opt_str(out, tags.as_deref());
+    put_opt_str(out, pool.as_deref());
+    out.push(u8::from(*config_read));
+    put_len(out, pairs.len());
+    for (k, v) in pairs {
+        put_str(out, k);
+        put_str(out, v);
+    }
+    let (text, ends) = config;
+    put_str(out, text);
+    put_len(out, ends.len());
+    for end in ends {
+        out.extend_from_slice(&end.to_le_bytes());
+    }
+    let Some(vm) = current else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    let NetboxVm {
+        id,
+        name,
+        status,
+        cluster,
+        site,
+        device,
+        role,
+        vm_type,
+        platform,
+        tenant,
+        vcpus,
+        memory,
+        disk,
+        description,
+        comments,
+        serial,
+        start_on_boot,
+        tags,
+        custom_fields,
+        last_updated,
+    } = vm;
+    out.extend_from_slice(&id.to_le_bytes());
+    put_str(out, name);
+    put_str(out, status);
+    for o in [cluster, site, device, role, vm_type, platform, tenant] {
+        put_opt_str(out, o.as_deref());
+    }
+    put_opt_u64(out, vcpus.map(f64::to_bits));
+    put_opt_u64(out, *memory);
+    put_opt_u64(out, *disk);
+    put_str(out, description);
+    put_str(out, comments);
+    put_str(out, serial);
+    put_opt_str(out, start_on_boot.as_deref());
+    put_len(out, tags.len());
+    for t in tags {
+        put_str(out, t);
+    }
+    put_len(out, custom_fields.len());
+    for (k, v) in custom_fields {
+        put_str(out, k);
+        put_str(out, &v.0);
+    }
+    // Not passed to the module, but part of the record matched to it: kept in the key, which
+    // can only cost a hit, never make one wrong.
+    put_opt_str(out, last_updated.as_deref());
+}
+
+/// The WIT 0.3 inputs of one VM: the network view (its kind, then the answer's text or the
+/// reason and detail) and the children JSON (absent, or its text).
+fn encode_children(out: &mut Vec<u8>, network: &NetworkSource, children: Option<&JsonText>) {
+    match network {
+        NetworkSource::Agent(text) => {
+            out.push(0);
+            put_str(out, text.as_str());
+        }
+        NetworkSource::LxcInterfaces(text) => {
+            out.push(1);
+            put_str(out, text.as_str());
+        }
+        NetworkSource::Unknown(NetworkUnknown { reason, detail }) => {
+            out.push(2);
+            out.push(match reason {
+                UnknownReason::AgentOff => 0,
+                UnknownReason::NotRunning => 1,
+                UnknownReason::AgentNotRunning => 2,
+                UnknownReason::NoPermission => 3,
+                UnknownReason::TimedOut => 4,
+                UnknownReason::NotAsked => 5,
+                UnknownReason::OtherError => 6,
+            });
+            put_str(out, detail);
+        }
+    }
+    put_opt_str(out, children.map(JsonText::as_str));
+}
+
+/// The file's bytes: magic, format, header, entries (sorted: the same memo gives the same
+/// bytes), checksum.
+fn encode(
+    header: &MemoHeader,
+    secret: &[u8; SECRET_LEN],
+    entries: &HashMap<VmIdentity, Entry>,
+) -> Vec<u8> {
+    let mut sorted: Vec<_> = entries.iter().filter(|(_, e)| e.this_run).collect();
+    let mut out = Vec::with_capacity(128 + SECRET_LEN + sorted.len() * 48);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT.to_le_bytes());
+    header.encode(&mut out);
+    out.extend_from_slice(secret);
+    put_len(&mut out, sorted.len());
+    sorted.sort_unstable_by_key(|(id, _)| **id);
+    for ((cluster, vmid), e) in sorted {
+        out.extend_from_slice(&cluster.to_le_bytes());
+        out.extend_from_slice(&vmid.to_le_bytes());
+        out.extend_from_slice(&e.digest.to_le_bytes());
+        put_opt_str(&mut out, e.name.as_deref());
+    }
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// What a memo file holds: its header, key secret and entries.
+type Decoded = (
+    MemoHeader,
+    Box<[u8; SECRET_LEN]>,
+    HashMap<VmIdentity, Entry>,
+);
+
+/// Reads `bytes` back; `Err` says why they are not a memo.
+fn decode(bytes: &[u8]) -> Result<Decoded, &'static str> {
+    let body_len = bytes
+        .len()
+        .checked_sub(32)
+        .ok_or("shorter than a checksum")?;
+    let (body, sum) = bytes.split_at(body_len);
+    if Sha256::digest(body).as_slice() != sum {
+        return Err("checksum mismatch (truncated or corrupt)");
+    }
+    let mut r = Reader(body);
+    if r.take(MAGIC.len())? != MAGIC {
+        return Err("not a memo file");
+    }
+    if r.u32()? != FORMAT {
+        return Err("another memo format");
+    }
+    let header = MemoHeader {
+        netbox: r.string()?,
+        module: r.array()?,
+        host: r.string()?,
+        wit: r.string()?,
+        context: r.array()?,
+    };
+    let secret = Box::new(r.array::<SECRET_LEN>()?);
+    let count = r.u64()?;
+    // A count beyond the entries that fit in what is left is corruption.
+    if count > (r.0.len() / MIN_ENTRY_LEN) as u64 {
+        return Err("entry count beyond the file");
+    }
+    let mut entries = HashMap::with_capacity(count as usize);
+    for _ in 0..count {
+        let identity = (r.u64()?, r.u32()?);
+        let digest = u128::from_le_bytes(r.array()?);
+        let name = match r.take(1)?[0] {
+            0 => None,
+            1 => Some(r.string()?.into_boxed_str()),
+            _ => return Err("bad entry"),
+        };
+        let this_run = false;
+        entries.insert(
+            identity,
+            Entry {
+                digest,
+                name,
+                this_run,
+            },
+        );
+    }
+    if !r.0.is_empty() {
+        return Err("trailing bytes");
+    }
+    Ok((header, secret, entries))
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        if self.0.len() < n {
+            return Err("truncated");
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u32(&mut self) -> Result<u32, &'static str> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, &'static str> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn string(&mut self) -> Result<String, &'static str> {
+        let len = usize::try_from(self.u64()?).map_err(|_| "bad length")?;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| "bad text")
+    }
+}
+
+#[cfg(test)]
+mod tests;
