@@ -31,5 +31,5 @@ pub mod task_history;
 
 pub mod report;
 
-/// Sequences the phases above.
+// Sequences the phases above.
 pub mod run;
