@@ -45,14 +45,20 @@ fn mac(i: usize, nic: usize) -> String {
     )
 }
 
-/// IPv4 of NIC `nic` of the `i`th guest: 10.(64 nic + i/65536).(i/256).(i), unique up to 4M guests.
+/// IPv4 of NIC `nic` of the `i`th guest, in a /24: host part 1..=254 (NetBox refuses a
+/// network ID or broadcast address on an interface), unique up to 4M guests.
 fn ipv4(i: usize, nic: usize) -> String {
+    let (net, host) = (i / 254, 1 + i % 254);
     format!(
-        "10.{}.{}.{}",
-        64 * nic + ((i >> 16) & 0x3f),
-        (i >> 8) & 0xff,
-        i & 0xff
+        "10.{}.{}.{host}",
+        64 * nic + ((net >> 8) & 0x3f),
+        net & 0xff
     )
+}
+
+/// Global IPv6 of NIC `nic` of the `i`th guest, in a /64 (host part never 0: a network ID).
+fn ipv6(i: usize, nic: usize) -> String {
+    format!("2001:db8:{nic}::{:x}", i + 1)
 }
 
 /// The agent's `network-get-interfaces` answer for the `i`th guest (reference shape: loopback
@@ -69,7 +75,7 @@ fn agent_result(i: usize) -> Value {
             "hardware-address": mac(i, nic),
             "ip-addresses": [
                 {"ip-address": ipv4(i, nic), "ip-address-type": "ipv4", "prefix": 24},
-                {"ip-address": format!("2001:db8:{nic}::{i:x}"), "ip-address-type": "ipv6", "prefix": 64},
+                {"ip-address": ipv6(i, nic), "ip-address-type": "ipv6", "prefix": 64},
                 {"ip-address": format!("fe80::be24:1{nic}ff:fe00:{:x}", i & 0xffff),
                  "ip-address-type": "ipv6", "prefix": 64},
             ],
@@ -164,7 +170,14 @@ mod tests {
         for i in 0..n {
             for nic in 0..2 {
                 assert!(seen.insert(mac(i, nic)), "MAC {i} {nic}");
-                assert!(seen.insert(ipv4(i, nic)), "IPv4 {i} {nic}");
+                let v4 = ipv4(i, nic);
+                let host = v4.rsplit('.').next().unwrap();
+                assert!(
+                    host != "0" && host != "255",
+                    "{v4}: a network ID or broadcast"
+                );
+                assert!(seen.insert(v4), "IPv4 {i} {nic}");
+                assert!(seen.insert(ipv6(i, nic)), "IPv6 {i} {nic}");
             }
         }
     }
