@@ -454,7 +454,7 @@ async fn scale_run(
     let rerun = if opts.bounds_only {
         None
     } else {
-        Some(rerun_figures(&bin, &sim, &first, n, s, full, opts, figs).await)
+        Some(rerun_figures(&bin, &sim, &first, n, (s, full), opts, figs).await)
     };
     // The memoized rerun comes right after the rerun that stored the memo, before the bound
     // figures (their runs are previews, which read and rewrite the memo too).
@@ -547,8 +547,7 @@ async fn rerun_figures(
     sim: &SimHandle,
     first: &Run,
     n: usize,
-    s: &Scales,
-    full: &Scales,
+    (s, full): (&Scales, &Scales),
     opts: &RunOpts,
     figs: &mut BTreeMap<&'static str, Figure>,
 ) -> anyhow::Result<Run> {
@@ -558,13 +557,12 @@ async fn rerun_figures(
     if let Ok(r) = &rerun {
         progress(&format!("  rerun {:.1} s", r.wall.as_secs_f64()));
     }
-    if let Ok(r) = &rerun {
+    if rerun.is_ok() {
         progress(&format!(
             "  rerun: {} NetBox writes, {} NetBox reads",
             counters.netbox_writes(),
             counters.netbox("GET")
         ));
-        let _ = r;
     }
     if opts.at(s.noop, n) {
         // The children's listings are pages too: with children the goal counts every kind's.
