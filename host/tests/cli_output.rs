@@ -141,6 +141,72 @@ fn under_journald_lines_carry_their_priority_and_no_time() {
     );
 }
 
+/// The VM blocks of a plan table: each unindented line with the indented lines under it.
+fn blocks(table: &str) -> Vec<Vec<&str>> {
+    let mut out: Vec<Vec<&str>> = Vec::new();
+    for line in table.lines() {
+        match out.last_mut() {
+            Some(block) if line.starts_with(' ') => block.push(line),
+            _ => out.push(vec![line]),
+        }
+    }
+    out
+}
+
+/// The demo turns `sync.children` on and changes a guest's network: its plan table (stdout)
+/// lists a new interface with its MAC and address under one VM, and an address the guest agent
+/// now reports in place of the old one under another; the narration (stderr) says what changed.
+#[test]
+fn demo_plan_shows_a_nic_added_and_an_ip_changed() {
+    let out = bin()
+        .args(["demo", "--vms", "20", "--profile", "zero"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_ok(&out, "demo");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stderr.contains("NIC net1 ("), "no NIC added:\n{stderr}");
+    assert!(
+        stderr.contains("changed to 10.250."),
+        "no IP changed:\n{stderr}"
+    );
+    let blocks = blocks(&stdout);
+    let has = |block: &[&str], start: &str, end: &str| {
+        block
+            .iter()
+            .any(|l| l.trim_start().starts_with(start) && l.ends_with(end))
+    };
+    let nic = blocks
+        .iter()
+        .find(|b| has(b, "+ interface 'net1'", "(create)"))
+        .unwrap_or_else(|| panic!("no interface created in the plan:\n{stdout}"));
+    assert!(
+        has(nic, "+ MAC address '", "on net1  (create)")
+            && has(nic, "+ IP address '", "on net1  (create)"),
+        "the new NIC's MAC and address are planned with it: {nic:#?}"
+    );
+    let ip = blocks
+        .iter()
+        .find(|b| has(b, "+ IP address '10.250.", "on net0  (create)"))
+        .unwrap_or_else(|| panic!("no changed address in the plan:\n{stdout}"));
+    assert!(
+        has(ip, "- IP address '", "on net0  (delete)"),
+        "the address the agent no longer reports is deleted: {ip:#?}"
+    );
+    // The primary IP moves to the new address in the same run (the demo's rerun, which must
+    // write nothing, checks that nothing was left for it).
+    assert!(
+        ip.iter()
+            .any(|l| l.trim_start().starts_with("primary_ip4") && l.contains("→ 10.250.")),
+        "the primary IP follows the address: {ip:#?}"
+    );
+    assert!(
+        stderr.contains(" of them for interfaces, MAC and IP addresses, virtual disks"),
+        "{stderr}"
+    );
+}
+
 /// The demo's stderr on a terminal (a pty from util-linux's `script`), as raw bytes.
 fn on_a_terminal(no_color: Option<&str>) -> String {
     let exe = env!("CARGO_BIN_EXE_pve2netbox");

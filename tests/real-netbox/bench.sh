@@ -7,6 +7,11 @@
 #
 #   tests/real-netbox/bench.sh [N ...]        (default: 100 500)
 #   tests/real-netbox/bench.sh --write-concurrency "1 2 4" [--repeat R] [N ...]   (default N: 500)
+#   tests/real-netbox/bench.sh --children [N ...]
+#
+# With --children: the simulator's children workload (`pve2netbox-sim --children`: every guest a
+# running QEMU VM with two NICs, four addresses its agent reports and two disks) and
+# `sync.children = true`; the workload's VLANs are created in NetBox after the reset.
 #
 # With --write-concurrency: per repeat and per N, a first sync of N VMs into an empty NetBox at
 # each `sync.write_concurrency` (task history off: the figure is the dispatch), then the
@@ -20,10 +25,12 @@
 set -euo pipefail
 concurrency=""
 repeat=1
+children=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --write-concurrency) concurrency="$2"; shift 2 ;;
     --repeat) repeat="$2"; shift 2 ;;
+    --children) children=1; shift ;;
     --) shift; break ;;
     -*) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     *) break ;;
@@ -107,8 +114,20 @@ print(json.dumps({"run": label, "exit": 0, "wall_s": r["wall_s"],
 PY
 }
 
+create_vlans() { # the children workload's VLANs (VIDs 10-17, as in the test kit's workload)
+  python3 - "$NETBOX_URL" "$NETBOX_TOKEN" <<'PY'
+import json, sys, urllib.request
+url, token = sys.argv[1].rstrip("/"), sys.argv[2]
+body = [{"vid": v, "name": f"v{v}", "status": "active"} for v in range(10, 18)]
+req = urllib.request.Request(f"{url}/api/ipam/vlans/", data=json.dumps(body).encode(), method="POST",
+                             headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                                      "Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=60).read()
+PY
+}
+
 start_sim() { # vms
-  "$bin/pve2netbox-sim" --vms "$1" --profile realistic >"$work/sim.env" 2>"$work/sim.log" &
+  "$bin/pve2netbox-sim" --vms "$1" --profile realistic ${children:+--children} >"$work/sim.env" 2>"$work/sim.log" &
   sim_pid=$!
   for _ in $(seq 100); do grep -q '^CONTROL_URL=' "$work/sim.env" && break; sleep 0.1; done
   pve_url=$(grep -m1 '^PVE_URL=' "$work/sim.env" | cut -d= -f2-)
@@ -163,14 +182,18 @@ if [[ -n "$concurrency" ]]; then
   exit 0
 fi
 
+extra=()
+what="VMs"
+if [[ -n "$children" ]]; then extra=(--set sync.children=true); what="VMs with children"; fi
 for n in "${@:-100 500}"; do
   for vms in $n; do
     "$here/netbox.sh" reset >/dev/null
+    [[ -n "$children" ]] && create_vlans
     start_sim "$vms"
     # shellcheck disable=SC2086
-    run "first sync, $vms VMs" "$bin/pve2netbox" sync --config "$work/pve2netbox.toml" --output json --quiet ${PVE2NETBOX_BENCH_ARGS:-}
+    run "first sync, $vms $what" "$bin/pve2netbox" sync --config "$work/pve2netbox.toml" --output json --quiet "${extra[@]}" ${PVE2NETBOX_BENCH_ARGS:-}
     # shellcheck disable=SC2086
-    run "rerun, $vms VMs" "$bin/pve2netbox" sync --config "$work/pve2netbox.toml" --output json --quiet ${PVE2NETBOX_BENCH_ARGS:-}
+    run "rerun, $vms $what" "$bin/pve2netbox" sync --config "$work/pve2netbox.toml" --output json --quiet "${extra[@]}" ${PVE2NETBOX_BENCH_ARGS:-}
     stop_sim
   done
 done

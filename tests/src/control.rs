@@ -418,6 +418,13 @@ impl Control {
             .ok_or_else(|| ControlError::NotFound(format!("no NetBox object type '{type_key}'")))
     }
 
+    /// How many NetBox objects of a type there are (cheap: nothing rendered).
+    pub fn netbox_count(&self, type_key: &str) -> Result<usize, ControlError> {
+        self.netbox
+            .count(type_key)
+            .ok_or_else(|| ControlError::NotFound(format!("no NetBox object type '{type_key}'")))
+    }
+
     /// Creates NetBox objects directly (no auth, latency or counters); one object or a list, atomic.
     pub fn netbox_create(&self, type_key: &str, body: &Value) -> Result<Vec<Value>, ControlError> {
         self.netbox

@@ -24,6 +24,7 @@ mod serve;
 pub mod service;
 mod sim;
 pub mod tls;
+pub mod workload;
 
 pub use control::{Control, ControlError, CounterSnapshot, NewGuest, NewTask};
 pub use inventory::{
@@ -36,3 +37,4 @@ pub use service::{FaultPatch, FaultSettings, Profile, ServiceKind};
 pub use sim::{
     PveEndpointInfo, REALISTIC_NETBOX_WORKERS, SimConfig, SimError, SimHandle, Simulators,
 };
+pub use workload::{CHILDREN_VLAN_VIDS, WorkloadError, start_children_workload};

@@ -2,9 +2,11 @@
 //! Proxmox and NetBox simulators in-process (a 3-node cluster, 200 guests, the realistic
 //! latency profile by default), then:
 //!
-//! 1. syncs with the embedded default rules (or `--rules`), showing progress;
+//! 1. syncs with the embedded default rules (or `--rules`), showing progress, each VM's
+//!    interfaces, MAC and IP addresses and virtual disks included (`sync.children` is on for
+//!    the demo whatever the default);
 //! 2. changes a few guests in the simulated Proxmox: memory, a rename, a migration, a removed
-//!    tag, a deleted guest;
+//!    tag, a NIC added, an address its guest agent reports changed, a deleted guest;
 //! 3. makes the plan and shows it, then applies it;
 //! 4. reruns the sync, which must write nothing.
 //!
@@ -102,6 +104,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<(u8, RunReport)> {
     let mut config = sim_config(&sim)?;
     config.sync.site = Some(DEMO_SITE.to_owned());
     config.sync.bulk = opts.bulk;
+    // The demo shows the children (a NIC added, an IP changed) whatever the default is.
+    config.sync.children = true;
 
     // The no-op memo lives as long as the demo's simulators: a state dir of its own, removed at
     // the end, so the rerun shows the memo answering the unchanged guests.
@@ -145,10 +149,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<(u8, RunReport)> {
     progress.detach();
     let writes = rerun.report.requests.netbox_write;
     progress.note(&format!(
-        "\ndemo finished in {:.1} s: first sync {} NetBox writes, apply {}, rerun {} (reads {})",
+        "\ndemo finished in {:.1} s: first sync {} NetBox writes, apply {} ({} of them for \
+         interfaces, MAC and IP addresses, virtual disks), rerun {} (reads {})",
         started.elapsed().as_secs_f64(),
         first.report.requests.netbox_write,
         applied.report.requests.netbox_write,
+        plan.plan.summary.child_writes,
         writes,
         rerun.report.requests.netbox_read
     ));
@@ -268,6 +274,45 @@ fn change_guests(sim: &SimHandle) -> anyhow::Result<Vec<String>> {
         done.push(format!("tag '{removed}' removed from guest {v}"));
     }
 
+    // Children: running QEMU guests whose agent answers and that have one NIC.
+    let one_nic: Vec<&Value> = qemu
+        .iter()
+        .copied()
+        .filter(|g| {
+            g["status"] == "running"
+                && cfg(g, "agent").is_some_and(|a| a.as_str().is_some_and(|a| a.starts_with('1')))
+                && cfg(g, "net0").is_some()
+                && cfg(g, "net1").is_none()
+        })
+        .collect();
+    if let Some(g) = pick(&one_nic) {
+        let v = vmid(&g).unwrap_or_default();
+        let mac = demo_mac(0xd0, v);
+        update(v, json!({"net1": format!("virtio={mac},bridge=vmbr1")}))?;
+        done.push(format!(
+            "NIC net1 ({mac}) added to guest {v} (its agent reports it with an address)"
+        ));
+    }
+    if let Some(g) = pick(&one_nic) {
+        let v = vmid(&g).unwrap_or_default();
+        let mac = cfg(&g, "net0")
+            .and_then(|n| n.as_str().and_then(nic_mac))
+            .context("the guest's net0 has no MAC")?;
+        let ip = format!("10.250.{}.{}", (v / 250) % 250, 2 + v % 250);
+        update(
+            v,
+            json!({"agent_result": [
+                {"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": [
+                    {"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]},
+                {"name": "eth0", "hardware-address": mac.to_ascii_lowercase(), "ip-addresses": [
+                    {"ip-address": ip, "ip-address-type": "ipv4", "prefix": 24}]}
+            ]}),
+        )?;
+        done.push(format!(
+            "the address of guest {v}'s net0 changed to {ip}/24 (as its guest agent reports)"
+        ));
+    }
+
     let all: Vec<&Value> = guests.iter().collect();
     let g = pick(&all).context("no guest left")?;
     let v = vmid(&g).unwrap_or_default();
@@ -278,4 +323,19 @@ fn change_guests(sim: &SimHandle) -> anyhow::Result<Vec<String>> {
         "guest {v} deleted (an orphan: reported, NetBox keeps it under the default policy)"
     ));
     Ok(done)
+}
+
+/// A MAC in Proxmox's `BC:24:11` range, unique per VMID.
+fn demo_mac(octet: u8, vmid: u32) -> String {
+    format!(
+        "BC:24:11:{octet:02X}:{:02X}:{:02X}",
+        (vmid >> 8) & 0xff,
+        vmid & 0xff
+    )
+}
+
+/// The MAC of a QEMU NIC (`virtio=BC:24:11:2A:3B:4C,bridge=vmbr0`).
+fn nic_mac(net: &str) -> Option<String> {
+    let (_, mac) = net.split(',').next()?.split_once('=')?;
+    (mac.len() == 17).then(|| mac.to_owned())
 }

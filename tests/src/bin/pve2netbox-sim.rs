@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use pve2netbox_testkit::{
     InventorySpec, NetboxVersion, Profile, PveVersion, SimConfig, Simulators,
+    start_children_workload,
 };
 use std::io::Write;
 use std::time::Duration;
@@ -49,6 +50,10 @@ struct Args {
     /// Delay before a Proxmox 401, in milliseconds (real Proxmox: 3000).
     #[arg(long, default_value_t = 0)]
     pve_auth_delay_ms: u64,
+    /// The children workload: every guest a running QEMU VM with two NICs, an agent reporting
+    /// four addresses and two disks (the test kit's `start_children_workload`).
+    #[arg(long)]
+    children: bool,
 }
 
 #[tokio::main]
@@ -71,9 +76,15 @@ async fn main() -> anyhow::Result<()> {
         pve_auth_fail_delay: Duration::from_millis(a.pve_auth_delay_ms),
         netbox_workers: None,
     };
-    let sim = Simulators::start(cfg)
-        .await
-        .context("starting the simulators")?;
+    let sim = if a.children {
+        start_children_workload(cfg)
+            .await
+            .context("starting the simulators with the children workload")?
+    } else {
+        Simulators::start(cfg)
+            .await
+            .context("starting the simulators")?
+    };
     let eps = sim.pve_endpoints();
     let mut out = String::new();
     if let Some(first) = eps.first() {

@@ -264,6 +264,12 @@ impl NetboxSim {
         )
     }
 
+    /// How many objects of a type NetBox holds (without rendering them).
+    pub(crate) fn count(&self, key: &str) -> Option<usize> {
+        let ty = schema::type_by_key(key)?;
+        Some(self.read().tables[ty].rows.len())
+    }
+
     /// Creates objects directly (control API, Rust API): one object or a list, atomic.
     pub(crate) fn create_objects(
         &self,

@@ -104,6 +104,20 @@ impl Binary {
         })
     }
 
+    /// Appends `line` to the config's `[sync]` table (the last one written).
+    pub fn with_sync_setting(self, line: &str) -> anyhow::Result<Self> {
+        let config = self
+            .config
+            .as_ref()
+            .context("a sync setting needs a config (Binary::for_sim)")?;
+        let mut text = std::fs::read_to_string(config)
+            .with_context(|| format!("reading {}", config.display()))?;
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(config, text).with_context(|| format!("writing {}", config.display()))?;
+        Ok(self)
+    }
+
     /// `pve2netbox sync --config … --output json --quiet <extra>`; exit codes 0 and 2 (dry-run
     /// with changes) are success, anything else is an error carrying the report's errors.
     pub async fn sync(&self, extra: &[&str]) -> anyhow::Result<Run> {
