@@ -6,7 +6,8 @@
 
 use super::schema::{self, Def, Field, Kind, OnDelete, Order, TYPES, Ty, UniqueErr, Ver};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -167,6 +168,9 @@ pub(crate) struct Store {
     pub(crate) changelog_message: String,
     /// NetBox's `ENFORCE_GLOBAL_UNIQUE` (default true): IPs outside a VRF must be unique.
     pub(crate) enforce_global_unique: bool,
+    /// IP addresses by (VRF, host), for `get_duplicates` in O(1) (a scan per write made a
+    /// 10k-VM sync with four IPs each quadratic).
+    ip_hosts: HashMap<(Option<u32>, IpAddr), BTreeSet<u32>>,
 }
 
 /// Current time in microseconds since the epoch.
@@ -309,6 +313,7 @@ impl Store {
             record_changes: true,
             changelog_message: String::new(),
             enforce_global_unique: true,
+            ip_hosts: HashMap::new(),
         }
     }
 
@@ -388,7 +393,17 @@ impl Store {
         Some(key.into_boxed_str())
     }
 
+    fn ip_host_key(ty: Ty, row: &Row) -> Option<(Option<u32>, IpAddr)> {
+        let (_, host) = normalize_cidr(row.get(ty, "address").as_str()?)?;
+        Some((row.get(ty, "vrf").as_ref_id(), host))
+    }
+
     fn raw_insert(&mut self, ty: Ty, id: u32, row: Row) {
+        if ty == schema::IPADDR
+            && let Some(k) = Self::ip_host_key(ty, &row)
+        {
+            self.ip_hosts.entry(k).or_default().insert(id);
+        }
         for ui in 0..TYPES[ty].uniques.len() {
             if let Some(k) = self.uniq_key(ty, ui, &row) {
                 self.tables[ty].uniq[ui].insert(k, id);
@@ -399,6 +414,15 @@ impl Store {
 
     fn raw_remove(&mut self, ty: Ty, id: u32) -> Option<Row> {
         let row = self.tables[ty].rows.remove(&id)?;
+        if ty == schema::IPADDR
+            && let Some(k) = Self::ip_host_key(ty, &row)
+            && let Some(ids) = self.ip_hosts.get_mut(&k)
+        {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.ip_hosts.remove(&k);
+            }
+        }
         for ui in 0..TYPES[ty].uniques.len() {
             if let Some(k) = self.uniq_key(ty, ui, &row)
                 && self.tables[ty].uniq[ui].get(&k) == Some(&id)
@@ -1436,18 +1460,14 @@ impl Store {
                         {
                             // `IPAddress.get_duplicates`: same VRF, same host, another object;
                             // `.first()` in the model's ordering.
-                            let dup = self.tables[ty]
-                                .rows
-                                .iter()
-                                .filter(|(oid, r)| {
-                                    **oid != id
-                                        && r.get(ty, "vrf").as_ref_id() == vrf
-                                        && r.get(ty, "address")
-                                            .as_str()
-                                            .and_then(normalize_cidr)
-                                            .is_some_and(|(_, h)| h == host)
-                                })
-                                .map(|(_, r)| {
+                            let dup = self
+                                .ip_hosts
+                                .get(&(vrf, host))
+                                .into_iter()
+                                .flatten()
+                                .filter(|oid| **oid != id)
+                                .filter_map(|oid| self.row(ty, *oid))
+                                .map(|r| {
                                     r.get(ty, "address")
                                         .as_str()
                                         .unwrap_or_default()
