@@ -7,7 +7,6 @@
 
 pub mod arena;
 pub mod children;
-mod memcmp;
 
 pub use pve2netbox_rules::{component, component_v0_2, export_rules, export_rules_v0_2, model};
 

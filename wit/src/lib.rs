@@ -108,6 +108,7 @@
 pub mod children;
 pub mod component;
 pub mod component_v0_2;
+mod memcmp;
 pub mod model;
 
 pub use model::RuleSet;
