@@ -1,15 +1,14 @@
 //! pve2netbox's default rules: Proxmox guests to NetBox virtual machines.
 //!
-//! The logic is plain Rust, one small module per concern, tested natively; `component` is the
-//! thin wit-bindgen shell that exports any [`model::RuleSet`] as a WASM component
-//! ([`export_rules!`]). [`DefaultRules`] is the rule set the host embeds.
+//! The logic is plain Rust, one small module per concern, tested natively, on the guest model
+//! of the `pve2netbox-rules` library, whose `export_rules!` exports [`DefaultRules`] as the WASM
+//! component the host embeds. The library's modules are re-exported here (`model`, `component`,
+//! ...) for code written before the split.
 
 pub mod arena;
 pub mod children;
-pub mod component;
-pub mod component_v0_2;
-mod memcmp;
-pub mod model;
+
+pub use pve2netbox_rules::{component, component_v0_2, export_rules, export_rules_v0_2, model};
 
 mod config;
 mod cpu;

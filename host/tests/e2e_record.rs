@@ -103,9 +103,18 @@ fn a_recorded_plan_replays_without_proxmox_or_netbox_with_secrets_redacted() {
     assert_eq!(manifest["module"]["source"], "embedded default");
     assert_eq!(manifest["redacted"]["cipassword"], 1, "{manifest}");
     assert_eq!(manifest["redacted"]["sshkeys"], 1, "{manifest}");
+    // The context is written once, in the manifest; no fixture repeats it.
+    assert_eq!(manifest["recording_version"], 2, "{manifest}");
+    assert!(manifest["context"].is_object(), "{manifest}");
     for f in &files {
         let t = std::fs::read_to_string(f).unwrap();
         assert!(!t.contains(SECRET), "{} holds the secret", f.display());
+        let v: Value = serde_json::from_str(&t).unwrap();
+        assert!(
+            v.get("context").is_none(),
+            "{} repeats the context",
+            f.display()
+        );
     }
     // The changed guest's fixture: its answer is the memory change, its secrets redacted.
     let changed = files
@@ -170,6 +179,38 @@ fn a_recorded_plan_replays_without_proxmox_or_netbox_with_secrets_redacted() {
         "{}",
         text(&same)
     );
+
+    // A recording of layout 1 (the context in every fixture) still reads: the same results.
+    for f in &files {
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        v["context"] = manifest["context"].clone();
+        std::fs::write(f, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+    let mut old_manifest = manifest.clone();
+    old_manifest["recording_version"] = json!(1);
+    std::fs::write(
+        rec.join("recording.json"),
+        serde_json::to_string_pretty(&old_manifest).unwrap(),
+    )
+    .unwrap();
+    let test = rules(&["test", "default", rec.to_str().unwrap()], cache.path());
+    assert!(
+        String::from_utf8_lossy(&test.stdout).contains(&format!("{VMS} passed, 0 failed")),
+        "{}",
+        text(&test)
+    );
+    let replay = rules(
+        &[
+            "replay",
+            "default",
+            rec.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        cache.path(),
+    );
+    let old_report: Value = serde_json::from_slice(&replay.stdout).expect("replay JSON");
+    assert_eq!(old_report["summary"], report["summary"], "{old_report}");
 }
 
 #[test]
@@ -178,6 +219,8 @@ fn a_different_module_is_shown_per_vm_with_totals_and_exit_2() {
     // The example module gives every VM this tenant (the default rules leave tenants alone).
     h.rule_settings
         .insert("default_tenant".into(), "internal".into());
+    // With children: the example names interfaces as the guest does and puts IPs in a VRF.
+    h.set("children", true);
     let keep = tempfile::tempdir().unwrap();
     let rec = keep.path().join("rec");
     let out = h.run(&["sync", "--dry-run", "--record", rec.to_str().unwrap()]);
@@ -206,6 +249,26 @@ fn a_different_module_is_shown_per_vm_with_totals_and_exit_2() {
     let first = &report["differences"][0];
     assert!(first["scope"].as_str().unwrap().contains('/'), "{first}");
     assert!(!first["kinds"].as_array().unwrap().is_empty(), "{first}");
+    // The children's differences are their own kind, per child and field, with totals.
+    let with_children = report["kinds"]["children"].as_u64().unwrap_or(0);
+    assert!(with_children > 0, "{report}");
+    assert!(
+        report["children"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty()),
+        "{report}"
+    );
+    let d = report["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kinds"].as_array().unwrap().contains(&json!("children")))
+        .expect("a VM whose children differ");
+    let child = &d["children"][0];
+    assert!(
+        child["kind"].is_string() && child["key"].is_string() && child["field"].is_string(),
+        "{d}"
+    );
     let d = rules(
         &[
             "diff",
@@ -220,6 +283,8 @@ fn a_different_module_is_shown_per_vm_with_totals_and_exit_2() {
     let t = String::from_utf8_lossy(&d.stdout);
     assert_eq!(d.status.code(), Some(2), "{}", text(&d));
     assert!(t.contains("VMs differ: fields "), "{t}");
+    assert!(t.contains("children (VMs): "), "{t}");
+    assert!(t.contains("\nchildren ("), "{t}");
     assert!(t.contains("old: ") || t.contains("| new "), "{t}");
 }
 

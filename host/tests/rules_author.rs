@@ -168,7 +168,8 @@ fn a_trapping_module_names_the_fixture_the_vm_and_the_function() {
 }
 
 /// `rules new` writes a crate that builds for wasm32-wasip2 with one cargo command and whose
-/// three fixtures pass under `rules test` (the crate depends on this checkout's guest-default;
+/// three fixtures pass under `rules test` (the crate depends on this checkout's guest-default
+/// and pve2netbox-rules;
 /// the build is offline, from the registry cache the workspace's build filled).
 #[test]
 fn a_scaffolded_module_builds_and_passes_its_fixtures() {

@@ -15,7 +15,8 @@ mod desired;
 mod diff;
 pub(crate) mod ip;
 pub(crate) mod mac;
-pub mod model;
+/// The child types, from the library (`pve2netbox_rules::children`).
+pub use pve2netbox_rules::children as model;
 mod nic;
 mod runtime;
 mod settings;

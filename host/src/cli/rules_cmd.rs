@@ -222,7 +222,13 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
             dir,
             update,
             runtime,
-        } => test(&file, &rules::record::fixtures_dir(&dir), update, &runtime),
+        } => test(
+            &file,
+            &rules::record::fixtures_dir(&dir),
+            rules::record::recorded_context(&dir).as_ref(),
+            update,
+            &runtime,
+        ),
         RulesCommand::Replay {
             file,
             dir,
@@ -545,7 +551,15 @@ fn outcome_json(o: &FixtureOutcome, fuel: u64) -> (serde_json::Value, bool) {
     (Value::Object(out), error.is_some())
 }
 
-fn test(file: &str, dir: &Path, update: bool, args: &RuntimeArgs) -> anyhow::Result<ExitCode> {
+/// `rules test`: every fixture of `dir`; one without a context of its own takes `recorded`
+/// (the recording's, when `dir` is a recording's fixtures).
+fn test(
+    file: &str,
+    dir: &Path,
+    recorded: Option<&Context>,
+    update: bool,
+    args: &RuntimeArgs,
+) -> anyhow::Result<ExitCode> {
     let (_runtime, module) = load(file, args, Metering::Fuel)?;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading fixture directory {}", dir.display()))?
@@ -575,10 +589,10 @@ fn test(file: &str, dir: &Path, update: bool, args: &RuntimeArgs) -> anyhow::Res
         let name = path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        match test_one(&module, path) {
+        match test_one(&module, path, recorded) {
             // A fixture that checks nothing (`"expect": {}`) is filled in by --update.
-            Ok((fuel, description, None)) if update && expects_nothing(path) => {
-                match update_one(&module, path) {
+            Ok((fuel, description, None)) if update && expects_nothing(path, recorded) => {
+                match update_one(&module, path, recorded) {
                     Ok(Some(change)) => {
                         updated += 1;
                         println!("UPDATED  {name}  (fuel {fuel})  {description}");
@@ -598,26 +612,28 @@ fn test(file: &str, dir: &Path, update: bool, args: &RuntimeArgs) -> anyhow::Res
                 passed += 1;
                 println!("PASS  {name}  (fuel {fuel})  {description}");
             }
-            Ok((fuel, description, Some(report))) if update => match update_one(&module, path) {
-                Ok(Some(change)) => {
-                    updated += 1;
-                    println!("UPDATED  {name}  (fuel {fuel})  {description}");
-                    println!("{}", indent(&change, "      "));
-                }
-                Ok(None) => {
-                    failed += 1;
-                    println!("FAIL  {name}  (fuel {fuel})  {description}");
-                    println!("{}", indent(&report, "      "));
-                    println!(
-                        "      (not updated: the failure is not in what `expect` says, e.g. \
+            Ok((fuel, description, Some(report))) if update => {
+                match update_one(&module, path, recorded) {
+                    Ok(Some(change)) => {
+                        updated += 1;
+                        println!("UPDATED  {name}  (fuel {fuel})  {description}");
+                        println!("{}", indent(&change, "      "));
+                    }
+                    Ok(None) => {
+                        failed += 1;
+                        println!("FAIL  {name}  (fuel {fuel})  {description}");
+                        println!("{}", indent(&report, "      "));
+                        println!(
+                            "      (not updated: the failure is not in what `expect` says, e.g. \
                          reconcile disagrees with the three steps)"
-                    );
+                        );
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAIL  {name}  not updated: {e:#}");
+                    }
                 }
-                Err(e) => {
-                    failed += 1;
-                    println!("FAIL  {name}  not updated: {e:#}");
-                }
-            },
+            }
             Ok((fuel, description, Some(report))) => {
                 failed += 1;
                 println!("FAIL  {name}  (fuel {fuel})  {description}");
@@ -630,7 +646,7 @@ fn test(file: &str, dir: &Path, update: bool, args: &RuntimeArgs) -> anyhow::Res
             }
         }
     }
-    failed += purity(&module, &paths)?;
+    failed += purity(&module, &paths, recorded)?;
     if update {
         println!("{passed} passed, {updated} updated, {failed} failed");
     } else {
@@ -646,14 +662,18 @@ fn test(file: &str, dir: &Path, update: bool, args: &RuntimeArgs) -> anyhow::Res
 /// The purity the no-op memo relies on: each fixture's `reconcile` answer is the same alone
 /// and in a batch of all of them, in file order and reversed. Prints the result; returns the
 /// number of fixtures that failed it. (Fixtures that do not parse failed already.)
-fn purity(module: &RulesModule, paths: &[PathBuf]) -> anyhow::Result<usize> {
+fn purity(
+    module: &RulesModule,
+    paths: &[PathBuf],
+    recorded: Option<&Context>,
+) -> anyhow::Result<usize> {
     let mut names = Vec::new();
     let mut fixtures = Vec::new();
     for path in paths {
         let Ok(text) = std::fs::read_to_string(path) else {
             continue;
         };
-        if let Ok(f) = Fixture::from_json(&text) {
+        if let Ok(f) = rules::record::read_fixture(&text, recorded) {
             names.push(
                 path.file_name()
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
@@ -688,11 +708,15 @@ fn purity(module: &RulesModule, paths: &[PathBuf]) -> anyhow::Result<usize> {
 /// Rewrites the `expect` of the fixture at `path` with the module's answers; returns the
 /// change of `expect` as a line diff, or `None` when the rewritten fixture would still fail
 /// (nothing is written then).
-fn update_one(module: &RulesModule, path: &Path) -> anyhow::Result<Option<String>> {
+fn update_one(
+    module: &RulesModule,
+    path: &Path,
+    recorded: Option<&Context>,
+) -> anyhow::Result<Option<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut fixture =
-        Fixture::from_json(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut fixture = rules::record::read_fixture(&text, recorded)
+        .with_context(|| format!("parsing {}", path.display()))?;
     let run = rules::fixture::run_fixture(module, &fixture)
         .with_context(|| call_context(path, &fixture))?;
     let old = fixture.expect.clone();
@@ -715,10 +739,10 @@ fn update_one(module: &RulesModule, path: &Path) -> anyhow::Result<Option<String
 }
 
 /// Whether the fixture at `path` checks nothing (its `expect` is empty).
-fn expects_nothing(path: &Path) -> bool {
+fn expects_nothing(path: &Path, recorded: Option<&Context>) -> bool {
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|t| Fixture::from_json(&t).ok())
+        .and_then(|t| rules::record::read_fixture(&t, recorded).ok())
         .is_some_and(|f| {
             rules::update::expect_json(&f.expect)
                 .as_object()
@@ -737,11 +761,15 @@ fn call_context(path: &Path, fixture: &Fixture) -> String {
 }
 
 /// Runs one fixture: (fuel, description, failure report).
-fn test_one(module: &RulesModule, path: &Path) -> anyhow::Result<(u64, String, Option<String>)> {
+fn test_one(
+    module: &RulesModule,
+    path: &Path,
+    recorded: Option<&Context>,
+) -> anyhow::Result<(u64, String, Option<String>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let fixture =
-        Fixture::from_json(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let fixture = rules::record::read_fixture(&text, recorded)
+        .with_context(|| format!("parsing {}", path.display()))?;
     let run = rules::fixture::run_fixture(module, &fixture)
         .with_context(|| call_context(path, &fixture))?;
     // A 0.1 module's `reconcile` is its three steps run by the host: nothing to compare.

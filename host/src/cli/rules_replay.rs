@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use super::OutputFormat;
 use super::rules_cmd::{RuntimeArgs, load};
-use crate::rules::record::{fixtures_dir, read_manifest};
+use crate::rules::record::{fixtures_dir, read_manifest, recorded_context};
 use crate::rules::replay::{self, Answer, Case, KINDS, VmDifference};
 use crate::rules::{Metering, RulesModule};
 
@@ -18,7 +18,7 @@ use crate::rules::{Metering, RulesModule};
 /// stderr and left out (the others replay).
 fn cases(dir: &Path) -> anyhow::Result<(Vec<Case>, String)> {
     let fixtures = fixtures_dir(dir);
-    let (cases, bad) = replay::load_cases(&fixtures)
+    let (cases, bad) = replay::load_cases(&fixtures, recorded_context(dir).as_ref())
         .with_context(|| format!("reading fixture directory {}", fixtures.display()))?;
     for (file, why) in &bad {
         eprintln!("warning: {file}: not a fixture, left out: {why}");
@@ -52,9 +52,26 @@ fn label(module: &RulesModule) -> String {
 /// One answer's changes, one line each: `field: old -> new`.
 fn change_lines(answer: &Answer, out: &mut String) {
     match answer {
-        Answer::Vm { needs, changes, .. } => {
+        Answer::Vm {
+            needs,
+            changes,
+            children,
+            ..
+        } => {
             for c in changes {
                 let _ = writeln!(out, "      {}: {} -> {}", c.field, c.old.0, c.new.0);
+            }
+            for c in children {
+                let _ = writeln!(
+                    out,
+                    "      {} {}: {}",
+                    serde_json::to_value(c.kind).unwrap_or_default(),
+                    c.key,
+                    serde_json::to_value(c.op).unwrap_or_default()
+                );
+                for f in &c.changes {
+                    let _ = writeln!(out, "        {}: {} -> {}", f.field, f.old.0, f.new.0);
+                }
             }
             for n in needs {
                 let _ = writeln!(out, "      needs {} {:?}", n.kind, n.key);
@@ -185,12 +202,20 @@ pub fn diff(
     let mut by_kind: std::collections::BTreeMap<&str, usize> =
         KINDS.iter().map(|k| (*k, 0)).collect();
     let mut by_field: std::collections::BTreeMap<&str, usize> = Default::default();
+    // `kind field` of a child -> VMs where it differs.
+    let mut by_child: std::collections::BTreeMap<String, usize> = Default::default();
     for d in &differences {
         for k in &d.kinds {
             *by_kind.entry(k).or_default() += 1;
         }
         for f in d.fields.keys() {
             *by_field.entry(f).or_default() += 1;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for c in &d.children {
+            if seen.insert(c.total_key()) {
+                *by_child.entry(c.total_key()).or_default() += 1;
+            }
         }
     }
     let code = if differences.is_empty() {
@@ -207,6 +232,7 @@ pub fn diff(
             "differ": differences.len(),
             "kinds": by_kind,
             "fields": by_field,
+            "children": by_child,
             "differences": differences,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -243,6 +269,10 @@ pub fn diff(
         let fields: Vec<String> = by_field.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(out, "fields (VMs): {}", fields.join(", "));
     }
+    if !by_child.is_empty() {
+        let children: Vec<String> = by_child.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "children (VMs): {}", children.join(", "));
+    }
     for kind in KINDS {
         let of_kind: Vec<&VmDifference> = differences
             .iter()
@@ -267,6 +297,20 @@ pub fn diff(
                 for (field, [a, b]) in &d.fields {
                     let _ = writeln!(out, "      {field}: old {} | new {}", side(a), side(b));
                 }
+            } else if kind == "children" {
+                for c in &d.children {
+                    let [a, b] = &c.sides;
+                    let (a, b) = if c.field == "op" {
+                        (child_side(a), child_side(b))
+                    } else {
+                        (side(a), side(b))
+                    };
+                    let _ = writeln!(
+                        out,
+                        "      {} {} {}: old {a} | new {b}",
+                        c.kind, c.key, c.field
+                    );
+                }
             } else {
                 let _ = writeln!(out, "      old: {}", d.old);
                 let _ = writeln!(out, "      new: {}", d.new);
@@ -275,6 +319,27 @@ pub fn diff(
     }
     print!("{out}");
     Ok(code)
+}
+
+/// One module's change of a whole child: its op and changes, or `no change`.
+fn child_side(v: &serde_json::Value) -> String {
+    if v.is_null() {
+        "no change".to_owned()
+    } else {
+        let changes: Vec<String> = v["changes"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .map(|c| format!("{} {} -> {}", c["field"], c["old"], c["new"]))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if changes.is_empty() {
+            v["op"].to_string()
+        } else {
+            format!("{} ({})", v["op"], changes.join(", "))
+        }
+    }
 }
 
 /// One module's change of a field: `a -> b`, or `no change`.

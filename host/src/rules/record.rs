@@ -5,8 +5,11 @@
 //! neither Proxmox nor NetBox.
 //!
 //! Layout of DIR: `recording.json` (what was recorded: module, mode, counts, the context, the
-//! redacted keys) and `fixtures/<cluster>-<vmid>.json`, one per VM. Secrets in Proxmox configs
-//! are replaced by [`REDACTED`] before anything is written ([`redact`]).
+//! redacted keys) and `fixtures/<cluster>-<vmid>.json`, one per VM. The context is written once,
+//! in the manifest: a fixture of a recording that has no `context` of its own takes the
+//! manifest's when it is read ([`recorded_context`], [`read_fixture`]); recordings of layout 1
+//! repeat it in every fixture, which still reads. Secrets in Proxmox configs are replaced by
+//! [`REDACTED`] before anything is written ([`redact`]).
 //!
 //! Edges: the sync hands the recorder each batch's inputs and then the batch's answers (or its
 //! failure); this module owns the file layout and nothing else of the run.
@@ -31,8 +34,9 @@ pub const MANIFEST: &str = "recording.json";
 pub const FIXTURES: &str = "fixtures";
 /// What a redacted value becomes.
 pub const REDACTED: &str = "<redacted>";
-/// Version of the recording layout (the manifest and the fixture files).
-pub const RECORDING_VERSION: u32 = 1;
+/// Version of the recording layout (the manifest and the fixture files). 2: the context is in
+/// the manifest only (1: in every fixture too).
+pub const RECORDING_VERSION: u32 = 2;
 
 /// Config keys whose values are secrets (or personal data) in Proxmox guest configs: the
 /// cloud-init password and SSH public keys of QEMU guests. Any key containing one of
@@ -116,7 +120,8 @@ pub struct Manifest {
     pub answers: AnswerCounts,
     /// Config keys whose values were redacted, with how many guests had each.
     pub redacted: BTreeMap<String, usize>,
-    /// The context of the run, its policies the config's overrides (as in every fixture).
+    /// The context of the run, its policies the config's overrides: the context of every
+    /// fixture that has none of its own.
     pub context: Context,
 }
 
@@ -286,7 +291,8 @@ impl Recorder {
             ),
             guest,
             current: input.current.clone(),
-            context: self.context.clone().unwrap_or_default(),
+            // Written once, in the manifest (`Written` leaves it out).
+            context: Context::default(),
             // Not asked / not read stay absent, as in a hand-written fixture.
             network: (input.network != NetworkSource::default()).then(|| input.network.clone()),
             children: input.current.as_ref().and(input.children.clone()),
@@ -462,14 +468,14 @@ fn expect_of(answer: &Result<Reconciled, RuleError>) -> (Expect, Class) {
     }
 }
 
-/// A fixture as written: its `expect` without `null`s (the parts not checked).
+/// A fixture as written: its `expect` without `null`s (the parts not checked), and without
+/// the context (the manifest's).
 #[derive(Serialize)]
 struct Written<'a> {
     description: &'a str,
     guest: &'a guest_default::model::Guest,
     #[serde(skip_serializing_if = "Option::is_none")]
     current: &'a Option<guest_default::model::NetboxVm>,
-    context: &'a Context,
     #[serde(skip_serializing_if = "Option::is_none")]
     network: &'a Option<guest_default::children::NetworkSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -483,7 +489,6 @@ impl<'a> Written<'a> {
             description: &f.description,
             guest: &f.guest,
             current: &f.current,
-            context: &f.context,
             network: &f.network,
             children: &f.children,
             expect: super::update::expect_json(&f.expect),
@@ -520,9 +525,64 @@ pub fn read_manifest(dir: &Path) -> Option<Manifest> {
     serde_json::from_str(&text).ok()
 }
 
+/// The context of the fixtures of DIR that have none of their own: the manifest's, when DIR
+/// is a recording; `None` for any other directory (a fixture without one has the default).
+pub fn recorded_context(dir: &Path) -> Option<Context> {
+    read_manifest(dir).map(|m| m.context)
+}
+
+/// Whether a fixture's text has a top-level `context` (read without building anything else).
+fn has_context(text: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        context: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Probe>(text).is_ok_and(|p| p.context.is_some())
+}
+
+/// Parses a fixture's text; one without a `context` of its own takes `recorded` (the
+/// recording's, [`recorded_context`]) when given.
+pub fn read_fixture(text: &str, recorded: Option<&Context>) -> Result<Fixture, serde_json::Error> {
+    let mut fixture = Fixture::from_json(text)?;
+    if let Some(ctx) = recorded
+        && !has_context(text)
+    {
+        fixture.context = ctx.clone();
+    }
+    Ok(fixture)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixture_without_context_takes_the_recordings_and_one_with_keeps_its_own() {
+        let recorded = Context {
+            settings: vec![(
+                "ip_vrf".into(),
+                guest_default::model::JsonText("\"blue\"".into()),
+            )],
+            ..Context::default()
+        };
+        let bare = r#"{"description": "d", "guest": {"cluster": "c", "vmid": 1, "type": "qemu",
+            "node": "n", "status": "running", "config": {}}, "expect": {}}"#;
+        assert_eq!(
+            read_fixture(bare, Some(&recorded)).unwrap().context,
+            recorded
+        );
+        assert_eq!(
+            read_fixture(bare, None).unwrap().context,
+            Context::default()
+        );
+        // A layout-1 fixture (or one a person gave a context) keeps its own, even the default.
+        let own = bare.replace("\"expect\"", "\"context\": {}, \"expect\"");
+        assert_eq!(
+            read_fixture(&own, Some(&recorded)).unwrap().context,
+            Context::default()
+        );
+    }
 
     #[test]
     fn secrets_are_redacted_and_other_values_kept() {

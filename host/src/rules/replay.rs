@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use guest_default::children::ChildChange;
 use guest_default::model::{
     Context, FieldChange, Fixture, ObjectSpec, ReconcileInput, Reconciled, json_text_eq,
 };
@@ -34,9 +35,13 @@ impl Case {
 /// A file of the directory that is not a fixture: its name and why.
 pub type NotAFixture = (String, String);
 
-/// Reads every `*.json` fixture of `dir` (sorted by name). Files that do not parse are
-/// returned apart, with why, and the others replay.
-pub fn load_cases(dir: &Path) -> std::io::Result<(Vec<Case>, Vec<NotAFixture>)> {
+/// Reads every `*.json` fixture of `dir` (sorted by name); a fixture without a context of its
+/// own takes `recorded` (a recording's, [`super::record::recorded_context`]). Files that do
+/// not parse are returned apart, with why, and the others replay.
+pub fn load_cases(
+    dir: &Path,
+    recorded: Option<&Context>,
+) -> std::io::Result<(Vec<Case>, Vec<NotAFixture>)> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
@@ -50,7 +55,7 @@ pub fn load_cases(dir: &Path) -> std::io::Result<(Vec<Case>, Vec<NotAFixture>)> 
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         match std::fs::read_to_string(&path)
             .map_err(|e| e.to_string())
-            .and_then(|t| Fixture::from_json(&t).map_err(|e| e.to_string()))
+            .and_then(|t| super::record::read_fixture(&t, recorded).map_err(|e| e.to_string()))
         {
             Ok(fixture) => cases.push(Case { file, fixture }),
             Err(why) => bad.push((file, why)),
@@ -66,6 +71,8 @@ pub enum Answer {
         name: Option<String>,
         needs: Vec<ObjectSpec>,
         changes: Vec<FieldChange>,
+        /// The child changes (interfaces, MAC and IP addresses, virtual disks; WIT 0.3).
+        children: Vec<ChildChange>,
     },
     Skip(String),
     /// A rule error the module returned.
@@ -84,6 +91,7 @@ impl Answer {
                 name: vm.name,
                 needs: vm.needs,
                 changes: vm.changes,
+                children: vm.children,
             },
             Ok(Reconciled::Skip(reason)) => Answer::Skip(reason),
             Err(e) => Answer::Error {
@@ -97,14 +105,17 @@ impl Answer {
     pub fn class(&self, has_record: bool) -> &'static str {
         match self {
             Answer::Vm { .. } if !has_record => "create",
-            Answer::Vm { changes, .. } if changes.is_empty() => "noop",
+            Answer::Vm {
+                changes, children, ..
+            } if changes.is_empty() && children.is_empty() => "noop",
             Answer::Vm { .. } => "update",
             Answer::Skip(_) => "skip",
             Answer::Error { .. } | Answer::Failed(_) => "error",
         }
     }
 
-    /// As JSON: `{"name","needs","changes"}`, `{"skip"}`, `{"error":{"code","message"}}`.
+    /// As JSON: `{"name","needs","changes"}` (and `"children"` when there are child changes),
+    /// `{"skip"}`, `{"error":{"code","message"}}`.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;
         match self {
@@ -112,7 +123,14 @@ impl Answer {
                 name,
                 needs,
                 changes,
-            } => json!({ "name": name, "needs": needs, "changes": changes }),
+                children,
+            } => {
+                let mut vm = json!({ "name": name, "needs": needs, "changes": changes });
+                if !children.is_empty() {
+                    vm["children"] = json!(children);
+                }
+                vm
+            }
             Answer::Skip(reason) => json!({ "skip": reason }),
             Answer::Error { code, message } => {
                 json!({ "error": { "code": code, "message": message } })
@@ -235,17 +253,132 @@ pub fn summarize(cases: &[Case], answers: &[Answer]) -> PlanSummary {
 pub struct VmDifference {
     pub file: String,
     pub scope: String,
-    /// The kinds of disagreement: `fields`, `needs`, `name`, `skip`, `error`, `other`.
+    /// The kinds of disagreement: `fields`, `children`, `needs`, `name`, `skip`, `error`,
+    /// `other`.
     pub kinds: Vec<&'static str>,
     /// Fields whose change differs: field -> (old module's change, new module's change);
     /// `null` where a module changes nothing.
     pub fields: BTreeMap<String, [serde_json::Value; 2]>,
+    /// Child changes that differ, by child and field.
+    pub children: Vec<ChildDifference>,
     pub old: serde_json::Value,
     pub new: serde_json::Value,
 }
 
 /// The kinds of disagreement, in the order they are reported.
-pub const KINDS: [&str; 6] = ["fields", "needs", "name", "skip", "error", "other"];
+pub const KINDS: [&str; 7] = [
+    "fields", "children", "needs", "name", "skip", "error", "other",
+];
+
+/// Where two modules' changes of one child differ: one changes a field of it the other does
+/// not, or the same field differently (`field` is that field), or only one of them creates,
+/// updates or deletes the child, or they do different things with it (`field` is `op`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChildDifference {
+    /// `interface`, `mac-address`, `ip-address` or `virtual-disk`.
+    pub kind: String,
+    /// The child's key (its name, address or MAC).
+    pub key: String,
+    pub field: String,
+    /// The old and the new module's side: for a field `{"old","new"}` or `null` (no change of
+    /// it); for `op` the child change (`{"op","parent","changes"}`) or `null` (none).
+    pub sides: [serde_json::Value; 2],
+}
+
+impl ChildDifference {
+    /// `kind field`, the key its VMs are counted under.
+    pub fn total_key(&self) -> String {
+        format!("{} {}", self.kind, self.field)
+    }
+}
+
+/// The word of a child kind as the WIT's friendly JSON spells it.
+fn kind_word(c: &ChildChange) -> String {
+    match serde_json::to_value(c.kind) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{:?}", c.kind),
+    }
+}
+
+/// Child changes by (kind, key).
+fn by_child(c: &[ChildChange]) -> BTreeMap<(String, &str), &ChildChange> {
+    c.iter()
+        .map(|c| ((kind_word(c), c.key.as_str()), c))
+        .collect()
+}
+
+/// One side of a field change: `{"old","new"}`, `null` for none.
+fn field_side(c: Option<&FieldChange>) -> serde_json::Value {
+    c.map_or(
+        serde_json::Value::Null,
+        |c| serde_json::json!({ "old": c.old, "new": c.new }),
+    )
+}
+
+fn same_change(x: &FieldChange, y: &FieldChange) -> bool {
+    x.field == y.field && json_text_eq(&x.old.0, &y.old.0) && json_text_eq(&x.new.0, &y.new.0)
+}
+
+/// Field changes by field; the differing fields with both sides.
+fn field_differences(
+    a: &[FieldChange],
+    b: &[FieldChange],
+) -> Vec<(String, [serde_json::Value; 2])> {
+    let by_field = |c: &[FieldChange]| -> BTreeMap<String, FieldChange> {
+        c.iter().map(|c| (c.field.clone(), c.clone())).collect()
+    };
+    let (a, b) = (by_field(a), by_field(b));
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for field in a.keys().chain(b.keys()) {
+        if !seen.insert(field) {
+            continue;
+        }
+        let (x, y) = (a.get(field), b.get(field));
+        let same = match (x, y) {
+            (Some(x), Some(y)) => same_change(x, y),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            out.push((field.clone(), [field_side(x), field_side(y)]));
+        }
+    }
+    out
+}
+
+/// Where two lists of child changes differ, child by child (in any order).
+fn child_differences(a: &[ChildChange], b: &[ChildChange]) -> Vec<ChildDifference> {
+    let (a, b) = (by_child(a), by_child(b));
+    let mut keys: Vec<&(String, &str)> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let whole = |c: Option<&&ChildChange>| {
+        c.map_or(
+            serde_json::Value::Null,
+            |c| serde_json::json!({ "op": c.op, "parent": c.parent, "changes": c.changes }),
+        )
+    };
+    let mut out = Vec::new();
+    for k in keys {
+        let (x, y) = (a.get(k), b.get(k));
+        let diff = |field: String, sides| ChildDifference {
+            kind: k.0.clone(),
+            key: k.1.to_owned(),
+            field,
+            sides,
+        };
+        match (x, y) {
+            (Some(x), Some(y)) if x.op == y.op && x.parent == y.parent => {
+                for (field, sides) in field_differences(&x.changes, &y.changes) {
+                    out.push(diff(field, sides));
+                }
+            }
+            _ => out.push(diff("op".to_owned(), [whole(x), whole(y)])),
+        }
+    }
+    out
+}
 
 /// Compares two answers for one case; `None` when they agree.
 pub fn compare(case: &Case, old: &Answer, new: &Answer) -> Option<VmDifference> {
@@ -254,44 +387,29 @@ pub fn compare(case: &Case, old: &Answer, new: &Answer) -> Option<VmDifference> 
     }
     let mut kinds = Vec::new();
     let mut fields = BTreeMap::new();
+    let mut children = Vec::new();
     match (old, new) {
         (
             Answer::Vm {
                 name: n1,
                 needs: d1,
                 changes: c1,
+                children: k1,
             },
             Answer::Vm {
                 name: n2,
                 needs: d2,
                 changes: c2,
+                children: k2,
             },
         ) => {
-            let by_field = |c: &[FieldChange]| -> BTreeMap<String, FieldChange> {
-                c.iter().map(|c| (c.field.clone(), c.clone())).collect()
-            };
-            let (a, b) = (by_field(c1), by_field(c2));
-            for field in a.keys().chain(b.keys()) {
-                let (x, y) = (a.get(field), b.get(field));
-                let same = match (x, y) {
-                    (Some(x), Some(y)) => {
-                        json_text_eq(&x.old.0, &y.old.0) && json_text_eq(&x.new.0, &y.new.0)
-                    }
-                    (None, None) => true,
-                    _ => false,
-                };
-                if !same {
-                    let show = |c: Option<&FieldChange>| {
-                        c.map_or(
-                            serde_json::Value::Null,
-                            |c| serde_json::json!({ "old": c.old, "new": c.new }),
-                        )
-                    };
-                    fields.insert(field.clone(), [show(x), show(y)]);
-                }
-            }
+            fields.extend(field_differences(c1, c2));
             if !fields.is_empty() {
                 kinds.push("fields");
+            }
+            children = child_differences(k1, k2);
+            if !children.is_empty() {
+                kinds.push("children");
             }
             if !same_needs(d1, d2) {
                 kinds.push("needs");
@@ -317,6 +435,7 @@ pub fn compare(case: &Case, old: &Answer, new: &Answer) -> Option<VmDifference> 
         scope: case.scope(),
         kinds,
         fields,
+        children,
         old: old.to_json(),
         new: new.to_json(),
     })
@@ -341,21 +460,20 @@ fn same_answer(a: &Answer, b: &Answer) -> bool {
                 name: n1,
                 needs: d1,
                 changes: c1,
+                children: k1,
             },
             Answer::Vm {
                 name: n2,
                 needs: d2,
                 changes: c2,
+                children: k2,
             },
         ) => {
             n1 == n2
                 && same_needs(d1, d2)
                 && c1.len() == c2.len()
-                && c1.iter().zip(c2).all(|(x, y)| {
-                    x.field == y.field
-                        && json_text_eq(&x.old.0, &y.old.0)
-                        && json_text_eq(&x.new.0, &y.new.0)
-                })
+                && c1.iter().zip(c2).all(|(x, y)| same_change(x, y))
+                && child_differences(k1, k2).is_empty()
         }
         // Rule errors agree on their code; the message may name the module.
         (Answer::Error { code: c1, .. }, Answer::Error { code: c2, .. }) => c1 == c2,
@@ -400,7 +518,94 @@ mod tests {
                     new: JsonText((*n).into()),
                 })
                 .collect(),
+            children: Vec::new(),
         }
+    }
+
+    fn with_children(answer: Answer, children: serde_json::Value) -> Answer {
+        match answer {
+            Answer::Vm {
+                name,
+                needs,
+                changes,
+                ..
+            } => Answer::Vm {
+                name,
+                needs,
+                changes,
+                children: serde_json::from_value(children).unwrap(),
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn child_changes_differ_by_child_and_field() {
+        let c = case();
+        let old = with_children(
+            vm(&[]),
+            serde_json::json!([
+                {"kind": "interface", "key": "net0", "op": {"update": 7},
+                 "changes": [{"field": "mtu", "old": 1500, "new": 9000}]},
+                {"kind": "ip-address", "key": "10.0.0.5/24", "parent": "net0", "op": "create",
+                 "changes": [{"field": "vrf", "old": null, "new": "guests"}]},
+                {"kind": "virtual-disk", "key": "scsi0", "op": {"update": 3},
+                 "changes": [{"field": "size", "old": 1000, "new": 2000}]}
+            ]),
+        );
+        // The same child changes in another order agree; numbers compare as values.
+        let reordered = with_children(
+            vm(&[]),
+            serde_json::json!([
+                {"kind": "virtual-disk", "key": "scsi0", "op": {"update": 3},
+                 "changes": [{"field": "size", "old": 1000.0, "new": 2000}]},
+                {"kind": "ip-address", "key": "10.0.0.5/24", "parent": "net0", "op": "create",
+                 "changes": [{"field": "vrf", "old": null, "new": "guests"}]},
+                {"kind": "interface", "key": "net0", "op": {"update": 7},
+                 "changes": [{"field": "mtu", "old": 1500, "new": 9000}]}
+            ]),
+        );
+        assert_eq!(compare(&c, &old, &reordered), None);
+        let new = with_children(
+            vm(&[]),
+            serde_json::json!([
+                {"kind": "interface", "key": "net0", "op": {"update": 7},
+                 "changes": [{"field": "mtu", "old": 1500, "new": 9000},
+                             {"field": "description", "old": "", "new": "uplink"}]},
+                {"kind": "ip-address", "key": "10.0.0.5/24", "parent": "net0", "op": "create",
+                 "changes": [{"field": "vrf", "old": null, "new": "blue"}]},
+                {"kind": "mac-address", "key": "bc:24:11:00:00:01", "op": "create"}
+            ]),
+        );
+        let d = compare(&c, &old, &new).expect("differs");
+        assert_eq!(d.kinds, ["children"]);
+        assert!(d.fields.is_empty());
+        let got: Vec<(String, String, String)> = d
+            .children
+            .iter()
+            .map(|x| (x.kind.clone(), x.key.clone(), x.field.clone()))
+            .collect();
+        let want = [
+            ("interface", "net0", "description"),
+            ("ip-address", "10.0.0.5/24", "vrf"),
+            ("mac-address", "bc:24:11:00:00:01", "op"),
+            ("virtual-disk", "scsi0", "op"),
+        ]
+        .map(|(k, key, f)| (k.to_owned(), key.to_owned(), f.to_owned()));
+        assert_eq!(got, want);
+        // Both sides are shown: a field's change or null, a child's whole change or null.
+        assert!(d.children[0].sides[0].is_null());
+        assert_eq!(d.children[0].sides[1]["new"], "uplink");
+        assert_eq!(d.children[1].sides[0]["new"], "guests");
+        assert_eq!(d.children[1].sides[1]["new"], "blue");
+        assert!(d.children[2].sides[0].is_null());
+        assert_eq!(d.children[2].sides[1]["op"], "create");
+        assert_eq!(d.children[3].sides[0]["op"]["update"], 3);
+        assert!(d.children[3].sides[1].is_null());
+        assert_eq!(d.children[1].total_key(), "ip-address vrf");
+        // A VM whose only changes are its children's is an update, not a noop.
+        assert_eq!(new.class(true), "update");
+        assert_eq!(vm(&[]).class(true), "noop");
     }
 
     #[test]

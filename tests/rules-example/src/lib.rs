@@ -11,12 +11,12 @@
 //! It delegates everything else to `guest_default::DefaultRules`, so it inherits their fixes.
 
 use guest_default::DefaultRules;
-use guest_default::children::{ChildChange, NetworkSource, VmChildren};
-use guest_default::model::{
+use guest_default::settings::KnownIndex;
+use pve2netbox_rules::children::{ChildChange, NetworkSource, VmChildren};
+use pve2netbox_rules::model::{
     Context, Desired, DiffInput, Field, FieldChange, FieldPolicy, Guest, JsonText, ModuleInfo,
     NetboxVm, ObjectSpec, Ownership, RuleError, RuleSet, Vm, WIT_VERSION, merge_policies,
 };
-use guest_default::settings::KnownIndex;
 
 /// The prefix of Proxmox tags that name the VM's role.
 const ROLE_TAG_PREFIX: &str = "role-";
@@ -211,4 +211,4 @@ impl RuleSet for SiteRules {
 }
 
 #[cfg(target_arch = "wasm32")]
-guest_default::export_rules!(SiteRules);
+pve2netbox_rules::export_rules!(SiteRules);

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use guest_default::model::Fixture;
+use pve2netbox_rules::model::Fixture;
 use rules_example::SiteRules;
 
 #[test]

@@ -11,7 +11,7 @@
 //! Built by `host/tests/rules_common` for `wasm32-wasip2`, like the misbehaving modules.
 
 use guest_default::DefaultRules;
-use guest_default::model::{
+use pve2netbox_rules::model::{
     Context, Desired, DiffInput, FieldChange, FieldPolicy, Guest, ModuleInfo, NetboxVm, RuleError,
     RuleSet, Vm,
 };
@@ -72,4 +72,4 @@ impl RuleSet for MaybeMisbehaving {
 }
 
 #[cfg(target_arch = "wasm32")]
-guest_default::export_rules_v0_2!(crate::MaybeMisbehaving);
+pve2netbox_rules::export_rules_v0_2!(crate::MaybeMisbehaving);

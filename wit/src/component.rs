@@ -2,9 +2,9 @@
 //! and `children` (moves, no clones), and the adapter that exports any `RuleSet` as the `rules`
 //! world.
 //!
-//! Another crate exports its rules with `guest_default::export_rules!(MyRules);` (guarded by
-//! `#[cfg(target_arch = "wasm32")]`, and depending on guest-default with
-//! `default-features = false` so the default rules' own exports are not linked in too).
+//! A rule crate exports its rules with `pve2netbox_rules::export_rules!(MyRules);` (guarded by
+//! `#[cfg(target_arch = "wasm32")]`; a crate building on the default rules depends on
+//! `guest-default` with `default-features = false` so their own exports are not linked in too).
 //!
 //! The children cross as the WIT says: the network source and NetBox's children as JSON text in,
 //! typed children out. Each step runs the rule set's VM step and its children step
@@ -21,10 +21,10 @@ use crate::model::{self, Field, RuleSet, with_failed_in_place};
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rules",
-        path: "../wit/v0.3.0",
+        path: "v0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_rules_world",
-        default_bindings_module: "guest_default::component::bindings",
+        default_bindings_module: "pve2netbox_rules::component::bindings",
     });
 }
 
@@ -177,7 +177,7 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
 ///
 /// ```text
 /// #[cfg(target_arch = "wasm32")]
-/// guest_default::export_rules!(MyRules);
+/// pve2netbox_rules::export_rules!(MyRules);
 /// ```
 #[macro_export]
 macro_rules! export_rules {
@@ -622,116 +622,5 @@ fn error_out(e: model::RuleError) -> w::RuleError {
     w::RuleError {
         code: e.code,
         message: e.message,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::DefaultRules;
-    use reconcile::Guest as _;
-
-    fn guest(vmid: u32, config: &str) -> w::PveGuest {
-        w::PveGuest {
-            cluster: "prod".into(),
-            vmid,
-            kind: w::GuestKind::Qemu,
-            node: "pve1".into(),
-            name: Some(format!("web{vmid}")),
-            status: "running".into(),
-            template: false,
-            maxcpu: Some(2.0),
-            maxmem: Some(1 << 30),
-            maxdisk: None,
-            tags: None,
-            pool: None,
-            config: config.into(),
-            config_read: true,
-            network: w::NetworkSource::Unknown(w::NetworkUnknown {
-                reason: w::NetworkUnknownReason::NotAsked,
-                detail: String::new(),
-            }),
-        }
-    }
-
-    fn context() -> w::Context {
-        w::Context {
-            netbox_version: "4.7.3".into(),
-            known: Vec::new(),
-            policies: Vec::new(),
-            settings: Vec::new(),
-        }
-    }
-
-    const GOOD: &str = r#"{"memory":"1024","scsi0":"local-lvm:vm-1-disk-0,size=8G"}"#;
-
-    #[test]
-    fn a_config_that_is_not_json_fails_its_own_guest_in_place() {
-        let guests = vec![
-            guest(100, "not json"),
-            guest(101, GOOD),
-            guest(102, "[1]"),
-            guest(103, GOOD),
-            guest(104, "{"),
-        ];
-        let items: Vec<_> = guests
-            .iter()
-            .cloned()
-            .map(|guest| w::ReconcileInput {
-                guest,
-                current: None,
-            })
-            .collect();
-        let reconciled = Component::<DefaultRules>::reconcile(context(), items);
-        let desired = Component::<DefaultRules>::normalize_desired(context(), guests);
-        assert_eq!(reconciled.len(), 5);
-        for (i, (r, d)) in reconciled.iter().zip(&desired).enumerate() {
-            let vmid = 100 + i;
-            match (r, d) {
-                (Err(r), Err(d)) => {
-                    assert_eq!(r.code, "bad-config");
-                    assert!(r.message.contains(&format!("prod/pve1/{vmid}")), "{r:?}");
-                    // The same error as normalize-desired, so `rules test` finds them equal.
-                    assert_eq!((&r.code, &r.message), (&d.code, &d.message));
-                }
-                (Ok(w::Reconciled::Vm(r)), Ok(w::Desired::Vm(_))) => {
-                    assert_eq!(r.name.as_deref(), Some(format!("web{vmid}").as_str()));
-                    assert!(r.changes.iter().any(|c| c.field == "memory"), "{i}");
-                }
-                _ => panic!("position {i}: reconcile {r:?}, normalize-desired {d:?}"),
-            }
-        }
-        assert!(reconciled[0].is_err() && reconciled[2].is_err() && reconciled[4].is_err());
-    }
-
-    #[test]
-    fn failed_inputs_keep_their_positions() {
-        let halve = |n: u32| {
-            if n.is_multiple_of(2) {
-                Ok(n / 2)
-            } else {
-                Err(w::RuleError {
-                    code: "odd".into(),
-                    message: n.to_string(),
-                })
-            }
-        };
-        let show = |out: Vec<Result<u32, w::RuleError>>| -> Vec<String> {
-            out.into_iter()
-                .map(|r| match r {
-                    Ok(n) => n.to_string(),
-                    Err(e) => format!("!{}", e.message),
-                })
-                .collect()
-        };
-        let run = |inputs: Vec<u32>| {
-            show(with_failed_in_place(inputs, halve, |good| {
-                good.into_iter().map(Ok).collect()
-            }))
-        };
-        assert_eq!(run(vec![1, 2, 3, 4, 5]), ["!1", "1", "!3", "2", "!5"]);
-        assert_eq!(run(vec![2, 4]), ["1", "2"]);
-        assert_eq!(run(vec![1, 3]), ["!1", "!3"]);
-        assert!(run(Vec::new()).is_empty());
     }
 }

@@ -9,6 +9,17 @@ use crate::model::{Field, FieldChange, JsonText};
 /// The tag that marks children the sync created or adopted (the host's managed tag).
 pub const MANAGED_TAG: &str = "pve2netbox";
 
+/// The child collections a 0.3 policy can name (`field` of a `field-policy`), beside the VM's
+/// own fields; a 0.2 module knows none of them.
+pub const COLLECTIONS: [&str; 6] = [
+    "interfaces",
+    "mac_addresses",
+    "ip_addresses",
+    "virtual_disks",
+    "primary_ip4",
+    "primary_ip6",
+];
+
 /// Where a guest's runtime network view came from (WIT `network-source`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -91,7 +91,7 @@ pub fn push_json_string(out: &mut String, s: &str) {
 
 /// Appends the escaped content of a JSON string (no quotes). Escaping is per character, so
 /// pieces may be appended one after another.
-pub(crate) fn push_json_escaped(out: &mut String, s: &str) {
+pub fn push_json_escaped(out: &mut String, s: &str) {
     // Runs of plain characters are copied whole (most strings have nothing to escape), found
     // eight bytes at a time.
     let bytes = s.as_bytes();
@@ -112,7 +112,7 @@ pub(crate) fn push_json_escaped(out: &mut String, s: &str) {
 /// Eight bytes per step (a word test for "any byte equal to / below"): strings here are mostly
 /// plain, and a byte loop was the largest part of escaping a config and of scanning one.
 #[inline]
-pub(crate) fn next_json_special(bytes: &[u8], from: usize) -> usize {
+pub fn next_json_special(bytes: &[u8], from: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = from;
