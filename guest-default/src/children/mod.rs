@@ -225,6 +225,7 @@ pub fn diff_children_with(
     if let Some(sum) = diff::disk_total_after(current.map(|c| &c.virtual_disks), &out) {
         set_disk(vm_changes, sum, current_disk, creating, pol.disk);
     }
+    let cleared = Field::Clear;
     for (field, own, d, c) in [
         (
             "primary_ip4",
@@ -239,6 +240,13 @@ pub fn diff_children_with(
             current.map(|c| &c.primary_ip6),
         ),
     ] {
+        // A primary IP whose address this diff deletes is gone once the children are written
+        // (NetBox clears it with the address): a `seed` policy sets the next one now, not in
+        // the next run.
+        let deleted = c
+            .and_then(Field::as_set)
+            .is_some_and(|address| deletes_address(&out, address));
+        let c = if deleted { Some(&cleared) } else { c };
         if let Some(change) = primary(field, own, d, c) {
             vm_changes.push(change);
         }
@@ -269,6 +277,20 @@ fn set_disk(
             new: JsonText::uint(sum),
         });
     }
+}
+
+/// Whether `changes` delete the IP address `address` (its key is the address, or the address
+/// and `@vrf`).
+fn deletes_address(changes: &[ChildChange], address: &str) -> bool {
+    changes.iter().any(|ch| {
+        ch.kind == ChildKind::IpAddress
+            && matches!(ch.op, ChildOp::Delete(_))
+            && (ch.key == address
+                || ch
+                    .key
+                    .strip_prefix(address)
+                    .is_some_and(|rest| rest.starts_with('@')))
+    })
 }
 
 /// The change of a primary IP field, when the policy lets the sync write it.
@@ -345,6 +367,26 @@ mod tests {
         assert!(cleared.new.is_null());
         // A created VM with no address wants no change.
         assert!(primary("primary_ip4", Ownership::Owned, &Field::Clear, None).is_none());
+    }
+
+    #[test]
+    fn a_primary_ip_whose_address_is_deleted_counts_as_unset() {
+        let delete = |key: &str| ChildChange {
+            kind: ChildKind::IpAddress,
+            key: key.to_owned(),
+            parent: Some("net0".to_owned()),
+            op: ChildOp::Delete(7),
+            changes: Vec::new(),
+        };
+        assert!(deletes_address(&[delete("10.0.0.5/24")], "10.0.0.5/24"));
+        assert!(deletes_address(
+            &[delete("10.0.0.5/24@blue")],
+            "10.0.0.5/24"
+        ));
+        assert!(!deletes_address(&[delete("10.0.0.55/24")], "10.0.0.5/24"));
+        let mut update = delete("10.0.0.5/24");
+        update.op = ChildOp::Update(7);
+        assert!(!deletes_address(&[update], "10.0.0.5/24"));
     }
 
     #[test]
