@@ -1295,7 +1295,8 @@ mod tests {
     #[test]
     fn versions_parse() {
         assert_eq!("4.7".parse::<NetboxVersion>().unwrap().full(), "4.7.3");
-        assert!("4.1".parse::<NetboxVersion>().is_err());
+        assert_eq!("4.1".parse::<NetboxVersion>().unwrap().full(), "4.1.11");
+        assert!("4.8".parse::<NetboxVersion>().is_err());
         assert!("5.0".parse::<NetboxVersion>().is_err());
     }
 
