@@ -52,6 +52,9 @@ const DROP_AFTER_COMMIT_RATE: f64 = 0.04;
 const ERROR_STATUSES: &[(u16, u64)] = &[(503, 0), (500, 0), (429, 1)];
 const REAL_ERROR_STATUSES: &[(u16, u64)] = &[(503, 0)];
 
+/// The retry budget of the run whose every answer is lost (each unconfirmed PATCH costs it).
+const LOST_ANSWER_RETRY_BUDGET_SECS: u64 = 1;
+
 const IFACES: &str = "/api/virtualization/interfaces/";
 const MACS: &str = "/api/dcim/mac-addresses/";
 const IPS: &str = "/api/ipam/ip-addresses/";
@@ -312,7 +315,12 @@ fn every_answer_lost(bulk: bool) {
         writes_only: Some(true),
         ..FaultPatch::default()
     });
-    let out = h.sync();
+    // A PATCH whose answer is lost is resent until the retry budget ends: keep that short.
+    let out = h.run(&[
+        "sync",
+        "--set",
+        &format!("timeouts.retry_budget_secs={LOST_ANSWER_RETRY_BUDGET_SECS}"),
+    ]);
     h.clear_faults();
     println!("{mode}, every answer lost: exit {}", out.code);
     for cause in causes(&out) {
