@@ -233,6 +233,13 @@ fn ips_in_a_vrf_are_written_into_it() {
     rerun_writes_nothing(&h, "a first sync into a VRF");
 }
 
+/// A move: what, alpha's eth0 and eth1, beta's eth0 and eth1, who holds the address then.
+type Move = (
+    &'static str,
+    [&'static [&'static str]; 4],
+    (&'static str, &'static str),
+);
+
 #[test]
 fn an_ip_moving_to_another_vm_converges_in_one_run() {
     let mut h = prepare(Harness::with_inventory(inventory()));
@@ -241,8 +248,7 @@ fn an_ip_moving_to_another_vm_converges_in_one_run() {
     h.set("write_window", 1);
     h.sync_ok();
     let c = cluster(&h);
-    // (what, alpha's eth0 and eth1, beta's eth0 and eth1, who holds 10.70.0.10 then).
-    let moves: [(&str, [&[&str]; 4], (&str, &str)); 2] = [
+    let moves: [Move; 2] = [
         (
             "10.70.0.10 from alpha to beta",
             [
