@@ -333,10 +333,10 @@ pub struct SyncConfig {
     pub agent: bool,
     /// Read, plan and write a VM's children (`children`): the guests' network views and
     /// NetBox's interfaces, MACs, IPs and virtual disks reach the rules, whose child changes and
-    /// primary IPs are planned and written (`pipeline::plan::children`, `pipeline::dispatch::children`). Off by
-    /// default for now: the change kinds are tested on both tiers, but kill and fault
-    /// convergence with children and their cost at 10k-100k VMs are not measured yet. Off, a
-    /// 0.3 module's child changes are reported per VM as not applied.
+    /// primary IPs are planned and written (`pipeline::plan::children`, `pipeline::dispatch::children`). On by
+    /// default: an operator who runs the sync expects interfaces and IPs written, and the
+    /// managed tag keeps the sync off their own. Off, a 0.3 module's child changes are reported
+    /// per VM as not applied.
     pub children: bool,
     /// Time limit of one agent or LXC-interfaces read (`agent_timeout_ms`).
     pub agent_timeout: Duration,
@@ -359,7 +359,7 @@ impl Default for SyncConfig {
             lock_ttl: crate::safety::lease::DEFAULT_LEASE_TTL,
             memo: true,
             agent: true,
-            children: false,
+            children: true,
             agent_timeout: DEFAULT_AGENT_TIMEOUT,
         }
     }
@@ -1201,7 +1201,7 @@ impl RawConfig {
             )? as u64),
             memo: s.memo.unwrap_or(true),
             agent: s.agent.unwrap_or(true),
-            children: s.children.unwrap_or(false),
+            children: s.children.unwrap_or(true),
             agent_timeout: Duration::from_millis(self.int_in(
                 "sync.agent_timeout_ms",
                 s.agent_timeout_ms,

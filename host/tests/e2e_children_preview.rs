@@ -1,6 +1,6 @@
-//! End to end, `sync.children`: off by default, a run neither asks the guest agents nor reads
-//! NetBox's children, and an existing VM gets no child change; turned on, both reach the rules,
-//! whose child changes are written (`e2e_children_write` checks each kind), in both tiers.
+//! End to end, `sync.children`: turned off, a run neither asks the guest agents nor reads
+//! NetBox's children, and an existing VM gets no child change; on (the default), both reach the
+//! rules, whose child changes are written (`e2e_children_write` checks each kind), in both tiers.
 
 mod e2e_support;
 
@@ -31,9 +31,9 @@ fn children_notices(h: &Harness, name: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn children_are_read_and_written_only_when_turned_on() {
+fn children_are_read_and_written_by_default_and_not_when_turned_off() {
     let mut h = Harness::generated(spec(VMS, 2, 1, 0, 131));
-    h.set("task_history", false);
+    h.set("task_history", false).set("children", false);
     let first = h.sync_ok();
     assert_eq!(first.count("create"), VMS as u64, "{}", first.describe());
 
@@ -47,17 +47,17 @@ fn children_are_read_and_written_only_when_turned_on() {
         serde_json::json!({"status": "running", "agent": "1", "agent_state": "answering"}),
     );
 
-    // Off (the default): existing VMs keep their children, nothing about them is planned.
+    // Off: existing VMs keep their children, nothing about them is planned.
     let off = h.run(&["sync", "--dry-run", "--no-memo"]);
     off.expect_code(0);
     assert_eq!(off.count("noop"), VMS as u64, "{}", off.describe());
     assert_eq!(children_notices(&h, "off.json"), Vec::new());
 
-    // On: NetBox has no children for these VMs, so the rules want the config's interfaces and
+    // The default (on): NetBox has no children for these VMs, so the rules want the config's interfaces and
     // disks, and the agent's addresses for the guest that answers; all written, the VMs
     // themselves left as they are (their only changes are children), and a rerun writes
     // nothing.
-    h.set("children", true);
+    h.sync.remove("children");
     let on = h.sync();
     on.expect_code(0);
     assert_eq!(

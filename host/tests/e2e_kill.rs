@@ -19,16 +19,12 @@ mod e2e_state;
 mod e2e_support;
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
-use std::time::Duration;
 
 use e2e_state::{NetboxState, assert_clean, assert_same};
 use e2e_support::{Harness, real_mode, spec};
 
 /// Guests over two clusters.
 const GUESTS: usize = 24;
-/// Poll period of the proxy's hold flag.
-const POLL: Duration = Duration::from_millis(1);
 /// Kill points inside the VM writes of single mode (plus the first and last write), against
 /// the simulator; bulk mode kills after each of its few VM writes.
 const SINGLE_VM_POINTS: u64 = 10;
@@ -44,10 +40,6 @@ const MIN_POINTS: usize = 14;
 /// With four windows in flight the real tier kills only inside the VM writes.
 const REAL_PREFLIGHT_POINTS: u64 = 2;
 const REAL_SINGLE_VM_POINTS: u64 = 3;
-/// Pause between a killed run and its rerun against the real NetBox (see [`kill_after`]).
-const RERUN_PAUSE: Duration = Duration::from_secs(2);
-/// Longest wait for NetBox to finish the requests a killed run had sent.
-const SETTLE_WAIT: Duration = Duration::from_secs(120);
 const VM_PATHS: &str = "/api/virtualization/virtual-machines/";
 const JOURNAL_PATHS: &str = "/api/extras/journal-entries/";
 /// Task history's watermark: one PATCH per cluster, after the journal.
@@ -150,51 +142,9 @@ fn reference(h: &Harness) -> (NetboxState, Vec<Kind>) {
     (read.state, k)
 }
 
-/// Runs a sync, SIGKILLs it once NetBox has committed `k` writes, and returns the killed run's
-/// committed writes; `None` when the run ended before its k-th commit.
+/// Runs a sync and SIGKILLs it once NetBox has committed `k` writes ([`Harness::kill_after`]).
 fn kill_after(h: &Harness, k: u64) -> Option<Vec<String>> {
-    h.proxy().reset_counters();
-    h.proxy().hold_after_commits(k);
-    let (mut cmd, _) = h.command(&["sync"]);
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pve2netbox");
-    let killed = loop {
-        if h.proxy().holding() {
-            // `Child::kill` is SIGKILL on Unix: no cleanup runs in the process.
-            child.kill().expect("kill pve2netbox");
-            break true;
-        }
-        if child.try_wait().expect("poll the child").is_some() {
-            break false;
-        }
-        std::thread::sleep(POLL);
-    };
-    let _ = child.wait();
-    // Requests the run had sent before the hold may still be in NetBox (a real NetBox under load
-    // works on, and commits, a request whose client is gone): the rerun comes after them, as an
-    // operator's would, rather than racing them (the lease would then stop it, correctly).
-    let deadline = std::time::Instant::now() + SETTLE_WAIT;
-    while h.proxy().in_flight() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "NetBox still works on the killed run's requests after {SETTLE_WAIT:?}"
-        );
-        std::thread::sleep(POLL);
-    }
-    // An operator's rerun comes a while after the kill. Against the real NetBox it must: the
-    // rerun that breaks the dead run's lease stops (correctly, "run it again") on any change it
-    // places after its first read, and its estimate of that moment in NetBox's clock is off by
-    // about a request's latency, so a rerun started within milliseconds of the dead run's last
-    // commit can take that commit for a concurrent run's.
-    if real_mode() {
-        std::thread::sleep(RERUN_PAUSE);
-    }
-    // The held connections are dropped now that nobody waits on them.
-    h.proxy().release();
-    killed.then(|| h.proxy().committed_log())
+    h.kill_after(k, &["sync"])
 }
 
 fn kill_and_rerun(bulk: bool, write_concurrency: i64, seed: u64) {

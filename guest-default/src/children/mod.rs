@@ -226,6 +226,7 @@ pub fn diff_children_with(
     if let Some(sum) = diff::disk_total_after(current.map(|c| &c.virtual_disks), &out) {
         set_disk(vm_changes, sum, current_disk, creating, pol.disk);
     }
+    let cleared = Field::Clear;
     for (field, own, d, c) in [
         (
             "primary_ip4",
@@ -240,17 +241,14 @@ pub fn diff_children_with(
             current.map(|c| &c.primary_ip6),
         ),
     ] {
-        // NetBox clears the primary designation of an IP it deletes: when this plan deletes
-        // the current primary's address, NetBox has none after it, so `seed` sets the new one
-        // in this run rather than the next.
-        let deleted = c.and_then(Field::as_set).is_some_and(|addr| {
-            out.iter().any(|ch| {
-                ch.kind == ChildKind::IpAddress
-                    && matches!(ch.op, ChildOp::Delete(_))
-                    && ch.key == *addr
-            })
-        });
-        if let Some(change) = primary(field, own, d, c, deleted) {
+        // A primary IP whose address this diff deletes is gone once the children are written
+        // (NetBox clears it with the address): a `seed` policy sets the next one now, not in
+        // the next run.
+        let deleted = c
+            .and_then(Field::as_set)
+            .is_some_and(|address| deletes_address(&out, address));
+        let c = if deleted { Some(&cleared) } else { c };
+        if let Some(change) = primary(field, own, d, c) {
             vm_changes.push(change);
         }
     }
@@ -282,15 +280,26 @@ fn set_disk(
     }
 }
 
+/// Whether `changes` delete the IP address `address` (its key is the address, or the address
+/// and `@vrf`).
+fn deletes_address(changes: &[ChildChange], address: &str) -> bool {
+    changes.iter().any(|ch| {
+        ch.kind == ChildKind::IpAddress
+            && matches!(ch.op, ChildOp::Delete(_))
+            && (ch.key == address
+                || ch
+                    .key
+                    .strip_prefix(address)
+                    .is_some_and(|rest| rest.starts_with('@')))
+    })
+}
+
 /// The change of a primary IP field, when the policy lets the sync write it.
-/// The change of a primary IP field, if any; `deleted`: the plan deletes the current primary's
-/// address (so NetBox has no primary after it).
 fn primary(
     field: &str,
     own: Ownership,
     desired: &Field<String>,
     current: Option<&Field<String>>,
-    deleted: bool,
 ) -> Option<FieldChange> {
     if desired.is_keep() || own == Ownership::Ignore {
         return None;
@@ -302,7 +311,7 @@ fn primary(
         Some(f) => f.as_set(),
     };
     let writes = match own {
-        Ownership::Seed => (c.is_none() || deleted) && d.is_some() && c != d,
+        Ownership::Seed => c.is_none() && d.is_some(),
         _ => c != d && (current.is_some() || d.is_some()),
     };
     let json = |v: Option<&String>| v.map_or_else(JsonText::null, |s| JsonText::string(s));
@@ -347,34 +356,38 @@ mod tests {
         let want = Field::Set("10.0.0.5/24".to_owned());
         let none = Field::Clear;
         let other = Field::Set("10.0.0.9/24".to_owned());
-        let p = |own, want: &Field<String>, current: Option<&Field<String>>| {
-            primary("primary_ip4", own, want, current, false)
-        };
-        assert!(p(Ownership::Seed, &want, Some(&none)).is_some());
-        assert!(p(Ownership::Seed, &want, Some(&other)).is_none());
-        assert!(p(Ownership::Owned, &want, Some(&other)).is_some());
-        assert!(p(Ownership::Owned, &want, Some(&Field::Keep)).is_none());
-        assert!(p(Ownership::Ignore, &want, Some(&none)).is_none());
-        assert!(p(Ownership::Owned, &Field::Keep, Some(&other)).is_none());
+        assert!(primary("primary_ip4", Ownership::Seed, &want, Some(&none)).is_some());
+        assert!(primary("primary_ip4", Ownership::Seed, &want, Some(&other)).is_none());
+        assert!(primary("primary_ip4", Ownership::Owned, &want, Some(&other)).is_some());
+        assert!(primary("primary_ip4", Ownership::Owned, &want, Some(&Field::Keep)).is_none());
+        assert!(primary("primary_ip4", Ownership::Ignore, &want, Some(&none)).is_none());
+        assert!(primary("primary_ip4", Ownership::Owned, &Field::Keep, Some(&other)).is_none());
         // Owned and nothing wanted: the sync's own choice is cleared.
-        let cleared = p(Ownership::Owned, &Field::Clear, Some(&other)).unwrap();
+        let cleared =
+            primary("primary_ip4", Ownership::Owned, &Field::Clear, Some(&other)).unwrap();
         assert!(cleared.new.is_null());
         // A created VM with no address wants no change.
-        assert!(p(Ownership::Owned, &Field::Clear, None).is_none());
-        // Seed, the current primary's address deleted by the plan: the new one is set now.
-        let moved = primary("primary_ip4", Ownership::Seed, &want, Some(&other), true).unwrap();
-        assert_eq!(moved.old, JsonText::string("10.0.0.9/24"));
-        assert_eq!(moved.new, JsonText::string("10.0.0.5/24"));
-        assert!(
-            primary(
-                "primary_ip4",
-                Ownership::Seed,
-                &Field::Clear,
-                Some(&other),
-                true
-            )
-            .is_none()
-        );
+        assert!(primary("primary_ip4", Ownership::Owned, &Field::Clear, None).is_none());
+    }
+
+    #[test]
+    fn a_primary_ip_whose_address_is_deleted_counts_as_unset() {
+        let delete = |key: &str| ChildChange {
+            kind: ChildKind::IpAddress,
+            key: key.to_owned(),
+            parent: Some("net0".to_owned()),
+            op: ChildOp::Delete(7),
+            changes: Vec::new(),
+        };
+        assert!(deletes_address(&[delete("10.0.0.5/24")], "10.0.0.5/24"));
+        assert!(deletes_address(
+            &[delete("10.0.0.5/24@blue")],
+            "10.0.0.5/24"
+        ));
+        assert!(!deletes_address(&[delete("10.0.0.55/24")], "10.0.0.5/24"));
+        let mut update = delete("10.0.0.5/24");
+        update.op = ChildOp::Update(7);
+        assert!(!deletes_address(&[update], "10.0.0.5/24"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! NetBox state for the convergence tests (`e2e_faults`, `e2e_kill`): every VM keyed by its
 //! identity (cluster name + `proxmox_vm_id`) with its normalized content, journal entries keyed
 //! by UPID, and the organisational objects by slug or name, with ids and timestamps left out,
-//! plus the duplicates found on the way. Two NetBoxes that hold the same objects give equal
-//! states whatever their ids.
+//! plus each VM's children (interfaces, MAC addresses, IP addresses, virtual disks, primary IPs,
+//! see [`children`]) and the duplicates found on the way. Two NetBoxes that hold the same
+//! objects give equal states whatever their ids.
 //!
 //! Edges: reads objects through a caller's function (the simulator's control API); knows the
 //! harness only through `e2e_support::vm_content`.
@@ -14,6 +15,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::e2e_support::{choice, vm_content};
+
+pub mod children;
 
 /// Organisational object types compared, with the key naming one object.
 const OBJECT_TYPES: &[(&str, &str)] = &[
@@ -45,6 +48,8 @@ pub struct NetboxState {
     pub other_entries: Vec<Entry>,
     /// Object type -> slugs or names, sorted (duplicates kept, so they show).
     pub objects: BTreeMap<String, Vec<String>>,
+    /// The VMs' children, keyed by the VM's identity.
+    pub children: children::Children,
 }
 
 /// A state and the identity problems found while reading it.
@@ -127,6 +132,7 @@ pub fn read(objects: impl Fn(&str) -> Vec<Value>) -> Read {
         }
         state.objects.insert((*kind).to_string(), keys);
     }
+    state.children = children::read(&objects, &vms, &key_of, &mut problems);
     Read { state, problems }
 }
 
@@ -169,6 +175,7 @@ pub fn differences(want: &NetboxState, got: &NetboxState) -> Vec<String> {
             want.other_entries, got.other_entries
         ));
     }
+    out.extend(children::differences(&want.children, &got.children));
     for (kind, keys) in &want.objects {
         if got.objects.get(kind) != Some(keys) {
             out.push(format!(

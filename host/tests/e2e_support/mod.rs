@@ -28,8 +28,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pve2netbox_testkit::{
-    Control, CounterSnapshot, FaultPatch, Inventory, InventorySpec, NetboxProxy, NewGuest,
-    PveEndpointInfo, SimConfig, SimHandle, Simulators,
+    Control, CounterSnapshot, FaultPatch, Inventory, InventorySpec, NetboxProxy, NetboxVersion,
+    NewGuest, PveEndpointInfo, SimConfig, SimHandle, Simulators,
 };
 use serde_json::{Map, Value, json};
 
@@ -47,6 +47,13 @@ const PAGE: usize = 1000;
 pub const LEASE_WRITES: u64 = 2;
 /// Env variable names the config points at (tokens never go into the file).
 const NETBOX_TOKEN_VAR: &str = "E2E_NETBOX_TOKEN";
+
+/// Poll period of the proxy's hold flag while a run is to be killed.
+const KILL_POLL: Duration = Duration::from_millis(1);
+/// Longest wait for NetBox to finish the requests a killed run had sent.
+const KILL_SETTLE_WAIT: Duration = Duration::from_secs(120);
+/// Pause between a killed run and its rerun against the real NetBox (see [`Harness::kill_after`]).
+const KILL_RERUN_PAUSE: Duration = Duration::from_secs(2);
 
 static REAL_MUTEX: Mutex<()> = Mutex::new(());
 
@@ -314,20 +321,37 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Simulators serving a generated inventory.
+    /// Simulators serving a generated inventory, with `sync.children = false`: the tests on
+    /// generated inventories are about the VM record (its writes counted, killed and faulted
+    /// VM by VM; clusters whose guests share addresses); a VM's children have their own tests
+    /// (`e2e_children_*`), which turn them on or remove the key to get the default.
     pub fn generated(spec: InventorySpec) -> Harness {
-        Self::start(|cfg| {
+        let mut h = Self::start(|cfg| {
             let cfg = SimConfig {
                 inventory: spec,
                 ..cfg
             };
             Box::pin(Simulators::start(cfg))
-        })
+        });
+        h.set("children", false);
+        h
     }
 
     /// Simulators serving a given inventory.
     pub fn with_inventory(inv: Inventory) -> Harness {
         Self::start(|cfg| Box::pin(Simulators::start_with_inventory(cfg, inv)))
+    }
+
+    /// Simulators serving a given inventory, the simulated NetBox at `netbox` (a `sim_only_`
+    /// test: the real tier has its own NetBox's version).
+    pub fn with_inventory_on_netbox(inv: Inventory, netbox: NetboxVersion) -> Harness {
+        Self::start(move |cfg| {
+            let cfg = SimConfig {
+                netbox_version: netbox,
+                ..cfg
+            };
+            Box::pin(Simulators::start_with_inventory(cfg, inv))
+        })
     }
 
     fn start(make: impl FnOnce(SimConfig) -> SimStart) -> Harness {
@@ -544,6 +568,56 @@ impl Harness {
         let out = self.sync();
         out.expect_code(0);
         out
+    }
+
+    /// Runs `pve2netbox <args…>`, SIGKILLs it once NetBox has committed `k` writes (counted by the
+    /// proxy from now; [`NetboxProxy::hold_after_commits`]), and returns the killed run's
+    /// committed writes (`METHOD /path`, in commit order); `None` when the run ended before its
+    /// k-th commit.
+    pub fn kill_after(&self, k: u64, args: &[&str]) -> Option<Vec<String>> {
+        self.proxy.reset_counters();
+        self.proxy.hold_after_commits(k);
+        let (mut cmd, _) = self.command(args);
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn pve2netbox");
+        let killed = loop {
+            if self.proxy.holding() {
+                // `Child::kill` is SIGKILL on Unix: no cleanup runs in the process.
+                child.kill().expect("kill pve2netbox");
+                break true;
+            }
+            if child.try_wait().expect("poll the child").is_some() {
+                break false;
+            }
+            std::thread::sleep(KILL_POLL);
+        };
+        let _ = child.wait();
+        // Requests the run had sent before the hold may still be in NetBox (a real NetBox under
+        // load works on, and commits, a request whose client is gone): the rerun comes after
+        // them, as an operator's would, rather than racing them (the lease would then stop it,
+        // correctly).
+        let deadline = std::time::Instant::now() + KILL_SETTLE_WAIT;
+        while self.proxy.in_flight() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "NetBox still works on the killed run's requests after {KILL_SETTLE_WAIT:?}"
+            );
+            std::thread::sleep(KILL_POLL);
+        }
+        // An operator's rerun comes a while after the kill. Against the real NetBox it must: the
+        // rerun that breaks the dead run's lease stops (correctly, "run it again") on any change
+        // it places after its first read, and its estimate of that moment in NetBox's clock is
+        // off by about a request's latency, so a rerun started within milliseconds of the dead
+        // run's last commit can take that commit for a concurrent run's.
+        if self.is_real() {
+            std::thread::sleep(KILL_RERUN_PAUSE);
+        }
+        // The held connections are dropped now that nobody waits on them.
+        self.proxy.release();
+        killed.then(|| self.proxy.committed_log())
     }
 
     // -- NetBox state -----------------------------------------------------------------------
@@ -916,6 +990,12 @@ pub fn api_path(key: &str) -> &'static str {
         "virtual-machine-types" => "virtualization/virtual-machine-types",
         "tenants" => "tenancy/tenants",
         "object-changes" => "core/object-changes",
+        "interfaces" => "virtualization/interfaces",
+        "virtual-disks" => "virtualization/virtual-disks",
+        "mac-addresses" => "dcim/mac-addresses",
+        "ip-addresses" => "ipam/ip-addresses",
+        "vlans" => "ipam/vlans",
+        "vrfs" => "ipam/vrfs",
         other => panic!("e2e harness: no API path for object type {other}"),
     }
 }

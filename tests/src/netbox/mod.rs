@@ -37,14 +37,14 @@ pub const MAX_BODY_BYTES: usize = 2_621_440;
 /// Hard cap on what the simulator reads at all (beyond NetBox's limit, to answer its 500).
 const READ_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
-/// A NetBox version: the simulator covers 4.2 to 4.7.
+/// A NetBox version: the simulator covers 4.0 to 4.7.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct NetboxVersion {
     /// Always 4.
     pub major: u8,
-    /// 2..=7.
+    /// 0..=7.
     pub minor: u8,
 }
 
@@ -65,8 +65,8 @@ impl std::str::FromStr for NetboxVersion {
             major: a.parse().map_err(|_| format!("bad NetBox version '{s}'"))?,
             minor: b.parse().map_err(|_| format!("bad NetBox version '{s}'"))?,
         };
-        if v.major != 4 || !(2..=7).contains(&v.minor) {
-            return Err(format!("NetBox version '{s}' not simulated (4.2 to 4.7)"));
+        if v.major != 4 || v.minor > 7 {
+            return Err(format!("NetBox version '{s}' not simulated (4.0 to 4.7)"));
         }
         Ok(v)
     }
@@ -84,7 +84,8 @@ impl NetboxVersion {
             5 => 8,
             4 => 10,
             3 => 7,
-            _ => 9,
+            2 => 9,
+            _ => 11,
         };
         format!("{}.{}.{patch}", self.major, self.minor)
     }
@@ -1300,7 +1301,8 @@ mod tests {
     #[test]
     fn versions_parse() {
         assert_eq!("4.7".parse::<NetboxVersion>().unwrap().full(), "4.7.3");
-        assert!("4.1".parse::<NetboxVersion>().is_err());
+        assert_eq!("4.1".parse::<NetboxVersion>().unwrap().full(), "4.1.11");
+        assert!("4.8".parse::<NetboxVersion>().is_err());
         assert!("5.0".parse::<NetboxVersion>().is_err());
     }
 

@@ -138,7 +138,7 @@ impl<'a> Render<'a> {
         let t = &TYPES[ty];
         let v = self.st.version;
         let mut keys: Vec<&'static str> = vec!["id", "url", "display_url", "display"];
-        keys.extend(t.fields.iter().filter(|f| v >= f.since).map(|f| f.name));
+        keys.extend(t.fields.iter().filter(|f| f.in_version(v)).map(|f| f.name));
         keys.extend(extra_keys(ty, v));
         if t.tags {
             keys.push("tags");
@@ -185,8 +185,12 @@ impl<'a> Render<'a> {
                 self.change_data(row, name)
             }
             _ => match t.field(name) {
-                Some((i, f)) => self.field_value(&f.kind, &row.vals[i]),
-                None => return self.extra(ty, id, row, name),
+                // A field of other versions (4.0-4.1's interface `mac_address`) may be computed
+                // under the same name in this one.
+                Some((i, f)) if f.in_version(self.st.version) => {
+                    self.field_value(&f.kind, &row.vals[i])
+                }
+                _ => return self.extra(ty, id, row, name),
             },
         })
     }

@@ -86,6 +86,8 @@ pub(crate) struct Field {
     pub(crate) nullable: bool,
     pub(crate) default: Def,
     pub(crate) since: Ver,
+    /// The first version without the field.
+    pub(crate) until: Ver,
 }
 
 const fn f(name: &'static str, kind: Kind) -> Field {
@@ -100,6 +102,7 @@ const fn f(name: &'static str, kind: Kind) -> Field {
         nullable,
         default: if nullable { Def::Null } else { Def::Blank },
         since: (4, 0),
+        until: (u8::MAX, 0),
     }
 }
 
@@ -122,6 +125,14 @@ impl Field {
     const fn since(mut self, major: u8, minor: u8) -> Self {
         self.since = (major, minor);
         self
+    }
+    const fn until(mut self, major: u8, minor: u8) -> Self {
+        self.until = (major, minor);
+        self
+    }
+    /// Whether NetBox `v` has the field.
+    pub(crate) fn in_version(&self, v: Ver) -> bool {
+        v >= self.since && v < self.until
     }
 }
 
@@ -894,6 +905,8 @@ pub(crate) static TYPES: [TypeDef; 21] = [
             f("enabled", Kind::Bool).def(Def::Bool(true)),
             f("mtu", Kind::Int(68)),
             f("primary_mac_address", Kind::Fk(MACADDR, OnDelete::SetNull)).since(4, 2),
+            // 4.0-4.1: the interface's own MAC (MAC objects come with 4.2).
+            f("mac_address", Kind::Str(17)).null().until(4, 2),
             DESCRIPTION,
             f("mode", Kind::Choice(IFACE_MODE)).null(),
             f("untagged_vlan", Kind::Fk(VLAN, OnDelete::SetNull)),

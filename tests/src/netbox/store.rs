@@ -328,7 +328,7 @@ impl Store {
     }
 
     pub(crate) fn field_available(&self, f: &Field) -> bool {
-        self.version >= f.since
+        f.in_version(self.version)
     }
 
     /// Custom fields defined for a type (by its `app.model` label), ordered by weight then name.
@@ -1392,6 +1392,16 @@ impl Store {
                 }
             }
             schema::VMINTERFACE => {
+                // 4.0-4.1: the interface's own MAC, stored upper case as NetBox renders it.
+                if self.version < (4, 2)
+                    && let Some(raw) = row.vals[idx("mac_address")].as_str().map(str::to_owned)
+                {
+                    match normalize_mac(&raw) {
+                        Some(m) => row.vals[idx("mac_address")] = Val::Str(m.into()),
+                        None if raw.is_empty() => row.vals[idx("mac_address")] = Val::Null,
+                        None => errs.field("mac_address", "Enter a valid MAC address."),
+                    }
+                }
                 if let Some(mtu) = row.vals[idx("mtu")].as_int()
                     && mtu > 65536
                 {
@@ -1647,7 +1657,7 @@ pub(crate) fn default_vals(ty: Ty, version: Ver) -> Vec<Val> {
         .fields
         .iter()
         .map(|f| {
-            if version < f.since {
+            if !f.in_version(version) {
                 return Val::Null;
             }
             match f.default {

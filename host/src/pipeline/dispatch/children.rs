@@ -16,12 +16,15 @@
 //!    their clearing), now that their addresses exist.
 //!
 //! Each step sends, per endpoint and method, one bulk request with `bulk = true` (split on
-//! failure like the VM writes: by the items NetBox names, else in halves) or one request per
-//! child. A POST whose answer was lost is looked up by identity (an interface or disk by VM and
+//! a refusal like the VM writes: by the items NetBox names, else in halves; not when NetBox did
+//! not answer, which no item causes) or one request per child. A POST whose answer was lost is looked up by identity (an interface or disk by VM and
 //! name, an address by interface and address) before it is sent again. A failed child is
 //! reported against its VM with NetBox's message (an `enforce_unique` refusal of a duplicate IP
 //! names the other object), and the children that needed it fail with the reason; the VM's
 //! other children are written. Children of a VM whose own write failed are not sent.
+//!
+//! An IP address that moves from one VM to another is deleted from the first before any window
+//! is written ([`release_moved_addresses`]): the VM that takes it may be in an earlier window.
 //!
 //! Edges: the plan's VM operations (with their child operations) and the ids of the VMs
 //! written in; failures out. [`check_stale`] is `apply`'s guard for children.
@@ -144,6 +147,7 @@ pub async fn write_children(
     window: &[usize],
     resolver: &Resolver,
     bulk: bool,
+    released: &BTreeSet<(usize, usize)>,
     out: &mut DispatchOutcome,
 ) {
     let mut states: Vec<VmState<'_>> = Vec::new();
@@ -191,11 +195,11 @@ pub async fn write_children(
         ChildKind::VirtualDisk,
     ] {
         let groups = build(&states, out, |s, push| {
-            for c in
-                s.op.children
-                    .iter()
-                    .filter(|c| c.kind == kind && c.op == ChildAction::Delete)
-            {
+            for (_, c) in s.op.children.iter().enumerate().filter(|(pos, c)| {
+                c.kind == kind
+                    && c.op == ChildAction::Delete
+                    && !released.contains(&(s.index, *pos))
+            }) {
                 push(c.id.map(|id| Item {
                     vm: 0,
                     label: c.label(),
@@ -345,6 +349,90 @@ pub async fn write_children(
         groups,
         VM_ENDPOINT,
         Method::PATCH,
+        bulk,
+        &mut states,
+        out,
+    )
+    .await;
+}
+
+/// The IP address deletes (operation index, child index) that free an address another VM of
+/// the plan creates: NetBox refuses the create while the old one exists (`enforce_unique`
+/// compares the host address, whatever the prefix length, within a VRF or the global table),
+/// and the two VMs may sit in different windows, the taker's first.
+pub fn moved_address_deletes(ops: &[Operation]) -> BTreeSet<(usize, usize)> {
+    // "10.0.0.5/24@blue" -> ("10.0.0.5", "blue").
+    let host = |key: &str| {
+        let (address, vrf) = key.split_once('@').unwrap_or((key, ""));
+        let ip = address.split('/').next().unwrap_or(address);
+        (ip.to_ascii_lowercase(), vrf.to_owned())
+    };
+    let mut created: BTreeMap<(String, String), BTreeSet<usize>> = BTreeMap::new();
+    for (index, op) in ops.iter().enumerate() {
+        for c in op
+            .children
+            .iter()
+            .filter(|c| c.kind == ChildKind::IpAddress && c.op == ChildAction::Create)
+        {
+            created.entry(host(&c.key)).or_default().insert(index);
+        }
+    }
+    let mut out = BTreeSet::new();
+    for (index, op) in ops.iter().enumerate() {
+        for (pos, c) in op.children.iter().enumerate() {
+            if c.kind == ChildKind::IpAddress
+                && c.op == ChildAction::Delete
+                && created
+                    .get(&host(&c.key))
+                    .is_some_and(|by| by.iter().any(|&i| i != index))
+            {
+                out.insert((index, pos));
+            }
+        }
+    }
+    out
+}
+
+/// Deletes the addresses [`moved_address_deletes`] found, before any window is written, so
+/// the VM that takes an address can create it whichever window it is in.
+pub async fn release_moved_addresses(
+    client: &NetboxClient,
+    ops: &[Operation],
+    released: &BTreeSet<(usize, usize)>,
+    bulk: bool,
+    out: &mut DispatchOutcome,
+) {
+    let mut states: Vec<VmState<'_>> = Vec::new();
+    let mut items = Vec::new();
+    for &(index, pos) in released {
+        let op = &ops[index];
+        let c = &op.children[pos];
+        if states.last().is_none_or(|s| s.index != index) {
+            states.push(VmState {
+                index,
+                op,
+                vm_id: op.netbox_id.unwrap_or_default(),
+                ids: BTreeMap::new(),
+            });
+        }
+        let vm = states.len() - 1;
+        match c.id {
+            Some(id) => items.push(Item {
+                vm,
+                label: c.label(),
+                id: Some(id),
+                body: json!({ "id": id }),
+                created: None,
+                lookup: None,
+            }),
+            None => fail(out, &states[vm], &c.label(), "delete without a NetBox id"),
+        }
+    }
+    send(
+        client,
+        items,
+        IP_ENDPOINT,
+        Method::DELETE,
         bulk,
         &mut states,
         out,
@@ -624,7 +712,7 @@ async fn create_after_lost(
 
 /// A created child by its identity (one filtered read).
 async fn find(client: &NetboxClient, lookup: &Lookup) -> Result<Option<u64>, NetboxError> {
-    let (endpoint, filters, field, value) = match lookup {
+    let (endpoint, filters, field, value, parent) = match lookup {
         Lookup::ByVm { endpoint, vm, name } => (
             *endpoint,
             vec![
@@ -633,6 +721,7 @@ async fn find(client: &NetboxClient, lookup: &Lookup) -> Result<Option<u64>, Net
             ],
             "name",
             name.clone(),
+            *vm,
         ),
         Lookup::ByInterface {
             endpoint,
@@ -647,16 +736,35 @@ async fn find(client: &NetboxClient, lookup: &Lookup) -> Result<Option<u64>, Net
             ],
             *field,
             value.clone(),
+            *iface,
         ),
     };
-    let rows = client.list_all(endpoint, &filters, &[field]).await?;
-    // NetBox ignores a filter it does not know: compare again here.
+    let parent_fields: &[&str] = match lookup {
+        Lookup::ByVm { .. } => &["virtual_machine"],
+        Lookup::ByInterface { .. } => &["assigned_object_type", "assigned_object_id"],
+    };
+    let mut fields = vec![field];
+    fields.extend_from_slice(parent_fields);
+    let rows = client.list_all(endpoint, &filters, &fields).await?;
+    // NetBox ignores a filter it does not know: compare again here, the parent too (a MAC is
+    // not unique, and another VM's interface may hold the same one).
+    let on_parent = |r: &crate::netbox::Object| match lookup {
+        Lookup::ByVm { .. } => {
+            let vm = r.get("virtual_machine");
+            vm.and_then(|v| v.get("id").and_then(Value::as_u64).or(v.as_u64())) == Some(parent)
+        }
+        Lookup::ByInterface { .. } => {
+            r.get("assigned_object_type").and_then(Value::as_str) == Some(VMINTERFACE_TYPE)
+                && r.get("assigned_object_id").and_then(Value::as_u64) == Some(parent)
+        }
+    };
     Ok(rows
         .iter()
         .find(|r| {
-            r.get(field)
-                .and_then(Value::as_str)
-                .is_some_and(|v| v.eq_ignore_ascii_case(&value))
+            on_parent(r)
+                && r.get(field)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.eq_ignore_ascii_case(&value))
         })
         .and_then(|r| r.get("id").and_then(Value::as_u64)))
 }
@@ -724,6 +832,14 @@ async fn send_bulk(
                 for item in items {
                     let result = create_after_lost(client, endpoint, &item, &e).await;
                     settle(item, result, states, out);
+                }
+            }
+            // NetBox could not be reached or did not answer, retries included: no item is to
+            // blame, and halving would send each half through the same retries again.
+            Err(e @ NetboxError::Http(_)) => {
+                let message = e.to_string();
+                for item in items {
+                    settle(item, Err(message.clone()), states, out);
                 }
             }
             Err(e) => {

@@ -274,6 +274,18 @@ pub async fn dispatch(
         }
     }
 
+    // An IP address moving between two VMs is freed before either VM's window.
+    let released = crate::children_dispatch::moved_address_deletes(ops);
+    crate::children_dispatch::release_moved_addresses(
+        client,
+        ops,
+        &released,
+        settings.bulk,
+        &mut out,
+    )
+    .await;
+    let released = &released;
+
     let vm_ops: Vec<usize> = (0..ops.len())
         .filter(|&i| ops[i].op != OpKind::CreateObject)
         .collect();
@@ -303,10 +315,15 @@ pub async fn dispatch(
             }
         {
             let (index, window) = (next, windows[next]);
-            let resolver = &resolver;
+            let shared = WindowShared {
+                bulk: settings.bulk,
+                resolver: &resolver,
+                cf_ready,
+                released,
+                bar,
+            };
             in_flight.push(async move {
-                let outcome =
-                    write_window(client, ops, window, settings.bulk, resolver, cf_ready, bar).await;
+                let outcome = write_window(client, ops, window, shared).await;
                 (index, outcome)
             });
             running.insert(index);
@@ -362,16 +379,31 @@ fn touches(ops: &[Operation], window: &[usize]) -> BTreeSet<Touch> {
     set
 }
 
+/// What every write window of a dispatch shares.
+#[derive(Clone, Copy)]
+struct WindowShared<'a> {
+    bulk: bool,
+    resolver: &'a Resolver,
+    cf_ready: bool,
+    /// IP address deletes done before the windows (`children_dispatch::release_moved_addresses`).
+    released: &'a BTreeSet<(usize, usize)>,
+    bar: &'a PhaseBar,
+}
+
 /// One window's operations, in order, into an outcome of its own.
 async fn write_window(
     client: &NetboxClient,
     ops: &[Operation],
     window: &[usize],
-    bulk: bool,
-    resolver: &Resolver,
-    cf_ready: bool,
-    bar: &PhaseBar,
+    shared: WindowShared<'_>,
 ) -> DispatchOutcome {
+    let WindowShared {
+        bulk,
+        resolver,
+        cf_ready,
+        released,
+        bar,
+    } = shared;
     let mut out = DispatchOutcome::default();
     if bulk {
         for (method, run) in bulk_runs(ops, window) {
@@ -385,7 +417,7 @@ async fn write_window(
         }
     }
     // The VMs' children, once the VMs are written (a created VM's id is known now).
-    children::write_children(client, ops, window, resolver, bulk, &mut out).await;
+    children::write_children(client, ops, window, resolver, bulk, released, &mut out).await;
     out
 }
 
