@@ -748,7 +748,7 @@ async fn find(client: &NetboxClient, lookup: &Lookup) -> Result<Option<u64>, Net
     let rows = client.list_all(endpoint, &filters, &fields).await?;
     // NetBox ignores a filter it does not know: compare again here, the parent too (a MAC is
     // not unique, and another VM's interface may hold the same one).
-    let on_parent = |r: &crate::netbox::Object| match lookup {
+    let on_parent = |r: &crate::clients::netbox::Object| match lookup {
         Lookup::ByVm { .. } => {
             let vm = r.get("virtual_machine");
             vm.and_then(|v| v.get("id").and_then(Value::as_u64).or(v.as_u64())) == Some(parent)

@@ -275,15 +275,8 @@ pub async fn dispatch(
     }
 
     // An IP address moving between two VMs is freed before either VM's window.
-    let released = crate::children_dispatch::moved_address_deletes(ops);
-    crate::children_dispatch::release_moved_addresses(
-        client,
-        ops,
-        &released,
-        settings.bulk,
-        &mut out,
-    )
-    .await;
+    let released = children::moved_address_deletes(ops);
+    children::release_moved_addresses(client, ops, &released, settings.bulk, &mut out).await;
     let released = &released;
 
     let vm_ops: Vec<usize> = (0..ops.len())
@@ -385,7 +378,7 @@ struct WindowShared<'a> {
     bulk: bool,
     resolver: &'a Resolver,
     cf_ready: bool,
-    /// IP address deletes done before the windows (`children_dispatch::release_moved_addresses`).
+    /// IP address deletes done before the windows (`children::release_moved_addresses`).
     released: &'a BTreeSet<(usize, usize)>,
     bar: &'a PhaseBar,
 }
