@@ -14,6 +14,7 @@ mod current;
 mod desired;
 mod diff;
 pub(crate) mod ip;
+mod json;
 pub(crate) mod mac;
 pub mod model;
 mod nic;
