@@ -133,12 +133,15 @@ impl<'a> Reader<'a> {
             if !c.is_ascii_digit() {
                 break;
             }
-            n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            // 19 digits always fit in u64, so no overflow check (in WASM `checked_mul` is a
+            // 128-bit multiply call); a longer number is declined.
+            n = n.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
             self.pos += 1;
         }
         let digits = self.pos - start;
         // A leading zero only alone; a fraction or exponent is not an integer here.
         if digits == 0
+            || digits > 19
             || (digits > 1 && b[start] == b'0')
             || matches!(b.get(self.pos), Some(b'.' | b'e' | b'E'))
         {
@@ -334,8 +337,10 @@ mod tests {
         let read = |t: &str| Reader::new(t).u64();
         assert_eq!(read("0"), Some(0));
         assert_eq!(read(" 32768"), Some(32768));
-        assert_eq!(read("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(read("9999999999999999999"), Some(9_999_999_999_999_999_999));
+        // Declined (serde then reads what fits).
         for bad in [
+            "18446744073709551615",
             "18446744073709551616",
             "-1",
             "1.0",
