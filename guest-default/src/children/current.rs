@@ -5,6 +5,7 @@
 //! `{slug}` objects or slugs, a VRF as `{id,name}` or its name, nested MACs and VLANs trimmed to
 //! the keys shown in the WIT. A collection whose key is absent was not read: `keep`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -26,37 +27,43 @@ use crate::model::Field;
 pub(crate) struct CurrentError(#[from] serde_json::Error);
 
 #[derive(Deserialize)]
-struct Raw {
-    interfaces: Option<Vec<RawInterface>>,
-    mac_addresses: Option<Vec<RawMac>>,
-    ip_addresses: Option<Vec<RawIp>>,
-    virtual_disks: Option<Vec<RawDisk>>,
-    #[serde(default)]
-    primary_ip4: Option<RawPrimary>,
-    #[serde(default)]
-    primary_ip6: Option<RawPrimary>,
+struct Raw<'a> {
+    #[serde(borrow)]
+    interfaces: Option<Vec<RawInterface<'a>>>,
+    #[serde(borrow)]
+    mac_addresses: Option<Vec<RawMac<'a>>>,
+    #[serde(borrow)]
+    ip_addresses: Option<Vec<RawIp<'a>>>,
+    #[serde(borrow)]
+    virtual_disks: Option<Vec<RawDisk<'a>>>,
+    #[serde(default, borrow)]
+    primary_ip4: Option<RawPrimary<'a>>,
+    #[serde(default, borrow)]
+    primary_ip6: Option<RawPrimary<'a>>,
 }
 
+// Texts are borrowed from the JSON (decoded into their own string only when escaped).
 #[derive(Deserialize)]
-struct RawInterface {
+struct RawInterface<'a> {
     id: u64,
-    name: String,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
     #[serde(default)]
     enabled: Option<bool>,
     #[serde(default)]
     mtu: Option<u64>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    mode: Named<ValueKey>,
+    #[serde(default, borrow)]
+    description: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    mode: Named<'a, ValueKey>,
     #[serde(default)]
     untagged_vlan: Option<RawVlan>,
-    #[serde(default)]
-    primary_mac_address: Option<RawMacRef>,
-    #[serde(default)]
-    mac_address: Option<String>,
-    #[serde(default)]
-    tags: Vec<Named<SlugKey>>,
+    #[serde(default, borrow)]
+    primary_mac_address: Option<RawMacRef<'a>>,
+    #[serde(default, borrow)]
+    mac_address: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tags: Vec<Named<'a, SlugKey>>,
 }
 
 #[derive(Deserialize)]
@@ -65,49 +72,54 @@ struct RawVlan {
 }
 
 #[derive(Deserialize)]
-struct RawMacRef {
-    mac_address: String,
+struct RawMacRef<'a> {
+    #[serde(borrow)]
+    mac_address: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct RawMac {
+struct RawMac<'a> {
     id: u64,
-    mac_address: String,
+    #[serde(borrow)]
+    mac_address: Cow<'a, str>,
     #[serde(default)]
     assigned_object_id: Option<u64>,
-    #[serde(default)]
-    tags: Vec<Named<SlugKey>>,
+    #[serde(default, borrow)]
+    tags: Vec<Named<'a, SlugKey>>,
 }
 
 #[derive(Deserialize)]
-struct RawIp {
+struct RawIp<'a> {
     id: u64,
-    address: String,
-    #[serde(default)]
-    vrf: Named<NameKey>,
-    #[serde(default)]
-    status: Named<ValueKey>,
+    #[serde(borrow)]
+    address: Cow<'a, str>,
+    #[serde(default, borrow)]
+    vrf: Named<'a, NameKey>,
+    #[serde(default, borrow)]
+    status: Named<'a, ValueKey>,
     #[serde(default)]
     assigned_object_id: Option<u64>,
-    #[serde(default)]
-    tags: Vec<Named<SlugKey>>,
+    #[serde(default, borrow)]
+    tags: Vec<Named<'a, SlugKey>>,
 }
 
 #[derive(Deserialize)]
-struct RawDisk {
+struct RawDisk<'a> {
     id: u64,
-    name: String,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
     #[serde(default)]
     size: Option<u64>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    tags: Vec<Named<SlugKey>>,
+    #[serde(default, borrow)]
+    description: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tags: Vec<Named<'a, SlugKey>>,
 }
 
 #[derive(Deserialize)]
-struct RawPrimary {
-    address: String,
+struct RawPrimary<'a> {
+    #[serde(borrow)]
+    address: Cow<'a, str>,
 }
 
 /// The member of an object that names it: a choice's `value`, a VRF's `name`, a tag's `slug`.
@@ -137,27 +149,30 @@ impl Key for SlugKey {
 /// VRF `{id,name}`, a tag `{slug}`); anything else (`null`, a number, an object without the
 /// member) is `None`. Read straight from the text: no `serde_json::Value` is built, which was
 /// a large part of the children's cost per VM.
-struct Named<K>(Option<String>, PhantomData<K>);
+struct Named<'a, K>(Option<Cow<'a, str>>, PhantomData<K>);
 
-impl<K> Default for Named<K> {
+impl<K> Default for Named<'_, K> {
     fn default() -> Self {
         Named(None, PhantomData)
     }
 }
 
-impl<'de, K: Key> Deserialize<'de> for Named<K> {
+impl<'de: 'a, 'a, K: Key> Deserialize<'de> for Named<'a, K> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<K>(PhantomData<K>);
-        impl<'de, K: Key> Visitor<'de> for V<K> {
-            type Value = Named<K>;
+        struct V<'a, K>(PhantomData<(&'a (), K)>);
+        impl<'de: 'a, 'a, K: Key> Visitor<'de> for V<'a, K> {
+            type Value = Named<'a, K>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 write!(f, "a string or an object with `{}`", K::KEY.unwrap_or("?"))
             }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Named(Some(Cow::Borrowed(v)), PhantomData))
+            }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Named(Some(v.to_owned()), PhantomData))
+                Ok(Named(Some(Cow::Owned(v.to_owned())), PhantomData))
             }
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Named(Some(v), PhantomData))
+                Ok(Named(Some(Cow::Owned(v)), PhantomData))
             }
             fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
                 Ok(Named::default())
@@ -189,7 +204,7 @@ impl<'de, K: Key> Deserialize<'de> for Named<K> {
                 while let Some(key) = map.next_key::<MemberName<'de>>()? {
                     // The last of a repeated member wins, as in a parsed JSON object.
                     if K::KEY == Some(key.0.as_ref()) {
-                        out = map.next_value::<Named<StringOnly>>()?.0;
+                        out = map.next_value::<Named<'a, StringOnly>>()?.0;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -210,7 +225,7 @@ impl Key for StringOnly {
 }
 
 /// An object member's name, borrowed when it has no escape.
-struct MemberName<'a>(std::borrow::Cow<'a, str>);
+struct MemberName<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for MemberName<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -221,18 +236,389 @@ impl<'de> Deserialize<'de> for MemberName<'de> {
                 f.write_str("a member name")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(MemberName(std::borrow::Cow::Borrowed(v)))
+                Ok(MemberName(Cow::Borrowed(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(MemberName(std::borrow::Cow::Owned(v.to_owned())))
+                Ok(MemberName(Cow::Owned(v.to_owned())))
             }
         }
         d.deserialize_str(V)
     }
 }
 
-fn identity(id: u64, tags: Vec<Named<SlugKey>>) -> ChildIdentity {
-    let mut tags: Vec<String> = tags.into_iter().filter_map(|t| t.0).collect();
+/// The plain-shape reading of the children text ([`super::json`]); `None` hands the text to
+/// serde. Each reader mirrors the serde type above it: the same members read, the same
+/// defaults, a repeated read member or a value of another type declined.
+mod plain {
+    use std::borrow::Cow;
+    use std::marker::PhantomData;
+
+    use super::super::json::{Reader, Seen};
+    use super::{
+        Key, Named, Raw, RawDisk, RawInterface, RawIp, RawMac, RawMacRef, RawPrimary, RawVlan,
+    };
+
+    type R<'a, 'r> = &'r mut Reader<'a>;
+
+    pub(super) fn raw(text: &str) -> Option<Raw<'_>> {
+        let mut r = Reader::new(text);
+        let mut out = Raw {
+            interfaces: None,
+            mac_addresses: None,
+            ip_addresses: None,
+            virtual_disks: None,
+            primary_ip4: None,
+            primary_ip6: None,
+        };
+        let mut seen = Seen::default();
+        r.object(|r, name| match name {
+            "interfaces" => {
+                seen.first(0)?;
+                out.interfaces = list(r, interface)?;
+                Some(())
+            }
+            "mac_addresses" => {
+                seen.first(1)?;
+                out.mac_addresses = list(r, mac)?;
+                Some(())
+            }
+            "ip_addresses" => {
+                seen.first(2)?;
+                out.ip_addresses = list(r, ip)?;
+                Some(())
+            }
+            "virtual_disks" => {
+                seen.first(3)?;
+                out.virtual_disks = list(r, disk)?;
+                Some(())
+            }
+            "primary_ip4" => {
+                seen.first(4)?;
+                out.primary_ip4 = primary(r)?;
+                Some(())
+            }
+            "primary_ip6" => {
+                seen.first(5)?;
+                out.primary_ip6 = primary(r)?;
+                Some(())
+            }
+            _ => r.skip(),
+        })?;
+        r.end()?;
+        Some(out)
+    }
+
+    /// `Option<Vec<T>>`: `null` is `None`.
+    fn list<'a, T>(
+        r: R<'a, '_>,
+        mut item: impl FnMut(R<'a, '_>) -> Option<T>,
+    ) -> Option<Option<Vec<T>>> {
+        if r.null()? {
+            return Some(None);
+        }
+        let mut out = Vec::with_capacity(4);
+        r.array(|r| {
+            out.push(item(r)?);
+            Some(())
+        })?;
+        Some(Some(out))
+    }
+
+    /// `Option<T>` of a member with `#[serde(default)]`: `null` is `None`.
+    fn opt<'a, T>(r: R<'a, '_>, read: impl FnOnce(R<'a, '_>) -> Option<T>) -> Option<Option<T>> {
+        if r.null()? {
+            Some(None)
+        } else {
+            read(r).map(Some)
+        }
+    }
+
+    fn text<'a>(r: R<'a, '_>) -> Option<Cow<'a, str>> {
+        r.str().map(Cow::Borrowed)
+    }
+
+    /// [`Named`]: a string, an object's `K::KEY` string member (the last one wins; an object
+    /// there reads as `None`), anything else `None`.
+    fn named<'a, K: Key>(r: R<'a, '_>) -> Option<Named<'a, K>> {
+        let v = match r.peek()? {
+            b'"' => Some(text(r)?),
+            b'{' => {
+                let mut out = None;
+                r.object(|r, name| {
+                    if K::KEY == Some(name) {
+                        out = if r.peek()? == b'"' {
+                            Some(text(r)?)
+                        } else {
+                            r.skip()?;
+                            None
+                        };
+                        Some(())
+                    } else {
+                        r.skip()
+                    }
+                })?;
+                out
+            }
+            _ => {
+                r.skip()?;
+                None
+            }
+        };
+        Some(Named(v, PhantomData))
+    }
+
+    /// `#[serde(default)] tags: Vec<Named<SlugKey>>` (`null` is not a list: declined).
+    fn tags<'a, K: Key>(r: R<'a, '_>) -> Option<Vec<Named<'a, K>>> {
+        let mut out = Vec::new();
+        r.array(|r| {
+            out.push(named(r)?);
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    fn interface<'a>(r: R<'a, '_>) -> Option<RawInterface<'a>> {
+        let (mut id, mut name) = (None, None);
+        let mut i = RawInterface {
+            id: 0,
+            name: Cow::Borrowed(""),
+            enabled: None,
+            mtu: None,
+            description: None,
+            mode: Named::default(),
+            untagged_vlan: None,
+            primary_mac_address: None,
+            mac_address: None,
+            tags: Vec::new(),
+        };
+        let mut seen = Seen::default();
+        r.object(|r, member| {
+            match member {
+                "id" => {
+                    seen.first(0)?;
+                    id = Some(r.u64()?);
+                }
+                "name" => {
+                    seen.first(1)?;
+                    name = Some(text(r)?);
+                }
+                "enabled" => {
+                    seen.first(2)?;
+                    i.enabled = opt(r, |r| r.bool())?;
+                }
+                "mtu" => {
+                    seen.first(3)?;
+                    i.mtu = opt(r, |r| r.u64())?;
+                }
+                "description" => {
+                    seen.first(4)?;
+                    i.description = opt(r, text)?;
+                }
+                "mode" => {
+                    seen.first(5)?;
+                    i.mode = named(r)?;
+                }
+                "untagged_vlan" => {
+                    seen.first(6)?;
+                    i.untagged_vlan = opt(r, vlan)?;
+                }
+                "primary_mac_address" => {
+                    seen.first(7)?;
+                    i.primary_mac_address = opt(r, mac_ref)?;
+                }
+                "mac_address" => {
+                    seen.first(8)?;
+                    i.mac_address = opt(r, text)?;
+                }
+                "tags" => {
+                    seen.first(9)?;
+                    i.tags = tags(r)?;
+                }
+                _ => r.skip()?,
+            }
+            Some(())
+        })?;
+        i.id = id?;
+        i.name = name?;
+        Some(i)
+    }
+
+    fn vlan(r: R<'_, '_>) -> Option<RawVlan> {
+        let mut vid = None;
+        let mut seen = Seen::default();
+        r.object(|r, member| {
+            if member == "vid" {
+                seen.first(0)?;
+                vid = Some(r.u64()?);
+                Some(())
+            } else {
+                r.skip()
+            }
+        })?;
+        Some(RawVlan { vid: vid? })
+    }
+
+    fn mac_ref<'a>(r: R<'a, '_>) -> Option<RawMacRef<'a>> {
+        let mut mac_address = None;
+        let mut seen = Seen::default();
+        r.object(|r, member| {
+            if member == "mac_address" {
+                seen.first(0)?;
+                mac_address = Some(text(r)?);
+                Some(())
+            } else {
+                r.skip()
+            }
+        })?;
+        Some(RawMacRef {
+            mac_address: mac_address?,
+        })
+    }
+
+    fn primary<'a>(r: R<'a, '_>) -> Option<Option<RawPrimary<'a>>> {
+        opt(r, |r| {
+            let mut address = None;
+            let mut seen = Seen::default();
+            r.object(|r, member| {
+                if member == "address" {
+                    seen.first(0)?;
+                    address = Some(text(r)?);
+                    Some(())
+                } else {
+                    r.skip()
+                }
+            })?;
+            Some(RawPrimary { address: address? })
+        })
+    }
+
+    fn mac<'a>(r: R<'a, '_>) -> Option<RawMac<'a>> {
+        let (mut id, mut mac_address) = (None, None);
+        let (mut assigned_object_id, mut tag_list) = (None, Vec::new());
+        let mut seen = Seen::default();
+        r.object(|r, member| {
+            match member {
+                "id" => {
+                    seen.first(0)?;
+                    id = Some(r.u64()?);
+                }
+                "mac_address" => {
+                    seen.first(1)?;
+                    mac_address = Some(text(r)?);
+                }
+                "assigned_object_id" => {
+                    seen.first(2)?;
+                    assigned_object_id = opt(r, |r| r.u64())?;
+                }
+                "tags" => {
+                    seen.first(3)?;
+                    tag_list = tags(r)?;
+                }
+                _ => r.skip()?,
+            }
+            Some(())
+        })?;
+        Some(RawMac {
+            id: id?,
+            mac_address: mac_address?,
+            assigned_object_id,
+            tags: tag_list,
+        })
+    }
+
+    fn ip<'a>(r: R<'a, '_>) -> Option<RawIp<'a>> {
+        let (mut id, mut address) = (None, None);
+        let mut a = RawIp {
+            id: 0,
+            address: Cow::Borrowed(""),
+            vrf: Named::default(),
+            status: Named::default(),
+            assigned_object_id: None,
+            tags: Vec::new(),
+        };
+        let mut seen = Seen::default();
+        r.object(|r, member| {
+            match member {
+                "id" => {
+                    seen.first(0)?;
+                    id = Some(r.u64()?);
+                }
+                "address" => {
+                    seen.first(1)?;
+                    address = Some(text(r)?);
+                }
+                "vrf" => {
+                    seen.first(2)?;
+                    a.vrf = named(r)?;
+                }
+                "status" => {
+                    seen.first(3)?;
+                    a.status = named(r)?;
+                }
+                "assigned_object_id" => {
+                    seen.first(4)?;
+                    a.assigned_object_id = opt(r, |r| r.u64())?;
+                }
+                "tags" => {
+                    seen.first(5)?;
+                    a.tags = tags(r)?;
+                }
+                _ => r.skip()?,
+            }
+            Some(())
+        })?;
+        a.id = id?;
+        a.address = address?;
+        Some(a)
+    }
+
+    fn disk<'a>(r: R<'a, '_>) -> Option<RawDisk<'a>> {
+        let (mut id, mut name) = (None, None);
+        let mut d = RawDisk {
+            id: 0,
+            name: Cow::Borrowed(""),
+            size: None,
+            description: None,
+            tags: Vec::new(),
+        };
+        let mut seen = Seen::default();
+        r.object(|r, member| {
+            match member {
+                "id" => {
+                    seen.first(0)?;
+                    id = Some(r.u64()?);
+                }
+                "name" => {
+                    seen.first(1)?;
+                    name = Some(text(r)?);
+                }
+                "size" => {
+                    seen.first(2)?;
+                    d.size = opt(r, |r| r.u64())?;
+                }
+                "description" => {
+                    seen.first(3)?;
+                    d.description = opt(r, text)?;
+                }
+                "tags" => {
+                    seen.first(4)?;
+                    d.tags = tags(r)?;
+                }
+                _ => r.skip()?,
+            }
+            Some(())
+        })?;
+        d.id = id?;
+        d.name = name?;
+        Some(d)
+    }
+}
+
+fn identity(id: u64, tags: Vec<Named<'_, SlugKey>>) -> ChildIdentity {
+    let mut tags: Vec<String> = tags
+        .into_iter()
+        .filter_map(|t| t.0.map(Cow::into_owned))
+        .collect();
     tags.sort();
     tags.dedup();
     ChildIdentity {
@@ -242,8 +628,17 @@ fn identity(id: u64, tags: Vec<Named<SlugKey>>) -> ChildIdentity {
     }
 }
 
-fn text(v: Option<String>) -> Field<String> {
-    Field::from_option(v.filter(|s| !s.is_empty()))
+fn text(v: Option<Cow<'_, str>>) -> Field<String> {
+    Field::from_option(v.filter(|s| !s.is_empty()).map(Cow::into_owned))
+}
+
+/// The raw children: read in the plain shape when it is one, by serde otherwise (which words
+/// the error of a text that is not the documented shape).
+fn raw(json: &str) -> Result<Raw<'_>, CurrentError> {
+    match plain::raw(json) {
+        Some(raw) => Ok(raw),
+        None => Ok(serde_json::from_str(json)?),
+    }
 }
 
 /// The current children; all `keep` when they were not read.
@@ -251,46 +646,34 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
     if !read {
         return Ok(VmChildren::default());
     }
-    let raw: Raw = serde_json::from_str(json)?;
+    Ok(build(raw(json)?))
+}
+
+/// The comparable children of what was read.
+fn build(raw: Raw<'_>) -> VmChildren {
     // A VM has a few interfaces: a list beats a hash map.
-    let names: Vec<(u64, String)> = raw
+    let names: Vec<(u64, &str)> = raw
         .interfaces
         .iter()
         .flatten()
-        .map(|i| (i.id, i.name.clone()))
+        .map(|i| (i.id, i.name.as_ref()))
         .collect();
     let iface_of = |id: Option<u64>| {
-        id.and_then(|id| names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()))
+        id.and_then(|id| {
+            names
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, n)| (*n).to_owned())
+        })
     };
     let mut out = VmChildren::default();
-    if let Some(list) = raw.interfaces {
-        out.interfaces = Field::Set(
-            list.into_iter()
-                .map(|i| VmInterface {
-                    identity: Some(identity(i.id, i.tags)),
-                    name: i.name,
-                    enabled: Field::Set(i.enabled.unwrap_or(true)),
-                    mtu: Field::from_option(i.mtu),
-                    description: text(i.description),
-                    mode: text(i.mode.0),
-                    untagged_vlan: Field::from_option(i.untagged_vlan.map(|v| v.vid)),
-                    primary_mac_address: Field::from_option(
-                        i.primary_mac_address
-                            .map(|m| m.mac_address)
-                            .or(i.mac_address)
-                            .filter(|m| !m.is_empty())
-                            .map(|m| mac::normalize(&m).unwrap_or(m)),
-                    ),
-                })
-                .collect(),
-        );
-    }
     if let Some(list) = raw.mac_addresses {
         out.mac_addresses = Field::Set(
             list.into_iter()
                 .map(|m| VmMacAddress {
                     identity: Some(identity(m.id, m.tags)),
-                    mac_address: mac::normalize(&m.mac_address).unwrap_or(m.mac_address),
+                    mac_address: mac::normalize(&m.mac_address)
+                        .unwrap_or_else(|| m.mac_address.into_owned()),
                     interface: iface_of(m.assigned_object_id),
                 })
                 .collect(),
@@ -302,7 +685,7 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
                 .map(|a| VmIpAddress {
                     identity: Some(identity(a.id, a.tags)),
                     address: ip::normalize_key(&a.address),
-                    vrf: a.vrf.0,
+                    vrf: a.vrf.0.map(Cow::into_owned),
                     status: text(a.status.0),
                     interface: iface_of(a.assigned_object_id),
                 })
@@ -314,19 +697,42 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
         out.primary_ip6 =
             Field::from_option(raw.primary_ip6.map(|p| ip::normalize_key(&p.address)));
     }
+    drop(names);
+    if let Some(list) = raw.interfaces {
+        out.interfaces = Field::Set(
+            list.into_iter()
+                .map(|i| VmInterface {
+                    identity: Some(identity(i.id, i.tags)),
+                    name: i.name.into_owned(),
+                    enabled: Field::Set(i.enabled.unwrap_or(true)),
+                    mtu: Field::from_option(i.mtu),
+                    description: text(i.description),
+                    mode: text(i.mode.0),
+                    untagged_vlan: Field::from_option(i.untagged_vlan.map(|v| v.vid)),
+                    primary_mac_address: Field::from_option(
+                        i.primary_mac_address
+                            .map(|m| m.mac_address)
+                            .or(i.mac_address)
+                            .filter(|m| !m.is_empty())
+                            .map(|m| mac::normalize(&m).unwrap_or_else(|| m.into_owned())),
+                    ),
+                })
+                .collect(),
+        );
+    }
     if let Some(list) = raw.virtual_disks {
         out.virtual_disks = Field::Set(
             list.into_iter()
                 .map(|d| VmVirtualDisk {
                     identity: Some(identity(d.id, d.tags)),
-                    name: d.name,
+                    name: d.name.into_owned(),
                     size: Field::from_option(d.size),
                     description: text(d.description),
                 })
                 .collect(),
         );
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -383,6 +789,76 @@ mod tests {
         let c = current_children(r#"{"virtual_disks": []}"#, true).unwrap();
         assert!(c.interfaces.is_keep() && c.ip_addresses.is_keep() && c.primary_ip4.is_keep());
         assert_eq!(c.virtual_disks, Field::Set(vec![]));
+    }
+
+    /// Every children text of the fixtures, the sample, and edge shapes: what the plain
+    /// reader accepts it reads exactly as serde; the documented shapes it must accept.
+    #[test]
+    fn the_plain_reader_agrees_with_serde_or_declines() {
+        let mut must_accept = vec![SAMPLE.to_owned(), "{}".to_owned()];
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+        for f in std::fs::read_dir(dir).unwrap() {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(f.unwrap().path()).unwrap()).unwrap();
+            if let Some(c) = v.get("children") {
+                must_accept.push(c.to_string());
+            }
+        }
+        assert!(
+            must_accept.len() > 20,
+            "fixtures with children: {}",
+            must_accept.len()
+        );
+        let edges = [
+            r#"{"interfaces": null, "ip_addresses": [], "primary_ip4": null}"#,
+            r#"{"interfaces": [{"id": 1, "name": "a", "mode": "access", "tags": ["x", {"slug": "y"}, 3, null, [1]]}]}"#,
+            r#"{"interfaces": [{"id": 1, "name": "a", "mode": {"value": {"x": 1}}, "untagged_vlan": null, "enabled": false, "mtu": 9000}]}"#,
+            r#"{"interfaces": [{"id": 1, "name": "a", "mode": {"value": "a", "value": "b"}, "primary_mac_address": null, "mac_address": "bc-24-11-00-00-01"}]}"#,
+            r#"{"ip_addresses": [{"id": 2, "address": "10.0.0.1/24", "vrf": "blue", "status": null, "assigned_object_id": null}], "primary_ip6": {"address": "::1/128", "id": 9}}"#,
+            r#"{"virtual_disks": [{"id": 3, "name": "scsi0", "size": null, "description": null, "extra": {"a": [1.5e3, -2, true]}}], "other": "x"}"#,
+        ];
+        for t in edges {
+            must_accept.push(t.to_owned());
+        }
+        for t in &must_accept {
+            let plain = plain::raw(t).map(build);
+            let serde = serde_json::from_str::<Raw<'_>>(t).map(build).unwrap();
+            assert_eq!(plain.as_ref(), Some(&serde), "{t}");
+        }
+        // Declined (serde decides: some are errors, some it reads).
+        for t in [
+            r#"{"interfaces": [{"id": 1, "id": 2, "name": "a"}]}"#,
+            r#"{"interfaces": [{"id": 1, "name": "a\u0062"}]}"#,
+            r#"{"interfaces": [{"id": 1.0, "name": "a"}]}"#,
+            r#"{"interfaces": [{"id": 1, "name": "a", "tags": null}]}"#,
+            r#"{"interfaces": [{"name": "a"}]}"#,
+            r#"{"virtual_disks": [{"id": 3, "name": "d", "size": -1}]}"#,
+            r#"{"interfaces": [], "interfaces": []}"#,
+            r#"{"interfaces": []} x"#,
+            "[]",
+        ] {
+            assert!(plain::raw(t).is_none(), "{t}");
+            let _ = current_children(t, true);
+        }
+        assert_eq!(
+            current_children(r#"{"interfaces": [{"id": 1, "name": "a\u0062"}]}"#, true)
+                .unwrap()
+                .interfaces,
+            Field::Set(vec![VmInterface {
+                identity: Some(ChildIdentity {
+                    id: 1,
+                    managed: false,
+                    tags: vec![]
+                }),
+                name: "ab".into(),
+                enabled: Field::Set(true),
+                mtu: Field::Clear,
+                description: Field::Clear,
+                mode: Field::Clear,
+                untagged_vlan: Field::Clear,
+                primary_mac_address: Field::Clear,
+            }])
+        );
     }
 
     #[test]

@@ -10,7 +10,16 @@ pub(crate) fn normalize(text: &str) -> Option<String> {
     // every VM's config, agent answer and NetBox children.
     let mut hex = [0u8; 12];
     let (mut digits, mut seps) = (0usize, 0usize);
-    for b in text.trim().bytes() {
+    // `trim` walks characters from both ends; a MAC starts and ends with a hex digit, and
+    // then there is nothing to trim.
+    let ends_plain = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    let bytes = text.as_bytes();
+    let text = if ends_plain(bytes.first()) && ends_plain(bytes.last()) {
+        text
+    } else {
+        text.trim()
+    };
+    for b in text.bytes() {
         match b {
             b':' | b'-' | b'.' => seps += 1,
             b if b.is_ascii_hexdigit() && digits < 12 => {

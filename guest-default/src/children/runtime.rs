@@ -59,6 +59,22 @@ struct RawNic<'a> {
     inet6: Option<Cow<'a, str>>,
 }
 
+#[cfg(test)]
+impl RawNic<'_> {
+    /// Everything read, for comparing two readings.
+    fn show(&self) -> String {
+        let addrs = self.ip_addresses.as_ref().map(|l| {
+            l.iter()
+                .map(|a| (a.ip_address.as_ref(), a.prefix))
+                .collect::<Vec<_>>()
+        });
+        format!(
+            "{} {:?} {:?} {:?} {:?} {:?}",
+            self.name, self.hardware_address, self.hwaddr, addrs, self.inet, self.inet6
+        )
+    }
+}
+
 #[derive(Deserialize)]
 struct RawAddr<'a> {
     #[serde(borrow, rename = "ip-address")]
@@ -78,9 +94,125 @@ pub(crate) fn parse_lxc(json: &str) -> Result<Vec<RuntimeNic>, RuntimeError> {
     parse(json, "LXC interfaces")
 }
 
+/// The plain-shape reading of an answer ([`super::json`], mirroring the serde types above:
+/// the same members, the same defaults, a repeated read member or another type declined);
+/// `None` hands the text to serde.
+fn plain(json: &str) -> Option<Option<Vec<RawNic<'_>>>> {
+    use super::json::{Reader, Seen};
+    fn text<'a>(r: &mut Reader<'a>) -> Option<Option<Cow<'a, str>>> {
+        if r.null()? {
+            Some(None)
+        } else {
+            r.str().map(|s| Some(Cow::Borrowed(s)))
+        }
+    }
+    fn addr<'a>(r: &mut Reader<'a>) -> Option<RawAddr<'a>> {
+        let (mut ip_address, mut prefix) = (None, None);
+        let mut seen = Seen::default();
+        r.object(|r, member| {
+            match member {
+                "ip-address" => {
+                    seen.first(0)?;
+                    ip_address = Some(Cow::Borrowed(r.str()?));
+                }
+                "prefix" => {
+                    seen.first(1)?;
+                    prefix = if r.null()? {
+                        None
+                    } else {
+                        Some(u8::try_from(r.u64()?).ok()?)
+                    };
+                }
+                _ => r.skip()?,
+            }
+            Some(())
+        })?;
+        Some(RawAddr {
+            ip_address: ip_address?,
+            prefix,
+        })
+    }
+    fn nic<'a>(r: &mut Reader<'a>) -> Option<RawNic<'a>> {
+        let mut n = RawNic {
+            name: String::new(),
+            hardware_address: None,
+            hwaddr: None,
+            ip_addresses: None,
+            inet: None,
+            inet6: None,
+        };
+        let mut seen = Seen::default();
+        r.object(|r, member| {
+            match member {
+                "name" => {
+                    seen.first(0)?;
+                    n.name = r.str()?.to_owned();
+                }
+                "hardware-address" => {
+                    seen.first(1)?;
+                    n.hardware_address = text(r)?;
+                }
+                "hwaddr" => {
+                    seen.first(2)?;
+                    n.hwaddr = text(r)?;
+                }
+                "ip-addresses" => {
+                    seen.first(3)?;
+                    n.ip_addresses = if r.null()? {
+                        None
+                    } else {
+                        let mut list = Vec::with_capacity(4);
+                        r.array(|r| {
+                            list.push(addr(r)?);
+                            Some(())
+                        })?;
+                        Some(list)
+                    };
+                }
+                "inet" => {
+                    seen.first(4)?;
+                    n.inet = text(r)?;
+                }
+                "inet6" => {
+                    seen.first(5)?;
+                    n.inet6 = text(r)?;
+                }
+                _ => r.skip()?,
+            }
+            Some(())
+        })?;
+        Some(n)
+    }
+    let mut r = Reader::new(json);
+    let out = if r.null()? {
+        None
+    } else {
+        let mut list = Vec::with_capacity(4);
+        r.array(|r| {
+            list.push(nic(r)?);
+            Some(())
+        })?;
+        Some(list)
+    };
+    r.end()?;
+    Some(out)
+}
+
+/// The answer's interfaces as read, in the plain shape when it is one, by serde otherwise.
+fn raw<'a>(
+    json: &'a str,
+    source_name: &'static str,
+) -> Result<Option<Vec<RawNic<'a>>>, RuntimeError> {
+    match plain(json) {
+        Some(raw) => Ok(raw),
+        None => {
+            serde_json::from_str(json).map_err(|error| RuntimeError::Shape { source_name, error })
+        }
+    }
+}
+
 fn parse(json: &str, source_name: &'static str) -> Result<Vec<RuntimeNic>, RuntimeError> {
-    let raw: Option<Vec<RawNic<'_>>> =
-        serde_json::from_str(json).map_err(|error| RuntimeError::Shape { source_name, error })?;
+    let raw = raw(json, source_name)?;
     raw.unwrap_or_default()
         .into_iter()
         .map(|r| {
@@ -163,6 +295,54 @@ mod tests {
         let old = parse_lxc(r#"[{"name":"eth0","hwaddr":"bc:24:11:5d:6e:7f","inet":"10.0.0.5/24","inet6":"fe80::be24:11ff:fe5d:6e7f/64"}]"#).unwrap();
         assert_eq!(old, new);
         assert!(parse_lxc("null").unwrap().is_empty());
+    }
+
+    /// Every agent and LXC answer of the fixtures, the samples above, and edge shapes: what
+    /// the plain reader accepts it reads exactly as serde.
+    #[test]
+    fn the_plain_reader_agrees_with_serde_or_declines() {
+        let mut must_accept = vec![AGENT.to_owned(), "null".to_owned(), "[]".to_owned()];
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+        for f in std::fs::read_dir(dir).unwrap() {
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(f.unwrap().path()).unwrap()).unwrap();
+            for k in ["agent", "lxc-interfaces"] {
+                if let Some(a) = v.get("network").and_then(|n| n.get(k)) {
+                    must_accept.push(a.to_string());
+                }
+            }
+        }
+        assert!(must_accept.len() > 20, "answers: {}", must_accept.len());
+        for t in [
+            r#"[{"name":"eth0","hwaddr":null,"ip-addresses":null,"inet":"10.0.0.5/24","inet6":null}]"#,
+            r#"[{"name":"eth0","ip-addresses":[{"ip-address":"10.0.0.5","prefix":null}]},{}]"#,
+        ] {
+            must_accept.push(t.to_owned());
+        }
+        for t in &must_accept {
+            let Ok(serde) = serde_json::from_str::<Option<Vec<RawNic<'_>>>>(t) else {
+                // Not the documented shape (a fixture's malformed answer): declined too.
+                assert!(plain(t).is_none(), "{t}");
+                continue;
+            };
+            let plain = plain(t).unwrap_or_else(|| panic!("declined: {t}"));
+            let show = |v: Option<Vec<RawNic<'_>>>| {
+                format!(
+                    "{:?}",
+                    v.map(|l| l.iter().map(RawNic::show).collect::<Vec<_>>())
+                )
+            };
+            assert_eq!(show(plain), show(serde), "{t}");
+        }
+        for t in [
+            r#"[{"name":"a","name":"b"}]"#,
+            r#"[{"name":"eth0","ip-addresses":[{"ip-address":"10.0.0.5","prefix":300}]}]"#,
+            r#"[{"name":null}]"#,
+            r#"[{"name":"e\u0074h0"}]"#,
+            "{}",
+        ] {
+            assert!(plain(t).is_none(), "{t}");
+        }
     }
 
     #[test]
