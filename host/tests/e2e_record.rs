@@ -289,6 +289,63 @@ fn a_different_module_is_shown_per_vm_with_totals_and_exit_2() {
 }
 
 #[test]
+fn a_replay_leaves_out_an_untagged_vlan_the_recorded_netbox_lacked_as_the_plan_did() {
+    // The generated estate tags some NICs with VLANs the simulated NetBox does not have: the
+    // plan leaves those VLANs out ("VLANs not found"), so the replay must too.
+    let (mut h, _) = changed_estate(73);
+    h.set("children", true);
+    let keep = tempfile::tempdir().unwrap();
+    let rec = keep.path().join("rec");
+    h.run(&["sync", "--dry-run", "--record", rec.to_str().unwrap()])
+        .expect_code(2);
+    drop(h);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(rec.join("recording.json")).unwrap())
+            .unwrap();
+    let vids: std::collections::BTreeSet<u64> = manifest["vlans"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the run's VLANs are recorded: {manifest}"))
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let unknown_vlan = |children: &Value| {
+        children.as_array().into_iter().flatten().any(|c| {
+            c["changes"].as_array().into_iter().flatten().any(|f| {
+                f["field"] == "untagged_vlan"
+                    && f["new"].as_u64().is_some_and(|v| !vids.contains(&v))
+            })
+        })
+    };
+    let recorded = fixture_files(&rec)
+        .iter()
+        .filter(|f| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+            unknown_vlan(&v["expect"]["children"])
+        })
+        .count();
+    assert!(
+        recorded > 0,
+        "no recorded answer tags a NIC with a VLAN NetBox lacks"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let replay = rules(
+        &[
+            "replay",
+            "default",
+            rec.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        cache.path(),
+    );
+    assert!(replay.status.success(), "{}", text(&replay));
+    let report: Value = serde_json::from_slice(&replay.stdout).expect("replay JSON");
+    for vm in report["vms"].as_array().expect("vms") {
+        assert!(!unknown_vlan(&vm["answer"]["children"]), "{vm}");
+    }
+}
+
+#[test]
 fn recording_ignores_the_memo_and_apply_refuses_it() {
     let (h, _) = changed_estate(73);
     // A memoized rerun would answer unchanged VMs without asking the module.

@@ -10,9 +10,19 @@ use anyhow::Context as _;
 
 use super::OutputFormat;
 use super::rules_cmd::{RuntimeArgs, load};
-use crate::rules::record::{fixtures_dir, read_manifest, recorded_context};
+use crate::rules::record::{fixtures_dir, read_manifest, recorded_context, recorded_vlans};
 use crate::rules::replay::{self, Answer, Case, KINDS, VmDifference};
 use crate::rules::{Metering, RulesModule};
+
+/// A module's answers over the cases of DIR, less what the recorded run's plan would have left
+/// out (an untagged VLAN its NetBox lacked).
+fn answers(module: &RulesModule, cases: &[Case], batch: usize, dir: &Path) -> Vec<Answer> {
+    let mut answers = replay::run(module, cases, batch);
+    if let Some(vids) = recorded_vlans(dir) {
+        replay::leave_out_unknown_vlans(&mut answers, &vids);
+    }
+    answers
+}
 
 /// The cases of DIR, with a line saying what they are; unreadable files are reported on
 /// stderr and left out (the others replay).
@@ -100,7 +110,7 @@ pub fn replay(
 ) -> anyhow::Result<ExitCode> {
     let (cases, from) = cases(dir)?;
     let (_runtime, module) = load(file, args, Metering::Deadline)?;
-    let answers = replay::run(&module, &cases, batch);
+    let answers = answers(&module, &cases, batch, dir);
     let summary = replay::summarize(&cases, &answers);
     if output == OutputFormat::Json {
         let vms: Vec<serde_json::Value> = cases
@@ -192,8 +202,8 @@ pub fn diff(
     let (cases, from) = cases(dir)?;
     let (_old_runtime, old_module) = load(old, args, Metering::Deadline).context("loading OLD")?;
     let (_new_runtime, new_module) = load(new, args, Metering::Deadline).context("loading NEW")?;
-    let old_answers = replay::run(&old_module, &cases, batch);
-    let new_answers = replay::run(&new_module, &cases, batch);
+    let old_answers = answers(&old_module, &cases, batch, dir);
+    let new_answers = answers(&new_module, &cases, batch, dir);
     let differences: Vec<VmDifference> = cases
         .iter()
         .zip(old_answers.iter().zip(&new_answers))

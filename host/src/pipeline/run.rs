@@ -322,6 +322,14 @@ async fn run_phases(
     let ctx = context(config, module, &pre);
     if let Some(r) = recorder.as_mut() {
         r.set_context(&ctx, policy_overrides(config, &pre));
+        if let Some(vlans) = children.as_ref().and_then(ChildrenSnapshot::vlans) {
+            let vids: std::collections::BTreeSet<u64> = vlans.iter().map(|v| v.vid).collect();
+            r.set_vlans(
+                vids.into_iter()
+                    .filter(|vid| crate::pipeline::plan::children::vlan_for(vlans, *vid).is_some())
+                    .collect(),
+            );
+        }
     }
     let batch = config.sync.batch_size.max(1);
     // The rules run synchronously and wasmtime-wasi's blocking bindings start a runtime of

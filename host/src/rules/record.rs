@@ -14,7 +14,7 @@
 //! Edges: the sync hands the recorder each batch's inputs and then the batch's answers (or its
 //! failure); this module owns the file layout and nothing else of the run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -123,6 +123,11 @@ pub struct Manifest {
     /// The context of the run, its policies the config's overrides: the context of every
     /// fixture that has none of its own.
     pub context: Context,
+    /// The VIDs the run's NetBox resolves to one VLAN. The plan leaves out an interface's
+    /// untagged VLAN that NetBox lacks, so a replay does too ([`super::replay::leave_out_unknown_vlans`]);
+    /// absent: VLANs not read, or an older recording (nothing left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlans: Option<Vec<u64>>,
 }
 
 /// One VM waiting for its batch's answer.
@@ -139,6 +144,8 @@ pub struct Recorder {
     /// policies are overrides on top of the module's defaults, so a replay with another module
     /// gets that module's defaults plus the site's overrides, as a sync would).
     context: Option<Context>,
+    /// [`Manifest::vlans`].
+    vlans: Option<Vec<u64>>,
     pending: Vec<Pending>,
     /// The answer class of each file written (a VM asked twice keeps its last answer).
     written: BTreeMap<String, Class>,
@@ -249,6 +256,7 @@ impl Recorder {
             dir: dir.to_owned(),
             mode: mode.to_owned(),
             context: None,
+            vlans: None,
             pending: Vec::new(),
             written: BTreeMap::new(),
             redacted: BTreeMap::new(),
@@ -263,6 +271,11 @@ impl Recorder {
         let mut context = ctx.clone();
         context.policies = overrides;
         self.context = Some(context);
+    }
+
+    /// The VIDs the run's NetBox resolves to one VLAN (see [`Manifest::vlans`]).
+    pub fn set_vlans(&mut self, vids: Vec<u64>) {
+        self.vlans = Some(vids);
     }
 
     /// The directory written to.
@@ -374,6 +387,7 @@ impl Recorder {
             answers,
             redacted: std::mem::take(&mut self.redacted),
             context: self.context.take().unwrap_or_default(),
+            vlans: self.vlans.take(),
         };
         write_json(&self.dir.join(MANIFEST), &manifest)?;
         self.spent += started.elapsed();
@@ -445,6 +459,9 @@ fn expect_of(answer: &Result<Reconciled, RuleError>) -> (Expect, Class) {
             Expect {
                 needs: Some(vm.needs.clone()),
                 changes: Some(vm.changes.clone()),
+                // The child changes are part of the answer (none for a 0.1/0.2 module, or when
+                // the run read no children).
+                children: Some(vm.children.clone()),
                 ..Expect::default()
             },
             Class::Vm,
@@ -529,6 +546,13 @@ pub fn read_manifest(dir: &Path) -> Option<Manifest> {
 /// is a recording; `None` for any other directory (a fixture without one has the default).
 pub fn recorded_context(dir: &Path) -> Option<Context> {
     read_manifest(dir).map(|m| m.context)
+}
+
+/// The VIDs a recording's NetBox resolved ([`Manifest::vlans`]), when it says.
+pub fn recorded_vlans(dir: &Path) -> Option<BTreeSet<u64>> {
+    read_manifest(dir)
+        .and_then(|m| m.vlans)
+        .map(BTreeSet::from_iter)
 }
 
 /// Whether a fixture's text has a top-level `context` (read without building anything else).

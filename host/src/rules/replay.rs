@@ -6,10 +6,10 @@
 //! Proxmox, NetBox or the rest of the plan (adoption, names, orphans), so its classes are the
 //! rules' part of a plan: create (no NetBox record), update, noop, skip, error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use guest_default::children::ChildChange;
+use guest_default::children::{ChildChange, ChildOp};
 use guest_default::model::{
     Context, FieldChange, Fixture, ObjectSpec, ReconcileInput, Reconciled, json_text_eq,
 };
@@ -62,6 +62,31 @@ pub fn load_cases(
         }
     }
     Ok((cases, bad))
+}
+
+/// Leaves out what a plan would: an interface's untagged VLAN whose VID `vids` (the recorded
+/// NetBox's VLANs, [`super::record::recorded_vlans`]) does not resolve, and an interface update
+/// left with nothing in it, so a replay predicts the plan the recorded run would have made.
+pub fn leave_out_unknown_vlans(answers: &mut [Answer], vids: &BTreeSet<u64>) {
+    for answer in answers {
+        let Answer::Vm { children, .. } = answer else {
+            continue;
+        };
+        children.retain_mut(|child| {
+            let unknown = |c: &FieldChange| {
+                c.field == "untagged_vlan"
+                    && c.new
+                        .to_value()
+                        .as_u64()
+                        .is_some_and(|vid| !vids.contains(&vid))
+            };
+            if !child.changes.iter().any(unknown) {
+                return true;
+            }
+            child.changes.retain(|c| !unknown(c));
+            !(child.changes.is_empty() && matches!(child.op, ChildOp::Update(_)))
+        });
+    }
 }
 
 /// A module's answer for one case.
@@ -537,6 +562,40 @@ mod tests {
             },
             other => other,
         }
+    }
+
+    #[test]
+    fn an_untagged_vlan_the_recorded_netbox_lacked_is_left_out_as_the_plan_does() {
+        let nic = |key: &str, op: serde_json::Value, vid: u64| {
+            serde_json::json!({"kind": "interface", "key": key, "op": op,
+                   "changes": [{"field": "untagged_vlan", "old": null, "new": vid},
+                               {"field": "mtu", "old": null, "new": 1500}]})
+        };
+        let mut answers = vec![with_children(
+            vm(&[]),
+            serde_json::json!([
+                // Known VID: kept whole.
+                nic("net0", serde_json::json!({"update": 4}), 10),
+                // Unknown VID on an update: the VLAN goes, the MTU stays.
+                nic("net1", serde_json::json!({"update": 5}), 75),
+                // Unknown VID, nothing else: the update goes.
+                {"kind": "interface", "key": "net2", "op": {"update": 6},
+                 "changes": [{"field": "untagged_vlan", "old": null, "new": 75}]},
+                // A create keeps its other fields and stays.
+                {"kind": "interface", "key": "net3", "op": "create",
+                 "changes": [{"field": "untagged_vlan", "old": null, "new": 75}]},
+            ]),
+        )];
+        leave_out_unknown_vlans(&mut answers, &BTreeSet::from([10]));
+        let Answer::Vm { children, .. } = &answers[0] else {
+            panic!("a VM answer")
+        };
+        let keys: Vec<&str> = children.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["net0", "net1", "net3"]);
+        assert_eq!(children[0].changes.len(), 2);
+        assert_eq!(children[1].changes.len(), 1);
+        assert_eq!(children[1].changes[0].field, "mtu");
+        assert!(children[2].changes.is_empty());
     }
 
     #[test]
