@@ -780,6 +780,26 @@ mod tests {
         assert!(!disks[0].identity.as_ref().unwrap().managed);
     }
 
+    /// The host's trimmed rendering of `SAMPLE` (WIT `netbox-vm.children`: no nulls or empty
+    /// texts, choices as values, a VRF by name, tags as slugs, nested objects without ids).
+    const TRIMMED: &str = r#"{"interfaces": [{"id": 11, "name": "net0", "enabled": true,
+        "mode": "access", "untagged_vlan": {"vid": 10}, "mac_address": "bc:24:11:2a:3b:4c",
+        "tags": ["pve2netbox"]}],
+      "mac_addresses": [{"id": 21, "mac_address": "BC:24:11:2A:3B:4C", "assigned_object_id": 11}],
+      "ip_addresses": [{"id": 31, "address": "2001:0DB8:0:0::5/64", "vrf": "blue",
+        "status": "active", "assigned_object_id": 11, "tags": ["pve2netbox", "dns"]}],
+      "virtual_disks": [{"id": 41, "name": "scsi0", "size": 32768, "description": "local-lvm"}],
+      "primary_ip6": {"address": "2001:db8::5/64"}}"#;
+
+    #[test]
+    fn the_trimmed_text_reads_as_the_full_one() {
+        assert_eq!(
+            current_children(TRIMMED, true).unwrap(),
+            current_children(SAMPLE, true).unwrap()
+        );
+        assert!(plain::raw(TRIMMED).is_some(), "the plain reader takes it");
+    }
+
     #[test]
     fn unread_and_absent_collections_are_keep() {
         assert_eq!(
@@ -795,7 +815,7 @@ mod tests {
     /// reader accepts it reads exactly as serde; the documented shapes it must accept.
     #[test]
     fn the_plain_reader_agrees_with_serde_or_declines() {
-        let mut must_accept = vec![SAMPLE.to_owned(), "{}".to_owned()];
+        let mut must_accept = vec![SAMPLE.to_owned(), TRIMMED.to_owned(), "{}".to_owned()];
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
         for f in std::fs::read_dir(dir).unwrap() {
             let v: serde_json::Value =

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
+use super::text::{split_once, trim};
+
 /// An address that could not be read.
 #[derive(Debug, Error, PartialEq)]
 pub(crate) enum IpError {
@@ -35,7 +37,7 @@ impl Cidr {
     /// Parses `10.0.0.5/24` or `2001:db8::1/64` (a zone suffix `%eth0` is dropped).
     pub(crate) fn parse(text: &str) -> Result<Self, IpError> {
         let bad = || IpError::Malformed(text.to_owned());
-        let (addr, prefix) = text.trim().split_once('/').ok_or_else(bad)?;
+        let (addr, prefix) = split_once(trim(text), b'/').ok_or_else(bad)?;
         let addr = parse_addr(addr).ok_or_else(bad)?;
         let prefix: u8 = prefix.parse().map_err(|_| bad())?;
         Cidr::new(addr, prefix).ok_or_else(|| IpError::PrefixTooLong(text.to_owned()))
@@ -147,8 +149,8 @@ fn push_decimal(out: &mut String, n: u8) {
 
 /// Parses a bare address, dropping an IPv6 zone (`fe80::1%eth0`).
 pub(crate) fn parse_addr(text: &str) -> Option<IpAddr> {
-    let t = text.trim();
-    let t = t.split_once('%').map_or(t, |(a, _)| a);
+    let t = trim(text);
+    let t = split_once(t, b'%').map_or(t, |(a, _)| a);
     t.parse().ok()
 }
 

@@ -52,7 +52,7 @@ pub(crate) fn is_zero(mac: &str) -> bool {
 /// The six octets of a normalized MAC.
 pub(crate) fn octets(mac: &str) -> Option<[u8; 6]> {
     let mut out = [0u8; 6];
-    let mut parts = mac.split(':');
+    let mut parts = super::text::split(mac, b':');
     for o in &mut out {
         *o = u8::from_str_radix(parts.next()?, 16).ok()?;
     }

@@ -21,6 +21,7 @@ pub use pve2netbox_rules::children as model;
 mod nic;
 mod runtime;
 mod settings;
+pub(crate) mod text;
 mod vdisk;
 
 use crate::model::{

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use super::ip::{Cidr, IpError};
 use super::mac;
+use super::text;
 use crate::model::GuestKind;
 use crate::property::{PropertyString, parse_bool};
 
@@ -141,13 +142,13 @@ pub(crate) fn parse_net<'a>(
         GuestKind::Qemu => "model",
         GuestKind::Lxc => "name",
     };
-    for part in value.split(',') {
-        let part = part.trim();
+    for part in text::split(value, b',') {
+        let part = text::trim(part);
         if part.is_empty() {
             continue;
         }
-        let (k, v) = match part.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
+        let (k, v) = match text::split_once(part, b'=') {
+            Some((k, v)) => (text::trim(k), text::trim(v)),
             None => (default_key, part),
         };
         match (kind, k) {

@@ -249,6 +249,9 @@ pub fn first_mismatch(wasm: &Outputs, native: &Outputs) -> Option<(usize, String
 /// The first version gave containers QEMU keys, which a container does not read: ~11 child
 /// changes per existing container, ~2.4 per existing VM.
 fn add_children(item: &mut JsonReconcileInput) {
+    use crate::pipeline::snapshot::children::{
+        IpRef, KindsRead, Primaries, VMINTERFACE_TYPE, VmRows, render_children,
+    };
     use guest_default::children::NetworkSource;
     use guest_default::model::GuestKind;
     use serde_json::{Value, json};
@@ -324,38 +327,68 @@ fn add_children(item: &mut JsonReconcileInput) {
         return;
     };
     current.disk = Some(32768 + 65536);
-    let tags = json!([{"slug": "pve2netbox"}]);
+    // NetBox's rows as its API lists them, rendered by the sync's own code: the rules read
+    // exactly the text a sync sends them.
+    let tags = json!([{"id": 1, "name": "pve2netbox", "slug": "pve2netbox"}]);
     let v4_status = if lxc { "dhcp" } else { "active" };
     let (mut ifaces, mut macs, mut ips) = (Vec::new(), Vec::new(), Vec::new());
     for nic in 0..2u64 {
         let iface = 100 + nic;
         ifaces.push(
-            json!({"id": iface, "name": format!("net{nic}"), "enabled": true,
-            "mtu": null, "description": format!("{nic_model} on vmbr{nic}"), "mode": null,
-            "untagged_vlan": null, "primary_mac_address": {"id": 200 + nic,
-            "mac_address": mac(nic as u32)}, "tags": tags}),
+            json!({"id": iface, "virtual_machine": {"id": 1}, "name": format!("net{nic}"),
+            "enabled": true, "mtu": null, "description": format!("{nic_model} on vmbr{nic}"),
+            "mode": null, "untagged_vlan": null, "primary_mac_address": {"id": 200 + nic,
+            "mac_address": mac(nic as u32)}, "mac_address": mac(nic as u32), "tags": tags}),
         );
         macs.push(json!({"id": 200 + nic, "mac_address": mac(nic as u32),
-            "assigned_object_id": iface, "tags": tags}));
+            "assigned_object_type": VMINTERFACE_TYPE, "assigned_object_id": iface,
+            "tags": tags}));
         ips.push(
             json!({"id": 300 + 2 * nic, "address": format!("{}/24", v4(nic as u32)),
-            "vrf": null, "status": {"value": v4_status}, "assigned_object_id": iface,
+            "vrf": null, "status": {"value": v4_status, "label": v4_status},
+            "assigned_object_type": VMINTERFACE_TYPE, "assigned_object_id": iface,
             "tags": tags}),
         );
         ips.push(
             json!({"id": 301 + 2 * nic, "address": format!("{}/64", v6(nic as u32)),
-            "vrf": null, "status": {"value": "active"}, "assigned_object_id": iface,
+            "vrf": null, "status": {"value": "active", "label": "Active"},
+            "assigned_object_type": VMINTERFACE_TYPE, "assigned_object_id": iface,
             "tags": tags}),
         );
     }
     let disks = json!([
-        {"id": 400, "name": disk_keys[0], "size": 32768, "description": "local-lvm", "tags": tags},
-        {"id": 401, "name": disk_keys[1], "size": 65536, "description": "local-lvm", "tags": tags}]);
-    let children = json!({"interfaces": ifaces, "mac_addresses": macs, "ip_addresses": ips,
-        "virtual_disks": disks,
-        "primary_ip4": {"id": 300, "address": format!("{}/24", v4(0))},
-        "primary_ip6": {"id": 301, "address": format!("{}/64", v6(0))}});
-    item.children = Some(model::JsonText(children.to_string()));
+        {"id": 400, "virtual_machine": {"id": 1}, "name": disk_keys[0], "size": 32768,
+         "description": "local-lvm", "tags": tags},
+        {"id": 401, "virtual_machine": {"id": 1}, "name": disk_keys[1], "size": 65536,
+         "description": "local-lvm", "tags": tags}]);
+    fn rows_of<T: serde::de::DeserializeOwned>(v: Value) -> Vec<T> {
+        serde_json::from_value(v).expect("the workload's rows are NetBox's shape")
+    }
+    let rows = VmRows {
+        interfaces: rows_of(Value::Array(ifaces)),
+        macs: rows_of(Value::Array(macs)),
+        ips: rows_of(Value::Array(ips)),
+        disks: rows_of(disks),
+    };
+    let all = KindsRead {
+        interfaces: true,
+        mac_addresses: true,
+        ip_addresses: true,
+        virtual_disks: true,
+        vlans: true,
+    };
+    let primaries = Primaries {
+        ip4: Some(IpRef {
+            id: 300,
+            address: format!("{}/24", v4(0)),
+        }),
+        ip6: Some(IpRef {
+            id: 301,
+            address: format!("{}/64", v6(0)),
+        }),
+    };
+    let children = render_children(&rows, all, Some(&primaries));
+    item.children = Some(model::JsonText(children));
 }
 
 #[cfg(test)]
