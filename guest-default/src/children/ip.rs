@@ -151,7 +151,40 @@ fn push_decimal(out: &mut String, n: u8) {
 pub(crate) fn parse_addr(text: &str) -> Option<IpAddr> {
     let t = trim(text);
     let t = split_once(t, b'%').map_or(t, |(a, _)| a);
+    if let Some(v4) = plain_ipv4(t) {
+        return Some(IpAddr::V4(v4));
+    }
     t.parse().ok()
+}
+
+/// A dotted IPv4 address in the form `std::net` accepts (four decimal octets of one to three
+/// digits, no leading zero, at most 255), read on the bytes: `IpAddr::from_str` costs several
+/// hundred instructions per address through WASM. `None` for anything else, which `std::net`
+/// then reads (or refuses) as before.
+fn plain_ipv4(t: &str) -> Option<std::net::Ipv4Addr> {
+    let b = t.as_bytes();
+    let (mut octets, mut i) = ([0u8; 4], 0);
+    for (n, o) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            (b.get(i) == Some(&b'.')).then_some(())?;
+            i += 1;
+        }
+        let start = i;
+        let mut v: u16 = 0;
+        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+            if i - start == 3 {
+                return None;
+            }
+            v = v * 10 + u16::from(d - b'0');
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    (i == b.len()).then_some(std::net::Ipv4Addr::from(octets))
 }
 
 /// Normalizes an `address/prefix` text; text that does not parse is returned trimmed, so a
@@ -194,6 +227,50 @@ pub(crate) fn is_eui64_of(addr: IpAddr, mac: [u8; 6]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_ipv4_reads_as_std_net_or_declines() {
+        for t in [
+            "0.0.0.0",
+            "10.0.0.5",
+            "255.255.255.255",
+            "192.168.100.1",
+            "1.22.133.4",
+        ] {
+            assert_eq!(plain_ipv4(t), t.parse().ok(), "{t}");
+            assert!(plain_ipv4(t).is_some(), "{t}");
+        }
+        for t in [
+            "",
+            "1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.0.0.1",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.",
+            ".1.2.3",
+            "1..2.3",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1234.1.1.1",
+            "1.2.3.4/24",
+            "+1.2.3.4",
+            "1.2.3.a",
+            "::1",
+            "::ffff:1.2.3.4",
+            "1.2.3.999",
+            "١.2.3.4",
+        ] {
+            let std: Option<std::net::Ipv4Addr> = t.parse().ok();
+            assert!(
+                plain_ipv4(t).is_none() || plain_ipv4(t) == std,
+                "{t}: {:?} vs {std:?}",
+                plain_ipv4(t)
+            );
+            assert_eq!(plain_ipv4(t), std, "{t}");
+        }
+    }
 
     #[test]
     fn ipv6_spellings_compare_equal() {

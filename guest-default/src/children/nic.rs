@@ -113,7 +113,12 @@ pub(crate) fn ipconfig_index(key: &str) -> Option<u32> {
 }
 
 fn index_of(key: &str, prefix: &str) -> Option<u32> {
-    let n = key.strip_prefix(prefix)?;
+    // On the bytes: `strip_prefix` calls `memcmp`, a function call per key through WASM.
+    let (k, p) = (key.as_bytes(), prefix.as_bytes());
+    if k.len() < p.len() || k.iter().zip(p).any(|(a, b)| a != b) {
+        return None;
+    }
+    let n = &key[p.len()..];
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0'))
     {
         return None;
