@@ -57,8 +57,15 @@ fn ipv4(i: usize, nic: usize) -> String {
 }
 
 /// Global IPv6 of NIC `nic` of the `i`th guest, in a /64 (host part never 0: a network ID).
+/// Past 65,535 guests the host part takes two groups (one group holds 16 bits: as one group
+/// those addresses were invalid, and the agent answers carrying them were refused whole).
 fn ipv6(i: usize, nic: usize) -> String {
-    format!("2001:db8:{nic}::{:x}", i + 1)
+    let host = i + 1;
+    if host > 0xffff {
+        format!("2001:db8:{nic}::{:x}:{:x}", host >> 16, host & 0xffff)
+    } else {
+        format!("2001:db8:{nic}::{host:x}")
+    }
 }
 
 /// The agent's `network-get-interfaces` answer for the `i`th guest (reference shape: loopback
@@ -177,7 +184,12 @@ mod tests {
                     "{v4}: a network ID or broadcast"
                 );
                 assert!(seen.insert(v4), "IPv4 {i} {nic}");
-                assert!(seen.insert(ipv6(i, nic)), "IPv6 {i} {nic}");
+                let v6 = ipv6(i, nic);
+                assert!(
+                    v6.parse::<std::net::Ipv6Addr>().is_ok(),
+                    "{v6}: not an IPv6 address"
+                );
+                assert!(seen.insert(v6), "IPv6 {i} {nic}");
             }
         }
     }

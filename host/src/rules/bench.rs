@@ -364,11 +364,17 @@ fn add_children(item: &mut JsonReconcileInput) {
     fn rows_of<T: serde::de::DeserializeOwned>(v: Value) -> Vec<T> {
         serde_json::from_value(v).expect("the workload's rows are NetBox's shape")
     }
+    let (interfaces, macs, ips, disks) = (
+        rows_of(Value::Array(ifaces)),
+        rows_of(Value::Array(macs)),
+        rows_of(Value::Array(ips)),
+        rows_of(disks),
+    );
     let rows = VmRows {
-        interfaces: rows_of(Value::Array(ifaces)),
-        macs: rows_of(Value::Array(macs)),
-        ips: rows_of(Value::Array(ips)),
-        disks: rows_of(disks),
+        interfaces: &interfaces,
+        macs: &macs,
+        ips: &ips,
+        disks: &disks,
     };
     let all = KindsRead {
         interfaces: true,

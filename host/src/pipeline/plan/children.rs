@@ -16,11 +16,11 @@
 
 use std::collections::BTreeMap;
 
-use guest_default::children::{ChildChange, ChildKind, ChildOp};
+use guest_default::children::{ChildKind, ChildOp};
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::preflight::MANAGED_TAG;
-use crate::pipeline::reconcile::Changes;
+use crate::pipeline::reconcile::{Changes, PackedChildChange};
 use crate::pipeline::snapshot::children::{ChildrenSnapshot, VlanRow, VmRows};
 
 /// What to do with one child.
@@ -109,7 +109,7 @@ struct Existing<'a> {
     last_updated: Option<&'a str>,
 }
 
-fn existing(rows: Option<&VmRows>, kind: ChildKind) -> Vec<Existing<'_>> {
+fn existing(rows: Option<VmRows<'_>>, kind: ChildKind) -> Vec<Existing<'_>> {
     let Some(rows) = rows else {
         return Vec::new();
     };
@@ -184,7 +184,7 @@ pub fn vlan_for(vlans: &[VlanRow], vid: u64) -> Option<u64> {
 /// create: it has no children yet); `primaries`: the primary IP keys the VM's own changes set.
 pub fn plan_children(
     vm_id: Option<u64>,
-    changes: Vec<ChildChange>,
+    changes: Vec<PackedChildChange>,
     primaries: &[String],
     snapshot: Option<&ChildrenSnapshot>,
 ) -> PlannedChildren {
@@ -218,7 +218,7 @@ pub fn plan_children(
             }
             last_updated = found.last_updated.map(str::to_owned);
         }
-        let mut fields = Changes::from(change.changes);
+        let mut fields = change.changes;
         if let Some(vid) = fields
             .find("untagged_vlan")
             .and_then(|c| c.new.to_value().as_u64())
@@ -284,9 +284,15 @@ pub fn ip_key_has_address(key: &str, address: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use guest_default::children::ChildChange;
     use guest_default::model::{FieldChange, JsonText};
 
-    fn change(kind: ChildKind, key: &str, op: ChildOp, fields: &[(&str, &str)]) -> ChildChange {
+    fn change(
+        kind: ChildKind,
+        key: &str,
+        op: ChildOp,
+        fields: &[(&str, &str)],
+    ) -> PackedChildChange {
         ChildChange {
             kind,
             key: key.into(),
@@ -302,6 +308,7 @@ mod tests {
                 })
                 .collect(),
         }
+        .into()
     }
 
     fn snapshot() -> ChildrenSnapshot {

@@ -121,6 +121,13 @@ pub fn agent_enabled(config: &RawObject) -> bool {
     )
 }
 
+/// The answer's text without the spare room its reading left: it is kept from the read to the
+/// rules (a 0.7 KB answer held ~1.2 KB, ~50 MB at 100k guests).
+fn fitted(mut text: String) -> String {
+    text.shrink_to_fit();
+    text
+}
+
 /// Carries out `ask` for one guest within `timeout`; every outcome is a [`NetworkSource`].
 pub async fn read_network(
     client: &ProxmoxClient,
@@ -135,13 +142,13 @@ pub async fn read_network(
             NetworkAsk::Agent => client
                 .agent_network_interfaces(node, vmid)
                 .await
-                .map(|text| NetworkSource::Agent(JsonText(text))),
+                .map(|text| NetworkSource::Agent(JsonText(fitted(text)))),
             NetworkAsk::LxcInterfaces => {
                 client
                     .lxc_interfaces(node, vmid)
                     .await
                     .map(|answer| match answer {
-                        Some(text) => NetworkSource::LxcInterfaces(JsonText(text)),
+                        Some(text) => NetworkSource::LxcInterfaces(JsonText(fitted(text))),
                         None => unknown(UnknownReason::NotRunning, "the container is not running"),
                     })
             }

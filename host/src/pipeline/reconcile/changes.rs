@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use guest_default::children::{ChildChange, ChildKind, ChildOp};
 use guest_default::model::{FieldChange, JsonText};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -204,6 +205,30 @@ impl From<&[FieldChange]> for Changes {
             out.push(&c.field, &c.old.0, &c.new.0);
         }
         out
+    }
+}
+
+/// One child change of the rules' answer, its field changes packed. Why: a `ChildChange`
+/// holds three strings per field; for a VM with ten new children that was ~5 KB held from the
+/// rules' answer to the plan (~0.5 GB over a 100k-VM first sync).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedChildChange {
+    pub kind: ChildKind,
+    pub key: String,
+    pub parent: Option<String>,
+    pub op: ChildOp,
+    pub changes: Changes,
+}
+
+impl From<ChildChange> for PackedChildChange {
+    fn from(c: ChildChange) -> Self {
+        PackedChildChange {
+            kind: c.kind,
+            key: c.key,
+            parent: c.parent,
+            op: c.op,
+            changes: Changes::from(c.changes),
+        }
     }
 }
 

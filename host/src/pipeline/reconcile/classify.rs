@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use guest_default::children::ChildChange;
 use guest_default::model::{GuestKind, JsonText, NetboxVm, ObjectSpec};
 use serde::{Deserialize, Serialize};
 
@@ -169,7 +168,7 @@ pub struct VmOutcome {
     pub children_not_applied: Option<String>,
     /// The child changes this run writes (`sync.children` with a WIT 0.3 module): the plan
     /// turns them into child operations of the VM's write.
-    pub children: Vec<ChildChange>,
+    pub children: Vec<super::changes::PackedChildChange>,
 }
 
 impl VmOutcome {

@@ -17,11 +17,11 @@
 
 use std::collections::BTreeSet;
 
-use guest_default::children::{ChildChange, ChildKind, ChildOp};
+use guest_default::children::{ChildKind, ChildOp};
 use guest_default::diff::FIELD_ORDER;
 use guest_default::policy::CUSTOM_FIELDS_PREFIX;
 
-use super::changes::Changes;
+use super::changes::{Changes, PackedChildChange};
 
 /// The VM fields only a WIT 0.3 module may set: the primary IPs, by address key.
 pub const PRIMARY_IP_FIELDS: [&str; 2] = ["primary_ip4", "primary_ip6"];
@@ -96,7 +96,7 @@ impl OutputContract {
 
     /// `Ok` when every child change is one the contract allows; otherwise why not, naming the
     /// child and the field.
-    pub fn check_children(&self, children: &[ChildChange]) -> Result<(), String> {
+    pub fn check_children(&self, children: &[PackedChildChange]) -> Result<(), String> {
         if children.is_empty() {
             return Ok(());
         }
@@ -125,8 +125,8 @@ impl OutputContract {
                 ));
             }
             let allowed = child_fields(child.kind);
-            for change in &child.changes {
-                if !allowed.contains(&change.field.as_str()) {
+            for change in child.changes.iter() {
+                if !allowed.contains(&change.field) {
                     return Err(format!(
                         "rules changed '{}' of {name}, which is not a field of a {kind} (it may \
                          have {})",
@@ -208,6 +208,7 @@ fn child_kind_name(kind: ChildKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use guest_default::children::ChildChange;
 
     fn changes(list: &[(&str, &str)]) -> Changes {
         let mut c = Changes::new();
@@ -326,6 +327,7 @@ mod tests {
                 &[("interface", "\"net0\"")],
             ),
         ];
+        let good: Vec<PackedChildChange> = good.into_iter().map(Into::into).collect();
         assert_eq!(v3.check_children(&good), Ok(()));
         // A 0.2 contract refuses any child change.
         let old = OutputContract::default().check_children(&good).unwrap_err();
@@ -370,7 +372,7 @@ mod tests {
                 "not a list of tag slugs",
             ),
         ] {
-            let err = v3.check_children(&[bad]).expect_err(needle);
+            let err = v3.check_children(&[bad.into()]).expect_err(needle);
             assert!(err.contains(needle), "{needle}: {err}");
         }
     }

@@ -17,7 +17,7 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
-pub use changes::{Change, Changes, Json};
+pub use changes::{Change, Changes, Json, PackedChildChange};
 pub use classify::{Class, Journal, Rules, RulesItem, VmOutcome, cf, reconcile};
 pub use contract::OutputContract;
 pub use observed::{Answer, NeedsInterner, ObservedGuest, RulesResult};

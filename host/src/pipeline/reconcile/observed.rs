@@ -3,10 +3,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use guest_default::children::ChildChange;
 use guest_default::model::{GuestKind, ObjectSpec, Reconciled, ReconciledVm, RuleError};
 
-use super::changes::Changes;
+use super::changes::{Changes, PackedChildChange};
 
 /// What the rules' `reconcile` returned for one guest (or the batch trap that failed it).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +38,7 @@ pub struct Answer {
     pub changes: Changes,
     /// The child changes of a WIT 0.3 module (empty before 0.3). Not written yet: the plan
     /// reports them per VM as not applied (see `classify::hold_back_children`).
-    pub children: Vec<ChildChange>,
+    pub children: Vec<PackedChildChange>,
 }
 
 impl From<ReconciledVm> for Answer {
@@ -48,7 +47,7 @@ impl From<ReconciledVm> for Answer {
             name: vm.name,
             needs: vm.needs.into_iter().map(Arc::new).collect(),
             changes: Changes::from(vm.changes),
-            children: vm.children,
+            children: vm.children.into_iter().map(Into::into).collect(),
         }
     }
 }

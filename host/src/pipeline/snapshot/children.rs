@@ -17,10 +17,17 @@
 //! the interfaces were not. Below NetBox 4.2 there are no MAC objects (the interface's own
 //! `mac_address` is rendered), and `mac_addresses` is absent.
 //!
+//! Memory: at 100k VMs a snapshot holds a million rows, so each kind's rows are kept as one
+//! list converted as its pages arrive (no list of every page's rows beside it), sorted by VM
+//! and indexed by ranges (no small vector per VM), tag lists shared between rows that carry
+//! the same tags, and MACs and IPs keep only whether they sit on a VM interface.
+//!
 //! Edges: NetBox client in; per VM the JSON text of WIT `netbox-vm.children` out
 //! ([`ChildrenSnapshot::children_json`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ops::{Deref, Range};
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -100,6 +107,57 @@ pub struct IpRef {
     pub address: String,
 }
 
+/// A row's tags as slugs, shared between the rows that carry the same ones (most rows of a
+/// kind carry the same tags: a list each was ~0.1 KB per row).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tags(Arc<[String]>);
+
+impl Default for Tags {
+    fn default() -> Self {
+        Tags(Arc::from(Vec::new()))
+    }
+}
+
+impl Deref for Tags {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Tags(Arc::from(slugs(d)?)))
+    }
+}
+
+/// One shared copy of each list of tags seen in a listing.
+#[derive(Default)]
+struct TagLists(HashSet<Tags>);
+
+impl TagLists {
+    fn share(&mut self, tags: &mut Tags) {
+        match self.0.get(tags) {
+            Some(shared) => *tags = shared.clone(),
+            None => {
+                self.0.insert(tags.clone());
+            }
+        }
+    }
+}
+
+/// Whether `assigned_object_type` names a VM interface (all the snapshot needs of it).
+fn on_vminterface<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let kind: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+    Ok(kind.as_deref() == Some(VMINTERFACE_TYPE))
+}
+
 /// Tags as slugs, from `[{slug, …}]` or `["slug"]`.
 fn slugs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -139,8 +197,8 @@ pub struct InterfaceRow {
     pub primary_mac_address: Option<MacRef>,
     #[serde(default)]
     pub mac_address: Option<String>,
-    #[serde(default, deserialize_with = "slugs")]
-    pub tags: Vec<String>,
+    #[serde(default)]
+    pub tags: Tags,
     /// For `apply`'s staleness check; not shown to the rules.
     #[serde(default, skip_serializing)]
     pub last_updated: Option<String>,
@@ -151,12 +209,21 @@ pub struct InterfaceRow {
 pub struct MacRow {
     pub id: u64,
     pub mac_address: String,
-    #[serde(default, skip_serializing)]
-    assigned_object_type: Option<String>,
+    #[serde(
+        default,
+        rename = "assigned_object_type",
+        deserialize_with = "on_vminterface",
+        skip_serializing
+    )]
+    on_vminterface: bool,
+    /// The VM of the interface it is assigned to (set when the snapshot is assembled; 0
+    /// before).
+    #[serde(skip)]
+    vm: u64,
     #[serde(default)]
     pub assigned_object_id: Option<u64>,
-    #[serde(default, deserialize_with = "slugs")]
-    pub tags: Vec<String>,
+    #[serde(default)]
+    pub tags: Tags,
     /// For `apply`'s staleness check; not shown to the rules.
     #[serde(default, skip_serializing)]
     pub last_updated: Option<String>,
@@ -171,12 +238,21 @@ pub struct IpRow {
     pub vrf: Option<VrfRef>,
     #[serde(default)]
     pub status: Option<Choice>,
-    #[serde(default, skip_serializing)]
-    assigned_object_type: Option<String>,
+    #[serde(
+        default,
+        rename = "assigned_object_type",
+        deserialize_with = "on_vminterface",
+        skip_serializing
+    )]
+    on_vminterface: bool,
+    /// The VM of the interface it is assigned to (set when the snapshot is assembled; 0
+    /// before).
+    #[serde(skip)]
+    vm: u64,
     #[serde(default)]
     pub assigned_object_id: Option<u64>,
-    #[serde(default, deserialize_with = "slugs")]
-    pub tags: Vec<String>,
+    #[serde(default)]
+    pub tags: Tags,
     /// For `apply`'s staleness check; not shown to the rules.
     #[serde(default, skip_serializing)]
     pub last_updated: Option<String>,
@@ -193,8 +269,8 @@ pub struct DiskRow {
     pub size: Option<u64>,
     #[serde(default)]
     pub description: Option<String>,
-    #[serde(default, deserialize_with = "slugs")]
-    pub tags: Vec<String>,
+    #[serde(default)]
+    pub tags: Tags,
     /// For `apply`'s staleness check; not shown to the rules.
     #[serde(default, skip_serializing)]
     pub last_updated: Option<String>,
@@ -291,13 +367,75 @@ pub struct Primaries {
     pub ip6: Option<IpRef>,
 }
 
-/// One VM's children.
-#[derive(Debug, Default)]
-pub struct VmRows {
-    pub interfaces: Vec<InterfaceRow>,
-    pub macs: Vec<MacRow>,
-    pub ips: Vec<IpRow>,
-    pub disks: Vec<DiskRow>,
+/// One VM's children, borrowed from the snapshot (each kind in id order).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VmRows<'a> {
+    pub interfaces: &'a [InterfaceRow],
+    pub macs: &'a [MacRow],
+    pub ips: &'a [IpRow],
+    pub disks: &'a [DiskRow],
+}
+
+/// Where one VM's rows are in the snapshot's lists of each kind.
+#[derive(Debug, Clone, Default)]
+struct VmRanges {
+    interfaces: Range<u32>,
+    macs: Range<u32>,
+    ips: Range<u32>,
+    disks: Range<u32>,
+}
+
+/// A row's VM (0: none; NetBox ids start at 1), the key the snapshot sorts and indexes by.
+trait OfVm {
+    fn vm(&self) -> u64;
+    fn id(&self) -> u64;
+}
+
+macro_rules! of_vm {
+    ($($t:ty => |$r:ident| $vm:expr),*) => {$(
+        impl OfVm for $t {
+            fn vm(&self) -> u64 {
+                let $r = self;
+                $vm
+            }
+            fn id(&self) -> u64 {
+                self.id
+            }
+        }
+    )*};
+}
+of_vm!(
+    InterfaceRow => |r| r.virtual_machine.map_or(0, |v| v.id),
+    MacRow => |r| r.vm,
+    IpRow => |r| r.vm,
+    DiskRow => |r| r.virtual_machine.map_or(0, |v| v.id)
+);
+
+/// Sorts `rows` by VM, then id, and sets each VM's range of them with `set`.
+fn index_by_vm<T: OfVm>(
+    rows: &mut [T],
+    by_vm: &mut HashMap<u64, VmRanges>,
+    set: impl Fn(&mut VmRanges) -> &mut Range<u32>,
+) {
+    if !rows.is_sorted_by_key(|r| (r.vm(), r.id())) {
+        rows.sort_unstable_by_key(|r| (r.vm(), r.id()));
+    }
+    let mut start = 0usize;
+    while start < rows.len() {
+        let vm = rows[start].vm();
+        let end = start + rows[start..].partition_point(|r| r.vm() == vm);
+        // Row counts stay far below u32::MAX (a listing is refused past 10 million rows).
+        *set(by_vm.entry(vm).or_default()) = start as u32..end as u32;
+        start = end;
+    }
+}
+
+/// Keeps the rows whose VM `keep` accepts, and gives back the room of many left out.
+fn retain_rows<T: OfVm>(rows: &mut Vec<T>, keep: &impl Fn(u64) -> bool) {
+    rows.retain(|r| keep(r.vm()));
+    if rows.len() < rows.capacity() / 2 {
+        rows.shrink_to_fit();
+    }
 }
 
 /// Which kinds were read completely.
@@ -310,10 +448,15 @@ pub struct KindsRead {
     pub vlans: bool,
 }
 
-/// The children of the managed VMs, by VM id.
+/// The children of the managed VMs, by VM id: each kind's rows in one list, sorted by VM,
+/// and each VM's ranges of them.
 #[derive(Debug, Default)]
 pub struct ChildrenSnapshot {
-    by_vm: HashMap<u64, VmRows>,
+    interfaces: Vec<InterfaceRow>,
+    macs: Vec<MacRow>,
+    ips: Vec<IpRow>,
+    disks: Vec<DiskRow>,
+    by_vm: HashMap<u64, VmRanges>,
     read: KindsRead,
     primaries: HashMap<u64, Primaries>,
     vlans: Vec<VlanRow>,
@@ -522,14 +665,31 @@ impl ChildrenSnapshot {
         if !(r.interfaces || r.mac_addresses || r.ip_addresses || r.virtual_disks) {
             return None;
         }
-        let empty = VmRows::default();
-        let rows = self.by_vm.get(&vm_id).unwrap_or(&empty);
-        Some(render_children(rows, r, self.primaries.get(&vm_id)))
+        let rows = self.vm_rows(vm_id).unwrap_or_default();
+        Some(render_children(&rows, r, self.primaries.get(&vm_id)))
     }
 
     /// One VM's children rows (`None`: it has none, or none were read).
-    pub fn vm_rows(&self, vm_id: u64) -> Option<&VmRows> {
-        self.by_vm.get(&vm_id)
+    pub fn vm_rows(&self, vm_id: u64) -> Option<VmRows<'_>> {
+        fn slice<'a, T>(rows: &'a [T], r: &Range<u32>) -> &'a [T] {
+            &rows[r.start as usize..r.end as usize]
+        }
+        let r = self.by_vm.get(&vm_id)?;
+        Some(VmRows {
+            interfaces: slice(&self.interfaces, &r.interfaces),
+            macs: slice(&self.macs, &r.macs),
+            ips: slice(&self.ips, &r.ips),
+            disks: slice(&self.disks, &r.disks),
+        })
+    }
+
+    /// Sorts each kind by VM and sets every VM's ranges.
+    fn index(&mut self) {
+        self.by_vm.clear();
+        index_by_vm(&mut self.interfaces, &mut self.by_vm, |r| &mut r.interfaces);
+        index_by_vm(&mut self.macs, &mut self.by_vm, |r| &mut r.macs);
+        index_by_vm(&mut self.ips, &mut self.by_vm, |r| &mut r.ips);
+        index_by_vm(&mut self.disks, &mut self.by_vm, |r| &mut r.disks);
     }
 
     /// Which kinds were read completely.
@@ -549,16 +709,17 @@ impl ChildrenSnapshot {
 
     /// Children rows held (every kind), for the report.
     pub fn rows(&self) -> usize {
-        self.by_vm
-            .values()
-            .map(|v| v.interfaces.len() + v.macs.len() + v.ips.len() + v.disks.len())
-            .sum()
+        self.interfaces.len() + self.macs.len() + self.ips.len() + self.disks.len()
     }
 
     /// Keeps only the children of the VMs `keep` accepts (the managed VMs): virtual disks are
     /// read without a cluster filter.
     pub fn retain_vms(&mut self, keep: impl Fn(u64) -> bool) {
-        self.by_vm.retain(|id, _| keep(*id));
+        retain_rows(&mut self.interfaces, &keep);
+        retain_rows(&mut self.macs, &keep);
+        retain_rows(&mut self.ips, &keep);
+        retain_rows(&mut self.disks, &keep);
+        self.index();
         self.primaries.retain(|id, _| keep(*id));
     }
 
@@ -591,35 +752,100 @@ impl ChildrenSnapshot {
     }
 }
 
-/// A kind's rows, or why it was not read.
-fn rows_of<T>(
-    kind: &'static str,
-    listed: Result<Vec<Listed<T>>, NetboxError>,
-    errors: &mut Vec<ChildrenError>,
-) -> Option<Vec<T>> {
-    let listed = match listed {
-        Ok(rows) => rows,
-        Err(source) => {
-            errors.push(ChildrenError::Read { kind, source });
-            return None;
+/// A row whose tag list can be shared with other rows' ([`TagLists`]).
+trait Tagged {
+    fn tags_mut(&mut self) -> Option<&mut Tags>;
+}
+
+macro_rules! tagged {
+    ($($t:ty),*) => {$(
+        impl Tagged for $t {
+            fn tags_mut(&mut self) -> Option<&mut Tags> {
+                Some(&mut self.tags)
+            }
         }
-    };
-    let mut rows = Vec::with_capacity(listed.len());
-    for row in listed {
+    )*};
+}
+tagged!(InterfaceRow, MacRow, IpRow, DiskRow);
+
+impl Tagged for VlanRow {
+    fn tags_mut(&mut self) -> Option<&mut Tags> {
+        None
+    }
+}
+
+/// Takes one kind's rows as their pages are consumed: each row kept (its tags shared), the
+/// first row not understood remembered (the kind then counts as not read).
+struct KindRows {
+    kind: &'static str,
+    tags: TagLists,
+    unreadable: Option<(Option<u64>, String)>,
+}
+
+impl KindRows {
+    fn new(kind: &'static str) -> Self {
+        KindRows {
+            kind,
+            tags: TagLists::default(),
+            unreadable: None,
+        }
+    }
+
+    fn take<T: Tagged>(&mut self, row: Listed<T>) -> Option<T> {
         match row {
-            Listed::Row(row) => rows.push(row),
+            Listed::Row(mut row) => {
+                if let Some(tags) = row.tags_mut() {
+                    self.tags.share(tags);
+                }
+                Some(row)
+            }
             Listed::Unreadable { id, error } => {
-                errors.push(ChildrenError::Unreadable { kind, id, error });
-                return None;
+                self.unreadable.get_or_insert((id, error));
+                None
             }
         }
     }
-    Some(rows)
+
+    /// The kind's rows, or `None` (with why in `errors`) when the read failed or a row was
+    /// not understood.
+    fn finish<T>(
+        self,
+        listed: Result<Vec<T>, NetboxError>,
+        errors: &mut Vec<ChildrenError>,
+    ) -> Option<Vec<T>> {
+        let kind = self.kind;
+        match (listed, self.unreadable) {
+            (Err(source), _) => {
+                errors.push(ChildrenError::Read { kind, source });
+                None
+            }
+            (Ok(_), Some((id, error))) => {
+                errors.push(ChildrenError::Unreadable { kind, id, error });
+                None
+            }
+            (Ok(rows), None) => Some(rows),
+        }
+    }
 }
 
-/// Reads the children of the VMs of `clusters` (NetBox cluster ids), every kind in parallel.
-/// Never fails: a kind that could not be read is recorded ([`ChildrenSnapshot::errors`]) and
-/// counts as not read.
+/// Lists one kind, its rows taken by a [`KindRows`] as the pages come.
+async fn list_kind<T: ListRow + Tagged>(
+    client: &NetboxClient,
+    kind: &'static str,
+    endpoint: &str,
+    filters: &[(String, String)],
+    fields: &[&str],
+    errors: &mut Vec<ChildrenError>,
+) -> Option<Vec<T>> {
+    let mut taker = KindRows::new(kind);
+    let listed = client
+        .list_rows_into(endpoint, filters, fields, |row| taker.take(row))
+        .await;
+    taker.finish(listed, errors)
+}
+
+/// Reads the children of `clusters`' VMs (see the module documentation). Never fails: a kind
+/// that could not be read is recorded in [`ChildrenSnapshot::errors`] and left absent.
 pub async fn read(
     client: &NetboxClient,
     clusters: &[u64],
@@ -637,29 +863,50 @@ pub async fn read(
         VMINTERFACE_TYPE.to_owned(),
     )];
     let iface_fields = interface_fields(caps);
+    let (mut e1, mut e2, mut e3, mut e4, mut e5) = Default::default();
     let (ifaces, macs, ips, disks, vlans) = tokio::join!(
-        client.list_rows::<InterfaceRow>(INTERFACE_ENDPOINT, &by_cluster, &iface_fields),
+        list_kind::<InterfaceRow>(
+            client,
+            "VM interfaces",
+            INTERFACE_ENDPOINT,
+            &by_cluster,
+            &iface_fields,
+            &mut e1
+        ),
         async {
             if caps.mac_objects {
-                Some(
-                    client
-                        .list_rows::<MacRow>(MAC_ENDPOINT, &on_vminterface, MAC_FIELDS)
-                        .await,
+                list_kind::<MacRow>(
+                    client,
+                    "MAC addresses",
+                    MAC_ENDPOINT,
+                    &on_vminterface,
+                    MAC_FIELDS,
+                    &mut e2,
                 )
+                .await
             } else {
                 None
             }
         },
-        client.list_rows::<IpRow>(IP_ENDPOINT, &on_vminterface, IP_FIELDS),
-        client.list_rows::<DiskRow>(DISK_ENDPOINT, &[], DISK_FIELDS),
-        client.list_rows::<VlanRow>(VLAN_ENDPOINT, &[], VLAN_FIELDS),
+        list_kind::<IpRow>(
+            client,
+            "IP addresses",
+            IP_ENDPOINT,
+            &on_vminterface,
+            IP_FIELDS,
+            &mut e3
+        ),
+        list_kind::<DiskRow>(
+            client,
+            "virtual disks",
+            DISK_ENDPOINT,
+            &[],
+            DISK_FIELDS,
+            &mut e4
+        ),
+        list_kind::<VlanRow>(client, "VLANs", VLAN_ENDPOINT, &[], VLAN_FIELDS, &mut e5),
     );
-    let mut errors = Vec::new();
-    let ifaces = rows_of("VM interfaces", ifaces, &mut errors);
-    let macs = macs.and_then(|m| rows_of("MAC addresses", m, &mut errors));
-    let ips = rows_of("IP addresses", ips, &mut errors);
-    let disks = rows_of("virtual disks", disks, &mut errors);
-    let vlans = rows_of("VLANs", vlans, &mut errors);
+    let mut errors: Vec<ChildrenError> = [e1, e2, e3, e4, e5].into_iter().flatten().collect();
     let mut snap = assemble(ifaces, macs, ips, disks, &mut errors);
     snap.read.vlans = vlans.is_some();
     snap.vlans = vlans.unwrap_or_default();
@@ -670,15 +917,20 @@ pub async fn read(
     snap
 }
 
-/// The VLANs alone, for a run whose clusters do not exist in NetBox yet (a `plan` before the
-/// first sync): no VM has children to read, but its interfaces' untagged VLANs must be found.
+/// Only the VLANs (no managed cluster yet, so no children; the writes may still need them).
 pub async fn read_vlans(client: &NetboxClient) -> ChildrenSnapshot {
     let mut snap = ChildrenSnapshot::default();
     let mut errors = Vec::new();
-    let vlans = client
-        .list_rows::<VlanRow>(VLAN_ENDPOINT, &[], VLAN_FIELDS)
-        .await;
-    if let Some(vlans) = rows_of("VLANs", vlans, &mut errors) {
+    let vlans = list_kind::<VlanRow>(
+        client,
+        "VLANs",
+        VLAN_ENDPOINT,
+        &[],
+        VLAN_FIELDS,
+        &mut errors,
+    )
+    .await;
+    if let Some(vlans) = vlans {
         snap.read.vlans = true;
         snap.vlans = vlans;
     }
@@ -689,8 +941,9 @@ pub async fn read_vlans(client: &NetboxClient) -> ChildrenSnapshot {
     snap
 }
 
-/// Indexes the rows read by VM id. MACs and IPs are attributed through the interfaces (only
-/// those on an interface read here are kept).
+/// Places each kind's rows under their VM: interfaces and disks by their own VM, MACs and IPs
+/// through the VM interface they are assigned to (left out when on anything else). A kind
+/// `None` is not read; MACs and IPs are not read without the interfaces.
 fn assemble(
     ifaces: Option<Vec<InterfaceRow>>,
     macs: Option<Vec<MacRow>>,
@@ -699,16 +952,10 @@ fn assemble(
     errors: &mut Vec<ChildrenError>,
 ) -> ChildrenSnapshot {
     let mut snap = ChildrenSnapshot::default();
-    let mut iface_vm: HashMap<u64, u64> = HashMap::new();
-    if let Some(ifaces) = ifaces {
+    if let Some(mut ifaces) = ifaces {
         snap.read.interfaces = true;
-        for row in ifaces {
-            let Some(vm) = row.virtual_machine.map(|r| r.id) else {
-                continue;
-            };
-            iface_vm.insert(row.id, vm);
-            snap.by_vm.entry(vm).or_default().interfaces.push(row);
-        }
+        ifaces.retain(|r| r.vm() != 0);
+        snap.interfaces = ifaces;
     } else {
         for (kind, present) in [
             ("MAC addresses", macs.is_some()),
@@ -719,47 +966,37 @@ fn assemble(
             }
         }
     }
-    let vm_of = |kind: Option<&str>, iface: Option<u64>| -> Option<u64> {
-        if kind != Some(VMINTERFACE_TYPE) {
-            return None;
-        }
-        iface_vm.get(&iface?).copied()
-    };
     if snap.read.interfaces {
-        if let Some(macs) = macs {
+        let iface_vm: HashMap<u64, u64> = snap.interfaces.iter().map(|r| (r.id, r.vm())).collect();
+        let vm_of = |on_vminterface: bool, iface: Option<u64>| -> u64 {
+            match iface {
+                Some(iface) if on_vminterface => iface_vm.get(&iface).copied().unwrap_or(0),
+                _ => 0,
+            }
+        };
+        if let Some(mut macs) = macs {
             snap.read.mac_addresses = true;
-            for row in macs {
-                if let Some(vm) = vm_of(row.assigned_object_type.as_deref(), row.assigned_object_id)
-                {
-                    snap.by_vm.entry(vm).or_default().macs.push(row);
-                }
+            for r in &mut macs {
+                r.vm = vm_of(r.on_vminterface, r.assigned_object_id);
             }
+            macs.retain(|r| r.vm != 0);
+            snap.macs = macs;
         }
-        if let Some(ips) = ips {
+        if let Some(mut ips) = ips {
             snap.read.ip_addresses = true;
-            for row in ips {
-                if let Some(vm) = vm_of(row.assigned_object_type.as_deref(), row.assigned_object_id)
-                {
-                    snap.by_vm.entry(vm).or_default().ips.push(row);
-                }
+            for r in &mut ips {
+                r.vm = vm_of(r.on_vminterface, r.assigned_object_id);
             }
+            ips.retain(|r| r.vm != 0);
+            snap.ips = ips;
         }
     }
-    if let Some(disks) = disks {
+    if let Some(mut disks) = disks {
         snap.read.virtual_disks = true;
-        for row in disks {
-            if let Some(vm) = row.virtual_machine.map(|r| r.id) {
-                snap.by_vm.entry(vm).or_default().disks.push(row);
-            }
-        }
+        disks.retain(|r| r.vm() != 0);
+        snap.disks = disks;
     }
-    // Listings come in id order already; sorted again so the rendering never depends on it.
-    for rows in snap.by_vm.values_mut() {
-        rows.interfaces.sort_unstable_by_key(|r| r.id);
-        rows.macs.sort_unstable_by_key(|r| r.id);
-        rows.ips.sort_unstable_by_key(|r| r.id);
-        rows.disks.sort_unstable_by_key(|r| r.id);
-    }
+    snap.index();
     snap
 }
 
@@ -883,11 +1120,15 @@ mod tests {
     #[test]
     fn an_unreadable_row_makes_its_kind_unread() {
         let mut errors = Vec::new();
-        let listed: Result<Vec<Listed<DiskRow>>, NetboxError> = Ok(vec![Listed::Unreadable {
+        let mut taker = KindRows::new("virtual disks");
+        let rows: Vec<DiskRow> = [Listed::Unreadable {
             id: Some(4),
             error: "size: invalid type".into(),
-        }]);
-        assert!(rows_of("virtual disks", listed, &mut errors).is_none());
+        }]
+        .into_iter()
+        .filter_map(|row| taker.take(row))
+        .collect();
+        assert!(taker.finish(Ok(rows), &mut errors).is_none());
         assert!(errors[0].to_string().contains("virtual disks row Some(4)"));
     }
 
