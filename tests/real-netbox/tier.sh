@@ -79,6 +79,7 @@ on_signal() {
     for n in 1 2; do
         [ -f "$logs/shard-$n.log" ] && { say "---- shard $n (unfinished) ----"; cat "$logs/shard-$n.log"; }
     done
+    rm -rf "$logs"
     exit 1
 }
 trap on_signal INT TERM
@@ -102,10 +103,14 @@ for n in 1 2; do
 done
 
 failed=()
-for _ in 1 2; do
+running=("${pids[@]}")
+while [ "${#running[@]}" != 0 ]; do
     rc=0
-    wait -n -p done_pid "${pids[@]}" || rc=$?
+    wait -n -p done_pid "${running[@]}" || rc=$?
     n=${pid_shard[$done_pid]}
+    rest=()
+    for p in "${running[@]}"; do [ "$p" = "$done_pid" ] || rest+=("$p"); done
+    running=("${rest[@]}")
     printf '\n==== real tier shard %s (instance %s): exit %s after %ss ====\n' "$n" "$n" "$rc" "$((SECONDS - started[$n]))"
     cat "$logs/shard-$n.log"
     printf '==== end of shard %s ====\n' "$n"
