@@ -9,6 +9,10 @@
 #   netbox.sh status  say what is installed and what runs
 #   netbox.sh purge   down, then delete the whole state directory
 #
+# NETBOX_INSTANCE=N (2-8) addresses a further NetBox on the same install, for running test
+# shards at once: its own database netbox_N (copied from the template), gunicorn on
+# NETBOX_PORT+N-1 and Redis databases 2N-2 and 2N-1; `up` needs instance 1 installed first.
+#
 # Debian bookworm has Python 3.11 only and NetBox 4.7 needs >= 3.12, so NetBox runs in a
 # debootstrapped Debian trixie root (Python 3.13) inside the state directory; PostgreSQL and
 # Redis are the host's own packages, run as private instances on their own ports and data
@@ -20,7 +24,8 @@ SELF="$(realpath "${BASH_SOURCE[0]}")"
 # ---- settings (environment) -------------------------------------------------------------
 NETBOX_VERSION="4.7.3" # pinned: the reference facts were measured on this release
 STATE="${NETBOX_STATE_DIR:-/var/lib/pve2netbox-real-netbox}"
-PORT="${NETBOX_PORT:-18000}"
+BASE_PORT="${NETBOX_PORT:-18000}"
+INSTANCE="${NETBOX_INSTANCE:-1}"
 PG_PORT="${NETBOX_PG_PORT:-15432}"
 REDIS_PORT="${NETBOX_REDIS_PORT:-16379}"
 # gunicorn workers: 2 cores; more workers only add memory and start time (concurrency buys
@@ -40,19 +45,32 @@ ROOT_PACKAGES="python3,python3-venv,python3-dev,gcc,libc6-dev,libpq-dev,ca-certi
 HOST_PACKAGES=(postgresql redis-server debootstrap curl ca-certificates)
 
 ROOT="$STATE/root"              # the trixie root
-NB_DIR=/opt/netbox              # NETBOX_ROOT inside the root (holds conf/configuration.py)
-VENV="$NB_DIR/venv"             # inside the root
+NB_BASE=/opt/netbox             # instance 1's NETBOX_ROOT inside the root; holds the venv
+VENV="$NB_BASE/venv"            # inside the root, shared by every instance
 PG_DATA="$STATE/pg/data"
 PG_SOCK="$STATE/pg/run"
 PG_LOG="$STATE/pg/postgresql.log"
 REDIS_DIR="$STATE/redis"
 LOG_DIR="$STATE/log"
 SECRETS="$STATE/secrets"
-GUNICORN_PID="$ROOT$NB_DIR/run/gunicorn.pid"
-GUNICORN_LOG="$LOG_DIR/gunicorn.log"
-DB=netbox
 DB_TEMPLATE=netbox_template
 DB_USER=netbox
+# Per instance: NETBOX_ROOT inside the root (conf/configuration.py, run/gunicorn.pid), database,
+# gunicorn port and log, Redis database indexes (tasks, caching).
+case "$INSTANCE" in [1-8]) ;; *)
+    printf '[netbox.sh] ERROR: NETBOX_INSTANCE must be 1-8 (got %s)\n' "$INSTANCE" >&2
+    exit 1
+    ;;
+esac
+if [ "$INSTANCE" = 1 ]; then
+    NB_DIR="$NB_BASE" DB=netbox GUNICORN_LOG="$LOG_DIR/gunicorn.log"
+else
+    NB_DIR="$NB_BASE-$INSTANCE" DB="netbox_$INSTANCE" GUNICORN_LOG="$LOG_DIR/gunicorn-$INSTANCE.log"
+fi
+PORT=$((BASE_PORT + INSTANCE - 1))
+REDIS_DB_TASKS=$((2 * INSTANCE - 2))
+REDIS_DB_CACHE=$((2 * INSTANCE - 1))
+GUNICORN_PID="$ROOT$NB_DIR/run/gunicorn.pid"
 URL="http://127.0.0.1:$PORT"
 
 # ---- output ------------------------------------------------------------------------------
@@ -324,7 +342,7 @@ root_ca_certs() {
     fi
 }
 
-venv_ok() { [ -f "$ROOT$NB_DIR/.pip-ok-$NETBOX_VERSION" ] && [ -x "$ROOT$VENV/bin/netbox" ]; }
+venv_ok() { [ -f "$ROOT$NB_BASE/.pip-ok-$NETBOX_VERSION" ] && [ -x "$ROOT$VENV/bin/netbox" ]; }
 
 install_netbox() {
     if venv_ok; then
@@ -335,7 +353,7 @@ install_netbox() {
     root_ca_certs
     v="$(in_root python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     say "   root Python $v; creating venv $VENV"
-    mkdir -p "$ROOT$NB_DIR"
+    mkdir -p "$ROOT$NB_BASE"
     [ -x "$ROOT$VENV/bin/pip" ] || in_root python3 -m venv "$VENV" || die "python3 -m venv failed in the root"
     say "   pip install netbox==$NETBOX_VERSION (builds psycopg[c]; log $log)"
     if ! in_root timeout "$PIP_TIMEOUT_S" "$VENV/bin/pip" install --timeout 60 --retries 3 "netbox==$NETBOX_VERSION" >"$log" 2>&1; then
@@ -346,7 +364,7 @@ install_netbox() {
         die "pip install netbox==$NETBOX_VERSION failed or timed out after ${PIP_TIMEOUT_S} s (see $log)"
     fi
     [ "$(in_root "$VENV/bin/netbox" version)" = "$NETBOX_VERSION" ] || die "installed netbox is not $NETBOX_VERSION"
-    touch "$ROOT$NB_DIR/.pip-ok-$NETBOX_VERSION"
+    touch "$ROOT$NB_BASE/.pip-ok-$NETBOX_VERSION"
 }
 
 # ---- secrets and configuration -----------------------------------------------------------
@@ -391,8 +409,8 @@ DATABASES = {
     }
 }
 REDIS = {
-    'tasks': {'HOST': '127.0.0.1', 'PORT': $REDIS_PORT, 'USERNAME': '', 'PASSWORD': '', 'DATABASE': 0, 'SSL': False},
-    'caching': {'HOST': '127.0.0.1', 'PORT': $REDIS_PORT, 'USERNAME': '', 'PASSWORD': '', 'DATABASE': 1, 'SSL': False},
+    'tasks': {'HOST': '127.0.0.1', 'PORT': $REDIS_PORT, 'USERNAME': '', 'PASSWORD': '', 'DATABASE': $REDIS_DB_TASKS, 'SSL': False},
+    'caching': {'HOST': '127.0.0.1', 'PORT': $REDIS_PORT, 'USERNAME': '', 'PASSWORD': '', 'DATABASE': $REDIS_DB_CACHE, 'SSL': False},
 }
 SECRET_KEY = '$(secret SECRET_KEY)'
 API_TOKEN_PEPPERS = {1: '$(secret TOKEN_PEPPER)'}
@@ -448,10 +466,30 @@ print('NETBOX_TOKEN_RO=nbt_%s.%s' % (ro.key, ro.token))
     [ "$(wc -l <"$TOKENS.new")" = 3 ] || { rm -f "$TOKENS.new"; die "'netbox shell' did not print the three tokens"; }
     chmod 600 "$TOKENS.new"
     mv -f "$TOKENS.new" "$TOKENS"
-    # New tokens make any existing template stale.
-    if db_exists "$DB_TEMPLATE"; then
-        psql_admin -c "DROP DATABASE $DB_TEMPLATE"
+    # New tokens make any existing template stale, and the further instances' copies of it.
+    local d
+    for d in $DB_TEMPLATE $(extra_dbs); do
+        psql_admin -c "DROP DATABASE IF EXISTS $d WITH (FORCE)"
+    done
+}
+
+# The databases of instances 2-8 (netbox_2 ...).
+extra_dbs() { psql_admin -tAc "SELECT datname FROM pg_database WHERE datname ~ '^netbox_[2-8]\$'"; }
+
+# Instance N >= 2: its database, copied from the template when missing.
+make_instance_db() {
+    if db_exists "$DB"; then
+        say "   database $DB present"
+        return 0
     fi
+    say "   creating database $DB from $DB_TEMPLATE"
+    psql_admin -c "CREATE DATABASE $DB TEMPLATE $DB_TEMPLATE OWNER $DB_USER"
+}
+
+# Flushes this instance's two Redis databases (other instances' stay).
+redis_flush() {
+    redis_cli -n "$REDIS_DB_TASKS" flushdb >/dev/null
+    redis_cli -n "$REDIS_DB_CACHE" flushdb >/dev/null
 }
 
 make_template() {
@@ -547,6 +585,10 @@ gunicorn_stop() {
 cmd_up() {
     local t0
     t0=$(now)
+    if [ "$INSTANCE" != 1 ]; then
+        cmd_up_extra
+        return
+    fi
     mkdir -p "$STATE" "$LOG_DIR"
     chmod 755 "$STATE"
     say "state directory $STATE; NetBox $NETBOX_VERSION on $URL"
@@ -564,7 +606,39 @@ cmd_up() {
     say "up in $(($(now) - t0)) s; '$SELF env' prints the URL and tokens"
 }
 
+# Instance N >= 2 on instance 1's install: a copy of the template database and its own gunicorn
+# (~20-35 s, Django's start); PostgreSQL and Redis are instance 1's.
+cmd_up_extra() {
+    local t0
+    t0=$(now)
+    say "state directory $STATE; instance $INSTANCE (database $DB) on $URL"
+    { root_ok && venv_ok && [ -s "$TOKENS" ]; } ||
+        die "instance $INSTANCE uses instance 1's install, which is missing; run '$SELF up' without NETBOX_INSTANCE first"
+    step "PostgreSQL" pg_start
+    step "Redis" redis_start
+    db_exists "$DB_TEMPLATE" || die "template database $DB_TEMPLATE missing; run '$SELF up' without NETBOX_INSTANCE first"
+    step "configuration" write_config
+    step "database $DB" make_instance_db
+    step "gunicorn" gunicorn_start
+    say "instance $INSTANCE up in $(($(now) - t0)) s; 'NETBOX_INSTANCE=$INSTANCE $SELF env' prints the URL and tokens"
+}
+
+# The further instances that have a NETBOX_ROOT in the root (2 3 ...).
+extra_instances() {
+    local d
+    for d in "$ROOT$NB_BASE"-[2-8]; do [ -d "$d" ] && printf '%s\n' "${d##*-}"; done
+    return 0
+}
+
 cmd_down() {
+    if [ "$INSTANCE" != 1 ]; then
+        # PostgreSQL and Redis are instance 1's: only this instance's gunicorn stops.
+        gunicorn_stop
+        say "instance $INSTANCE down (its database is kept)"
+        return
+    fi
+    local n
+    for n in $(extra_instances); do NETBOX_INSTANCE="$n" bash "$SELF" down; done
     gunicorn_stop
     if [ -f "$PG_DATA/PG_VERSION" ]; then pg_stop; fi
     if command -v redis-cli >/dev/null; then redis_stop; fi
@@ -584,10 +658,10 @@ cmd_reset() {
     # CONN_HEALTH_CHECKS makes workers reconnect after DROP ... WITH (FORCE) cut them off.
     # Restarting costs 17 s to minutes (Django start on busy cores); NETBOX_RESET_RESTART=1 does it.
     if [ "${NETBOX_RESET_RESTART:-0}" = 1 ]; then gunicorn_stop; fi
-    say "   recreating $DB from $DB_TEMPLATE and flushing Redis"
+    say "   recreating $DB from $DB_TEMPLATE and flushing its Redis databases"
     psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
     psql_admin -c "CREATE DATABASE $DB TEMPLATE $DB_TEMPLATE OWNER $DB_USER"
-    redis_cli flushall >/dev/null
+    redis_flush
     gunicorn_start
     say "reset to an empty NetBox in $(($(now) - t0)) s (tokens unchanged)"
 }
@@ -596,11 +670,14 @@ cmd_env() {
     [ -s "$TOKENS" ] || die "no tokens in $STATE; run '$SELF up' first"
     echo "NETBOX_URL=$URL"
     cat "$TOKENS"
+    # The tests' `netbox.sh reset` must reset this instance's database, not instance 1's.
+    if [ "$INSTANCE" != 1 ]; then echo "NETBOX_INSTANCE=$INSTANCE"; fi
 }
 
 cmd_status() {
     local pid rc=0
     echo "state directory: $STATE ($(du -sh --one-file-system "$STATE" 2>/dev/null | cut -f1 || echo '?'))"
+    echo "instance:        $INSTANCE (database $DB, Redis databases $REDIS_DB_TASKS and $REDIS_DB_CACHE)"
     if root_ok; then echo "trixie root:     installed ($ROOT)"; else echo "trixie root:     missing"; rc=1; fi
     if venv_ok; then echo "netbox wheel:    $NETBOX_VERSION installed"; else echo "netbox wheel:    missing"; rc=1; fi
     if [ -f "$STATE/.migrated-$NETBOX_VERSION" ]; then echo "migrations:      applied"; else echo "migrations:      not applied"; rc=1; fi
@@ -608,6 +685,7 @@ cmd_status() {
     if [ -f "$PG_DATA/PG_VERSION" ] && pg_running; then
         echo "PostgreSQL:      running on 127.0.0.1:$PG_PORT (data $PG_DATA)"
         if db_exists "$DB_TEMPLATE"; then echo "template db:     $DB_TEMPLATE present"; else echo "template db:     missing"; fi
+        if db_exists "$DB"; then echo "database:        $DB present"; else echo "database:        $DB missing"; rc=1; fi
     else
         echo "PostgreSQL:      stopped"
         rc=1
@@ -623,6 +701,7 @@ cmd_status() {
 }
 
 cmd_purge() {
+    [ "$INSTANCE" = 1 ] || die "purge deletes the whole install (every instance); run it without NETBOX_INSTANCE"
     cmd_down
     umount_under "$STATE"
     say "removing $STATE"
@@ -630,7 +709,7 @@ cmd_purge() {
 }
 
 usage() {
-    sed -n '2,10p' "$SELF" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$SELF" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
