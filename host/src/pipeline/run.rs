@@ -741,38 +741,44 @@ struct Prepared {
 }
 
 impl ModuleRules<'_> {
-    /// A batch's memo keys and hits, and the inputs of the rest; releases each config the rules
-    /// will not be asked about again.
-    fn prepare(&mut self, chunk: &[RulesItem<'_>]) -> Prepared {
-        // Per item: its memo key, and the memo's answer (a hit) or `None` (asked below).
-        let keys: Vec<Option<VmKey>> = match self.memo.as_deref() {
-            Some(memo) => {
-                let children: Vec<Option<JsonText>> = chunk
-                    .iter()
-                    .map(|item| children_of(self.children, item.current))
-                    .collect();
-                let inputs: Vec<KeyInput<'_>> = chunk
-                    .iter()
-                    .zip(&children)
-                    .map(|(item, children)| {
-                        let read = &self.guests[item.guest];
-                        let identity = (read.cluster_id, read.guest.vmid);
-                        // Keyed by everything the module gets, its network view and
-                        // children included.
-                        (
-                            identity,
-                            &read.guest,
-                            read.config_packed(),
-                            item.current,
-                            read.network(),
-                            children.as_ref(),
-                        )
-                    })
-                    .collect();
-                memo.keys(&inputs).into_iter().map(Some).collect()
-            }
-            None => vec![None; chunk.len()],
+    /// The memo keys of a window's batches (`None` without a memo), one batch per thread: a
+    /// key reads ~1 KB of inputs per VM (cache misses, not arithmetic), which is most of a
+    /// memoized rerun's rules step.
+    fn window_keys(&self, window: &[&[RulesItem<'_>]], threads: usize) -> Vec<Vec<Option<VmKey>>> {
+        let Some(memo) = self.memo.as_deref() else {
+            return window.iter().map(|chunk| vec![None; chunk.len()]).collect();
         };
+        let (guests, snapshot) = (&*self.guests, self.children);
+        parallel::map_batches(window.to_vec(), threads, |_, chunk| {
+            let children: Vec<Option<JsonText>> = chunk
+                .iter()
+                .map(|item| children_of(snapshot, item.current))
+                .collect();
+            let inputs: Vec<KeyInput<'_>> = chunk
+                .iter()
+                .zip(&children)
+                .map(|(item, children)| {
+                    let read = &guests[item.guest];
+                    let identity = (read.cluster_id, read.guest.vmid);
+                    // Keyed by everything the module gets, its network view and children
+                    // included.
+                    (
+                        identity,
+                        &read.guest,
+                        read.config_packed(),
+                        item.current,
+                        read.network(),
+                        children.as_ref(),
+                    )
+                })
+                .collect();
+            memo.keys(&inputs).into_iter().map(Some).collect()
+        })
+    }
+
+    /// A batch's memo hits (by its `keys`), and the inputs of the rest; releases each config
+    /// the rules will not be asked about again.
+    fn prepare(&mut self, chunk: &[RulesItem<'_>], keys: Vec<Option<VmKey>>) -> Prepared {
         let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
         let mut input: Vec<JsonReconcileInput> = Vec::with_capacity(chunk.len());
         let snapshot = self.children;
@@ -871,9 +877,10 @@ impl ModuleRules<'_> {
 }
 
 impl Rules for ModuleRules<'_> {
-    /// Batches in windows of `threads`: each window's batches are prepared in order (memo keys,
-    /// hits, inputs), asked at once on up to `threads` threads (the path `rules bench` times),
-    /// then merged in order, so the answers, the memo and the plan are those of one thread.
+    /// Batches in windows of `threads`: each window's memo keys are made on the threads, its
+    /// batches prepared in order (hits, inputs), asked at once on up to `threads` threads (the
+    /// path `rules bench` times), then merged in order, so the answers, the memo and the plan
+    /// are those of one thread.
     /// A window holds at most `threads` batches of inputs at once.
     fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
         let started = Instant::now();
@@ -890,8 +897,9 @@ impl Rules for ModuleRules<'_> {
             let first = w * threads;
             let mut pending = Vec::with_capacity(window.len());
             let mut inputs = Vec::with_capacity(window.len());
-            for chunk in window {
-                let p = self.prepare(chunk);
+            let keys = self.window_keys(window, threads);
+            for (chunk, keys) in window.iter().zip(keys) {
+                let p = self.prepare(chunk, keys);
                 pending.push((p.keys, p.answers));
                 inputs.push(p.input);
             }
