@@ -159,6 +159,10 @@ pub enum RulesCommand {
         /// as a rerun finds them (WIT 0.3 inputs; a module before 0.3 ignores them).
         #[arg(long)]
         children: bool,
+        /// Threads the batches run on, both sides [default: the cores available, as the sync
+        /// uses]. `--threads 1` gives the one-thread figures.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32))]
+        threads: Option<u16>,
         #[command(flatten)]
         runtime: RuntimeArgs,
     },
@@ -276,8 +280,19 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
             seed,
             fuel,
             children,
+            threads,
             runtime,
-        } => bench(&file, vms, batch, seed, fuel, children, &runtime),
+        } => {
+            let threads = threads.map_or_else(rules::parallel::threads, usize::from);
+            let workload = BenchWorkload {
+                vms,
+                batch,
+                seed,
+                children,
+                threads,
+            };
+            bench(&file, &workload, fuel, &runtime)
+        }
     }
 }
 
@@ -928,15 +943,28 @@ fn line_diff(expected: &str, actual: &str) -> String {
     out.trim_end().to_string()
 }
 
-fn bench(
-    file: &str,
+/// What `rules bench` runs: how many VMs, in which batches, on how many threads.
+struct BenchWorkload {
     vms: usize,
     batch: usize,
     seed: u64,
-    fuel: bool,
     children: bool,
+    threads: usize,
+}
+
+fn bench(
+    file: &str,
+    w: &BenchWorkload,
+    fuel: bool,
     args: &RuntimeArgs,
 ) -> anyhow::Result<ExitCode> {
+    let &BenchWorkload {
+        vms,
+        batch,
+        seed,
+        children,
+        threads,
+    } = w;
     use rules::bench::{Workload, first_mismatch, run_native, run_wasm};
     let metering = if fuel {
         Metering::Fuel
@@ -953,8 +981,9 @@ fn bench(
     let ctx = rules::fixture::effective_context(&module, &Context::default())?;
 
     // Each side: an untimed warm-up pass, then the timed one, on the same JSON input.
-    let (wasm, wasm_out) = run_wasm(&module, &ctx, &workload)?;
-    let native = (file == DEFAULT_MODULE).then(|| run_native::<NativeDefault>(&ctx, &workload));
+    let (wasm, wasm_out) = run_wasm(&module, &ctx, &workload, threads)?;
+    let native =
+        (file == DEFAULT_MODULE).then(|| run_native::<NativeDefault>(&ctx, &workload, threads));
     let mismatch = native
         .as_ref()
         .and_then(|(_, native_out)| first_mismatch(&wasm_out, native_out));
@@ -967,9 +996,11 @@ fn bench(
         "version": module.info().version,
         "vms": vms,
         "batch": batch,
+        "threads": threads,
         "input": "reconcile on each config as JSON text with its matched record (what the sync sends), both sides",
         "children": children,
         "warm_up": "one untimed pass per side before its timed pass",
+        "times": "total_ms is wall time; cpu_ms the process's CPU time meanwhile (all threads)",
         "load_ms": stats.compile.as_secs_f64() * 1e3,
         "load": match stats.kind { LoadKind::CacheHit => "cache", LoadKind::Compiled => "compiled" },
         "reconcile": if module.fuses_reconcile() { "fused" } else { "three steps" },
@@ -987,8 +1018,9 @@ fn bench(
         // callgrind on the two timed functions, each alone (BENCHMARKS.md).
         "instructions_per_vm": serde_json::Value::Null,
         "instructions_how": "valgrind --tool=callgrind --toggle-collect='*bench::measure_wasm*' \
-            pve2netbox rules bench --vms 10000 (then '*bench::measure_native*'); the 'Collected' \
-            count is one timed pass: divide by --vms",
+            pve2netbox rules bench --vms 10000 --threads 1 (then '*bench::measure_native*'); the \
+            'Collected' count is one timed pass: divide by --vms (one thread: callgrind's \
+            toggle follows the thread that enters the function)",
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some((index, wasm, native)) = mismatch {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use guest_default::model::{
     Context, FieldPolicy, JsonReconcileInput, JsonText, Ownership as RuleOwnership, Reconciled,
-    merge_policies,
+    RuleError, merge_policies,
 };
 
 use crate::clients::http::RequestCounters;
@@ -37,7 +37,7 @@ use crate::pipeline::task_history::{self, TaskTarget, Unrecorded};
 use crate::progress::Progress;
 use crate::rules::memo::{KeyInput, Memo, MemoHeader, VmKey};
 use crate::rules::record::{RecordError, Recorder};
-use crate::rules::{RulesError, RulesModule, RulesRuntime, RuntimeConfig};
+use crate::rules::{BatchOutput, RulesError, RulesModule, RulesRuntime, RuntimeConfig, parallel};
 use crate::safety::lease::{LeaseError, NetboxLease};
 
 /// What a run does.
@@ -353,6 +353,7 @@ async fn run_phases(
             ctx: &ctx,
             guests: &mut read.guests,
             batch,
+            threads: parallel::threads(),
             needs: NeedsInterner::default(),
             memo: memo.as_mut(),
             spent: std::time::Duration::ZERO,
@@ -706,6 +707,8 @@ pub struct ModuleRules<'a> {
     /// config is released once the rules will not be asked about its guest again.
     pub guests: &'a mut [ReadGuest],
     pub batch: usize,
+    /// Batches asked at once (see [`parallel::threads`]); 1 while recording.
+    pub threads: usize,
     pub needs: NeedsInterner,
     /// The no-op memo: answers the VMs whose inputs are those of a stored "no changes", and
     /// learns this run's "no changes" answers.
@@ -729,135 +732,187 @@ fn children_of(
     children?.children_json(current?.id).map(JsonText)
 }
 
-/// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`
-/// in clock ticks (10 ms); `None` where there is no such file.
-fn process_cpu_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The fields after the command (which may hold spaces) start after its closing `)`.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
-    let utime: u64 = fields.nth(11)?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    // The kernel's USER_HZ is 100 on every Linux architecture this runs on.
-    Some((utime + stime) * 10_000_000)
+/// One batch made ready for the module: each item's memo key, the memo's answers (`None`: to be
+/// asked) and the inputs of the items to ask, in order.
+struct Prepared {
+    keys: Vec<Option<VmKey>>,
+    answers: Vec<Option<RulesResult>>,
+    input: Vec<JsonReconcileInput>,
+}
+
+impl ModuleRules<'_> {
+    /// The memo keys of a window's batches (`None` without a memo), one batch per thread: a
+    /// key reads ~1 KB of inputs per VM (cache misses, not arithmetic), which is most of a
+    /// memoized rerun's rules step.
+    fn window_keys(&self, window: &[&[RulesItem<'_>]], threads: usize) -> Vec<Vec<Option<VmKey>>> {
+        let Some(memo) = self.memo.as_deref() else {
+            return window.iter().map(|chunk| vec![None; chunk.len()]).collect();
+        };
+        let (guests, snapshot) = (&*self.guests, self.children);
+        parallel::map_batches(window.to_vec(), threads, |_, chunk| {
+            let children: Vec<Option<JsonText>> = chunk
+                .iter()
+                .map(|item| children_of(snapshot, item.current))
+                .collect();
+            let inputs: Vec<KeyInput<'_>> = chunk
+                .iter()
+                .zip(&children)
+                .map(|(item, children)| {
+                    let read = &guests[item.guest];
+                    let identity = (read.cluster_id, read.guest.vmid);
+                    // Keyed by everything the module gets, its network view and children
+                    // included.
+                    (
+                        identity,
+                        &read.guest,
+                        read.config_packed(),
+                        item.current,
+                        read.network(),
+                        children.as_ref(),
+                    )
+                })
+                .collect();
+            memo.keys(&inputs).into_iter().map(Some).collect()
+        })
+    }
+
+    /// A batch's memo hits (by its `keys`), and the inputs of the rest; releases each config
+    /// the rules will not be asked about again.
+    fn prepare(&mut self, chunk: &[RulesItem<'_>], keys: Vec<Option<VmKey>>) -> Prepared {
+        let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
+        let mut input: Vec<JsonReconcileInput> = Vec::with_capacity(chunk.len());
+        let snapshot = self.children;
+        for (item, key) in chunk.iter().zip(&keys) {
+            let read = &mut self.guests[item.guest];
+            let hit = match (self.memo.as_deref_mut(), key) {
+                (Some(memo), Some(key)) => memo.hit(key),
+                _ => None,
+            };
+            match hit {
+                Some(name) => answers.push(Some(RulesResult::Vm(Answer {
+                    name,
+                    ..Answer::default()
+                }))),
+                None => {
+                    answers.push(None);
+                    let children = children_of(snapshot, item.current);
+                    input.push(read.rules_input_json(item.current.cloned(), children));
+                    if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
+                        r.input(i);
+                    }
+                }
+            }
+            if !item.again {
+                read.release_config();
+            }
+        }
+        Prepared {
+            keys,
+            answers,
+            input,
+        }
+    }
+
+    /// A batch's results in order (memo hits and the module's answers merged) onto `out`; the
+    /// module's "no changes" answers are remembered.
+    fn merge(
+        &mut self,
+        index: usize,
+        keys: Vec<Option<VmKey>>,
+        answers: Vec<Option<RulesResult>>,
+        answer: Result<BatchOutput<Result<Reconciled, RuleError>>, RulesError>,
+        out: &mut Vec<RulesResult>,
+    ) {
+        let asked: Vec<Option<&VmKey>> = keys
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| a.is_none())
+            .map(|(k, _)| k.as_ref())
+            .collect();
+        let results = if asked.is_empty() {
+            Vec::new()
+        } else {
+            if let Some(r) = self.recorder.as_deref_mut() {
+                match &answer {
+                    Ok(out) => r.answered(&out.items),
+                    Err(e) => r.failed(&e.to_string()),
+                }
+            }
+            match answer {
+                Ok(out) => out
+                    .items
+                    .into_iter()
+                    .zip(&asked)
+                    .map(|(answer, key)| {
+                        // Only "no changes" is remembered: not a skip, an error or a
+                        // failed batch, and not an answer that needs objects.
+                        if let (Some(memo), Some(key), Ok(Reconciled::Vm(vm))) =
+                            (self.memo.as_deref_mut(), key, &answer)
+                            && vm.changes.is_empty()
+                            && vm.needs.is_empty()
+                            && vm.children.is_empty()
+                        {
+                            memo.record(key, vm.name.as_deref());
+                        }
+                        let mut result = RulesResult::from(answer);
+                        self.needs.intern(&mut result);
+                        result
+                    })
+                    .collect(),
+                Err(e) => {
+                    // The batch's index is already in the error.
+                    let message = e.to_string();
+                    tracing::error!(batch = index, error = %message, "rules batch failed");
+                    vec![RulesResult::Error(message); asked.len()]
+                }
+            }
+        };
+        let mut results = results.into_iter();
+        out.extend(answers.into_iter().map(|a| {
+            a.or_else(|| results.next()).unwrap_or_else(|| {
+                RulesResult::Error("the rules returned fewer results than asked".into())
+            })
+        }));
+    }
 }
 
 impl Rules for ModuleRules<'_> {
+    /// Batches in windows of `threads`: each window's memo keys are made on the threads, its
+    /// batches prepared in order (hits, inputs), asked at once on up to `threads` threads (the
+    /// path `rules bench` times), then merged in order, so the answers, the memo and the plan
+    /// are those of one thread.
+    /// A window holds at most `threads` batches of inputs at once.
     fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
         let started = Instant::now();
-        let cpu_started = process_cpu_ns();
+        let cpu_started = parallel::process_cpu_ns();
+        // A recording pairs each batch's inputs with its answers as they come: one at a time.
+        let threads = if self.recorder.is_some() {
+            1
+        } else {
+            self.threads.max(1)
+        };
+        let chunks: Vec<&[RulesItem<'_>]> = items.chunks(self.batch.max(1)).collect();
         let mut out = Vec::with_capacity(items.len());
-        for (index, chunk) in items.chunks(self.batch.max(1)).enumerate() {
-            // Per item: its memo key, and the memo's answer (a hit) or `None` (asked below).
-            let keys: Vec<Option<VmKey>> = match self.memo.as_deref() {
-                Some(memo) => {
-                    let children: Vec<Option<JsonText>> = chunk
-                        .iter()
-                        .map(|item| children_of(self.children, item.current))
-                        .collect();
-                    let inputs: Vec<KeyInput<'_>> = chunk
-                        .iter()
-                        .zip(&children)
-                        .map(|(item, children)| {
-                            let read = &self.guests[item.guest];
-                            let identity = (read.cluster_id, read.guest.vmid);
-                            // Keyed by everything the module gets, its network view and
-                            // children included.
-                            (
-                                identity,
-                                &read.guest,
-                                read.config_packed(),
-                                item.current,
-                                read.network(),
-                                children.as_ref(),
-                            )
-                        })
-                        .collect();
-                    memo.keys(&inputs).into_iter().map(Some).collect()
-                }
-                None => vec![None; chunk.len()],
-            };
-            let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
-            let mut input: Vec<JsonReconcileInput> = Vec::with_capacity(chunk.len());
-            let snapshot = self.children;
-            for (item, key) in chunk.iter().zip(&keys) {
-                let read = &mut self.guests[item.guest];
-                let hit = match (self.memo.as_deref_mut(), key) {
-                    (Some(memo), Some(key)) => memo.hit(key),
-                    _ => None,
-                };
-                match hit {
-                    Some(name) => answers.push(Some(RulesResult::Vm(Answer {
-                        name,
-                        ..Answer::default()
-                    }))),
-                    None => {
-                        answers.push(None);
-                        let children = children_of(snapshot, item.current);
-                        input.push(read.rules_input_json(item.current.cloned(), children));
-                        if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
-                            r.input(i);
-                        }
-                    }
-                }
-                if !item.again {
-                    read.release_config();
-                }
+        for (w, window) in chunks.chunks(threads).enumerate() {
+            let first = w * threads;
+            let mut pending = Vec::with_capacity(window.len());
+            let mut inputs = Vec::with_capacity(window.len());
+            let keys = self.window_keys(window, threads);
+            for (chunk, keys) in window.iter().zip(keys) {
+                let p = self.prepare(chunk, keys);
+                pending.push((p.keys, p.answers));
+                inputs.push(p.input);
             }
-            let asked: Vec<Option<&VmKey>> = keys
-                .iter()
-                .zip(&answers)
-                .filter(|(_, a)| a.is_none())
-                .map(|(k, _)| k.as_ref())
-                .collect();
-            let results = if asked.is_empty() {
-                Vec::new()
-            } else {
-                let answer = self.module.reconcile_json(self.ctx, input);
-                if let Some(r) = self.recorder.as_deref_mut() {
-                    match &answer {
-                        Ok(out) => r.answered(&out.items),
-                        Err(e) => r.failed(&e.to_string()),
-                    }
-                }
-                match answer {
-                    Ok(out) => out
-                        .items
-                        .into_iter()
-                        .zip(&asked)
-                        .map(|(answer, key)| {
-                            // Only "no changes" is remembered: not a skip, an error or a
-                            // failed batch, and not an answer that needs objects.
-                            if let (Some(memo), Some(key), Ok(Reconciled::Vm(vm))) =
-                                (self.memo.as_deref_mut(), key, &answer)
-                                && vm.changes.is_empty()
-                                && vm.needs.is_empty()
-                                && vm.children.is_empty()
-                            {
-                                memo.record(key, vm.name.as_deref());
-                            }
-                            let mut result = RulesResult::from(answer);
-                            self.needs.intern(&mut result);
-                            result
-                        })
-                        .collect(),
-                    Err(e) => {
-                        let message = format!("{}", e.in_batch(index));
-                        tracing::error!(batch = index, error = %message, "rules batch failed");
-                        vec![RulesResult::Error(message); asked.len()]
-                    }
-                }
-            };
-            let mut results = results.into_iter();
-            out.extend(answers.into_iter().map(|a| {
-                a.or_else(|| results.next()).unwrap_or_else(|| {
-                    RulesResult::Error("the rules returned fewer results than asked".into())
-                })
-            }));
+            // A batch the memo answered whole is not called.
+            let answers = self
+                .module
+                .reconcile_json_batches(self.ctx, inputs, first, threads);
+            for (j, ((keys, hits), answer)) in pending.into_iter().zip(answers).enumerate() {
+                self.merge(first + j, keys, hits, answer, &mut out);
+            }
         }
         self.spent += started.elapsed();
-        if let (Some(a), Some(b)) = (cpu_started, process_cpu_ns()) {
+        if let (Some(a), Some(b)) = (cpu_started, parallel::process_cpu_ns()) {
             self.spent_cpu += std::time::Duration::from_nanos(b.saturating_sub(a));
         }
         out

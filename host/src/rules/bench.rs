@@ -22,22 +22,44 @@ use guest_default::model::{
 };
 use serde::Serialize;
 
-use super::{RulesError, RulesModule};
+use super::{RulesError, RulesModule, parallel};
 
 /// Milliseconds of the run: the `reconcile` calls, which are the whole of it.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct PhaseTimes {
     pub reconcile_ms: f64,
+    /// Wall time.
     pub total_ms: f64,
+    /// CPU time of the process meanwhile (all threads; 10 ms resolution), where the OS tells
+    /// it: on a loaded machine wall time counts other processes too, and with several threads
+    /// it is less than the CPU time spent.
+    pub cpu_ms: Option<f64>,
+    /// Threads the batches ran on (as the sync runs them: see [`parallel::threads`]).
+    pub threads: usize,
 }
 
 impl PhaseTimes {
-    fn of(ms: f64) -> Self {
+    fn of(ms: f64, cpu_ms: Option<f64>, threads: usize) -> Self {
         PhaseTimes {
             reconcile_ms: ms,
             total_ms: ms,
+            cpu_ms,
+            threads,
         }
     }
+}
+
+/// Wall and CPU time of `f`, in milliseconds.
+fn timed<T>(f: impl FnOnce() -> T) -> (f64, Option<f64>, T) {
+    let cpu = parallel::process_cpu_ns();
+    let t = Instant::now();
+    let out = f();
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let cpu_ms = match (cpu, parallel::process_cpu_ns()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
+        _ => None,
+    };
+    (ms, cpu_ms, out)
 }
 
 /// What one run produced, summed.
@@ -132,21 +154,22 @@ impl Workload {
     }
 }
 
-/// Runs the workload through a component as the sync does: one untimed warm-up pass, then the
-/// timed pass. Returns the timed pass and its answers.
+/// Runs the workload through a component as the sync does (its batches on `threads` threads):
+/// one untimed warm-up pass, then the timed pass. Returns the timed pass and its answers.
 pub fn run_wasm(
     module: &RulesModule,
     ctx: &Context,
     w: &Workload,
+    threads: usize,
 ) -> Result<(Pass, Outputs), RulesError> {
-    pass_wasm(module, ctx, w.batches.clone())?;
-    let (ms, fuel, outputs) = measure_wasm(module, ctx, w.batches.clone())?;
+    pass_wasm(module, ctx, w.batches.clone(), threads)?;
+    let (ms, cpu_ms, (fuel, outputs)) = measure_wasm(module, ctx, w.batches.clone(), threads)?;
     // Counted outside the timed region, as the native pass's results are.
     let mut tally = Tally::default();
     outputs.iter().for_each(|o| tally.add(o));
     Ok((
         Pass {
-            times: PhaseTimes::of(ms),
+            times: PhaseTimes::of(ms, cpu_ms, threads),
             fuel,
             tally,
         },
@@ -154,47 +177,51 @@ pub fn run_wasm(
     ))
 }
 
-/// The timed pass through the component: (ms, fuel, answers). Not inlined, and not what the
-/// warm-up calls, so callgrind's `--toggle-collect` counts this pass alone.
+/// What a timed pass through the component gives: wall ms, CPU ms, then fuel and answers.
+pub type WasmPass = (f64, Option<f64>, (u64, Outputs));
+
+/// The timed pass through the component. Not inlined, and not what the warm-up calls, so
+/// callgrind's `--toggle-collect` counts this pass alone (every thread's instructions).
 #[inline(never)]
 pub fn measure_wasm(
     module: &RulesModule,
     ctx: &Context,
     inputs: Vec<Vec<JsonReconcileInput>>,
-) -> Result<(f64, u64, Outputs), RulesError> {
-    pass_wasm(module, ctx, inputs)
+    threads: usize,
+) -> Result<WasmPass, RulesError> {
+    pass_wasm(module, ctx, inputs, threads)
 }
 
-/// One pass through the component: (ms, fuel, answers).
+/// One pass through the component, its batches through
+/// [`RulesModule::reconcile_json_batches`] as the sync's: the first failed batch fails it.
 #[inline(never)]
 fn pass_wasm(
     module: &RulesModule,
     ctx: &Context,
     inputs: Vec<Vec<JsonReconcileInput>>,
-) -> Result<(f64, u64, Outputs), RulesError> {
+    threads: usize,
+) -> Result<WasmPass, RulesError> {
+    let (ms, cpu_ms, results) = timed(|| module.reconcile_json_batches(ctx, inputs, 0, threads));
     let mut fuel = 0;
-    let mut outputs = Vec::with_capacity(inputs.len());
-    let t = Instant::now();
-    for (i, batch) in inputs.into_iter().enumerate() {
-        let out = module
-            .reconcile_json(ctx, batch)
-            .map_err(|e| e.in_batch(i))?;
+    let mut outputs = Vec::with_capacity(results.len());
+    for out in results {
+        let out = out?;
         fuel += out.fuel;
         outputs.push(out.items);
     }
-    Ok((t.elapsed().as_secs_f64() * 1e3, fuel, outputs))
+    Ok((ms, cpu_ms, (fuel, outputs)))
 }
 
-/// Runs the workload through a rule set compiled natively, on the same JSON input, warmed the
-/// same way as [`run_wasm`].
-pub fn run_native<R: RuleSet>(ctx: &Context, w: &Workload) -> (Pass, Outputs) {
-    pass_native::<R>(ctx, w.batches.clone());
-    let (ms, outputs) = measure_native::<R>(ctx, w.batches.clone());
+/// Runs the workload through a rule set compiled natively, on the same JSON input and the same
+/// threads, warmed the same way as [`run_wasm`].
+pub fn run_native<R: RuleSet>(ctx: &Context, w: &Workload, threads: usize) -> (Pass, Outputs) {
+    pass_native::<R>(ctx, w.batches.clone(), threads);
+    let (ms, cpu_ms, outputs) = measure_native::<R>(ctx, w.batches.clone(), threads);
     let mut tally = Tally::default();
     outputs.iter().for_each(|o| tally.add(o));
     (
         Pass {
-            times: PhaseTimes::of(ms),
+            times: PhaseTimes::of(ms, cpu_ms, threads),
             fuel: 0,
             tally,
         },
@@ -202,25 +229,25 @@ pub fn run_native<R: RuleSet>(ctx: &Context, w: &Workload) -> (Pass, Outputs) {
     )
 }
 
-/// The timed native pass: (ms, answers). Not inlined, and not what the warm-up calls, so
-/// profilers can measure it alone.
+/// The timed native pass: (wall ms, CPU ms, answers). Not inlined, and not what the warm-up
+/// calls, so profilers can measure it alone.
 #[inline(never)]
 pub fn measure_native<R: RuleSet>(
     ctx: &Context,
     inputs: Vec<Vec<JsonReconcileInput>>,
-) -> (f64, Outputs) {
-    pass_native::<R>(ctx, inputs)
+    threads: usize,
+) -> (f64, Option<f64>, Outputs) {
+    pass_native::<R>(ctx, inputs, threads)
 }
 
-/// One native pass: (ms, answers).
+/// One native pass, its batches spread over threads by the same [`parallel::map_batches`].
 #[inline(never)]
-fn pass_native<R: RuleSet>(ctx: &Context, inputs: Vec<Vec<JsonReconcileInput>>) -> (f64, Outputs) {
-    let mut outputs = Vec::with_capacity(inputs.len());
-    let t = Instant::now();
-    for batch in inputs {
-        outputs.push(R::reconcile_json(ctx, batch));
-    }
-    (t.elapsed().as_secs_f64() * 1e3, outputs)
+fn pass_native<R: RuleSet>(
+    ctx: &Context,
+    inputs: Vec<Vec<JsonReconcileInput>>,
+    threads: usize,
+) -> (f64, Option<f64>, Outputs) {
+    timed(|| parallel::map_batches(inputs, threads, |_, batch| R::reconcile_json(ctx, batch)))
 }
 
 /// The first VM whose answers differ: (its index in the workload, the WASM answer, the native
@@ -425,7 +452,7 @@ mod tests {
             policies: DefaultRules::default_policies(),
             ..Context::default()
         };
-        let (_, outputs) = run_native::<DefaultRules>(&ctx, &w);
+        let (_, outputs) = run_native::<DefaultRules>(&ctx, &w, 2);
         for (i, (r, exists)) in outputs.iter().flatten().zip(exists).enumerate() {
             let Ok(Reconciled::Vm(v)) = r else {
                 panic!("VM {i}: {r:?}")

@@ -45,7 +45,8 @@ pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
 pub const DEFAULT_TABLE_ELEMENTS: usize = 100_000;
 
 /// Component instances a runtime's pool holds at once, i.e. concurrent calls. Why: the sync calls
-/// the rules from one thread; 32 leaves room for parallel callers of a shared `RulesModule` while
+/// the rules on one thread per core (`parallel::threads`, capped at this); 32 leaves room for
+/// machines with more cores and for parallel callers of a shared `RulesModule` while
 /// each memory slot reserves only address space (~4 GiB, for bounds-check-free code), not memory.
 pub const POOL_INSTANCES: u32 = 32;
 

@@ -16,7 +16,8 @@
 //! world `site-rules`, for modules in languages that cannot link them), `v0_2_0` (bindings of WIT 0.2.0, through which 0.1
 //! modules are called too), `v0_1_0` (the host side of 0.1's `types` import), `convert` (model
 //! <-> each version's bindings), `fixture` (running `rules test` fixtures), `generate` and
-//! `bench` (the `rules bench` workload), `record` (a run's rules input and answers as fixtures:
+//! `bench` (the `rules bench` workload), `parallel` (batches on several threads, for the sync and
+//! the bench alike), `record` (a run's rules input and answers as fixtures:
 //! `--record`), `replay` (`rules replay` and `rules diff`) and `update` (`rules test --update`).
 //!
 //! The loader reads the WIT version a module exports and picks its bindings ([`Exports`]).
@@ -36,6 +37,7 @@ pub mod generate;
 mod limits;
 mod loader;
 pub mod memo;
+pub mod parallel;
 pub mod record;
 pub mod replay;
 mod store;
@@ -843,6 +845,31 @@ impl RulesModule {
                     .collect(),
                 fuel,
             })
+        })
+    }
+
+    /// [`Self::reconcile_json`] for several batches at once, on up to `threads` threads (see
+    /// [`parallel`]): one result per batch, in order, each batch with its own store, deadline and
+    /// error (a batch's error names its index in `batches`, plus `first_index`). An empty batch
+    /// is answered empty without a call (the memo may have answered all of a batch).
+    pub fn reconcile_json_batches(
+        &self,
+        ctx: &Context,
+        batches: Vec<Vec<JsonReconcileInput>>,
+        first_index: usize,
+        threads: usize,
+    ) -> Vec<Result<BatchOutput<Result<Reconciled, RuleError>>, RulesError>> {
+        // Only the batches with a call take a thread.
+        let threads = threads.min(batches.iter().filter(|b| !b.is_empty()).count());
+        parallel::map_batches(batches, threads, |i, batch| {
+            if batch.is_empty() {
+                return Ok(BatchOutput {
+                    items: Vec::new(),
+                    fuel: 0,
+                });
+            }
+            self.reconcile_json(ctx, batch)
+                .map_err(|e| e.in_batch(first_index + i))
         })
     }
 

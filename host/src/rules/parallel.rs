@@ -1,0 +1,157 @@
+//! Batches on several threads: the sync's rules calls and `rules bench` (both sides) run their
+//! batches through [`map_batches`], so the bench times the path the sync takes.
+//!
+//! Each batch call already has its own store and instance (see the runtime), so calls share
+//! nothing but the engine, the compiled component and the instance pool: running them at once
+//! changes no answer. Results come back in input order whatever order the batches finish in, so
+//! a plan is the same at any thread count; each batch keeps its own deadline (the epoch deadline
+//! is set per store when its call starts) and its own error.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::limits::POOL_INSTANCES;
+
+/// Threads the rules use: one per core the OS gives this process, at most the instance pool's
+/// size (each running call holds one instance). Why not more: calls are CPU-bound, so threads
+/// beyond the cores only add switching.
+pub fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(POOL_INSTANCES as usize)
+        .max(1)
+}
+
+/// `f(index, input)` for every input, on up to `threads` threads (the calling one included);
+/// the outputs in input order. Workers take the next batch as they finish one, so a slow batch
+/// does not hold the others back. One thread, or one input, runs on the caller's thread alone.
+/// A panic in `f` propagates to the caller once every worker has stopped.
+pub fn map_batches<I, O, F>(inputs: Vec<I>, threads: usize, f: F) -> Vec<O>
+where
+    I: Send,
+    O: Send,
+    F: Fn(usize, I) -> O + Sync,
+{
+    let n = inputs.len();
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| f(i, x))
+            .collect();
+    }
+    // Each slot is taken exactly once (the counter hands out each index once); the mutexes are
+    // never contended and only make the hand-over safe.
+    let slots: Vec<Mutex<Option<I>>> = inputs.into_iter().map(|x| Mutex::new(Some(x))).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = slots.get(i) else {
+                return done;
+            };
+            let input = slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .expect("each batch is taken once");
+            done.push((i, f(i, input)));
+        }
+    };
+    let mut outputs: Vec<Option<O>> = std::iter::repeat_with(|| None).take(n).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (1..threads)
+            .map(|_| {
+                std::thread::Builder::new()
+                    .name("rules-batch".into())
+                    .spawn_scoped(s, work)
+            })
+            .collect();
+        let mut place = |done: Vec<(usize, O)>| {
+            for (i, o) in done {
+                outputs[i] = Some(o);
+            }
+        };
+        place(work());
+        for w in workers {
+            match w {
+                Ok(handle) => match handle.join() {
+                    Ok(done) => place(done),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                // A thread that cannot start takes no batch: the others (the caller's included)
+                // take them all.
+                Err(e) => tracing::debug!(error = %e, "cannot start a rules thread"),
+            }
+        }
+    });
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every batch was run"))
+        .collect()
+}
+
+/// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`
+/// in clock ticks (10 ms); `None` where there is no such file. With several threads, CPU time
+/// and wall time differ: a report gives both.
+pub fn process_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command (which may hold spaces) start after its closing `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux architecture this runs on.
+    Some((utime + stime) * 10_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outputs stay in input order at any thread count, even when later batches finish first.
+    #[test]
+    fn outputs_keep_input_order_whatever_finishes_first() {
+        let inputs: Vec<u64> = (0..40).collect();
+        for threads in [1, 2, 3, 8] {
+            let out = map_batches(inputs.clone(), threads, |i, x| {
+                // Early batches are the slowest.
+                std::thread::sleep(std::time::Duration::from_micros((40 - x) * 50));
+                (i, x * 10)
+            });
+            let want: Vec<(usize, u64)> = (0..40).map(|x| (x as usize, x * 10)).collect();
+            assert_eq!(out, want, "at {threads} threads");
+        }
+    }
+
+    /// Several threads really run at once when asked (each batch waits for another to start).
+    #[test]
+    fn batches_run_at_once_on_several_threads() {
+        let started = AtomicUsize::new(0);
+        let out = map_batches(vec![(), ()], 2, |i, ()| {
+            started.fetch_add(1, Ordering::SeqCst);
+            let t = std::time::Instant::now();
+            while started.load(Ordering::SeqCst) < 2 {
+                assert!(t.elapsed().as_secs() < 10, "the other batch never started");
+                std::thread::yield_now();
+            }
+            i
+        });
+        assert_eq!(out, vec![0, 1]);
+    }
+
+    #[test]
+    fn no_input_gives_no_output() {
+        let out: Vec<u8> = map_batches(Vec::<u8>::new(), 4, |_, x| x);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn threads_are_at_least_one_and_at_most_the_pool() {
+        let t = threads();
+        assert!((1..=POOL_INSTANCES as usize).contains(&t));
+    }
+}
