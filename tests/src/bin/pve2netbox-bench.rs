@@ -423,13 +423,7 @@ async fn scale_run(
         "zero-{n}{}",
         if opts.children { "-children" } else { "" }
     ));
-    let bin = Binary::for_sim(exe, &sim, &dir).and_then(|b| {
-        if opts.children {
-            b.with_sync_setting("children = true")
-        } else {
-            Ok(b)
-        }
-    });
+    let bin = Binary::for_sim(exe, &sim, &dir, opts.children);
     let bin = match bin {
         Ok(b) => b,
         Err(e) => {
@@ -832,7 +826,7 @@ async fn bulk_figure(exe: &Path, n: usize, work: &Path) -> anyhow::Result<Figure
     let mut runs = Vec::new();
     for bulk in ["false", "true"] {
         let sim = start_sim(n, Profile::Realistic).await?;
-        let bin = Binary::for_sim(exe, &sim, &work.join(format!("bulk-{bulk}-{n}")))?;
+        let bin = Binary::for_sim(exe, &sim, &work.join(format!("bulk-{bulk}-{n}")), false)?;
         let run = bin.sync(&["--bulk", bulk]).await?;
         let writes = sim.control().counters().netbox_writes();
         progress(&format!(
@@ -867,7 +861,7 @@ async fn concurrency_figure(exe: &Path, n: usize, work: &Path) -> anyhow::Result
     let mut dispatch_at = BTreeMap::new();
     for c in [1usize, 2, 4] {
         let sim = start_sim(n, Profile::Realistic).await?;
-        let bin = Binary::for_sim(exe, &sim, &work.join(format!("concurrency-{c}-{n}")))?;
+        let bin = Binary::for_sim(exe, &sim, &work.join(format!("concurrency-{c}-{n}")), false)?;
         let set = format!("sync.write_concurrency={c}");
         let run = bin
             .sync(&["--task-history", "false", "--set", &set])
@@ -909,7 +903,7 @@ async fn e2e_figures(
 ) {
     let result: anyhow::Result<(Run, Run)> = async {
         let sim = start_sim(n, Profile::Realistic).await?;
-        let bin = Binary::for_sim(exe, &sim, &work.join(format!("e2e-{n}")))?;
+        let bin = Binary::for_sim(exe, &sim, &work.join(format!("e2e-{n}")), false)?;
         let flags = ["--bulk", "true", "--write-window", "100"];
         let first = bin.sync(&flags).await?;
         progress(&format!("  first sync {:.1} s", first.wall.as_secs_f64()));

@@ -72,9 +72,16 @@ impl Binary {
     }
 
     /// The binary pointed at `sim`: writes `dir/pve2netbox.toml` (one `[[proxmox]]` table per
-    /// endpoint, pinned fingerprint, tokens by variable) and keeps the tokens for the child's
-    /// environment.
-    pub fn for_sim(exe: &Path, sim: &SimHandle, dir: &Path) -> anyhow::Result<Self> {
+    /// endpoint, pinned fingerprint, tokens by variable, `sync.children` as given) and keeps the
+    /// tokens for the child's environment. `children` is always written: the VM-only workloads'
+    /// guests are not built to have unique addresses, and their figures compare with earlier
+    /// sessions' only with the VM records alone.
+    pub fn for_sim(
+        exe: &Path,
+        sim: &SimHandle,
+        dir: &Path,
+        children: bool,
+    ) -> anyhow::Result<Self> {
         let mut text = format!(
             "[netbox]\nurl = \"{}\"\ntoken_env = \"{NETBOX_TOKEN_VAR}\"\n",
             sim.netbox_url()
@@ -88,7 +95,9 @@ impl Binary {
             ));
             env.push((var, ep.token.clone()));
         }
-        text.push_str("\n[sync]\nsite = \"bench-dc\"\n");
+        text.push_str(&format!(
+            "\n[sync]\nsite = \"bench-dc\"\nchildren = {children}\n"
+        ));
         // This simulator's own state dir (run lock, no-op memo).
         env.push((
             "PVE2NETBOX_STATE_DIR".to_string(),
@@ -102,20 +111,6 @@ impl Binary {
             config: Some(config),
             env,
         })
-    }
-
-    /// Appends `line` to the config's `[sync]` table (the last one written).
-    pub fn with_sync_setting(self, line: &str) -> anyhow::Result<Self> {
-        let config = self
-            .config
-            .as_ref()
-            .context("a sync setting needs a config (Binary::for_sim)")?;
-        let mut text = std::fs::read_to_string(config)
-            .with_context(|| format!("reading {}", config.display()))?;
-        text.push_str(line);
-        text.push('\n');
-        std::fs::write(config, text).with_context(|| format!("writing {}", config.display()))?;
-        Ok(self)
     }
 
     /// `pve2netbox sync --config … --output json --quiet <extra>`; exit codes 0 and 2 (dry-run
