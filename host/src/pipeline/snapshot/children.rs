@@ -638,10 +638,10 @@ pub fn render_children(rows: &VmRows, read: KindsRead, primaries: Option<&Primar
         })
     }
     let rendered = Rendered {
-        interfaces: list(read.interfaces, &rows.interfaces, InterfaceOut::of),
-        mac_addresses: list(read.mac_addresses, &rows.macs, MacOut::of),
-        ip_addresses: list(read.ip_addresses, &rows.ips, IpOut::of),
-        virtual_disks: list(read.virtual_disks, &rows.disks, DiskOut::of),
+        interfaces: list(read.interfaces, rows.interfaces, InterfaceOut::of),
+        mac_addresses: list(read.mac_addresses, rows.macs, MacOut::of),
+        ip_addresses: list(read.ip_addresses, rows.ips, IpOut::of),
+        virtual_disks: list(read.virtual_disks, rows.disks, DiskOut::of),
         primary_ip4: primary(
             primaries
                 .filter(|_| read.ip_addresses)
