@@ -127,17 +127,24 @@ mod tests {
         }
     }
 
-    /// Several threads really run at once when asked (each batch waits for another to start).
+    /// Several threads really run at once when asked: each batch waits until the other has
+    /// started. Run one after the other, the first would wait for ever; the minute's bound only
+    /// turns that hang into a failure, it measures nothing.
     #[test]
     fn batches_run_at_once_on_several_threads() {
-        let started = AtomicUsize::new(0);
+        let started = (std::sync::Mutex::new(0usize), std::sync::Condvar::new());
         let out = map_batches(vec![(), ()], 2, |i, ()| {
-            started.fetch_add(1, Ordering::SeqCst);
-            let t = std::time::Instant::now();
-            while started.load(Ordering::SeqCst) < 2 {
-                assert!(t.elapsed().as_secs() < 10, "the other batch never started");
-                std::thread::yield_now();
-            }
+            let (count, cv) = &started;
+            let mut n = count.lock().unwrap();
+            *n += 1;
+            cv.notify_all();
+            let (_count, wait) = cv
+                .wait_timeout_while(n, std::time::Duration::from_secs(60), |n| *n < 2)
+                .unwrap();
+            assert!(
+                !wait.timed_out(),
+                "the other batch never started: batches ran one after the other"
+            );
             i
         });
         assert_eq!(out, vec![0, 1]);
