@@ -171,11 +171,16 @@ impl NetboxSim {
         self.store.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The store for writing; invalidates cached listings (even if the writer ends up
+    /// The store for writing; invalidates cached listings and derived filters (even if the writer ends up
     /// changing nothing, which is rare and only costs a recomputation).
     pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
-        let guard = self.store.write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.store.write().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::SeqCst);
+        guard
+            .derived
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         guard
     }
 

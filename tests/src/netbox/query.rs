@@ -7,6 +7,7 @@ use super::store::{CfDef, Row, Store, Val, parse_iso};
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Parameters that are not filters.
 pub(crate) const RESERVED: &[&str] = &[
@@ -50,7 +51,7 @@ enum StrMode {
 }
 
 enum Pred {
-    Ids(HashSet<u32>, bool),
+    Ids(Arc<HashSet<u32>>, bool),
     IdCmp(Op, i64),
     Str {
         fi: usize,
@@ -178,10 +179,14 @@ impl Filter {
                     }
                 }
                 match lookup {
-                    None => preds.push(Pred::Ids(nums.iter().map(|n| *n as u32).collect(), false)),
-                    Some("n") => {
-                        preds.push(Pred::Ids(nums.iter().map(|n| *n as u32).collect(), true))
-                    }
+                    None => preds.push(Pred::Ids(
+                        Arc::new(nums.iter().map(|n| *n as u32).collect()),
+                        false,
+                    )),
+                    Some("n") => preds.push(Pred::Ids(
+                        Arc::new(nums.iter().map(|n| *n as u32).collect()),
+                        true,
+                    )),
                     Some(op @ ("gt" | "gte" | "lt" | "lte")) => {
                         if let Some(n) = nums.first() {
                             preds.push(Pred::IdCmp(parse_op(op), *n));
@@ -563,7 +568,7 @@ fn derived_ids(
     vals: &[&str],
     key: &str,
     errs: &mut Map<String, Value>,
-) -> Option<HashSet<u32>> {
+) -> Option<Arc<HashSet<u32>>> {
     let target = match (ty, base) {
         (schema::VMINTERFACE, "cluster_id") => schema::CLUSTER,
         (schema::IPADDR | schema::MACADDR, "virtual_machine_id") => schema::VM,
@@ -585,25 +590,34 @@ fn derived_ids(
             ),
         }
     }
-    let ids = st.tables[ty]
-        .rows
-        .iter()
-        .filter(|(_, r)| {
-            let hit = match target {
-                schema::CLUSTER => r
-                    .get(ty, "virtual_machine")
-                    .as_ref_id()
-                    .and_then(|vm| st.row(schema::VM, vm))
-                    .and_then(|vm| vm.get(schema::VM, "cluster").as_ref_id()),
-                schema::VM => st
-                    .assigned_vminterface(ty, r)
-                    .and_then(|i| st.vm_of_interface(i)),
-                _ => st.assigned_vminterface(ty, r),
-            };
-            hit.is_some_and(|h| want.contains(&h))
-        })
-        .map(|(i, _)| *i)
-        .collect();
+    let key = (ty, target, want);
+    let mut cache = st.derived.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(ids) = cache.get(&key) {
+        return Some(ids.clone());
+    }
+    let want = &key.2;
+    let ids: Arc<HashSet<u32>> = Arc::new(
+        st.tables[ty]
+            .rows
+            .iter()
+            .filter(|(_, r)| {
+                let hit = match target {
+                    schema::CLUSTER => r
+                        .get(ty, "virtual_machine")
+                        .as_ref_id()
+                        .and_then(|vm| st.row(schema::VM, vm))
+                        .and_then(|vm| vm.get(schema::VM, "cluster").as_ref_id()),
+                    schema::VM => st
+                        .assigned_vminterface(ty, r)
+                        .and_then(|i| st.vm_of_interface(i)),
+                    _ => st.assigned_vminterface(ty, r),
+                };
+                hit.is_some_and(|h| want.contains(&h))
+            })
+            .map(|(i, _)| *i)
+            .collect(),
+    );
+    cache.insert(key, ids.clone());
     Some(ids)
 }
 
