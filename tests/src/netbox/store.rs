@@ -155,6 +155,9 @@ enum Undo {
     Removed(Ty, u32, Row),
 }
 
+/// Ids selected by a filter through a relation, by (type, related type, wanted ids).
+pub(crate) type DerivedIds = HashMap<(Ty, Ty, Vec<u32>), Arc<HashSet<u32>>>;
+
 /// The whole NetBox state.
 pub(crate) struct Store {
     pub(crate) version: Ver,
@@ -174,7 +177,7 @@ pub(crate) struct Store {
     /// compiles its filter again, and without this every page of an interface or IP listing
     /// filtered by cluster or VM scanned every row of the kind: ~76% of the simulator's time in
     /// a 100k-VM snapshot with children, which made the simulator the bound of the phase.
-    pub(crate) derived: Mutex<HashMap<(Ty, Ty, Vec<u32>), Arc<HashSet<u32>>>>,
+    pub(crate) derived: Mutex<DerivedIds>,
     /// IP addresses by (VRF, host), for `get_duplicates` in O(1) (a scan per write made a
     /// 10k-VM sync with four IPs each quadratic).
     ip_hosts: HashMap<(Option<u32>, IpAddr), BTreeSet<u32>>,
