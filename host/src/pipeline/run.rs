@@ -740,20 +740,44 @@ struct Prepared {
     input: Vec<JsonReconcileInput>,
 }
 
+/// What the window's threads found for one item: its memo key (`None` without a memo), the
+/// memo's answer (`None`: to be asked) and its children text (`None`: not read), rendered
+/// once for both the key and the input.
+#[derive(Default)]
+struct Lookup {
+    key: Option<VmKey>,
+    hit: Option<Option<String>>,
+    children: Option<JsonText>,
+}
+
 impl ModuleRules<'_> {
-    /// The memo keys of a window's batches (`None` without a memo), one batch per thread: a
-    /// key reads ~1 KB of inputs per VM (cache misses, not arithmetic), which is most of a
-    /// memoized rerun's rules step.
-    fn window_keys(&self, window: &[&[RulesItem<'_>]], threads: usize) -> Vec<Vec<Option<VmKey>>> {
-        let Some(memo) = self.memo.as_deref() else {
-            return window.iter().map(|chunk| vec![None; chunk.len()]).collect();
-        };
-        let (guests, snapshot) = (&*self.guests, self.children);
+    /// Each item's [`Lookup`], a window's batches on up to `threads` threads: a key reads ~1 KB
+    /// of inputs per VM (cache misses, not arithmetic), which with the lookups is most of a
+    /// memoized rerun's rules step, and the children texts are most of preparing a first
+    /// sync's inputs.
+    fn window_lookups(&self, window: &[&[RulesItem<'_>]], threads: usize) -> Vec<Vec<Lookup>> {
+        let (memo, snapshot) = (self.memo.as_deref(), self.children);
+        if memo.is_none() && snapshot.is_none() {
+            return window
+                .iter()
+                .map(|chunk| chunk.iter().map(|_| Lookup::default()).collect())
+                .collect();
+        }
+        let guests = &*self.guests;
         parallel::map_batches(window.to_vec(), threads, |_, chunk| {
             let children: Vec<Option<JsonText>> = chunk
                 .iter()
                 .map(|item| children_of(snapshot, item.current))
                 .collect();
+            let Some(memo) = memo else {
+                return children
+                    .into_iter()
+                    .map(|children| Lookup {
+                        children,
+                        ..Lookup::default()
+                    })
+                    .collect();
+            };
             let inputs: Vec<KeyInput<'_>> = chunk
                 .iter()
                 .zip(&children)
@@ -772,35 +796,48 @@ impl ModuleRules<'_> {
                     )
                 })
                 .collect();
-            memo.keys(&inputs).into_iter().map(Some).collect()
+            let keys = memo.keys(&inputs);
+            keys.into_iter()
+                .zip(children)
+                .map(|(key, children)| match memo.hit(&key) {
+                    // A hit's children text served its key only.
+                    Some(hit) => Lookup {
+                        key: Some(key),
+                        hit: Some(hit),
+                        children: None,
+                    },
+                    None => Lookup {
+                        key: Some(key),
+                        hit: None,
+                        children,
+                    },
+                })
+                .collect()
         })
     }
 
-    /// A batch's memo hits (by its `keys`), and the inputs of the rest; releases each config
-    /// the rules will not be asked about again.
-    fn prepare(&mut self, chunk: &[RulesItem<'_>], keys: Vec<Option<VmKey>>) -> Prepared {
+    /// A batch's memo hits and the inputs of the rest (by its `lookups`); releases the config
+    /// of each guest asked for the last time. A hit's config is left to be freed with the
+    /// others after the rules step: a hit's answer is a name, so holding it costs no peak, and
+    /// freeing 100k configs one by one was a large part of a memoized rerun's step.
+    fn prepare(&mut self, chunk: &[RulesItem<'_>], lookups: Vec<Lookup>) -> Prepared {
+        let mut keys = Vec::with_capacity(chunk.len());
         let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
         let mut input: Vec<JsonReconcileInput> = Vec::with_capacity(chunk.len());
-        let snapshot = self.children;
-        for (item, key) in chunk.iter().zip(&keys) {
-            let read = &mut self.guests[item.guest];
-            let hit = match (self.memo.as_deref_mut(), key) {
-                (Some(memo), Some(key)) => memo.hit(key),
-                _ => None,
-            };
-            match hit {
-                Some(name) => answers.push(Some(RulesResult::Vm(Answer {
+        for (item, lookup) in chunk.iter().zip(lookups) {
+            keys.push(lookup.key);
+            if let Some(name) = lookup.hit {
+                answers.push(Some(RulesResult::Vm(Answer {
                     name,
                     ..Answer::default()
-                }))),
-                None => {
-                    answers.push(None);
-                    let children = children_of(snapshot, item.current);
-                    input.push(read.rules_input_json(item.current.cloned(), children));
-                    if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
-                        r.input(i);
-                    }
-                }
+                })));
+                continue;
+            }
+            answers.push(None);
+            let read = &mut self.guests[item.guest];
+            input.push(read.rules_input_json(item.current.cloned(), lookup.children));
+            if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
+                r.input(i);
             }
             if !item.again {
                 read.release_config();
@@ -897,9 +934,9 @@ impl Rules for ModuleRules<'_> {
             let first = w * threads;
             let mut pending = Vec::with_capacity(window.len());
             let mut inputs = Vec::with_capacity(window.len());
-            let keys = self.window_keys(window, threads);
-            for (chunk, keys) in window.iter().zip(keys) {
-                let p = self.prepare(chunk, keys);
+            let lookups = self.window_lookups(window, threads);
+            for (chunk, lookups) in window.iter().zip(lookups) {
+                let p = self.prepare(chunk, lookups);
                 pending.push((p.keys, p.answers));
                 inputs.push(p.input);
             }

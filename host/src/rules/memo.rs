@@ -37,10 +37,11 @@
 //!
 //! Edges: the file system and the model types; `sync` feeds it while batching the rules.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use foldhash::HashMap;
 use guest_default::children::{NetworkSource, NetworkUnknown, UnknownReason};
 use guest_default::model::{Context, Guest, JsonText, NetboxVm, Ownership};
 use reqwest::Url;
@@ -117,15 +118,23 @@ pub struct VmKey {
     pub digest: u128,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct Entry {
     digest: u128,
     /// The desired name of the stored answer.
     name: Option<Box<str>>,
     /// Hit or recorded by this run: saved. Why a flag and not a second map: a memoized rerun
     /// then looks each VM up once, in place (moving 100k entries between maps cost more than
-    /// hashing the VMs).
-    this_run: bool,
+    /// hashing the VMs). Atomic so that lookups run on the threads that make the keys.
+    this_run: AtomicBool,
+}
+
+impl Entry {
+    /// Hit or recorded by this run (every lookup happened before the save: the relaxed load
+    /// sees them, the threads that made them having been joined).
+    fn saved(&self) -> bool {
+        self.this_run.load(Ordering::Relaxed)
+    }
 }
 
 /// The memo of one run: the entries read (looked up), those hit or recorded by this run marked
@@ -139,7 +148,7 @@ pub struct Memo {
     /// The run's part of every key, hashed before each VM's input.
     prefix: Vec<u8>,
     entries: HashMap<VmIdentity, Entry>,
-    hits: u64,
+    hits: AtomicU64,
 }
 
 /// One VM's input to key: identity, guest, packed config (every key and value concatenated,
@@ -196,7 +205,7 @@ impl Memo {
         let (secret, entries) = found.unwrap_or_else(|| {
             let mut secret = Box::new([0u8; SECRET_LEN]);
             rand::fill(&mut secret[..]);
-            (secret, HashMap::new())
+            (secret, HashMap::default())
         });
         let mut prefix = b"pve2netbox-memo-key\0".to_vec();
         prefix.extend_from_slice(&header.context);
@@ -209,7 +218,7 @@ impl Memo {
             secret,
             prefix,
             entries,
-            hits: 0,
+            hits: AtomicU64::new(0),
         }
     }
 
@@ -250,14 +259,15 @@ impl Memo {
     }
 
     /// The stored "no changes" answer's name when `key` matches an entry (a hit, counted and
-    /// carried over to this run's memo).
-    pub fn hit(&mut self, key: &VmKey) -> Option<Option<String>> {
+    /// carried over to this run's memo). Takes `&self`, so the threads that make a window's
+    /// keys look them up too (a memoized rerun's rules step is keys and lookups).
+    pub fn hit(&self, key: &VmKey) -> Option<Option<String>> {
         let entry = self
             .entries
-            .get_mut(&key.identity)
+            .get(&key.identity)
             .filter(|e| e.digest == key.digest)?;
-        entry.this_run = true;
-        self.hits += 1;
+        entry.this_run.store(true, Ordering::Relaxed);
+        self.hits.fetch_add(1, Ordering::Relaxed);
         Some(entry.name.as_deref().map(str::to_owned))
     }
 
@@ -269,24 +279,24 @@ impl Memo {
             Entry {
                 digest: key.digest,
                 name: name.map(Box::from),
-                this_run: true,
+                this_run: AtomicBool::new(true),
             },
         );
     }
 
     /// VMs answered from the memo this run.
     pub fn hits(&self) -> u64 {
-        self.hits
+        self.hits.load(Ordering::Relaxed)
     }
 
     /// Entries this run would save.
     pub fn len(&self) -> usize {
-        self.entries.values().filter(|e| e.this_run).count()
+        self.entries.values().filter(|e| e.saved()).count()
     }
 
     /// Whether this run would save no entry.
     pub fn is_empty(&self) -> bool {
-        !self.entries.values().any(|e| e.this_run)
+        !self.entries.values().any(Entry::saved)
     }
 
     /// Writes this run's entries, atomically: a temporary file in the same directory, synced,
@@ -535,7 +545,7 @@ fn encode(
     secret: &[u8; SECRET_LEN],
     entries: &HashMap<VmIdentity, Entry>,
 ) -> Vec<u8> {
-    let mut sorted: Vec<_> = entries.iter().filter(|(_, e)| e.this_run).collect();
+    let mut sorted: Vec<_> = entries.iter().filter(|(_, e)| e.saved()).collect();
     let mut out = Vec::with_capacity(128 + SECRET_LEN + sorted.len() * 48);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
@@ -591,7 +601,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, &'static str> {
     if count > (r.0.len() / MIN_ENTRY_LEN) as u64 {
         return Err("entry count beyond the file");
     }
-    let mut entries = HashMap::with_capacity(count as usize);
+    let mut entries = HashMap::with_capacity_and_hasher(count as usize, Default::default());
     for _ in 0..count {
         let identity = (r.u64()?, r.u32()?);
         let digest = u128::from_le_bytes(r.array()?);
@@ -600,7 +610,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, &'static str> {
             1 => Some(r.string()?.into_boxed_str()),
             _ => return Err("bad entry"),
         };
-        let this_run = false;
+        let this_run = AtomicBool::new(false);
         entries.insert(
             identity,
             Entry {

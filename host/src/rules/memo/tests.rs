@@ -92,7 +92,7 @@ fn a_changed_agent_answer_or_children_misses() {
     let stored = key(&memo, &agent(answer), Some(&children));
     memo.record(&stored, Some("web-1"));
     memo.save().unwrap();
-    let mut memo = Memo::open(path, header());
+    let memo = Memo::open(path, header());
     let changed = answer.replace("10.0.0.5", "10.0.0.6");
     let unknown = |reason| {
         NetworkSource::Unknown(NetworkUnknown {
@@ -155,7 +155,7 @@ fn saved(dir: &Path) -> (PathBuf, VmKey) {
 fn round_trip_answers_the_same_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, key) = saved(dir.path());
-    let mut memo = Memo::open(path.clone(), header());
+    let memo = Memo::open(path.clone(), header());
     let again = key_of(
         &memo,
         &guest(),
@@ -167,8 +167,45 @@ fn round_trip_answers_the_same_inputs() {
     assert_eq!(memo.hits(), 1);
     // A hit is carried into the next memo.
     memo.save().expect("save");
-    let mut third = Memo::open(path, header());
+    let third = Memo::open(path, header());
     assert_eq!(third.hit(&key), Some(Some("web-1".to_string())));
+}
+
+/// Lookups made on several threads at once (as the sync's key threads do) are all counted and
+/// all carried into the saved memo.
+#[test]
+fn hits_found_on_several_threads_are_counted_and_saved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Memo::path(dir.path(), &url("https://netbox.example/"));
+    let mut memo = Memo::open(path.clone(), header());
+    let keys: Vec<VmKey> = (0..64u32)
+        .map(|vmid| {
+            let mut g = guest();
+            g.vmid = 100 + vmid;
+            key_of(&memo, &g, (CONFIG_TEXT, CONFIG_ENDS), Some(&current()))
+        })
+        .collect();
+    for key in &keys {
+        memo.record(key, Some("web"));
+    }
+    memo.save().expect("save");
+    let memo = Memo::open(path.clone(), header());
+    let (left, right) = keys.split_at(keys.len() / 2);
+    std::thread::scope(|s| {
+        for half in [left, right] {
+            let memo = &memo;
+            s.spawn(move || {
+                for key in half {
+                    assert_eq!(memo.hit(key), Some(Some("web".to_string())));
+                }
+            });
+        }
+    });
+    assert_eq!(memo.hits(), keys.len() as u64);
+    assert_eq!(memo.len(), keys.len(), "every hit is kept for the next run");
+    memo.save().expect("save");
+    let next = Memo::open(path, header());
+    assert!(keys.iter().all(|k| next.hit(k).is_some()));
 }
 
 #[test]
@@ -184,7 +221,7 @@ fn the_file_name_is_per_netbox_url_under_memo() {
 fn a_missing_memo_is_a_full_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = Memo::path(dir.path(), &url("https://netbox.example/"));
-    let mut memo = Memo::open(path, header());
+    let memo = Memo::open(path, header());
     let key = key_of(
         &memo,
         &guest(),
@@ -202,14 +239,14 @@ fn a_truncated_or_corrupt_memo_is_a_full_run() {
     // Every truncation, and a flipped bit in every byte, reads as empty.
     for len in 0..bytes.len() {
         std::fs::write(&path, &bytes[..len]).expect("write");
-        let mut memo = Memo::open(path.clone(), header());
+        let memo = Memo::open(path.clone(), header());
         assert_eq!(memo.hit(&key), None, "truncated to {len} bytes");
     }
     for i in 0..bytes.len() {
         let mut bad = bytes.clone();
         bad[i] ^= 0x10;
         std::fs::write(&path, &bad).expect("write");
-        let mut memo = Memo::open(path.clone(), header());
+        let memo = Memo::open(path.clone(), header());
         assert_eq!(memo.hit(&key), None, "byte {i} changed");
     }
     // Garbage that is not a memo at all.
@@ -242,7 +279,7 @@ fn a_foreign_memo_is_a_full_run() {
         ),
     ];
     for h in foreign {
-        let mut memo = Memo::open(path.clone(), h.clone());
+        let memo = Memo::open(path.clone(), h.clone());
         // Even the stored digest is not answered under another header.
         assert_eq!(memo.hit(&key), None, "{h:?}");
     }
@@ -306,7 +343,7 @@ fn a_changed_byte_in_any_key_part_misses() {
     let (g, _) = base();
     add("no current", g, None, cfg());
     for (what, g, c, text, ends) in &variants {
-        let mut memo = Memo::open(path.clone(), header());
+        let memo = Memo::open(path.clone(), header());
         let k = key_of(&memo, g, (text, ends), c.as_ref());
         assert_ne!(k.digest, key.digest, "{what}");
         assert_eq!(memo.hit(&k), None, "{what}");
