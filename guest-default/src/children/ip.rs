@@ -175,6 +175,7 @@ fn push_ipv6(out: &mut Ascii, a: std::net::Ipv6Addr) {
 }
 
 /// Appends `n` in decimal.
+#[inline]
 fn push_decimal(out: &mut Ascii, n: u8) {
     if n >= 100 {
         out.push(b'0' + n / 100);
@@ -210,11 +211,11 @@ fn plain_ipv6(t: &str) -> Option<std::net::Ipv6Addr> {
     let group = |i: &mut usize| -> Option<u16> {
         let start = *i;
         let mut v: u16 = 0;
-        while let Some(d) = b.get(*i).and_then(|c| char::from(*c).to_digit(16)) {
+        while let Some(d) = b.get(*i).and_then(|&c| hex_digit(c)) {
             if *i - start == 4 {
                 return None;
             }
-            v = (v << 4) | d as u16;
+            v = (v << 4) | u16::from(d);
             *i += 1;
         }
         (*i > start).then_some(v)
@@ -258,6 +259,17 @@ fn plain_ipv6(t: &str) -> Option<std::net::Ipv6Addr> {
     }
     head[8 - tn..].copy_from_slice(&tail[..tn]);
     Some(std::net::Ipv6Addr::from(head))
+}
+
+/// The value of an ASCII hex digit.
+#[inline]
+pub(crate) fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// A dotted IPv4 address in the form `std::net` accepts (four decimal octets of one to three
@@ -480,6 +492,14 @@ mod tests {
             accepted += usize::from(plain_ipv6(&s).is_some());
         }
         assert!(accepted > 0, "the random forms include addresses");
+    }
+
+    #[test]
+    fn hex_digits_are_char_to_digit() {
+        for c in 0..=255u8 {
+            let std = char::from(c).to_digit(16).map(|d| d as u8);
+            assert_eq!(hex_digit(c), std.filter(|_| c.is_ascii()), "{c}");
+        }
     }
 
     #[test]

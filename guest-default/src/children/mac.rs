@@ -82,7 +82,7 @@ pub(crate) fn octets(mac: &str) -> Option<[u8; 6]> {
 /// `from_str_radix` per part; `None` for any other text.
 fn octets_of_pairs(b: &[u8]) -> Option<[u8; 6]> {
     let b: &[u8; 17] = b.try_into().ok()?;
-    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let digit = super::ip::hex_digit;
     let mut out = [0u8; 6];
     for (g, o) in out.iter_mut().enumerate() {
         let i = 3 * g;
