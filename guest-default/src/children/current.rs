@@ -651,19 +651,15 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
 
 /// The comparable children of what was read.
 fn build(raw: Raw<'_>) -> VmChildren {
-    // A VM has a few interfaces: a list beats a hash map.
-    let names: Vec<(u64, &str)> = raw
-        .interfaces
-        .iter()
-        .flatten()
-        .map(|i| (i.id, i.name.as_ref()))
-        .collect();
+    // A VM has a few interfaces: a search of the list beats a map (or a copy of the names).
+    let interfaces = &raw.interfaces;
     let iface_of = |id: Option<u64>| {
         id.and_then(|id| {
-            names
+            interfaces
                 .iter()
-                .find(|(i, _)| *i == id)
-                .map(|(_, n)| (*n).to_owned())
+                .flatten()
+                .find(|i| i.id == id)
+                .map(|i| i.name.as_ref().to_owned())
         })
     };
     let mut out = VmChildren::default();
@@ -697,7 +693,6 @@ fn build(raw: Raw<'_>) -> VmChildren {
         out.primary_ip6 =
             Field::from_option(raw.primary_ip6.map(|p| ip::normalize_key(&p.address)));
     }
-    drop(names);
     if let Some(list) = raw.interfaces {
         out.interfaces = Field::Set(
             list.into_iter()

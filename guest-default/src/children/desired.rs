@@ -187,7 +187,10 @@ fn name_nics<'a>(
 /// The interface of one NIC.
 fn interface(n: &Named) -> VmInterface {
     let nic = &n.nic;
-    let mut description = nic.model.to_owned();
+    // Sized once: `model`, " on " and the bridge, ", firewall".
+    let bridge_len = nic.bridge.as_ref().map_or(0, |b| 4 + b.len());
+    let mut description = String::with_capacity(nic.model.len() + bridge_len + 10);
+    description.push_str(nic.model);
     if let Some(b) = &nic.bridge {
         description.push_str(" on ");
         description.push_str(b);

@@ -39,28 +39,25 @@ impl Cidr {
         let bad = || IpError::Malformed(text.to_owned());
         let (addr, prefix) = split_once(trim(text), b'/').ok_or_else(bad)?;
         let addr = parse_addr(addr).ok_or_else(bad)?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let prefix = plain_prefix(prefix)
+            .or_else(|| prefix.parse().ok())
+            .ok_or_else(bad)?;
         Cidr::new(addr, prefix).ok_or_else(|| IpError::PrefixTooLong(text.to_owned()))
     }
 
-    /// The normalized `address/prefix` text. IPv4 is written by hand: `format!` through
-    /// `Display` was most of the cost of reading a VM's addresses.
+    /// The normalized `address/prefix` text. Written by hand into a buffer on the stack and
+    /// copied once: `format!` through `Display` was most of the cost of reading a VM's
+    /// addresses, and `String::push` per character (a capacity check and UTF-8 encoding each)
+    /// most of what was left.
     pub(crate) fn key(&self) -> String {
-        let mut out = String::with_capacity(24);
+        let mut out = Ascii::default();
         match self.addr {
-            IpAddr::V4(a) => {
-                for (i, o) in a.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.push('.');
-                    }
-                    push_decimal(&mut out, o);
-                }
-            }
+            IpAddr::V4(a) => push_ipv4(&mut out, a.octets()),
             IpAddr::V6(a) => push_ipv6(&mut out, a),
         }
-        out.push('/');
+        out.push(b'/');
         push_decimal(&mut out, self.prefix);
-        out
+        out.as_str().to_owned()
     }
 
     /// True when `self` (as a network) contains `addr`.
@@ -83,17 +80,58 @@ impl Cidr {
     }
 }
 
+/// A short ASCII text on the stack: the longest key (`ffff:...:ffff/128`, or an IPv4-mapped
+/// `::ffff:255.255.255.255/128`) is 43 bytes.
+struct Ascii {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for Ascii {
+    fn default() -> Self {
+        Ascii {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl Ascii {
+    #[inline]
+    fn push(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn push_str(&mut self, s: &str) {
+        for b in s.bytes() {
+            self.push(b);
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII bytes are pushed, so this never fails; an empty text if it did.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Appends dotted `octets`.
+fn push_ipv4(out: &mut Ascii, octets: [u8; 4]) {
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        push_decimal(out, o);
+    }
+}
+
 /// Appends `a` as `std::net` prints it (RFC 5952: lowercase hex, the first longest run of two or
 /// more zero groups as `::`, an IPv4-mapped address as `::ffff:a.b.c.d`).
-fn push_ipv6(out: &mut String, a: std::net::Ipv6Addr) {
+fn push_ipv6(out: &mut Ascii, a: std::net::Ipv6Addr) {
     if let Some(v4) = a.to_ipv4_mapped() {
         out.push_str("::ffff:");
-        for (i, o) in v4.octets().into_iter().enumerate() {
-            if i > 0 {
-                out.push('.');
-            }
-            push_decimal(out, o);
-        }
+        push_ipv4(out, v4.octets());
         return;
     }
     let seg = a.segments();
@@ -112,17 +150,17 @@ fn push_ipv6(out: &mut String, a: std::net::Ipv6Addr) {
             run_len = 0;
         }
     }
-    let hex = |out: &mut String, groups: &[u16]| {
+    let hex = |out: &mut Ascii, groups: &[u16]| {
         for (i, g) in groups.iter().enumerate() {
             if i > 0 {
-                out.push(':');
+                out.push(b':');
             }
             let mut started = false;
             for shift in [12, 8, 4, 0] {
-                let d = (g >> shift) & 0xf;
+                let d = ((g >> shift) & 0xf) as u8;
                 if d != 0 || started || shift == 0 {
                     started = true;
-                    out.push(char::from_digit(u32::from(d), 16).unwrap_or('0'));
+                    out.push(if d < 10 { b'0' + d } else { b'a' + d - 10 });
                 }
             }
         }
@@ -137,14 +175,15 @@ fn push_ipv6(out: &mut String, a: std::net::Ipv6Addr) {
 }
 
 /// Appends `n` in decimal.
-fn push_decimal(out: &mut String, n: u8) {
+#[inline]
+fn push_decimal(out: &mut Ascii, n: u8) {
     if n >= 100 {
-        out.push(char::from(b'0' + n / 100));
+        out.push(b'0' + n / 100);
     }
     if n >= 10 {
-        out.push(char::from(b'0' + n / 10 % 10));
+        out.push(b'0' + n / 10 % 10);
     }
-    out.push(char::from(b'0' + n % 10));
+    out.push(b'0' + n % 10);
 }
 
 /// Parses a bare address, dropping an IPv6 zone (`fe80::1%eth0`).
@@ -154,7 +193,83 @@ pub(crate) fn parse_addr(text: &str) -> Option<IpAddr> {
     if let Some(v4) = plain_ipv4(t) {
         return Some(IpAddr::V4(v4));
     }
+    if let Some(v6) = plain_ipv6(t) {
+        return Some(IpAddr::V6(v6));
+    }
     t.parse().ok()
+}
+
+/// An IPv6 address of hex groups with at most one `::` (no embedded IPv4), read on the bytes
+/// as `std::net` reads it: `IpAddr::from_str` tries IPv4 first, then backtracks through its
+/// generic parser, which through WASM cost ~1k instructions per address. `None` for anything
+/// else (a dotted tail, a zone, five-digit groups, ...), which `std::net` then reads (or
+/// refuses) as before.
+fn plain_ipv6(t: &str) -> Option<std::net::Ipv6Addr> {
+    let b = t.as_bytes();
+    let mut i = 0;
+    // One group of one to four hex digits at `i`.
+    let group = |i: &mut usize| -> Option<u16> {
+        let start = *i;
+        let mut v: u16 = 0;
+        while let Some(d) = b.get(*i).and_then(|&c| hex_digit(c)) {
+            if *i - start == 4 {
+                return None;
+            }
+            v = (v << 4) | u16::from(d);
+            *i += 1;
+        }
+        (*i > start).then_some(v)
+    };
+    let (mut head, mut hn) = ([0u16; 8], 0);
+    let mut double = false;
+    if b.starts_with(b"::") {
+        i = 2;
+        double = true;
+    } else {
+        loop {
+            *head.get_mut(hn)? = group(&mut i)?;
+            hn += 1;
+            if i == b.len() {
+                break;
+            }
+            (b[i] == b':').then_some(())?;
+            i += 1;
+            if b.get(i) == Some(&b':') {
+                i += 1;
+                double = true;
+                break;
+            }
+        }
+    }
+    if !double {
+        return (hn == 8).then(|| std::net::Ipv6Addr::from(head));
+    }
+    let (mut tail, mut tn) = ([0u16; 8], 0);
+    while i < b.len() {
+        if tn > 0 {
+            (b[i] == b':').then_some(())?;
+            i += 1;
+        }
+        *tail.get_mut(tn)? = group(&mut i)?;
+        tn += 1;
+    }
+    // `::` stands for at least one zero group.
+    if hn + tn > 7 {
+        return None;
+    }
+    head[8 - tn..].copy_from_slice(&tail[..tn]);
+    Some(std::net::Ipv6Addr::from(head))
+}
+
+/// The value of an ASCII hex digit.
+#[inline]
+pub(crate) fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// A dotted IPv4 address in the form `std::net` accepts (four decimal octets of one to three
@@ -185,6 +300,21 @@ fn plain_ipv4(t: &str) -> Option<std::net::Ipv4Addr> {
         *o = u8::try_from(v).ok()?;
     }
     (i == b.len()).then_some(std::net::Ipv4Addr::from(octets))
+}
+
+/// A prefix length of one to three decimal digits, as `u8::from_str` reads it; `None` for
+/// anything else (a sign, more digits), which `u8::from_str` then reads or refuses.
+fn plain_prefix(t: &str) -> Option<u8> {
+    let b = t.as_bytes();
+    if b.is_empty() || b.len() > 3 {
+        return None;
+    }
+    let mut v: u16 = 0;
+    for d in b {
+        d.is_ascii_digit().then_some(())?;
+        v = v * 10 + u16::from(d - b'0');
+    }
+    u8::try_from(v).ok()
 }
 
 /// Normalizes an `address/prefix` text; text that does not parse is returned trimmed, so a
@@ -269,6 +399,120 @@ mod tests {
                 plain_ipv4(t)
             );
             assert_eq!(plain_ipv4(t), std, "{t}");
+        }
+    }
+
+    #[test]
+    fn plain_ipv6_reads_as_std_net_or_declines() {
+        for t in [
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::5",
+            "2001:DB8:0:0::1",
+            "2001:0db8:0000:0000:0000:0000:0000:0001",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1::8",
+            "fe80::be24:11ff:fe2a:3b4c",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "2001:db8:1::be24:11ff:fe00:2",
+            "aBcD::EfF0",
+        ] {
+            assert_eq!(plain_ipv6(t), t.parse().ok(), "{t}");
+            assert!(plain_ipv6(t).is_some(), "{t}");
+        }
+        let check = |t: &str| {
+            let std: Option<std::net::Ipv6Addr> = t.parse().ok();
+            let ours = plain_ipv6(t);
+            assert!(ours.is_none() || ours == std, "{t}: {ours:?} vs {std:?}");
+            // And every address read prints as `Display` prints it.
+            if let Some(a) = std {
+                let c = Cidr::new(IpAddr::V6(a), 128).unwrap();
+                assert_eq!(c.key(), format!("{a}/128"), "{t}");
+            }
+        };
+        for t in [
+            "",
+            ":",
+            ":::",
+            "1:::2",
+            "1::2::3",
+            ":1::2",
+            "1::2:",
+            "1:2:3:4:5:6:7",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7::8",
+            "::1:2:3:4:5:6:7:8",
+            "1:2:3:4::5:6:7:8",
+            "12345::1",
+            "1::00000",
+            "g::1",
+            "::ffff:1.2.3.4",
+            "fe80::1%eth0",
+            " ::1",
+            "::1 ",
+            "1.2.3.4",
+            "::ｆ",
+        ] {
+            check(t);
+        }
+        // Many more forms: every string of up to six symbols over a small alphabet, and
+        // longer pseudo-random ones.
+        let alphabet = ['0', '1', 'a', 'F', ':', 'g'];
+        let mut t = String::new();
+        fn all(t: &mut String, n: usize, alphabet: &[char], check: &dyn Fn(&str)) {
+            check(t);
+            if n == 6 {
+                return;
+            }
+            for c in alphabet {
+                t.push(*c);
+                all(t, n + 1, alphabet, check);
+                t.pop();
+            }
+        }
+        all(&mut t, 0, &alphabet, &check);
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let symbols = b"0123456789abcdefABCDEF::::::x.";
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let mut s = String::with_capacity(len);
+            let mut r = seed;
+            for _ in 0..len {
+                r = r.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                s.push(char::from(symbols[(r >> 33) as usize % symbols.len()]));
+            }
+            check(&s);
+            accepted += usize::from(plain_ipv6(&s).is_some());
+        }
+        assert!(accepted > 0, "the random forms include addresses");
+    }
+
+    #[test]
+    fn hex_digits_are_char_to_digit() {
+        for c in 0..=255u8 {
+            let std = char::from(c).to_digit(16).map(|d| d as u8);
+            assert_eq!(hex_digit(c), std.filter(|_| c.is_ascii()), "{c}");
+        }
+    }
+
+    #[test]
+    fn plain_prefix_reads_as_u8_from_str_or_declines() {
+        for t in [
+            "", "0", "8", "24", "024", "128", "255", "256", "999", "0000", "+1", "-1", "1 ", " 1",
+            "a", "1a", "٣",
+        ] {
+            let ours = plain_prefix(t);
+            assert!(ours.is_none() || ours == t.parse().ok(), "{t}");
+        }
+        for n in 0..=255u8 {
+            assert_eq!(plain_prefix(&n.to_string()), Some(n));
         }
     }
 
