@@ -190,7 +190,12 @@ pub fn plan_children(
 ) -> PlannedChildren {
     let rows = vm_id.and_then(|id| snapshot.and_then(|s| s.vm_rows(id)));
     let vlans = snapshot.and_then(ChildrenSnapshot::vlans).unwrap_or(&[]);
-    let mut out = PlannedChildren::default();
+    // Sized once: grown by doubling, ten operations took room for sixteen (~0.9 KB per VM of
+    // a first sync, held until the dispatch).
+    let mut out = PlannedChildren {
+        ops: Vec::with_capacity(changes.len()),
+        ..PlannedChildren::default()
+    };
     let mut wanted_refs: Vec<(ChildKind, String)> = Vec::new();
     for change in changes {
         let label = format!("{} '{}'", kind_word(change.kind), change.key);
