@@ -15,6 +15,8 @@
 
 #[path = "pve2netbox-bench/children.rs"]
 mod children;
+#[path = "pve2netbox-bench/cpu_split.rs"]
+mod cpu_split;
 #[path = "pve2netbox-bench/figures.rs"]
 mod figures;
 #[path = "pve2netbox-bench/plot.rs"]
@@ -741,20 +743,45 @@ async fn snapshot_bound(
         },
     );
     sim.control().reset_counters();
-    let run = bin.sync(&["--dry-run", "--task-history", "false"]).await;
+    // Sampled beside the run: who used the CPU while the snapshot's pages were read.
+    let listing_requests = || {
+        let counters = sim.control().counters();
+        let paths = counters.paths.get("netbox");
+        children::SNAPSHOT_KINDS
+            .iter()
+            .filter_map(|(_, _, path)| paths.and_then(|p| p.get(*path)))
+            .sum::<u64>()
+    };
+    let mut samples = vec![cpu_split::Sample::take(listing_requests())];
+    let run = {
+        let sync = bin.sync(&["--dry-run", "--task-history", "false"]);
+        tokio::pin!(sync);
+        let mut tick = tokio::time::interval(cpu_split::SAMPLE_EVERY);
+        loop {
+            tokio::select! {
+                run = &mut sync => break run,
+                _ = tick.tick() => samples.push(cpu_split::Sample::take(listing_requests())),
+            }
+        }
+    };
     let counters = sim.control().counters();
     sim.control().clear_faults();
     let run = run?;
     let phase = run
         .phase_ms("netbox_snapshot")
         .context("no netbox_snapshot phase")?;
+    let cpu = cpu_split::CpuSplit::of(&samples);
+    if let Some(cpu) = &cpu {
+        progress(&cpu.line());
+    }
+    let cpu = cpu.map_or(Value::Null, |c| c.json());
     let vm_pages = counters
         .paths
         .get("netbox")
         .and_then(|p| p.get("GET /api/virtualization/virtual-machines/"))
         .copied();
     if children {
-        return children_snapshot_figure(sim, &counters, phase, n);
+        return children_snapshot_figure(sim, &counters, phase, n, cpu);
     }
     let pages = n.div_ceil(PAGE_SIZE);
     let bound = pages as f64 * PAGE_LATENCY_MS / PAGE_PARALLELISM as f64;
@@ -764,6 +791,7 @@ async fn snapshot_bound(
             "bound_ms": bound,
             "bound": format!("{pages} pages x {PAGE_LATENCY_MS} ms / {PAGE_PARALLELISM}"),
             "vm_list_requests": vm_pages,
+            "cpu_during_snapshot": cpu,
             "note": "the first page is fetched alone (it gives the count), so the floor is (1 + ceil((pages-1)/4)) / (pages/4)",
         })),
     )
@@ -778,6 +806,7 @@ fn children_snapshot_figure(
     counters: &pve2netbox_testkit::CounterSnapshot,
     phase: f64,
     n: usize,
+    cpu: Value,
 ) -> anyhow::Result<Figure> {
     let paths = counters.paths.get("netbox").cloned().unwrap_or_default();
     let mut kinds = Map::new();
@@ -816,6 +845,7 @@ fn children_snapshot_figure(
             "by_kind": kinds,
             "worst_kind_page_ratio": round(worst_ratio),
             "netbox_requests_by_path": paths,
+            "cpu_during_snapshot": cpu,
         })),
     )
 }
