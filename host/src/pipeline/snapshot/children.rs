@@ -430,12 +430,15 @@ fn index_by_vm<T: OfVm>(
     }
 }
 
-/// Keeps the rows whose VM `keep` accepts, and gives back the room of many left out.
-fn retain_rows<T: OfVm>(rows: &mut Vec<T>, keep: &impl Fn(u64) -> bool) {
+/// Keeps the rows whose VM `keep` accepts, and gives back the room of many left out; whether
+/// any row was left out.
+fn retain_rows<T: OfVm>(rows: &mut Vec<T>, keep: &impl Fn(u64) -> bool) -> bool {
+    let before = rows.len();
     rows.retain(|r| keep(r.vm()));
     if rows.len() < rows.capacity() / 2 {
         rows.shrink_to_fit();
     }
+    rows.len() != before
 }
 
 /// Which kinds were read completely.
@@ -715,11 +718,15 @@ impl ChildrenSnapshot {
     /// Keeps only the children of the VMs `keep` accepts (the managed VMs): virtual disks are
     /// read without a cluster filter.
     pub fn retain_vms(&mut self, keep: impl Fn(u64) -> bool) {
-        retain_rows(&mut self.interfaces, &keep);
-        retain_rows(&mut self.macs, &keep);
-        retain_rows(&mut self.ips, &keep);
-        retain_rows(&mut self.disks, &keep);
-        self.index();
+        let removed = retain_rows(&mut self.interfaces, &keep)
+            | retain_rows(&mut self.macs, &keep)
+            | retain_rows(&mut self.ips, &keep)
+            | retain_rows(&mut self.disks, &keep);
+        // Rows stay in their order, so only the ranges can change, and only when rows went
+        // (usually none do: every VM in the managed clusters is managed).
+        if removed {
+            self.index();
+        }
         self.primaries.retain(|id, _| keep(*id));
     }
 
