@@ -703,8 +703,8 @@ pub fn observe(guests: &[ReadGuest]) -> Vec<ObservedGuest> {
 pub struct ModuleRules<'a> {
     pub module: &'a RulesModule,
     pub ctx: &'a Context,
-    /// The guests read, in the order of the observed guests the items point into. Each
-    /// config is released once the rules will not be asked about its guest again.
+    /// The guests read, in the order of the observed guests the items point into. A guest's
+    /// config and network view are released once the rules will not be asked about it again.
     pub guests: &'a mut [ReadGuest],
     pub batch: usize,
     /// Batches asked at once (see [`parallel::threads`]); 1 while recording.
@@ -816,10 +816,11 @@ impl ModuleRules<'_> {
         })
     }
 
-    /// A batch's memo hits and the inputs of the rest (by its `lookups`); releases the config
-    /// of each guest asked for the last time. A hit's config is left to be freed with the
-    /// others after the rules step: a hit's answer is a name, so holding it costs no peak, and
-    /// freeing 100k configs one by one was a large part of a memoized rerun's step.
+    /// A batch's memo hits and the inputs of the rest (by its `lookups`); the config and
+    /// network view of each guest asked for the last time go with its input. A hit's are left
+    /// to be freed with the others after the rules step: a hit's answer is a name, so holding
+    /// them costs no peak, and freeing 100k configs one by one was a large part of a memoized
+    /// rerun's step.
     fn prepare(&mut self, chunk: &[RulesItem<'_>], lookups: Vec<Lookup>) -> Prepared {
         let mut keys = Vec::with_capacity(chunk.len());
         let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
@@ -835,12 +836,14 @@ impl ModuleRules<'_> {
             }
             answers.push(None);
             let read = &mut self.guests[item.guest];
-            input.push(read.rules_input_json(item.current.cloned(), lookup.children));
+            let current = item.current.cloned();
+            input.push(if item.again {
+                read.rules_input_json(current, lookup.children)
+            } else {
+                read.take_rules_input_json(current, lookup.children)
+            });
             if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
                 r.input(i);
-            }
-            if !item.again {
-                read.release_config();
             }
         }
         Prepared {

@@ -200,7 +200,7 @@ pub async fn write_children(
                     && c.op == ChildAction::Delete
                     && !released.contains(&(s.index, *pos))
             }) {
-                push(c.id.map(|id| Item {
+                push(c.netbox_id().map(|id| Item {
                     vm: 0,
                     label: c.label(),
                     id: Some(id),
@@ -425,7 +425,7 @@ pub async fn release_moved_addresses(
             });
         }
         let vm = states.len() - 1;
-        match c.id {
+        match c.netbox_id() {
             Some(id) => items.push(Item {
                 vm,
                 label: c.label(),
@@ -595,13 +595,13 @@ fn child_item(
         if body.is_empty() {
             return Ok(None);
         }
-        let id = c.id.ok_or("update without a NetBox id")?;
+        let id = c.netbox_id().ok_or("update without a NetBox id")?;
         body.insert("id".into(), json!(id));
     }
     Ok(Some(Item {
         vm: 0,
         label: c.label(),
-        id: c.id,
+        id: c.netbox_id(),
         body: Value::Object(body),
         created: creating.then(|| ref_key(c.kind, &c.key)),
         lookup: lookup.flatten(),
@@ -903,7 +903,7 @@ pub async fn check_stale(
     let mut by_kind: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
     for op in ops {
         for c in op.children.iter().filter(|c| c.op != ChildAction::Create) {
-            if let Some(id) = c.id {
+            if let Some(id) = c.netbox_id() {
                 by_kind.entry(endpoint(c.kind)).or_default().push(id);
             }
         }
@@ -919,7 +919,7 @@ pub async fn check_stale(
     let mut refused = Vec::new();
     for (index, op) in ops.iter().enumerate() {
         for (child, c) in op.children.iter().enumerate() {
-            let Some(id) = c.id.filter(|_| c.op != ChildAction::Create) else {
+            let Some(id) = c.netbox_id().filter(|_| c.op != ChildAction::Create) else {
                 continue;
             };
             match current.get(&(endpoint(c.kind), id)) {
@@ -928,17 +928,21 @@ pub async fn check_stale(
                     child,
                     format!("{} #{id} is gone since the plan", c.label()),
                 )),
-                Some(now) if c.last_updated.is_some() && *now != c.last_updated => refused.push((
-                    index,
-                    child,
-                    format!(
-                        "{} #{id} changed since the plan (last_updated {} -> {}); make a \
+                Some(now)
+                    if c.last_updated.is_some() && now.as_deref() != c.last_updated.as_deref() =>
+                {
+                    refused.push((
+                        index,
+                        child,
+                        format!(
+                            "{} #{id} changed since the plan (last_updated {} -> {}); make a \
                              new plan",
-                        c.label(),
-                        c.last_updated.as_deref().unwrap_or("?"),
-                        now.as_deref().unwrap_or("?")
-                    ),
-                )),
+                            c.label(),
+                            c.last_updated.as_deref().unwrap_or("?"),
+                            now.as_deref().unwrap_or("?")
+                        ),
+                    ))
+                }
                 Some(_) => {}
             }
         }
@@ -950,6 +954,7 @@ pub async fn check_stale(
 mod tests {
     use super::*;
     use crate::pipeline::reconcile::Changes;
+    use std::num::NonZeroU64;
 
     fn op_with(children: Vec<ChildOperation>, changes: &[(&str, &str)]) -> Operation {
         let mut c = Changes::new();
@@ -1011,7 +1016,7 @@ mod tests {
             key: key.into(),
             parent: Some("net0".into()),
             op,
-            id: (op != ChildAction::Create).then_some(31),
+            id: NonZeroU64::new(31).filter(|_| op != ChildAction::Create),
             last_updated: None,
             changes: Changes::new(),
         }
