@@ -8,6 +8,7 @@
 #   tests/real-netbox/bench.sh [N ...]        (default: 100 500)
 #   tests/real-netbox/bench.sh --write-concurrency "1 2 4" [--repeat R] [N ...]   (default N: 500)
 #   tests/real-netbox/bench.sh --children [N ...]
+#   tests/real-netbox/bench.sh --children --write-concurrency "1 2 4" [N ...]
 #
 # With --children: the simulator's children workload (`pve2netbox-sim --children`: every guest a
 # running QEMU VM with two NICs, four addresses its agent reports and two disks) and
@@ -18,7 +19,9 @@
 # same-body sequential floor in the same NetBox: the VMs the first of those syncs created are
 # read back into the bodies it sent (the fields its plan, made beforehand, lists for each
 # create), deleted, and bulk-POSTed again one request at a time, `write_window` (8) per
-# request, by a plain client. Each line carries the load average at its start.
+# request, by a plain client. Each line carries the load average at its start. With
+# --children as well, the syncs write the children workload and no floor is taken (the floor's
+# client replays VM creates only).
 #
 # Needs `netbox.sh up` and release binaries (`cargo build --release --workspace`). Extra sync
 # options go in PVE2NETBOX_BENCH_ARGS (e.g. "--bulk").
@@ -157,6 +160,7 @@ if [[ -n "$concurrency" ]]; then
       first=""
       for c in $concurrency; do
         "$here/netbox.sh" reset >/dev/null
+        [[ -n "$children" ]] && create_vlans
         if [[ -z "$first" ]]; then
           first="$c"
           # The plan of a first sync: which fields each create sends (no write).
@@ -172,7 +176,7 @@ if [[ -n "$concurrency" ]]; then
         fi
         # shellcheck disable=SC2086
         run "first sync, $vms VMs, write_concurrency $c, repeat $r" "$bin/pve2netbox" sync --config "$work/pve2netbox.toml" --output json --quiet --task-history false --set "sync.write_concurrency=$c" ${PVE2NETBOX_BENCH_ARGS:-}
-        if [[ "$c" == "$first" ]]; then
+        if [[ "$c" == "$first" && -z "$children" ]]; then
           floor "same-body sequential floor, $vms VMs, repeat $r" "$work/plan.json"
         fi
       done
