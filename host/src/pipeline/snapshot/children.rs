@@ -1515,7 +1515,7 @@ mod tests {
         // One list per distinct tag list and choice value, shared by the rows that carry it.
         assert_eq!(
             snap.ips.pool.tags.len(),
-            2,
+            1,
             "[] and absent tags are one list"
         );
         assert_eq!(snap.ips.pool.choices, vec![json!("active")]);
