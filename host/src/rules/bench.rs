@@ -277,7 +277,7 @@ pub fn first_mismatch(wasm: &Outputs, native: &Outputs) -> Option<(usize, String
 /// changes per existing container, ~2.4 per existing VM.
 fn add_children(item: &mut JsonReconcileInput) {
     use crate::pipeline::snapshot::children::{
-        IpRef, KindsRead, Primaries, VMINTERFACE_TYPE, VmRows, render_children,
+        ChildrenSnapshot, IpRef, Primaries, VMINTERFACE_TYPE,
     };
     use guest_default::children::NetworkSource;
     use guest_default::model::GuestKind;
@@ -391,25 +391,12 @@ fn add_children(item: &mut JsonReconcileInput) {
     fn rows_of<T: serde::de::DeserializeOwned>(v: Value) -> Vec<T> {
         serde_json::from_value(v).expect("the workload's rows are NetBox's shape")
     }
-    let (interfaces, macs, ips, disks) = (
+    let mut snapshot = ChildrenSnapshot::from_rows(
         rows_of(Value::Array(ifaces)),
         rows_of(Value::Array(macs)),
         rows_of(Value::Array(ips)),
         rows_of(disks),
     );
-    let rows = VmRows {
-        interfaces: &interfaces,
-        macs: &macs,
-        ips: &ips,
-        disks: &disks,
-    };
-    let all = KindsRead {
-        interfaces: true,
-        mac_addresses: true,
-        ip_addresses: true,
-        virtual_disks: true,
-        vlans: true,
-    };
     let primaries = Primaries {
         ip4: Some(IpRef {
             id: 300,
@@ -420,7 +407,10 @@ fn add_children(item: &mut JsonReconcileInput) {
             address: format!("{}/64", v6(0)),
         }),
     };
-    let children = render_children(&rows, all, Some(&primaries));
+    snapshot.set_primaries(std::collections::HashMap::from([(1, primaries)]));
+    let children = snapshot
+        .children_json(1)
+        .expect("every kind of the workload is read");
     item.children = Some(model::JsonText(children));
 }
 

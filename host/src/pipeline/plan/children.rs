@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::preflight::MANAGED_TAG;
 use crate::pipeline::reconcile::{Changes, PackedChildChange};
-use crate::pipeline::snapshot::children::{ChildrenSnapshot, VlanRow, VmRows};
+use crate::pipeline::snapshot::children::{Child, ChildrenSnapshot, VlanRow, VmRows};
 
 /// What to do with one child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -129,54 +129,37 @@ struct Existing<'a> {
 }
 
 fn existing(rows: Option<VmRows<'_>>, kind: ChildKind) -> Vec<Existing<'_>> {
+    fn of(c: Child<'_>, key: String) -> Existing<'_> {
+        Existing {
+            id: c.id,
+            key,
+            managed: c.tags.iter().any(|t| t == MANAGED_TAG),
+            last_updated: c.last_updated,
+        }
+    }
     let Some(rows) = rows else {
         return Vec::new();
     };
-    let managed = |tags: &[String]| tags.iter().any(|t| t == MANAGED_TAG);
     match kind {
         ChildKind::Interface => rows
-            .interfaces
-            .iter()
-            .map(|r| Existing {
-                id: r.id,
-                key: r.name.clone(),
-                managed: managed(&r.tags),
-                last_updated: r.last_updated.as_deref(),
-            })
+            .interfaces()
+            .map(|c| of(c, c.name.to_owned()))
             .collect(),
         ChildKind::MacAddress => rows
-            .macs
-            .iter()
-            .map(|r| Existing {
-                id: r.id,
-                key: r.mac_address.to_ascii_uppercase(),
-                managed: managed(&r.tags),
-                last_updated: r.last_updated.as_deref(),
-            })
+            .macs()
+            .map(|c| of(c, c.name.to_ascii_uppercase()))
             .collect(),
         ChildKind::IpAddress => rows
-            .ips
-            .iter()
-            .map(|r| Existing {
-                id: r.id,
-                key: match &r.vrf {
-                    Some(vrf) => format!("{}@{}", r.address, vrf.name),
-                    None => r.address.clone(),
-                },
-                managed: managed(&r.tags),
-                last_updated: r.last_updated.as_deref(),
+            .ips()
+            .map(|c| {
+                let key = match c.vrf {
+                    Some(vrf) => format!("{}@{}", c.name, vrf),
+                    None => c.name.to_owned(),
+                };
+                of(c, key)
             })
             .collect(),
-        ChildKind::VirtualDisk => rows
-            .disks
-            .iter()
-            .map(|r| Existing {
-                id: r.id,
-                key: r.name.clone(),
-                managed: managed(&r.tags),
-                last_updated: r.last_updated.as_deref(),
-            })
-            .collect(),
+        ChildKind::VirtualDisk => rows.disks().map(|c| of(c, c.name.to_owned())).collect(),
     }
 }
 

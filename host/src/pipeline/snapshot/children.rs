@@ -19,13 +19,18 @@
 //!
 //! Memory: at 100k VMs a snapshot holds a million rows, so each kind's rows are kept as one
 //! list converted as its pages arrive (no list of every page's rows beside it), sorted by VM
-//! and indexed by ranges (no small vector per VM), tag lists shared between rows that carry
-//! the same tags, and MACs and IPs keep only whether they sit on a VM interface.
+//! and indexed by ranges (no small vector per VM). A kept row is only what the rendering and
+//! the plan read: ids as numbers, its texts as spans of one buffer per kind ([`Pool`]), its tag
+//! list and choice values as indexes into lists kept once per kind, and for MACs and IPs the
+//! VM interface they sit on (~110 bytes a row with its text, where NetBox's shape as structs
+//! of strings was ~250 and several allocations).
 //!
 //! Edges: NetBox client in; per VM the JSON text of WIT `netbox-vm.children` out
 //! ([`ChildrenSnapshot::children_json`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::num::NonZeroU64;
 use std::ops::{Deref, Range};
 use std::sync::Arc;
 
@@ -137,18 +142,118 @@ impl<'de> Deserialize<'de> for Tags {
     }
 }
 
-/// One shared copy of each list of tags seen in a listing.
-#[derive(Default)]
-struct TagLists(HashSet<Tags>);
+/// A text in a kind's [`Pool`]: where it starts and how long it is; [`Span::NONE`] for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
 
-impl TagLists {
-    fn share(&mut self, tags: &mut Tags) {
-        match self.0.get(tags) {
-            Some(shared) => *tags = shared.clone(),
-            None => {
-                self.0.insert(tags.clone());
+impl Span {
+    /// No text (a `null` or absent member; an empty text is a span of length 0).
+    const NONE: Span = Span {
+        start: u32::MAX,
+        len: 0,
+    };
+}
+
+/// `Pool::choices` index of no choice (absent or `null`).
+const NO_CHOICE: u32 = u32::MAX;
+
+/// The texts, tag lists and choice values of one kind's rows: a row holds spans of one text
+/// buffer and indexes into the lists (one allocation per kind instead of a few per row: at
+/// 100k VMs with children, ~1M rows of names, MACs, addresses and `last_updated`).
+#[derive(Debug, Default)]
+pub struct Pool {
+    text: String,
+    tags: Vec<Tags>,
+    choices: Vec<serde_json::Value>,
+}
+
+/// The pool of a VM without rows of a kind.
+static EMPTY_POOL: Pool = Pool {
+    text: String::new(),
+    tags: Vec::new(),
+    choices: Vec::new(),
+};
+
+impl Pool {
+    fn text(&self, s: Span) -> Option<&str> {
+        (s != Span::NONE).then(|| &self.text[s.start as usize..(s.start + s.len) as usize])
+    }
+
+    /// A text every row has (`name`, `address`, `mac_address`).
+    fn required(&self, s: Span) -> &str {
+        self.text(s).unwrap_or_default()
+    }
+
+    fn tags(&self, i: u32) -> &[String] {
+        &self.tags[i as usize]
+    }
+
+    fn choice(&self, i: u32) -> Option<&serde_json::Value> {
+        self.choices.get(i as usize)
+    }
+}
+
+/// Fills a [`Pool`] as a kind's rows arrive: each text appended, each tag list and choice
+/// value kept once.
+#[derive(Default)]
+struct PoolBuilder {
+    pool: Pool,
+    tags: HashMap<Tags, u32>,
+    choices: HashMap<String, u32>,
+}
+
+impl PoolBuilder {
+    fn text(&mut self, t: &str) -> Result<Span, String> {
+        let start = self.pool.text.len();
+        // `Span::NONE` starts at u32::MAX: every text ends below it.
+        if start + t.len() >= u32::MAX as usize {
+            return Err("the kind's texts pass 4 GiB".into());
+        }
+        self.pool.text.push_str(t);
+        Ok(Span {
+            start: start as u32,
+            len: t.len() as u32,
+        })
+    }
+
+    fn opt_text(&mut self, t: Option<&str>) -> Result<Span, String> {
+        t.map_or(Ok(Span::NONE), |t| self.text(t))
+    }
+
+    fn tags(&mut self, tags: Tags) -> u32 {
+        let next = self.pool.tags.len() as u32;
+        match self.tags.entry(tags) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                self.pool.tags.push(e.key().clone());
+                *e.insert(next)
             }
         }
+    }
+
+    /// A choice's value ([`NO_CHOICE`] when absent or `null`, which the rendering leaves out).
+    fn choice(&mut self, c: Option<Choice>) -> u32 {
+        let Some(value) = c.map(|c| c.value).filter(|v| !v.is_null()) else {
+            return NO_CHOICE;
+        };
+        let next = self.pool.choices.len() as u32;
+        match self.choices.entry(value.to_string()) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                self.pool.choices.push(value);
+                *e.insert(next)
+            }
+        }
+    }
+
+    /// The pool, without the room its text grew into.
+    fn finish(self) -> Pool {
+        let mut pool = self.pool;
+        pool.text.shrink_to_fit();
+        pool
     }
 }
 
@@ -216,10 +321,6 @@ pub struct MacRow {
         skip_serializing
     )]
     on_vminterface: bool,
-    /// The VM of the interface it is assigned to (set when the snapshot is assembled; 0
-    /// before).
-    #[serde(skip)]
-    vm: u64,
     #[serde(default)]
     pub assigned_object_id: Option<u64>,
     #[serde(default)]
@@ -245,10 +346,6 @@ pub struct IpRow {
         skip_serializing
     )]
     on_vminterface: bool,
-    /// The VM of the interface it is assigned to (set when the snapshot is assembled; 0
-    /// before).
-    #[serde(skip)]
-    vm: u64,
     #[serde(default)]
     pub assigned_object_id: Option<u64>,
     #[serde(default)]
@@ -367,13 +464,259 @@ pub struct Primaries {
     pub ip6: Option<IpRef>,
 }
 
+/// A VM interface as the snapshot keeps it (texts in its kind's [`Pool`]). The MAC is the
+/// primary MAC object's address where there is one, else the interface's own field: all the
+/// rendering reads of either.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    id: u64,
+    vm: u64,
+    mtu: Option<u64>,
+    untagged_vid: Option<u64>,
+    name: Span,
+    description: Span,
+    mac: Span,
+    last_updated: Span,
+    tags: u32,
+    mode: u32,
+    enabled: Option<bool>,
+}
+
+/// A MAC address object as the snapshot keeps it. `assigned`: the VM interface it sits on
+/// (`None` when on anything else, or on none).
+#[derive(Debug, Clone)]
+pub struct Mac {
+    id: u64,
+    vm: u64,
+    assigned: Option<NonZeroU64>,
+    mac: Span,
+    last_updated: Span,
+    tags: u32,
+}
+
+/// An IP address as the snapshot keeps it (`assigned` as for [`Mac`]; `vrf` its name).
+#[derive(Debug, Clone)]
+pub struct Ip {
+    id: u64,
+    vm: u64,
+    assigned: Option<NonZeroU64>,
+    address: Span,
+    vrf: Span,
+    last_updated: Span,
+    tags: u32,
+    status: u32,
+}
+
+/// A virtual disk as the snapshot keeps it.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    id: u64,
+    vm: u64,
+    size: Option<u64>,
+    name: Span,
+    description: Span,
+    last_updated: Span,
+    tags: u32,
+}
+
+/// A row as NetBox lists it, turned into what the snapshot keeps of it.
+trait Wire: ListRow {
+    type Kept;
+    fn keep(self, pool: &mut PoolBuilder) -> Result<Self::Kept, String>;
+}
+
+/// Where the rows are assigned to a VM interface (all the snapshot needs of the type).
+fn vminterface(on_vminterface: bool, id: Option<u64>) -> Option<NonZeroU64> {
+    id.filter(|_| on_vminterface).and_then(NonZeroU64::new)
+}
+
+impl Wire for InterfaceRow {
+    type Kept = Interface;
+    fn keep(self, pool: &mut PoolBuilder) -> Result<Interface, String> {
+        let mac = match &self.primary_mac_address {
+            Some(m) => Some(m.mac_address.as_str()),
+            None => self.mac_address.as_deref(),
+        };
+        Ok(Interface {
+            id: self.id,
+            vm: self.virtual_machine.map_or(0, |v| v.id),
+            mtu: self.mtu,
+            untagged_vid: self.untagged_vlan.as_ref().map(|v| v.vid),
+            name: pool.text(&self.name)?,
+            description: pool.opt_text(self.description.as_deref())?,
+            mac: pool.opt_text(mac)?,
+            last_updated: pool.opt_text(self.last_updated.as_deref())?,
+            tags: pool.tags(self.tags),
+            mode: pool.choice(self.mode),
+            enabled: self.enabled,
+        })
+    }
+}
+
+impl Wire for MacRow {
+    type Kept = Mac;
+    fn keep(self, pool: &mut PoolBuilder) -> Result<Mac, String> {
+        Ok(Mac {
+            id: self.id,
+            vm: 0,
+            assigned: vminterface(self.on_vminterface, self.assigned_object_id),
+            mac: pool.text(&self.mac_address)?,
+            last_updated: pool.opt_text(self.last_updated.as_deref())?,
+            tags: pool.tags(self.tags),
+        })
+    }
+}
+
+impl Wire for IpRow {
+    type Kept = Ip;
+    fn keep(self, pool: &mut PoolBuilder) -> Result<Ip, String> {
+        Ok(Ip {
+            id: self.id,
+            vm: 0,
+            assigned: vminterface(self.on_vminterface, self.assigned_object_id),
+            address: pool.text(&self.address)?,
+            vrf: pool.opt_text(self.vrf.as_ref().map(|v| v.name.as_str()))?,
+            last_updated: pool.opt_text(self.last_updated.as_deref())?,
+            tags: pool.tags(self.tags),
+            status: pool.choice(self.status),
+        })
+    }
+}
+
+impl Wire for DiskRow {
+    type Kept = Disk;
+    fn keep(self, pool: &mut PoolBuilder) -> Result<Disk, String> {
+        Ok(Disk {
+            id: self.id,
+            vm: self.virtual_machine.map_or(0, |v| v.id),
+            size: self.size,
+            name: pool.text(&self.name)?,
+            description: pool.opt_text(self.description.as_deref())?,
+            last_updated: pool.opt_text(self.last_updated.as_deref())?,
+            tags: pool.tags(self.tags),
+        })
+    }
+}
+
+impl Wire for VlanRow {
+    type Kept = VlanRow;
+    fn keep(self, _: &mut PoolBuilder) -> Result<VlanRow, String> {
+        Ok(self)
+    }
+}
+
+/// One kind's rows and the pool of their texts.
+#[derive(Debug)]
+struct Table<R> {
+    rows: Vec<R>,
+    pool: Pool,
+}
+
+impl<R> Default for Table<R> {
+    fn default() -> Self {
+        Table {
+            rows: Vec::new(),
+            pool: Pool::default(),
+        }
+    }
+}
+
+/// One VM's rows of one kind (in id order), with the pool of their texts.
+#[derive(Debug)]
+pub struct Rows<'a, R> {
+    rows: &'a [R],
+    pool: &'a Pool,
+}
+
+impl<R> Clone for Rows<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for Rows<'_, R> {}
+
+impl<R> Default for Rows<'_, R> {
+    fn default() -> Self {
+        Rows {
+            rows: &[],
+            pool: &EMPTY_POOL,
+        }
+    }
+}
+
+impl<'a, R> Rows<'a, R> {
+    fn of(table: &'a Table<R>, r: &Range<u32>) -> Self {
+        Rows {
+            rows: &table.rows[r.start as usize..r.end as usize],
+            pool: &table.pool,
+        }
+    }
+
+    fn map<O>(self, f: impl Fn(&'a R, &'a Pool) -> O + 'a) -> impl Iterator<Item = O> + 'a {
+        self.rows.iter().map(move |r| f(r, self.pool))
+    }
+}
+
+/// What the plan reads of a current child: its id, its key's texts (an interface's or disk's
+/// name, a MAC, an IP's address and VRF name), its tags and `last_updated`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Child<'a> {
+    pub id: u64,
+    pub name: &'a str,
+    pub vrf: Option<&'a str>,
+    pub tags: &'a [String],
+    pub last_updated: Option<&'a str>,
+}
+
 /// One VM's children, borrowed from the snapshot (each kind in id order).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VmRows<'a> {
-    pub interfaces: &'a [InterfaceRow],
-    pub macs: &'a [MacRow],
-    pub ips: &'a [IpRow],
-    pub disks: &'a [DiskRow],
+    interfaces: Rows<'a, Interface>,
+    macs: Rows<'a, Mac>,
+    ips: Rows<'a, Ip>,
+    disks: Rows<'a, Disk>,
+}
+
+impl<'a> VmRows<'a> {
+    pub fn interfaces(&self) -> impl Iterator<Item = Child<'a>> + 'a {
+        self.interfaces.map(|r, p| Child {
+            id: r.id,
+            name: p.required(r.name),
+            vrf: None,
+            tags: p.tags(r.tags),
+            last_updated: p.text(r.last_updated),
+        })
+    }
+
+    pub fn macs(&self) -> impl Iterator<Item = Child<'a>> + 'a {
+        self.macs.map(|r, p| Child {
+            id: r.id,
+            name: p.required(r.mac),
+            vrf: None,
+            tags: p.tags(r.tags),
+            last_updated: p.text(r.last_updated),
+        })
+    }
+
+    pub fn ips(&self) -> impl Iterator<Item = Child<'a>> + 'a {
+        self.ips.map(|r, p| Child {
+            id: r.id,
+            name: p.required(r.address),
+            vrf: p.text(r.vrf),
+            tags: p.tags(r.tags),
+            last_updated: p.text(r.last_updated),
+        })
+    }
+
+    pub fn disks(&self) -> impl Iterator<Item = Child<'a>> + 'a {
+        self.disks.map(|r, p| Child {
+            id: r.id,
+            name: p.required(r.name),
+            vrf: None,
+            tags: p.tags(r.tags),
+            last_updated: p.text(r.last_updated),
+        })
+    }
 }
 
 /// Where one VM's rows are in the snapshot's lists of each kind.
@@ -392,11 +735,10 @@ trait OfVm {
 }
 
 macro_rules! of_vm {
-    ($($t:ty => |$r:ident| $vm:expr),*) => {$(
+    ($($t:ty),*) => {$(
         impl OfVm for $t {
             fn vm(&self) -> u64 {
-                let $r = self;
-                $vm
+                self.vm
             }
             fn id(&self) -> u64 {
                 self.id
@@ -404,12 +746,7 @@ macro_rules! of_vm {
         }
     )*};
 }
-of_vm!(
-    InterfaceRow => |r| r.virtual_machine.map_or(0, |v| v.id),
-    MacRow => |r| r.vm,
-    IpRow => |r| r.vm,
-    DiskRow => |r| r.virtual_machine.map_or(0, |v| v.id)
-);
+of_vm!(Interface, Mac, Ip, Disk);
 
 /// Sorts `rows` by VM, then id, and sets each VM's range of them with `set`.
 fn index_by_vm<T: OfVm>(
@@ -431,7 +768,7 @@ fn index_by_vm<T: OfVm>(
 }
 
 /// Keeps the rows whose VM `keep` accepts, and gives back the room of many left out; whether
-/// any row was left out.
+/// any row was left out. (Their texts stay in the pool: rows left out are few.)
 fn retain_rows<T: OfVm>(rows: &mut Vec<T>, keep: &impl Fn(u64) -> bool) -> bool {
     let before = rows.len();
     rows.retain(|r| keep(r.vm()));
@@ -455,10 +792,10 @@ pub struct KindsRead {
 /// and each VM's ranges of them.
 #[derive(Debug, Default)]
 pub struct ChildrenSnapshot {
-    interfaces: Vec<InterfaceRow>,
-    macs: Vec<MacRow>,
-    ips: Vec<IpRow>,
-    disks: Vec<DiskRow>,
+    interfaces: Table<Interface>,
+    macs: Table<Mac>,
+    ips: Table<Ip>,
+    disks: Table<Disk>,
     by_vm: HashMap<u64, VmRanges>,
     read: KindsRead,
     primaries: HashMap<u64, Primaries>,
@@ -499,9 +836,6 @@ fn some_text(t: Option<&str>) -> Option<&str> {
 }
 
 /// A choice's value (`null` left out).
-fn choice(c: Option<&Choice>) -> Option<&serde_json::Value> {
-    c.map(|c| &c.value).filter(|v| !v.is_null())
-}
 
 #[derive(Serialize)]
 struct InterfaceOut<'a> {
@@ -571,69 +905,69 @@ struct AddressOut<'a> {
 }
 
 impl<'a> InterfaceOut<'a> {
-    fn of(r: &'a InterfaceRow) -> Self {
+    fn of(r: &'a Interface, p: &'a Pool) -> Self {
         // Where the primary MAC object is read, its address is the interface's MAC (NetBox's
-        // own `mac_address` mirrors it); an empty one is none, as before.
-        let mac = match &r.primary_mac_address {
-            Some(m) => Some(m.mac_address.as_str()),
-            None => r.mac_address.as_deref(),
-        };
+        // own `mac_address` mirrors it; `Interface::mac` is the one that applies); an empty
+        // one is none, as before.
         InterfaceOut {
             id: r.id,
-            name: &r.name,
+            name: p.required(r.name),
             enabled: r.enabled,
             mtu: r.mtu,
-            description: some_text(r.description.as_deref()),
-            mode: choice(r.mode.as_ref()),
-            untagged_vlan: r.untagged_vlan.as_ref().map(|v| VidOut { vid: v.vid }),
-            mac_address: some_text(mac),
-            tags: &r.tags,
+            description: some_text(p.text(r.description)),
+            mode: p.choice(r.mode),
+            untagged_vlan: r.untagged_vid.map(|vid| VidOut { vid }),
+            mac_address: some_text(p.text(r.mac)),
+            tags: p.tags(r.tags),
         }
     }
 }
 
 impl<'a> MacOut<'a> {
-    fn of(r: &'a MacRow) -> Self {
+    fn of(r: &'a Mac, p: &'a Pool) -> Self {
         MacOut {
             id: r.id,
-            mac_address: &r.mac_address,
-            assigned_object_id: r.assigned_object_id,
-            tags: &r.tags,
+            mac_address: p.required(r.mac),
+            assigned_object_id: r.assigned.map(NonZeroU64::get),
+            tags: p.tags(r.tags),
         }
     }
 }
 
 impl<'a> IpOut<'a> {
-    fn of(r: &'a IpRow) -> Self {
+    fn of(r: &'a Ip, p: &'a Pool) -> Self {
         IpOut {
             id: r.id,
-            address: &r.address,
-            vrf: r.vrf.as_ref().map(|v| v.name.as_str()),
-            status: choice(r.status.as_ref()),
-            assigned_object_id: r.assigned_object_id,
-            tags: &r.tags,
+            address: p.required(r.address),
+            vrf: p.text(r.vrf),
+            status: p.choice(r.status),
+            assigned_object_id: r.assigned.map(NonZeroU64::get),
+            tags: p.tags(r.tags),
         }
     }
 }
 
 impl<'a> DiskOut<'a> {
-    fn of(r: &'a DiskRow) -> Self {
+    fn of(r: &'a Disk, p: &'a Pool) -> Self {
         DiskOut {
             id: r.id,
-            name: &r.name,
+            name: p.required(r.name),
             size: r.size,
-            description: some_text(r.description.as_deref()),
-            tags: &r.tags,
+            description: some_text(p.text(r.description)),
+            tags: p.tags(r.tags),
         }
     }
 }
 
 /// Renders one VM's rows as WIT `netbox-vm.children` (see [`Rendered`]); a kind not in `read`
-/// is absent. Also what `rules bench --children` feeds the rules, so that it measures the text
-/// a sync sends.
-pub fn render_children(rows: &VmRows, read: KindsRead, primaries: Option<&Primaries>) -> String {
-    fn list<'a, T, O>(on: bool, rows: &'a [T], of: impl Fn(&'a T) -> O) -> Option<Vec<O>> {
-        on.then(|| rows.iter().map(of).collect())
+/// is absent.
+fn render_children(rows: &VmRows, read: KindsRead, primaries: Option<&Primaries>) -> String {
+    fn list<'a, T, O>(
+        on: bool,
+        rows: Rows<'a, T>,
+        of: impl Fn(&'a T, &'a Pool) -> O + 'a,
+    ) -> Option<Vec<O>> {
+        on.then(|| rows.map(of).collect())
     }
     fn primary(ip: Option<&IpRef>) -> Option<AddressOut<'_>> {
         ip.map(|p| AddressOut {
@@ -674,25 +1008,24 @@ impl ChildrenSnapshot {
 
     /// One VM's children rows (`None`: it has none, or none were read).
     pub fn vm_rows(&self, vm_id: u64) -> Option<VmRows<'_>> {
-        fn slice<'a, T>(rows: &'a [T], r: &Range<u32>) -> &'a [T] {
-            &rows[r.start as usize..r.end as usize]
-        }
         let r = self.by_vm.get(&vm_id)?;
         Some(VmRows {
-            interfaces: slice(&self.interfaces, &r.interfaces),
-            macs: slice(&self.macs, &r.macs),
-            ips: slice(&self.ips, &r.ips),
-            disks: slice(&self.disks, &r.disks),
+            interfaces: Rows::of(&self.interfaces, &r.interfaces),
+            macs: Rows::of(&self.macs, &r.macs),
+            ips: Rows::of(&self.ips, &r.ips),
+            disks: Rows::of(&self.disks, &r.disks),
         })
     }
 
     /// Sorts each kind by VM and sets every VM's ranges.
     fn index(&mut self) {
         self.by_vm.clear();
-        index_by_vm(&mut self.interfaces, &mut self.by_vm, |r| &mut r.interfaces);
-        index_by_vm(&mut self.macs, &mut self.by_vm, |r| &mut r.macs);
-        index_by_vm(&mut self.ips, &mut self.by_vm, |r| &mut r.ips);
-        index_by_vm(&mut self.disks, &mut self.by_vm, |r| &mut r.disks);
+        index_by_vm(&mut self.interfaces.rows, &mut self.by_vm, |r| {
+            &mut r.interfaces
+        });
+        index_by_vm(&mut self.macs.rows, &mut self.by_vm, |r| &mut r.macs);
+        index_by_vm(&mut self.ips.rows, &mut self.by_vm, |r| &mut r.ips);
+        index_by_vm(&mut self.disks.rows, &mut self.by_vm, |r| &mut r.disks);
     }
 
     /// Which kinds were read completely.
@@ -712,16 +1045,19 @@ impl ChildrenSnapshot {
 
     /// Children rows held (every kind), for the report.
     pub fn rows(&self) -> usize {
-        self.interfaces.len() + self.macs.len() + self.ips.len() + self.disks.len()
+        self.interfaces.rows.len()
+            + self.macs.rows.len()
+            + self.ips.rows.len()
+            + self.disks.rows.len()
     }
 
     /// Keeps only the children of the VMs `keep` accepts (the managed VMs): virtual disks are
     /// read without a cluster filter.
     pub fn retain_vms(&mut self, keep: impl Fn(u64) -> bool) {
-        let removed = retain_rows(&mut self.interfaces, &keep)
-            | retain_rows(&mut self.macs, &keep)
-            | retain_rows(&mut self.ips, &keep)
-            | retain_rows(&mut self.disks, &keep);
+        let removed = retain_rows(&mut self.interfaces.rows, &keep)
+            | retain_rows(&mut self.macs.rows, &keep)
+            | retain_rows(&mut self.ips.rows, &keep)
+            | retain_rows(&mut self.disks.rows, &keep);
         // Rows stay in their order, so only the ranges can change, and only when rows went
         // (usually none do: every VM in the managed clusters is managed).
         if removed {
@@ -740,10 +1076,10 @@ impl ChildrenSnapshot {
         }
         let mut errors = Vec::new();
         let mut snap = assemble(
-            kind(&v, "interfaces"),
-            kind(&v, "mac_addresses"),
-            kind(&v, "ip_addresses"),
-            kind(&v, "virtual_disks"),
+            kind::<InterfaceRow>(&v, "interfaces").map(table),
+            kind::<MacRow>(&v, "mac_addresses").map(table),
+            kind::<IpRow>(&v, "ip_addresses").map(table),
+            kind::<DiskRow>(&v, "virtual_disks").map(table),
             &mut errors,
         );
         if let Some(vlans) = kind(&v, "vlans") {
@@ -753,39 +1089,50 @@ impl ChildrenSnapshot {
         snap
     }
 
+    /// A snapshot of rows as NetBox lists them, every child kind read (VLANs not), as a sync
+    /// would keep them: what `rules bench --children` renders, so that it measures the text a
+    /// sync sends.
+    pub fn from_rows(
+        interfaces: Vec<InterfaceRow>,
+        macs: Vec<MacRow>,
+        ips: Vec<IpRow>,
+        disks: Vec<DiskRow>,
+    ) -> Self {
+        let mut errors = Vec::new();
+        assemble(
+            Some(table(interfaces)),
+            Some(table(macs)),
+            Some(table(ips)),
+            Some(table(disks)),
+            &mut errors,
+        )
+    }
+
     /// Sets the VMs' primary IPs (read with the VMs).
     pub fn set_primaries(&mut self, primaries: HashMap<u64, Primaries>) {
         self.primaries = primaries;
     }
 }
 
-/// A row whose tag list can be shared with other rows' ([`TagLists`]).
-trait Tagged {
-    fn tags_mut(&mut self) -> Option<&mut Tags>;
-}
-
-macro_rules! tagged {
-    ($($t:ty),*) => {$(
-        impl Tagged for $t {
-            fn tags_mut(&mut self) -> Option<&mut Tags> {
-                Some(&mut self.tags)
-            }
-        }
-    )*};
-}
-tagged!(InterfaceRow, MacRow, IpRow, DiskRow);
-
-impl Tagged for VlanRow {
-    fn tags_mut(&mut self) -> Option<&mut Tags> {
-        None
+/// A kind's rows kept as a listing keeps them (rows made in code, which stay far below the
+/// pool's 4 GiB).
+fn table<W: Wire>(rows: Vec<W>) -> Table<W::Kept> {
+    let mut pool = PoolBuilder::default();
+    let rows = rows
+        .into_iter()
+        .map(|r| r.keep(&mut pool).expect("rows made in code fit the pool"))
+        .collect();
+    Table {
+        rows,
+        pool: pool.finish(),
     }
 }
 
-/// Takes one kind's rows as their pages are consumed: each row kept (its tags shared), the
+/// Takes one kind's rows as their pages are consumed: each row kept in the kind's pool, the
 /// first row not understood remembered (the kind then counts as not read).
 struct KindRows {
     kind: &'static str,
-    tags: TagLists,
+    pool: PoolBuilder,
     unreadable: Option<(Option<u64>, String)>,
 }
 
@@ -793,33 +1140,33 @@ impl KindRows {
     fn new(kind: &'static str) -> Self {
         KindRows {
             kind,
-            tags: TagLists::default(),
+            pool: PoolBuilder::default(),
             unreadable: None,
         }
     }
 
-    fn take<T: Tagged>(&mut self, row: Listed<T>) -> Option<T> {
-        match row {
-            Listed::Row(mut row) => {
-                if let Some(tags) = row.tags_mut() {
-                    self.tags.share(tags);
+    fn take<W: Wire>(&mut self, row: Listed<W>) -> Option<W::Kept> {
+        let (id, error) = match row {
+            Listed::Row(row) => {
+                let id = row.row_id();
+                match row.keep(&mut self.pool) {
+                    Ok(kept) => return Some(kept),
+                    Err(error) => (id, error),
                 }
-                Some(row)
             }
-            Listed::Unreadable { id, error } => {
-                self.unreadable.get_or_insert((id, error));
-                None
-            }
-        }
+            Listed::Unreadable { id, error } => (id, error),
+        };
+        self.unreadable.get_or_insert((id, error));
+        None
     }
 
-    /// The kind's rows, or `None` (with why in `errors`) when the read failed or a row was
-    /// not understood.
+    /// The kind's rows and their pool, or `None` (with why in `errors`) when the read failed
+    /// or a row was not understood.
     fn finish<T>(
         self,
         listed: Result<Vec<T>, NetboxError>,
         errors: &mut Vec<ChildrenError>,
-    ) -> Option<Vec<T>> {
+    ) -> Option<Table<T>> {
         let kind = self.kind;
         match (listed, self.unreadable) {
             (Err(source), _) => {
@@ -830,23 +1177,26 @@ impl KindRows {
                 errors.push(ChildrenError::Unreadable { kind, id, error });
                 None
             }
-            (Ok(rows), None) => Some(rows),
+            (Ok(rows), None) => Some(Table {
+                rows,
+                pool: self.pool.finish(),
+            }),
         }
     }
 }
 
 /// Lists one kind, its rows taken by a [`KindRows`] as the pages come.
-async fn list_kind<T: ListRow + Tagged>(
+async fn list_kind<W: Wire>(
     client: &NetboxClient,
     kind: &'static str,
     endpoint: &str,
     filters: &[(String, String)],
     fields: &[&str],
     errors: &mut Vec<ChildrenError>,
-) -> Option<Vec<T>> {
+) -> Option<Table<W::Kept>> {
     let mut taker = KindRows::new(kind);
     let listed = client
-        .list_rows_into(endpoint, filters, fields, |row| taker.take(row))
+        .list_rows_into(endpoint, filters, fields, |row: Listed<W>| taker.take(row))
         .await;
     taker.finish(listed, errors)
 }
@@ -916,7 +1266,7 @@ pub async fn read(
     let mut errors: Vec<ChildrenError> = [e1, e2, e3, e4, e5].into_iter().flatten().collect();
     let mut snap = assemble(ifaces, macs, ips, disks, &mut errors);
     snap.read.vlans = vlans.is_some();
-    snap.vlans = vlans.unwrap_or_default();
+    snap.vlans = vlans.map(|t| t.rows).unwrap_or_default();
     for e in &errors {
         tracing::warn!(error = %e, "NetBox children not read; those children are left alone");
     }
@@ -939,7 +1289,7 @@ pub async fn read_vlans(client: &NetboxClient) -> ChildrenSnapshot {
     .await;
     if let Some(vlans) = vlans {
         snap.read.vlans = true;
-        snap.vlans = vlans;
+        snap.vlans = vlans.rows;
     }
     for e in &errors {
         tracing::warn!(error = %e, "NetBox VLANs not read; untagged VLANs are left out");
@@ -952,16 +1302,16 @@ pub async fn read_vlans(client: &NetboxClient) -> ChildrenSnapshot {
 /// through the VM interface they are assigned to (left out when on anything else). A kind
 /// `None` is not read; MACs and IPs are not read without the interfaces.
 fn assemble(
-    ifaces: Option<Vec<InterfaceRow>>,
-    macs: Option<Vec<MacRow>>,
-    ips: Option<Vec<IpRow>>,
-    disks: Option<Vec<DiskRow>>,
+    ifaces: Option<Table<Interface>>,
+    macs: Option<Table<Mac>>,
+    ips: Option<Table<Ip>>,
+    disks: Option<Table<Disk>>,
     errors: &mut Vec<ChildrenError>,
 ) -> ChildrenSnapshot {
     let mut snap = ChildrenSnapshot::default();
     if let Some(mut ifaces) = ifaces {
         snap.read.interfaces = true;
-        ifaces.retain(|r| r.vm() != 0);
+        ifaces.rows.retain(|r| r.vm != 0);
         snap.interfaces = ifaces;
     } else {
         for (kind, present) in [
@@ -974,33 +1324,31 @@ fn assemble(
         }
     }
     if snap.read.interfaces {
-        let iface_vm: HashMap<u64, u64> = snap.interfaces.iter().map(|r| (r.id, r.vm())).collect();
-        let vm_of = |on_vminterface: bool, iface: Option<u64>| -> u64 {
-            match iface {
-                Some(iface) if on_vminterface => iface_vm.get(&iface).copied().unwrap_or(0),
-                _ => 0,
-            }
+        let iface_vm: HashMap<u64, u64> =
+            snap.interfaces.rows.iter().map(|r| (r.id, r.vm)).collect();
+        let vm_of = |iface: Option<NonZeroU64>| -> u64 {
+            iface.map_or(0, |i| iface_vm.get(&i.get()).copied().unwrap_or(0))
         };
         if let Some(mut macs) = macs {
             snap.read.mac_addresses = true;
-            for r in &mut macs {
-                r.vm = vm_of(r.on_vminterface, r.assigned_object_id);
+            for r in &mut macs.rows {
+                r.vm = vm_of(r.assigned);
             }
-            macs.retain(|r| r.vm != 0);
+            macs.rows.retain(|r| r.vm != 0);
             snap.macs = macs;
         }
         if let Some(mut ips) = ips {
             snap.read.ip_addresses = true;
-            for r in &mut ips {
-                r.vm = vm_of(r.on_vminterface, r.assigned_object_id);
+            for r in &mut ips.rows {
+                r.vm = vm_of(r.assigned);
             }
-            ips.retain(|r| r.vm != 0);
+            ips.rows.retain(|r| r.vm != 0);
             snap.ips = ips;
         }
     }
     if let Some(mut disks) = disks {
         snap.read.virtual_disks = true;
-        disks.retain(|r| r.vm() != 0);
+        disks.rows.retain(|r| r.vm != 0);
         snap.disks = disks;
     }
     snap.index();
@@ -1057,7 +1405,13 @@ mod tests {
     fn children_are_indexed_by_vm_and_rendered_as_the_wit_shows() {
         let (i, m, ip, d) = sample();
         let mut errors = Vec::new();
-        let mut snap = assemble(Some(i), Some(m), Some(ip), Some(d), &mut errors);
+        let mut snap = assemble(
+            Some(table(i)),
+            Some(table(m)),
+            Some(table(ip)),
+            Some(table(d)),
+            &mut errors,
+        );
         snap.read.vlans = true;
         snap.set_primaries(HashMap::from([(
             7,
@@ -1102,7 +1456,7 @@ mod tests {
         let (i, _, ip, d) = sample();
         let mut errors = Vec::new();
         // Below NetBox 4.2 (no MAC objects) and with the IP read failed.
-        let snap = assemble(Some(i), None, None, Some(d), &mut errors);
+        let snap = assemble(Some(table(i)), None, None, Some(table(d)), &mut errors);
         let v = rendered(&snap, 7).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 2, "{v}");
@@ -1115,7 +1469,7 @@ mod tests {
         // Without the interfaces, MACs and IPs cannot be placed: not read either.
         let mut errors = Vec::new();
         let (_, m, _, _) = sample();
-        let snap = assemble(None, Some(m), Some(ip), None, &mut errors);
+        let snap = assemble(None, Some(table(m)), Some(table(ip)), None, &mut errors);
         assert_eq!(errors.len(), 2);
         assert_eq!(
             rendered(&snap, 7),
@@ -1128,7 +1482,7 @@ mod tests {
     fn an_unreadable_row_makes_its_kind_unread() {
         let mut errors = Vec::new();
         let mut taker = KindRows::new("virtual disks");
-        let rows: Vec<DiskRow> = [Listed::Unreadable {
+        let rows: Vec<Disk> = [Listed::<DiskRow>::Unreadable {
             id: Some(4),
             error: "size: invalid type".into(),
         }]
@@ -1137,6 +1491,67 @@ mod tests {
         .collect();
         assert!(taker.finish(Ok(rows), &mut errors).is_none());
         assert!(errors[0].to_string().contains("virtual disks row Some(4)"));
+    }
+
+    #[test]
+    fn rows_keep_their_texts_in_one_pool_per_kind() {
+        let (i, m, mut ip, d) = sample();
+        // Same address in a VRF named "" and in none: the key tells them apart.
+        ip.push(
+            serde_json::from_value(json!({"id": 34, "address": "10.0.0.5/24",
+                "vrf": {"id": 2, "name": ""}, "status": {"value": "active", "label": "Active"},
+                "assigned_object_type": "virtualization.vminterface", "assigned_object_id": 12,
+                "tags": [], "last_updated": "2026-12-06T10:00:00.123456Z"}))
+            .unwrap(),
+        );
+        let mut errors = Vec::new();
+        let snap = assemble(
+            Some(table(i)),
+            Some(table(m)),
+            Some(table(ip)),
+            Some(table(d)),
+            &mut errors,
+        );
+        // One list per distinct tag list and choice value, shared by the rows that carry it.
+        assert_eq!(
+            snap.ips.pool.tags.len(),
+            1,
+            "[] and absent tags are one list"
+        );
+        assert_eq!(snap.ips.pool.choices, vec![json!("active")]);
+        assert_eq!(snap.ips.rows.len(), 2, "only the rows on a VM interface");
+        let rows = snap.vm_rows(7).unwrap();
+        let ips: Vec<Child> = rows.ips().collect();
+        assert_eq!(
+            ips,
+            vec![
+                Child {
+                    id: 31,
+                    name: "10.0.0.5/24",
+                    vrf: None,
+                    tags: &[],
+                    last_updated: None,
+                },
+                Child {
+                    id: 34,
+                    name: "10.0.0.5/24",
+                    vrf: Some(""),
+                    tags: &[],
+                    last_updated: Some("2026-12-06T10:00:00.123456Z"),
+                },
+            ]
+        );
+        let names: Vec<&str> = rows.interfaces().map(|c| c.name).collect();
+        assert_eq!(names, ["net0", "net1"], "in id order");
+        assert_eq!(rows.interfaces().next().unwrap().tags, ["pve2netbox"]);
+        assert_eq!(
+            rows.macs().map(|c| c.name).collect::<Vec<_>>(),
+            ["BC:24:11:2A:3B:4C"]
+        );
+        assert_eq!(rows.disks().map(|c| c.id).collect::<Vec<_>>(), [41]);
+        // The texts are one buffer per kind, without spare room.
+        assert_eq!(snap.disks.pool.text, "scsi0local-lvm");
+        assert_eq!(snap.disks.pool.text.capacity(), snap.disks.pool.text.len());
     }
 
     #[test]
