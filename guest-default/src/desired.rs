@@ -12,7 +12,7 @@ use crate::model::{
 use crate::notes::notes;
 use crate::platform::{QEMU_DEFAULT_OSTYPE, platform};
 use crate::policy::{CF_NODE, CF_TAGS, CF_VM_ID, CF_VM_TYPE};
-use crate::property::{PropertyString, parse_bool};
+use crate::property::{PropertyString, parse_bool, trim};
 use crate::settings::Prepared;
 use crate::tags::{MANAGED_TAG, parse_tags};
 use crate::{cpu, disks, memory, status};
@@ -91,13 +91,13 @@ pub(crate) fn desired_with(
 
     // Everything that borrows the config, computed before moving strings out of the guest.
     // The config name is only a fallback: not copied when the row has a name.
-    let row_has_name = guest.name.as_deref().is_some_and(|n| !n.trim().is_empty());
+    let row_has_name = guest.name.as_deref().is_some_and(|n| !trim(n).is_empty());
     let config_name: Option<String> = if read && !row_has_name {
         let n = match guest.kind {
             GuestKind::Qemu => cfg.name,
             GuestKind::Lxc => cfg.hostname,
         };
-        Some(match n.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(match n.map(trim).filter(|n| !n.is_empty()) {
             Some(n) => n.to_owned(),
             None => format!("vm-{}", guest.vmid),
         })
@@ -159,7 +159,7 @@ pub(crate) fn desired_with(
 
     let status = status::status(&guest, p.version, &p.template_status);
     let (kind_slug, kind_name, _) = kind_object(guest.kind);
-    let name = match guest.name.take().filter(|n| !n.trim().is_empty()) {
+    let name = match guest.name.take().filter(|n| !trim(n).is_empty()) {
         Some(n) => Field::Set(n),
         None => config_name.map_or(Field::Keep, Field::Set),
     };

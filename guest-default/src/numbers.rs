@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use crate::property::trim;
+
 /// A config value that should be a number and is not.
 #[derive(Debug, Error, PartialEq)]
 #[error("config {key}={value:?} is not a valid number")]
@@ -17,8 +19,7 @@ pub(crate) fn config_u64(
 ) -> Result<Option<u64>, ConfigNumberError> {
     match value {
         None => Ok(None),
-        Some(v) => v
-            .trim()
+        Some(v) => trim(v)
             .parse::<u64>()
             .map(Some)
             .map_err(|_| ConfigNumberError {
@@ -35,8 +36,7 @@ pub(crate) fn config_f64(
 ) -> Result<Option<f64>, ConfigNumberError> {
     match value {
         None => Ok(None),
-        Some(v) => v
-            .trim()
+        Some(v) => trim(v)
             .parse::<f64>()
             .ok()
             .filter(|f| f.is_finite() && *f >= 0.0)

@@ -6,6 +6,7 @@
 //! existing platforms are reused. An unknown value gives no platform (`Keep`).
 
 use crate::model::GuestKind;
+use crate::property::trim;
 
 /// (ostype, slug, name) for QEMU.
 const QEMU: [(&str, &str, &str); 13] = [
@@ -48,9 +49,10 @@ pub(crate) fn platform(kind: GuestKind, ostype: &str) -> Option<(&'static str, &
         GuestKind::Qemu => &QEMU,
         GuestKind::Lxc => &LXC,
     };
+    let ostype = trim(ostype);
     table
         .iter()
-        .find(|(o, _, _)| o.eq_ignore_ascii_case(ostype.trim()))
+        .find(|(o, _, _)| o.eq_ignore_ascii_case(ostype))
         .map(|(_, slug, name)| (*slug, *name))
 }
 

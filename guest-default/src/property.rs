@@ -41,16 +41,16 @@ impl<'a> PropertyString<'a> {
 
     /// The value of `key` (the first occurrence: duplicates are a PVE error, not ours).
     pub(crate) fn get(&self, key: &str) -> Option<&'a str> {
-        self.parts().find(|(k, _)| *k == key).map(|(_, v)| v)
+        self.parts().find(|(k, _)| same(k, key)).map(|(_, v)| v)
     }
 
     /// The values of two keys in one scan (first occurrences), as `get(a)`, `get(b)`.
     pub(crate) fn get2(&self, a: &str, b: &str) -> (Option<&'a str>, Option<&'a str>) {
         let (mut va, mut vb) = (None, None);
         for (k, v) in self.parts() {
-            if va.is_none() && k == a {
+            if va.is_none() && same(k, a) {
                 va = Some(v);
-            } else if vb.is_none() && k == b {
+            } else if vb.is_none() && same(k, b) {
                 vb = Some(v);
             }
             if va.is_some() && vb.is_some() {
@@ -59,6 +59,13 @@ impl<'a> PropertyString<'a> {
         }
         (va, vb)
     }
+}
+
+/// `a == b` for the short keys of property strings, byte by byte: `==` on `str` calls `memcmp`,
+/// a call per comparison through WASM, which costs more than the few bytes compared.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 /// `str::trim` with a fast path: property parts rarely have surrounding whitespace, and

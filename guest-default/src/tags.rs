@@ -4,6 +4,8 @@
 //! (letters, digits, `_` and `-` kept, any other run becomes one `-`, no leading or trailing
 //! `-`), de-duplicate, sort. The tag's NetBox name is the lowercased Proxmox tag.
 
+use crate::property::trim;
+
 /// The tag that marks VMs pve2netbox manages.
 pub const MANAGED_TAG: &str = "pve2netbox";
 
@@ -54,7 +56,7 @@ pub(crate) fn slugify(s: &str) -> String {
 
 /// Splits a `proxmox_tags` custom field value back into slugs.
 pub(crate) fn split_managed(text: &str) -> impl Iterator<Item = &str> {
-    text.split(';').map(str::trim).filter(|s| !s.is_empty())
+    text.split(';').map(trim).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::property::trim;
+
 /// One MiB in bytes: NetBox's "MB" for memory and disk is MiB in practice.
 pub(crate) const MIB: u64 = 1 << 20;
 
@@ -20,7 +22,7 @@ pub(crate) enum SizeError {
 
 /// Parses a size to bytes.
 pub(crate) fn parse_size(text: &str) -> Result<u64, SizeError> {
-    let s = text.trim();
+    let s = trim(text);
     let bad = || SizeError::Malformed(text.to_owned());
     // Strip an optional unit and its optional `B`/`iB` suffix.
     let (num, mult) = {

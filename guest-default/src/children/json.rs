@@ -127,6 +127,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A string, borrowed from the text when it has no escape; one with escapes is decoded by
+    /// serde_json (so exactly as serde would), and one that is not valid JSON is declined.
+    pub(crate) fn cow_str(&mut self) -> Option<std::borrow::Cow<'a, str>> {
+        self.peek()?;
+        let start = self.pos;
+        if let Some(s) = self.str() {
+            return Some(std::borrow::Cow::Borrowed(s));
+        }
+        // Find the closing quote, stepping over each escaped character.
+        let b = self.bytes();
+        self.pos = start + 1;
+        loop {
+            match *b.get(self.pos)? {
+                b'"' => break,
+                b'\\' => self.pos += 2,
+                _ => self.pos += 1,
+            }
+        }
+        self.pos += 1;
+        serde_json::from_str::<String>(self.text.get(start..self.pos)?)
+            .ok()
+            .map(std::borrow::Cow::Owned)
+    }
+
     /// A non-negative integer that fits `u64` (no sign, fraction or exponent).
     pub(crate) fn u64(&mut self) -> Option<u64> {
         self.peek()?;

@@ -14,7 +14,7 @@ mod current;
 mod desired;
 mod diff;
 pub(crate) mod ip;
-mod json;
+pub(crate) mod json;
 pub(crate) mod mac;
 /// The child types, from the library (`pve2netbox_rules::children`).
 pub use pve2netbox_rules::children as model;
