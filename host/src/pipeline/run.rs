@@ -28,7 +28,7 @@ use crate::pipeline::preflight::{self, ClusterSpec, PreflightError, PreflightInp
 use crate::pipeline::proxmox_read::{self, Discovery, ReadGuest};
 use crate::pipeline::reconcile::{
     self, Answer, Class, NeedsInterner, ObservedGuest, OutputContract, Rules, RulesItem,
-    RulesResult, VmOutcome,
+    RulesResult, SharedTexts, VmOutcome,
 };
 use crate::pipeline::report::{ErrorEntry, Mode, RulesInfo, RunReport};
 use crate::pipeline::snapshot::children::ChildrenSnapshot;
@@ -169,7 +169,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
     let config = &opts.config;
     let rules_path = opts.rules.clone().or_else(|| config.sync.rules.clone());
     // Rules first: a bad module fails before any request.
-    let (_runtime, module) = load_rules(rules_path.as_deref())?;
+    let rules = load_rules(rules_path.as_deref())?;
     let pve_counters = Arc::new(RequestCounters::default());
     let nb_counters = Arc::new(RequestCounters::default());
     let netbox = NetboxClient::new(&config.netbox, &config.timeouts, nb_counters.clone())
@@ -183,7 +183,7 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
     };
     let result = run_phases(
         &opts,
-        &module,
+        rules,
         &netbox,
         &lease,
         started,
@@ -198,13 +198,14 @@ pub async fn run(opts: RunOptions) -> Result<RunResult, SyncError> {
 /// The phases of [`run`], every NetBox write through `lease`.
 async fn run_phases(
     opts: &RunOptions,
-    module: &RulesModule,
+    (runtime, loaded): (RulesRuntime, RulesModule),
     netbox: &NetboxClient,
     lease: &NetboxLease,
     started: Instant,
     pve_counters: &Arc<RequestCounters>,
     nb_counters: &Arc<RequestCounters>,
 ) -> Result<RunResult, SyncError> {
+    let module = &loaded;
     let config = &opts.config;
     let mut report = RunReport::new(opts.mode.report_mode());
     report.rules = rules_info(module);
@@ -347,6 +348,9 @@ async fn run_phases(
         );
         Memo::open(Memo::path(dir, &config.netbox.url), header)
     });
+    let contract = OutputContract::with_custom_fields(pre.custom_fields.clone())
+        .with_children(module.has_children())
+        .writing_children(config.sync.children);
     let outcomes = tokio::task::block_in_place(|| {
         let mut rules = ModuleRules {
             module,
@@ -360,10 +364,9 @@ async fn run_phases(
             spent_cpu: std::time::Duration::ZERO,
             recorder: recorder.as_mut(),
             children: children.as_ref(),
+            contract: &contract,
+            held: SharedTexts::default(),
         };
-        let contract = OutputContract::with_custom_fields(pre.custom_fields.clone())
-            .with_children(module.has_children())
-            .writing_children(config.sync.children);
         let outcomes = reconcile::reconcile(&observed, &snap, &mut rules, &contract);
         (outcomes, rules.spent, rules.spent_cpu)
     });
@@ -378,6 +381,10 @@ async fn run_phases(
     if let Some(r) = recorder {
         r.finish(module)?;
     }
+    // The rules are done: their engine goes, and with it the instance pool's linear memories,
+    // which stay resident between calls (~8 MiB per rules thread at the default batch size)
+    // and would otherwise count in the plan's and the dispatch's memory.
+    drop((loaded, runtime));
     // Saved once the reconcile phase is complete (a run stopped before never writes it).
     if let Some(memo) = &memo {
         report.memo.hits = memo.hits();
@@ -389,6 +396,9 @@ async fn run_phases(
     // Past the rules, no phase needs the configs (tens of MB at 100k guests).
     drop(read.guests);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
+    // Nor the snapshot (~1.5 KB per NetBox VM) nor the observed guests past the orphans: the
+    // plan is built from the outcomes, and its operations are the first sync's peak.
+    drop((snap, observed));
     let mut plan = Plan::build_with_children(&mut outcomes, &findings, children.as_ref());
     drop(children);
     if !opts.mode.is_preview() {
@@ -428,8 +438,12 @@ async fn run_phases(
             );
         }
     }
-    // Nor the snapshot (~1.5 KB per NetBox VM) past the plan.
-    drop((snap, observed));
+    // Past the plan, no more of the outcomes than the task history reads.
+    let outcomes: Vec<Journaled> = if config.sync.task_history && !opts.mode.is_preview() {
+        outcomes.into_iter().map(Journaled::from).collect()
+    } else {
+        Vec::new()
+    };
     add_preflight_pending(&mut plan, &pre.pending);
     add_errors(&mut plan, &discovery.errors);
     bar.finish(&format!(
@@ -704,7 +718,8 @@ pub struct ModuleRules<'a> {
     pub module: &'a RulesModule,
     pub ctx: &'a Context,
     /// The guests read, in the order of the observed guests the items point into. A guest's
-    /// config and network view are released once the rules will not be asked about it again.
+    /// guest, config and network view are released once the rules will not be asked about it
+    /// again.
     pub guests: &'a mut [ReadGuest],
     pub batch: usize,
     /// Batches asked at once (see [`parallel::threads`]); 1 while recording.
@@ -722,6 +737,11 @@ pub struct ModuleRules<'a> {
     pub recorder: Option<&'a mut Recorder>,
     /// NetBox's children of the snapshot's VMs (`sync.children`); `None`: not read.
     pub children: Option<&'a ChildrenSnapshot>,
+    /// What the reconcile holds the answers to: each answer is settled against it as its
+    /// batch returns ([`reconcile::settle_answer`]), not once every guest is answered.
+    pub contract: &'a OutputContract,
+    /// The texts of the child changes held back, shared between VMs.
+    pub held: SharedTexts,
 }
 
 /// The VM's current children as the module gets them (`None`: not read).
@@ -895,6 +915,7 @@ impl ModuleRules<'_> {
                             memo.record(key, vm.name.as_deref());
                         }
                         let mut result = RulesResult::from(answer);
+                        reconcile::settle_answer(&mut result, self.contract, &mut self.held);
                         self.needs.intern(&mut result);
                         result
                     })
@@ -981,9 +1002,40 @@ fn add_errors(plan: &mut Plan, errors: &[ErrorEntry]) {
     plan.errors.dedup();
 }
 
+/// What the task history needs of a guest's outcome once the plan holds its writes. The
+/// outcomes themselves (~400 bytes each, with their texts) are not kept through the dispatch.
+struct Journaled {
+    endpoint: usize,
+    cluster: String,
+    node: String,
+    vmid: u32,
+    netbox_id: Option<u64>,
+    /// Kept or written (noop, create, update, adopt): its tasks are copied.
+    kept_or_written: bool,
+    /// Left alone on purpose: its tasks are neither copied nor wait for it.
+    skipped: bool,
+}
+
+impl From<VmOutcome> for Journaled {
+    fn from(o: VmOutcome) -> Self {
+        Journaled {
+            endpoint: o.endpoint,
+            cluster: o.cluster,
+            node: o.node,
+            vmid: o.vmid,
+            netbox_id: o.netbox_id,
+            kept_or_written: matches!(
+                o.class,
+                Class::Noop | Class::Create | Class::Update | Class::Adopt
+            ),
+            skipped: matches!(o.class, Class::Skip(_)),
+        }
+    }
+}
+
 /// The VMs whose tasks are copied: every guest kept or written without failure.
 fn task_targets(
-    outcomes: &[VmOutcome],
+    outcomes: &[Journaled],
     ops: &[Operation],
     done: &dispatch::DispatchOutcome,
 ) -> Vec<TaskTarget> {
@@ -999,12 +1051,7 @@ fn task_targets(
         .collect();
     outcomes
         .iter()
-        .filter(|o| {
-            matches!(
-                o.class,
-                Class::Noop | Class::Create | Class::Update | Class::Adopt
-            )
-        })
+        .filter(|o| o.kept_or_written)
         .filter(|o| !failed.contains(&(o.cluster.clone(), o.vmid)))
         .filter_map(|o| {
             let netbox_id = done
@@ -1014,7 +1061,7 @@ fn task_targets(
                 .or(o.netbox_id)?;
             Some(TaskTarget {
                 endpoint: o.endpoint,
-                scope: o.scope(),
+                scope: format!("{}/{}/{}", o.cluster, o.node, o.vmid),
                 node: o.node.clone(),
                 vmid: o.vmid,
                 netbox_id,
@@ -1026,12 +1073,12 @@ fn task_targets(
 /// The guests whose tasks this run cannot journal although it should (not targets: their VM
 /// write failed, or the rules failed on them); skipped guests are left out on purpose (they
 /// stay out of NetBox and must not hold the task watermark forever).
-fn unrecorded_guests(outcomes: &[VmOutcome], targets: &[TaskTarget]) -> Vec<Unrecorded> {
+fn unrecorded_guests(outcomes: &[Journaled], targets: &[TaskTarget]) -> Vec<Unrecorded> {
     let recorded: std::collections::BTreeSet<(usize, u32)> =
         targets.iter().map(|t| (t.endpoint, t.vmid)).collect();
     outcomes
         .iter()
-        .filter(|o| !matches!(o.class, Class::Skip(_)))
+        .filter(|o| !o.skipped)
         .filter(|o| !recorded.contains(&(o.endpoint, o.vmid)))
         .map(|o| Unrecorded {
             endpoint: o.endpoint,

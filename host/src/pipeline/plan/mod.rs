@@ -172,7 +172,26 @@ pub struct Notice {
     /// `skip`, `orphan`, `rename` (a VM written under a temporary name this run), `children`
     /// (child changes not applied or refused) or `vlan` (an untagged VLAN NetBox lacks).
     pub kind: String,
-    pub message: String,
+    /// Shared text: with `sync.children` off, every VM of a first sync gets the same "children
+    /// not applied" message, one ~200-byte copy per VM (~25 MB at 100k VMs) when owned.
+    #[serde(with = "shared_text")]
+    pub message: Arc<str>,
+}
+
+/// (De)serializes an `Arc<str>` as a JSON string (serde's `rc` feature would rebuild the
+/// workspace's dependents for this one field).
+mod shared_text {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(text: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(d).map(Arc::from)
+    }
 }
 
 /// Counts of the plan.
@@ -226,7 +245,29 @@ impl Plan {
         let mut notices = Vec::new();
         let mut errors = Vec::new();
         let mut objects: BTreeMap<(String, String), ObjectSpec> = BTreeMap::new();
-        // Per cluster: the VM writes, and the rename edges among them.
+        // Per cluster: the VM writes, and the rename edges among them. Each cluster's list is
+        // made the size of its writes at most (the guests to write and the orphans to mark):
+        // grown by doubling, a 100k-VM first sync held up to twice the operations it plans
+        // (~250 bytes each) while it copied them.
+        let mut room: BTreeMap<(&str, u64), usize> = BTreeMap::new();
+        for o in &sorted {
+            if matches!(o.class, Class::Create | Class::Update | Class::Adopt) {
+                *room.entry((o.cluster.as_str(), o.cluster_id)).or_default() += 1;
+            }
+        }
+        for orphan in &orphans.orphans {
+            if orphan.action == OrphanAction::Mark {
+                *room
+                    .entry((orphan.cluster.as_str(), orphan.cluster_id))
+                    .or_default() += 1;
+            }
+        }
+        let room: BTreeMap<(String, u64), usize> = room
+            .into_iter()
+            .map(|((cluster, id), n)| ((cluster.to_owned(), id), n))
+            .collect();
+        let new_cluster =
+            |key: &(String, u64)| Vec::with_capacity(room.get(key).copied().unwrap_or(0));
         let mut clusters: BTreeMap<(String, u64), Vec<RenameOrdered>> = BTreeMap::new();
         let mut deletes = Vec::new();
 
@@ -250,7 +291,7 @@ impl Plan {
                     notices.push(Notice {
                         scope: o.scope(),
                         kind: "skip".into(),
-                        message: reason.clone(),
+                        message: reason.as_str().into(),
                     });
                     continue;
                 }
@@ -276,7 +317,7 @@ impl Plan {
                 notices.push(Notice {
                     scope: o.scope(),
                     kind: "rename".into(),
-                    message,
+                    message: message.into(),
                 });
             }
             for spec in std::mem::take(&mut o.needs) {
@@ -289,8 +330,9 @@ impl Plan {
             let mut operation = Operation::vm(op, &o.cluster, o.cluster_id, o.vmid, o.scope());
             operation.kind = Some(o.kind);
             operation.netbox_id = o.netbox_id;
-            operation.name = o.name.clone();
-            operation.last_updated = o.last_updated.clone();
+            // Taken, not copied: past the plan an outcome serves the task history alone.
+            operation.name = o.name.take();
+            operation.last_updated = o.last_updated.take();
             operation.changes = std::mem::take(&mut o.changes);
             operation.journal = o.journal.take();
             let child_changes = std::mem::take(&mut o.children);
@@ -311,7 +353,7 @@ impl Plan {
                     notices.push(Notice {
                         scope: o.scope(),
                         kind: kind.into(),
-                        message,
+                        message: message.into(),
                     });
                 }
                 operation.children = planned.ops;
@@ -328,9 +370,10 @@ impl Plan {
                 counts.noop += 1;
                 continue;
             }
+            let key = (o.cluster.clone(), o.cluster_id);
             clusters
-                .entry((o.cluster.clone(), o.cluster_id))
-                .or_default()
+                .entry(key)
+                .or_insert_with_key(new_cluster)
                 .push((operation, std::mem::take(&mut o.after)));
         }
 
@@ -344,7 +387,8 @@ impl Plan {
                         message: format!(
                             "NetBox VM #{} '{}' has no guest in Proxmox",
                             orphan.netbox_id, orphan.name
-                        ),
+                        )
+                        .into(),
                     });
                     continue;
                 }
@@ -366,9 +410,10 @@ impl Plan {
             if op == OpKind::Delete {
                 deletes.push(operation);
             } else {
+                let key = (orphan.cluster.clone(), orphan.cluster_id);
                 clusters
-                    .entry((orphan.cluster.clone(), orphan.cluster_id))
-                    .or_default()
+                    .entry(key)
+                    .or_insert_with_key(new_cluster)
                     .push((operation, Vec::new()));
             }
         }
@@ -378,12 +423,14 @@ impl Plan {
         });
         errors.dedup();
 
-        let mut operations: Vec<Operation> = objects
-            .into_values()
-            .map(Operation::create_object)
-            .collect();
+        // Sized once: extended cluster by cluster, the list was grown (and copied) by
+        // doubling while each cluster's ordered copy was alive beside it.
+        let mut operations: Vec<Operation> = Vec::with_capacity(
+            objects.len() + clusters.values().map(Vec::len).sum::<usize>() + deletes.len(),
+        );
+        operations.extend(objects.into_values().map(Operation::create_object));
         for (_, ops) in clusters {
-            operations.extend(order_cluster(ops));
+            order_cluster(ops, &mut operations);
         }
         deletes.sort_by(|a, b| {
             (&a.cluster, a.cluster_id, a.vmid).cmp(&(&b.cluster, b.cluster_id, b.vmid))
@@ -579,7 +626,7 @@ fn uses(spec: &ObjectSpec, changes: &Changes) -> bool {
 type RenameOrdered = (Operation, Vec<u32>);
 
 /// One cluster's VM writes by VMID, a rename's taker after the VM that frees the name.
-fn order_cluster(mut ops: Vec<RenameOrdered>) -> Vec<Operation> {
+fn order_cluster(mut ops: Vec<RenameOrdered>, out: &mut Vec<Operation>) {
     ops.sort_by_key(|(op, _)| (op.vmid, op.op));
     let present: BTreeSet<u32> = ops.iter().filter_map(|(op, _)| op.vmid).collect();
     // Kahn's algorithm over the sorted list: the lowest-sorted operation whose predecessors are
@@ -600,9 +647,9 @@ fn order_cluster(mut ops: Vec<RenameOrdered>) -> Vec<Operation> {
     }
     let mut ready: BTreeSet<usize> = (0..ops.len()).filter(|&i| blocked_by[i] == 0).collect();
     let mut remaining: BTreeSet<usize> = (0..ops.len()).collect();
-    let mut slots: Vec<Option<Operation>> = ops.into_iter().map(|(op, _)| Some(op)).collect();
+    // In the list's own memory (an `Option` of the pair is the pair's size), not a copy.
+    let mut slots: Vec<Option<RenameOrdered>> = ops.into_iter().map(Some).collect();
     let mut done: BTreeSet<u32> = BTreeSet::new();
-    let mut out = Vec::with_capacity(slots.len());
     while let Some(&first) = remaining.first() {
         // Reconcile has removed cycles; falling back to the first pending operation keeps the
         // order total even if one slipped through.
@@ -610,7 +657,7 @@ fn order_cluster(mut ops: Vec<RenameOrdered>) -> Vec<Operation> {
         if !remaining.remove(&next) {
             continue;
         }
-        let op = slots[next].take().expect("each operation is taken once");
+        let (op, _) = slots[next].take().expect("each operation is taken once");
         if let Some(v) = op.vmid
             && done.insert(v)
         {
@@ -623,7 +670,6 @@ fn order_cluster(mut ops: Vec<RenameOrdered>) -> Vec<Operation> {
         }
         out.push(op);
     }
-    out
 }
 
 /// A JSON value for people: strings bare, `null` as `—`, lists as `[a, b]`.
@@ -754,6 +800,8 @@ mod tests {
             ),
             (2, 2, 9)
         );
+        // The list is sized once, not grown by doubling.
+        assert_eq!(plan.operations.capacity(), plan.operations.len());
         // Each write carries what apply needs.
         let update = &plan.operations[3];
         assert_eq!(update.netbox_id, Some(11));
@@ -773,6 +821,8 @@ mod tests {
         r.reverse();
         let b = plan_of(g, r, OrphanPolicy::Mark);
         assert_eq!(a, b);
+        // Orphans marked in a cluster fit the room made for it.
+        assert_eq!(a.operations.capacity(), a.operations.len());
         assert_eq!(a.to_json(), b.to_json());
     }
 

@@ -6,6 +6,7 @@
 //! VM. A guest without one that the rules name like an unowned NetBox VM adopts it: the rules are
 //! asked again for those few, against the VM to adopt.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use guest_default::model::{GuestKind, JsonText, NetboxVm, ObjectSpec};
@@ -165,7 +166,9 @@ pub struct VmOutcome {
     pub notice: Option<String>,
     /// The child changes and primary IPs the rules returned that this run does not write
     /// ([`hold_back_children`]), for the plan's warnings; any class but skip and error.
-    pub children_not_applied: Option<String>,
+    /// Shared: VMs with the same child changes held back (every VM of a first sync without
+    /// `sync.children`) share one text.
+    pub children_not_applied: Option<Arc<str>>,
     /// The child changes this run writes (`sync.children` with a WIT 0.3 module): the plan
     /// turns them into child operations of the VM's write.
     pub children: Vec<super::changes::PackedChildChange>,
@@ -281,10 +284,11 @@ pub fn reconcile(
             RulesResult::Error(message) => State::Decided(Class::Error(message)),
         };
     }
+    let mut held = SharedTexts::default();
     let mut outcomes: Vec<(VmOutcome, Option<&NetboxRecord>)> = observed
         .iter()
         .zip(states)
-        .map(|(guest, state)| classify(guest, state, contract.writes_children()))
+        .map(|(guest, state)| classify(guest, state, contract.writes_children(), &mut held))
         .collect();
     apply_names(&mut outcomes, snapshot);
     let mut out: Vec<VmOutcome> = outcomes.into_iter().map(|(o, _)| o).collect();
@@ -334,6 +338,45 @@ fn hold_back_children(answer: &mut Answer) -> Option<String> {
          IPs are written with sync.children = true)",
         parts.join(", ")
     ))
+}
+
+/// What [`reconcile`] does to each answer, done as the answer arrives (the rules runtime calls
+/// it per batch): an answer outside the `contract` becomes its error and, when this run does
+/// not write children, the child changes are held back ([`hold_back_children`]) at once.
+/// Why: held until every guest was answered, a 100k-VM sync without `sync.children` kept
+/// every VM's child changes (~2 KB each, ~190 MB) only to count them. The result is the one
+/// [`reconcile`] makes of the answer later (it checks the contract again, which a settled
+/// answer passes, and takes the held-back message).
+pub fn settle_answer(result: &mut RulesResult, contract: &OutputContract, held: &mut SharedTexts) {
+    let RulesResult::Vm(vm) = result else {
+        return;
+    };
+    if let Err(message) = contract
+        .check(&vm.changes)
+        .and_then(|()| contract.check_children(&vm.children))
+    {
+        *result = RulesResult::Error(message);
+        return;
+    }
+    if !contract.writes_children() && vm.children_not_applied.is_none() {
+        vm.children_not_applied = hold_back_children(vm).map(|t| held.share(t));
+    }
+}
+
+/// Equal texts given out as one shared allocation (the few distinct "children not applied"
+/// messages of a run).
+#[derive(Debug, Default)]
+pub struct SharedTexts(HashSet<Arc<str>>);
+
+impl SharedTexts {
+    fn share(&mut self, text: String) -> Arc<str> {
+        if let Some(shared) = self.0.get(text.as_str()) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = text.into();
+        self.0.insert(Arc::clone(&shared));
+        shared
+    }
 }
 
 /// The guest's NetBox VM by identity (cluster, `proxmox_vm_id`).
@@ -402,6 +445,7 @@ fn classify<'a>(
     g: &ObservedGuest,
     state: State<'a>,
     writes_children: bool,
+    held: &mut SharedTexts,
 ) -> (VmOutcome, Option<&'a NetboxRecord>) {
     let mut outcome = VmOutcome {
         cluster: g.cluster.clone(),
@@ -442,7 +486,10 @@ fn classify<'a>(
     if writes_children {
         outcome.children = std::mem::take(&mut answer.children);
     } else {
-        outcome.children_not_applied = hold_back_children(&mut answer);
+        outcome.children_not_applied = match answer.children_not_applied.take() {
+            Some(settled) => Some(settled),
+            None => hold_back_children(&mut answer).map(|t| held.share(t)),
+        };
     }
     let mut changes = answer.changes;
     outcome.needs = answer.needs;

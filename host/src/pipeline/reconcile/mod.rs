@@ -18,7 +18,9 @@ pub(crate) mod fixtures;
 mod tests;
 
 pub use changes::{Change, Changes, Json, PackedChildChange};
-pub use classify::{Class, Journal, Rules, RulesItem, VmOutcome, cf, reconcile};
+pub use classify::{
+    Class, Journal, Rules, RulesItem, SharedTexts, VmOutcome, cf, reconcile, settle_answer,
+};
 pub use contract::OutputContract;
 pub use observed::{Answer, NeedsInterner, ObservedGuest, RulesResult};
 pub use scope::{ClusterRead, GuestReadError, NodeRead};

@@ -36,9 +36,14 @@ pub struct Answer {
     /// Shared: most guests need the same few objects (see [`NeedsInterner`]).
     pub needs: Vec<Arc<ObjectSpec>>,
     pub changes: Changes,
-    /// The child changes of a WIT 0.3 module (empty before 0.3). Not written yet: the plan
-    /// reports them per VM as not applied (see `classify::hold_back_children`).
+    /// The child changes of a WIT 0.3 module (empty before 0.3). Without `sync.children` the
+    /// plan reports them per VM as not applied (see `classify::hold_back_children`).
     pub children: Vec<PackedChildChange>,
+    /// Set when the child changes were held back as the answer arrived ([`settle_answer`]):
+    /// what the plan reports as not applied.
+    ///
+    /// [`settle_answer`]: super::classify::settle_answer
+    pub children_not_applied: Option<Arc<str>>,
 }
 
 impl From<ReconciledVm> for Answer {
@@ -48,6 +53,7 @@ impl From<ReconciledVm> for Answer {
             needs: vm.needs.into_iter().map(Arc::new).collect(),
             changes: Changes::from(vm.changes),
             children: vm.children.into_iter().map(Into::into).collect(),
+            children_not_applied: None,
         }
     }
 }

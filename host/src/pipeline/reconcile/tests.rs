@@ -761,6 +761,66 @@ fn child_changes_are_reported_as_not_applied() {
     );
 }
 
+/// Settled as they arrive (what the rules runtime does per batch), the answers' child changes
+/// are dropped at once and the outcomes, the plan and its JSON are those of answers held back
+/// after every guest was answered; VMs with the same changes held back share one text.
+#[test]
+fn answers_settled_as_they_arrive_give_the_same_plan() {
+    let observed = guests(vec![guest(100).named("web"), guest(101).named("web2")]);
+    let snap = snapshot(vec![]);
+    let contract = OutputContract::default().with_children(true);
+    let mut held = super::SharedTexts::default();
+    let mut settled = |items: &[RulesItem<'_>]| {
+        let mut answers = rules_with_children(items);
+        for answer in &mut answers {
+            super::settle_answer(answer, &contract, &mut held);
+            let RulesResult::Vm(vm) = answer else {
+                panic!("an answer: {answer:?}");
+            };
+            assert!(vm.children.is_empty(), "{vm:?}");
+            assert!(vm.changes.find("primary_ip4").is_none(), "{vm:?}");
+        }
+        answers
+    };
+    let mut early = reconcile(&observed, &snap, &mut settled, &contract);
+    let mut late = reconcile(&observed, &snap, &mut rules_with_children, &contract);
+    assert_eq!(early, late);
+    let (a, b) = (
+        &early[0].children_not_applied,
+        &early[1].children_not_applied,
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(a.as_ref().expect("a notice"), b.as_ref().expect("a notice")),
+        "one shared text"
+    );
+    let early = crate::pipeline::plan::Plan::build(&mut early, &Default::default());
+    let late = crate::pipeline::plan::Plan::build(&mut late, &Default::default());
+    assert_eq!(early.to_json(), late.to_json());
+    let held = early.notices.iter().filter(|n| n.kind == "children");
+    assert_eq!(held.count(), 2, "{:?}", early.notices);
+}
+
+/// An answer outside the contract is its error when settled early, as when checked late.
+#[test]
+fn an_answer_settled_early_is_still_held_to_the_contract() {
+    let observed = guests(vec![guest(100).named("web")]);
+    let snap = snapshot(vec![]);
+    // A module before WIT 0.3 may not return child changes.
+    let contract = OutputContract::default();
+    let mut held = super::SharedTexts::default();
+    let mut settled = |items: &[RulesItem<'_>]| {
+        let mut answers = rules_with_children(items);
+        for answer in &mut answers {
+            super::settle_answer(answer, &contract, &mut held);
+        }
+        answers
+    };
+    let early = reconcile(&observed, &snap, &mut settled, &contract);
+    let late = reconcile(&observed, &snap, &mut rules_with_children, &contract);
+    assert!(matches!(early[0].class, Class::Error(_)), "{:?}", early[0]);
+    assert_eq!(early, late);
+}
+
 /// With `sync.children`, the child changes and primary IPs are planned: the VM's write carries
 /// its child operations, the table shows them, and nothing is reported as not applied.
 #[test]
