@@ -5,6 +5,7 @@
 //! the longest run of zeros compressed), so `2001:0DB8:0:0::1/64` and `2001:db8::1/64` are the
 //! same key. The prefix length is kept as given (it is part of NetBox's `address`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use thiserror::Error;
@@ -50,6 +51,11 @@ impl Cidr {
     /// addresses, and `String::push` per character (a capacity check and UTF-8 encoding each)
     /// most of what was left.
     pub(crate) fn key(&self) -> String {
+        self.key_text().as_str().to_owned()
+    }
+
+    /// [`Cidr::key`] on the stack.
+    fn key_text(&self) -> Ascii {
         let mut out = Ascii::default();
         match self.addr {
             IpAddr::V4(a) => push_ipv4(&mut out, a.octets()),
@@ -57,7 +63,7 @@ impl Cidr {
         }
         out.push(b'/');
         push_decimal(&mut out, self.prefix);
-        out.as_str().to_owned()
+        out
     }
 
     /// True when `self` (as a network) contains `addr`.
@@ -318,9 +324,27 @@ fn plain_prefix(t: &str) -> Option<u8> {
 }
 
 /// Normalizes an `address/prefix` text; text that does not parse is returned trimmed, so a
-/// NetBox value we cannot read still compares with itself.
-pub(crate) fn normalize_key(text: &str) -> String {
-    Cidr::parse(text).map_or_else(|_| text.trim().to_owned(), |c| c.key())
+/// NetBox value we cannot read still compares with itself. The text is usually normal already
+/// (NetBox's addresses): it is borrowed as it is then, copied only when the key differs.
+pub(crate) fn normalize_key_of(text: Cow<'_, str>) -> Cow<'_, str> {
+    match Cidr::parse(&text) {
+        Ok(c) => {
+            let key = c.key_text();
+            if key.as_str() == text {
+                text
+            } else {
+                Cow::Owned(key.as_str().to_owned())
+            }
+        }
+        Err(_) => {
+            let trimmed = text.trim();
+            if trimmed.len() == text.len() {
+                text
+            } else {
+                Cow::Owned(trimmed.to_owned())
+            }
+        }
+    }
 }
 
 /// True for addresses that never describe a guest on the network: loopback, link-local,
@@ -357,6 +381,26 @@ pub(crate) fn is_eui64_of(addr: IpAddr, mac: [u8; 6]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn normalize_key(text: &str) -> String {
+        normalize_key_of(Cow::Borrowed(text)).into_owned()
+    }
+
+    #[test]
+    fn a_normal_key_is_borrowed_and_any_other_copied() {
+        for (text, borrowed) in [
+            ("10.0.0.5/24", true),
+            ("2001:db8::5/64", true),
+            ("weird", true),
+            ("2001:DB8::5/64", false),
+            (" 10.0.0.5/24", false),
+            (" weird ", false),
+        ] {
+            let key = normalize_key_of(Cow::Borrowed(text));
+            assert_eq!(matches!(key, Cow::Borrowed(_)), borrowed, "{text}");
+            assert_eq!(key, normalize_key(text));
+        }
+    }
 
     #[test]
     fn plain_ipv4_reads_as_std_net_or_declines() {
