@@ -321,7 +321,7 @@ fn compare(
     let current_children = match &current {
         Some(_) => {
             let (json, read) = model::children_wit(kids.current.as_ref());
-            Some(children::normalize_current_children(json, read)?)
+            Some(children::read_current_children(json, read)?)
         }
         None => None,
     };

@@ -237,6 +237,14 @@ impl<T> Field<T> {
             _ => None,
         }
     }
+    /// The set value mapped by `f`; `Keep` and `Clear` stay as they are.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Field<U> {
+        match self {
+            Field::Set(v) => Field::Set(f(v)),
+            Field::Keep => Field::Keep,
+            Field::Clear => Field::Clear,
+        }
+    }
     /// `Set(v)` for `Some(v)`, `Clear` for `None`.
     pub fn from_option(v: Option<T>) -> Self {
         match v {

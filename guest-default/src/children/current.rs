@@ -614,13 +614,15 @@ mod plain {
     }
 }
 
-fn identity(id: u64, tags: Vec<Named<'_, SlugKey>>) -> ChildIdentity {
-    let mut tags: Vec<String> = tags
-        .into_iter()
-        .filter_map(|t| t.0.map(Cow::into_owned))
-        .collect();
-    tags.sort();
-    tags.dedup();
+/// Text borrowed from the children JSON (owned where it was unescaped or normalized).
+type Text<'a> = Cow<'a, str>;
+
+fn identity<'a>(id: u64, tags: Vec<Named<'a, SlugKey>>) -> ChildIdentity<Text<'a>> {
+    let mut tags: Vec<Text<'a>> = tags.into_iter().filter_map(|t| t.0).collect();
+    if tags.len() > 1 {
+        tags.sort();
+        tags.dedup();
+    }
     ChildIdentity {
         id,
         managed: tags.iter().any(|t| t == MANAGED_TAG),
@@ -628,8 +630,8 @@ fn identity(id: u64, tags: Vec<Named<'_, SlugKey>>) -> ChildIdentity {
     }
 }
 
-fn text(v: Option<Cow<'_, str>>) -> Field<String> {
-    Field::from_option(v.filter(|s| !s.is_empty()).map(Cow::into_owned))
+fn text(v: Option<Text<'_>>) -> Field<Text<'_>> {
+    Field::from_option(v.filter(|s| !s.is_empty()))
 }
 
 /// The raw children: read in the plain shape when it is one, by serde otherwise (which words
@@ -641,8 +643,11 @@ fn raw(json: &str) -> Result<Raw<'_>, CurrentError> {
     }
 }
 
-/// The current children; all `keep` when they were not read.
-pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, CurrentError> {
+/// The current children, on text borrowed from `json`; all `keep` when they were not read.
+pub(crate) fn current_children(
+    json: &str,
+    read: bool,
+) -> Result<VmChildren<Text<'_>>, CurrentError> {
     if !read {
         return Ok(VmChildren::default());
     }
@@ -650,7 +655,7 @@ pub(crate) fn current_children(json: &str, read: bool) -> Result<VmChildren, Cur
 }
 
 /// The comparable children of what was read.
-fn build(raw: Raw<'_>) -> VmChildren {
+fn build(raw: Raw<'_>) -> VmChildren<Text<'_>> {
     // A VM has a few interfaces: a search of the list beats a map (or a copy of the names).
     let interfaces = &raw.interfaces;
     let iface_of = |id: Option<u64>| {
@@ -659,7 +664,7 @@ fn build(raw: Raw<'_>) -> VmChildren {
                 .iter()
                 .flatten()
                 .find(|i| i.id == id)
-                .map(|i| i.name.as_ref().to_owned())
+                .map(|i| i.name.clone())
         })
     };
     let mut out = VmChildren::default();
@@ -668,8 +673,7 @@ fn build(raw: Raw<'_>) -> VmChildren {
             list.into_iter()
                 .map(|m| VmMacAddress {
                     identity: Some(identity(m.id, m.tags)),
-                    mac_address: mac::normalize(&m.mac_address)
-                        .unwrap_or_else(|| m.mac_address.into_owned()),
+                    mac_address: mac::normalize_or_keep(m.mac_address),
                     interface: iface_of(m.assigned_object_id),
                 })
                 .collect(),
@@ -680,8 +684,8 @@ fn build(raw: Raw<'_>) -> VmChildren {
             list.into_iter()
                 .map(|a| VmIpAddress {
                     identity: Some(identity(a.id, a.tags)),
-                    address: ip::normalize_key(&a.address),
-                    vrf: a.vrf.0.map(Cow::into_owned),
+                    address: ip::normalize_key_of(a.address),
+                    vrf: a.vrf.0,
                     status: text(a.status.0),
                     interface: iface_of(a.assigned_object_id),
                 })
@@ -689,16 +693,16 @@ fn build(raw: Raw<'_>) -> VmChildren {
         );
         // Primary IPs are only comparable when the addresses were read.
         out.primary_ip4 =
-            Field::from_option(raw.primary_ip4.map(|p| ip::normalize_key(&p.address)));
+            Field::from_option(raw.primary_ip4.map(|p| ip::normalize_key_of(p.address)));
         out.primary_ip6 =
-            Field::from_option(raw.primary_ip6.map(|p| ip::normalize_key(&p.address)));
+            Field::from_option(raw.primary_ip6.map(|p| ip::normalize_key_of(p.address)));
     }
     if let Some(list) = raw.interfaces {
         out.interfaces = Field::Set(
             list.into_iter()
                 .map(|i| VmInterface {
                     identity: Some(identity(i.id, i.tags)),
-                    name: i.name.into_owned(),
+                    name: i.name,
                     enabled: Field::Set(i.enabled.unwrap_or(true)),
                     mtu: Field::from_option(i.mtu),
                     description: text(i.description),
@@ -709,7 +713,7 @@ fn build(raw: Raw<'_>) -> VmChildren {
                             .map(|m| m.mac_address)
                             .or(i.mac_address)
                             .filter(|m| !m.is_empty())
-                            .map(|m| mac::normalize(&m).unwrap_or_else(|| m.into_owned())),
+                            .map(mac::normalize_or_keep),
                     ),
                 })
                 .collect(),
@@ -720,7 +724,7 @@ fn build(raw: Raw<'_>) -> VmChildren {
             list.into_iter()
                 .map(|d| VmVirtualDisk {
                     identity: Some(identity(d.id, d.tags)),
-                    name: d.name.into_owned(),
+                    name: d.name,
                     size: Field::from_option(d.size),
                     description: text(d.description),
                 })

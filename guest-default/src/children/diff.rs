@@ -20,16 +20,23 @@ use super::model::{
 };
 use crate::model::{Field, FieldChange, JsonText, Ownership};
 
-/// A child kind the diff can compare.
-pub(crate) trait Child {
+/// What the diff reads of a child of either side: its kind, key, identity and parent.
+pub(crate) trait Keyed {
     const KIND: ChildKind;
+    /// The child's text type (`String`, or `Cow<str>` for current children borrowed from
+    /// NetBox's text).
+    type Text: AsRef<str>;
     /// The child key, borrowed where the child holds it as it is.
     fn key(&self) -> Cow<'_, str>;
-    fn identity(&self) -> Option<&ChildIdentity>;
+    fn identity(&self) -> Option<&ChildIdentity<Self::Text>>;
     fn parent(&self) -> Option<String>;
+}
+
+/// A desired child compared with a current one of the same kind (`Cur`, whatever its text).
+pub(crate) trait Child<Cur: Keyed>: Keyed {
     /// The fields to write: all known ones for a create (`cur` absent), the differing ones for
     /// an update.
-    fn fields(&self, cur: Option<&Self>, out: &mut Fields);
+    fn fields(&self, cur: Option<&Cur>, out: &mut Fields);
 }
 
 /// Field changes being collected for one child.
@@ -37,6 +44,11 @@ pub(crate) struct Fields {
     pub(crate) list: Vec<FieldChange>,
     /// Below NetBox 4.2 the primary MAC is the interface's own `mac_address` field.
     legacy_mac: bool,
+}
+
+/// A text field's set value as `&str`, whatever the side's text type.
+fn set_text<S: AsRef<str>>(f: &Field<S>) -> Option<&str> {
+    f.as_set().map(AsRef::as_ref)
 }
 
 impl Fields {
@@ -48,7 +60,31 @@ impl Fields {
         });
     }
 
-    /// Compares one field; `keep` never writes, a create writes only set values.
+    /// Compares one field given as each side's set value (`None`: clear); `keep` never writes,
+    /// a create (`current` absent) writes only set values.
+    fn compare<T: PartialEq + ?Sized>(
+        &mut self,
+        name: &str,
+        desired: Option<&T>,
+        current: Option<Option<&T>>,
+        json: impl Fn(Option<&T>) -> String,
+    ) {
+        match current {
+            // A create has no old value: `null`, also for text NetBox keeps as `""`.
+            None => {
+                if desired.is_some() {
+                    self.push(name, "null".to_owned(), json(desired));
+                }
+            }
+            Some(c) => {
+                if c != desired {
+                    self.push(name, json(c), json(desired));
+                }
+            }
+        }
+    }
+
+    /// Compares one field of a plain value (a flag, a number).
     fn field<T: PartialEq>(
         &mut self,
         name: &str,
@@ -56,28 +92,26 @@ impl Fields {
         current: Option<&Field<T>>,
         json: impl Fn(Option<&T>) -> String,
     ) {
-        if desired.is_keep() {
-            return;
+        if !desired.is_keep() {
+            self.compare(name, desired.as_set(), current.map(Field::as_set), json);
         }
-        let d = desired.as_set();
-        match current {
-            // A create has no old value: `null`, also for text NetBox keeps as `""`.
-            None => {
-                if d.is_some() {
-                    self.push(name, "null".to_owned(), json(d));
-                }
-            }
-            Some(c) => {
-                let c = c.as_set();
-                if c != d {
-                    self.push(name, json(c), json(d));
-                }
-            }
+    }
+
+    /// Compares one text field, each side with its own text type.
+    fn text<D: AsRef<str>, C: AsRef<str>>(
+        &mut self,
+        name: &str,
+        desired: &Field<D>,
+        current: Option<&Field<C>>,
+        json: impl Fn(Option<&str>) -> String,
+    ) {
+        if !desired.is_keep() {
+            self.compare(name, set_text(desired), current.map(set_text), json);
         }
     }
 
     /// An optional text (the interface a MAC or IP is on) compared without copying it.
-    fn opt_text(&mut self, name: &str, desired: Option<&String>, current: Option<Option<&String>>) {
+    fn opt_text(&mut self, name: &str, desired: Option<&str>, current: Option<Option<&str>>) {
         match current {
             None if desired.is_some() => self.push(name, "null".to_owned(), text_json(desired)),
             Some(c) if c != desired => self.push(name, text_json(c), text_json(desired)),
@@ -87,14 +121,14 @@ impl Fields {
 
     /// A create's key field.
     fn key_field(&mut self, name: &str, value: &str) {
-        self.push(name, "null".to_owned(), text_json(Some(&value.to_owned())));
+        self.push(name, "null".to_owned(), text_json(Some(value)));
     }
 }
 
-fn text_json(v: Option<&String>) -> String {
+fn text_json(v: Option<&str>) -> String {
     v.map_or_else(|| "null".to_owned(), |s| JsonText::string(s).0)
 }
-fn blank_json(v: Option<&String>) -> String {
+fn blank_json(v: Option<&str>) -> String {
     v.map_or_else(|| "\"\"".to_owned(), |s| JsonText::string(s).0)
 }
 fn count_json(v: Option<&u64>) -> String {
@@ -104,30 +138,39 @@ fn bool_json(v: Option<&bool>) -> String {
     v.map_or_else(|| "null".to_owned(), bool::to_string)
 }
 
-impl Child for VmInterface {
+/// An optional text as `&str`.
+fn opt_str<S: AsRef<str>>(v: &Option<S>) -> Option<&str> {
+    v.as_ref().map(AsRef::as_ref)
+}
+
+impl<S: AsRef<str>> Keyed for VmInterface<S> {
     const KIND: ChildKind = ChildKind::Interface;
+    type Text = S;
     fn key(&self) -> Cow<'_, str> {
-        Cow::Borrowed(&self.name)
+        Cow::Borrowed(self.name.as_ref())
     }
-    fn identity(&self) -> Option<&ChildIdentity> {
+    fn identity(&self) -> Option<&ChildIdentity<S>> {
         self.identity.as_ref()
     }
     fn parent(&self) -> Option<String> {
         None
     }
-    fn fields(&self, cur: Option<&Self>, out: &mut Fields) {
+}
+
+impl<D: AsRef<str>, C: AsRef<str>> Child<VmInterface<C>> for VmInterface<D> {
+    fn fields(&self, cur: Option<&VmInterface<C>>, out: &mut Fields) {
         if cur.is_none() {
-            out.key_field("name", &self.name);
+            out.key_field("name", self.name.as_ref());
         }
         out.field("enabled", &self.enabled, cur.map(|c| &c.enabled), bool_json);
         out.field("mtu", &self.mtu, cur.map(|c| &c.mtu), count_json);
-        out.field(
+        out.text(
             "description",
             &self.description,
             cur.map(|c| &c.description),
             blank_json,
         );
-        out.field("mode", &self.mode, cur.map(|c| &c.mode), text_json);
+        out.text("mode", &self.mode, cur.map(|c| &c.mode), text_json);
         out.field(
             "untagged_vlan",
             &self.untagged_vlan,
@@ -139,7 +182,7 @@ impl Child for VmInterface {
         } else {
             "primary_mac_address"
         };
-        out.field(
+        out.text(
             mac_field,
             &self.primary_mac_address,
             cur.map(|c| &c.primary_mac_address),
@@ -148,76 +191,88 @@ impl Child for VmInterface {
     }
 }
 
-impl Child for VmMacAddress {
+impl<S: AsRef<str>> Keyed for VmMacAddress<S> {
     const KIND: ChildKind = ChildKind::MacAddress;
+    type Text = S;
     fn key(&self) -> Cow<'_, str> {
-        Cow::Borrowed(&self.mac_address)
+        Cow::Borrowed(self.mac_address.as_ref())
     }
-    fn identity(&self) -> Option<&ChildIdentity> {
+    fn identity(&self) -> Option<&ChildIdentity<S>> {
         self.identity.as_ref()
     }
     fn parent(&self) -> Option<String> {
-        self.interface.clone()
+        opt_str(&self.interface).map(str::to_owned)
     }
-    fn fields(&self, cur: Option<&Self>, out: &mut Fields) {
+}
+
+impl<D: AsRef<str>, C: AsRef<str>> Child<VmMacAddress<C>> for VmMacAddress<D> {
+    fn fields(&self, cur: Option<&VmMacAddress<C>>, out: &mut Fields) {
         if cur.is_none() {
-            out.key_field("mac_address", &self.mac_address);
+            out.key_field("mac_address", self.mac_address.as_ref());
         }
         out.opt_text(
             "interface",
-            self.interface.as_ref(),
-            cur.map(|c| c.interface.as_ref()),
+            opt_str(&self.interface),
+            cur.map(|c| opt_str(&c.interface)),
         );
     }
 }
 
-impl Child for VmIpAddress {
+impl<S: AsRef<str>> Keyed for VmIpAddress<S> {
     const KIND: ChildKind = ChildKind::IpAddress;
+    type Text = S;
     fn key(&self) -> Cow<'_, str> {
         match self.vrf {
-            None => Cow::Borrowed(&self.address),
+            None => Cow::Borrowed(self.address.as_ref()),
             Some(_) => Cow::Owned(VmIpAddress::key(self)),
         }
     }
-    fn identity(&self) -> Option<&ChildIdentity> {
+    fn identity(&self) -> Option<&ChildIdentity<S>> {
         self.identity.as_ref()
     }
     fn parent(&self) -> Option<String> {
-        self.interface.clone()
+        opt_str(&self.interface).map(str::to_owned)
     }
-    fn fields(&self, cur: Option<&Self>, out: &mut Fields) {
+}
+
+impl<D: AsRef<str>, C: AsRef<str>> Child<VmIpAddress<C>> for VmIpAddress<D> {
+    fn fields(&self, cur: Option<&VmIpAddress<C>>, out: &mut Fields) {
         if cur.is_none() {
-            out.key_field("address", &self.address);
+            out.key_field("address", self.address.as_ref());
             if let Some(vrf) = &self.vrf {
-                out.key_field("vrf", vrf);
+                out.key_field("vrf", vrf.as_ref());
             }
         }
-        out.field("status", &self.status, cur.map(|c| &c.status), text_json);
+        out.text("status", &self.status, cur.map(|c| &c.status), text_json);
         out.opt_text(
             "interface",
-            self.interface.as_ref(),
-            cur.map(|c| c.interface.as_ref()),
+            opt_str(&self.interface),
+            cur.map(|c| opt_str(&c.interface)),
         );
     }
 }
 
-impl Child for VmVirtualDisk {
+impl<S: AsRef<str>> Keyed for VmVirtualDisk<S> {
     const KIND: ChildKind = ChildKind::VirtualDisk;
+    type Text = S;
     fn key(&self) -> Cow<'_, str> {
-        Cow::Borrowed(&self.name)
+        Cow::Borrowed(self.name.as_ref())
     }
-    fn identity(&self) -> Option<&ChildIdentity> {
+    fn identity(&self) -> Option<&ChildIdentity<S>> {
         self.identity.as_ref()
     }
     fn parent(&self) -> Option<String> {
         None
     }
-    fn fields(&self, cur: Option<&Self>, out: &mut Fields) {
+}
+
+impl<D: AsRef<str>, C: AsRef<str>> Child<VmVirtualDisk<C>> for VmVirtualDisk<D> {
+    fn fields(&self, cur: Option<&VmVirtualDisk<C>>, out: &mut Fields) {
         if cur.is_none() {
-            out.key_field("name", &self.name);
+            out.key_field("name", self.name.as_ref());
         }
         out.field("size", &self.size, cur.map(|c| &c.size), count_json);
-        out.field(
+        out.text(
             "description",
             &self.description,
             cur.map(|c| &c.description),
@@ -226,35 +281,35 @@ impl Child for VmVirtualDisk {
     }
 }
 
-fn tags_json(tags: &[String]) -> String {
-    let mut sorted: Vec<&String> = tags.iter().collect();
-    sorted.sort();
+fn tags_json<S: AsRef<str>>(tags: &[S]) -> String {
+    let mut sorted: Vec<&str> = tags.iter().map(AsRef::as_ref).collect();
+    sorted.sort_unstable();
     sorted.dedup();
     serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// The changes of one collection, appended to `out`. `current` is `None` when the VM does not
 /// exist yet (it has no children).
-pub(crate) fn collection<T: Child>(
+pub(crate) fn collection<D: Child<C>, C: Keyed>(
     own: Ownership,
-    desired: &Field<Vec<T>>,
-    current: Option<&Field<Vec<T>>>,
+    desired: &Field<Vec<D>>,
+    current: Option<&Field<Vec<C>>>,
     legacy_mac: bool,
     out: &mut Vec<ChildChange>,
 ) {
     if desired.is_keep() || own == Ownership::Ignore {
         return;
     }
-    let cur: &[T] = match current {
+    let cur: &[C] = match current {
         None | Some(Field::Clear) => &[],
         Some(Field::Set(v)) => v,
         Some(Field::Keep) => return,
     };
-    let want: &[T] = desired.as_set().map_or(&[], Vec::as_slice);
-    let managed = |c: &T| c.identity().is_some_and(|i| i.managed);
+    let want: &[D] = desired.as_set().map_or(&[], Vec::as_slice);
+    let managed = |c: &C| c.identity().is_some_and(|i| i.managed);
     let mut matched = vec![false; cur.len()];
     // Each key computed once (an IP's in a VRF is written out).
-    let cur_keys: Vec<Cow<'_, str>> = cur.iter().map(Child::key).collect();
+    let cur_keys: Vec<Cow<'_, str>> = cur.iter().map(Keyed::key).collect();
     let mut seen: Vec<Cow<'_, str>> = Vec::with_capacity(want.len());
     let start = out.len();
     for d in want {
@@ -274,13 +329,9 @@ pub(crate) fn collection<T: Child>(
         match pick {
             None => {
                 d.fields(None, &mut fields);
-                fields.push(
-                    "tags",
-                    "null".to_owned(),
-                    tags_json(&[MANAGED_TAG.to_owned()]),
-                );
+                fields.push("tags", "null".to_owned(), tags_json(&[MANAGED_TAG]));
                 out.push(ChildChange {
-                    kind: T::KIND,
+                    kind: D::KIND,
                     key: key.into_owned(),
                     parent: d.parent(),
                     op: ChildOp::Create,
@@ -297,13 +348,13 @@ pub(crate) fn collection<T: Child>(
                 }
                 d.fields(Some(c), &mut fields);
                 if adopt {
-                    let mut tags = ident.tags.clone();
-                    tags.push(MANAGED_TAG.to_owned());
+                    let mut tags: Vec<&str> = ident.tags.iter().map(AsRef::as_ref).collect();
+                    tags.push(MANAGED_TAG);
                     fields.push("tags", tags_json(&ident.tags), tags_json(&tags));
                 }
                 if !fields.list.is_empty() {
                     out.push(ChildChange {
-                        kind: T::KIND,
+                        kind: D::KIND,
                         key: key.into_owned(),
                         parent: d.parent(),
                         op: ChildOp::Update(ident.id),
@@ -320,7 +371,7 @@ pub(crate) fn collection<T: Child>(
             }
             let Some(ident) = c.identity() else { continue };
             out.push(ChildChange {
-                kind: T::KIND,
+                kind: C::KIND,
                 key: cur_keys[i].to_string(),
                 parent: c.parent(),
                 op: ChildOp::Delete(ident.id),
@@ -342,11 +393,11 @@ fn op_rank(op: &ChildOp) -> u8 {
 
 /// The sum of the VM's virtual disks once `changes` are applied, or `None` when it will have
 /// none or the current ones are unknown.
-pub(crate) fn disk_total_after(
-    current: Option<&Field<Vec<VmVirtualDisk>>>,
+pub(crate) fn disk_total_after<S>(
+    current: Option<&Field<Vec<VmVirtualDisk<S>>>>,
     changes: &[ChildChange],
 ) -> Option<u64> {
-    let cur: &[VmVirtualDisk] = match current {
+    let cur: &[VmVirtualDisk<S>] = match current {
         None | Some(Field::Clear) => &[],
         Some(Field::Set(v)) => v,
         Some(Field::Keep) => return None,
@@ -492,8 +543,14 @@ mod tests {
     fn keep_and_unread_change_nothing() {
         let mut out = Vec::new();
         let cur = Field::Set(vec![disk(Some(4), true, "scsi0", 1)]);
-        collection::<VmVirtualDisk>(Ownership::Owned, &Field::Keep, Some(&cur), false, &mut out);
-        collection::<VmVirtualDisk>(
+        collection::<VmVirtualDisk, VmVirtualDisk>(
+            Ownership::Owned,
+            &Field::Keep,
+            Some(&cur),
+            false,
+            &mut out,
+        );
+        collection::<VmVirtualDisk, VmVirtualDisk>(
             Ownership::Owned,
             &Field::Set(vec![]),
             Some(&Field::Keep),
@@ -522,7 +579,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(disk_total_after(Some(&cur), &out), Some(200 + 7 + 30));
-        assert_eq!(disk_total_after(Some(&Field::Keep), &out), None);
-        assert_eq!(disk_total_after(None, &[]), None);
+        assert_eq!(disk_total_after::<String>(Some(&Field::Keep), &out), None);
+        assert_eq!(disk_total_after::<String>(None, &[]), None);
     }
 }

@@ -5,6 +5,7 @@
 //! the longest run of zeros compressed), so `2001:0DB8:0:0::1/64` and `2001:db8::1/64` are the
 //! same key. The prefix length is kept as given (it is part of NetBox's `address`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use thiserror::Error;
@@ -50,6 +51,11 @@ impl Cidr {
     /// addresses, and `String::push` per character (a capacity check and UTF-8 encoding each)
     /// most of what was left.
     pub(crate) fn key(&self) -> String {
+        self.key_text().as_str().to_owned()
+    }
+
+    /// [`Cidr::key`] on the stack.
+    fn key_text(&self) -> Ascii {
         let mut out = Ascii::default();
         match self.addr {
             IpAddr::V4(a) => push_ipv4(&mut out, a.octets()),
@@ -57,7 +63,7 @@ impl Cidr {
         }
         out.push(b'/');
         push_decimal(&mut out, self.prefix);
-        out.as_str().to_owned()
+        out
     }
 
     /// True when `self` (as a network) contains `addr`.
@@ -318,9 +324,130 @@ fn plain_prefix(t: &str) -> Option<u8> {
 }
 
 /// Normalizes an `address/prefix` text; text that does not parse is returned trimmed, so a
-/// NetBox value we cannot read still compares with itself.
-pub(crate) fn normalize_key(text: &str) -> String {
-    Cidr::parse(text).map_or_else(|_| text.trim().to_owned(), |c| c.key())
+/// NetBox value we cannot read still compares with itself. The text is usually normal already
+/// (NetBox's addresses): it is borrowed as it is then, copied only when the key differs.
+pub(crate) fn normalize_key_of(text: Cow<'_, str>) -> Cow<'_, str> {
+    if is_plainly_normal(&text) {
+        return text;
+    }
+    match Cidr::parse(&text) {
+        Ok(c) => {
+            let key = c.key_text();
+            if key.as_str() == text {
+                text
+            } else {
+                Cow::Owned(key.as_str().to_owned())
+            }
+        }
+        Err(_) => {
+            let trimmed = text.trim();
+            if trimmed.len() == text.len() {
+                text
+            } else {
+                Cow::Owned(trimmed.to_owned())
+            }
+        }
+    }
+}
+
+/// True when `text` is an `address/prefix` key already in the normal form, told from its
+/// bytes alone: NetBox's addresses nearly always are, and reading then writing each one cost
+/// ~2k WASM instructions per address. Conservative: IPv4 dotted without leading zeros, and
+/// IPv6 in lowercase groups without leading zeros and without zero groups except the one run
+/// that `::` stands for (then it is the longest run, as RFC 5952 writes it); the prefix
+/// without leading zeros. Anything else (`false`) is read and written as before.
+fn is_plainly_normal(text: &str) -> bool {
+    // Byte loops only: `str::split`, `find` and `contains` went through the standard
+    // library's searchers, which cost more through WASM than the parse they were to save.
+    let Some((addr, prefix)) = split_once(text, b'/') else {
+        return false;
+    };
+    let (addr, prefix) = (addr.as_bytes(), prefix.as_bytes());
+    let max = if is_plain_ipv4(addr) {
+        32
+    } else if is_plain_ipv6(addr) {
+        128
+    } else {
+        return false;
+    };
+    plain_decimal(prefix).is_some_and(|p| p <= max)
+}
+
+/// A decimal of one to three digits without a leading zero (`0` itself allowed).
+fn plain_decimal(b: &[u8]) -> Option<u16> {
+    if b.is_empty() || b.len() > 3 || (b.len() > 1 && b[0] == b'0') {
+        return None;
+    }
+    b.iter().try_fold(0u16, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u16::from(c - b'0'))
+    })
+}
+
+/// Four dotted octets, each as `Display` writes it.
+fn is_plain_ipv4(b: &[u8]) -> bool {
+    let (mut i, mut octets) = (0, 0);
+    loop {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if plain_decimal(&b[start..i]).is_none_or(|v| v > 255) {
+            return false;
+        }
+        octets += 1;
+        if i == b.len() {
+            return octets == 4;
+        }
+        if b[i] != b'.' || octets == 4 {
+            return false;
+        }
+        i += 1;
+    }
+}
+
+/// Lowercase IPv6 groups, none zero, none with a leading zero: eight of them, or at most six
+/// around one `::`. The IPv4-mapped form (`::ffff:...`), which `Display` writes dotted, is
+/// left to the general path.
+fn is_plain_ipv6(b: &[u8]) -> bool {
+    let (mut i, mut groups, mut double) = (0, 0usize, false);
+    if b.starts_with(b"::") {
+        if b[2..].starts_with(b"ffff") && matches!(b.get(6), None | Some(b':')) {
+            return false;
+        }
+        double = true;
+        i = 2;
+        if i == b.len() {
+            return true;
+        }
+    }
+    loop {
+        let start = i;
+        while i < b.len() && matches!(b[i], b'0'..=b'9' | b'a'..=b'f') {
+            i += 1;
+        }
+        if !(1..=4).contains(&(i - start)) || b[start] == b'0' {
+            return false;
+        }
+        groups += 1;
+        if i == b.len() {
+            break;
+        }
+        if b[i] != b':' {
+            return false;
+        }
+        i += 1;
+        if b.get(i) == Some(&b':') {
+            if double {
+                return false;
+            }
+            double = true;
+            i += 1;
+            if i == b.len() {
+                break;
+            }
+        }
+    }
+    if double { groups <= 6 } else { groups == 8 }
 }
 
 /// True for addresses that never describe a guest on the network: loopback, link-local,
@@ -357,6 +484,140 @@ pub(crate) fn is_eui64_of(addr: IpAddr, mac: [u8; 6]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn normalize_key(text: &str) -> String {
+        normalize_key_of(Cow::Borrowed(text)).into_owned()
+    }
+
+    /// What the byte test takes as normal is exactly the key written for it; it takes the
+    /// usual shapes (`Display`'s output for addresses without a zero group outside `::`).
+    #[test]
+    fn plainly_normal_keys_are_their_own_key() {
+        let check = |t: &str| {
+            for text in [
+                t.to_owned(),
+                format!("{t}/64"),
+                format!("{t}/0"),
+                format!("{t}/32"),
+            ] {
+                if is_plainly_normal(&text) {
+                    assert_eq!(
+                        Cidr::parse(&text).map(|c| c.key()).as_deref(),
+                        Ok(text.as_str())
+                    );
+                }
+            }
+        };
+        for t in [
+            "10.0.0.5/24",
+            "0.0.0.0/0",
+            "255.255.255.255/32",
+            "2001:db8::5/64",
+            "::1/128",
+            "::/0",
+            "fe80::be24:11ff:fe2a:3b4c/64",
+            "1:2:3:4:5:6:7:8/128",
+            "2001:db8:1::be24:11ff:fe00/64",
+        ] {
+            assert!(is_plainly_normal(t), "{t}");
+            check(t);
+        }
+        for t in [
+            "10.0.0.05/24",
+            "10.0.0.5/024",
+            "10.0.0.256/24",
+            "10.0.0.5/33",
+            "10.0.0/24",
+            "10.0.0.5.1/24",
+            "2001:DB8::5/64",
+            "2001:db8:0::5/64",
+            "2001:0db8::5/64",
+            "1:2:3:4:5:6:7::/64",
+            "::ffff:a00:5/128",
+            "::ffff/128",
+            "::1/129",
+            "1::2::3/64",
+            ":::1/64",
+            "10.0.0.5",
+            " 10.0.0.5/24",
+            // `::` for a single zero group: `Display` writes the `0`.
+            "2001:db8:1::be24:11ff:fe00:2/64",
+        ] {
+            assert!(!is_plainly_normal(t), "{t}");
+            check(t);
+        }
+        // Every string of up to six symbols over a small alphabet, with prefixes.
+        fn all(t: &mut String, n: usize, alphabet: &[char], check: &dyn Fn(&str)) {
+            check(t);
+            if n == 6 {
+                return;
+            }
+            for c in alphabet {
+                t.push(*c);
+                all(t, n + 1, alphabet, check);
+                t.pop();
+            }
+        }
+        all(
+            &mut String::new(),
+            0,
+            &['0', '1', 'f', 'A', ':', '.'],
+            &check,
+        );
+        // Random addresses as `Display` writes them (zero groups in random places, so some
+        // are taken and some are not), and random symbol strings.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut taken = 0;
+        let symbols = b"0123456789abcdefABCDEF::::::x./";
+        for _ in 0..100_000 {
+            let r = next();
+            let mut g = [0u16; 8];
+            for (i, v) in g.iter_mut().enumerate() {
+                let x = next();
+                *v = if (r >> (i * 3)) & 3 == 0 {
+                    0
+                } else {
+                    (x >> 20) as u16 >> (x % 13)
+                };
+            }
+            let a = std::net::Ipv6Addr::from(g);
+            let text = format!("{a}/{}", r % 129);
+            check(&text);
+            taken += usize::from(is_plainly_normal(&text));
+            let v4 = std::net::Ipv4Addr::from((r >> 8) as u32);
+            let text = format!("{v4}/{}", r % 33);
+            assert!(is_plainly_normal(&text), "{text}");
+            check(&text);
+            let len = (r % 40) as usize;
+            let s: String = (0..len)
+                .map(|_| char::from(symbols[(next() >> 33) as usize % symbols.len()]))
+                .collect();
+            check(&s);
+        }
+        assert!(taken > 10_000, "the usual IPv6 shapes are taken: {taken}");
+    }
+
+    #[test]
+    fn a_normal_key_is_borrowed_and_any_other_copied() {
+        for (text, borrowed) in [
+            ("10.0.0.5/24", true),
+            ("2001:db8::5/64", true),
+            ("weird", true),
+            ("2001:DB8::5/64", false),
+            (" 10.0.0.5/24", false),
+            (" weird ", false),
+        ] {
+            let key = normalize_key_of(Cow::Borrowed(text));
+            assert_eq!(matches!(key, Cow::Borrowed(_)), borrowed, "{text}");
+            assert_eq!(key, normalize_key(text));
+        }
+    }
 
     #[test]
     fn plain_ipv4_reads_as_std_net_or_declines() {

@@ -4,9 +4,33 @@
 //! uppercase. Accepts `:`, `-` and `.`-grouped forms (hand edits, Windows agents) and refuses
 //! anything that is not six octets, so a typo never becomes a key.
 
+use std::borrow::Cow;
+
 /// The normalized form of `text`, or `None` when it is not a 48-bit MAC address.
 pub(crate) fn normalize(text: &str) -> Option<String> {
     colon_pairs(text.as_bytes()).or_else(|| normalize_any(text))
+}
+
+/// [`normalize`] on text that may already be normal (NetBox's, always): borrowed as it is
+/// then, copied only when it changes; text that is not a MAC is kept as it is.
+pub(crate) fn normalize_or_keep(text: Cow<'_, str>) -> Cow<'_, str> {
+    if is_normal(text.as_bytes()) {
+        return text;
+    }
+    normalize(&text).map_or(text, Cow::Owned)
+}
+
+/// True for a MAC already in the normal form (six colon-separated pairs of uppercase hex
+/// digits).
+fn is_normal(b: &[u8]) -> bool {
+    b.len() == 17
+        && b.iter().enumerate().all(|(i, &c)| {
+            if i % 3 == 2 {
+                c == b':'
+            } else {
+                c.is_ascii_digit() || (b'A'..=b'F').contains(&c)
+            }
+        })
 }
 
 /// The common form (Proxmox's config, NetBox, most agents: six colon-separated pairs of hex
