@@ -485,6 +485,19 @@ pub(crate) fn is_eui64_of(addr: IpAddr, mac: [u8; 6]) -> bool {
 mod tests {
     use super::*;
 
+    /// Calls `check` on `t` and on every string of up to six symbols of `alphabet` after it.
+    fn all(t: &mut String, n: usize, alphabet: &[char], check: &dyn Fn(&str)) {
+        check(t);
+        if n == 6 {
+            return;
+        }
+        for c in alphabet {
+            t.push(*c);
+            all(t, n + 1, alphabet, check);
+            t.pop();
+        }
+    }
+
     fn normalize_key(text: &str) -> String {
         normalize_key_of(Cow::Borrowed(text)).into_owned()
     }
@@ -547,17 +560,6 @@ mod tests {
             check(t);
         }
         // Every string of up to six symbols over a small alphabet, with prefixes.
-        fn all(t: &mut String, n: usize, alphabet: &[char], check: &dyn Fn(&str)) {
-            check(t);
-            if n == 6 {
-                return;
-            }
-            for c in alphabet {
-                t.push(*c);
-                all(t, n + 1, alphabet, check);
-                t.pop();
-            }
-        }
         all(
             &mut String::new(),
             0,
@@ -723,17 +725,6 @@ mod tests {
         // longer pseudo-random ones.
         let alphabet = ['0', '1', 'a', 'F', ':', 'g'];
         let mut t = String::new();
-        fn all(t: &mut String, n: usize, alphabet: &[char], check: &dyn Fn(&str)) {
-            check(t);
-            if n == 6 {
-                return;
-            }
-            for c in alphabet {
-                t.push(*c);
-                all(t, n + 1, alphabet, check);
-                t.pop();
-            }
-        }
         all(&mut t, 0, &alphabet, &check);
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let symbols = b"0123456789abcdefABCDEF::::::x.";
