@@ -159,6 +159,11 @@ pub enum RulesCommand {
         /// as a rerun finds them (WIT 0.3 inputs; a module before 0.3 ignores them).
         #[arg(long)]
         children: bool,
+        /// Reconcile as into a NetBox that has none of the objects the VMs reference (the first
+        /// sync: every VM lists them in `needs`). By default the context knows them all, as the
+        /// sync's context does on every run after the first.
+        #[arg(long)]
+        first_sync: bool,
         /// Threads the batches run on, both sides [default: the cores available, as the sync
         /// uses]. `--threads 1` gives the one-thread figures.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32))]
@@ -280,6 +285,7 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
             seed,
             fuel,
             children,
+            first_sync,
             threads,
             runtime,
         } => {
@@ -289,6 +295,7 @@ pub fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
                 batch,
                 seed,
                 children,
+                first_sync,
                 threads,
             };
             bench(&file, &workload, fuel, &runtime)
@@ -949,6 +956,8 @@ struct BenchWorkload {
     batch: usize,
     seed: u64,
     children: bool,
+    /// The context knows none of the referenced objects (see `RulesCommand::Bench`).
+    first_sync: bool,
     threads: usize,
 }
 
@@ -963,9 +972,10 @@ fn bench(
         batch,
         seed,
         children,
+        first_sync,
         threads,
     } = w;
-    use rules::bench::{Workload, first_mismatch, run_native, run_wasm};
+    use rules::bench::{Workload, first_mismatch, known_objects, run_native, run_wasm};
     let metering = if fuel {
         Metering::Fuel
     } else {
@@ -978,7 +988,11 @@ fn bench(
     if children {
         workload = workload.with_children();
     }
-    let ctx = rules::fixture::effective_context(&module, &Context::default())?;
+    let mut ctx = rules::fixture::effective_context(&module, &Context::default())?;
+    if !first_sync {
+        // The objects a first sync would have created: what the module asks for with none known.
+        ctx.known = known_objects(&module, &ctx, &workload, threads)?;
+    }
 
     // Each side: an untimed warm-up pass, then the timed one, on the same JSON input.
     let (wasm, wasm_out) = run_wasm(&module, &ctx, &workload, threads)?;
@@ -999,6 +1013,12 @@ fn bench(
         "threads": threads,
         "input": "reconcile on each config as JSON text with its matched record (what the sync sends), both sides",
         "children": children,
+        "context": if first_sync {
+            "first sync: no referenced object known, every VM lists its objects in needs"
+        } else {
+            "every referenced object known, as on every sync after the first"
+        },
+        "known_objects": ctx.known.len(),
         "warm_up": "one untimed pass per side before its timed pass",
         "times": "total_ms is wall time; cpu_ms the process's CPU time meanwhile (all threads)",
         "load_ms": stats.compile.as_secs_f64() * 1e3,

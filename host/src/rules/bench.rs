@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use guest_default::model::{
-    self, Context, Guest, JsonReconcileInput, NetboxVm, Reconciled, RuleError, RuleSet,
+    self, Context, Guest, JsonReconcileInput, KnownObject, NetboxVm, Reconciled, RuleError, RuleSet,
 };
 use serde::Serialize;
 
@@ -91,6 +91,41 @@ impl Tally {
 
 /// The answers of one pass, batch by batch.
 pub type Outputs = Vec<Vec<Result<Reconciled, RuleError>>>;
+
+/// The objects a first sync through `module` creates: what an untimed pass asks for in `needs`
+/// with `ctx` (not through [`measure_wasm`], so callgrind's toggle does not count it).
+pub fn known_objects(
+    module: &RulesModule,
+    ctx: &Context,
+    w: &Workload,
+    threads: usize,
+) -> Result<Vec<KnownObject>, RulesError> {
+    let (_, _, (_, outputs)) = pass_wasm(module, ctx, w.batches.clone(), threads)?;
+    Ok(known_from_needs(&outputs))
+}
+
+/// The objects the answers list in `needs`, once each (by kind and key, in first-seen order),
+/// as NetBox objects with ids: the context of a sync that runs after the objects were created.
+pub fn known_from_needs(outputs: &Outputs) -> Vec<KnownObject> {
+    let mut seen = std::collections::HashSet::new();
+    let mut known = Vec::new();
+    for spec in outputs.iter().flatten().filter_map(|r| match r {
+        Ok(Reconciled::Vm(v)) => Some(&v.needs),
+        _ => None,
+    }) {
+        for need in spec {
+            if seen.insert((need.kind.as_str(), need.key.as_str())) {
+                known.push(KnownObject {
+                    kind: need.kind.clone(),
+                    key: need.key.clone(),
+                    id: known.len() as u64 + 1,
+                    name: need.name.clone(),
+                });
+            }
+        }
+    }
+    known
+}
 
 /// One timed pass: times, fuel (WASM metered by fuel only) and tally.
 #[derive(Clone, Debug, Serialize)]
@@ -421,6 +456,42 @@ mod tests {
 
     use super::*;
     use crate::rules::generate;
+
+    /// The context of a run after the first: once the objects the first pass asked for are
+    /// known, no VM asks for any, and the rest of each answer is the same.
+    #[test]
+    fn known_objects_from_the_needs_leave_none_needed() {
+        let guests = generate::guests("bench", 300, 1);
+        let current = generate::current_records(&guests, 1);
+        let w = Workload::new(guests, current, 64);
+        let mut ctx = Context {
+            policies: DefaultRules::default_policies(),
+            ..Context::default()
+        };
+        let (_, first) = run_native::<DefaultRules>(&ctx, &w, 1);
+        let known = known_from_needs(&first);
+        let kinds: std::collections::BTreeSet<&str> =
+            known.iter().map(|k| k.kind.as_str()).collect();
+        assert!(
+            kinds.contains("platform") && kinds.contains("tag"),
+            "{kinds:?}"
+        );
+        let mut pairs: Vec<_> = known.iter().map(|k| (&k.kind, &k.key)).collect();
+        pairs.sort();
+        pairs.dedup();
+        assert_eq!(pairs.len(), known.len(), "each object once");
+        ctx.known = known.clone();
+        let (_, later) = run_native::<DefaultRules>(&ctx, &w, 1);
+        for (a, b) in first.iter().flatten().zip(later.iter().flatten()) {
+            match (a, b) {
+                (Ok(Reconciled::Vm(a)), Ok(Reconciled::Vm(b))) => {
+                    assert!(b.needs.is_empty(), "{:?}", b.needs);
+                    assert_eq!((&a.name, &a.changes), (&b.name, &b.changes));
+                }
+                (a, b) => assert_eq!(a, b),
+            }
+        }
+    }
 
     /// `--children` is an exact rerun: every VM that exists gets no child change (and no
     /// `disk` change), containers included; a created VM gets its two interfaces, two MACs,

@@ -143,11 +143,14 @@ impl Binary {
         Ok(run)
     }
 
-    /// `pve2netbox rules bench default --vms N` (prints one JSON object).
-    pub async fn rules_bench(&self, vms: usize) -> anyhow::Result<Run> {
-        let args = ["rules", "bench", "default", "--vms", &vms.to_string()]
+    /// `pve2netbox rules bench default --vms N [--first-sync]` (prints one JSON object).
+    pub async fn rules_bench(&self, vms: usize, first_sync: bool) -> anyhow::Result<Run> {
+        let mut args = ["rules", "bench", "default", "--vms", &vms.to_string()]
             .map(String::from)
             .to_vec();
+        if first_sync {
+            args.push("--first-sync".into());
+        }
         let run = self.run(args, "warn").await?;
         if run.code != 0 {
             bail!("pve2netbox rules bench exited {}", run.code);
