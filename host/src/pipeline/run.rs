@@ -747,9 +747,9 @@ pub struct ModuleRules<'a> {
 /// The VM's current children as the module gets them (`None`: not read).
 fn children_of(
     children: Option<&ChildrenSnapshot>,
-    current: Option<&guest_default::model::NetboxVm>,
+    current: Option<&reconcile::NetboxRecord>,
 ) -> Option<JsonText> {
-    children?.children_json(current?.id).map(JsonText)
+    children?.children_json(current?.id()).map(JsonText)
 }
 
 /// One batch made ready for the module: each item's memo key, the memo's answers (`None`: to be
@@ -761,13 +761,15 @@ struct Prepared {
 }
 
 /// What the window's threads found for one item: its memo key (`None` without a memo), the
-/// memo's answer (`None`: to be asked) and its children text (`None`: not read), rendered
-/// once for both the key and the input.
+/// memo's answer (`None`: to be asked), its children text (`None`: not read) and the rules'
+/// model of its NetBox VM (`None`: none, or not made yet), each made once for both the key
+/// and the input.
 #[derive(Default)]
 struct Lookup {
     key: Option<VmKey>,
     hit: Option<Option<String>>,
     children: Option<JsonText>,
+    current: Option<guest_default::model::NetboxVm>,
 }
 
 impl ModuleRules<'_> {
@@ -798,10 +800,16 @@ impl ModuleRules<'_> {
                     })
                     .collect();
             };
+            // The key reads the VM as the module gets it; a miss's input takes it after.
+            let currents: Vec<Option<guest_default::model::NetboxVm>> = chunk
+                .iter()
+                .map(|item| item.current.map(|r| r.vm.to_vm()))
+                .collect();
             let inputs: Vec<KeyInput<'_>> = chunk
                 .iter()
                 .zip(&children)
-                .map(|(item, children)| {
+                .zip(&currents)
+                .map(|((item, children), current)| {
                     let read = &guests[item.guest];
                     let identity = (read.cluster_id, read.guest.vmid);
                     // Keyed by everything the module gets, its network view and children
@@ -810,26 +818,29 @@ impl ModuleRules<'_> {
                         identity,
                         &read.guest,
                         read.config_packed(),
-                        item.current,
+                        current.as_ref(),
                         read.network(),
                         children.as_ref(),
                     )
                 })
                 .collect();
             let keys = memo.keys(&inputs);
+            drop(inputs);
             keys.into_iter()
                 .zip(children)
-                .map(|(key, children)| match memo.hit(&key) {
-                    // A hit's children text served its key only.
+                .zip(currents)
+                .map(|((key, children), current)| match memo.hit(&key) {
+                    // A hit's children text and VM served its key only.
                     Some(hit) => Lookup {
                         key: Some(key),
                         hit: Some(hit),
-                        children: None,
+                        ..Lookup::default()
                     },
                     None => Lookup {
                         key: Some(key),
                         hit: None,
                         children,
+                        current,
                     },
                 })
                 .collect()
@@ -856,7 +867,9 @@ impl ModuleRules<'_> {
             }
             answers.push(None);
             let read = &mut self.guests[item.guest];
-            let current = item.current.cloned();
+            let current = lookup
+                .current
+                .or_else(|| item.current.map(|r| r.vm.to_vm()));
             input.push(if item.again {
                 read.rules_input_json(current, lookup.children)
             } else {
