@@ -761,15 +761,13 @@ struct Prepared {
 }
 
 /// What the window's threads found for one item: its memo key (`None` without a memo), the
-/// memo's answer (`None`: to be asked), its children text (`None`: not read) and the rules'
-/// model of its NetBox VM (`None`: none, or not made yet), each made once for both the key
-/// and the input.
+/// memo's answer (`None`: to be asked) and its children text (`None`: not read), rendered
+/// once for both the key and the input.
 #[derive(Default)]
 struct Lookup {
     key: Option<VmKey>,
     hit: Option<Option<String>>,
     children: Option<JsonText>,
-    current: Option<guest_default::model::NetboxVm>,
 }
 
 impl ModuleRules<'_> {
@@ -800,16 +798,10 @@ impl ModuleRules<'_> {
                     })
                     .collect();
             };
-            // The key reads the VM as the module gets it; a miss's input takes it after.
-            let currents: Vec<Option<guest_default::model::NetboxVm>> = chunk
-                .iter()
-                .map(|item| item.current.map(|r| r.vm.to_vm()))
-                .collect();
             let inputs: Vec<KeyInput<'_>> = chunk
                 .iter()
                 .zip(&children)
-                .zip(&currents)
-                .map(|((item, children), current)| {
+                .map(|(item, children)| {
                     let read = &guests[item.guest];
                     let identity = (read.cluster_id, read.guest.vmid);
                     // Keyed by everything the module gets, its network view and children
@@ -818,29 +810,26 @@ impl ModuleRules<'_> {
                         identity,
                         &read.guest,
                         read.config_packed(),
-                        current.as_ref(),
+                        item.current.map(|r| &r.vm),
                         read.network(),
                         children.as_ref(),
                     )
                 })
                 .collect();
             let keys = memo.keys(&inputs);
-            drop(inputs);
             keys.into_iter()
                 .zip(children)
-                .zip(currents)
-                .map(|((key, children), current)| match memo.hit(&key) {
-                    // A hit's children text and VM served its key only.
+                .map(|(key, children)| match memo.hit(&key) {
+                    // A hit's children text served its key only.
                     Some(hit) => Lookup {
                         key: Some(key),
                         hit: Some(hit),
-                        ..Lookup::default()
+                        children: None,
                     },
                     None => Lookup {
                         key: Some(key),
                         hit: None,
                         children,
-                        current,
                     },
                 })
                 .collect()
@@ -867,9 +856,8 @@ impl ModuleRules<'_> {
             }
             answers.push(None);
             let read = &mut self.guests[item.guest];
-            let current = lookup
-                .current
-                .or_else(|| item.current.map(|r| r.vm.to_vm()));
+            // The rules' model of the NetBox VM, made for this batch only.
+            let current = item.current.map(|r| r.vm.to_vm());
             input.push(if item.again {
                 read.rules_input_json(current, lookup.children)
             } else {

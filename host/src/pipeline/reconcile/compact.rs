@@ -48,6 +48,25 @@ impl SharedValues {
     }
 }
 
+/// A [`CompactVm`]'s parts as it keeps them: two records with the same parts are the same
+/// record.
+#[derive(Debug, PartialEq)]
+pub struct Parts<'a> {
+    pub id: u64,
+    pub vcpus: Option<f64>,
+    pub memory: Option<u64>,
+    pub disk: Option<u64>,
+    pub status: &'a str,
+    /// Cluster, site, device, role, type, platform, tenant, `start_on_boot`.
+    pub keys: [Option<&'a str>; 8],
+    pub tags: &'a [String],
+    pub cf_names: &'a [String],
+    pub has_last_updated: bool,
+    /// The record's own texts end to end, and where each ends.
+    pub text: &'a str,
+    pub ends: &'a [u32],
+}
+
 /// A record whose own texts do not fit the 4 GiB a compact record can index.
 #[derive(Debug, thiserror::Error)]
 #[error("NetBox VM #{id}: its texts pass 4 GiB")]
@@ -186,6 +205,57 @@ impl CompactVm {
     pub fn custom_field(&self, name: &str) -> Option<&str> {
         let at = self.shared.cf_names.iter().position(|n| n == name)?;
         Some(self.text(self.first_cf() + at))
+    }
+
+    /// Every part of the record, borrowed (the memo keys the record by them without making
+    /// the [`NetboxVm`]). Destructured whole, so a new part cannot be left out.
+    pub fn parts(&self) -> Parts<'_> {
+        let CompactVm {
+            id,
+            vcpus,
+            memory,
+            disk,
+            shared,
+            text,
+            ends,
+        } = self;
+        let Shared {
+            status,
+            cluster,
+            site,
+            device,
+            role,
+            vm_type,
+            platform,
+            tenant,
+            start_on_boot,
+            tags,
+            cf_names,
+            has_last_updated,
+        } = &**shared;
+        Parts {
+            id: *id,
+            vcpus: *vcpus,
+            memory: *memory,
+            disk: *disk,
+            status,
+            keys: [
+                cluster,
+                site,
+                device,
+                role,
+                vm_type,
+                platform,
+                tenant,
+                start_on_boot,
+            ]
+            .map(|k| k.as_deref()),
+            tags,
+            cf_names,
+            has_last_updated: *has_last_updated,
+            text,
+            ends,
+        }
     }
 
     /// The record as read.
@@ -333,6 +403,31 @@ mod tests {
         assert_eq!(shared.0.len(), vms.len());
         assert_eq!(b.name(), "another");
         assert_eq!(a.name(), vms[0].name);
+    }
+
+    #[test]
+    fn records_with_the_same_parts_are_the_same() {
+        let mut shared = SharedValues::default();
+        let vms = varied();
+        let compact: Vec<CompactVm> = vms
+            .iter()
+            .map(|vm| CompactVm::new(vm.clone(), &mut shared).unwrap())
+            .collect();
+        for (i, a) in compact.iter().enumerate() {
+            for (j, b) in compact.iter().enumerate() {
+                assert_eq!(a.parts() == b.parts(), vms[i] == vms[j], "{i} {j}");
+            }
+        }
+        // Texts moved from one field to the next are told apart by their ends.
+        let moved = |name: &str, description: &str| {
+            let vm = NetboxVm {
+                name: name.into(),
+                description: description.into(),
+                ..NetboxVm::default()
+            };
+            CompactVm::new(vm, &mut SharedValues::default()).unwrap()
+        };
+        assert_ne!(moved("ab", "c").parts(), moved("a", "bc").parts());
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use changes::{Change, Changes, Json, PackedChildChange};
 pub use classify::{
     Class, Journal, Rules, RulesItem, SharedTexts, VmOutcome, cf, reconcile, settle_answer,
 };
-pub use compact::{CompactVm, SharedValues, TooLarge};
+pub use compact::{CompactVm, Parts, SharedValues, TooLarge};
 pub use contract::OutputContract;
 pub use observed::{Answer, NeedsInterner, ObservedGuest, RulesResult};
 pub use scope::{ClusterRead, GuestReadError, NodeRead};
