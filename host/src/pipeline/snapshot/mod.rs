@@ -26,6 +26,7 @@ use crate::pipeline::reconcile::{NetboxRecord, SharedValues, Snapshot};
 use children::{ChildrenSnapshot, IpRef, Primaries};
 
 pub mod children;
+mod stamp;
 
 /// The VM endpoint.
 pub const VM_ENDPOINT: &str = "virtualization/virtual-machines";
