@@ -396,8 +396,9 @@ async fn run_phases(
     // Past the rules, no phase needs the configs (tens of MB at 100k guests).
     drop(read.guests);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
-    // Nor the snapshot (~1.5 KB per NetBox VM) nor the observed guests past the orphans: the
-    // plan is built from the outcomes, and its operations are the first sync's peak.
+    // Nor the snapshot (~0.4 KB per NetBox VM, and its children) nor the observed guests past
+    // the orphans: the plan is built from the outcomes, and its operations are the first
+    // sync's peak.
     drop((snap, observed));
     let mut plan = Plan::build_with_children(&mut outcomes, &findings, children.as_ref());
     drop(children);
