@@ -48,7 +48,7 @@ fn read_children(h: &Harness) -> (Vec<u64>, ChildrenSnapshot) {
         };
         let (vms, children) = snapshot::read_with_children(&client, &pre).await;
         let vms = vms.expect("the VM snapshot reads");
-        (vms.records().iter().map(|r| r.vm.id).collect(), children)
+        (vms.records().iter().map(|r| r.id()).collect(), children)
     })
 }
 

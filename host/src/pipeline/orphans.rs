@@ -153,7 +153,7 @@ pub fn find_orphans(
     }
     for (cluster_id, records) in by_cluster {
         let Some(read) = reads.iter().find(|r| r.cluster_id == cluster_id) else {
-            let name = records[0].vm.cluster.clone().unwrap_or_default();
+            let name = records[0].vm.cluster().unwrap_or_default().to_owned();
             findings.errors.push(ErrorEntry::new(
                 format!("{name} (NetBox cluster #{cluster_id})"),
                 PHASE,
@@ -183,17 +183,17 @@ pub fn find_orphans(
             let Some(id) = record.identity() else {
                 continue;
             };
-            if !read.node_complete(record.node.as_deref()) {
+            if !read.node_complete(record.node().as_deref()) {
                 continue;
             }
             let mut orphan = Orphan {
                 cluster: read.cluster.clone(),
                 cluster_id,
                 vmid: id.vmid,
-                node: record.node.clone(),
+                node: record.node(),
                 netbox_id: record.id(),
-                name: record.vm.name.clone(),
-                last_updated: record.vm.last_updated.clone(),
+                name: record.vm.name().to_owned(),
+                last_updated: record.vm.last_updated().map(str::to_owned),
                 action: OrphanAction::Listed,
                 changes: Changes::new(),
                 journal: None,
@@ -273,14 +273,14 @@ fn mark(orphan: &mut Orphan, record: &NetboxRecord, count: Option<u32>, settings
     orphan.action = OrphanAction::Mark;
     orphan.changes.clear();
     if !record.has_tag(ORPHAN_TAG) {
-        if record.vm.status != "offline" {
+        if record.vm.status() != "offline" {
             orphan.changes.push(
                 "status",
-                JsonText::string(&record.vm.status).as_str(),
+                JsonText::string(record.vm.status()).as_str(),
                 JsonText::string("offline").as_str(),
             );
         }
-        let mut old = record.vm.tags.clone();
+        let mut old = record.vm.tags().to_vec();
         old.sort();
         let mut new = old.clone();
         new.push(ORPHAN_TAG.to_owned());
@@ -294,7 +294,7 @@ fn mark(orphan: &mut Orphan, record: &NetboxRecord, count: Option<u32>, settings
             "pve2netbox: guest {} is no longer in Proxmox (scope read completely); marked as \
              orphan, status was '{}'.",
             orphan.scope(),
-            record.vm.status
+            record.vm.status()
         );
         if settings.policy == OrphanPolicy::Delete {
             comments.push_str(&format!(

@@ -396,8 +396,9 @@ async fn run_phases(
     // Past the rules, no phase needs the configs (tens of MB at 100k guests).
     drop(read.guests);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
-    // Nor the snapshot (~1.5 KB per NetBox VM) nor the observed guests past the orphans: the
-    // plan is built from the outcomes, and its operations are the first sync's peak.
+    // Nor the snapshot (~0.4 KB per NetBox VM, and its children) nor the observed guests past
+    // the orphans: the plan is built from the outcomes, and its operations are the first
+    // sync's peak.
     drop((snap, observed));
     let mut plan = Plan::build_with_children(&mut outcomes, &findings, children.as_ref());
     drop(children);
@@ -747,9 +748,9 @@ pub struct ModuleRules<'a> {
 /// The VM's current children as the module gets them (`None`: not read).
 fn children_of(
     children: Option<&ChildrenSnapshot>,
-    current: Option<&guest_default::model::NetboxVm>,
+    current: Option<&reconcile::NetboxRecord>,
 ) -> Option<JsonText> {
-    children?.children_json(current?.id).map(JsonText)
+    children?.children_json(current?.id()).map(JsonText)
 }
 
 /// One batch made ready for the module: each item's memo key, the memo's answers (`None`: to be
@@ -810,7 +811,7 @@ impl ModuleRules<'_> {
                         identity,
                         &read.guest,
                         read.config_packed(),
-                        item.current,
+                        item.current.map(|r| &r.vm),
                         read.network(),
                         children.as_ref(),
                     )
@@ -856,7 +857,8 @@ impl ModuleRules<'_> {
             }
             answers.push(None);
             let read = &mut self.guests[item.guest];
-            let current = item.current.cloned();
+            // The rules' model of the NetBox VM, made for this batch only.
+            let current = item.current.map(|r| r.vm.to_vm());
             input.push(if item.again {
                 read.rules_input_json(current, lookup.children)
             } else {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::preflight::MANAGED_TAG;
 use crate::pipeline::reconcile::{Changes, PackedChildChange};
-use crate::pipeline::snapshot::children::{Child, ChildrenSnapshot, VlanRow, VmRows};
+use crate::pipeline::snapshot::children::{Child, ChildrenSnapshot, LastUpdated, VlanRow, VmRows};
 
 /// What to do with one child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -125,7 +125,7 @@ struct Existing<'a> {
     id: u64,
     key: String,
     managed: bool,
-    last_updated: Option<&'a str>,
+    last_updated: Option<LastUpdated<'a>>,
 }
 
 fn existing(rows: Option<VmRows<'_>>, kind: ChildKind) -> Vec<Existing<'_>> {
@@ -253,7 +253,7 @@ fn child_operation(
             ));
             return None;
         }
-        last_updated = found.last_updated.map(Box::<str>::from);
+        last_updated = found.last_updated.map(|t| t.to_string().into_boxed_str());
         netbox_id = NonZeroU64::new(id);
     }
     let mut fields = change.changes;

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use guest_default::model::{GuestKind, JsonText, NetboxVm, ObjectSpec};
+use guest_default::model::{GuestKind, JsonText, ObjectSpec};
 use serde::{Deserialize, Serialize};
 
 use super::changes::Changes;
@@ -26,11 +26,14 @@ pub fn cf(name: &str) -> String {
 }
 
 /// One guest for the rules: its position in the observed guests, and the NetBox VM matched to
-/// it (absent: the VM is to be created, and the changes are its create body).
+/// it (absent: the VM is to be created, and the changes are its create body). The rules' model
+/// of the VM is made from the record when its batch is asked ([`CompactVm::to_vm`]).
+///
+/// [`CompactVm::to_vm`]: super::CompactVm::to_vm
 #[derive(Debug, Clone, Copy)]
 pub struct RulesItem<'a> {
     pub guest: usize,
-    pub current: Option<&'a NetboxVm>,
+    pub current: Option<&'a NetboxRecord>,
     /// The rules may be asked about this guest again (to adopt an unowned VM of its name), so
     /// its input must be kept; otherwise this is the last time and it may be released.
     pub again: bool,
@@ -223,7 +226,7 @@ pub fn reconcile(
         .map(|(guest, f)| RulesItem {
             guest,
             current: match f {
-                Found::Record(r) => Some(&r.vm),
+                Found::Record(r) => Some(*r),
                 _ => None,
             },
             again: matches!(f, Found::Nothing) && snapshot.has_unowned(observed[guest].cluster_id),
@@ -260,7 +263,7 @@ pub fn reconcile(
                 Ok(Some(record)) => {
                     let item = RulesItem {
                         guest: states.len(),
-                        current: Some(&record.vm),
+                        current: Some(record),
                         again: false,
                     };
                     adoptions.push((item, record));
@@ -389,7 +392,7 @@ fn find<'a>(guest: &ObservedGuest, snapshot: &'a Snapshot) -> Found<'a> {
         [] => Found::Nothing,
         [record] => {
             let kind = guest.kind.as_str();
-            match record.vm_type.as_deref() {
+            match record.vm_type().as_deref() {
                 Some(other) if other != kind => Found::Conflict(Class::Error(format!(
                     "VMID {} was reused: {} has proxmox_vm_type '{other}' but the guest is \
                      {kind}; not overwriting it (delete or re-key the NetBox VM by hand)",
@@ -479,8 +482,8 @@ fn classify<'a>(
     };
     if let Some(r) = record {
         outcome.netbox_id = Some(r.id());
-        outcome.last_updated = r.vm.last_updated.clone();
-        outcome.name = Some(r.vm.name.clone());
+        outcome.last_updated = r.vm.last_updated().map(str::to_owned);
+        outcome.name = Some(r.vm.name().to_owned());
     }
     let mut answer = answer;
     if writes_children {
@@ -536,7 +539,8 @@ fn classify<'a>(
 fn set_identity(changes: &mut Changes, vmid: u32, kind: GuestKind, record: Option<&NetboxRecord>) {
     let old = |name: &str| {
         record
-            .and_then(|r| r.vm.custom_field(name).cloned())
+            .and_then(|r| r.vm.custom_field(name))
+            .map(|t| JsonText(t.to_owned()))
             .unwrap_or_else(JsonText::null)
     };
     set_change(
@@ -579,7 +583,7 @@ fn unmark(record: &NetboxRecord, changes: &mut Changes) -> bool {
                 changes.set_new("tags", new.as_str());
             }
             None => {
-                let mut old = record.vm.tags.clone();
+                let mut old = record.vm.tags().to_vec();
                 old.sort();
                 let old = serde_json::json!(old);
                 changes.push(

@@ -11,7 +11,7 @@ use guest_default::model::{
 
 use super::{
     MISSING_RUNS_FIELD, NODE_FIELD, NetboxRecord, ObservedGuest, OutputContract, Rules, RulesItem,
-    RulesResult, Snapshot, VM_ID_FIELD, VM_TYPE_FIELD, VmOutcome, reconcile,
+    RulesResult, SharedValues, Snapshot, VM_ID_FIELD, VM_TYPE_FIELD, VmOutcome, reconcile,
 };
 
 pub(crate) const CLUSTER: &str = "pve-a";
@@ -249,7 +249,8 @@ impl RecordBuilder {
     }
 
     pub(crate) fn build(self) -> NetboxRecord {
-        NetboxRecord::new(self.cluster_id, self.vm)
+        NetboxRecord::new(self.cluster_id, self.vm, &mut SharedValues::default())
+            .expect("a fixture's texts fit a record")
     }
 }
 
@@ -326,7 +327,7 @@ impl Rules for FakeRules {
                     ReconciledVm {
                         name: d.vm.name.as_set().cloned(),
                         needs: d.needs.clone(),
-                        changes: diff_one(&d.vm, item.current),
+                        changes: diff_one(&d.vm, item.current.map(|r| r.vm.to_vm()).as_ref()),
                         children: Vec::new(),
                     }
                     .into(),

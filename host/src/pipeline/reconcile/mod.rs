@@ -6,6 +6,7 @@
 
 mod changes;
 mod classify;
+mod compact;
 mod contract;
 mod names;
 mod observed;
@@ -21,6 +22,7 @@ pub use changes::{Change, Changes, Json, PackedChildChange};
 pub use classify::{
     Class, Journal, Rules, RulesItem, SharedTexts, VmOutcome, cf, reconcile, settle_answer,
 };
+pub use compact::{CompactVm, Parts, SharedValues, TooLarge};
 pub use contract::OutputContract;
 pub use observed::{Answer, NeedsInterner, ObservedGuest, RulesResult};
 pub use scope::{ClusterRead, GuestReadError, NodeRead};

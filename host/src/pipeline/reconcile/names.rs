@@ -40,7 +40,7 @@ impl Claim<'_> {
 
     /// True when the claim's NetBox VM already has the name `key` (case-insensitively).
     fn holds(&self, key: &str) -> bool {
-        self.record.is_some_and(|r| name_key(&r.vm.name) == key)
+        self.record.is_some_and(|r| name_key(r.vm.name()) == key)
     }
 }
 
@@ -203,7 +203,7 @@ fn skip_held_names(
     for record in snapshot.records() {
         if !written.contains(&record.id()) {
             holders
-                .entry((record.cluster_id, name_key(&record.vm.name)))
+                .entry((record.cluster_id, name_key(record.vm.name())))
                 .or_insert(record);
         }
     }
@@ -250,7 +250,7 @@ fn order_renames(
     let mut renamed_away: BTreeMap<(u64, String), Vec<usize>> = BTreeMap::new();
     for &j in active {
         if let Some(record) = claims[j].record {
-            let held = name_key(&record.vm.name);
+            let held = name_key(record.vm.name());
             if claims[j].key().1 != held {
                 renamed_away
                     .entry((claims[j].cluster_id, held))

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use guest_default::model::{JsonText, NetboxVm};
 use serde::{Deserialize, Serialize};
 
+use super::compact::{CompactVm, SharedValues, TooLarge};
+
 /// Custom field holding the VMID (integer): half of a NetBox VM's identity.
 pub const VM_ID_FIELD: &str = "proxmox_vm_id";
 /// Custom field holding `qemu` or `lxc`: a change under the same VMID means the id was reused.
@@ -42,23 +44,21 @@ pub enum IdentityField {
 }
 
 /// One NetBox VM of a managed cluster, with its identity fields read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NetboxRecord {
     /// NetBox id of the VM's cluster (the snapshot reads per managed cluster).
     pub cluster_id: u64,
-    pub vm: NetboxVm,
+    /// The record as read, compact: [`CompactVm::to_vm`] makes the rules' model of it.
+    pub vm: CompactVm,
     pub identity: IdentityField,
-    /// `proxmox_vm_type`, when set.
-    pub vm_type: Option<String>,
-    /// `proxmox_node`, when set.
-    pub node: Option<String>,
     /// `proxmox_missing_runs`, 0 when unset.
     pub missing_runs: u32,
 }
 
 impl NetboxRecord {
-    /// Reads the identity fields of `vm`, a VM of the NetBox cluster `cluster_id`.
-    pub fn new(cluster_id: u64, vm: NetboxVm) -> Self {
+    /// Reads the identity fields of `vm`, a VM of the NetBox cluster `cluster_id`, and keeps
+    /// it compact, its repeated values in `shared`.
+    pub fn new(cluster_id: u64, vm: NetboxVm, shared: &mut SharedValues) -> Result<Self, TooLarge> {
         let identity = match vm.custom_field(VM_ID_FIELD).map(JsonText::to_value) {
             None | Some(serde_json::Value::Null) => IdentityField::Absent,
             Some(value) => match as_u32(&value) {
@@ -66,30 +66,39 @@ impl NetboxRecord {
                 None => IdentityField::Invalid(value.to_string()),
             },
         };
-        let text = |name: &str| {
-            vm.custom_field(name)
-                .and_then(JsonText::as_string_value)
-                .filter(|s| !s.is_empty())
-        };
-        let vm_type = text(VM_TYPE_FIELD);
-        let node = text(NODE_FIELD);
         let missing_runs = vm
             .custom_field(MISSING_RUNS_FIELD)
             .and_then(|t| as_u32(&t.to_value()))
             .unwrap_or(0);
-        NetboxRecord {
+        Ok(NetboxRecord {
             cluster_id,
-            vm,
+            vm: CompactVm::new(vm, shared)?,
             identity,
-            vm_type,
-            node,
             missing_runs,
-        }
+        })
+    }
+
+    /// A custom field holding non-empty text, read when asked (kept as the record's JSON).
+    fn text_field(&self, name: &str) -> Option<String> {
+        self.vm
+            .custom_field(name)
+            .and_then(JsonText::text_string_value)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// `proxmox_vm_type`, when set.
+    pub fn vm_type(&self) -> Option<String> {
+        self.text_field(VM_TYPE_FIELD)
+    }
+
+    /// `proxmox_node`, when set.
+    pub fn node(&self) -> Option<String> {
+        self.text_field(NODE_FIELD)
     }
 
     /// The NetBox id of the VM.
     pub fn id(&self) -> u64 {
-        self.vm.id
+        self.vm.id()
     }
 
     /// The identity, when `proxmox_vm_id` holds a VMID.
@@ -105,12 +114,12 @@ impl NetboxRecord {
 
     /// True when the VM carries the tag `slug`.
     pub fn has_tag(&self, slug: &str) -> bool {
-        self.vm.tags.iter().any(|t| t == slug)
+        self.vm.tags().iter().any(|t| t == slug)
     }
 
     /// `#id 'name'`, how messages name a NetBox VM.
     pub fn label(&self) -> String {
-        format!("NetBox VM #{} '{}'", self.vm.id, self.vm.name)
+        format!("NetBox VM #{} '{}'", self.vm.id(), self.vm.name())
     }
 }
 
@@ -144,8 +153,8 @@ impl Snapshot {
     /// Indexes `records` (any order).
     pub fn new(mut records: Vec<NetboxRecord>) -> Self {
         // Usually already in id order (the listing's): skip the stable sort's scratch copy.
-        if !records.is_sorted_by_key(|r| r.vm.id) {
-            records.sort_by_key(|r| r.vm.id);
+        if !records.is_sorted_by_key(NetboxRecord::id) {
+            records.sort_by_key(NetboxRecord::id);
         }
         let mut by_identity: Vec<(Identity, usize)> = Vec::with_capacity(records.len());
         let mut unowned: BTreeMap<(u64, String), Vec<usize>> = BTreeMap::new();
@@ -159,7 +168,7 @@ impl Snapshot {
                     i,
                 )),
                 IdentityField::Absent => unowned
-                    .entry((record.cluster_id, name_key(&record.vm.name)))
+                    .entry((record.cluster_id, name_key(record.vm.name())))
                     .or_default()
                     .push(i),
                 IdentityField::Invalid(_) => {}

@@ -22,10 +22,11 @@ use serde_json::Value;
 
 use crate::clients::netbox::{Capabilities, ListRow, Listed, NetboxClient, NetboxError};
 use crate::pipeline::preflight::{Preflight, ref_id};
-use crate::pipeline::reconcile::{NetboxRecord, Snapshot};
+use crate::pipeline::reconcile::{NetboxRecord, SharedValues, Snapshot};
 use children::{ChildrenSnapshot, IpRef, Primaries};
 
 pub mod children;
+mod stamp;
 
 /// The VM endpoint.
 pub const VM_ENDPOINT: &str = "virtualization/virtual-machines";
@@ -222,15 +223,27 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 /// The record of a listed row when it is a VM of the `clusters` read. A row outside them is
 /// dropped: NetBox ignores unknown filters, so such a row means the filter was not applied, and
-/// it must never be matched or taken for an orphan. A row that does not parse is skipped with a
-/// warning (it cannot be matched, so it is never written).
-fn record_of(row: Listed<SnapshotRow>, clusters: &[u64]) -> Option<NetboxRecord> {
+/// it must never be matched or taken for an orphan. A row that does not parse (or whose texts
+/// would pass what a record can hold) is skipped with a warning (it cannot be matched, so it is
+/// never written). The records' repeated values are kept once in `shared`.
+fn record_of(
+    row: Listed<SnapshotRow>,
+    clusters: &[u64],
+    shared: &mut SharedValues,
+) -> Option<NetboxRecord> {
     match row {
         Listed::Row(SnapshotRow {
             cluster_id: Some(cluster_id),
             vm,
             ..
-        }) if clusters.contains(&cluster_id) => Some(NetboxRecord::new(cluster_id, vm)),
+        }) if clusters.contains(&cluster_id) => {
+            let id = vm.id;
+            NetboxRecord::new(cluster_id, vm, shared)
+                .inspect_err(|error| {
+                    tracing::warn!(netbox_id = id, error = %error, "NetBox VM not understood; left alone");
+                })
+                .ok()
+        }
         Listed::Row(_) => None,
         Listed::Unreadable { id, error } => {
             tracing::warn!(netbox_id = ?id, error = %error, "NetBox VM not understood; left alone");
@@ -263,9 +276,10 @@ pub async fn read(client: &NetboxClient, preflight: &Preflight) -> Result<Snapsh
         .map(|id| ("cluster_id".to_owned(), id.to_string()))
         .collect();
     let fields = vm_fields(&preflight.capabilities);
+    let mut shared = SharedValues::default();
     let records = client
         .list_rows_into(VM_ENDPOINT, &filters, &fields, |row| {
-            record_of(row, &clusters)
+            record_of(row, &clusters, &mut shared)
         })
         .await
         .map_err(|source| SnapshotError::Read {
@@ -294,6 +308,7 @@ pub async fn read_with_children(
     let mut fields = vm_fields(&preflight.capabilities);
     fields.extend(["primary_ip4", "primary_ip6"]);
     let mut primaries: std::collections::HashMap<u64, Primaries> = Default::default();
+    let mut shared = SharedValues::default();
     let vms = client.list_rows_into(
         VM_ENDPOINT,
         &filters,
@@ -304,7 +319,7 @@ pub async fn read_with_children(
             {
                 primaries.insert(r.vm.id, r.primaries.clone());
             }
-            record_of(row, &clusters)
+            record_of(row, &clusters, &mut shared)
         },
     );
     let kids = children::read(client, &clusters, &preflight.capabilities);
@@ -322,7 +337,7 @@ pub async fn read_with_children(
         }
     };
     let managed: std::collections::HashSet<u64> =
-        snapshot.records().iter().map(|r| r.vm.id).collect();
+        snapshot.records().iter().map(NetboxRecord::id).collect();
     kids.set_primaries(primaries);
     kids.retain_vms(|id| managed.contains(&id));
     (Ok(snapshot), kids)
@@ -361,17 +376,14 @@ mod tests {
         .collect();
         let records: Vec<NetboxRecord> = rows
             .into_iter()
-            .filter_map(|r| record_of(r, &[3]))
+            .filter_map(|r| record_of(r, &[3], &mut SharedValues::default()))
             .collect();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].vm.cluster.as_deref(), Some("pve-a"));
+        assert_eq!(records[0].vm.cluster(), Some("pve-a"));
         assert_eq!(records[0].cluster_id, 3);
         let identity = records[0].identity().unwrap();
         assert_eq!((identity.cluster_id, identity.vmid), (3, 100));
-        assert_eq!(
-            records[0].vm.last_updated.as_deref(),
-            Some("2026-01-01T00:00:00Z")
-        );
+        assert_eq!(records[0].vm.last_updated(), Some("2026-01-01T00:00:00Z"));
     }
 
     #[test]

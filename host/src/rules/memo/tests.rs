@@ -1,4 +1,4 @@
-use guest_default::model::{FieldPolicy, GuestKind, JsonText, KnownObject};
+use guest_default::model::{FieldPolicy, GuestKind, JsonText, KnownObject, NetboxVm};
 
 use super::*;
 
