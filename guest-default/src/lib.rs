@@ -29,6 +29,8 @@ mod units;
 
 pub use desired::kind_object;
 
+use std::borrow::Cow;
+
 use model::{
     Context, Desired, DiffInput, Field, FieldChange, FieldPolicy, Guest, JsonReconcileInput,
     ModuleInfo, NetboxVm, ReconcileInput, Reconciled, ReconciledVm, RuleError, RuleSet, Vm,
@@ -198,7 +200,8 @@ fn reconcile_one(
         &config,
         &network,
         compares_children(&current, &children),
-    );
+    )
+    .map(children::VmChildren::into_owned);
     drop(config);
     let desired = desired::desired(guest, prepared)?;
     compare(
@@ -228,17 +231,29 @@ fn reconcile_one_json(
         children,
     } = item;
     let compares = compares_children(&current, &children);
-    let (desired, desired_children) = match config::scan_json(&config) {
-        Some(pairs) => {
-            let view: Vec<(&str, &str)> = pairs
-                .iter()
-                .map(|(k, v)| (k.as_ref(), v.as_ref()))
-                .collect();
-            let desired_children = desired_children(kids, &guest, &view, &network, compares);
+    // The desired children borrow from the config's text (through `view`), the network
+    // answer and the settings, all of which outlive the comparison.
+    let pairs = config::scan_json(&config);
+    let view: Option<Vec<(&str, &str)>> = pairs.as_ref().map(|pairs| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect()
+    });
+    match &view {
+        Some(view) => {
+            let desired_children = desired_children(kids, &guest, view, &network, compares);
             let cfg = config::ConfigView::from_pairs(guest.kind, view.iter().copied());
-            (
-                desired::desired_with(guest, cfg, prepared)?,
-                desired_children,
+            let desired = desired::desired_with(guest, cfg, prepared)?;
+            compare(
+                desired,
+                current,
+                Children {
+                    desired: desired_children,
+                    current: children,
+                },
+                pol,
+                kids,
             )
         }
         None => {
@@ -248,21 +263,21 @@ fn reconcile_one_json(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let desired_children = desired_children(kids, &guest, &view, &network, compares);
+            let desired_children = desired_children(kids, &guest, &view, &network, compares)
+                .map(children::VmChildren::into_owned);
             drop(view);
-            (desired::desired(guest, prepared)?, desired_children)
+            compare(
+                desired::desired(guest, prepared)?,
+                current,
+                Children {
+                    desired: desired_children,
+                    current: children,
+                },
+                pol,
+                kids,
+            )
         }
-    };
-    compare(
-        desired,
-        current,
-        Children {
-            desired: desired_children,
-            current: children,
-        },
-        pol,
-        kids,
-    )
+    }
 }
 
 /// Whether a guest's children can come to anything but an error: not for a VM that exists and
@@ -272,15 +287,15 @@ fn compares_children(current: &Option<NetboxVm>, children: &Option<model::JsonTe
     current.is_none() || children.is_some()
 }
 
-/// A guest's desired children from its config properties; when they cannot be compared
-/// (`compares` false) only their error, with every collection `keep`.
-fn desired_children(
-    kids: &Kids,
+/// A guest's desired children from its config properties, borrowing their texts; when they
+/// cannot be compared (`compares` false) only their error, with every collection `keep`.
+fn desired_children<'a>(
+    kids: &'a Kids,
     guest: &Guest,
-    config: &[(&str, &str)],
-    network: &children::NetworkSource,
+    config: &'a [(&'a str, &'a str)],
+    network: &'a children::NetworkSource,
     compares: bool,
-) -> Result<children::VmChildren, RuleError> {
+) -> Result<children::VmChildren<Cow<'a, str>>, RuleError> {
     let kids = kids.as_ref().map_err(Clone::clone)?;
     let src = children::GuestSources {
         kind: guest.kind,
@@ -289,24 +304,24 @@ fn desired_children(
         network,
     };
     if compares {
-        children::normalize_desired_children_with(kids, &src)
+        children::read_desired_children(kids, &src)
     } else {
         children::check_desired_children(&src).map(|()| children::VmChildren::default())
     }
 }
 
-/// The children side of one guest: its desired children (or their error) and NetBox's
-/// current children JSON (`None`: not read).
-struct Children {
-    desired: Result<children::VmChildren, RuleError>,
+/// The children side of one guest: its desired children (or their error), in either text
+/// type, and NetBox's current children JSON (`None`: not read).
+struct Children<D> {
+    desired: Result<children::VmChildren<D>, RuleError>,
     current: Option<model::JsonText>,
 }
 
 /// normalize-current (for a VM) and diff of a desired state, then the children's.
-fn compare(
+fn compare<D: AsRef<str>>(
     desired: Desired,
     current: Option<NetboxVm>,
-    kids: Children,
+    kids: Children<D>,
     pol: &policy::Policies,
     prep: &Kids,
 ) -> Result<Reconciled, RuleError> {

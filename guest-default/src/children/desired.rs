@@ -3,13 +3,17 @@
 //!
 //! Unknown is never absent: a config that was not read keeps everything; IPs are `keep` unless
 //! a source knows them all (see [`ip_addresses`]).
+//!
+//! The children's texts are borrowed from what they come from (config keys and values, the
+//! runtime answer's names, the settings' VRF) wherever a child keeps one as it is; only texts
+//! built or normalized here (descriptions, address keys, a MAC not in normal form) are copied.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use thiserror::Error;
 
 use super::ip::Cidr;
-use super::mac;
 use super::model::{
     NetworkSource, UnknownReason, VmChildren, VmInterface, VmIpAddress, VmMacAddress, VmVirtualDisk,
 };
@@ -39,10 +43,13 @@ pub(crate) struct Sources<'a> {
     pub(crate) network: &'a NetworkSource,
 }
 
+/// A text of the desired children (see the module documentation).
+type Text<'a> = Cow<'a, str>;
+
 /// One configured NIC with the interface name it gets.
 struct Named<'a> {
     nic: Nic<'a>,
-    name: String,
+    name: Text<'a>,
 }
 
 /// What the config says: its NICs (numeric order, `ipconfigN` applied) and its disk keys with
@@ -88,10 +95,10 @@ pub(crate) fn check_desired_children(src: &Sources<'_>) -> Result<(), DesiredErr
 }
 
 /// The desired children of one guest.
-pub(crate) fn desired_children(
-    src: &Sources<'_>,
-    set: &ChildSettings,
-) -> Result<VmChildren, DesiredError> {
+pub(crate) fn desired_children<'a>(
+    src: &Sources<'a>,
+    set: &'a ChildSettings,
+) -> Result<VmChildren<Text<'a>>, DesiredError> {
     if !src.config_read {
         return Ok(VmChildren::default());
     }
@@ -110,9 +117,9 @@ pub(crate) fn desired_children(
                 .into_iter()
                 .map(|d| VmVirtualDisk {
                     identity: None,
-                    name: d.name,
+                    name: Cow::Borrowed(d.name),
                     size: Field::Set(d.size_mib),
-                    description: Field::Set(d.storage),
+                    description: Field::Set(Cow::Borrowed(d.storage)),
                 })
                 .collect(),
         ),
@@ -156,7 +163,7 @@ pub(crate) fn desired_children(
 fn name_nics<'a>(
     kind: GuestKind,
     nics: Vec<Nic<'a>>,
-    runtime: Option<&[RuntimeNic]>,
+    runtime: Option<&[RuntimeNic<'a>]>,
     names: InterfaceNames,
 ) -> Option<Vec<Named<'a>>> {
     if names == InterfaceNames::Agent && kind == GuestKind::Qemu && runtime.is_none() {
@@ -167,17 +174,17 @@ fn name_nics<'a>(
             .map(|nic| {
                 let name = match (names, kind) {
                     (InterfaceNames::Config, _) => None,
-                    (InterfaceNames::Agent, GuestKind::Lxc) => nic.guest_name.map(str::to_owned),
+                    (InterfaceNames::Agent, GuestKind::Lxc) => nic.guest_name.map(Cow::Borrowed),
                     // The first guest interface with the NIC's MAC: the physical one comes
                     // before a bond or bridge on top of it in the agent's (kernel) order. A NIC
                     // the guest has not brought up keeps its device key.
                     (InterfaceNames::Agent, GuestKind::Qemu) => runtime
                         .unwrap_or_default()
                         .iter()
-                        .find(|r| r.mac.is_some() && r.mac == nic.mac)
+                        .find(|r| r.mac.is_some() && r.mac == nic.mac_octets)
                         .map(|r| r.name.clone()),
                 };
-                let name = name.unwrap_or_else(|| nic.key.to_owned());
+                let name = name.unwrap_or(Cow::Borrowed(nic.key));
                 Named { nic, name }
             })
             .collect(),
@@ -185,7 +192,7 @@ fn name_nics<'a>(
 }
 
 /// The interface of one NIC.
-fn interface(n: &Named) -> VmInterface {
+fn interface<'a>(n: &Named<'a>) -> VmInterface<Text<'a>> {
     let nic = &n.nic;
     // Sized once: `model`, " on " and the bridge, ", firewall".
     let bridge_len = nic.bridge.as_ref().map_or(0, |b| 4 + b.len());
@@ -199,9 +206,9 @@ fn interface(n: &Named) -> VmInterface {
         description.push_str(", firewall");
     }
     let (mode, vlan) = match (nic.tag, nic.trunks) {
-        (Some(tag), false) => (Field::Set("access".to_owned()), Field::Set(u64::from(tag))),
+        (Some(tag), false) => (Field::Set("access".into()), Field::Set(u64::from(tag))),
         (tag, true) => (
-            Field::Set("tagged".to_owned()),
+            Field::Set("tagged".into()),
             Field::from_option(tag.map(u64::from)),
         ),
         (None, false) => (Field::Clear, Field::Clear),
@@ -215,7 +222,7 @@ fn interface(n: &Named) -> VmInterface {
         } else {
             Field::from_option(nic.mtu)
         },
-        description: Field::Set(description),
+        description: Field::Set(Cow::Owned(description)),
         mode,
         untagged_vlan: vlan,
         // Below NetBox 4.2 this is the interface's own `mac_address` field; the diff names it.
@@ -234,22 +241,22 @@ fn interface(n: &Named) -> VmInterface {
 ///   `ipconfigN`), only when every NIC's addresses are static or unset and at least one is
 ///   static; and for QEMU only when the agent is off (an agent that is on but silent will
 ///   answer again, and its addresses must not flap).
-fn ip_addresses(
+fn ip_addresses<'a>(
     src: &Sources<'_>,
-    named: &[Named],
+    named: &[Named<'a>],
     runtime: Option<&[RuntimeNic]>,
-    set: &ChildSettings,
-) -> Field<Vec<VmIpAddress>> {
-    let mut out: Vec<VmIpAddress> = Vec::new();
-    let mut push = |cidr: Cidr, n: &Named, status: &str| {
+    set: &'a ChildSettings,
+) -> Field<Vec<VmIpAddress<Text<'a>>>> {
+    let mut out: Vec<VmIpAddress<Text<'a>>> = Vec::new();
+    let mut push = |cidr: Cidr, n: &Named<'a>, status: &'static str| {
         if super::ip::is_left_out(cidr.addr) || set.excludes(&cidr) {
             return;
         }
         let ip = VmIpAddress {
             identity: None,
-            address: cidr.key(),
-            vrf: set.vrf.clone(),
-            status: Field::Set(status.to_owned()),
+            address: Cow::Owned(cidr.key()),
+            vrf: set.vrf.as_deref().map(Cow::Borrowed),
+            status: Field::Set(Cow::Borrowed(status)),
             interface: Some(n.name.clone()),
         };
         // The same key (address and VRF) once, without writing the keys out.
@@ -264,13 +271,12 @@ fn ip_addresses(
         Some(rt) => {
             for n in named {
                 let found = rt.iter().filter(|r| {
-                    (src.kind == GuestKind::Lxc && n.nic.guest_name == Some(r.name.as_str()))
-                        || (r.mac.is_some() && r.mac == n.nic.mac)
+                    (src.kind == GuestKind::Lxc && n.nic.guest_name == Some(r.name.as_ref()))
+                        || (r.mac.is_some() && r.mac == n.nic.mac_octets)
                 });
-                let mac_octets = n.nic.mac.as_deref().and_then(mac::octets);
                 for r in found {
                     for c in &r.addrs {
-                        push(*c, n, runtime_status(&n.nic, c.addr, mac_octets));
+                        push(*c, n, runtime_status(&n.nic, c.addr, n.nic.mac_octets));
                     }
                 }
             }
@@ -338,7 +344,9 @@ mod tests {
             config,
             network: &network,
         };
-        desired_children(&src, &settings(names)).unwrap()
+        desired_children(&src, &settings(names))
+            .unwrap()
+            .into_owned()
     }
 
     fn agent(json: &str) -> NetworkSource {
@@ -473,8 +481,9 @@ mod tests {
             config: &[],
             network: &network,
         };
-        let c = desired_children(&src, &settings(InterfaceNames::Config)).unwrap();
-        assert_eq!(c, VmChildren::default());
+        let set = settings(InterfaceNames::Config);
+        let c = desired_children(&src, &set).unwrap();
+        assert_eq!(c.into_owned(), VmChildren::default());
     }
 
     #[test]

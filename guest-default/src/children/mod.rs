@@ -124,7 +124,7 @@ fn desired_error(e: desired::DesiredError) -> RuleError {
     }
 }
 
-fn sources<'a>(src: &'a GuestSources<'a>) -> desired::Sources<'a> {
+fn sources<'a>(src: &GuestSources<'a>) -> desired::Sources<'a> {
     desired::Sources {
         kind: src.kind,
         config_read: src.config_read,
@@ -147,6 +147,16 @@ pub fn normalize_desired_children_with(
     prep: &ChildContext,
     src: &GuestSources<'_>,
 ) -> Result<VmChildren, RuleError> {
+    read_desired_children(prep, src).map(VmChildren::into_owned)
+}
+
+/// [`normalize_desired_children_with`] on text borrowed from the guest's config, its runtime
+/// answer and the settings (copied only where a value is built or normalized), for
+/// [`diff_children_with`] in the same call, as [`read_current_children`] is.
+pub fn read_desired_children<'a>(
+    prep: &'a ChildContext,
+    src: &GuestSources<'a>,
+) -> Result<VmChildren<Cow<'a, str>>, RuleError> {
     desired::desired_children(&sources(src), &prep.settings).map_err(desired_error)
 }
 
@@ -195,11 +205,11 @@ pub fn diff_children(
     ))
 }
 
-/// [`diff_children`] with the context prepared, the current children in either text type
-/// (those of [`read_current_children`] borrow NetBox's text).
-pub fn diff_children_with<C: AsRef<str>>(
+/// [`diff_children`] with the context prepared, either side's children in either text type
+/// (those of [`read_desired_children`] and [`read_current_children`] borrow their inputs).
+pub fn diff_children_with<D: AsRef<str>, C: AsRef<str>>(
     prep: &ChildContext,
-    desired: &VmChildren,
+    desired: &VmChildren<D>,
     current: Option<&VmChildren<C>>,
     current_disk: Option<u64>,
     vm_changes: &mut Vec<FieldChange>,
@@ -310,16 +320,16 @@ fn deletes_address(changes: &[ChildChange], address: &str) -> bool {
 }
 
 /// The change of a primary IP field, when the policy lets the sync write it.
-fn primary<C: AsRef<str>>(
+fn primary<D: AsRef<str>, C: AsRef<str>>(
     field: &str,
     own: Ownership,
-    desired: &Field<String>,
+    desired: &Field<D>,
     current: Option<&Field<C>>,
 ) -> Option<FieldChange> {
     if desired.is_keep() || own == Ownership::Ignore {
         return None;
     }
-    let d = desired.as_set().map(String::as_str);
+    let d = desired.as_set().map(AsRef::as_ref);
     let c = match current {
         None => None,
         Some(Field::Keep) => return None,
@@ -375,16 +385,33 @@ mod tests {
         assert!(primary("primary_ip4", Ownership::Seed, &want, Some(&other)).is_none());
         assert!(primary("primary_ip4", Ownership::Owned, &want, Some(&other)).is_some());
         assert!(
-            primary::<String>("primary_ip4", Ownership::Owned, &want, Some(&Field::Keep)).is_none()
+            primary::<_, String>("primary_ip4", Ownership::Owned, &want, Some(&Field::Keep))
+                .is_none()
         );
         assert!(primary("primary_ip4", Ownership::Ignore, &want, Some(&none)).is_none());
-        assert!(primary("primary_ip4", Ownership::Owned, &Field::Keep, Some(&other)).is_none());
+        assert!(
+            primary(
+                "primary_ip4",
+                Ownership::Owned,
+                &Field::<String>::Keep,
+                Some(&other)
+            )
+            .is_none()
+        );
         // Owned and nothing wanted: the sync's own choice is cleared.
-        let cleared =
-            primary("primary_ip4", Ownership::Owned, &Field::Clear, Some(&other)).unwrap();
+        let cleared = primary(
+            "primary_ip4",
+            Ownership::Owned,
+            &Field::<String>::Clear,
+            Some(&other),
+        )
+        .unwrap();
         assert!(cleared.new.is_null());
         // A created VM with no address wants no change.
-        assert!(primary::<String>("primary_ip4", Ownership::Owned, &Field::Clear, None).is_none());
+        assert!(
+            primary::<String, String>("primary_ip4", Ownership::Owned, &Field::Clear, None)
+                .is_none()
+        );
     }
 
     #[test]

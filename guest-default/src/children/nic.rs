@@ -7,6 +7,8 @@
 //! `ip=…,gw=…,ip6=…,gw6=…`. An address setting is `dhcp`, `auto` (IPv6 SLAAC), `manual` or a
 //! CIDR.
 
+use std::borrow::Cow;
+
 use thiserror::Error;
 
 use super::ip::{Cidr, IpError};
@@ -83,8 +85,11 @@ pub(crate) struct Nic<'a> {
     pub(crate) index: u32,
     /// QEMU model or `veth` (LXC `type`).
     pub(crate) model: &'a str,
-    /// Normalized MAC, when set.
-    pub(crate) mac: Option<String>,
+    /// Normalized MAC, when set: borrowed from the config when it is already normal (Proxmox
+    /// prints it so).
+    pub(crate) mac: Option<Cow<'a, str>>,
+    /// The MAC's octets, for matching the guest's own view of its NICs without text.
+    pub(crate) mac_octets: Option<[u8; 6]>,
     pub(crate) bridge: Option<&'a str>,
     /// `tag=`, the access VLAN.
     pub(crate) tag: Option<u16>,
@@ -159,11 +164,11 @@ pub(crate) fn parse_net<'a>(
         match (kind, k) {
             (GuestKind::Qemu, m) if QEMU_MODELS.contains(&m) => {
                 nic.model = m;
-                nic.mac = Some(mac::normalize(v).ok_or_else(|| bad("MAC address", v))?);
+                set_mac(&mut nic, v).ok_or_else(|| bad("MAC address", v))?;
             }
             (GuestKind::Qemu, "model") => nic.model = v,
             (GuestKind::Qemu, "macaddr") | (GuestKind::Lxc, "hwaddr") => {
-                nic.mac = Some(mac::normalize(v).ok_or_else(|| bad("MAC address", v))?);
+                set_mac(&mut nic, v).ok_or_else(|| bad("MAC address", v))?;
             }
             (GuestKind::Lxc, "name") => nic.guest_name = Some(v),
             (GuestKind::Lxc, "type") => nic.model = v,
@@ -195,6 +200,14 @@ pub(crate) fn parse_net<'a>(
         nic.model = "veth";
     }
     Ok(nic)
+}
+
+/// Sets the NIC's MAC and its octets from `v`; `None` when `v` is not a MAC.
+fn set_mac<'a>(nic: &mut Nic<'a>, v: &'a str) -> Option<()> {
+    let m = mac::normalize_cow(v)?;
+    nic.mac_octets = mac::octets(&m);
+    nic.mac = Some(m);
+    Some(())
 }
 
 /// Reads one address setting (`ip=` / `ip6=`).

@@ -32,12 +32,13 @@ pub(crate) enum RuntimeError {
     },
 }
 
-/// One interface as the guest sees it.
+/// One interface as the guest sees it, its name borrowed from the answer.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct RuntimeNic {
-    pub(crate) name: String,
-    /// Normalized; `None` when absent, malformed or all zero (loopback, tunnels).
-    pub(crate) mac: Option<String>,
+pub(crate) struct RuntimeNic<'a> {
+    pub(crate) name: Cow<'a, str>,
+    /// The MAC's octets (matched against the config's, never written out); `None` when
+    /// absent, malformed or all zero (loopback, tunnels).
+    pub(crate) mac: Option<[u8; 6]>,
     /// Every address, loopback and link-local included (the caller filters).
     pub(crate) addrs: Vec<Cidr>,
 }
@@ -45,8 +46,8 @@ pub(crate) struct RuntimeNic {
 // Texts that are only read are borrowed from the answer (decoded only when escaped).
 #[derive(Deserialize)]
 struct RawNic<'a> {
-    #[serde(default)]
-    name: String,
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
     #[serde(default, borrow, rename = "hardware-address")]
     hardware_address: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -84,13 +85,13 @@ struct RawAddr<'a> {
 }
 
 /// Reads the agent's `result` array.
-pub(crate) fn parse_agent(json: &str) -> Result<Vec<RuntimeNic>, RuntimeError> {
+pub(crate) fn parse_agent(json: &str) -> Result<Vec<RuntimeNic<'_>>, RuntimeError> {
     parse(json, "guest agent")
 }
 
 /// Reads the LXC `/interfaces` `data` array (`null` reads as no interfaces: callers send a
 /// stopped container as `unknown`, not as this).
-pub(crate) fn parse_lxc(json: &str) -> Result<Vec<RuntimeNic>, RuntimeError> {
+pub(crate) fn parse_lxc(json: &str) -> Result<Vec<RuntimeNic<'_>>, RuntimeError> {
     parse(json, "LXC interfaces")
 }
 
@@ -134,7 +135,7 @@ fn plain(json: &str) -> Option<Option<Vec<RawNic<'_>>>> {
     }
     fn nic<'a>(r: &mut Reader<'a>) -> Option<RawNic<'a>> {
         let mut n = RawNic {
-            name: String::new(),
+            name: Cow::Borrowed(""),
             hardware_address: None,
             hwaddr: None,
             ip_addresses: None,
@@ -146,7 +147,7 @@ fn plain(json: &str) -> Option<Option<Vec<RawNic<'_>>>> {
             match member {
                 "name" => {
                     seen.first(0)?;
-                    n.name = r.str()?.to_owned();
+                    n.name = Cow::Borrowed(r.str()?);
                 }
                 "hardware-address" => {
                     seen.first(1)?;
@@ -211,7 +212,10 @@ fn raw<'a>(
     }
 }
 
-fn parse(json: &str, source_name: &'static str) -> Result<Vec<RuntimeNic>, RuntimeError> {
+fn parse<'a>(
+    json: &'a str,
+    source_name: &'static str,
+) -> Result<Vec<RuntimeNic<'a>>, RuntimeError> {
     let raw = raw(json, source_name)?;
     raw.unwrap_or_default()
         .into_iter()
@@ -220,12 +224,12 @@ fn parse(json: &str, source_name: &'static str) -> Result<Vec<RuntimeNic>, Runti
                 .hardware_address
                 .as_deref()
                 .or(r.hwaddr.as_deref())
-                .and_then(mac::normalize)
-                .filter(|m| !mac::is_zero(m));
+                .and_then(mac::parse_octets)
+                .filter(|m| *m != [0; 6]);
             let mut addrs = Vec::new();
             let bad = |address: &str| RuntimeError::Address {
                 source_name,
-                name: r.name.clone(),
+                name: r.name.to_string(),
                 address: address.to_owned(),
             };
             match &r.ip_addresses {
@@ -273,7 +277,7 @@ mod tests {
         let nics = parse_agent(AGENT).unwrap();
         assert_eq!(nics.len(), 2);
         assert_eq!(nics[0].mac, None, "the zero MAC of lo is no MAC");
-        assert_eq!(nics[1].mac.as_deref(), Some("BC:24:11:2A:3B:4C"));
+        assert_eq!(nics[1].mac, Some([0xbc, 0x24, 0x11, 0x2a, 0x3b, 0x4c]));
         assert_eq!(nics[1].addrs[0].key(), "10.0.0.5/24");
     }
 

@@ -10,20 +10,22 @@ use crate::disks::DiskError;
 use crate::property::PropertyString;
 use crate::units::{bytes_to_mib_ceil, parse_size};
 
-/// One virtual disk the config describes.
+/// One virtual disk the config describes, its texts borrowed from the config.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct ConfigDisk {
+pub(crate) struct ConfigDisk<'a> {
     /// The config key (`scsi0`, `rootfs`, `mp0`).
-    pub(crate) name: String,
+    pub(crate) name: &'a str,
     pub(crate) size_mib: u64,
     /// The storage (`local-lvm`), or the device path of a pass-through disk.
-    pub(crate) storage: String,
+    pub(crate) storage: &'a str,
 }
 
 /// The virtual disks of `disks` (`(key, property string)` pairs, disk keys only, config order).
-pub(crate) fn config_disks(disks: &[(&str, &str)]) -> Result<Vec<ConfigDisk>, DiskError> {
+pub(crate) fn config_disks<'a>(
+    disks: &[(&'a str, &'a str)],
+) -> Result<Vec<ConfigDisk<'a>>, DiskError> {
     let mut out = Vec::with_capacity(disks.len());
-    for (key, value) in disks {
+    for &(key, value) in disks {
         let p = PropertyString::parse(value, "file");
         let (media, size) = p.get2("media", "size");
         if media.is_some_and(|m| m.eq_ignore_ascii_case("cdrom")) {
@@ -31,7 +33,7 @@ pub(crate) fn config_disks(disks: &[(&str, &str)]) -> Result<Vec<ConfigDisk>, Di
         }
         let Some(size) = size else { continue };
         let bytes = parse_size(size).map_err(|source| DiskError {
-            key: (*key).to_owned(),
+            key: key.to_owned(),
             source,
         })?;
         let file = p
@@ -43,9 +45,9 @@ pub(crate) fn config_disks(disks: &[(&str, &str)]) -> Result<Vec<ConfigDisk>, Di
             _ => file,
         };
         out.push(ConfigDisk {
-            name: (*key).to_owned(),
+            name: key,
             size_mib: bytes_to_mib_ceil(bytes),
-            storage: storage.to_owned(),
+            storage,
         });
     }
     Ok(out)
@@ -65,10 +67,7 @@ mod tests {
             ("efidisk0", "local-lvm:vm-100-disk-2,efitype=4m,size=4M"),
         ];
         let v = config_disks(&disks).unwrap();
-        let names: Vec<_> = v
-            .iter()
-            .map(|d| (d.name.as_str(), d.size_mib, d.storage.as_str()))
-            .collect();
+        let names: Vec<_> = v.iter().map(|d| (d.name, d.size_mib, d.storage)).collect();
         assert_eq!(
             names,
             [
