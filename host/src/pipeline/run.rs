@@ -811,7 +811,7 @@ impl ModuleRules<'_> {
                         &read.guest,
                         read.config_packed(),
                         item.current,
-                        read.network(),
+                        read.network_kept().memo_key(),
                         children.as_ref(),
                     )
                 })
