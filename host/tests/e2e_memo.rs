@@ -1,11 +1,13 @@
 //! End to end, the no-op memo: a rerun whose inputs are unchanged is answered by the memo with
 //! no writes and the same counts; what changes an input (Proxmox, NetBox, a rule setting, the
 //! module) is still asked and written; `--no-memo` and `sync.memo = false` turn it off; a
-//! corrupt memo is a full run.
+//! corrupt memo is a full run; a running guest's agent counters, new on every read, do not
+//! make it miss.
 
 mod e2e_support;
 
 use e2e_support::{Harness, spec};
+use pve2netbox_testkit::{Guest, Inventory};
 use serde_json::{Value, json};
 
 const VMS: u64 = 24;
@@ -149,4 +151,59 @@ fn a_corrupt_memo_is_a_full_run() {
     let out = h.sync_ok();
     assert_eq!(hits(&out), 0, "{}", out.describe());
     assert_eq!(hits(&h.sync_ok()), VMS, "rewritten whole by the full run");
+}
+
+/// Running QEMU guests whose agents answer with traffic `statistics` on every interface, which
+/// grow with every read (the simulator's do, as a real agent's): the sync leaves them out of
+/// the rules' input, so with children on the rerun after the one that stored the memo is
+/// answered by it for every VM and writes nothing.
+#[test]
+fn growing_agent_counters_do_not_miss_the_memo() {
+    let mut inv = Inventory::generate(&spec(1, 1, 1, 0, 95));
+    let node = inv.endpoints[0].nodes[0].name.clone();
+    let guests: Vec<Guest> = (0..3u32)
+        .map(|i| {
+            let vmid = 200 + i;
+            Guest::qemu(vmid, &node)
+                .with("name", format!("agent-{i}"))
+                .with("memory", "2048")
+                .with("cores", 2)
+                .with("ostype", "l26")
+                .with("agent", "1")
+                .with("scsi0", format!("local-lvm:vm-{vmid}-disk-0,size=16G"))
+                .with(
+                    "net0",
+                    format!("virtio=BC:24:11:00:{i:02X}:00,bridge=vmbr0"),
+                )
+                .with(
+                    "net1",
+                    format!("virtio=BC:24:11:00:{i:02X}:01,bridge=vmbr0"),
+                )
+                .with_status("running")
+        })
+        .collect();
+    let vms = guests.len() as u64;
+    inv.endpoints[0].guests = guests;
+    inv.endpoints[0].tasks.clear();
+    let mut h = Harness::with_inventory(inv);
+    h.set("task_history", false).set("children", true);
+    let agent_reads = |h: &Harness| -> u64 {
+        h.control().counters().paths["pve"]
+            .iter()
+            .filter(|(path, _)| path.contains("agent/network-get-interfaces"))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    let first = h.sync_ok();
+    assert_eq!(first.count("create"), vms, "{}", first.describe());
+    let second = h.sync_ok();
+    assert_eq!(second.count("noop"), vms, "{}", second.describe());
+    assert_eq!(hits(&second), 0, "{}", second.describe());
+    let mark = h.mark();
+    let third = h.sync_ok();
+    // Every run asked every agent, and got other counters each time.
+    assert_eq!(agent_reads(&h), 3 * vms);
+    assert_eq!(hits(&third), vms, "{}", third.describe());
+    assert_eq!(third.count("noop"), vms, "{}", third.describe());
+    h.assert_no_writes_since(&mark, "a rerun with only the agents' counters changed");
 }

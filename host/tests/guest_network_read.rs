@@ -262,7 +262,7 @@ async fn every_agent_outcome_is_recorded_per_guest() {
     assert!(read.guests.iter().all(|g| g.guest.config_read));
 
     let counts = pve2netbox::pipeline::proxmox_read::guest_network::tally(
-        read.guests.iter().map(|g| g.network()),
+        read.guests.iter().map(|g| g.network_kept().outcome_name()),
     );
     assert_eq!(counts["timed-out"], 2);
     assert_eq!(counts["agent-off"], 2);

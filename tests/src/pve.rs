@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -145,7 +146,11 @@ pub(crate) struct GuestState {
     /// The agent's `network-get-interfaces` result as set through the control API
     /// (`agent_result`), replacing the one derived from the config: lets a test reorder
     /// interfaces, move an address to another NIC or write a MAC or IPv6 address differently.
+    /// Its interfaces without `statistics` are given growing counters like the derived ones.
     agent_result: Option<Value>,
+    /// Answers the agent gave: its interfaces' traffic counters grow with each, as a live
+    /// guest's do between two reads.
+    agent_reads: AtomicU64,
 }
 
 fn escape(s: &str) -> String {
@@ -187,6 +192,7 @@ impl GuestState {
             agent_unreachable: false,
             agent_stall: Duration::ZERO,
             agent_result: None,
+            agent_reads: AtomicU64::new(0),
         };
         for (k, v) in g.config {
             s.append(&k, &v);
@@ -1542,14 +1548,30 @@ fn link_local(mac: &str) -> Option<String> {
     ))
 }
 
-/// `network-get-interfaces` as the guest answers it (reference A.3): loopback first, then
-/// one interface per configured NIC with its MAC in lower case, its IPv4 and its link-local
-/// IPv6. Windows guests (`ostype` w*) name them `Ethernet`, `Ethernet 2`, ... and report
-/// their loopback without `hardware-address`.
+/// `network-get-interfaces` as the guest answers it (reference A.3): the answer set through the
+/// control API, or loopback first, then one interface per configured NIC with its MAC in lower
+/// case, its IPv4 and its link-local IPv6. Windows guests (`ostype` w*) name them `Ethernet`,
+/// `Ethernet 2`, ... and report their loopback without `hardware-address`. Every interface
+/// without `statistics` gets its traffic counters, which grow with every answer as a live
+/// guest's do.
 fn agent_result(g: &GuestState, vmid: u32) -> Vec<Value> {
-    if let Some(Value::Array(set)) = &g.agent_result {
-        return set.clone();
+    let read = g.agent_reads.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut out = match &g.agent_result {
+        Some(Value::Array(set)) => set.clone(),
+        _ => derived_agent_result(g, vmid),
+    };
+    for (i, interface) in (0u64..).zip(&mut out) {
+        if let Value::Object(fields) = interface {
+            fields
+                .entry("statistics")
+                .or_insert_with(|| statistics(vmid, i, read));
+        }
     }
+    out
+}
+
+/// The agent's answer derived from the config (see [`agent_result`]), without counters.
+fn derived_agent_result(g: &GuestState, vmid: u32) -> Vec<Value> {
     let windows = g.get_str("ostype").is_some_and(|o| o.starts_with('w'));
     let mut out = Vec::new();
     if windows {
@@ -1562,9 +1584,7 @@ fn agent_result(g: &GuestState, vmid: u32) -> Vec<Value> {
         out.push(
             json!({"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": [
             {"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8},
-            {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128}],
-            "statistics": {"rx-bytes": 1, "rx-packets": 1, "rx-errs": 0, "rx-dropped": 0,
-                           "tx-bytes": 1, "tx-packets": 1, "tx-errs": 0, "tx-dropped": 0}}),
+            {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128}]}),
         );
     }
     for (i, (n, mac)) in guest_nics(g).into_iter().enumerate() {
@@ -1585,6 +1605,16 @@ fn agent_result(g: &GuestState, vmid: u32) -> Vec<Value> {
         out.push(nic);
     }
     out
+}
+
+/// An interface's counters at the guest's `read`th answer (from 1): packets and bytes grow with
+/// each answer, by amounts that differ per guest and interface, errors and drops stay 0.
+fn statistics(vmid: u32, interface: u64, read: u64) -> Value {
+    let rate = 1 + mix(u64::from(vmid), interface) % 4096;
+    let (rx_packets, tx_packets) = (read * rate, read * rate.div_ceil(2));
+    json!({"rx-bytes": rx_packets * 1_214, "rx-packets": rx_packets, "rx-errs": 0,
+           "rx-dropped": 0, "tx-bytes": tx_packets * 873, "tx-packets": tx_packets,
+           "tx-errs": 0, "tx-dropped": 0})
 }
 
 fn lxc_interfaces(ep: &PveEndpoint, vmid: u32, g: &GuestState) -> Resp {

@@ -812,7 +812,7 @@ impl ModuleRules<'_> {
                         &read.guest,
                         read.config_packed(),
                         item.current.map(|r| &r.vm),
-                        read.network(),
+                        read.network_kept().memo_key(),
                         children.as_ref(),
                     )
                 })

@@ -13,7 +13,9 @@
 //! the module's SHA-256, the host version, the WIT version) and every byte of that VM's input: the guest
 //! record, its config (packed; the JSON text the module gets is a function of it and of the host
 //! version), the matched NetBox record, and what WIT 0.3 adds: the guest's network view (the
-//! agent's or the LXC interfaces' answer text, or why there is none) and NetBox's children JSON
+//! agent's or the LXC interfaces' answer text as the read keeps it, packed, or why there is
+//! none; the agent's traffic `statistics` are left out by the read, so a running guest's
+//! answer is the same from one run to the next) and NetBox's children JSON
 //! (or that they were not read). Only answers with no child change are stored either. One entry per VM identity (NetBox cluster id, VMID):
 //! the digest and the answer's name, ~45 bytes, so the file stays a few MB at 100k VMs.
 //!
@@ -160,9 +162,32 @@ pub type KeyInput<'a> = (
     &'a Guest,
     (&'a str, &'a [u32]),
     Option<&'a CompactVm>,
-    &'a NetworkSource,
+    NetworkKey<'a>,
     Option<&'a JsonText>,
 );
+
+/// A guest's network view as keyed: the answer's text, or any one form of it that two answers
+/// share exactly when their texts are equal (the Proxmox read keeps it packed, and keys that),
+/// or why there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkKey<'a> {
+    /// The agent's answer.
+    Agent(&'a str),
+    /// The container's interfaces.
+    LxcInterfaces(&'a str),
+    /// No runtime view.
+    Unknown(&'a NetworkUnknown),
+}
+
+impl<'a> From<&'a NetworkSource> for NetworkKey<'a> {
+    fn from(source: &'a NetworkSource) -> Self {
+        match source {
+            NetworkSource::Agent(text) => NetworkKey::Agent(text.as_str()),
+            NetworkSource::LxcInterfaces(text) => NetworkKey::LxcInterfaces(text.as_str()),
+            NetworkSource::Unknown(unknown) => NetworkKey::Unknown(unknown),
+        }
+    }
+}
 
 impl Memo {
     /// The memo file of `netbox` under `state_dir`.
@@ -227,13 +252,13 @@ impl Memo {
     /// value concatenated, with their end offsets) with its network view against `current` and
     /// its `children`.
     #[cfg(test)]
-    pub fn key(
+    pub fn key<'n>(
         &self,
         identity: VmIdentity,
         guest: &Guest,
         config: (&str, &[u32]),
         current: Option<&guest_default::model::NetboxVm>,
-        (network, children): (&NetworkSource, Option<&JsonText>),
+        (network, children): (impl Into<NetworkKey<'n>>, Option<&JsonText>),
     ) -> VmKey {
         use crate::pipeline::reconcile::SharedValues;
         let current = current.map(|vm| {
@@ -242,7 +267,7 @@ impl Memo {
         });
         self.key_with(
             &mut Vec::new(),
-            &(identity, guest, config, current.as_ref(), network, children),
+            &(identity, guest, config, current.as_ref(), network.into(), children),
         )
     }
 
@@ -513,17 +538,17 @@ fn encode_vm(
 
 /// The WIT 0.3 inputs of one VM: the network view (its kind, then the answer's text or the
 /// reason and detail) and the children JSON (absent, or its text).
-fn encode_children(out: &mut Vec<u8>, network: &NetworkSource, children: Option<&JsonText>) {
+fn encode_children(out: &mut Vec<u8>, network: NetworkKey<'_>, children: Option<&JsonText>) {
     match network {
-        NetworkSource::Agent(text) => {
+        NetworkKey::Agent(text) => {
             out.push(0);
-            put_str(out, text.as_str());
+            put_str(out, text);
         }
-        NetworkSource::LxcInterfaces(text) => {
+        NetworkKey::LxcInterfaces(text) => {
             out.push(1);
-            put_str(out, text.as_str());
+            put_str(out, text);
         }
-        NetworkSource::Unknown(NetworkUnknown { reason, detail }) => {
+        NetworkKey::Unknown(NetworkUnknown { reason, detail }) => {
             out.push(2);
             out.push(match reason {
                 UnknownReason::AgentOff => 0,

@@ -434,14 +434,14 @@ impl ProxmoxClient {
         }
     }
 
-    /// `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`: the JSON text of the
-    /// answer's `data.result` (the guest's own reply, unchanged). Errors as Proxmox gives them
-    /// (500 `QEMU guest agent is not running`, 403, 595, ...); the caller bounds the time.
+    /// `GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces`: the answer's `data.result`
+    /// list (the guest's own reply, unchanged). Errors as Proxmox gives them (500 `QEMU guest
+    /// agent is not running`, 403, 595, ...); the caller bounds the time.
     pub async fn agent_network_interfaces(
         &self,
         node: &str,
         vmid: u64,
-    ) -> Result<String, ProxmoxError> {
+    ) -> Result<Vec<Value>, ProxmoxError> {
         let path = format!(
             "nodes/{}/qemu/{vmid}/agent/network-get-interfaces",
             path_segment(node)
@@ -449,7 +449,7 @@ impl ProxmoxClient {
         let (data, _) = self.get_data(&path, Vec::new()).await?;
         match data {
             Value::Object(mut map) => match map.remove("result") {
-                Some(result @ Value::Array(_)) => Ok(result.to_string()),
+                Some(Value::Array(result)) => Ok(result),
                 Some(other) => Err(self.decode_error(
                     &path,
                     format!("`result` is {}, not a list", kind_of(&other)),

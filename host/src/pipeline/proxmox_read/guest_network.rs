@@ -19,6 +19,8 @@ use guest_default::model::JsonText;
 use crate::clients::http::HttpErrorKind;
 use crate::clients::proxmox::{GuestKind, ProxmoxClient, ProxmoxError, RawObject};
 use crate::config::SyncConfig;
+use crate::pipeline::proxmox_read::packed_text::PackedText;
+use crate::rules::memo::NetworkKey;
 
 /// Whether and how long to ask guests about their network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,11 +123,18 @@ pub fn agent_enabled(config: &RawObject) -> bool {
     )
 }
 
-/// The answer's text without the spare room its reading left: it is kept from the read to the
-/// rules (a 0.7 KB answer held ~1.2 KB, ~50 MB at 100k guests).
-fn fitted(mut text: String) -> String {
-    text.shrink_to_fit();
-    text
+/// The agent's answer as the rules get it: the guest's interfaces, each without its
+/// `statistics`. Why: those are traffic counters, new on every read of a running guest, which
+/// no rule maps to NetBox; kept, they would make every such guest's input differ from the last
+/// run's, so the no-op memo could never answer for it, and they are a fifth of the answer's
+/// size. Everything else stays as the guest wrote it.
+pub fn kept_agent_answer(mut interfaces: Vec<serde_json::Value>) -> String {
+    for interface in &mut interfaces {
+        if let serde_json::Value::Object(fields) = interface {
+            fields.remove("statistics");
+        }
+    }
+    serde_json::Value::Array(interfaces).to_string()
 }
 
 /// Carries out `ask` for one guest within `timeout`; every outcome is a [`NetworkSource`].
@@ -142,13 +151,13 @@ pub async fn read_network(
             NetworkAsk::Agent => client
                 .agent_network_interfaces(node, vmid)
                 .await
-                .map(|text| NetworkSource::Agent(JsonText(fitted(text)))),
+                .map(|interfaces| NetworkSource::Agent(JsonText(kept_agent_answer(interfaces)))),
             NetworkAsk::LxcInterfaces => {
                 client
                     .lxc_interfaces(node, vmid)
                     .await
                     .map(|answer| match answer {
-                        Some(text) => NetworkSource::LxcInterfaces(JsonText(fitted(text))),
+                        Some(text) => NetworkSource::LxcInterfaces(JsonText(text)),
                         None => unknown(UnknownReason::NotRunning, "the container is not running"),
                     })
             }
@@ -200,27 +209,98 @@ pub fn outcome_name(source: &NetworkSource) -> &'static str {
     match source {
         NetworkSource::Agent(_) => "agent",
         NetworkSource::LxcInterfaces(_) => "lxc-interfaces",
-        NetworkSource::Unknown(u) => match u.reason {
-            UnknownReason::AgentOff => "agent-off",
-            UnknownReason::NotRunning => "not-running",
-            UnknownReason::AgentNotRunning => "agent-not-running",
-            UnknownReason::NoPermission => "no-permission",
-            UnknownReason::TimedOut => "timed-out",
-            UnknownReason::NotAsked => "not-asked",
-            UnknownReason::OtherError => "other-error",
-        },
+        NetworkSource::Unknown(u) => reason_name(u.reason),
     }
 }
 
-/// How many guests ended with each outcome ([`outcome_name`]), for the report and metrics.
-pub fn tally<'a>(
-    sources: impl IntoIterator<Item = &'a NetworkSource>,
-) -> BTreeMap<&'static str, u64> {
+fn reason_name(reason: UnknownReason) -> &'static str {
+    match reason {
+        UnknownReason::AgentOff => "agent-off",
+        UnknownReason::NotRunning => "not-running",
+        UnknownReason::AgentNotRunning => "agent-not-running",
+        UnknownReason::NoPermission => "no-permission",
+        UnknownReason::TimedOut => "timed-out",
+        UnknownReason::NotAsked => "not-asked",
+        UnknownReason::OtherError => "other-error",
+    }
+}
+
+/// How many guests ended with each outcome (named by [`outcome_name`]), for the report and
+/// metrics.
+pub fn tally(outcomes: impl IntoIterator<Item = &'static str>) -> BTreeMap<&'static str, u64> {
     let mut counts = BTreeMap::new();
-    for source in sources {
-        *counts.entry(outcome_name(source)).or_insert(0) += 1;
+    for outcome in outcomes {
+        *counts.entry(outcome).or_insert(0) += 1;
     }
     counts
+}
+
+/// A guest's network view as the read keeps it until the rules: an answer's text packed
+/// ([`PackedText`]: the answers of 100k guests are held through the NetBox snapshot, the
+/// rerun's memory peak), or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeptNetwork {
+    Agent(PackedText),
+    LxcInterfaces(PackedText),
+    Unknown(NetworkUnknown),
+}
+
+impl Default for KeptNetwork {
+    /// As [`NetworkSource`]'s default (`unknown`, `not-asked`).
+    fn default() -> Self {
+        KeptNetwork::keep(NetworkSource::default())
+    }
+}
+
+impl KeptNetwork {
+    /// Keeps `source`, its answer's text packed.
+    pub fn keep(source: NetworkSource) -> Self {
+        match source {
+            NetworkSource::Agent(text) => KeptNetwork::Agent(PackedText::pack(text.as_str())),
+            NetworkSource::LxcInterfaces(text) => {
+                KeptNetwork::LxcInterfaces(PackedText::pack(text.as_str()))
+            }
+            NetworkSource::Unknown(unknown) => KeptNetwork::Unknown(unknown),
+        }
+    }
+
+    /// The view as it was kept: what the rules get.
+    pub fn source(&self) -> NetworkSource {
+        match self {
+            KeptNetwork::Agent(packed) => NetworkSource::Agent(JsonText(packed.unpack())),
+            KeptNetwork::LxcInterfaces(packed) => {
+                NetworkSource::LxcInterfaces(JsonText(packed.unpack()))
+            }
+            KeptNetwork::Unknown(unknown) => NetworkSource::Unknown(unknown.clone()),
+        }
+    }
+
+    /// [`KeptNetwork::source`], freeing what was kept.
+    pub fn into_source(self) -> NetworkSource {
+        match self {
+            KeptNetwork::Unknown(unknown) => NetworkSource::Unknown(unknown),
+            kept => kept.source(),
+        }
+    }
+
+    /// The view as the no-op memo keys it: the packed text, which is equal exactly when the
+    /// answers are.
+    pub fn memo_key(&self) -> NetworkKey<'_> {
+        match self {
+            KeptNetwork::Agent(packed) => NetworkKey::Agent(packed.as_str()),
+            KeptNetwork::LxcInterfaces(packed) => NetworkKey::LxcInterfaces(packed.as_str()),
+            KeptNetwork::Unknown(unknown) => NetworkKey::Unknown(unknown),
+        }
+    }
+
+    /// As [`outcome_name`].
+    pub fn outcome_name(&self) -> &'static str {
+        match self {
+            KeptNetwork::Agent(_) => "agent",
+            KeptNetwork::LxcInterfaces(_) => "lxc-interfaces",
+            KeptNetwork::Unknown(u) => reason_name(u.reason),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -377,13 +457,67 @@ mod tests {
     }
 
     #[test]
+    fn the_agent_answer_is_kept_without_statistics_and_otherwise_unchanged() {
+        let with = |rx: u64| {
+            json!([
+                {"name": "lo", "hardware-address": "00:00:00:00:00:00",
+                 "statistics": {"rx-bytes": rx, "tx-bytes": 1}},
+                {"name": "eth0", "hardware-address": "bc:24:11:2a:3b:4c", "ip-addresses": [
+                    {"ip-address": "10.0.0.5", "ip-address-type": "ipv4", "prefix": 24}],
+                 "statistics": {"rx-bytes": rx * 2}},
+                {"name": "tun0"},
+                "not an interface"
+            ])
+        };
+        let list = |v: serde_json::Value| v.as_array().cloned().unwrap_or_default();
+        let kept = kept_agent_answer(list(with(1)));
+        // Other counters, the same answer; nothing else is touched.
+        assert_eq!(kept, kept_agent_answer(list(with(987_654))));
+        let mut expected = with(1);
+        for i in 0..2 {
+            expected[i]
+                .as_object_mut()
+                .and_then(|o| o.remove("statistics"))
+                .expect("statistics");
+        }
+        assert_eq!(kept, expected.to_string());
+        assert!(!kept.contains("statistics"));
+        // A guest's own statistics-free answer is the text it always gave.
+        let plain = json!([{"name": "eth0", "ip-addresses": []}]);
+        assert_eq!(kept_agent_answer(list(plain.clone())), plain.to_string());
+    }
+
+    #[test]
+    fn a_kept_view_gives_back_what_it_was_given() {
+        let answer = r#"[{"hardware-address":"bc:24:11:2a:3b:4c","name":"eth0"}]"#;
+        for source in [
+            NetworkSource::Agent(JsonText(answer.into())),
+            NetworkSource::LxcInterfaces(JsonText(answer.into())),
+            unknown(UnknownReason::TimedOut, "no answer within 5000 ms"),
+        ] {
+            let kept = KeptNetwork::keep(source.clone());
+            assert_eq!(kept.source(), source);
+            assert_eq!(kept.outcome_name(), outcome_name(&source));
+            assert_eq!(kept.clone().into_source(), source);
+        }
+        // Two answers key alike exactly when their texts are equal.
+        let key = |text: &str| KeptNetwork::keep(NetworkSource::Agent(JsonText(text.into())));
+        assert_eq!(key(answer).memo_key(), key(answer).memo_key());
+        assert_ne!(
+            key(answer).memo_key(),
+            key(&answer.replace("4c", "4d")).memo_key()
+        );
+        assert_eq!(KeptNetwork::default().source(), NetworkSource::default());
+    }
+
+    #[test]
     fn outcomes_are_counted_by_name() {
         let sources = [
             NetworkSource::Agent(JsonText("[]".into())),
             unknown(UnknownReason::TimedOut, ""),
             unknown(UnknownReason::TimedOut, "x"),
         ];
-        let counts = tally(&sources);
+        let counts = tally(sources.iter().map(outcome_name));
         assert_eq!(counts.get("agent"), Some(&1));
         assert_eq!(counts.get("timed-out"), Some(&2));
         assert_eq!(counts.len(), 2);

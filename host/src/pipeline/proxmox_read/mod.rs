@@ -25,9 +25,10 @@ use crate::config::Config;
 use crate::pipeline::reconcile::{ClusterRead, GuestReadError, NodeRead};
 use crate::pipeline::report::ErrorEntry;
 use crate::progress::PhaseBar;
-use guest_network::{NetworkAsk, NetworkSettings, NetworkSource, UnknownReason};
+use guest_network::{KeptNetwork, NetworkAsk, NetworkSettings, NetworkSource, UnknownReason};
 
 pub mod guest_network;
+pub mod packed_text;
 
 /// Phase name in errors.
 const PHASE: &str = "proxmox_read";
@@ -139,7 +140,7 @@ pub struct ReadGuest {
     pub guest: Guest,
     config: PackedConfig,
     /// The guest's runtime network view (agent, LXC interfaces, or why there is none).
-    network: NetworkSource,
+    network: KeptNetwork,
 }
 
 impl ReadGuest {
@@ -156,7 +157,7 @@ impl ReadGuest {
             guest: self.guest.clone(),
             config: self.config.to_json(),
             current,
-            network: self.network.clone(),
+            network: self.network.source(),
             children,
         }
     }
@@ -178,7 +179,7 @@ impl ReadGuest {
             guest: std::mem::take(&mut self.guest),
             config: self.config.to_json(),
             current,
-            network: std::mem::take(&mut self.network),
+            network: std::mem::take(&mut self.network).into_source(),
             children,
         };
         self.config = PackedConfig::default();
@@ -186,8 +187,13 @@ impl ReadGuest {
     }
 
     /// What the guest itself said about its network (WIT `network-source`): the agent's
-    /// `result`, the container's interfaces, or `unknown` with the reason.
-    pub fn network(&self) -> &NetworkSource {
+    /// `result` (without `statistics`), the container's interfaces, or `unknown` with the reason.
+    pub fn network(&self) -> NetworkSource {
+        self.network.source()
+    }
+
+    /// The network view as kept (its answer's text packed).
+    pub fn network_kept(&self) -> &KeptNetwork {
         &self.network
     }
 
@@ -325,7 +331,7 @@ pub async fn read_guests(
     read.guests
         .sort_by(|a, b| (&a.guest.cluster, a.guest.vmid).cmp(&(&b.guest.cluster, b.guest.vmid)));
     tracing::info!(
-        outcomes = ?guest_network::tally(read.guests.iter().map(ReadGuest::network)),
+        outcomes = ?guest_network::tally(read.guests.iter().map(|g| g.network.outcome_name())),
         "guest network reads"
     );
     read
@@ -525,7 +531,7 @@ fn classify_rows(
             }
             (Some(_), Some(_)) => {
                 bar.inc();
-                let network = NetworkSource::Unknown(guest_network::NetworkUnknown {
+                let network = KeptNetwork::Unknown(guest_network::NetworkUnknown {
                     reason: UnknownReason::NotAsked,
                     detail: "the node is offline or not reporting".into(),
                 });
@@ -562,7 +568,7 @@ struct ConfigJob {
 }
 
 /// A config answer for the row at the index, and the guest's network view.
-type ConfigAnswer = (usize, Result<RawObject, ProxmoxError>, NetworkSource);
+type ConfigAnswer = (usize, Result<RawObject, ProxmoxError>, KeptNetwork);
 
 /// Whether the endpoint's PVE has the LXC interfaces endpoint (8.1+), read from `/version`
 /// only when a running container is to be asked; `None` when that is unknown (then it is asked,
@@ -627,7 +633,8 @@ async fn read_configs(
                     .await
             }
         };
-        if answers.send((job.row_index, result, source)).await.is_err() {
+        let kept = KeptNetwork::keep(source);
+        if answers.send((job.row_index, result, kept)).await.is_err() {
             // The endpoint's read was dropped: nobody waits for the rest.
             return;
         }
@@ -735,7 +742,7 @@ fn build_guest(
     cluster_id: u64,
     cluster: &str,
     row: &RawObject,
-    (config, network): (Option<RawObject>, NetworkSource),
+    (config, network): (Option<RawObject>, KeptNetwork),
     read: &mut ClusterRead,
 ) -> Option<ReadGuest> {
     let mut raw = row.clone();
@@ -819,13 +826,13 @@ mod tests {
                 ..Guest::default()
             },
             config: PackedConfig::pack(&pairs).expect("small"),
-            network: agent.clone(),
+            network: KeptNetwork::keep(agent.clone()),
         };
         // Asked again later (an adoption): the guest keeps everything.
         let first = read.rules_input_json(None, None);
         assert_eq!(first.network, agent);
         assert_eq!(first.config, r#"{"memory":"2048"}"#);
-        assert_eq!(read.network(), &agent);
+        assert_eq!(read.network(), agent);
         // The last time: the same input, and the guest holds neither afterwards.
         let last = read.take_rules_input_json(None, Some(JsonText("{}".into())));
         assert_eq!(
@@ -833,7 +840,7 @@ mod tests {
             (&first.guest, &first.config, &first.network)
         );
         assert_eq!(last.children, Some(JsonText("{}".into())));
-        assert_eq!(read.network(), &NetworkSource::default());
+        assert_eq!(read.network(), NetworkSource::default());
         assert_eq!(read.config_packed(), ("", &[][..]));
         assert_eq!(read.guest, Guest::default());
     }
