@@ -920,7 +920,7 @@ fn vm_op(kind: OpKind, vmid: u32, netbox_id: Option<u64>, comments: &str) -> Ope
         .into(),
         object: None,
         journal: None,
-        children: Vec::new(),
+        children: Default::default(),
         child_ids: Default::default(),
     }
 }

@@ -238,7 +238,7 @@ pub async fn write_children(
                         .iter()
                         .filter(|c| c.kind == kind && c.op == action)
                 {
-                    if let Some(item) = child_item(s, c, resolver).map_err(|m| (c.label(), m))? {
+                    if let Some(item) = child_item(s, &c, resolver).map_err(|m| (c.label(), m))? {
                         push(Some(item));
                     }
                 }
@@ -275,7 +275,7 @@ pub async fn write_children(
                 continue;
             };
             let iface = s
-                .id_of(ChildKind::Interface, &c.key)
+                .id_of(ChildKind::Interface, c.key)
                 .map_err(|m| (c.label(), m))?;
             let mac_id = s
                 .id_of(ChildKind::MacAddress, &mac)
@@ -367,22 +367,23 @@ pub fn moved_address_deletes(ops: &[Operation]) -> BTreeSet<(usize, usize)> {
         let ip = address.split('/').next().unwrap_or(address);
         (ip.to_ascii_lowercase(), vrf.to_owned())
     };
-    let is_ip =
-        |c: &&ChildOperation, action: ChildAction| c.kind == ChildKind::IpAddress && c.op == action;
+    let is_ip = |c: &ChildOperation<'_>, action: ChildAction| {
+        c.kind == ChildKind::IpAddress && c.op == action
+    };
     // Only the hosts some VM deletes can be moving: few or none, where every VM's creates
     // are ~400,000 addresses on a 100k-VM first sync (~90 MB as a map of them all).
     let mut created: BTreeMap<(String, String), BTreeSet<usize>> = ops
         .iter()
-        .flat_map(|op| &op.children)
+        .flat_map(|op| op.children.iter())
         .filter(|c| is_ip(c, ChildAction::Delete))
-        .map(|c| (host(&c.key), BTreeSet::new()))
+        .map(|c| (host(c.key), BTreeSet::new()))
         .collect();
     if created.is_empty() {
         return BTreeSet::new();
     }
     for (index, op) in ops.iter().enumerate() {
         for c in op.children.iter().filter(|c| is_ip(c, ChildAction::Create)) {
-            if let Some(by) = created.get_mut(&host(&c.key)) {
+            if let Some(by) = created.get_mut(&host(c.key)) {
                 by.insert(index);
             }
         }
@@ -392,7 +393,7 @@ pub fn moved_address_deletes(ops: &[Operation]) -> BTreeSet<(usize, usize)> {
         for (pos, c) in op.children.iter().enumerate() {
             if is_ip(&c, ChildAction::Delete)
                 && created
-                    .get(&host(&c.key))
+                    .get(&host(c.key))
                     .is_some_and(|by| by.iter().any(|&i| i != index))
             {
                 out.insert((index, pos));
@@ -415,7 +416,9 @@ pub async fn release_moved_addresses(
     let mut items = Vec::new();
     for &(index, pos) in released {
         let op = &ops[index];
-        let c = &op.children[pos];
+        let Some(c) = op.children.get(pos) else {
+            continue;
+        };
         if states.last().is_none_or(|s| s.index != index) {
             states.push(VmState {
                 index,
@@ -451,7 +454,7 @@ pub async fn release_moved_addresses(
 
 /// Whether an interface's primary MAC waits for step 6: it is set to a MAC that this plan
 /// creates or moves, or that has no id yet.
-fn defers_mac(s: &VmState<'_>, c: &ChildOperation) -> bool {
+fn defers_mac(s: &VmState<'_>, c: &ChildOperation<'_>) -> bool {
     c.changes
         .find("primary_mac_address")
         .and_then(|m| m.new.as_string_value())
@@ -500,7 +503,7 @@ fn fail(out: &mut DispatchOutcome, s: &VmState<'_>, label: &str, message: &str) 
 /// `last_updated` in NetBox and logs a change.
 fn child_item(
     s: &VmState<'_>,
-    c: &ChildOperation,
+    c: &ChildOperation<'_>,
     resolver: &Resolver,
 ) -> Result<Option<Item>, String> {
     let mut body = Map::new();
@@ -572,13 +575,13 @@ fn child_item(
         ChildKind::Interface | ChildKind::VirtualDisk => Some(Lookup::ByVm {
             endpoint: endpoint(c.kind),
             vm: s.vm_id,
-            name: c.key.clone(),
+            name: c.key.to_owned(),
         }),
         ChildKind::MacAddress => iface_id.map(|iface| Lookup::ByInterface {
             endpoint: MAC_ENDPOINT,
             iface,
             field: "mac_address",
-            value: c.key.clone(),
+            value: c.key.to_owned(),
         }),
         ChildKind::IpAddress => iface_id.map(|iface| Lookup::ByInterface {
             endpoint: IP_ENDPOINT,
@@ -587,7 +590,7 @@ fn child_item(
             value: body
                 .get("address")
                 .and_then(Value::as_str)
-                .unwrap_or(&c.key)
+                .unwrap_or(c.key)
                 .to_owned(),
         }),
     });
@@ -603,7 +606,7 @@ fn child_item(
         label: c.label(),
         id: c.netbox_id(),
         body: Value::Object(body),
-        created: creating.then(|| ref_key(c.kind, &c.key)),
+        created: creating.then(|| ref_key(c.kind, c.key)),
         lookup: lookup.flatten(),
     }))
 }
@@ -928,9 +931,7 @@ pub async fn check_stale(
                     child,
                     format!("{} #{id} is gone since the plan", c.label()),
                 )),
-                Some(now)
-                    if c.last_updated.is_some() && now.as_deref() != c.last_updated.as_deref() =>
-                {
+                Some(now) if c.last_updated.is_some() && now.as_deref() != c.last_updated => {
                     refused.push((
                         index,
                         child,
@@ -938,7 +939,7 @@ pub async fn check_stale(
                             "{} #{id} changed since the plan (last_updated {} -> {}); make a \
                              new plan",
                             c.label(),
-                            c.last_updated.as_deref().unwrap_or("?"),
+                            c.last_updated.unwrap_or("?"),
                             now.as_deref().unwrap_or("?")
                         ),
                     ))
@@ -953,10 +954,10 @@ pub async fn check_stale(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::reconcile::Changes;
+    use crate::pipeline::reconcile::{ChangeList, Changes};
     use std::num::NonZeroU64;
 
-    fn op_with(children: Vec<ChildOperation>, changes: &[(&str, &str)]) -> Operation {
+    fn op_with(children: Vec<ChildOperation<'_>>, changes: &[(&str, &str)]) -> Operation {
         let mut c = Changes::new();
         for (f, v) in changes {
             c.push(f, "null", v);
@@ -974,20 +975,20 @@ mod tests {
             changes: c,
             object: None,
             journal: None,
-            children,
+            children: children.into_iter().collect(),
             child_ids: BTreeMap::new(),
         }
     }
 
-    fn disk(op: ChildAction) -> ChildOperation {
+    fn disk(op: ChildAction) -> ChildOperation<'static> {
         ChildOperation {
             kind: ChildKind::VirtualDisk,
-            key: "scsi0".into(),
+            key: "scsi0",
             parent: None,
             op,
             id: None,
             last_updated: None,
-            changes: Changes::new(),
+            changes: ChangeList::default(),
         }
     }
 
@@ -1010,15 +1011,15 @@ mod tests {
         );
     }
 
-    fn ip(key: &str, op: ChildAction) -> ChildOperation {
+    fn ip(key: &str, op: ChildAction) -> ChildOperation<'_> {
         ChildOperation {
             kind: ChildKind::IpAddress,
-            key: key.into(),
-            parent: Some("net0".into()),
+            key,
+            parent: Some("net0"),
             op,
             id: NonZeroU64::new(31).filter(|_| op != ChildAction::Create),
             last_updated: None,
-            changes: Changes::new(),
+            changes: ChangeList::default(),
         }
     }
 

@@ -1074,7 +1074,7 @@ mod tests {
             changes: changes.into(),
             object: None,
             journal: None,
-            children: Vec::new(),
+            children: Default::default(),
             child_ids: Default::default(),
         }
     }

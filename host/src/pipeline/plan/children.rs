@@ -15,79 +15,12 @@
 //! and notices out.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU64;
 
-use guest_default::children::{ChildKind, ChildOp};
-use serde::{Deserialize, Serialize};
+use guest_default::children::ChildKind;
 
 use crate::pipeline::preflight::MANAGED_TAG;
-use crate::pipeline::reconcile::{Changes, PackedChildChange};
+pub use crate::pipeline::reconcile::{ChildAction, ChildOperation, ChildOperations, kind_word};
 use crate::pipeline::snapshot::children::{Child, ChildrenSnapshot, LastUpdated, VlanRow, VmRows};
-
-/// What to do with one child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ChildAction {
-    Create,
-    Update,
-    Delete,
-}
-
-/// One child write of a VM operation.
-///
-/// No larger than the [`PackedChildChange`] it is made from, with the same alignment, so
-/// [`plan_children`] builds a VM's operations in the allocation of the rules' child changes
-/// (`into_iter().filter_map().collect()` reuses it): hence the boxed texts and the non-zero
-/// id. At 144 bytes against 120, each VM's operations were a new allocation made while the
-/// answers' vectors were freed into pages still shared with live text: ~150 MB more at the
-/// peak of a 100k-VM first sync with children.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChildOperation {
-    pub kind: ChildKind,
-    /// The child's key (interface name, MAC, `address[@vrf]`, disk name).
-    pub key: String,
-    /// The interface key of a MAC or IP address (after the change; for a delete, its own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<Box<str>>,
-    pub op: ChildAction,
-    /// The NetBox id of an updated or deleted child (NetBox ids start at 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<NonZeroU64>,
-    /// Its `last_updated` when the plan was made: `apply` refuses the child when it moved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_updated: Option<Box<str>>,
-    /// Field changes, old -> new (references as keys; `untagged_vlan` as the VID).
-    #[serde(default, skip_serializing_if = "Changes::is_empty")]
-    pub changes: Changes,
-}
-
-// What lets `plan_children` collect in place (see `ChildOperation`).
-const _: () = assert!(
-    size_of::<ChildOperation>() <= size_of::<PackedChildChange>()
-        && align_of::<ChildOperation>() == align_of::<PackedChildChange>()
-);
-
-impl ChildOperation {
-    /// `interface 'net0'`, for messages.
-    pub fn label(&self) -> String {
-        format!("{} '{}'", kind_word(self.kind), self.key)
-    }
-
-    /// [`ChildOperation::id`] as a number.
-    pub fn netbox_id(&self) -> Option<u64> {
-        self.id.map(NonZeroU64::get)
-    }
-}
-
-/// `interface`, `MAC address`, `IP address`, `virtual disk`.
-pub fn kind_word(kind: ChildKind) -> &'static str {
-    match kind {
-        ChildKind::Interface => "interface",
-        ChildKind::MacAddress => "MAC address",
-        ChildKind::IpAddress => "IP address",
-        ChildKind::VirtualDisk => "virtual disk",
-    }
-}
 
 /// The key under which a child's (or VLAN's) NetBox id is kept in an operation's `child_ids`:
 /// `interface:net0`, `mac-address:BC:24:11:2A:3B:4C`, `ip-address:10.0.0.5/24`,
@@ -110,7 +43,7 @@ pub fn vlan_key(vid: u64) -> String {
 /// One VM's child operations and the ids they refer to.
 #[derive(Debug, Default, PartialEq)]
 pub struct PlannedChildren {
-    pub ops: Vec<ChildOperation>,
+    pub ops: ChildOperations,
     pub ids: BTreeMap<String, u64>,
     /// Operations refused, each with why (for the plan's notices).
     pub refused: Vec<String>,
@@ -184,10 +117,11 @@ pub fn vlan_for(vlans: &[VlanRow], vid: u64) -> Option<u64> {
 
 /// Turns one VM's child changes into child operations. `vm_id`: the NetBox VM (absent for a
 /// create: it has no children yet); `primaries`: the primary IP keys the VM's own changes set.
-/// The operations are built in the allocation of `changes` (see [`ChildOperation`]).
+/// When every change is planned as the rules gave it (a first sync's creates), the operations
+/// are the changes' own memory; otherwise they are packed anew without spare room.
 pub fn plan_children(
     vm_id: Option<u64>,
-    changes: Vec<PackedChildChange>,
+    changes: ChildOperations,
     primaries: &[String],
     snapshot: Option<&ChildrenSnapshot>,
 ) -> PlannedChildren {
@@ -195,12 +129,35 @@ pub fn plan_children(
     let vlans = snapshot.and_then(ChildrenSnapshot::vlans).unwrap_or(&[]);
     let mut out = PlannedChildren::default();
     let mut wanted_refs: Vec<(ChildKind, String)> = Vec::new();
-    let ops: Vec<ChildOperation> = changes
-        .into_iter()
-        .filter_map(|change| child_operation(change, rows, vlans, &mut out, &mut wanted_refs))
+    let planned: Vec<Option<Planned<'_>>> = changes
+        .iter()
+        .map(|change| child_operation(change, rows, vlans, &mut out, &mut wanted_refs))
         .collect();
-    // Room for every change asked, as before: a refused one leaves its place unused.
-    out.ops = ops;
+    let as_given = planned
+        .iter()
+        .all(|p| p.is_some_and(|p| p.last_updated.is_none() && !p.vlan_left_out));
+    out.ops = if as_given {
+        changes
+    } else {
+        let mut ops = ChildOperations::new();
+        for (change, planned) in changes.iter().zip(&planned) {
+            let Some(planned) = planned else { continue };
+            // NetBox's text back from the snapshot's compact form, copied into the operations.
+            let stamp = planned.last_updated.map(|t| t.to_string());
+            let op = ChildOperation {
+                last_updated: stamp.as_deref(),
+                ..change
+            };
+            let kept = change
+                .changes
+                .iter()
+                .filter(|c| !(planned.vlan_left_out && c.field == "untagged_vlan"))
+                .map(|c| (c.field, c.old.0, c.new.0));
+            ops.push_parts(op, kept);
+        }
+        ops.shrink_to_fit();
+        ops
+    };
     for (kind, key) in wanted_refs {
         if let Some(c) = existing(rows, kind).iter().find(|c| c.key == key) {
             out.ids.insert(ref_key(kind, &key), c.id);
@@ -216,27 +173,34 @@ pub fn plan_children(
     out
 }
 
-/// One child change as an operation, or `None` when it is refused or left with nothing to
+/// How one child change is planned, when it is: with the child's `last_updated` from the
+/// snapshot, and without its untagged VLAN when NetBox lacks it.
+#[derive(Clone, Copy)]
+struct Planned<'s> {
+    last_updated: Option<LastUpdated<'s>>,
+    vlan_left_out: bool,
+}
+
+/// How one child change is planned, or `None` when it is refused or left with nothing to
 /// write (said in `out`); the references it needs go to `wanted_refs`.
-fn child_operation(
-    change: PackedChildChange,
-    rows: Option<VmRows<'_>>,
+fn child_operation<'s>(
+    change: ChildOperation<'_>,
+    rows: Option<VmRows<'s>>,
     vlans: &[VlanRow],
     out: &mut PlannedChildren,
     wanted_refs: &mut Vec<(ChildKind, String)>,
-) -> Option<ChildOperation> {
+) -> Option<Planned<'s>> {
     // Made only for a message: most changes are planned without one.
-    let label = || format!("{} '{}'", kind_word(change.kind), change.key);
-    let (op, id) = match change.op {
-        ChildOp::Create => (ChildAction::Create, None),
-        ChildOp::Update(id) => (ChildAction::Update, Some(id)),
-        ChildOp::Delete(id) => (ChildAction::Delete, Some(id)),
+    let label = || change.label();
+    let mut planned = Planned {
+        last_updated: None,
+        vlan_left_out: false,
     };
-    let mut last_updated = None;
-    let mut netbox_id = None;
-    if let Some(id) = id {
+    if change.op != ChildAction::Create {
+        // An id the rules gave as 0 reads back as none: NetBox ids start at 1, so it is no
+        // child of this VM either.
+        let id = change.netbox_id().unwrap_or(0);
         let current = existing(rows, change.kind);
-        // NetBox ids start at 1: a zero is no child of this VM either.
         let Some(found) = current.iter().find(|c| c.id == id && id != 0) else {
             out.refused.push(format!(
                 "{} #{id} not written: it is not one of this VM's {}s in NetBox",
@@ -245,7 +209,7 @@ fn child_operation(
             ));
             return None;
         };
-        if op == ChildAction::Delete && !found.managed {
+        if change.op == ChildAction::Delete && !found.managed {
             out.refused.push(format!(
                 "{} #{id} not deleted: it does not carry the managed tag \
                  '{MANAGED_TAG}' (an operator's own)",
@@ -253,10 +217,9 @@ fn child_operation(
             ));
             return None;
         }
-        last_updated = found.last_updated.map(|t| t.to_string().into_boxed_str());
-        netbox_id = NonZeroU64::new(id);
+        planned.last_updated = found.last_updated;
     }
-    let mut fields = change.changes;
+    let fields = change.changes;
     if let Some(vid) = fields
         .find("untagged_vlan")
         .and_then(|c| c.new.to_value().as_u64())
@@ -271,15 +234,16 @@ fn child_operation(
                      VID {vid}, or several and none of them global",
                     label()
                 ));
-                fields.retain(|c| c.field != "untagged_vlan");
-                if fields.is_empty() && op == ChildAction::Update {
+                planned.vlan_left_out = true;
+                let others = fields.iter().filter(|c| c.field != "untagged_vlan").count();
+                if others == 0 && change.op == ChildAction::Update {
                     return None;
                 }
             }
         }
     }
-    if let Some(parent) = &change.parent {
-        wanted_refs.push((ChildKind::Interface, parent.clone()));
+    if let Some(parent) = change.parent {
+        wanted_refs.push((ChildKind::Interface, parent.to_owned()));
     }
     if let Some(mac) = fields
         .find("primary_mac_address")
@@ -287,15 +251,7 @@ fn child_operation(
     {
         wanted_refs.push((ChildKind::MacAddress, mac));
     }
-    Some(ChildOperation {
-        kind: change.kind,
-        key: change.key,
-        parent: change.parent.map(String::into_boxed_str),
-        op,
-        id: netbox_id,
-        last_updated,
-        changes: fields,
-    })
+    Some(planned)
 }
 
 /// True when the IP key `key` (`address[@vrf]`) is the address `address`.
@@ -309,15 +265,10 @@ pub fn ip_key_has_address(key: &str, address: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guest_default::children::ChildChange;
+    use guest_default::children::{ChildChange, ChildOp};
     use guest_default::model::{FieldChange, JsonText};
 
-    fn change(
-        kind: ChildKind,
-        key: &str,
-        op: ChildOp,
-        fields: &[(&str, &str)],
-    ) -> PackedChildChange {
+    fn change(kind: ChildKind, key: &str, op: ChildOp, fields: &[(&str, &str)]) -> ChildChange {
         ChildChange {
             kind,
             key: key.into(),
@@ -333,7 +284,10 @@ mod tests {
                 })
                 .collect(),
         }
-        .into()
+    }
+
+    fn changes(list: Vec<ChildChange>) -> ChildOperations {
+        ChildOperations::from(list)
     }
 
     fn snapshot() -> ChildrenSnapshot {
@@ -356,7 +310,7 @@ mod tests {
         let snap = snapshot();
         let planned = plan_children(
             Some(7),
-            vec![
+            changes(vec![
                 change(
                     ChildKind::Interface,
                     "net0",
@@ -369,14 +323,14 @@ mod tests {
                     ChildOp::Create,
                     &[("address", "\"10.0.0.9/24\"")],
                 ),
-            ],
+            ]),
             &["10.0.0.5/24".to_owned()],
             Some(&snap),
         );
         assert!(planned.refused.is_empty(), "{:?}", planned.refused);
         assert_eq!(planned.ops.len(), 2);
         assert_eq!(
-            planned.ops[0].last_updated.as_deref(),
+            planned.ops.get(0).unwrap().last_updated,
             Some("2026-01-01T00:00:00Z")
         );
         // As `plan.json` has always written an operation (ids as numbers, texts as strings).
@@ -390,7 +344,7 @@ mod tests {
                  "changes": [{"field": "address", "old": null, "new": "10.0.0.9/24"}]}
             ])
         );
-        let back: Vec<ChildOperation> =
+        let back: ChildOperations =
             serde_json::from_value(serde_json::to_value(&planned.ops).unwrap()).unwrap();
         assert_eq!(back, planned.ops);
         assert_eq!(
@@ -408,24 +362,24 @@ mod tests {
         let snap = snapshot();
         let planned = plan_children(
             Some(7),
-            vec![
+            changes(vec![
                 change(ChildKind::Interface, "mgmt", ChildOp::Delete(12), &[]),
                 change(ChildKind::Interface, "x", ChildOp::Delete(99), &[]),
                 change(ChildKind::Interface, "net0", ChildOp::Delete(11), &[]),
-            ],
+            ]),
             &[],
             Some(&snap),
         );
         assert_eq!(planned.ops.len(), 1);
-        assert_eq!(planned.ops[0].netbox_id(), Some(11));
+        assert_eq!(planned.ops.get(0).unwrap().netbox_id(), Some(11));
         assert_eq!(planned.refused.len(), 2, "{:?}", planned.refused);
         assert!(planned.refused[0].contains("managed tag"));
     }
 
     #[test]
-    fn operations_are_built_in_the_allocation_of_the_child_changes() {
+    fn creates_planned_as_given_keep_their_memory_and_a_refusal_repacks() {
         let snap = snapshot();
-        let changes: Vec<PackedChildChange> = (0..10)
+        let creates: Vec<ChildChange> = (0..10)
             .map(|i| {
                 change(
                     ChildKind::IpAddress,
@@ -434,36 +388,42 @@ mod tests {
                     &[("address", "\"x\"")],
                 )
             })
-            .chain([change(
-                ChildKind::Interface,
-                "mgmt",
-                ChildOp::Delete(12),
-                &[],
-            )])
             .collect();
-        let (at, capacity) = (changes.as_ptr() as usize, changes.capacity());
-        let planned = plan_children(Some(7), changes, &[], Some(&snap));
-        assert_eq!(planned.ops.len(), 10, "the operator's interface is refused");
-        assert_eq!(planned.refused.len(), 1);
+        let given = changes(creates.clone());
+        let (at, json) = (given.buffers(), serde_json::to_value(&given).unwrap());
+        let planned = plan_children(None, given, &[], Some(&snap));
         assert_eq!(
-            (planned.ops.as_ptr() as usize, planned.ops.capacity()),
-            (at, capacity),
+            planned.ops.buffers(),
+            at,
             "no second allocation per VM (the first sync's memory peak)"
         );
-        assert_eq!(planned.ops[9].key, "10.0.0.9/24");
-        assert_eq!(planned.ops[9].parent.as_deref(), Some("net0"));
+        assert_eq!(serde_json::to_value(&planned.ops).unwrap(), json);
+
+        let mut with_refused = creates;
+        with_refused.push(change(
+            ChildKind::Interface,
+            "mgmt",
+            ChildOp::Delete(12),
+            &[],
+        ));
+        let planned = plan_children(Some(7), changes(with_refused), &[], Some(&snap));
+        assert_eq!(planned.ops.len(), 10, "the operator's interface is refused");
+        assert_eq!(planned.refused.len(), 1);
+        assert_eq!(serde_json::to_value(&planned.ops).unwrap(), json);
+        let last = planned.ops.get(9).unwrap();
+        assert_eq!((last.key, last.parent), ("10.0.0.9/24", Some("net0")));
     }
 
     #[test]
     fn a_zero_id_is_no_child_of_the_vm() {
         let planned = plan_children(
             Some(7),
-            vec![change(
+            changes(vec![change(
                 ChildKind::Interface,
                 "net0",
                 ChildOp::Update(0),
                 &[("mtu", "9000")],
-            )],
+            )]),
             &[],
             Some(&snapshot()),
         );
@@ -480,12 +440,12 @@ mod tests {
         let snap = snapshot();
         let planned = plan_children(
             Some(7),
-            vec![change(
+            changes(vec![change(
                 ChildKind::Interface,
                 "net0",
                 ChildOp::Update(11),
                 &[("untagged_vlan", "20")],
-            )],
+            )]),
             &[],
             Some(&snap),
         );

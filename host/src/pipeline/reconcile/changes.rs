@@ -9,7 +9,6 @@
 
 use std::fmt;
 
-use guest_default::children::{ChildChange, ChildKind, ChildOp};
 use guest_default::model::{FieldChange, JsonText};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -82,28 +81,27 @@ impl Changes {
         *self = Self::default();
     }
 
+    /// The changes, borrowed.
+    pub fn list(&self) -> ChangeList<'_> {
+        ChangeList {
+            text: &self.text,
+            ends: &self.ends,
+            start: 0,
+        }
+    }
+
     /// The change at `index`.
     pub fn get(&self, index: usize) -> Option<Change<'_>> {
-        let [field, old, new] = *self.ends.get(index)?;
-        let start = match index {
-            0 => 0,
-            _ => self.ends[index - 1][2],
-        };
-        let text = |from: u32, to: u32| &self.text[from as usize..to as usize];
-        Some(Change {
-            field: text(start, field),
-            old: Json(text(field, old)),
-            new: Json(text(old, new)),
-        })
+        self.list().get(index)
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Change<'_>> + '_ {
-        (0..self.len()).map(|i| self.get(i).expect("index in range"))
+        self.list().iter()
     }
 
     /// The change of `field`.
     pub fn find(&self, field: &str) -> Option<Change<'_>> {
-        self.iter().find(|c| c.field == field)
+        self.list().find(field)
     }
 
     /// Appends a change. Panics past 4 GiB of text (a VM's changes are a few KB).
@@ -181,6 +179,74 @@ impl Changes {
     }
 }
 
+/// Field changes borrowed from a packed buffer: a [`Changes`], or one child's changes in
+/// [`super::ChildOperations`]. `ends` are offsets in `text`; the first change starts at
+/// `start`, each next one where the one before ended.
+#[derive(Clone, Copy, Default)]
+pub struct ChangeList<'a> {
+    text: &'a str,
+    ends: &'a [[u32; 3]],
+    start: u32,
+}
+
+impl<'a> ChangeList<'a> {
+    pub(super) fn new(text: &'a str, ends: &'a [[u32; 3]], start: u32) -> Self {
+        ChangeList { text, ends, start }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The change at `index`.
+    pub fn get(&self, index: usize) -> Option<Change<'a>> {
+        let [field, old, new] = *self.ends.get(index)?;
+        let start = match index {
+            0 => self.start,
+            _ => self.ends[index - 1][2],
+        };
+        let text: &'a str = self.text;
+        let span = |from: u32, to: u32| &text[from as usize..to as usize];
+        Some(Change {
+            field: span(start, field),
+            old: Json(span(field, old)),
+            new: Json(span(old, new)),
+        })
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Change<'a>> + use<'a> {
+        let list = *self;
+        (0..list.len()).map(move |i| list.get(i).expect("index in range"))
+    }
+
+    /// The change of `field`.
+    pub fn find(&self, field: &str) -> Option<Change<'a>> {
+        self.iter().find(|c| c.field == field)
+    }
+}
+
+impl PartialEq for ChangeList<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl fmt::Debug for ChangeList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for ChangeList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
 impl<'a> IntoIterator for &'a Changes {
     type Item = Change<'a>;
     type IntoIter = Box<dyn ExactSizeIterator<Item = Change<'a>> + 'a>;
@@ -205,30 +271,6 @@ impl From<&[FieldChange]> for Changes {
             out.push(&c.field, &c.old.0, &c.new.0);
         }
         out
-    }
-}
-
-/// One child change of the rules' answer, its field changes packed. Why: a `ChildChange`
-/// holds three strings per field; for a VM with ten new children that was ~5 KB held from the
-/// rules' answer to the plan (~0.5 GB over a 100k-VM first sync).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PackedChildChange {
-    pub kind: ChildKind,
-    pub key: String,
-    pub parent: Option<String>,
-    pub op: ChildOp,
-    pub changes: Changes,
-}
-
-impl From<ChildChange> for PackedChildChange {
-    fn from(c: ChildChange) -> Self {
-        PackedChildChange {
-            kind: c.kind,
-            key: c.key,
-            parent: c.parent,
-            op: c.op,
-            changes: Changes::from(c.changes),
-        }
     }
 }
 

@@ -174,7 +174,7 @@ pub struct VmOutcome {
     pub children_not_applied: Option<Arc<str>>,
     /// The child changes this run writes (`sync.children` with a WIT 0.3 module): the plan
     /// turns them into child operations of the VM's write.
-    pub children: Vec<super::changes::PackedChildChange>,
+    pub children: super::child_operations::ChildOperations,
 }
 
 impl VmOutcome {
@@ -467,7 +467,7 @@ fn classify<'a>(
         after: Vec::new(),
         notice: None,
         children_not_applied: None,
-        children: Vec::new(),
+        children: Default::default(),
     };
     let (answer, record, adopt) = match state {
         State::Decided(class) => {
@@ -608,7 +608,7 @@ fn unmark(record: &NetboxRecord, changes: &mut Changes) -> bool {
 fn skip(outcome: &mut VmOutcome, reason: String) {
     outcome.class = Class::Skip(reason);
     outcome.changes.clear();
-    outcome.children.clear();
+    outcome.children = Default::default();
     outcome.needs.clear();
     outcome.journal = None;
 }

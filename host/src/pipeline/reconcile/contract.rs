@@ -17,11 +17,12 @@
 
 use std::collections::BTreeSet;
 
-use guest_default::children::{ChildKind, ChildOp};
+use guest_default::children::ChildKind;
 use guest_default::diff::FIELD_ORDER;
 use guest_default::policy::CUSTOM_FIELDS_PREFIX;
 
-use super::changes::{Changes, PackedChildChange};
+use super::changes::Changes;
+use super::child_operations::{ChildAction, ChildOperations};
 
 /// The VM fields only a WIT 0.3 module may set: the primary IPs, by address key.
 pub const PRIMARY_IP_FIELDS: [&str; 2] = ["primary_ip4", "primary_ip6"];
@@ -96,7 +97,7 @@ impl OutputContract {
 
     /// `Ok` when every child change is one the contract allows; otherwise why not, naming the
     /// child and the field.
-    pub fn check_children(&self, children: &[PackedChildChange]) -> Result<(), String> {
+    pub fn check_children(&self, children: &ChildOperations) -> Result<(), String> {
         if children.is_empty() {
             return Ok(());
         }
@@ -107,7 +108,7 @@ impl OutputContract {
                 children.len()
             ));
         }
-        for child in children {
+        for child in children.iter() {
             let kind = child_kind_name(child.kind);
             let name = format!("{kind} '{}'", child.key);
             if child.key.is_empty() {
@@ -119,7 +120,7 @@ impl OutputContract {
                     "rules gave {name} a parent interface; only MAC and IP addresses have one"
                 ));
             }
-            if matches!(child.op, ChildOp::Delete(_)) && !child.changes.is_empty() {
+            if child.op == ChildAction::Delete && !child.changes.is_empty() {
                 return Err(format!(
                     "rules delete {name} with field changes; a delete carries none"
                 ));
@@ -208,7 +209,7 @@ fn child_kind_name(kind: ChildKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use guest_default::children::ChildChange;
+    use guest_default::children::{ChildChange, ChildOp};
 
     fn changes(list: &[(&str, &str)]) -> Changes {
         let mut c = Changes::new();
@@ -327,7 +328,7 @@ mod tests {
                 &[("interface", "\"net0\"")],
             ),
         ];
-        let good: Vec<PackedChildChange> = good.into_iter().map(Into::into).collect();
+        let good = ChildOperations::from(good.to_vec());
         assert_eq!(v3.check_children(&good), Ok(()));
         // A 0.2 contract refuses any child change.
         let old = OutputContract::default().check_children(&good).unwrap_err();
@@ -372,7 +373,9 @@ mod tests {
                 "not a list of tag slugs",
             ),
         ] {
-            let err = v3.check_children(&[bad.into()]).expect_err(needle);
+            let err = v3
+                .check_children(&ChildOperations::from(vec![bad]))
+                .expect_err(needle);
             assert!(err.contains(needle), "{needle}: {err}");
         }
     }

@@ -5,6 +5,7 @@
 //! phase a [`Snapshot`]; `orphans` and `plan` consume the [`VmOutcome`]s.
 
 mod changes;
+mod child_operations;
 mod classify;
 mod compact;
 mod contract;
@@ -18,7 +19,8 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
-pub use changes::{Change, Changes, Json, PackedChildChange};
+pub use changes::{Change, ChangeList, Changes, Json};
+pub use child_operations::{ChildAction, ChildOperation, ChildOperations, kind_word};
 pub use classify::{
     Class, Journal, Rules, RulesItem, SharedTexts, VmOutcome, cf, reconcile, settle_answer,
 };

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use guest_default::model::{GuestKind, ObjectSpec, Reconciled, ReconciledVm, RuleError};
 
-use super::changes::{Changes, PackedChildChange};
+use super::changes::Changes;
+use super::child_operations::ChildOperations;
 
 /// What the rules' `reconcile` returned for one guest (or the batch trap that failed it).
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +39,7 @@ pub struct Answer {
     pub changes: Changes,
     /// The child changes of a WIT 0.3 module (empty before 0.3). Without `sync.children` the
     /// plan reports them per VM as not applied (see `classify::hold_back_children`).
-    pub children: Vec<PackedChildChange>,
+    pub children: ChildOperations,
     /// Set when the child changes were held back as the answer arrived ([`settle_answer`]):
     /// what the plan reports as not applied.
     ///
@@ -52,7 +53,7 @@ impl From<ReconciledVm> for Answer {
             name: vm.name,
             needs: vm.needs.into_iter().map(Arc::new).collect(),
             changes: Changes::from(vm.changes),
-            children: vm.children.into_iter().map(Into::into).collect(),
+            children: ChildOperations::from(vm.children),
             children_not_applied: None,
         }
     }

@@ -841,7 +841,7 @@ fn child_changes_are_planned_when_the_run_writes_children() {
     assert_eq!(plan.summary.child_writes, 1);
     let op = &plan.operations[0];
     assert_eq!(op.children.len(), 1);
-    assert_eq!(op.children[0].key, "net0");
+    assert_eq!(op.children.get(0).unwrap().key, "net0");
     let table = plan.render_table();
     assert!(table.contains("+ interface 'net0'  (create)"), "{table}");
     assert!(table.contains("Children: 1 writes"), "{table}");
