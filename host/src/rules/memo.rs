@@ -267,7 +267,14 @@ impl Memo {
         });
         self.key_with(
             &mut Vec::new(),
-            &(identity, guest, config, current.as_ref(), network.into(), children),
+            &(
+                identity,
+                guest,
+                config,
+                current.as_ref(),
+                network.into(),
+                children,
+            ),
         )
     }
 
