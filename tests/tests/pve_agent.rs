@@ -46,12 +46,32 @@ async fn linux_and_windows_answers() {
     let r = &v["data"]["result"];
     assert_eq!(r[0]["name"], "lo");
     assert_eq!(r[0]["hardware-address"], "00:00:00:00:00:00");
+    // Every interface reports its traffic counters, as a live guest's agent does.
+    let mut eth0 = r[1].clone();
+    let counters = eth0
+        .as_object_mut()
+        .and_then(|o| o.remove("statistics"))
+        .expect("eth0 has statistics");
     assert_eq!(
-        r[1],
+        eth0,
         json!({"name": "eth0", "hardware-address": "bc:24:11:2a:3b:4c", "ip-addresses": [
             {"ip-address": "10.0.0.5", "ip-address-type": "ipv4", "prefix": 24},
             {"ip-address": "fe80::be24:11ff:fe2a:3b4c", "ip-address-type": "ipv6", "prefix": 64}]})
     );
+    // ... which grow from one answer to the next.
+    let (_, again) = pve
+        .get_json(&format!(
+            "/nodes/pve1/qemu/{vmid}/agent/network-get-interfaces"
+        ))
+        .await;
+    let later = &again["data"]["result"][1]["statistics"];
+    for key in ["rx-bytes", "rx-packets", "tx-bytes", "tx-packets"] {
+        assert!(
+            later[key].as_u64() > counters[key].as_u64(),
+            "{key}: {counters} then {later}"
+        );
+    }
+    assert_eq!(later["rx-errs"], 0);
     assert_eq!(r[2]["name"], "eth1");
     assert_eq!(r[2]["hardware-address"], "bc:24:11:00:00:01");
     assert_eq!(r.as_array().unwrap().len(), 3);
