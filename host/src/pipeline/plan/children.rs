@@ -266,25 +266,8 @@ pub fn ip_key_has_address(key: &str, address: &str) -> bool {
 mod tests {
     use super::*;
     use guest_default::children::{ChildChange, ChildOp};
-    use guest_default::model::{FieldChange, JsonText};
 
-    fn change(kind: ChildKind, key: &str, op: ChildOp, fields: &[(&str, &str)]) -> ChildChange {
-        ChildChange {
-            kind,
-            key: key.into(),
-            parent: matches!(kind, ChildKind::IpAddress | ChildKind::MacAddress)
-                .then(|| "net0".to_owned()),
-            op,
-            changes: fields
-                .iter()
-                .map(|(f, v)| FieldChange {
-                    field: (*f).into(),
-                    old: JsonText::null(),
-                    new: JsonText((*v).into()),
-                })
-                .collect(),
-        }
-    }
+    use crate::pipeline::reconcile::child_operations::tests::change;
 
     fn changes(list: Vec<ChildChange>) -> ChildOperations {
         ChildOperations::from(list)

@@ -399,12 +399,18 @@ impl<'de> Deserialize<'de> for ChildOperations {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use guest_default::model::{FieldChange, JsonText};
     use serde_json::json;
 
-    fn change(kind: ChildKind, key: &str, op: ChildOp, fields: &[(&str, &str)]) -> ChildChange {
+    /// A rules' child change with `fields` set from null (MACs and IPs on `net0`), for tests.
+    pub(crate) fn change(
+        kind: ChildKind,
+        key: &str,
+        op: ChildOp,
+        fields: &[(&str, &str)],
+    ) -> ChildChange {
         ChildChange {
             kind,
             key: key.into(),

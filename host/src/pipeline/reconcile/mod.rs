@@ -5,7 +5,7 @@
 //! phase a [`Snapshot`]; `orphans` and `plan` consume the [`VmOutcome`]s.
 
 mod changes;
-mod child_operations;
+pub(crate) mod child_operations;
 mod classify;
 mod compact;
 mod contract;
