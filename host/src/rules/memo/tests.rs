@@ -409,3 +409,67 @@ fn keys_are_under_the_files_secret() {
     );
     assert_ne!(again(&fresh).digest, key.digest, "another file's secret");
 }
+
+/// A batch's keys (made while the inputs of the VMs further on are prefetched) are each VM's
+/// key made alone, in order, past the prefetch distances and up to the batch's last VM.
+#[test]
+fn a_batchs_keys_are_each_vms_key_alone() {
+    use crate::pipeline::reconcile::SharedValues;
+    let memo = Memo::open(PathBuf::from("unused.memo"), header());
+    let mut shared = SharedValues::default();
+    let n = 3 * prefetch::RECORDS_AHEAD + 1;
+    let guests: Vec<Guest> = (0..n as u32)
+        .map(|i| Guest {
+            vmid: 100 + i,
+            name: Some(format!("web-{i}")),
+            ..guest()
+        })
+        .collect();
+    let records: Vec<Option<CompactVm>> = (0..n)
+        .map(|i| {
+            (i % 3 != 0).then(|| {
+                let vm = NetboxVm {
+                    id: i as u64,
+                    ..current()
+                };
+                CompactVm::new(vm, &mut shared).expect("fits")
+            })
+        })
+        .collect();
+    let answers: Vec<String> = (0..n)
+        .map(|i| format!("[{{\"name\":\"eth{i}\"}}]"))
+        .collect();
+    let unknown = NetworkUnknown {
+        reason: UnknownReason::NotRunning,
+        detail: String::new(),
+    };
+    let children = JsonText("{\"interfaces\":[]}".into());
+    let items: Vec<KeyInput<'_>> = (0..n)
+        .map(|i| {
+            let network = if i % 2 == 0 {
+                NetworkKey::Agent(&answers[i])
+            } else {
+                NetworkKey::Unknown(&unknown)
+            };
+            (
+                (1, guests[i].vmid),
+                &guests[i],
+                (CONFIG_TEXT, CONFIG_ENDS),
+                records[i].as_ref(),
+                network,
+                (i % 4 == 0).then_some(&children),
+            )
+        })
+        .collect();
+    let alone: Vec<VmKey> = items
+        .iter()
+        .map(|item| memo.key_with(&mut Vec::new(), item))
+        .collect();
+    assert_eq!(memo.keys(&items), alone);
+    let distinct: std::collections::HashSet<u128> = alone.iter().map(|k| k.digest).collect();
+    assert_eq!(
+        distinct.len(),
+        n,
+        "every VM's inputs differ, and so do their keys"
+    );
+}
