@@ -19,8 +19,10 @@ use crate::pipeline::orphans::{OrphanAction, OrphanFindings};
 use crate::pipeline::reconcile::{Changes, Class, Journal, VmOutcome};
 use crate::pipeline::report::{Counts, ErrorEntry};
 use crate::pipeline::snapshot::children::ChildrenSnapshot;
+use child_ids::ChildIds;
 use children::{ChildAction, ChildOperations};
 
+pub mod child_ids;
 pub mod children;
 
 /// Version of the plan file's shape; `apply` refuses other versions. 2 added the VMs' child
@@ -120,8 +122,8 @@ pub struct Operation {
     pub children: ChildOperations,
     /// NetBox ids of the existing children and VLANs the child writes and primary IPs refer
     /// to, by [`children::ref_key`].
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub child_ids: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "ChildIds::is_empty")]
+    pub child_ids: ChildIds,
 }
 
 impl Operation {
@@ -141,7 +143,7 @@ impl Operation {
             object: Some(spec),
             journal: None,
             children: ChildOperations::new(),
-            child_ids: BTreeMap::new(),
+            child_ids: ChildIds::new(),
         }
     }
 
@@ -160,7 +162,7 @@ impl Operation {
             object: None,
             journal: None,
             children: ChildOperations::new(),
-            child_ids: BTreeMap::new(),
+            child_ids: ChildIds::new(),
         }
     }
 }
