@@ -180,7 +180,11 @@ pub async fn write_children(
             index,
             op,
             vm_id,
-            ids: op.child_ids.clone(),
+            ids: op
+                .child_ids
+                .iter()
+                .map(|(k, id)| (k.to_owned(), id))
+                .collect(),
         });
     }
     if states.is_empty() {
@@ -976,7 +980,7 @@ mod tests {
             object: None,
             journal: None,
             children: children.into_iter().collect(),
-            child_ids: BTreeMap::new(),
+            child_ids: Default::default(),
         }
     }
 

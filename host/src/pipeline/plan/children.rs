@@ -14,10 +14,9 @@
 //! Pure: no I/O. Edges: rules' child changes and the children snapshot in; child operations
 //! and notices out.
 
-use std::collections::BTreeMap;
-
 use guest_default::children::ChildKind;
 
+use super::child_ids::ChildIds;
 use crate::pipeline::preflight::MANAGED_TAG;
 pub use crate::pipeline::reconcile::{ChildAction, ChildOperation, ChildOperations, kind_word};
 use crate::pipeline::snapshot::children::{Child, ChildrenSnapshot, LastUpdated, VlanRow, VmRows};
@@ -44,7 +43,7 @@ pub fn vlan_key(vid: u64) -> String {
 #[derive(Debug, Default, PartialEq)]
 pub struct PlannedChildren {
     pub ops: ChildOperations,
-    pub ids: BTreeMap<String, u64>,
+    pub ids: ChildIds,
     /// Operations refused, each with why (for the plan's notices).
     pub refused: Vec<String>,
     /// Untagged VLANs left out, each with why: NetBox has no VLAN of that VID (or several).
@@ -170,6 +169,7 @@ pub fn plan_children(
             }
         }
     }
+    out.ids.shrink_to_fit();
     out
 }
 
@@ -332,10 +332,10 @@ mod tests {
         assert_eq!(back, planned.ops);
         assert_eq!(
             planned.ids,
-            BTreeMap::from([
-                ("interface:net0".to_owned(), 11),
-                ("ip-address:10.0.0.5/24@blue".to_owned(), 31),
-                ("vlan:10".to_owned(), 5),
+            ChildIds::from_iter([
+                ("interface:net0", 11),
+                ("ip-address:10.0.0.5/24@blue", 31),
+                ("vlan:10", 5),
             ])
         );
     }

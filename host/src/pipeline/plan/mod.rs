@@ -19,8 +19,10 @@ use crate::pipeline::orphans::{OrphanAction, OrphanFindings};
 use crate::pipeline::reconcile::{Changes, Class, Journal, VmOutcome};
 use crate::pipeline::report::{Counts, ErrorEntry};
 use crate::pipeline::snapshot::children::ChildrenSnapshot;
+use child_ids::ChildIds;
 use children::{ChildAction, ChildOperations};
 
+pub mod child_ids;
 pub mod children;
 
 /// Version of the plan file's shape; `apply` refuses other versions. 2 added the VMs' child
@@ -120,8 +122,8 @@ pub struct Operation {
     pub children: ChildOperations,
     /// NetBox ids of the existing children and VLANs the child writes and primary IPs refer
     /// to, by [`children::ref_key`].
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub child_ids: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "ChildIds::is_empty")]
+    pub child_ids: ChildIds,
 }
 
 impl Operation {
@@ -141,7 +143,7 @@ impl Operation {
             object: Some(spec),
             journal: None,
             children: ChildOperations::new(),
-            child_ids: BTreeMap::new(),
+            child_ids: ChildIds::new(),
         }
     }
 
@@ -160,7 +162,7 @@ impl Operation {
             object: None,
             journal: None,
             children: ChildOperations::new(),
-            child_ids: BTreeMap::new(),
+            child_ids: ChildIds::new(),
         }
     }
 }
@@ -245,30 +247,33 @@ impl Plan {
         let mut notices = Vec::new();
         let mut errors = Vec::new();
         let mut objects: BTreeMap<(String, String), ObjectSpec> = BTreeMap::new();
-        // Per cluster: the VM writes, and the rename edges among them. Each cluster's list is
-        // made the size of its writes at most (the guests to write and the orphans to mark):
-        // grown by doubling, a 100k-VM first sync held up to twice the operations it plans
-        // (~250 bytes each) while it copied them.
-        let mut room: BTreeMap<(&str, u64), usize> = BTreeMap::new();
-        for o in &sorted {
+        // The objects first (they lead the plan), so that the plan's list can be made its
+        // size at once and the VM writes ordered in it where they are: kept per cluster and
+        // copied into the plan, a 100k-VM first sync held its operations (~400 bytes each)
+        // twice at its memory peak.
+        let mut room = 0;
+        for o in &mut sorted {
             if matches!(o.class, Class::Create | Class::Update | Class::Adopt) {
-                *room.entry((o.cluster.as_str(), o.cluster_id)).or_default() += 1;
+                room += 1;
+                for spec in std::mem::take(&mut o.needs) {
+                    if uses(&spec, &o.changes) {
+                        objects
+                            .entry((spec.kind.clone(), spec.key.clone()))
+                            .or_insert_with(|| Arc::unwrap_or_clone(spec));
+                    }
+                }
             }
         }
-        for orphan in &orphans.orphans {
-            if orphan.action == OrphanAction::Mark {
-                *room
-                    .entry((orphan.cluster.as_str(), orphan.cluster_id))
-                    .or_default() += 1;
-            }
-        }
-        let room: BTreeMap<(String, u64), usize> = room
-            .into_iter()
-            .map(|((cluster, id), n)| ((cluster.to_owned(), id), n))
-            .collect();
-        let new_cluster =
-            |key: &(String, u64)| Vec::with_capacity(room.get(key).copied().unwrap_or(0));
-        let mut clusters: BTreeMap<(String, u64), Vec<RenameOrdered>> = BTreeMap::new();
+        room += orphans
+            .orphans
+            .iter()
+            .filter(|o| matches!(o.action, OrphanAction::Mark | OrphanAction::Delete))
+            .count();
+        let mut operations: Vec<Operation> = Vec::with_capacity(objects.len() + room);
+        operations.extend(objects.into_values().map(Operation::create_object));
+        let first_write = operations.len();
+        // Per VM write (from `first_write`), the VMIDs whose renames it must follow.
+        let mut after: Vec<Vec<u32>> = Vec::new();
         let mut deletes = Vec::new();
 
         for o in sorted {
@@ -320,13 +325,6 @@ impl Plan {
                     message: message.into(),
                 });
             }
-            for spec in std::mem::take(&mut o.needs) {
-                if uses(&spec, &o.changes) {
-                    objects
-                        .entry((spec.kind.clone(), spec.key.clone()))
-                        .or_insert_with(|| Arc::unwrap_or_clone(spec));
-                }
-            }
             let mut operation = Operation::vm(op, &o.cluster, o.cluster_id, o.vmid, o.scope());
             operation.kind = Some(o.kind);
             operation.netbox_id = o.netbox_id;
@@ -370,11 +368,8 @@ impl Plan {
                 counts.noop += 1;
                 continue;
             }
-            let key = (o.cluster.clone(), o.cluster_id);
-            clusters
-                .entry(key)
-                .or_insert_with_key(new_cluster)
-                .push((operation, std::mem::take(&mut o.after)));
+            operations.push(operation);
+            after.push(std::mem::take(&mut o.after));
         }
 
         for orphan in &orphans.orphans {
@@ -410,11 +405,8 @@ impl Plan {
             if op == OpKind::Delete {
                 deletes.push(operation);
             } else {
-                let key = (orphan.cluster.clone(), orphan.cluster_id);
-                clusters
-                    .entry(key)
-                    .or_insert_with_key(new_cluster)
-                    .push((operation, Vec::new()));
+                operations.push(operation);
+                after.push(Vec::new());
             }
         }
         errors.extend(orphans.errors.iter().cloned());
@@ -423,19 +415,16 @@ impl Plan {
         });
         errors.dedup();
 
-        // Sized once: extended cluster by cluster, the list was grown (and copied) by
-        // doubling while each cluster's ordered copy was alive beside it.
-        let mut operations: Vec<Operation> = Vec::with_capacity(
-            objects.len() + clusters.values().map(Vec::len).sum::<usize>() + deletes.len(),
-        );
-        operations.extend(objects.into_values().map(Operation::create_object));
-        for (_, ops) in clusters {
-            order_cluster(ops, &mut operations);
-        }
+        order_writes(&mut operations[first_write..], &after);
+        drop(after);
         deletes.sort_by(|a, b| {
             (&a.cluster, a.cluster_id, a.vmid).cmp(&(&b.cluster, b.cluster_id, b.vmid))
         });
         operations.extend(deletes);
+        // An update left with nothing to write had its room.
+        if operations.len() < operations.capacity() {
+            operations.shrink_to_fit();
+        }
 
         let count = |k: OpKind| operations.iter().filter(|o| o.op == k).count() as u64;
         let summary = Summary {
@@ -618,25 +607,55 @@ fn uses(spec: &ObjectSpec, changes: &Changes) -> bool {
     })
 }
 
-/// A VM write and the VMIDs whose renames it must follow.
-type RenameOrdered = (Operation, Vec<u32>);
+/// Orders the VM writes in place: by cluster, and in each cluster by VMID, a rename's taker
+/// after the VM that frees the name. `after[i]` are the VMIDs `writes[i]` must follow.
+fn order_writes(writes: &mut [Operation], after: &[Vec<u32>]) {
+    // Positions, stably by cluster (the writes come in cluster order, marks after).
+    let mut by_cluster: Vec<usize> = (0..writes.len()).collect();
+    let cluster = |i: usize| (writes[i].cluster.as_deref(), writes[i].cluster_id);
+    by_cluster.sort_by(|&a, &b| cluster(a).cmp(&cluster(b)));
+    let mut source: Vec<usize> = Vec::with_capacity(writes.len());
+    for group in by_cluster.chunk_by(|&a, &b| cluster(a) == cluster(b)) {
+        let items: Vec<(Option<u32>, OpKind, &[u32])> = group
+            .iter()
+            .map(|&i| (writes[i].vmid, writes[i].op, after[i].as_slice()))
+            .collect();
+        source.extend(cluster_order(&items).into_iter().map(|at| group[at]));
+    }
+    permute(writes, &source);
+}
 
-/// One cluster's VM writes by VMID, a rename's taker after the VM that frees the name.
-fn order_cluster(ops: Vec<RenameOrdered>, out: &mut Vec<Operation>) {
-    // The order as positions, not the operations moved: a stable sort of ~400-byte operations
-    // takes a scratch buffer of up to half of them (~20 MB for 100k VMs, at the first sync's
-    // memory peak).
+/// Moves `items[source[i]]` to `i`, for every `i`, in place (`source` a permutation).
+fn permute<T>(items: &mut [T], source: &[usize]) {
+    let mut placed = vec![false; items.len()];
+    for start in 0..items.len() {
+        let mut at = start;
+        while !placed[at] {
+            placed[at] = true;
+            let from = source[at];
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
+}
+
+/// One cluster's VM writes (VMID, kind, the VMIDs it must follow) by VMID, a rename's taker
+/// after the VM that frees the name: the order as indices into `ops`.
+fn cluster_order(ops: &[(Option<u32>, OpKind, &[u32])]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..ops.len()).collect();
-    order.sort_by_key(|&at| (ops[at].0.vmid, ops[at].0.op));
-    let present: BTreeSet<u32> = ops.iter().filter_map(|(op, _)| op.vmid).collect();
+    order.sort_by_key(|&at| (ops[at].0, ops[at].1));
+    let present: BTreeSet<u32> = ops.iter().filter_map(|op| op.0).collect();
     // Kahn's algorithm over the sorted list: the lowest-sorted operation whose predecessors are
     // written (or not in the plan) goes next. A linear rescan per step was quadratic and stalled
     // plans of 100,000 VMs.
     let mut blocked_by: Vec<usize> = Vec::with_capacity(ops.len());
     let mut waiters: std::collections::HashMap<u32, Vec<usize>> = std::collections::HashMap::new();
     for (index, &at) in order.iter().enumerate() {
-        let after = &ops[at].1;
-        let deps: BTreeSet<u32> = after
+        let deps: BTreeSet<u32> = ops[at]
+            .2
             .iter()
             .copied()
             .filter(|v| present.contains(v))
@@ -648,8 +667,7 @@ fn order_cluster(ops: Vec<RenameOrdered>, out: &mut Vec<Operation>) {
     }
     let mut ready: BTreeSet<usize> = (0..ops.len()).filter(|&i| blocked_by[i] == 0).collect();
     let mut remaining: BTreeSet<usize> = (0..ops.len()).collect();
-    // In the list's own memory (an `Option` of the pair is the pair's size), not a copy.
-    let mut slots: Vec<Option<RenameOrdered>> = ops.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(ops.len());
     let mut done: BTreeSet<u32> = BTreeSet::new();
     while let Some(&first) = remaining.first() {
         // Reconcile has removed cycles; falling back to the first pending operation keeps the
@@ -658,10 +676,7 @@ fn order_cluster(ops: Vec<RenameOrdered>, out: &mut Vec<Operation>) {
         if !remaining.remove(&next) {
             continue;
         }
-        let (op, _) = slots[order[next]]
-            .take()
-            .expect("each operation is taken once");
-        if let Some(v) = op.vmid
+        if let Some(v) = ops[order[next]].0
             && done.insert(v)
         {
             for &waiter in waiters.get(&v).map(Vec::as_slice).unwrap_or_default() {
@@ -671,8 +686,9 @@ fn order_cluster(ops: Vec<RenameOrdered>, out: &mut Vec<Operation>) {
                 }
             }
         }
-        out.push(op);
+        out.push(order[next]);
     }
+    out
 }
 
 /// A JSON value for people: strings bare, `null` as `—`, lists as `[a, b]`.
@@ -771,6 +787,25 @@ mod tests {
                 .identity(90)
                 .in_cluster("pve-b", 2),
         ]
+    }
+
+    #[test]
+    fn permute_puts_every_item_in_its_place_for_every_order_of_six() {
+        let n: usize = 6;
+        let mut checked = 0;
+        for code in 0..n.pow(n as u32) {
+            let source: Vec<usize> = (0..n as u32).map(|d| code / n.pow(d) % n).collect();
+            if (0..n).any(|i| !source.contains(&i)) {
+                continue;
+            }
+            let mut items: Vec<String> = (0..n).map(|i| format!("op{i}")).collect();
+            permute(&mut items, &source);
+            let want: Vec<String> = source.iter().map(|i| format!("op{i}")).collect();
+            assert_eq!(items, want, "{source:?}");
+            checked += 1;
+        }
+        assert_eq!(checked, 720);
+        permute::<u8>(&mut [], &[]);
     }
 
     #[test]

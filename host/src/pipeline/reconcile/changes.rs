@@ -4,6 +4,7 @@
 //! `Vec<FieldChange>` a create body of 16 fields is 48 strings, ~2 KB with the vector: ~200 MB
 //! held at the peak of a 100k-VM first sync. Packed, it is two allocations of ~0.6 KB.
 //!
+//! Field names and common values are stored as codes ([`super::words`]).
 //! Read through [`Change`] (borrowed `field`, `old`, `new`); serialized exactly as the list of
 //! [`FieldChange`]s it replaces, so saved plans and reports keep their shape.
 
@@ -11,6 +12,8 @@ use std::fmt;
 
 use guest_default::model::{FieldChange, JsonText};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::words;
 
 /// The changes of one VM, in order. See the module documentation.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -107,7 +110,7 @@ impl Changes {
     /// Appends a change. Panics past 4 GiB of text (a VM's changes are a few KB).
     pub fn push(&mut self, field: &str, old: &str, new: &str) {
         let mut end = |s: &str| {
-            self.text.push_str(s);
+            words::push(&mut self.text, s);
             u32::try_from(self.text.len()).expect("changes of one VM under 4 GiB")
         };
         let ends = [end(field), end(old), end(new)];
@@ -210,7 +213,7 @@ impl<'a> ChangeList<'a> {
             _ => self.ends[index - 1][2],
         };
         let text: &'a str = self.text;
-        let span = |from: u32, to: u32| &text[from as usize..to as usize];
+        let span = |from: u32, to: u32| words::read(&text[from as usize..to as usize]);
         Some(Change {
             field: span(start, field),
             old: Json(span(field, old)),
@@ -262,7 +265,11 @@ impl From<&[FieldChange]> for Changes {
             text: String::with_capacity(
                 changes
                     .iter()
-                    .map(|c| c.field.len() + c.old.0.len() + c.new.0.len())
+                    .map(|c| {
+                        words::stored_len(&c.field)
+                            + words::stored_len(&c.old.0)
+                            + words::stored_len(&c.new.0)
+                    })
                     .sum(),
             ),
             ends: Vec::with_capacity(changes.len()),

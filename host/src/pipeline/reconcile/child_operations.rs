@@ -7,6 +7,9 @@
 //! records and some forty allocations, ~3 KB: ~300 MB held at the peak of a 100k-VM first sync.
 //! Packed, it is two allocations of ~1.8 KB together.
 //!
+//! Field names and common values are stored as codes ([`words`]); keys, parents and
+//! `last_updated` as they are.
+//!
 //! The same form carries the rules' answer (`op` and the id they named) and the plan's
 //! operations (with the child's `last_updated`), so a plan that only takes the rules' creates
 //! keeps their memory as it is. Read through [`ChildOperation`] (borrowed); serialized exactly as
@@ -20,6 +23,12 @@ use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::changes::{ChangeList, Changes};
+use super::words;
+
+/// The text bytes one field change takes (names and common values as codes, [`words`]).
+fn fields_len(field: &str, old: &str, new: &str) -> usize {
+    words::stored_len(field) + words::stored_len(old) + words::stored_len(new)
+}
 
 /// What to do with one child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -152,7 +161,7 @@ impl ChildOperations {
             + op.last_updated.map_or(0, str::len)
             + op.changes
                 .iter()
-                .map(|c| c.field.len() + c.old.as_str().len() + c.new.as_str().len())
+                .map(|c| fields_len(c.field, c.old.0, c.new.0))
                 .sum::<usize>();
         (text, 2 + op.changes.len())
     }
@@ -205,8 +214,13 @@ impl ChildOperations {
         self.slots.push(head);
         self.slots.push([0, id as u32, (id >> 32) as u32]);
         let mut count: u32 = 0;
+        let text = &mut self.text;
+        let mut word = |s: &str| {
+            words::push(text, s);
+            u32::try_from(text.len()).expect("children of one VM under 4 GiB")
+        };
         for (field, old, new) in changes {
-            let ends = [end(field), end(old), end(new)];
+            let ends = [word(field), word(old), word(new)];
             self.slots.push(ends);
             count += 1;
         }
@@ -307,7 +321,7 @@ impl From<Vec<ChildChange>> for ChildOperations {
                     + c.parent.as_ref().map_or(0, String::len)
                     + c.changes
                         .iter()
-                        .map(|f| f.field.len() + f.old.0.len() + f.new.0.len())
+                        .map(|f| fields_len(&f.field, &f.old.0, &f.new.0))
                         .sum::<usize>()
             })
             .sum();

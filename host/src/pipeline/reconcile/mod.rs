@@ -13,6 +13,7 @@ mod names;
 mod observed;
 mod scope;
 mod snapshot;
+mod words;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
