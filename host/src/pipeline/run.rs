@@ -699,14 +699,14 @@ pub fn observe(guests: &[ReadGuest]) -> Vec<ObservedGuest> {
     guests
         .iter()
         .map(|read| {
-            let g = &read.guest;
+            let g = read.guest();
             ObservedGuest {
-                cluster: g.cluster.clone(),
+                cluster: g.cluster().to_owned(),
                 cluster_id: read.cluster_id,
-                vmid: g.vmid,
-                kind: g.kind,
-                node: g.node.clone(),
-                name: g.name.clone(),
+                vmid: g.vmid(),
+                kind: g.kind(),
+                node: g.node().to_owned(),
+                name: g.name().map(str::to_owned),
                 endpoint: read.endpoint,
             }
         })
@@ -804,12 +804,12 @@ impl ModuleRules<'_> {
                 .zip(&children)
                 .map(|(item, children)| {
                     let read = &guests[item.guest];
-                    let identity = (read.cluster_id, read.guest.vmid);
+                    let identity = (read.cluster_id, read.guest().vmid());
                     // Keyed by everything the module gets, its network view and children
                     // included.
                     (
                         identity,
-                        &read.guest,
+                        read.guest().key(),
                         read.config_packed(),
                         item.current.map(|r| &r.vm),
                         read.network_kept().memo_key(),
