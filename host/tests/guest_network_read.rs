@@ -108,7 +108,7 @@ async fn read(sim: &SimHandle, settings: NetworkSettings) -> ProxmoxRead {
 fn by_vmid(read: &ProxmoxRead) -> BTreeMap<u32, NetworkSource> {
     read.guests
         .iter()
-        .map(|g| (g.guest.vmid, g.network().clone()))
+        .map(|g| (g.guest().vmid(), g.network().clone()))
         .collect()
 }
 
@@ -259,7 +259,7 @@ async fn every_agent_outcome_is_recorded_per_guest() {
     assert_eq!(calls(&sim, LXC), 1);
     // Every guest is still there with its config read: a network failure is the network's.
     assert!(read.reads[0].guest_errors.is_empty(), "{:?}", read.reads);
-    assert!(read.guests.iter().all(|g| g.guest.config_read));
+    assert!(read.guests.iter().all(|g| g.guest().key().config_read));
 
     let counts = pve2netbox::pipeline::proxmox_read::guest_network::tally(
         read.guests.iter().map(|g| g.network_kept().outcome_name()),

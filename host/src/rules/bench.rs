@@ -314,6 +314,7 @@ fn add_children(item: &mut JsonReconcileInput) {
     use crate::pipeline::snapshot::children::{
         ChildrenSnapshot, IpRef, Primaries, VMINTERFACE_TYPE,
     };
+    use crate::pipeline::snapshot::primaries::PrimaryIps;
     use guest_default::children::NetworkSource;
     use guest_default::model::GuestKind;
     use serde_json::{Value, json};
@@ -442,7 +443,7 @@ fn add_children(item: &mut JsonReconcileInput) {
             address: format!("{}/64", v6(0)),
         }),
     };
-    snapshot.set_primaries(std::collections::HashMap::from([(1, primaries)]));
+    snapshot.set_primaries(PrimaryIps::from_iter([(1, primaries)]));
     let children = snapshot
         .children_json(1)
         .expect("every kind of the workload is read");

@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use foldhash::HashMap;
 use guest_default::children::{NetworkSource, NetworkUnknown, UnknownReason};
-use guest_default::model::{Context, Guest, JsonText, Ownership};
+use guest_default::model::{Context, Guest, GuestKind, JsonText, Ownership};
 use reqwest::Url;
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_128_with_secret;
@@ -154,12 +154,70 @@ pub struct Memo {
     hits: AtomicU64,
 }
 
+/// A guest's record as keyed, borrowed: every field of [`Guest`], from wherever the guest is
+/// kept (the Proxmox read keeps its guests compact; a key must not allocate per VM).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GuestKey<'a> {
+    pub cluster: &'a str,
+    pub vmid: u32,
+    pub kind: GuestKind,
+    pub node: &'a str,
+    pub name: Option<&'a str>,
+    pub status: &'a str,
+    pub template: bool,
+    pub maxcpu: Option<f64>,
+    pub maxmem: Option<u64>,
+    pub maxdisk: Option<u64>,
+    pub tags: Option<&'a str>,
+    pub pool: Option<&'a str>,
+    pub config: &'a [(String, String)],
+    pub config_read: bool,
+}
+
+impl<'a> From<&'a Guest> for GuestKey<'a> {
+    /// Destructured whole, so that a new field of [`Guest`] cannot be left out of the key.
+    fn from(guest: &'a Guest) -> Self {
+        let Guest {
+            cluster,
+            vmid,
+            kind,
+            node,
+            name,
+            status,
+            template,
+            maxcpu,
+            maxmem,
+            maxdisk,
+            tags,
+            pool,
+            config,
+            config_read,
+        } = guest;
+        GuestKey {
+            cluster,
+            vmid: *vmid,
+            kind: *kind,
+            node,
+            name: name.as_deref(),
+            status,
+            template: *template,
+            maxcpu: *maxcpu,
+            maxmem: *maxmem,
+            maxdisk: *maxdisk,
+            tags: tags.as_deref(),
+            pool: pool.as_deref(),
+            config,
+            config_read: *config_read,
+        }
+    }
+}
+
 /// One VM's input to key: identity, guest, packed config (every key and value concatenated,
 /// and their end offsets), the matched NetBox record, the guest's network view and NetBox's
 /// children JSON (`None`: not read), everything that crosses the boundary for the VM.
 pub type KeyInput<'a> = (
     VmIdentity,
-    &'a Guest,
+    GuestKey<'a>,
     (&'a str, &'a [u32]),
     Option<&'a CompactVm>,
     NetworkKey<'a>,
@@ -269,7 +327,7 @@ impl Memo {
             &mut Vec::new(),
             &(
                 identity,
-                guest,
+                GuestKey::from(guest),
                 config,
                 current.as_ref(),
                 network.into(),
@@ -477,11 +535,11 @@ fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
 /// records are destructured whole so that a new field cannot be left out of the key.
 fn encode_vm(
     out: &mut Vec<u8>,
-    guest: &Guest,
+    guest: GuestKey<'_>,
     config: (&str, &[u32]),
     current: Option<&CompactVm>,
 ) {
-    let Guest {
+    let GuestKey {
         cluster,
         vmid,
         kind,
@@ -501,15 +559,15 @@ fn encode_vm(
     out.extend_from_slice(&vmid.to_le_bytes());
     put_str(out, kind.as_str());
     put_str(out, node);
-    put_opt_str(out, name.as_deref());
+    put_opt_str(out, name);
     put_str(out, status);
-    out.push(u8::from(*template));
+    out.push(u8::from(template));
     put_opt_u64(out, maxcpu.map(f64::to_bits));
-    put_opt_u64(out, *maxmem);
-    put_opt_u64(out, *maxdisk);
-    put_opt_str(out, tags.as_deref());
-    put_opt_str(out, pool.as_deref());
-    out.push(u8::from(*config_read));
+    put_opt_u64(out, maxmem);
+    put_opt_u64(out, maxdisk);
+    put_opt_str(out, tags);
+    put_opt_str(out, pool);
+    out.push(u8::from(config_read));
     put_len(out, pairs.len());
     for (k, v) in pairs {
         put_str(out, k);

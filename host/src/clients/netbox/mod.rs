@@ -7,6 +7,7 @@
 
 mod client;
 mod error;
+mod id_list;
 mod row_order;
 mod version;
 

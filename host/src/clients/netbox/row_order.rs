@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::client::{ListRow, Listed};
+use super::id_list::IdList;
 
 /// Rows reserved for ahead at most (~130 MB of 528-byte VM records). Why: the count is the
 /// server's word, and one that lies must not reserve gigabytes.
@@ -33,10 +34,10 @@ pub(crate) struct RowOrder<T, U, F> {
     /// The offset of the next page to take.
     next_offset: usize,
     /// Every row id taken so far, duplicates included (for [`RowOrder::seen_ids`]).
-    ids: Vec<u64>,
+    ids: IdList,
     /// Converted rows in id order, and their keys (for the merge after rows came out of order).
     out: Vec<U>,
-    out_keys: Vec<u64>,
+    out_keys: IdList,
     /// The key and the id of the last row taken while the rows were in order.
     last_key: u64,
     last_id: Option<u64>,
@@ -56,9 +57,9 @@ impl<T: ListRow, U, F: FnMut(Listed<T>) -> Option<U>> RowOrder<T, U, F> {
             page_size: page_size.max(1),
             waiting: BTreeMap::new(),
             next_offset: 0,
-            ids: Vec::with_capacity(capacity),
+            ids: IdList::with_capacity(capacity),
             out: Vec::with_capacity(capacity),
-            out_keys: Vec::with_capacity(capacity),
+            out_keys: IdList::with_capacity(capacity),
             last_key: 0,
             last_id: None,
             unordered: None,
@@ -93,7 +94,7 @@ impl<T: ListRow, U, F: FnMut(Listed<T>) -> Option<U>> RowOrder<T, U, F> {
         let k = key(&row);
         if k < self.last_key {
             // Out of order: from here on rows are held, deduplicated against all seen before.
-            let mut seen: HashSet<u64> = self.ids.iter().copied().collect();
+            let mut seen: HashSet<u64> = self.ids.iter().collect();
             let mut held = Vec::new();
             if id.is_none_or(|id| seen.insert(id)) {
                 held.push(row);
@@ -115,7 +116,7 @@ impl<T: ListRow, U, F: FnMut(Listed<T>) -> Option<U>> RowOrder<T, U, F> {
 
     /// Every row id seen so far (duplicates included).
     pub(crate) fn seen_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.ids.iter().copied()
+        self.ids.iter()
     }
 
     /// The converted rows in id order. Pages never taken (a gap in the offsets) are taken now,
@@ -133,7 +134,7 @@ impl<T: ListRow, U, F: FnMut(Listed<T>) -> Option<U>> RowOrder<T, U, F> {
             let k = key(&row);
             convert(row).map(|u| (k, u))
         });
-        merge_by_key(self.out_keys.into_iter().zip(self.out), late)
+        merge_by_key(self.out_keys.iter().zip(self.out), late)
     }
 }
 

@@ -25,8 +25,10 @@ use crate::config::Config;
 use crate::pipeline::reconcile::{ClusterRead, GuestReadError, NodeRead};
 use crate::pipeline::report::ErrorEntry;
 use crate::progress::PhaseBar;
+use compact_guest::{CompactGuest, GuestNames};
 use guest_network::{KeptNetwork, NetworkAsk, NetworkSettings, NetworkSource, UnknownReason};
 
+pub mod compact_guest;
 pub mod guest_network;
 pub mod packed_text;
 
@@ -135,9 +137,9 @@ pub struct ReadGuest {
     /// Index into the endpoints given to [`read_guests`].
     pub endpoint: usize,
     pub cluster_id: u64,
-    /// The guest with an empty `config`: its properties are in `config`, packed. The rules
-    /// take [`ReadGuest::rules_input_json`].
-    pub guest: Guest,
+    /// The guest without its config (its properties are in `config`, packed), compact. The
+    /// rules take [`ReadGuest::rules_input_json`].
+    guest: CompactGuest,
     config: PackedConfig,
     /// The guest's runtime network view (agent, LXC interfaces, or why there is none).
     network: KeptNetwork,
@@ -154,7 +156,7 @@ impl ReadGuest {
         children: Option<JsonText>,
     ) -> JsonReconcileInput {
         JsonReconcileInput {
-            guest: self.guest.clone(),
+            guest: self.guest.to_guest(),
             config: self.config.to_json(),
             current,
             network: self.network.source(),
@@ -168,7 +170,8 @@ impl ReadGuest {
     /// answers (~1.2 KB each) ~120 MB and the guests' own texts (cluster, node, name, status,
     /// tags: ~12 MB) until the reconcile ends, the latter two held twice while a batch is
     /// asked. Nothing past the rules reads them (the observed guests are copied before the
-    /// rules): `guest` is then the default, [`ReadGuest::network`] `unknown`/`not-asked` and
+    /// rules): the guest's own texts are then gone ([`ReadGuest::guest`] keeps its cluster,
+    /// node, VMID and numbers), [`ReadGuest::network`] is `unknown`/`not-asked` and
     /// [`ReadGuest::config_packed`] empty.
     pub fn take_rules_input_json(
         &mut self,
@@ -176,7 +179,7 @@ impl ReadGuest {
         children: Option<JsonText>,
     ) -> JsonReconcileInput {
         let input = JsonReconcileInput {
-            guest: std::mem::take(&mut self.guest),
+            guest: self.guest.take_guest(),
             config: self.config.to_json(),
             current,
             network: std::mem::take(&mut self.network).into_source(),
@@ -184,6 +187,11 @@ impl ReadGuest {
         };
         self.config = PackedConfig::default();
         input
+    }
+
+    /// The guest as read, without its config.
+    pub fn guest(&self) -> &CompactGuest {
+        &self.guest
     }
 
     /// What the guest itself said about its network (WIT `network-source`): the agent's
@@ -328,8 +336,9 @@ pub async fn read_guests(
             all
         }
     };
-    read.guests
-        .sort_by(|a, b| (&a.guest.cluster, a.guest.vmid).cmp(&(&b.guest.cluster, b.guest.vmid)));
+    read.guests.sort_by(|a, b| {
+        (a.guest.cluster(), a.guest.vmid()).cmp(&(b.guest.cluster(), b.guest.vmid()))
+    });
     tracing::info!(
         outcomes = ?guest_network::tally(read.guests.iter().map(|g| g.network.outcome_name())),
         "guest network reads"
@@ -447,6 +456,7 @@ async fn read_endpoint(
         index,
         cluster_id,
         cluster: &cluster,
+        names: GuestNames::default(),
         rows: &mut rows,
         bar,
     };
@@ -494,6 +504,7 @@ fn classify_rows(
     bar: &BarHandle,
 ) -> Vec<ConfigJob> {
     let mut jobs: Vec<ConfigJob> = Vec::new();
+    let mut names = GuestNames::default();
     for (row_index, text) in rows.iter().enumerate() {
         let row = &unpack_row(text);
         let node = str_key(row, "node").unwrap_or_default();
@@ -535,6 +546,7 @@ fn classify_rows(
                     reason: UnknownReason::NotAsked,
                     detail: "the node is offline or not reporting".into(),
                 });
+                let cluster = (cluster, &mut names);
                 if let Some(g) = build_guest(index, cluster_id, cluster, row, (None, network), read)
                 {
                     guests.push(g);
@@ -646,6 +658,7 @@ struct ConfigsTaken<'a> {
     index: usize,
     cluster_id: u64,
     cluster: &'a str,
+    names: GuestNames,
     /// The listed rows; each is taken (freed) as its guest is built: ~20 MB at 100k guests,
     /// at the end of the read, the run's memory peak.
     rows: &'a mut [Box<str>],
@@ -692,7 +705,7 @@ impl ConfigsTaken<'_> {
         if let Some(g) = build_guest(
             self.index,
             self.cluster_id,
-            self.cluster,
+            (self.cluster, &mut self.names),
             row,
             (config, network),
             read,
@@ -740,7 +753,7 @@ fn str_key(row: &RawObject, key: &str) -> Option<String> {
 fn build_guest(
     endpoint: usize,
     cluster_id: u64,
-    cluster: &str,
+    (cluster, names): (&str, &mut GuestNames),
     row: &RawObject,
     (config, network): (Option<RawObject>, KeptNetwork),
     read: &mut ClusterRead,
@@ -751,19 +764,24 @@ fn build_guest(
     match serde_json::from_value::<Guest>(Value::Object(raw)) {
         Ok(mut guest) => {
             let config = std::mem::take(&mut guest.config);
-            match PackedConfig::pack(&config) {
-                Some(packed) => Some(ReadGuest {
+            // Over 4 GiB of config or row text: not a Proxmox guest.
+            let kept = match PackedConfig::pack(&config) {
+                Some(packed) => CompactGuest::new(guest, names).map(|g| (g, packed)),
+                None => Err(Box::new(guest)),
+            };
+            match kept {
+                Ok((guest, packed)) => Some(ReadGuest {
                     endpoint,
                     cluster_id,
                     guest,
                     config: packed,
                     network,
                 }),
-                // Over 4 GiB of config text: not a Proxmox config.
-                None => {
+                Err(guest) => {
+                    let Guest { vmid, node, .. } = *guest;
                     read.guest_errors.push(GuestReadError {
-                        vmid: guest.vmid,
-                        node: guest.node.clone(),
+                        vmid,
+                        node,
                         message: "config too large; skipped".into(),
                     });
                     None
@@ -821,10 +839,15 @@ mod tests {
         let mut read = ReadGuest {
             endpoint: 0,
             cluster_id: 1,
-            guest: Guest {
-                vmid: 100,
-                ..Guest::default()
-            },
+            guest: CompactGuest::new(
+                Guest {
+                    vmid: 100,
+                    name: Some("web".into()),
+                    ..Guest::default()
+                },
+                &mut GuestNames::default(),
+            )
+            .expect("small"),
             config: PackedConfig::pack(&pairs).expect("small"),
             network: KeptNetwork::keep(agent.clone()),
         };
@@ -842,6 +865,7 @@ mod tests {
         assert_eq!(last.children, Some(JsonText("{}".into())));
         assert_eq!(read.network(), NetworkSource::default());
         assert_eq!(read.config_packed(), ("", &[][..]));
-        assert_eq!(read.guest, Guest::default());
+        assert_eq!(first.guest.name.as_deref(), Some("web"));
+        assert_eq!((read.guest().name(), read.guest().vmid()), (None, 100));
     }
 }

@@ -39,6 +39,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::clients::netbox::{Capabilities, ListRow, Listed, NetboxClient, NetboxError};
 
+use super::primaries::PrimaryIps;
 use super::stamp;
 pub use super::stamp::LastUpdated;
 
@@ -842,7 +843,7 @@ pub struct ChildrenSnapshot {
     disks: Table<Disk>,
     by_vm: HashMap<u64, VmRanges>,
     read: KindsRead,
-    primaries: HashMap<u64, Primaries>,
+    primaries: PrimaryIps,
     vlans: Vec<VlanRow>,
     errors: Vec<ChildrenError>,
 }
@@ -1005,7 +1006,11 @@ impl<'a> DiskOut<'a> {
 
 /// Renders one VM's rows as WIT `netbox-vm.children` (see [`Rendered`]); a kind not in `read`
 /// is absent.
-fn render_children(rows: &VmRows, read: KindsRead, primaries: Option<&Primaries>) -> String {
+fn render_children(
+    rows: &VmRows,
+    read: KindsRead,
+    primaries: (Option<&str>, Option<&str>),
+) -> String {
     fn list<'a, T, O>(
         on: bool,
         rows: Rows<'a, T>,
@@ -1013,26 +1018,19 @@ fn render_children(rows: &VmRows, read: KindsRead, primaries: Option<&Primaries>
     ) -> Option<Vec<O>> {
         on.then(|| rows.map(of).collect())
     }
-    fn primary(ip: Option<&IpRef>) -> Option<AddressOut<'_>> {
-        ip.map(|p| AddressOut {
-            address: &p.address,
-        })
+    // A primary IP is rendered with the IP addresses (it is one of them).
+    fn primary(address: Option<&str>, ips_read: bool) -> Option<AddressOut<'_>> {
+        address
+            .filter(|_| ips_read)
+            .map(|address| AddressOut { address })
     }
     let rendered = Rendered {
         interfaces: list(read.interfaces, rows.interfaces, InterfaceOut::of),
         mac_addresses: list(read.mac_addresses, rows.macs, MacOut::of),
         ip_addresses: list(read.ip_addresses, rows.ips, IpOut::of),
         virtual_disks: list(read.virtual_disks, rows.disks, DiskOut::of),
-        primary_ip4: primary(
-            primaries
-                .filter(|_| read.ip_addresses)
-                .and_then(|p| p.ip4.as_ref()),
-        ),
-        primary_ip6: primary(
-            primaries
-                .filter(|_| read.ip_addresses)
-                .and_then(|p| p.ip6.as_ref()),
-        ),
+        primary_ip4: primary(primaries.0, read.ip_addresses),
+        primary_ip6: primary(primaries.1, read.ip_addresses),
     };
     serde_json::to_string(&rendered).expect("the children always serialize")
 }
@@ -1047,7 +1045,7 @@ impl ChildrenSnapshot {
             return None;
         }
         let rows = self.vm_rows(vm_id).unwrap_or_default();
-        Some(render_children(&rows, r, self.primaries.get(&vm_id)))
+        Some(render_children(&rows, r, self.primaries.get(vm_id)))
     }
 
     /// One VM's children rows (`None`: it has none, or none were read).
@@ -1107,7 +1105,7 @@ impl ChildrenSnapshot {
         if removed {
             self.index();
         }
-        self.primaries.retain(|id, _| keep(*id));
+        self.primaries.retain(keep);
     }
 
     /// A snapshot from listing rows as JSON (`interfaces`, `mac_addresses`, `ip_addresses`,
@@ -1153,7 +1151,7 @@ impl ChildrenSnapshot {
     }
 
     /// Sets the VMs' primary IPs (read with the VMs).
-    pub fn set_primaries(&mut self, primaries: HashMap<u64, Primaries>) {
+    pub fn set_primaries(&mut self, primaries: PrimaryIps) {
         self.primaries = primaries;
     }
 }
@@ -1457,7 +1455,7 @@ mod tests {
             &mut errors,
         );
         snap.read.vlans = true;
-        snap.set_primaries(HashMap::from([(
+        snap.set_primaries(PrimaryIps::from_iter([(
             7,
             Primaries {
                 ip4: Some(IpRef {

@@ -24,8 +24,10 @@ use crate::clients::netbox::{Capabilities, ListRow, Listed, NetboxClient, Netbox
 use crate::pipeline::preflight::{Preflight, ref_id};
 use crate::pipeline::reconcile::{NetboxRecord, SharedValues, Snapshot};
 use children::{ChildrenSnapshot, IpRef, Primaries};
+use primaries::PrimaryIps;
 
 pub mod children;
+pub mod primaries;
 mod stamp;
 
 /// The VM endpoint.
@@ -307,18 +309,25 @@ pub async fn read_with_children(
         .collect();
     let mut fields = vm_fields(&preflight.capabilities);
     fields.extend(["primary_ip4", "primary_ip6"]);
-    let mut primaries: std::collections::HashMap<u64, Primaries> = Default::default();
+    let mut primaries = PrimaryIps::default();
     let mut shared = SharedValues::default();
     let vms = client.list_rows_into(
         VM_ENDPOINT,
         &filters,
         &fields,
         |row: Listed<SnapshotRow>| {
-            if let Listed::Row(r) = &row
-                && r.primaries != Primaries::default()
-            {
-                primaries.insert(r.vm.id, r.primaries.clone());
-            }
+            // A VM whose primary IPs cannot be kept is not understood (as a record that
+            // cannot be kept): never matched, so never written.
+            let row = match row {
+                Listed::Row(r) => match primaries.push(r.vm.id, &r.primaries) {
+                    Ok(()) => Listed::Row(r),
+                    Err(error) => Listed::Unreadable {
+                        id: Some(r.vm.id),
+                        error,
+                    },
+                },
+                other => other,
+            };
             record_of(row, &clusters, &mut shared)
         },
     );
@@ -338,7 +347,7 @@ pub async fn read_with_children(
     };
     let managed: std::collections::HashSet<u64> =
         snapshot.records().iter().map(NetboxRecord::id).collect();
-    kids.set_primaries(primaries);
+    kids.set_primaries(primaries.finish());
     kids.retain_vms(|id| managed.contains(&id));
     (Ok(snapshot), kids)
 }

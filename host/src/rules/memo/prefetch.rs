@@ -11,9 +11,7 @@
 //! (once those are likely in cache) the texts they point to.
 
 use guest_default::children::NetworkUnknown;
-use guest_default::model::Guest;
-
-use super::{KeyInput, NetworkKey};
+use super::{GuestKey, KeyInput, NetworkKey};
 
 /// VMs between asking for a VM's texts and hashing them: enough misses in flight to cover a
 /// memory round trip while each VM's hashing takes a fraction of one.
@@ -27,10 +25,10 @@ const MAX_TEXT: usize = 2048;
 /// Bytes a cache line holds on the CPUs this runs on.
 const LINE: usize = 64;
 
-/// First stage: the records whose fields hold the texts' addresses.
+/// First stage: the records whose fields hold the texts' addresses (the guest's are already in
+/// the item: its key is built from the read guest before the batch is hashed).
 pub fn records(item: &KeyInput<'_>) {
-    let (_, guest, _, current, _, _) = *item;
-    value(guest);
+    let (_, _, _, current, _, _) = *item;
     if let Some(vm) = current {
         value(vm);
     }
@@ -39,7 +37,7 @@ pub fn records(item: &KeyInput<'_>) {
 /// Second stage: every text the key of `item` will hash.
 pub fn texts(item: &KeyInput<'_>) {
     let (_, guest, (config, ends), current, network, children) = *item;
-    let Guest {
+    let GuestKey {
         cluster,
         node,
         name,

@@ -453,7 +453,7 @@ fn a_batchs_keys_are_each_vms_key_alone() {
             };
             (
                 (1, guests[i].vmid),
-                &guests[i],
+                GuestKey::from(&guests[i]),
                 (CONFIG_TEXT, CONFIG_ENDS),
                 records[i].as_ref(),
                 network,
