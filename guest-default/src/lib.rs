@@ -8,7 +8,10 @@
 pub mod arena;
 pub mod children;
 
-pub use pve2netbox_rules::{component, component_v0_2, export_rules, export_rules_v0_2, model};
+pub use pve2netbox_rules::{
+    component, component_v0_2, component_v0_3, export_rules, export_rules_v0_2, export_rules_v0_3,
+    model,
+};
 
 mod config;
 mod cpu;

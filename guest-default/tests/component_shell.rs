@@ -1,11 +1,82 @@
-//! The component shells of `pve2netbox-rules` (`component`, `component_v0_2`) exporting the
-//! default rules, called natively: what crosses the WIT boundary, and in which order.
+//! The component shells of `pve2netbox-rules` (`component`, `component_v0_3`, `component_v0_2`)
+//! exporting the default rules, called natively: what crosses the WIT boundary, and in which
+//! order.
 
-mod v0_3 {
+mod v0_4 {
     use guest_default::DefaultRules;
     use pve2netbox_rules::component::Component;
     use pve2netbox_rules::component::bindings::exports::pve2netbox::rules::reconcile::Guest as _;
     use pve2netbox_rules::component::bindings::pve2netbox::rules::types as w;
+
+    /// A batch's guests refer to its shared texts by index; a bad config fails its own guest
+    /// in place; a create's field changes name their fields by case and have no old value.
+    #[test]
+    fn a_batch_shares_its_texts_and_changes_name_fields_by_case() {
+        let texts: Vec<String> = ["prod", "pve1", "running"].map(String::from).into();
+        let guest = |vmid: u32, config: &str| w::ReconcileInput {
+            guest: w::GuestInput {
+                cluster: 0,
+                vmid,
+                kind: w::GuestKind::Qemu,
+                node: 1,
+                name: Some(format!("web{vmid}")),
+                status: 2,
+                template: false,
+                maxcpu: Some(2.0),
+                maxmem: Some(1 << 30),
+                maxdisk: None,
+                tags: None,
+                pool: None,
+                config: config.into(),
+                config_read: true,
+                network: w::NetworkSource::Unknown(w::NetworkUnknown {
+                    reason: w::NetworkUnknownReason::NotAsked,
+                    detail: String::new(),
+                }),
+            },
+            current: None,
+        };
+        let ctx = w::Context {
+            netbox_version: "4.7.3".into(),
+            known: Vec::new(),
+            policies: Vec::new(),
+            settings: Vec::new(),
+        };
+        let good = r#"{"memory":"1024"}"#;
+        let batch = w::ReconcileBatch {
+            texts,
+            items: vec![guest(100, "not json"), guest(101, good)],
+        };
+        let out = Component::<DefaultRules>::reconcile(ctx, batch);
+        let e = out[0].as_ref().unwrap_err();
+        assert!(
+            e.code == "bad-config" && e.message.contains("prod/pve1/100"),
+            "{e:?}"
+        );
+        let Ok(w::Reconciled::Vm(vm)) = &out[1] else {
+            panic!("{:?}", out[1]);
+        };
+        let memory = vm
+            .changes
+            .iter()
+            .find(|c| matches!(c.field, w::FieldName::Memory))
+            .expect("a memory change");
+        assert_eq!((memory.old.as_deref(), memory.new.as_str()), (None, "1024"));
+        assert!(
+            vm.changes
+                .iter()
+                .any(|c| matches!(&c.field, w::FieldName::CustomField(n) if n == "proxmox_vm_id")),
+            "{:?}",
+            vm.changes
+        );
+    }
+}
+
+mod v0_3 {
+    use guest_default::DefaultRules;
+    use pve2netbox_rules::component_v0_3::Component;
+    use pve2netbox_rules::component_v0_3::bindings::exports::pve2netbox::rules::reconcile::Guest as _;
+    use pve2netbox_rules::component_v0_3::bindings::pve2netbox::rules::types as w;
     use pve2netbox_rules::model::with_failed_in_place;
 
     fn guest(vmid: u32, config: &str) -> w::PveGuest {

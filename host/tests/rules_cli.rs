@@ -48,7 +48,7 @@ fn check_default_prints_name_version_wit_and_exports() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("module:      embedded default"), "{stdout}");
     assert!(
-        stdout.contains("wit:         0.3.0 (exports pve2netbox:rules/reconcile@0.3.0"),
+        stdout.contains("wit:         0.4.0 (exports pve2netbox:rules/reconcile@0.4.0"),
         "{stdout}"
     );
     assert!(
@@ -305,7 +305,7 @@ fn test_reports_pass_and_fail_with_a_diff_and_fuel() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stdout.contains("PASS  a-good.json  (fuel "), "{stdout}");
     assert!(
-        stdout.contains("WIT 0.3.0; reconcile fused, checked against the three steps"),
+        stdout.contains("WIT 0.4.0; reconcile fused, checked against the three steps"),
         "{stdout}"
     );
     assert!(stdout.contains("FAIL  b-bad.json  (fuel "), "{stdout}");

@@ -34,9 +34,9 @@ fn default_module_reports_its_world_and_exports() {
         .load_default()
         .expect("default rules load");
     assert_eq!(m.source(), "embedded default");
-    assert_eq!(m.wit_version(), "0.3.0");
-    assert_eq!(m.interface(), "pve2netbox:rules/reconcile@0.3.0");
-    assert_eq!(m.info().wit_version, "0.3.0");
+    assert_eq!(m.wit_version(), "0.4.0");
+    assert_eq!(m.interface(), "pve2netbox:rules/reconcile@0.4.0");
+    assert_eq!(m.info().wit_version, "0.4.0");
     assert!(m.fuses_reconcile());
     assert!(m.has_children());
     assert!(!m.info().name.is_empty());
@@ -142,7 +142,7 @@ fn wit_0_1_and_0_2_modules_load_beside_the_0_3_default() {
     assert!(
         new.imports()
             .iter()
-            .any(|i| i == "pve2netbox:rules/types@0.3.0"),
+            .any(|i| i == "pve2netbox:rules/types@0.4.0"),
         "{:?}",
         new.imports()
     );

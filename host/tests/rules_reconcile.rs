@@ -1,7 +1,8 @@
-//! `RulesModule::reconcile`, what the sync calls: one fused call per batch for a WIT 0.3 module
-//! (the embedded default) or a 0.2 one (`tests/rules-v0-2`), the three steps for a 0.1 module
-//! (`tests/rules-misbehaving/runaway`). All give what the three steps give, and what the rules
-//! give natively; a 0.2 module maps VMs exactly as before and leaves children alone; a failed
+//! `RulesModule::reconcile`, what the sync calls: one fused call per batch for a WIT 0.4 module
+//! (the embedded default), a 0.3 one (`tests/rules-v0-3`) or a 0.2 one (`tests/rules-v0-2`), the
+//! three steps for a 0.1 module (`tests/rules-misbehaving/runaway`). All give what the three
+//! steps give, and what the rules give natively; a 0.3 module maps VMs and their children as the
+//! 0.4 default does, a 0.2 module maps VMs exactly as before and leaves children alone; a failed
 //! batch fails alone, naming its first and last guest.
 
 mod rules_common;
@@ -50,7 +51,8 @@ fn workload(n: usize) -> Vec<ReconcileInput> {
 fn fused_reconcile_of_the_default_agrees_with_its_three_steps_and_native() {
     let rt = fuel_runtime();
     let m = rt.load_default().expect("default rules");
-    assert!(m.fuses_reconcile(), "the embedded default exports WIT 0.3");
+    assert!(m.fuses_reconcile(), "the embedded default exports WIT 0.4");
+    assert_eq!(m.wit_version(), "0.4.0");
     let ctx = effective_context(&m, &Context::default()).unwrap();
     let items = workload(300);
 
@@ -303,4 +305,66 @@ fn a_wit_0_2_module_maps_vms_as_before_and_keeps_children() {
         }
         assert_eq!(o, n);
     }
+}
+
+/// A module built against WIT 0.3 (`tests/rules-v0-3`, the default rules through the 0.3 shell)
+/// still loads and maps VMs and their children exactly as the 0.4 default and the native rules
+/// do, on the sync's path (`reconcile_json`, with children, in batches) and through its three
+/// steps (every fixture of the default rules).
+#[test]
+fn a_wit_0_3_module_maps_vms_and_children_as_the_0_4_default() {
+    use guest_default::model::Fixture;
+    use pve2netbox::rules::bench::Workload;
+    use pve2netbox::rules::fixture::{check_reconcile, run_fixture};
+    let rt = fuel_runtime();
+    let v3 = rt
+        .load_file(&rules_common::v0_3_module())
+        .expect("the 0.3 module");
+    let v4 = rt.load_default().expect("the 0.4 default");
+    assert_eq!(
+        (v3.wit_version(), v4.wit_version()),
+        ("0.3.0".into(), "0.4.0".into())
+    );
+    assert_eq!(v3.info().wit_version, "0.3.0");
+    assert!(v3.has_children() && v3.fuses_reconcile());
+
+    let ctx = effective_context(&v4, &Context::default()).unwrap();
+    assert_eq!(ctx, effective_context(&v3, &Context::default()).unwrap());
+    let guests = generate::guests("lab", 300, 5);
+    let current = generate::current_records(&guests, 5);
+    let w = Workload::new(guests, current, 64).with_children();
+    let mut creates_with_children = 0;
+    for batch in w.batches {
+        let old = v3.reconcile_json(&ctx, batch.clone()).unwrap().items;
+        let new = v4.reconcile_json(&ctx, batch.clone()).unwrap().items;
+        let native = DefaultRules::reconcile_json(&ctx, batch);
+        assert_eq!(old, native);
+        assert_eq!(new, native);
+        creates_with_children += new
+            .iter()
+            .filter(|r| matches!(r, Ok(Reconciled::Vm(v)) if !v.children.is_empty()))
+            .count();
+    }
+    // Not vacuous: VMs whose children are written, through both versions alike.
+    assert!(creates_with_children > 10, "{creates_with_children}");
+
+    let dir = rules_common::workspace()
+        .join("guest-default")
+        .join("fixtures");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        n += 1;
+        let f = Fixture::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let name = path.display();
+        let run = run_fixture(&v3, &f).expect("the fixture runs");
+        if let Err(problems) = f.check(&run.outcome) {
+            panic!("{name}: {problems}");
+        }
+        assert!(check_reconcile(&v3, &f).unwrap().agrees(), "{name}");
+    }
+    assert!(n >= 80, "only {n} fixtures");
 }

@@ -3,17 +3,18 @@
 //! pve2netbox keeps NetBox's virtual machines in step with Proxmox VE. How a Proxmox guest
 //! becomes a NetBox VM (its name, tenant, role, tags, interfaces, IPs, disks, and which fields
 //! NetBox's operators own) is decided by a *rule module*: a WebAssembly component implementing
-//! the WIT world `pve2netbox:rules/rules` shipped in this package (`v0.3.0/rules.wit`; the
-//! host still loads `v0.1.0` and `v0.2.0` modules). This crate is everything a Rust module
-//! needs:
+//! the WIT world `pve2netbox:rules/rules` shipped in this package (`v0.4.0/rules.wit`; the
+//! host still loads `v0.1.0`, `v0.2.0` and `v0.3.0` modules). This crate is everything a Rust
+//! module needs:
 //!
 //! - [`model`]: the WIT types as plain Rust with a friendly JSON form (guests, NetBox records,
 //!   desired VMs, field changes, policies, the context), the [`RuleSet`] trait a module
 //!   implements, and the fixture format `pve2netbox rules test` reads ([`model::Fixture`]), so a
 //!   module's fixtures also run natively under `cargo test`;
 //! - [`children`]: the WIT 0.3 child types (interfaces, MAC and IP addresses, virtual disks);
-//! - [`export_rules!`]: exports a [`RuleSet`] as the component (WIT 0.3), through the
-//!   wit-bindgen bindings in [`component`]; [`export_rules_v0_2!`] builds a 0.2 module.
+//! - [`export_rules!`]: exports a [`RuleSet`] as the component (WIT 0.4), through the
+//!   wit-bindgen bindings in [`component`]; [`export_rules_v0_3!`] and [`export_rules_v0_2!`]
+//!   build a 0.3 or 0.2 module.
 //!
 //! Most sites start from pve2netbox's default rules (the `guest-default` crate, which
 //! implements [`RuleSet`] on this model) and override only what they change:
@@ -108,6 +109,7 @@
 pub mod children;
 pub mod component;
 pub mod component_v0_2;
+pub mod component_v0_3;
 mod memcmp;
 pub mod model;
 

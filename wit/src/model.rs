@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const DEFAULT_NETBOX_VERSION: &str = "4.7.3";
 
 /// The WIT package version this crate's bindings are generated from.
-pub const WIT_VERSION: &str = "0.3.0";
+pub const WIT_VERSION: &str = "0.4.0";
 
 // ---------------------------------------------------------------------------------------------
 // JSON text

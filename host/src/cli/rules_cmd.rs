@@ -335,7 +335,7 @@ fn check(file: &str, config: Option<&Path>, args: &RuntimeArgs) -> anyhow::Resul
     println!(
         "children:    {}",
         if module.has_children() {
-            "the guest's network view and NetBox's children in, child changes out (WIT 0.3)"
+            "the guest's network view and NetBox's children in, child changes out (WIT 0.3 and later)"
         } else {
             "none (before WIT 0.3): the sync leaves its VMs' interfaces, IPs and disks alone"
         }

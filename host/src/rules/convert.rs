@@ -1,8 +1,8 @@
 //! Conversions between the plain-Rust model (`guest_default::model`) and the WIT bindings of each
-//! supported version: `v3` for WIT 0.3 (the latest), `v2` for 0.2 and 0.1 (whose types 0.2
-//! carries unchanged). The shared part is one body (`shared_conversions!`) over each version's
-//! types, so no logic is copied per version; what 0.3 adds (network source, children, child
-//! changes) is in `v3` only.
+//! supported version: `v4` for WIT 0.4 (the latest: its batch and its field changes; its other
+//! types are 0.3's), `v3` for 0.3, `v2` for 0.2 and 0.1 (whose types 0.2 carries unchanged). The
+//! shared part is one body (`shared_conversions!`) over each version's types, so no logic is
+//! copied per version; what 0.3 adds (network source, children, child changes) is in `v3` only.
 //!
 //! Inputs and outputs are moved field by field, never cloned, except the context, which the
 //! facade borrows (one clone per batch, not per VM). Model-only data (`NetboxVm::last_updated`)
@@ -269,6 +269,32 @@ pub(crate) fn info_from(i: w::ModuleInfo) -> m::ModuleInfo {
     };
 }
 
+/// `network_to`, the guest's network view in the version's types (0.3 and 0.4 share it).
+macro_rules! network_conv {
+    () => {
+        pub(crate) fn network_to(n: c::NetworkSource) -> w::NetworkSource {
+            use c::UnknownReason as R;
+            use w::NetworkUnknownReason as W;
+            match n {
+                c::NetworkSource::Agent(j) => w::NetworkSource::Agent(j.0),
+                c::NetworkSource::LxcInterfaces(j) => w::NetworkSource::LxcInterfaces(j.0),
+                c::NetworkSource::Unknown(u) => w::NetworkSource::Unknown(w::NetworkUnknown {
+                    reason: match u.reason {
+                        R::AgentOff => W::AgentOff,
+                        R::NotRunning => W::NotRunning,
+                        R::AgentNotRunning => W::AgentNotRunning,
+                        R::NoPermission => W::NoPermission,
+                        R::TimedOut => W::TimedOut,
+                        R::NotAsked => W::NotAsked,
+                        R::OtherError => W::OtherError,
+                    },
+                    detail: u.detail,
+                }),
+            }
+        }
+    };
+}
+
 /// WIT 0.2 (and 0.1): no children cross; a 0.2 answer's child changes are empty.
 pub(crate) mod v2 {
     use guest_default::model as m;
@@ -322,26 +348,7 @@ pub(crate) mod v3 {
         }
     }
 
-    pub(crate) fn network_to(n: c::NetworkSource) -> w::NetworkSource {
-        use c::UnknownReason as R;
-        use w::NetworkUnknownReason as W;
-        match n {
-            c::NetworkSource::Agent(j) => w::NetworkSource::Agent(j.0),
-            c::NetworkSource::LxcInterfaces(j) => w::NetworkSource::LxcInterfaces(j.0),
-            c::NetworkSource::Unknown(u) => w::NetworkSource::Unknown(w::NetworkUnknown {
-                reason: match u.reason {
-                    R::AgentOff => W::AgentOff,
-                    R::NotRunning => W::NotRunning,
-                    R::AgentNotRunning => W::AgentNotRunning,
-                    R::NoPermission => W::NoPermission,
-                    R::TimedOut => W::TimedOut,
-                    R::NotAsked => W::NotAsked,
-                    R::OtherError => W::OtherError,
-                },
-                detail: u.detail,
-            }),
-        }
-    }
+    network_conv!();
 
     /// The guest with its network view.
     pub(crate) fn guest_network_to(g: m::Guest, network: c::NetworkSource) -> w::PveGuest {
@@ -510,6 +517,344 @@ pub(crate) mod v3 {
                 c::NetworkSource::Agent(m::JsonText("[]".into())),
             );
             assert!(matches!(g.network, w::NetworkSource::Agent(t) if t == "[]"));
+        }
+    }
+}
+
+/// WIT 0.4: the sync's `reconcile` batch (the repeating texts once, by index) and 0.4's field
+/// changes (names as cases, a `null` old value absent). The three steps use `v3`'s types.
+pub(crate) mod v4 {
+    use foldhash::HashMap;
+    use guest_default::children as c;
+    use guest_default::model as m;
+
+    use super::super::v0_3_0::types as v3;
+    use super::super::v0_4_0::types as w;
+
+    network_conv!();
+
+    /// A batch's distinct texts, each given an index the first time it is seen.
+    #[derive(Default)]
+    struct Texts {
+        index: HashMap<String, u32>,
+    }
+
+    impl Texts {
+        fn of(&mut self, text: String) -> w::TextIndex {
+            let next = self.index.len() as u32;
+            *self.index.entry(text).or_insert(next)
+        }
+
+        /// The texts in index order: moved out of the map, never copied.
+        fn into_list(self) -> Vec<String> {
+            let mut list = vec![String::new(); self.index.len()];
+            for (text, i) in self.index {
+                list[i as usize] = text;
+            }
+            list
+        }
+    }
+
+    /// Empty text as absent, as 0.4 sends it.
+    fn non_empty(text: String) -> Option<String> {
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// The batch `reconcile` takes: every guest and record, their repeating texts shared.
+    pub(crate) fn batch_to(items: Vec<m::JsonReconcileInput>) -> w::ReconcileBatch {
+        let mut texts = Texts::default();
+        let items = items
+            .into_iter()
+            .map(|i| {
+                let g = i.guest;
+                let guest = w::GuestInput {
+                    cluster: texts.of(g.cluster),
+                    vmid: g.vmid,
+                    kind: match g.kind {
+                        m::GuestKind::Qemu => w::GuestKind::Qemu,
+                        m::GuestKind::Lxc => w::GuestKind::Lxc,
+                    },
+                    node: texts.of(g.node),
+                    name: g.name,
+                    status: texts.of(g.status),
+                    template: g.template,
+                    maxcpu: g.maxcpu,
+                    maxmem: g.maxmem,
+                    maxdisk: g.maxdisk,
+                    tags: g.tags.map(|t| texts.of(t)),
+                    pool: g.pool.map(|t| texts.of(t)),
+                    config: i.config,
+                    config_read: g.config_read,
+                    network: network_to(i.network),
+                };
+                let children = i.children;
+                let current = i.current.map(|r| w::NetboxRecord {
+                    id: r.id,
+                    name: r.name,
+                    status: texts.of(r.status),
+                    cluster: r.cluster.map(|t| texts.of(t)),
+                    site: r.site.map(|t| texts.of(t)),
+                    device: r.device.map(|t| texts.of(t)),
+                    role: r.role.map(|t| texts.of(t)),
+                    vm_type: r.vm_type.map(|t| texts.of(t)),
+                    platform: r.platform.map(|t| texts.of(t)),
+                    tenant: r.tenant.map(|t| texts.of(t)),
+                    vcpus: r.vcpus,
+                    memory: r.memory,
+                    disk: r.disk,
+                    description: non_empty(r.description),
+                    comments: non_empty(r.comments),
+                    serial: non_empty(r.serial),
+                    start_on_boot: r.start_on_boot.map(|t| texts.of(t)),
+                    tags: r.tags.into_iter().map(|t| texts.of(t)).collect(),
+                    custom_fields: r
+                        .custom_fields
+                        .into_iter()
+                        .map(|(n, v)| (texts.of(n), texts.of(v.0)))
+                        .collect(),
+                    children: children.map(|t| t.0),
+                });
+                w::ReconcileInput { guest, current }
+            })
+            .collect();
+        w::ReconcileBatch {
+            texts: texts.into_list(),
+            items,
+        }
+    }
+
+    /// `cluster/node/vmid` of the batch's `i`th guest, for error messages.
+    pub(crate) fn guest_id(batch: &w::ReconcileBatch, i: usize) -> String {
+        let g = &batch.items[i].guest;
+        let text = |t: w::TextIndex| batch.texts.get(t as usize).map_or("?", String::as_str);
+        format!("{}/{}/{}", text(g.cluster), text(g.node), g.vmid)
+    }
+
+    /// A field's name back from its case (the module's `field-name`).
+    pub(crate) fn field_name_from(f: w::FieldName) -> String {
+        use w::FieldName as F;
+        match f {
+            F::Name => "name",
+            F::Status => "status",
+            F::Site => "site",
+            F::Device => "device",
+            F::Role => "role",
+            F::VmType => "virtual_machine_type",
+            F::Platform => "platform",
+            F::Tenant => "tenant",
+            F::Vcpus => "vcpus",
+            F::Memory => "memory",
+            F::Disk => "disk",
+            F::Description => "description",
+            F::Comments => "comments",
+            F::Serial => "serial",
+            F::StartOnBoot => "start_on_boot",
+            F::Tags => "tags",
+            F::PrimaryIp4 => "primary_ip4",
+            F::PrimaryIp6 => "primary_ip6",
+            F::Enabled => "enabled",
+            F::Mtu => "mtu",
+            F::Mode => "mode",
+            F::UntaggedVlan => "untagged_vlan",
+            F::PrimaryMacAddress => "primary_mac_address",
+            F::MacAddress => "mac_address",
+            F::Interface => "interface",
+            F::Address => "address",
+            F::Vrf => "vrf",
+            F::Size => "size",
+            F::CustomField(name) => return format!("custom_fields.{name}"),
+            F::Other(name) => return name,
+        }
+        .to_owned()
+    }
+
+    /// An absent old value is `null`.
+    fn old_from(old: Option<String>) -> String {
+        old.unwrap_or_else(|| "null".to_owned())
+    }
+
+    pub(crate) fn change_from(c: w::FieldChange) -> m::FieldChange {
+        m::FieldChange {
+            field: field_name_from(c.field),
+            old: m::JsonText(old_from(c.old)),
+            new: m::JsonText(c.new),
+        }
+    }
+
+    fn child_kind_from(k: w::ChildKind) -> c::ChildKind {
+        match k {
+            w::ChildKind::Interface => c::ChildKind::Interface,
+            w::ChildKind::MacAddress => c::ChildKind::MacAddress,
+            w::ChildKind::IpAddress => c::ChildKind::IpAddress,
+            w::ChildKind::VirtualDisk => c::ChildKind::VirtualDisk,
+        }
+    }
+
+    fn child_op_from(op: w::ChildOp) -> c::ChildOp {
+        match op {
+            w::ChildOp::Create => c::ChildOp::Create,
+            w::ChildOp::Update(id) => c::ChildOp::Update(id),
+            w::ChildOp::Delete(id) => c::ChildOp::Delete(id),
+        }
+    }
+
+    pub(crate) fn child_change_from(ch: w::ChildChange) -> c::ChildChange {
+        c::ChildChange {
+            kind: child_kind_from(ch.kind),
+            key: ch.key,
+            parent: ch.parent,
+            op: child_op_from(ch.op),
+            changes: ch.changes.into_iter().map(change_from).collect(),
+        }
+    }
+
+    pub(crate) fn rule_error_from(e: w::RuleError) -> m::RuleError {
+        m::RuleError {
+            code: e.code,
+            message: e.message,
+        }
+    }
+
+    fn object_spec_from(n: w::ObjectSpec) -> m::ObjectSpec {
+        m::ObjectSpec {
+            kind: n.kind,
+            key: n.key,
+            name: n.name,
+            attrs: m::JsonText(n.attrs),
+        }
+    }
+
+    pub(crate) fn reconciled_from(r: w::Reconciled) -> m::Reconciled {
+        match r {
+            w::Reconciled::Vm(v) => m::Reconciled::Vm(m::ReconciledVm {
+                name: v.name,
+                needs: v.needs.into_iter().map(object_spec_from).collect(),
+                changes: v.changes.into_iter().map(change_from).collect(),
+                children: v.children.into_iter().map(child_change_from).collect(),
+            }),
+            w::Reconciled::Skip(reason) => m::Reconciled::Skip(reason),
+        }
+    }
+
+    /// 0.4's `diff` answer in 0.3's shape, which `rules eval` and `rules test` read.
+    pub(crate) fn vm_changes_to_v3(vc: w::VmChanges) -> v3::VmChanges {
+        let change = |c: w::FieldChange| v3::FieldChange {
+            field: field_name_from(c.field),
+            old: old_from(c.old),
+            new: c.new,
+        };
+        v3::VmChanges {
+            changes: vc.changes.into_iter().map(change).collect(),
+            children: vc
+                .children
+                .into_iter()
+                .map(|ch| v3::ChildChange {
+                    kind: match ch.kind {
+                        w::ChildKind::Interface => v3::ChildKind::Interface,
+                        w::ChildKind::MacAddress => v3::ChildKind::MacAddress,
+                        w::ChildKind::IpAddress => v3::ChildKind::IpAddress,
+                        w::ChildKind::VirtualDisk => v3::ChildKind::VirtualDisk,
+                    },
+                    key: ch.key,
+                    parent: ch.parent,
+                    op: match ch.op {
+                        w::ChildOp::Create => v3::ChildOp::Create,
+                        w::ChildOp::Update(id) => v3::ChildOp::Update(id),
+                        w::ChildOp::Delete(id) => v3::ChildOp::Delete(id),
+                    },
+                    changes: ch.changes.into_iter().map(change).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn rule_error_to_v3(e: w::RuleError) -> v3::RuleError {
+        v3::RuleError {
+            code: e.code,
+            message: e.message,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn repeating_texts_cross_once_and_empty_texts_are_absent() {
+            let item = |vmid: u32, node: &str| m::JsonReconcileInput {
+                guest: m::Guest {
+                    cluster: "prod".into(),
+                    node: node.into(),
+                    vmid,
+                    status: "running".into(),
+                    ..m::Guest::default()
+                },
+                config: "{}".into(),
+                current: Some(m::NetboxVm {
+                    name: format!("vm{vmid}"),
+                    status: "active".into(),
+                    cluster: Some("prod".into()),
+                    tags: vec!["pve2netbox".into()],
+                    custom_fields: vec![("proxmox_node".into(), m::JsonText::string(node))],
+                    ..m::NetboxVm::default()
+                }),
+                children: Some(m::JsonText("{}".into())),
+                ..m::JsonReconcileInput::default()
+            };
+            let batch = batch_to(vec![
+                item(100, "pve1"),
+                item(101, "pve1"),
+                item(102, "pve2"),
+            ]);
+            let mut texts = batch.texts.clone();
+            texts.sort();
+            assert_eq!(
+                texts,
+                [
+                    "\"pve1\"",
+                    "\"pve2\"",
+                    "active",
+                    "prod",
+                    "proxmox_node",
+                    "pve1",
+                    "pve2",
+                    "pve2netbox",
+                    "running"
+                ]
+            );
+            let text = |i: u32| batch.texts[i as usize].as_str();
+            let third = &batch.items[2];
+            assert_eq!(
+                (text(third.guest.cluster), text(third.guest.node)),
+                ("prod", "pve2")
+            );
+            assert_eq!(guest_id(&batch, 2), "prod/pve2/102");
+            let record = third.current.as_ref().unwrap();
+            assert_eq!(record.name, "vm102");
+            assert_eq!(record.description, None);
+            assert_eq!(record.children.as_deref(), Some("{}"));
+            let (n, v) = record.custom_fields[0];
+            assert_eq!((text(n), text(v)), ("proxmox_node", "\"pve2\""));
+        }
+
+        #[test]
+        fn field_names_and_null_old_values_come_back_as_text() {
+            let c = change_from(w::FieldChange {
+                field: w::FieldName::VmType,
+                old: None,
+                new: "\"vm\"".into(),
+            });
+            assert_eq!(
+                (c.field.as_str(), c.old.as_str(), c.new.as_str()),
+                ("virtual_machine_type", "null", "\"vm\"")
+            );
+            let name = |f| field_name_from(f);
+            assert_eq!(
+                name(w::FieldName::CustomField("proxmox_vm_id".into())),
+                "custom_fields.proxmox_vm_id"
+            );
+            assert_eq!(name(w::FieldName::Other("x_y".into())), "x_y");
+            assert_eq!(name(w::FieldName::PrimaryMacAddress), "primary_mac_address");
         }
     }
 }

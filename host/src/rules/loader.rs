@@ -20,7 +20,7 @@ const TYPES_INTERFACE: &str = "pve2netbox:rules/types";
 
 /// The WIT versions this host loads, `(major, minor)`: a module built against any patch of one
 /// of them matches (wasmtime resolves semver-compatible names).
-pub(crate) const SUPPORTED: &[(u64, u64)] = &[(0, 1), (0, 2), (0, 3)];
+pub(crate) const SUPPORTED: &[(u64, u64)] = &[(0, 1), (0, 2), (0, 3), (0, 4)];
 
 /// Human-readable list of supported versions.
 pub(crate) fn supported_text() -> String {
@@ -50,8 +50,8 @@ const ALLOWED_IMPORTS: &[&str] = &[
 /// What a supported rules world looks like from outside.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Inspection {
-    /// The exact version of the exported interface, e.g. `(0, 3, 0)`; it decides the bindings
-    /// (0.3, or 0.2 with or without the fused `reconcile`).
+    /// The exact version of the exported interface, e.g. `(0, 4, 0)`; it decides the bindings
+    /// (0.4, 0.3, or 0.2 with or without the fused `reconcile`).
     pub(crate) wit: (u64, u64, u64),
     /// `pve2netbox:rules/reconcile@0.2.0`.
     pub(crate) interface: String,
@@ -187,11 +187,11 @@ fn check_imports(
         {
             continue;
         }
-        // The default rules (world `site-rules`) exist from 0.3 on.
+        // The default rules (world `site-rules`) exist in 0.3 only: 0.4 left them there.
         if let Some(v) = import
             .strip_prefix(super::defaults::DEFAULTS_INTERFACE)
             .and_then(|r| r.strip_prefix('@'))
-            && parse_version(v).is_some_and(|v| (v.0, v.1) == (wit.0, wit.1) && wit >= (0, 3, 0))
+            && parse_version(v).is_some_and(|v| (v.0, v.1) == (0, 3) && (wit.0, wit.1) == (0, 3))
         {
             continue;
         }
@@ -216,7 +216,7 @@ fn check_imports(
             allowed: "wasi:io, wasi:cli (no environment, no arguments, stdin closed), \
                       wasi:random (deterministic), wasi:clocks (virtual: the wall clock says \
                       1970-01-01), wasi:filesystem (no directory), wasi:sockets (none permitted), \
-                      pve2netbox:rules/types and, from 0.3, pve2netbox:rules/defaults"
+                      pve2netbox:rules/types and, in 0.3, pve2netbox:rules/defaults"
                 .into(),
         });
     }
@@ -279,8 +279,12 @@ mod tests {
     fn every_supported_version_is_named() {
         assert_eq!(
             supported_text(),
-            "pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x, pve2netbox:rules@0.3.x"
+            "pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x, pve2netbox:rules@0.3.x, \
+             pve2netbox:rules@0.4.x"
         );
+        let v4 = ["pve2netbox:rules/types@0.4.0".to_string()];
+        assert!(check_imports(&v4, (0, 4, 0), &label()).is_ok());
+        assert!(check_imports(&v4, (0, 3, 0), &label()).is_err());
         let v3 = ["pve2netbox:rules/types@0.3.0".to_string()];
         assert!(check_imports(&v3, (0, 3, 0), &label()).is_ok());
         assert!(check_imports(&v3, (0, 2, 0), &label()).is_err());
@@ -293,6 +297,9 @@ mod tests {
         let d3 = ["pve2netbox:rules/defaults@0.3.0".to_string()];
         assert!(check_imports(&d3, (0, 3, 0), &label()).is_ok());
         assert!(check_imports(&d3, (0, 2, 0), &label()).is_err());
+        assert!(check_imports(&d3, (0, 4, 0), &label()).is_err());
+        let d4 = ["pve2netbox:rules/defaults@0.4.0".to_string()];
+        assert!(check_imports(&d4, (0, 4, 0), &label()).is_err());
     }
 
     #[test]

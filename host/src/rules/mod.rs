@@ -12,7 +12,8 @@
 //!
 //! Layout: `loader` (what a file is), `cache` (compiled artifacts on disk), `store` (the per-call
 //! store and its WASI context, which grants nothing), `limits`, `error`, `v0_3_0` (bindings of
-//! WIT 0.3.0; `latest` points at it), `defaults` (the default rules as the `defaults` import of
+//! WIT 0.3.0, through which 0.4 modules are called too; `latest` points at it), `v0_4_0` (the
+//! two functions 0.4 changed: `diff` and the batch `reconcile`), `defaults` (the default rules as the `defaults` import of
 //! world `site-rules`, for modules in languages that cannot link them), `v0_2_0` (bindings of WIT 0.2.0, through which 0.1
 //! modules are called too), `v0_1_0` (the host side of 0.1's `types` import), `convert` (model
 //! <-> each version's bindings), `fixture` (running `rules test` fixtures), `generate` and
@@ -24,8 +25,9 @@
 //! The sync calls [`RulesModule::reconcile_json`] (its configs are already JSON text; callers
 //! holding properties use [`RulesModule::reconcile`]): one `reconcile` call per batch for a 0.2
 //! or 0.3 module, the three steps (`normalize-desired`, `normalize-current`, `diff`) for a 0.1
-//! module. Only a 0.3 module sees the network source and the children and returns child
-//! changes; a 0.1 or 0.2 module's answers have none (its children are `keep`).
+//! module. Only a 0.3 or 0.4 module sees the network source and the children and returns child
+//! changes; a 0.1 or 0.2 module's answers have none (its children are `keep`). A 0.4 module's
+//! `reconcile` takes the batch at once, its repeating texts shared ([`convert::v4::batch_to`]).
 
 pub mod bench;
 mod cache;
@@ -45,6 +47,7 @@ pub mod update;
 mod v0_1_0;
 mod v0_2_0;
 mod v0_3_0;
+mod v0_4_0;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -165,6 +168,7 @@ impl RulesRuntime {
             .and_then(|()| v0_1_0::add_to_linker(&mut linker))
             .and_then(|()| v0_2_0::add_to_linker(&mut linker))
             .and_then(|()| v0_3_0::add_to_linker(&mut linker))
+            .and_then(|()| v0_4_0::add_to_linker(&mut linker))
             .map_err(|e| RulesError::Engine(format!("linking WASI: {e:#}")))?;
 
         // Without its ticker the deadline would never fire and a runaway module would run
@@ -253,8 +257,9 @@ impl RulesRuntime {
             wit @ ((0, 1, _) | (0, 2, _)) => Exports::Old(
                 v0_2_0::Exports::new(&component, &inspection.interface, wit).map_err(link_err)?,
             ),
-            (0, 3, _) => Exports::V3(
-                latest::Exports::new(&component, &inspection.interface).map_err(link_err)?,
+            (0, minor @ (3 | 4), _) => Exports::V3(
+                latest::Exports::new(&component, &inspection.interface, minor == 4)
+                    .map_err(link_err)?,
             ),
             other => {
                 // `loader::inspect` only lets supported versions through.
@@ -397,7 +402,7 @@ pub struct RulesModule {
 enum Exports {
     /// WIT 0.1 and 0.2 (`v0_2_0`; a 0.1 module has no fused `reconcile`).
     Old(v0_2_0::Exports),
-    /// WIT 0.3 (`latest`).
+    /// WIT 0.3 and 0.4 (`latest`; a 0.4 module's `diff` and `reconcile` through `v0_4_0`).
     V3(latest::Exports),
 }
 
@@ -825,6 +830,11 @@ impl RulesModule {
                 None => Ok(BatchOutput { items, fuel }),
             };
         }
+        if let Exports::V3(ex) = &self.inner.exports
+            && let Some(v4) = ex.v4()
+        {
+            return self.reconcile_v4(v4, ctx, items);
+        }
         per_version!(self, |cv, ex| {
             let wctx = cv::context_to(ctx);
             let input: Vec<_> = items.into_iter().map(cv::reconcile_input_to).collect();
@@ -845,6 +855,36 @@ impl RulesModule {
                     .collect(),
                 fuel,
             })
+        })
+    }
+
+    /// [`Self::reconcile_json`] through a WIT 0.4 module: one `reconcile-batch`.
+    fn reconcile_v4(
+        &self,
+        v4: &v0_4_0::Exports,
+        ctx: &Context,
+        items: Vec<JsonReconcileInput>,
+    ) -> Result<BatchOutput<Result<Reconciled, RuleError>>, RulesError> {
+        use convert::v4 as cv;
+        let wctx = convert::v3::context_to(ctx);
+        let n = items.len();
+        let batch = cv::batch_to(items);
+        let batch_ref = || BatchRef {
+            index: None,
+            items: n,
+            first: (n > 0).then(|| cv::guest_id(&batch, 0)),
+            last: (n > 0).then(|| cv::guest_id(&batch, n - 1)),
+        };
+        let (out, fuel) = self.call("reconcile", n, batch_ref, |store, inst, _| {
+            v4.reconcile(inst, store, &wctx, &batch)
+        })?;
+        let items = self.check_len("reconcile", n, out, batch_ref)?;
+        Ok(BatchOutput {
+            items: items
+                .into_iter()
+                .map(|r| r.map(cv::reconciled_from).map_err(cv::rule_error_from))
+                .collect(),
+            fuel,
         })
     }
 

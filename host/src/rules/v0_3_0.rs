@@ -1,6 +1,7 @@
-//! Host bindings of WIT `pve2netbox:rules@0.3.0` (`wit/v0.3.0/`), the latest version: the
-//! types, and the exported functions as typed functions looked up once per component by export
-//! index.
+//! Host bindings of WIT `pve2netbox:rules@0.3.0` (`wit/v0.3.0/`): the types, and the exported
+//! functions as typed functions looked up once per component by export index. A 0.4 module is
+//! called through these too, but for the two functions 0.4 changed (`diff`, `reconcile`), which
+//! go through `v0_4_0` (see there why that is sound).
 //!
 //! 0.3.0 keeps every function of 0.2.0 but widens records (`pve-guest.network`,
 //! `netbox-vm.children`, `vm.children`, `reconciled-vm.children`) and `diff`'s result
@@ -57,6 +58,8 @@ type ReconcileFn<'a> =
 
 /// The export indices of the `reconcile` interface's functions in one component.
 pub(crate) struct Exports {
+    /// A 0.4 module's `diff` and `reconcile`.
+    v4: Option<super::v0_4_0::Exports>,
     info: ComponentExportIndex,
     default_policies: ComponentExportIndex,
     normalize_desired: ComponentExportIndex,
@@ -66,8 +69,9 @@ pub(crate) struct Exports {
 }
 
 impl Exports {
-    /// Looks the functions up under the exported interface `interface` (its exact name).
-    pub(crate) fn new(component: &Component, interface: &str) -> Result<Self, String> {
+    /// Looks the functions up under the exported interface `interface` (its exact name), of
+    /// WIT 0.4 when `v4`.
+    pub(crate) fn new(component: &Component, interface: &str, v4: bool) -> Result<Self, String> {
         let iface = component
             .get_export_index(None, interface)
             .ok_or_else(|| format!("no exported instance `{interface}`"))?;
@@ -77,6 +81,11 @@ impl Exports {
                 .ok_or_else(|| format!("`{interface}` does not export function `{name}`"))
         };
         Ok(Exports {
+            v4: if v4 {
+                Some(super::v0_4_0::Exports::new(component, interface)?)
+            } else {
+                None
+            },
             info: func("info")?,
             default_policies: func("default-policies")?,
             normalize_desired: func("normalize-desired")?,
@@ -96,9 +105,17 @@ impl Exports {
         let _: PoliciesFn = instance.get_typed_func(&mut *store, self.default_policies)?;
         let _: DesiredFn<'_> = instance.get_typed_func(&mut *store, self.normalize_desired)?;
         let _: CurrentFn<'_> = instance.get_typed_func(&mut *store, self.normalize_current)?;
+        if let Some(v4) = &self.v4 {
+            return v4.typecheck(instance, store);
+        }
         let _: DiffFn<'_> = instance.get_typed_func(&mut *store, self.diff)?;
         let _: ReconcileFn<'_> = instance.get_typed_func(&mut *store, self.reconcile)?;
         Ok(())
+    }
+
+    /// A 0.4 module's own `diff` and `reconcile`; `None` for a 0.3 module.
+    pub(crate) fn v4(&self) -> Option<&super::v0_4_0::Exports> {
+        self.v4.as_ref()
     }
 
     pub(crate) fn info(&self, i: &Instance, s: &mut Store<State>) -> wasmtime::Result<ModuleInfo> {
@@ -144,11 +161,19 @@ impl Exports {
         ctx: &Context,
         pairs: &[DiffInput],
     ) -> wasmtime::Result<Vec<Result<VmChanges, RuleError>>> {
+        if let Some(v4) = &self.v4 {
+            use super::convert::v4 as cv;
+            return Ok(v4
+                .diff(i, s, ctx, pairs)?
+                .into_iter()
+                .map(|r| r.map(cv::vm_changes_to_v3).map_err(cv::rule_error_to_v3))
+                .collect());
+        }
         let f: DiffFn<'_> = i.get_typed_func(&mut *s, self.diff)?;
         Ok(f.call(s, (ctx, pairs))?.0)
     }
 
-    /// The fused call.
+    /// The fused call of a 0.3 module (a 0.4 module's: [`Self::v4`]).
     pub(crate) fn reconcile(
         &self,
         i: &Instance,

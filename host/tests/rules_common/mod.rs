@@ -1,6 +1,6 @@
 //! Shared helpers of the `rules_*` integration tests: building the guest components of
-//! `tests/rules-misbehaving/`, `tests/rules-example/` and `tests/rules-v0-2/` for
-//! `wasm32-wasip2`, and small inputs.
+//! `tests/rules-misbehaving/`, `tests/rules-example/`, `tests/rules-v0-2/` and
+//! `tests/rules-v0-3/` for `wasm32-wasip2`, and small inputs.
 //!
 //! Guests are built with the `CARGO` that runs the tests, into `target/rules-guests` (not the
 //! shared `target/` the test build holds the lock of), once per test binary.
@@ -81,6 +81,14 @@ pub fn v0_2_module() -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| build_guests(&["rules-v0-2"]));
     artifact("rules-v0-2")
+}
+
+/// The default rules exported as a WIT 0.3 module (`tests/rules-v0-3`), built once per test
+/// binary.
+pub fn v0_3_module() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| build_guests(&["rules-v0-3"]));
+    artifact("rules-v0-3")
 }
 
 /// A QEMU guest with a small config.
