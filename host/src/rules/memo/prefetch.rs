@@ -10,8 +10,8 @@
 //! Two stages, because the texts' addresses are read from the records: the records first, then
 //! (once those are likely in cache) the texts they point to.
 
-use guest_default::children::NetworkUnknown;
 use super::{GuestKey, KeyInput, NetworkKey};
+use guest_default::children::NetworkUnknown;
 
 /// VMs between asking for a VM's texts and hashing them: enough misses in flight to cover a
 /// memory round trip while each VM's hashing takes a fraction of one.
