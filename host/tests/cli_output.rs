@@ -290,7 +290,7 @@ fn version_names_commit_wit_versions_and_embedded_rules() {
     }
     assert_eq!(
         lines[2],
-        "rules WIT versions: pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x, pve2netbox:rules@0.3.x"
+        "rules WIT versions: pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x, pve2netbox:rules@0.3.x, pve2netbox:rules@0.4.x"
     );
 
     // The embedded rules as `--version` names them are what the component's `info` says.

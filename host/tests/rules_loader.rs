@@ -161,7 +161,7 @@ fn refuses_another_world_naming_the_supported_versions() {
     assert!(
         msg.contains(
             "this host supports pve2netbox:rules@0.1.x, pve2netbox:rules@0.2.x, \
-             pve2netbox:rules@0.3.x"
+             pve2netbox:rules@0.3.x, pve2netbox:rules@0.4.x"
         ),
         "{msg}"
     );
