@@ -12,6 +12,7 @@ mod contract;
 mod names;
 mod observed;
 mod scope;
+mod slots;
 mod snapshot;
 mod words;
 
