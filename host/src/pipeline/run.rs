@@ -351,7 +351,7 @@ async fn run_phases(
     let contract = OutputContract::with_custom_fields(pre.custom_fields.clone())
         .with_children(module.has_children())
         .writing_children(config.sync.children);
-    let outcomes = tokio::task::block_in_place(|| {
+    let asked = tokio::task::block_in_place(|| {
         let mut rules = ModuleRules {
             module,
             ctx: &ctx,
@@ -367,10 +367,10 @@ async fn run_phases(
             contract: &contract,
             held: SharedTexts::default(),
         };
-        let outcomes = reconcile::reconcile(&observed, &snap, &mut rules, &contract);
-        (outcomes, rules.spent, rules.spent_cpu)
+        let asked = reconcile::ask_all(&observed, &snap, &mut rules, &contract);
+        (asked, rules.spent, rules.spent_cpu)
     });
-    let (mut outcomes, rules_spent, rules_cpu) = outcomes;
+    let (asked, rules_spent, rules_cpu) = asked;
     tracing::info!(
         rules_ms = rules_spent.as_secs_f64() * 1e3,
         rules_cpu_ms = rules_cpu.as_secs_f64() * 1e3,
@@ -382,9 +382,13 @@ async fn run_phases(
         r.finish(module)?;
     }
     // The rules are done: their engine goes, and with it the instance pool's linear memories,
-    // which stay resident between calls (~8 MiB per rules thread at the default batch size)
-    // and would otherwise count in the plan's and the dispatch's memory.
+    // which stay resident between calls (up to 32 MiB per rules thread), and the guests read
+    // (their configs, tens of MB at 100k guests), before the outcomes are made: held through
+    // that, they made the first sync's peak with children.
     drop((loaded, runtime));
+    let guests = read.guests.len() as u64;
+    drop(read.guests);
+    let mut outcomes = reconcile::classify_all(&observed, &snap, asked, &contract);
     // Saved once the reconcile phase is complete (a run stopped before never writes it).
     if let Some(memo) = &memo {
         report.memo.hits = memo.hits();
@@ -392,9 +396,7 @@ async fn run_phases(
             tracing::warn!(error = %e, "the no-op memo was not saved; the next run asks the rules about every VM");
         }
     }
-    bar.inc(read.guests.len() as u64);
-    // Past the rules, no phase needs the configs (tens of MB at 100k guests).
-    drop(read.guests);
+    bar.inc(guests);
     let findings = orphans::find_orphans(&read.reads, &observed, &snap, &orphan_settings(config));
     // Nor the snapshot (~0.4 KB per NetBox VM, and its children) nor the observed guests past
     // the orphans: the plan is built from the outcomes, and its operations are the first

@@ -488,7 +488,7 @@ async fn create_objects_in_bulk(
     resolver: &mut Resolver,
 ) {
     let mut by_endpoint: BTreeMap<&str, Vec<&ObjectSpec>> = BTreeMap::new();
-    for spec in object_ops.iter().filter_map(|&i| ops[i].object.as_ref()) {
+    for spec in object_ops.iter().filter_map(|&i| ops[i].object.as_deref()) {
         let Some(endpoint) = object_endpoint(&spec.kind) else {
             continue;
         };
@@ -1226,7 +1226,7 @@ mod tests {
             .iter()
             .map(|s| {
                 let mut o = op(OpKind::CreateObject, Vec::new());
-                o.object = Some(s.clone());
+                o.object = Some(Box::new(s.clone()));
                 o
             })
             .collect();

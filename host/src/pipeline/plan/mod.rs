@@ -111,12 +111,13 @@ pub struct Operation {
     /// Field changes, old -> new (references as keys, tags as slug lists).
     #[serde(default, skip_serializing_if = "Changes::is_empty")]
     pub changes: Changes,
-    /// The object to create (`create_object`).
+    /// The object to create (`create_object`). Boxed, like `journal`: few operations have one,
+    /// and inline they were ~130 of the ~400 bytes every operation of a plan takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<ObjectSpec>,
+    pub object: Option<Box<ObjectSpec>>,
     /// A journal entry to add to the VM after the write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub journal: Option<Journal>,
+    pub journal: Option<Box<Journal>>,
     /// The VM's child writes (create, update, adopt).
     #[serde(default, skip_serializing_if = "ChildOperations::is_empty")]
     pub children: ChildOperations,
@@ -140,7 +141,7 @@ impl Operation {
             name: Some(spec.name.clone()),
             last_updated: None,
             changes: Changes::new(),
-            object: Some(spec),
+            object: Some(Box::new(spec)),
             journal: None,
             children: ChildOperations::new(),
             child_ids: ChildIds::new(),
@@ -332,7 +333,7 @@ impl Plan {
             operation.name = o.name.take();
             operation.last_updated = o.last_updated.take();
             operation.changes = std::mem::take(&mut o.changes);
-            operation.journal = o.journal.take();
+            operation.journal = o.journal.take().map(Box::new);
             let child_changes = std::mem::take(&mut o.children);
             let primaries: Vec<String> = ["primary_ip4", "primary_ip6"]
                 .iter()
@@ -401,7 +402,7 @@ impl Plan {
             operation.name = Some(orphan.name.clone());
             operation.last_updated = orphan.last_updated.clone();
             operation.changes = orphan.changes.clone();
-            operation.journal = orphan.journal.clone();
+            operation.journal = orphan.journal.clone().map(Box::new);
             if op == OpKind::Delete {
                 deletes.push(operation);
             } else {

@@ -13,6 +13,7 @@ use std::fmt;
 use guest_default::model::{FieldChange, JsonText};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::slots::{Slots, SlotsRef};
 use super::words;
 
 /// The changes of one VM, in order. See the module documentation.
@@ -21,7 +22,7 @@ pub struct Changes {
     /// Every field name, old and new text, concatenated.
     text: String,
     /// Per change, the end offsets in `text` of its field, old and new.
-    ends: Vec<[u32; 3]>,
+    ends: Slots,
 }
 
 /// One change, borrowed from [`Changes`].
@@ -88,7 +89,7 @@ impl Changes {
     pub fn list(&self) -> ChangeList<'_> {
         ChangeList {
             text: &self.text,
-            ends: &self.ends,
+            ends: self.ends.view(),
             start: 0,
         }
     }
@@ -188,12 +189,12 @@ impl Changes {
 #[derive(Clone, Copy, Default)]
 pub struct ChangeList<'a> {
     text: &'a str,
-    ends: &'a [[u32; 3]],
+    ends: SlotsRef<'a>,
     start: u32,
 }
 
 impl<'a> ChangeList<'a> {
-    pub(super) fn new(text: &'a str, ends: &'a [[u32; 3]], start: u32) -> Self {
+    pub(super) fn new(text: &'a str, ends: SlotsRef<'a>, start: u32) -> Self {
         ChangeList { text, ends, start }
     }
 
@@ -207,10 +208,10 @@ impl<'a> ChangeList<'a> {
 
     /// The change at `index`.
     pub fn get(&self, index: usize) -> Option<Change<'a>> {
-        let [field, old, new] = *self.ends.get(index)?;
+        let [field, old, new] = self.ends.get(index)?;
         let start = match index {
             0 => self.start,
-            _ => self.ends[index - 1][2],
+            _ => self.ends.get(index - 1).expect("the change before")[2],
         };
         let text: &'a str = self.text;
         let span = |from: u32, to: u32| words::read(&text[from as usize..to as usize]);
@@ -272,7 +273,7 @@ impl From<&[FieldChange]> for Changes {
                     })
                     .sum(),
             ),
-            ends: Vec::with_capacity(changes.len()),
+            ends: Slots::with_capacity(changes.len()),
         };
         for c in changes {
             out.push(&c.field, &c.old.0, &c.new.0);
@@ -347,6 +348,32 @@ mod tests {
             Some("vm1")
         );
         assert!(packed.find("name").unwrap().old.is_null());
+    }
+
+    /// A text past what `u16` offsets reach reads back whole, as do the changes before and
+    /// after it, and the list equals one packed from the same changes.
+    #[test]
+    fn a_text_past_64_kib_reads_back_whole() {
+        let long = format!("\"{}\"", "x".repeat(70_000));
+        let changes = vec![
+            change("name", "null", "\"vm1\""),
+            change("comments", "null", &long),
+            change("memory", "1024", "2048"),
+        ];
+        let packed = Changes::from(changes.clone());
+        assert_eq!(packed.to_vec(), changes);
+        assert_eq!(packed.find("comments").unwrap().new.0, long);
+        assert_eq!(packed.get(2).unwrap().old.0, "1024");
+        let mut rebuilt = Changes::new();
+        for c in &changes {
+            rebuilt.push(&c.field, &c.old.0, &c.new.0);
+        }
+        assert_eq!(rebuilt, packed);
+        rebuilt.retain(|c| c.field != "comments");
+        assert_eq!(
+            rebuilt.to_vec(),
+            vec![changes[0].clone(), changes[2].clone()]
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::changes::{ChangeList, Changes};
+use super::slots::Slots;
 use super::words;
 
 /// The text bytes one field change takes (names and common values as codes, [`words`]).
@@ -91,7 +92,7 @@ pub fn kind_word(kind: ChildKind) -> &'static str {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ChildOperations {
     text: String,
-    slots: Vec<[u32; 3]>,
+    slots: Slots,
 }
 
 /// A child's second slot, word 0: kind (bits 0-1), action (2-3), has parent (4), has
@@ -150,7 +151,7 @@ impl ChildOperations {
     fn with_capacity(texts: usize, slots: usize) -> Self {
         ChildOperations {
             text: String::with_capacity(texts),
-            slots: Vec::with_capacity(slots),
+            slots: Slots::with_capacity(slots),
         }
     }
 
@@ -225,12 +226,14 @@ impl ChildOperations {
             count += 1;
         }
         assert!(count < 1 << 24, "under 2^24 field changes per child");
-        self.slots[at + 1][0] = Meta::pack(
+        let [_, id_low, id_high] = self.slots.get(at + 1).expect("pushed above");
+        let meta = Meta::pack(
             op.kind,
             op.op,
             op.parent.is_some(),
             op.last_updated.is_some(),
         ) | count << Meta::CHANGES_SHIFT;
+        self.slots.set(at + 1, [meta, id_low, id_high]);
     }
 
     /// Keeps the children `keep` accepts, in order.
@@ -250,7 +253,7 @@ impl ChildOperations {
     /// Where the two buffers are, for tests that memory is reused.
     #[cfg(test)]
     pub(crate) fn buffers(&self) -> (usize, usize) {
-        (self.text.as_ptr() as usize, self.slots.as_ptr() as usize)
+        (self.text.as_ptr() as usize, self.slots.as_ptr())
     }
 
     /// Gives back the spare capacity left by pushes (the plan keeps the children until the
@@ -272,11 +275,11 @@ impl<'a> Iterator for Iter<'a> {
     type Item = ChildOperation<'a>;
 
     fn next(&mut self) -> Option<ChildOperation<'a>> {
-        let slots = &self.ops.slots;
-        let [key, parent, last_updated] = *slots.get(self.slot)?;
-        let [meta, id_low, id_high] = slots[self.slot + 1];
+        let slots = self.ops.slots.view();
+        let [key, parent, last_updated] = slots.get(self.slot)?;
+        let [meta, id_low, id_high] = slots.get(self.slot + 1).expect("a child's second slot");
         let count = (meta >> Meta::CHANGES_SHIFT) as usize;
-        let changes = &slots[self.slot + 2..self.slot + 2 + count];
+        let changes = slots.slice(self.slot + 2..self.slot + 2 + count);
         let text: &'a str = &self.ops.text;
         let span = |from: u32, to: u32| &text[from as usize..to as usize];
         let op = ChildOperation {

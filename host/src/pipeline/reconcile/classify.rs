@@ -219,6 +219,39 @@ pub fn reconcile(
     rules: &mut impl Rules,
     contract: &OutputContract,
 ) -> Vec<VmOutcome> {
+    let asked = ask_all(observed, snapshot, rules, contract);
+    classify_all(observed, snapshot, asked, contract)
+}
+
+/// Every guest's answer, or what the host decided without one: the part of [`reconcile`] that
+/// asks the rules (adoptions included). The rules are not asked again after it.
+pub struct Asked<'a> {
+    /// One per observed guest, an adoption's second answer in its guest's place.
+    answers: Vec<RulesResult>,
+    targets: Vec<Target<'a>>,
+}
+
+/// What the host made of a guest's answer, kept beside the answers rather than moved into a
+/// second list with them: both lists of 100k answers were a first sync's peak with children.
+enum Target<'a> {
+    Decided(Class),
+    /// Its answer is a VM's, to be classified against `record`.
+    Vm {
+        record: Option<&'a NetboxRecord>,
+        adopt: bool,
+    },
+}
+
+/// The first half of [`reconcile`]: match by identity, ask the rules, adopt by name. Why apart
+/// from [`classify_all`]: the caller can release what only the rules needed (their engine's
+/// linear memories, the read guests) before the outcomes are made, which was the peak of a
+/// first sync with children.
+pub fn ask_all<'a>(
+    observed: &[ObservedGuest],
+    snapshot: &'a Snapshot,
+    rules: &mut impl Rules,
+    contract: &OutputContract,
+) -> Asked<'a> {
     let found: Vec<Found<'_>> = observed.iter().map(|g| find(g, snapshot)).collect();
     let items: Vec<RulesItem<'_>> = found
         .iter()
@@ -232,61 +265,86 @@ pub fn reconcile(
             again: matches!(f, Found::Nothing) && snapshot.has_unowned(observed[guest].cluster_id),
         })
         .collect();
-    let answers = ask(rules, &items, contract);
+    let mut answers = ask(rules, &items, contract);
     let mut adoptions: Vec<(RulesItem<'_>, &NetboxRecord)> = Vec::new();
-    let mut states: Vec<State<'_>> = Vec::with_capacity(observed.len());
-    for ((guest, found), answer) in observed.iter().zip(found).zip(answers) {
+    let mut targets: Vec<Target<'_>> = Vec::with_capacity(observed.len());
+    for ((guest, found), answer) in observed.iter().zip(found).zip(&mut answers) {
         let answer = match answer {
             RulesResult::Error(message) => {
-                states.push(State::Decided(Class::Error(message)));
+                targets.push(Target::Decided(Class::Error(std::mem::take(message))));
                 continue;
             }
             RulesResult::Skip(reason) => {
-                states.push(State::Decided(Class::Skip(format!("rules: {reason}"))));
+                targets.push(Target::Decided(Class::Skip(format!("rules: {reason}"))));
                 continue;
             }
             RulesResult::Vm(answer) => answer,
         };
-        let state = match found {
-            Found::Conflict(class) => State::Decided(class),
-            Found::Record(record) => State::Target {
-                answer,
+        let target = match found {
+            Found::Conflict(class) => Target::Decided(class),
+            Found::Record(record) => Target::Vm {
                 record: Some(record),
                 adopt: false,
             },
-            Found::Nothing => match by_name(guest, &answer, snapshot) {
-                Ok(None) => State::Target {
-                    answer,
+            Found::Nothing => match by_name(guest, answer, snapshot) {
+                Ok(None) => Target::Vm {
                     record: None,
                     adopt: false,
                 },
                 Ok(Some(record)) => {
                     let item = RulesItem {
-                        guest: states.len(),
+                        guest: targets.len(),
                         current: Some(record),
                         again: false,
                     };
                     adoptions.push((item, record));
                     // Replaced by the second answer below.
-                    State::Decided(Class::Error("adoption was not reconciled".into()))
+                    Target::Decided(Class::Error("adoption was not reconciled".into()))
                 }
-                Err(class) => State::Decided(class),
+                Err(class) => Target::Decided(class),
             },
         };
-        states.push(state);
+        targets.push(target);
     }
     let items: Vec<RulesItem<'_>> = adoptions.iter().map(|(item, _)| *item).collect();
     for ((item, record), answer) in adoptions.iter().zip(ask(rules, &items, contract)) {
-        states[item.guest] = match answer {
-            RulesResult::Vm(answer) => State::Target {
-                answer,
+        targets[item.guest] = match &answer {
+            RulesResult::Vm(_) => Target::Vm {
                 record: Some(record),
                 adopt: true,
             },
-            RulesResult::Skip(reason) => State::Decided(Class::Skip(format!("rules: {reason}"))),
-            RulesResult::Error(message) => State::Decided(Class::Error(message)),
+            RulesResult::Skip(reason) => Target::Decided(Class::Skip(format!("rules: {reason}"))),
+            RulesResult::Error(message) => Target::Decided(Class::Error(message.clone())),
         };
+        answers[item.guest] = answer;
     }
+    Asked { answers, targets }
+}
+
+/// The second half of [`reconcile`]: each guest's outcome from what [`ask_all`] returned for the
+/// same `observed` guests, names settled; sorted by cluster, then VMID.
+pub fn classify_all(
+    observed: &[ObservedGuest],
+    snapshot: &Snapshot,
+    asked: Asked<'_>,
+    contract: &OutputContract,
+) -> Vec<VmOutcome> {
+    let Asked { answers, targets } = asked;
+    let states = answers
+        .into_iter()
+        .zip(targets)
+        .map(|(answer, target)| match (target, answer) {
+            (Target::Vm { record, adopt }, RulesResult::Vm(answer)) => State::Target {
+                answer,
+                record,
+                adopt,
+            },
+            (Target::Decided(class), _) => State::Decided(class),
+            // A target is a VM's only with a VM's answer (above).
+            (Target::Vm { .. }, _) => {
+                State::Decided(Class::Error("the rules' answer went missing".into()))
+            }
+        });
     let mut held = SharedTexts::default();
     let mut outcomes: Vec<(VmOutcome, Option<&NetboxRecord>)> = observed
         .iter()

@@ -12,6 +12,7 @@ mod contract;
 mod names;
 mod observed;
 mod scope;
+mod slots;
 mod snapshot;
 mod words;
 
@@ -23,7 +24,8 @@ mod tests;
 pub use changes::{Change, ChangeList, Changes, Json};
 pub use child_operations::{ChildAction, ChildOperation, ChildOperations, kind_word};
 pub use classify::{
-    Class, Journal, Rules, RulesItem, SharedTexts, VmOutcome, cf, reconcile, settle_answer,
+    Asked, Class, Journal, Rules, RulesItem, SharedTexts, VmOutcome, ask_all, cf, classify_all,
+    reconcile, settle_answer,
 };
 pub use compact::{CompactVm, Parts, SharedValues, TooLarge};
 pub use contract::OutputContract;

@@ -665,6 +665,28 @@ fn the_rules_are_asked_once_and_again_only_for_adoptions() {
     assert_eq!(rules.calls, 1, "nothing to adopt: one batch");
 }
 
+/// Every call to the rules is made by `ask_all`, adoptions included: the rules (and what only
+/// they need) can be dropped before `classify_all`, which gives the outcomes `reconcile` gives.
+#[test]
+fn the_rules_are_done_before_the_outcomes_are_made() {
+    let guests = || vec![guest(100).named("web"), guest(101).named("db"), guest(102)];
+    let snap = snapshot(vec![
+        netbox_vm(11).named("db"),
+        netbox_vm(12).named("vm-102").identity(102),
+    ]);
+    let contract = OutputContract::default();
+    let (observed, mut rules) = guests_and_rules(guests());
+    let asked = ask_all(&observed, &snap, &mut rules, &contract);
+    assert_eq!(rules.calls, 2, "one batch, then one for the adoption");
+    drop(rules);
+    let outcomes = classify_all(&observed, &snap, asked, &contract);
+
+    let (observed, mut rules) = guests_and_rules(guests());
+    let whole = reconcile(&observed, &snap, &mut rules, &contract);
+    assert_eq!(outcomes, whole);
+    assert_eq!(of(&outcomes, 101).class, Class::Adopt);
+}
+
 #[test]
 fn only_a_guest_that_may_adopt_is_marked_to_be_asked_again() {
     let (observed, mut fake) = guests_and_rules(vec![
