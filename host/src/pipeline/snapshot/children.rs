@@ -1733,6 +1733,101 @@ mod tests {
     }
 
     #[test]
+    fn packed_rows_come_back_field_for_field() {
+        // Edges of every packed field: unicode and empty texts, absent and extreme numbers,
+        // ids out of order and far apart, `last_updated` going back in time and as text.
+        let big = u64::MAX;
+        let snap = ChildrenSnapshot::from_rows(
+            rows(json!([
+                {"id": big, "virtual_machine": {"id": 7}, "name": "n\u{e9}t \u{1f600}",
+                 "enabled": false, "mtu": big, "description": "",
+                 "untagged_vlan": {"id": 1, "vid": 0, "name": "v0"}, "mac_address": "",
+                 "last_updated": "2026-12-06T10:00:00.123456Z"},
+                {"id": 5, "virtual_machine": {"id": 7}, "name": "", "mtu": 0,
+                 "description": "d\u{e9}", "last_updated": "2020-01-01T00:00:00.000001Z"},
+                {"id": 6, "virtual_machine": {"id": 7}, "name": "net2",
+                 "last_updated": "not a \u{2713} stamp"}])),
+            Vec::new(),
+            rows(json!([
+                {"id": 1, "address": "fe80::1/64", "vrf": {"id": 3, "name": "\u{e9}"},
+                 "assigned_object_type": "virtualization.vminterface", "assigned_object_id": 5},
+                {"id": 2, "address": "10.0.0.1/8", "vrf": {"id": 4, "name": ""},
+                 "assigned_object_type": "virtualization.vminterface", "assigned_object_id": big}])),
+            rows(json!([
+                {"id": 40, "virtual_machine": {"id": 7}, "name": "scsi0", "size": big},
+                {"id": 41, "virtual_machine": {"id": 7}, "name": "scsi1", "size": 0,
+                 "description": "x"}])),
+        );
+        assert_eq!(
+            rendered(&snap, 7).unwrap(),
+            json!({
+                "interfaces": [
+                    {"id": 5, "name": "", "mtu": 0, "description": "d\u{e9}"},
+                    {"id": 6, "name": "net2"},
+                    {"id": big, "name": "n\u{e9}t \u{1f600}", "enabled": false, "mtu": big,
+                     "untagged_vlan": {"vid": 0}}],
+                "mac_addresses": [],
+                "ip_addresses": [
+                    {"id": 1, "address": "fe80::1/64", "vrf": "\u{e9}",
+                     "assigned_object_id": 5},
+                    {"id": 2, "address": "10.0.0.1/8", "vrf": "", "assigned_object_id": big}],
+                "virtual_disks": [
+                    {"id": 40, "name": "scsi0", "size": big},
+                    {"id": 41, "name": "scsi1", "size": 0, "description": "x"}],
+            })
+        );
+        let rows = snap.vm_rows(7).unwrap();
+        let stamps: Vec<Option<LastUpdated>> = rows.interfaces().map(|c| c.last_updated).collect();
+        assert_eq!(
+            stamps,
+            [
+                Some(LastUpdated::Micros(
+                    stamp::parse("2020-01-01T00:00:00.000001Z").unwrap()
+                )),
+                Some(LastUpdated::Text("not a \u{2713} stamp")),
+                Some(LastUpdated::Micros(
+                    stamp::parse("2026-12-06T10:00:00.123456Z").unwrap()
+                )),
+            ]
+        );
+        assert_eq!(
+            rows.disks().map(|c| c.last_updated).collect::<Vec<_>>(),
+            [None, None]
+        );
+        assert_eq!(snap.rows(), 7);
+    }
+
+    #[test]
+    fn vms_left_out_take_their_packed_rows_with_them() {
+        // Disks of 100 VMs, of which 3 are kept: the buffer is repacked, the kept render as
+        // before.
+        let disks: Vec<DiskRow> = rows(Value::Array(
+            (1..=100u64)
+                .map(|vm| {
+                    json!({"id": 1000 + vm, "virtual_machine": {"id": vm},
+                                 "name": format!("d{vm}"), "size": vm})
+                })
+                .collect(),
+        ));
+        let mut snap = ChildrenSnapshot::from_rows(Vec::new(), Vec::new(), Vec::new(), disks);
+        let before = rendered(&snap, 50);
+        let full = snap.disks.bytes.len();
+        snap.retain_vms(|vm| [2, 50, 99].contains(&vm));
+        assert!(
+            snap.disks.bytes.len() * 10 < full,
+            "{} of {full}",
+            snap.disks.bytes.len()
+        );
+        assert_eq!(snap.rows(), 3);
+        assert_eq!(rendered(&snap, 50), before);
+        assert_eq!(
+            rendered(&snap, 99).unwrap()["virtual_disks"],
+            json!([{"id": 1099, "name": "d99", "size": 99}])
+        );
+        assert!(snap.vm_rows(51).is_none());
+    }
+
+    #[test]
     fn rows_keep_their_texts_in_one_pool_per_kind() {
         let (i, m, mut ip, d) = sample();
         // Same address in a VRF named "" and in none: the key tells them apart.
