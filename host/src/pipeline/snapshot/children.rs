@@ -23,8 +23,11 @@
 //! the plan read: ids as numbers, its texts as spans of one buffer per kind ([`Pool`]), its
 //! `last_updated` as a number where NetBox's text comes back from it exactly
 //! ([`LastUpdated`]), its tag list and choice values as indexes into lists kept once per kind,
-//! and for MACs and IPs the VM interface they sit on (~110 bytes a row with its text, where NetBox's shape as structs
-//! of strings was ~250 and several allocations).
+//! and for MACs and IPs the VM interface they sit on (~110 bytes a row with its text, where
+//! NetBox's shape as structs of strings was ~250 and several allocations). Once a kind is
+//! read and placed under its VMs, each VM's rows are packed in one byte buffer per kind
+//! (`packed_rows`: varints, ids and micros as differences; ~64 -> ~25 bytes a row besides
+//! the text) and read back row by row as they were kept.
 //!
 //! Edges: NetBox client in; per VM the JSON text of WIT `netbox-vm.children` out
 //! ([`ChildrenSnapshot::children_json`]).
@@ -669,7 +672,7 @@ impl<R> Default for Table<R> {
 }
 
 /// One kind's rows as the snapshot keeps them once indexed: each VM's rows packed one after
-/// the other ([`packed_rows`]; a VM's ranges are byte ranges), their texts in the pool.
+/// the other (`packed_rows`; a VM's ranges are byte ranges), their texts in the pool.
 #[derive(Debug)]
 struct Packed<R> {
     bytes: Vec<u8>,
