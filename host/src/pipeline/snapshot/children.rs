@@ -23,14 +23,18 @@
 //! the plan read: ids as numbers, its texts as spans of one buffer per kind ([`Pool`]), its
 //! `last_updated` as a number where NetBox's text comes back from it exactly
 //! ([`LastUpdated`]), its tag list and choice values as indexes into lists kept once per kind,
-//! and for MACs and IPs the VM interface they sit on (~110 bytes a row with its text, where NetBox's shape as structs
-//! of strings was ~250 and several allocations).
+//! and for MACs and IPs the VM interface they sit on (~110 bytes a row with its text, where
+//! NetBox's shape as structs of strings was ~250 and several allocations). Once a kind is
+//! read and placed under its VMs, each VM's rows are packed in one byte buffer per kind
+//! (`packed_rows`: varints, ids and micros as differences; ~64 -> ~25 bytes a row besides
+//! the text) and read back row by row as they were kept.
 //!
 //! Edges: NetBox client in; per VM the JSON text of WIT `netbox-vm.children` out
 //! ([`ChildrenSnapshot::children_json`]).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::marker::PhantomData;
 use std::num::NonZeroU64;
 use std::ops::{Deref, Range};
 use std::sync::Arc;
@@ -39,6 +43,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::clients::netbox::{Capabilities, ListRow, Listed, NetboxClient, NetboxError};
 
+use super::packed_rows::{PackedRow, RowReader, RowWriter, StampCode};
 use super::primaries::PrimaryIps;
 use super::stamp;
 pub use super::stamp::LastUpdated;
@@ -666,11 +671,94 @@ impl<R> Default for Table<R> {
     }
 }
 
+/// One kind's rows as the snapshot keeps them once indexed: each VM's rows packed one after
+/// the other (`packed_rows`; a VM's ranges are byte ranges), their texts in the pool.
+#[derive(Debug)]
+struct Packed<R> {
+    bytes: Vec<u8>,
+    pool: Pool,
+    kind: PhantomData<R>,
+}
+
+impl<R> Default for Packed<R> {
+    fn default() -> Self {
+        Packed {
+            bytes: Vec::new(),
+            pool: Pool::default(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<R: PackedRow + OfVm> Packed<R> {
+    /// Packs `table`'s rows sorted by VM, then id, and sets each VM's byte range with `set`.
+    fn of(
+        mut table: Table<R>,
+        by_vm: &mut HashMap<u64, VmRanges>,
+        set: impl Fn(&mut VmRanges) -> &mut Range<u32>,
+    ) -> Self {
+        let rows = &mut table.rows;
+        if !rows.is_sorted_by_key(|r| (r.vm(), r.id())) {
+            rows.sort_unstable_by_key(|r| (r.vm(), r.id()));
+        }
+        let mut bytes = Vec::new();
+        let mut start = 0usize;
+        while start < rows.len() {
+            let vm = rows[start].vm();
+            let end = start + rows[start..].partition_point(|r| r.vm() == vm);
+            let from = bytes.len();
+            let mut w = RowWriter::new(&mut bytes);
+            for row in &rows[start..end] {
+                w.row(row);
+            }
+            // A listing is refused past 10 million rows and a packed row is at most ~130
+            // bytes: the buffer stays under 4 GiB.
+            *set(by_vm.entry(vm).or_default()) = from as u32..bytes.len() as u32;
+            start = end;
+        }
+        bytes.shrink_to_fit();
+        Packed {
+            bytes,
+            pool: table.pool,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<R: PackedRow> Packed<R> {
+    /// Keeps only the bytes of the VMs in `by_vm` (their ranges move) when many were left
+    /// out; the texts stay in the pool (rows left out are few, their texts short).
+    fn retain(
+        &mut self,
+        by_vm: &mut HashMap<u64, VmRanges>,
+        set: impl Fn(&mut VmRanges) -> &mut Range<u32>,
+    ) {
+        let kept: usize = by_vm.values_mut().map(|r| set(r).len()).sum();
+        if kept * 2 >= self.bytes.len() {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(kept);
+        for ranges in by_vm.values_mut() {
+            let r = set(ranges);
+            let from = bytes.len() as u32;
+            bytes.extend_from_slice(&self.bytes[r.start as usize..r.end as usize]);
+            *r = from..bytes.len() as u32;
+        }
+        self.bytes = bytes;
+    }
+
+    /// Rows in `range` (a VM's).
+    fn count(&self, r: &Range<u32>) -> usize {
+        Rows::<R>::of(self, r).map(|_, _| ()).count()
+    }
+}
+
 /// One VM's rows of one kind (in id order), with the pool of their texts.
 #[derive(Debug)]
 pub struct Rows<'a, R> {
-    rows: &'a [R],
+    bytes: &'a [u8],
     pool: &'a Pool,
+    kind: PhantomData<R>,
 }
 
 impl<R> Clone for Rows<'_, R> {
@@ -683,22 +771,29 @@ impl<R> Copy for Rows<'_, R> {}
 impl<R> Default for Rows<'_, R> {
     fn default() -> Self {
         Rows {
-            rows: &[],
+            bytes: &[],
             pool: &EMPTY_POOL,
+            kind: PhantomData,
         }
     }
 }
 
-impl<'a, R> Rows<'a, R> {
-    fn of(table: &'a Table<R>, r: &Range<u32>) -> Self {
+impl<'a, R: PackedRow> Rows<'a, R> {
+    fn of(packed: &'a Packed<R>, r: &Range<u32>) -> Self {
         Rows {
-            rows: &table.rows[r.start as usize..r.end as usize],
-            pool: &table.pool,
+            bytes: &packed.bytes[r.start as usize..r.end as usize],
+            pool: &packed.pool,
+            kind: PhantomData,
         }
     }
 
-    fn map<O>(self, f: impl Fn(&'a R, &'a Pool) -> O + 'a) -> impl Iterator<Item = O> + 'a {
-        self.rows.iter().map(move |r| f(r, self.pool))
+    /// Each row, read back, given to `f` with the pool.
+    fn map<O>(self, f: impl Fn(R, &'a Pool) -> O + 'a) -> impl Iterator<Item = O> + 'a
+    where
+        R: 'a,
+    {
+        let mut reader = RowReader::new(self.bytes);
+        std::iter::from_fn(move || reader.next_row::<R>()).map(move |r| f(r, self.pool))
     }
 }
 
@@ -793,34 +888,140 @@ macro_rules! of_vm {
 }
 of_vm!(Interface, Mac, Ip, Disk);
 
-/// Sorts `rows` by VM, then id, and sets each VM's range of them with `set`.
-fn index_by_vm<T: OfVm>(
-    rows: &mut [T],
-    by_vm: &mut HashMap<u64, VmRanges>,
-    set: impl Fn(&mut VmRanges) -> &mut Range<u32>,
-) {
-    if !rows.is_sorted_by_key(|r| (r.vm(), r.id())) {
-        rows.sort_unstable_by_key(|r| (r.vm(), r.id()));
+impl Span {
+    fn code(self) -> Option<(u32, u32)> {
+        (self != Span::NONE).then_some((self.start, self.len))
     }
-    let mut start = 0usize;
-    while start < rows.len() {
-        let vm = rows[start].vm();
-        let end = start + rows[start..].partition_point(|r| r.vm() == vm);
-        // Row counts stay far below u32::MAX (a listing is refused past 10 million rows).
-        *set(by_vm.entry(vm).or_default()) = start as u32..end as u32;
-        start = end;
+
+    fn of_code(code: Option<(u32, u32)>) -> Span {
+        code.map_or(Span::NONE, |(start, len)| Span { start, len })
     }
 }
 
-/// Keeps the rows whose VM `keep` accepts, and gives back the room of many left out; whether
-/// any row was left out. (Their texts stay in the pool: rows left out are few.)
-fn retain_rows<T: OfVm>(rows: &mut Vec<T>, keep: &impl Fn(u64) -> bool) -> bool {
-    let before = rows.len();
-    rows.retain(|r| keep(r.vm()));
-    if rows.len() < rows.capacity() / 2 {
-        rows.shrink_to_fit();
+impl Stamp {
+    fn code(self) -> StampCode {
+        if self == Stamp::NONE {
+            StampCode::None
+        } else if self.0 & Stamp::TEXT == 0 {
+            StampCode::Micros(self.0)
+        } else {
+            StampCode::Text {
+                start: self.0 as u32,
+                len: ((self.0 & !Stamp::TEXT) >> 32) as u32,
+            }
+        }
     }
-    rows.len() != before
+
+    fn of_code(code: StampCode) -> Stamp {
+        match code {
+            StampCode::None => Stamp::NONE,
+            StampCode::Micros(m) => Stamp(m),
+            StampCode::Text { start, len } => {
+                Stamp(Stamp::TEXT | (u64::from(len) << 32) | u64::from(start))
+            }
+        }
+    }
+}
+
+// Packed rows leave out `vm` (the VM's range says it; read back as 0).
+impl PackedRow for Interface {
+    fn write(&self, w: &mut RowWriter<'_>) {
+        w.id(self.id);
+        w.opt_u64(self.mtu);
+        w.opt_u64(self.untagged_vid);
+        w.span(self.name.code());
+        w.span(self.description.code());
+        w.span(self.mac.code());
+        w.stamp(self.last_updated.code());
+        w.index(self.tags);
+        w.index(self.mode);
+        w.opt_bool(self.enabled);
+    }
+
+    fn read(r: &mut RowReader<'_>) -> Self {
+        Interface {
+            id: r.id(),
+            vm: 0,
+            mtu: r.opt_u64(),
+            untagged_vid: r.opt_u64(),
+            name: Span::of_code(r.span()),
+            description: Span::of_code(r.span()),
+            mac: Span::of_code(r.span()),
+            last_updated: Stamp::of_code(r.stamp()),
+            tags: r.index(),
+            mode: r.index(),
+            enabled: r.opt_bool(),
+        }
+    }
+}
+
+impl PackedRow for Mac {
+    fn write(&self, w: &mut RowWriter<'_>) {
+        w.id(self.id);
+        w.u64(self.assigned.map_or(0, NonZeroU64::get));
+        w.span(self.mac.code());
+        w.stamp(self.last_updated.code());
+        w.index(self.tags);
+    }
+
+    fn read(r: &mut RowReader<'_>) -> Self {
+        Mac {
+            id: r.id(),
+            vm: 0,
+            assigned: NonZeroU64::new(r.u64()),
+            mac: Span::of_code(r.span()),
+            last_updated: Stamp::of_code(r.stamp()),
+            tags: r.index(),
+        }
+    }
+}
+
+impl PackedRow for Ip {
+    fn write(&self, w: &mut RowWriter<'_>) {
+        w.id(self.id);
+        w.u64(self.assigned.map_or(0, NonZeroU64::get));
+        w.span(self.address.code());
+        w.span(self.vrf.code());
+        w.stamp(self.last_updated.code());
+        w.index(self.tags);
+        w.index(self.status);
+    }
+
+    fn read(r: &mut RowReader<'_>) -> Self {
+        Ip {
+            id: r.id(),
+            vm: 0,
+            assigned: NonZeroU64::new(r.u64()),
+            address: Span::of_code(r.span()),
+            vrf: Span::of_code(r.span()),
+            last_updated: Stamp::of_code(r.stamp()),
+            tags: r.index(),
+            status: r.index(),
+        }
+    }
+}
+
+impl PackedRow for Disk {
+    fn write(&self, w: &mut RowWriter<'_>) {
+        w.id(self.id);
+        w.opt_u64(self.size);
+        w.span(self.name.code());
+        w.span(self.description.code());
+        w.stamp(self.last_updated.code());
+        w.index(self.tags);
+    }
+
+    fn read(r: &mut RowReader<'_>) -> Self {
+        Disk {
+            id: r.id(),
+            vm: 0,
+            size: r.opt_u64(),
+            name: Span::of_code(r.span()),
+            description: Span::of_code(r.span()),
+            last_updated: Stamp::of_code(r.stamp()),
+            tags: r.index(),
+        }
+    }
 }
 
 /// Which kinds were read completely.
@@ -837,10 +1038,10 @@ pub struct KindsRead {
 /// and each VM's ranges of them.
 #[derive(Debug, Default)]
 pub struct ChildrenSnapshot {
-    interfaces: Table<Interface>,
-    macs: Table<Mac>,
-    ips: Table<Ip>,
-    disks: Table<Disk>,
+    interfaces: Packed<Interface>,
+    macs: Packed<Mac>,
+    ips: Packed<Ip>,
+    disks: Packed<Disk>,
     by_vm: HashMap<u64, VmRanges>,
     read: KindsRead,
     primaries: PrimaryIps,
@@ -950,7 +1151,7 @@ struct AddressOut<'a> {
 }
 
 impl<'a> InterfaceOut<'a> {
-    fn of(r: &'a Interface, p: &'a Pool) -> Self {
+    fn of(r: Interface, p: &'a Pool) -> Self {
         // Where the primary MAC object is read, its address is the interface's MAC (NetBox's
         // own `mac_address` mirrors it; `Interface::mac` is the one that applies); an empty
         // one is none, as before.
@@ -969,7 +1170,7 @@ impl<'a> InterfaceOut<'a> {
 }
 
 impl<'a> MacOut<'a> {
-    fn of(r: &'a Mac, p: &'a Pool) -> Self {
+    fn of(r: Mac, p: &'a Pool) -> Self {
         MacOut {
             id: r.id,
             mac_address: p.required(r.mac),
@@ -980,7 +1181,7 @@ impl<'a> MacOut<'a> {
 }
 
 impl<'a> IpOut<'a> {
-    fn of(r: &'a Ip, p: &'a Pool) -> Self {
+    fn of(r: Ip, p: &'a Pool) -> Self {
         IpOut {
             id: r.id,
             address: p.required(r.address),
@@ -993,7 +1194,7 @@ impl<'a> IpOut<'a> {
 }
 
 impl<'a> DiskOut<'a> {
-    fn of(r: &'a Disk, p: &'a Pool) -> Self {
+    fn of(r: Disk, p: &'a Pool) -> Self {
         DiskOut {
             id: r.id,
             name: p.required(r.name),
@@ -1011,10 +1212,10 @@ fn render_children(
     read: KindsRead,
     primaries: (Option<&str>, Option<&str>),
 ) -> String {
-    fn list<'a, T, O>(
+    fn list<'a, T: PackedRow + 'a, O>(
         on: bool,
         rows: Rows<'a, T>,
-        of: impl Fn(&'a T, &'a Pool) -> O + 'a,
+        of: impl Fn(T, &'a Pool) -> O + 'a,
     ) -> Option<Vec<O>> {
         on.then(|| rows.map(of).collect())
     }
@@ -1059,17 +1260,6 @@ impl ChildrenSnapshot {
         })
     }
 
-    /// Sorts each kind by VM and sets every VM's ranges.
-    fn index(&mut self) {
-        self.by_vm.clear();
-        index_by_vm(&mut self.interfaces.rows, &mut self.by_vm, |r| {
-            &mut r.interfaces
-        });
-        index_by_vm(&mut self.macs.rows, &mut self.by_vm, |r| &mut r.macs);
-        index_by_vm(&mut self.ips.rows, &mut self.by_vm, |r| &mut r.ips);
-        index_by_vm(&mut self.disks.rows, &mut self.by_vm, |r| &mut r.disks);
-    }
-
     /// Which kinds were read completely.
     pub fn kinds_read(&self) -> KindsRead {
         self.read
@@ -1087,23 +1277,29 @@ impl ChildrenSnapshot {
 
     /// Children rows held (every kind), for the report.
     pub fn rows(&self) -> usize {
-        self.interfaces.rows.len()
-            + self.macs.rows.len()
-            + self.ips.rows.len()
-            + self.disks.rows.len()
+        self.by_vm
+            .values()
+            .map(|r| {
+                self.interfaces.count(&r.interfaces)
+                    + self.macs.count(&r.macs)
+                    + self.ips.count(&r.ips)
+                    + self.disks.count(&r.disks)
+            })
+            .sum()
     }
 
     /// Keeps only the children of the VMs `keep` accepts (the managed VMs): virtual disks are
     /// read without a cluster filter.
     pub fn retain_vms(&mut self, keep: impl Fn(u64) -> bool) {
-        let removed = retain_rows(&mut self.interfaces.rows, &keep)
-            | retain_rows(&mut self.macs.rows, &keep)
-            | retain_rows(&mut self.ips.rows, &keep)
-            | retain_rows(&mut self.disks.rows, &keep);
-        // Rows stay in their order, so only the ranges can change, and only when rows went
-        // (usually none do: every VM in the managed clusters is managed).
-        if removed {
-            self.index();
+        let before = self.by_vm.len();
+        self.by_vm.retain(|vm, _| keep(*vm));
+        // Usually none go: every VM in the managed clusters is managed.
+        if self.by_vm.len() != before {
+            self.interfaces
+                .retain(&mut self.by_vm, |r| &mut r.interfaces);
+            self.macs.retain(&mut self.by_vm, |r| &mut r.macs);
+            self.ips.retain(&mut self.by_vm, |r| &mut r.ips);
+            self.disks.retain(&mut self.by_vm, |r| &mut r.disks);
         }
         self.primaries.retain(keep);
     }
@@ -1351,11 +1547,8 @@ fn assemble(
     errors: &mut Vec<ChildrenError>,
 ) -> ChildrenSnapshot {
     let mut snap = ChildrenSnapshot::default();
-    if let Some(mut ifaces) = ifaces {
-        snap.read.interfaces = true;
-        ifaces.rows.retain(|r| r.vm != 0);
-        snap.interfaces = ifaces;
-    } else {
+    let by_vm = &mut snap.by_vm;
+    let Some(mut ifaces) = ifaces else {
         for (kind, present) in [
             ("MAC addresses", macs.is_some()),
             ("IP addresses", ips.is_some()),
@@ -1364,10 +1557,17 @@ fn assemble(
                 errors.push(ChildrenError::NoInterfaces { kind });
             }
         }
-    }
-    if snap.read.interfaces {
-        let iface_vm: HashMap<u64, u64> =
-            snap.interfaces.rows.iter().map(|r| (r.id, r.vm)).collect();
+        if let Some(mut disks) = disks {
+            snap.read.virtual_disks = true;
+            disks.rows.retain(|r| r.vm != 0);
+            snap.disks = Packed::of(disks, by_vm, |r| &mut r.disks);
+        }
+        return snap;
+    };
+    snap.read.interfaces = true;
+    ifaces.rows.retain(|r| r.vm != 0);
+    {
+        let iface_vm: HashMap<u64, u64> = ifaces.rows.iter().map(|r| (r.id, r.vm)).collect();
         let vm_of = |iface: Option<NonZeroU64>| -> u64 {
             iface.map_or(0, |i| iface_vm.get(&i.get()).copied().unwrap_or(0))
         };
@@ -1377,7 +1577,7 @@ fn assemble(
                 r.vm = vm_of(r.assigned);
             }
             macs.rows.retain(|r| r.vm != 0);
-            snap.macs = macs;
+            snap.macs = Packed::of(macs, by_vm, |r| &mut r.macs);
         }
         if let Some(mut ips) = ips {
             snap.read.ip_addresses = true;
@@ -1385,15 +1585,15 @@ fn assemble(
                 r.vm = vm_of(r.assigned);
             }
             ips.rows.retain(|r| r.vm != 0);
-            snap.ips = ips;
+            snap.ips = Packed::of(ips, by_vm, |r| &mut r.ips);
         }
     }
+    snap.interfaces = Packed::of(ifaces, by_vm, |r| &mut r.interfaces);
     if let Some(mut disks) = disks {
         snap.read.virtual_disks = true;
         disks.rows.retain(|r| r.vm != 0);
-        snap.disks = disks;
+        snap.disks = Packed::of(disks, by_vm, |r| &mut r.disks);
     }
-    snap.index();
     snap
 }
 
@@ -1536,6 +1736,101 @@ mod tests {
     }
 
     #[test]
+    fn packed_rows_come_back_field_for_field() {
+        // Edges of every packed field: unicode and empty texts, absent and extreme numbers,
+        // ids out of order and far apart, `last_updated` going back in time and as text.
+        let big = u64::MAX;
+        let snap = ChildrenSnapshot::from_rows(
+            rows(json!([
+                {"id": big, "virtual_machine": {"id": 7}, "name": "n\u{e9}t \u{1f600}",
+                 "enabled": false, "mtu": big, "description": "",
+                 "untagged_vlan": {"id": 1, "vid": 0, "name": "v0"}, "mac_address": "",
+                 "last_updated": "2026-12-06T10:00:00.123456Z"},
+                {"id": 5, "virtual_machine": {"id": 7}, "name": "", "mtu": 0,
+                 "description": "d\u{e9}", "last_updated": "2020-01-01T00:00:00.000001Z"},
+                {"id": 6, "virtual_machine": {"id": 7}, "name": "net2",
+                 "last_updated": "not a \u{2713} stamp"}])),
+            Vec::new(),
+            rows(json!([
+                {"id": 1, "address": "fe80::1/64", "vrf": {"id": 3, "name": "\u{e9}"},
+                 "assigned_object_type": "virtualization.vminterface", "assigned_object_id": 5},
+                {"id": 2, "address": "10.0.0.1/8", "vrf": {"id": 4, "name": ""},
+                 "assigned_object_type": "virtualization.vminterface", "assigned_object_id": big}])),
+            rows(json!([
+                {"id": 40, "virtual_machine": {"id": 7}, "name": "scsi0", "size": big},
+                {"id": 41, "virtual_machine": {"id": 7}, "name": "scsi1", "size": 0,
+                 "description": "x"}])),
+        );
+        assert_eq!(
+            rendered(&snap, 7).unwrap(),
+            json!({
+                "interfaces": [
+                    {"id": 5, "name": "", "mtu": 0, "description": "d\u{e9}"},
+                    {"id": 6, "name": "net2"},
+                    {"id": big, "name": "n\u{e9}t \u{1f600}", "enabled": false, "mtu": big,
+                     "untagged_vlan": {"vid": 0}}],
+                "mac_addresses": [],
+                "ip_addresses": [
+                    {"id": 1, "address": "fe80::1/64", "vrf": "\u{e9}",
+                     "assigned_object_id": 5},
+                    {"id": 2, "address": "10.0.0.1/8", "vrf": "", "assigned_object_id": big}],
+                "virtual_disks": [
+                    {"id": 40, "name": "scsi0", "size": big},
+                    {"id": 41, "name": "scsi1", "size": 0, "description": "x"}],
+            })
+        );
+        let rows = snap.vm_rows(7).unwrap();
+        let stamps: Vec<Option<LastUpdated>> = rows.interfaces().map(|c| c.last_updated).collect();
+        assert_eq!(
+            stamps,
+            [
+                Some(LastUpdated::Micros(
+                    stamp::parse("2020-01-01T00:00:00.000001Z").unwrap()
+                )),
+                Some(LastUpdated::Text("not a \u{2713} stamp")),
+                Some(LastUpdated::Micros(
+                    stamp::parse("2026-12-06T10:00:00.123456Z").unwrap()
+                )),
+            ]
+        );
+        assert_eq!(
+            rows.disks().map(|c| c.last_updated).collect::<Vec<_>>(),
+            [None, None]
+        );
+        assert_eq!(snap.rows(), 7);
+    }
+
+    #[test]
+    fn vms_left_out_take_their_packed_rows_with_them() {
+        // Disks of 100 VMs, of which 3 are kept: the buffer is repacked, the kept render as
+        // before.
+        let disks: Vec<DiskRow> = rows(Value::Array(
+            (1..=100u64)
+                .map(|vm| {
+                    json!({"id": 1000 + vm, "virtual_machine": {"id": vm},
+                                 "name": format!("d{vm}"), "size": vm})
+                })
+                .collect(),
+        ));
+        let mut snap = ChildrenSnapshot::from_rows(Vec::new(), Vec::new(), Vec::new(), disks);
+        let before = rendered(&snap, 50);
+        let full = snap.disks.bytes.len();
+        snap.retain_vms(|vm| [2, 50, 99].contains(&vm));
+        assert!(
+            snap.disks.bytes.len() * 10 < full,
+            "{} of {full}",
+            snap.disks.bytes.len()
+        );
+        assert_eq!(snap.rows(), 3);
+        assert_eq!(rendered(&snap, 50), before);
+        assert_eq!(
+            rendered(&snap, 99).unwrap()["virtual_disks"],
+            json!([{"id": 1099, "name": "d99", "size": 99}])
+        );
+        assert!(snap.vm_rows(51).is_none());
+    }
+
+    #[test]
     fn rows_keep_their_texts_in_one_pool_per_kind() {
         let (i, m, mut ip, d) = sample();
         // Same address in a VRF named "" and in none: the key tells them apart.
@@ -1561,7 +1856,8 @@ mod tests {
             "[] and absent tags are one list"
         );
         assert_eq!(snap.ips.pool.choices, vec![json!("active")]);
-        assert_eq!(snap.ips.rows.len(), 2, "only the rows on a VM interface");
+        let ip_rows: usize = snap.by_vm.values().map(|r| snap.ips.count(&r.ips)).sum();
+        assert_eq!(ip_rows, 2, "only the rows on a VM interface");
         let rows = snap.vm_rows(7).unwrap();
         let ips: Vec<Child> = rows.ips().collect();
         assert_eq!(

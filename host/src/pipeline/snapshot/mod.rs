@@ -27,6 +27,7 @@ use children::{ChildrenSnapshot, IpRef, Primaries};
 use primaries::PrimaryIps;
 
 pub mod children;
+mod packed_rows;
 pub mod primaries;
 mod stamp;
 
