@@ -252,7 +252,8 @@ pub fn sync(args: SyncArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 pub fn plan(args: PlanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let result = with_metrics(args.run.metrics_file.as_deref(), Mode::Plan, || {
         let result = run_mode(&args.run, RunMode::Plan, quiet)?;
-        std::fs::write(&args.out, result.plan.to_json() + "\n")
+        std::fs::File::create(&args.out)
+            .and_then(|file| result.plan.write_json(file))
             .with_context(|| format!("writing the plan to {}", args.out.display()))?;
         print(&result, args.run.output, quiet, true);
         Ok(result)
@@ -266,10 +267,8 @@ pub fn plan(args: PlanArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 /// `pve2netbox apply plan.json`.
 pub fn apply(args: ApplyArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let result = with_metrics(args.run.metrics_file.as_deref(), Mode::Apply, || {
-        let text = std::fs::read_to_string(&args.plan)
-            .with_context(|| format!("reading the plan {}", args.plan.display()))?;
         let plan =
-            Plan::from_json(&text).with_context(|| format!("plan {}", args.plan.display()))?;
+            Plan::read_file(&args.plan).with_context(|| format!("plan {}", args.plan.display()))?;
         let result = run_mode(&args.run, RunMode::Apply(Box::new(plan)), quiet)?;
         print(&result, args.run.output, quiet, false);
         Ok(result)

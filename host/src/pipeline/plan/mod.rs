@@ -41,6 +41,8 @@ pub enum PlanError {
         "plan: plan_version {found} is not supported; this pve2netbox reads plan_version 1 and {PLAN_VERSION}"
     )]
     Version { found: String },
+    #[error("plan: cannot read the file: {0}")]
+    Read(#[source] std::io::Error),
 }
 
 /// The kind of one write.
@@ -456,18 +458,34 @@ impl Plan {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// Writes the plan file's JSON (the bytes of [`Plan::to_json`] and a newline) as it is
+    /// rendered: a first sync's plan of 10k VMs with children is ~90 MB of JSON, which need not
+    /// be held as one text beside the plan.
+    pub fn write_json(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(out);
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+
     /// Reads a plan file's JSON, refusing other plan versions.
     pub fn from_json(text: &str) -> Result<Plan, PlanError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(PlanError::Json)?;
-        let version = value.get("plan_version");
-        let known = version
-            .and_then(serde_json::Value::as_u64)
-            .is_some_and(|v| READS_VERSIONS.iter().any(|r| u64::from(*r) == v));
-        if !known {
-            let found = version.map_or_else(|| "(absent)".to_owned(), ToString::to_string);
-            return Err(PlanError::Version { found });
-        }
-        serde_json::from_value(value).map_err(PlanError::Json)
+        check_version(serde_json::from_str(text))?;
+        serde_json::from_str(text).map_err(PlanError::Json)
+    }
+
+    /// Reads a plan file, refusing other plan versions. Streams it twice (the version, then
+    /// the plan) rather than holding its text and a `serde_json::Value` of it: for a large
+    /// plan those were several times the plan itself (~620 MiB to apply a 90 MB plan).
+    pub fn read_file(path: &std::path::Path) -> Result<Plan, PlanError> {
+        let open = || {
+            std::fs::File::open(path)
+                .map(std::io::BufReader::new)
+                .map_err(PlanError::Read)
+        };
+        check_version(serde_json::from_reader(open()?))?;
+        serde_json::from_reader(open()?).map_err(PlanError::Json)
     }
 
     /// The plan for people: one line per write with per-field `old → new`, then skips,
@@ -553,6 +571,25 @@ impl Plan {
         }
         out
     }
+}
+
+/// Only a plan file's `plan_version`; the rest is skipped unread.
+#[derive(Deserialize)]
+struct VersionOnly {
+    plan_version: Option<serde_json::Value>,
+}
+
+fn check_version(peek: Result<VersionOnly, serde_json::Error>) -> Result<(), PlanError> {
+    let version = peek.map_err(PlanError::Json)?.plan_version;
+    let known = version
+        .as_ref()
+        .and_then(serde_json::Value::as_u64)
+        .is_some_and(|v| READS_VERSIONS.iter().any(|r| u64::from(*r) == v));
+    if known {
+        return Ok(());
+    }
+    let found = version.map_or_else(|| "(absent)".to_owned(), |v| v.to_string());
+    Err(PlanError::Version { found })
 }
 
 /// A VM's child writes for people: one line per child (`+` create, `~` update, `-` delete),
@@ -915,6 +952,32 @@ mod tests {
         assert!(matches!(
             Plan::from_json("not json"),
             Err(PlanError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn the_plan_file_is_streamed_as_its_text_and_read_back() {
+        let plan = plan_of(mixed_guests(), mixed_records(), OrphanPolicy::Mark);
+        let mut bytes = Vec::new();
+        plan.write_json(&mut bytes).unwrap();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            plan.to_json() + "\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(Plan::read_file(&path).unwrap().to_json(), plan.to_json());
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        value["plan_version"] = serde_json::json!(3);
+        std::fs::write(&path, value.to_string()).unwrap();
+        assert!(matches!(
+            Plan::read_file(&path),
+            Err(PlanError::Version { .. })
+        ));
+        assert!(matches!(
+            Plan::read_file(&dir.path().join("absent.json")),
+            Err(PlanError::Read(_))
         ));
     }
 
