@@ -369,7 +369,9 @@ mod plain {
 
     /// `#[serde(default)] tags: Vec<Named<SlugKey>>` (`null` is not a list: declined).
     fn tags<'a, K: Key>(r: R<'a, '_>) -> Option<Vec<Named<'a, K>>> {
-        let mut out = Vec::new();
+        // Sized for the usual one tag (the managed one): growing from empty costs a second
+        // call through the allocator.
+        let mut out = Vec::with_capacity(1);
         r.array(|r| {
             out.push(named(r)?);
             Some(())

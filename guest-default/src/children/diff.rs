@@ -28,6 +28,10 @@ pub(crate) trait Keyed {
     type Text: AsRef<str>;
     /// The child key, borrowed where the child holds it as it is.
     fn key(&self) -> Cow<'_, str>;
+    /// Whether the child's key is `key`, without writing it out.
+    fn key_is(&self, key: &str) -> bool {
+        self.key() == key
+    }
     fn identity(&self) -> Option<&ChildIdentity<Self::Text>>;
     fn parent(&self) -> Option<String>;
 }
@@ -227,6 +231,17 @@ impl<S: AsRef<str>> Keyed for VmIpAddress<S> {
             Some(_) => Cow::Owned(VmIpAddress::key(self)),
         }
     }
+    fn key_is(&self, key: &str) -> bool {
+        let address = self.address.as_ref();
+        match &self.vrf {
+            None => key == address,
+            // `address@vrf`, compared piece by piece.
+            Some(vrf) => key
+                .strip_prefix(address)
+                .and_then(|rest| rest.strip_prefix('@'))
+                .is_some_and(|v| v == vrf.as_ref()),
+        }
+    }
     fn identity(&self) -> Option<&ChildIdentity<S>> {
         self.identity.as_ref()
     }
@@ -307,20 +322,19 @@ pub(crate) fn collection<D: Child<C>, C: Keyed>(
     };
     let want: &[D] = desired.as_set().map_or(&[], Vec::as_slice);
     let managed = |c: &C| c.identity().is_some_and(|i| i.managed);
-    let mut matched = vec![false; cur.len()];
-    // Each key computed once (an IP's in a VRF is written out).
-    let cur_keys: Vec<Cow<'_, str>> = cur.iter().map(Keyed::key).collect();
-    let mut seen: Vec<Cow<'_, str>> = Vec::with_capacity(want.len());
+    // Keys are compared in place (`key_is`) and the bookkeeping is a bit set: the usual VM
+    // has a few children, and through WASM each small vector's allocation cost more than the
+    // comparisons it saved.
+    let mut matched = Marks::new(cur.len());
     let start = out.len();
-    for d in want {
+    for (j, d) in want.iter().enumerate() {
         let key = d.key();
-        if seen.contains(&key) {
+        if want[..j].iter().any(|p| p.key_is(&key)) {
             continue; // a duplicate desired key: the first wins
         }
-        seen.push(key.clone());
         // Prefer a managed match, so an operator's duplicate is never adopted over ours.
         let pick = (0..cur.len())
-            .filter(|&i| !matched[i] && cur_keys[i] == key)
+            .filter(|&i| !matched.get(i) && cur[i].key_is(&key))
             .min_by_key(|&i| !managed(&cur[i]));
         let mut fields = Fields {
             list: Vec::new(),
@@ -339,7 +353,7 @@ pub(crate) fn collection<D: Child<C>, C: Keyed>(
                 });
             }
             Some(i) => {
-                matched[i] = true;
+                matched.set(i);
                 let c = &cur[i];
                 let Some(ident) = c.identity() else { continue };
                 let adopt = !ident.managed && own == Ownership::Owned;
@@ -366,13 +380,13 @@ pub(crate) fn collection<D: Child<C>, C: Keyed>(
     }
     if matches!(own, Ownership::Owned | Ownership::Merge) {
         for (i, c) in cur.iter().enumerate() {
-            if matched[i] || !managed(c) {
+            if matched.get(i) || !managed(c) {
                 continue;
             }
             let Some(ident) = c.identity() else { continue };
             out.push(ChildChange {
                 kind: C::KIND,
-                key: cur_keys[i].to_string(),
+                key: c.key().into_owned(),
                 parent: c.parent(),
                 op: ChildOp::Delete(ident.id),
                 changes: Vec::new(),
@@ -380,6 +394,37 @@ pub(crate) fn collection<D: Child<C>, C: Keyed>(
         }
     }
     out[start..].sort_by(|a, b| a.key.cmp(&b.key).then(op_rank(&a.op).cmp(&op_rank(&b.op))));
+}
+
+/// Which current children a desired one matched: bits for up to 64 (every VM seen so far),
+/// a vector beyond.
+enum Marks {
+    Bits(u64),
+    Many(Vec<bool>),
+}
+
+impl Marks {
+    fn new(n: usize) -> Self {
+        if n <= 64 {
+            Marks::Bits(0)
+        } else {
+            Marks::Many(vec![false; n])
+        }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Marks::Bits(b) => b & (1 << i) != 0,
+            Marks::Many(v) => v[i],
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match self {
+            Marks::Bits(b) => *b |= 1 << i,
+            Marks::Many(v) => v[i] = true,
+        }
+    }
 }
 
 /// Deletes before creates of the same key (an IP moving into a VRF and back, say).
@@ -488,6 +533,66 @@ mod tests {
                 ("tags", "[\"pve2netbox\"]")
             ]
         );
+    }
+
+    #[test]
+    fn an_ip_key_is_compared_as_written() {
+        let ip = |address: &str, vrf: Option<&str>| VmIpAddress::<String> {
+            identity: None,
+            address: address.into(),
+            vrf: vrf.map(Into::into),
+            status: Field::Keep,
+            interface: None,
+        };
+        let ips = [
+            ip("10.0.0.5/24", None),
+            ip("10.0.0.5/24", Some("blue")),
+            ip("10.0.0.5/24", Some("")),
+            ip("10.0.0.5/24@x", Some("y")),
+            ip("10.0.0.5/24", Some("x@y")),
+        ];
+        let keys = [
+            "10.0.0.5/24",
+            "10.0.0.5/24@blue",
+            "10.0.0.5/24@",
+            "10.0.0.5/24@x@y",
+            "10.0.0.5/24@blu",
+            "10.0.0.5/2",
+            "",
+        ];
+        for a in &ips {
+            for k in keys {
+                assert_eq!(a.key_is(k), Keyed::key(a) == k, "{a:?} {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_children_are_matched_and_deleted_past_the_bit_set() {
+        // 64 (every bit) and 70 (past the bit set) managed disks, all but five still wanted
+        // (the last one wanted is d63 or d69): the five go, nothing else changes.
+        for n in [64, 70] {
+            let cur: Vec<_> = (0..n)
+                .map(|i| disk(Some(i), true, &format!("d{i}"), 10))
+                .collect();
+            let want: Vec<_> = (0..n)
+                .filter(|i| i % 14 != 3)
+                .map(|i| disk(None, false, &format!("d{i}"), 10))
+                .collect();
+            let out = run(Ownership::Owned, want, Some(cur));
+            let deleted: Vec<_> = out.iter().map(|c| (c.key.as_str(), c.op)).collect();
+            assert_eq!(
+                deleted,
+                [
+                    ("d17", ChildOp::Delete(17)),
+                    ("d3", ChildOp::Delete(3)),
+                    ("d31", ChildOp::Delete(31)),
+                    ("d45", ChildOp::Delete(45)),
+                    ("d59", ChildOp::Delete(59)),
+                ],
+                "{n}"
+            );
+        }
     }
 
     #[test]

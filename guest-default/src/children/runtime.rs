@@ -226,7 +226,8 @@ fn parse<'a>(
                 .or(r.hwaddr.as_deref())
                 .and_then(mac::parse_octets)
                 .filter(|m| *m != [0; 6]);
-            let mut addrs = Vec::new();
+            // Sized once: growing from empty costs another call through the allocator.
+            let mut addrs = Vec::with_capacity(r.ip_addresses.as_ref().map_or(2, Vec::len));
             let bad = |address: &str| RuntimeError::Address {
                 source_name,
                 name: r.name.to_string(),
