@@ -172,6 +172,23 @@ impl BatchArena {
         }
     }
 
+    /// `alloc` past its fast path: a new chunk, or the system allocator. Out of line so the
+    /// fast path stays a leaf without a stack frame.
+    ///
+    /// # Safety
+    /// Same contract as `GlobalAlloc::alloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, st: &mut State, layout: Layout) -> *mut u8 {
+        let p = unsafe { self.bump(st, layout) };
+        if p.is_null() {
+            st.spilled |= layout.size() <= ARENA_MAX_BLOCK;
+            unsafe { System.alloc(layout) }
+        } else {
+            p
+        }
+    }
+
     /// Records the free of an arena block.
     #[inline(always)]
     fn release(st: &mut State, ptr: *mut u8, size: usize) {
@@ -201,13 +218,7 @@ unsafe impl GlobalAlloc for BatchArena {
         if !p.is_null() {
             return p;
         }
-        let p = unsafe { self.bump(st, layout) };
-        if p.is_null() {
-            st.spilled |= layout.size() <= ARENA_MAX_BLOCK;
-            unsafe { System.alloc(layout) }
-        } else {
-            p
-        }
+        unsafe { self.alloc_slow(st, layout) }
     }
 
     #[inline]
