@@ -54,6 +54,10 @@ struct State {
     end: usize,
     /// Arena blocks handed out and not yet freed.
     live: usize,
+    /// Whether the system allocator has ever handed out a block of at most
+    /// [`ARENA_MAX_BLOCK`] bytes (the arena was full, or a large block shrank). Until then a
+    /// block's size alone says whose it is: the arena's blocks are never larger.
+    spilled: bool,
 }
 
 /// The allocator; see the module documentation.
@@ -83,38 +87,38 @@ impl BatchArena {
                 next: 0,
                 end: 0,
                 live: 0,
+                spilled: false,
             }),
         }
     }
 
-    /// Whether `ptr` lies in one of the arena's chunks (the current one is checked first: most
-    /// frees are of recent blocks).
-    #[inline]
+    /// Whether `ptr` lies in one of the arena's chunks.
     fn owns(st: &State, ptr: *mut u8) -> bool {
         let p = ptr as usize;
-        if st.current < st.count {
-            let c = st.chunks[st.current];
-            if p >= c.start && p < c.end {
-                return true;
-            }
-        }
         st.chunks[..st.count]
             .iter()
             .any(|c| p >= c.start && p < c.end)
     }
 
+    /// Whether the block at `ptr` of `size` bytes is an arena block: by its size alone until
+    /// the system allocator has handed out a small block (see `spilled`), by its address after.
+    #[inline(always)]
+    fn is_arena_block(st: &State, ptr: *mut u8, size: usize) -> bool {
+        size <= ARENA_MAX_BLOCK && (!st.spilled || Self::owns(st, ptr))
+    }
+
     /// The fast path of `bump`: the block fits in the current chunk. Null otherwise.
     #[inline(always)]
     fn bump_fast(st: &mut State, layout: Layout) -> *mut u8 {
-        if layout.size() <= ARENA_MAX_BLOCK {
-            let start = st.next.next_multiple_of(layout.align());
-            if let Some(end) = start.checked_add(layout.size())
-                && end <= st.end
-            {
-                st.next = end;
-                st.live += 1;
-                return start as *mut u8;
-            }
+        // The alignment is a power of two: round up with a mask, not a division.
+        let mask = layout.align() - 1;
+        let start = (st.next + mask) & !mask;
+        // `next <= end`, so `start` passes `end` only by less than the alignment; compared as
+        // a room check so nothing overflows.
+        if layout.size() <= ARENA_MAX_BLOCK && start <= st.end && layout.size() <= st.end - start {
+            st.next = start + layout.size();
+            st.live += 1;
+            return start as *mut u8;
         }
         std::ptr::null_mut()
     }
@@ -168,7 +172,25 @@ impl BatchArena {
         }
     }
 
+    /// `alloc` past its fast path: a new chunk, or the system allocator. Out of line so the
+    /// fast path stays a leaf without a stack frame.
+    ///
+    /// # Safety
+    /// Same contract as `GlobalAlloc::alloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, st: &mut State, layout: Layout) -> *mut u8 {
+        let p = unsafe { self.bump(st, layout) };
+        if p.is_null() {
+            st.spilled |= layout.size() <= ARENA_MAX_BLOCK;
+            unsafe { System.alloc(layout) }
+        } else {
+            p
+        }
+    }
+
     /// Records the free of an arena block.
+    #[inline(always)]
     fn release(st: &mut State, ptr: *mut u8, size: usize) {
         st.live -= 1;
         if st.live == 0 {
@@ -196,18 +218,13 @@ unsafe impl GlobalAlloc for BatchArena {
         if !p.is_null() {
             return p;
         }
-        let p = unsafe { self.bump(st, layout) };
-        if p.is_null() {
-            unsafe { System.alloc(layout) }
-        } else {
-            p
-        }
+        unsafe { self.alloc_slow(st, layout) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let st = unsafe { &mut *self.state.get() };
-        if Self::owns(st, ptr) {
+        if Self::is_arena_block(st, ptr, layout.size()) {
             Self::release(st, ptr, layout.size());
         } else {
             unsafe { System.dealloc(ptr, layout) }
@@ -216,7 +233,8 @@ unsafe impl GlobalAlloc for BatchArena {
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let st = unsafe { &mut *self.state.get() };
-        if !Self::owns(st, ptr) {
+        if !Self::is_arena_block(st, ptr, layout.size()) {
+            st.spilled |= new_size <= ARENA_MAX_BLOCK;
             return unsafe { System.realloc(ptr, layout, new_size) };
         }
         let p = ptr as usize;
@@ -228,10 +246,9 @@ unsafe impl GlobalAlloc for BatchArena {
             return ptr;
         }
         // Growing the most recent block (a string or vector being pushed to): extend in place.
-        let chunk = st.chunks[st.current];
         if p + layout.size() == st.next
             && new_size <= ARENA_MAX_BLOCK
-            && p.checked_add(new_size).is_some_and(|end| end <= chunk.end)
+            && p.checked_add(new_size).is_some_and(|end| end <= st.end)
         {
             st.next = p + new_size;
             return ptr;
@@ -328,6 +345,25 @@ mod tests {
                 assert!(BatchArena::owns(&*a.state.get(), b));
                 a.dealloc(b, l);
             }
+            assert_eq!(live(&a), 0);
+        }
+    }
+
+    #[test]
+    fn a_large_block_shrunk_small_stays_the_systems() {
+        let a = BatchArena::new();
+        unsafe {
+            let keep = a.alloc(layout(8, 8));
+            let big = a.alloc(layout(ARENA_MAX_BLOCK + 1, 8));
+            let small = a.realloc(big, layout(ARENA_MAX_BLOCK + 1, 8), 16);
+            assert!(!BatchArena::owns(&*a.state.get(), small));
+            a.dealloc(small, layout(16, 8));
+            assert_eq!(
+                live(&a),
+                1,
+                "the system's block is not the arena's to count"
+            );
+            a.dealloc(keep, layout(8, 8));
             assert_eq!(live(&a), 0);
         }
     }
