@@ -440,7 +440,9 @@ async fn scale_run(
         "zero-{n}{}",
         if opts.children { "-children" } else { "" }
     ));
-    let bin = Binary::for_sim(exe, &sim, &dir, opts.children);
+    // A cache of its own: the first sync's peak is a user's first sync's, compile included.
+    let bin = Binary::for_sim(exe, &sim, &dir, opts.children)
+        .map(|bin| bin.own_component_cache(&dir.join("component-cache")));
     let bin = match bin {
         Ok(b) => b,
         Err(e) => {

@@ -113,6 +113,17 @@ impl Binary {
         })
     }
 
+    /// Compiled rule modules cached in `dir` alone, so the first run compiles the embedded
+    /// rules as a user's first sync after an install or upgrade does (the compile's memory is
+    /// part of that run's peak), and later runs load them.
+    pub fn own_component_cache(mut self, dir: &Path) -> Self {
+        self.env.push((
+            "PVE2NETBOX_CACHE_DIR".to_string(),
+            dir.display().to_string(),
+        ));
+        self
+    }
+
     /// `pve2netbox sync --config … --output json --quiet <extra>`; exit codes 0 and 2 (dry-run
     /// with changes) are success, anything else is an error carrying the report's errors.
     pub async fn sync(&self, extra: &[&str]) -> anyhow::Result<Run> {
