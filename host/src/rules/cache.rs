@@ -17,8 +17,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wasmtime::Engine;
+
+use super::compile::compile_apart;
 use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
 
 /// Versions the file layout; bump it to orphan every existing cache file.
 const CACHE_FORMAT: &str = "pve2netbox-rules-cache/1";
@@ -91,6 +93,8 @@ pub(crate) struct ComponentCache {
     dir: Option<PathBuf>,
     /// SHA-256 of everything but the module, hex.
     engine_key: [u8; 32],
+    /// What the engine was built from, for [`compile_apart`].
+    compile_config: Config,
 }
 
 /// How a component was obtained.
@@ -103,7 +107,8 @@ pub enum LoadKind {
 }
 
 impl ComponentCache {
-    pub(crate) fn new(engine: &Engine, mode: &CacheMode) -> Self {
+    /// `compile_config` is the configuration `engine` was built from.
+    pub(crate) fn new(engine: &Engine, compile_config: Config, mode: &CacheMode) -> Self {
         let mut h = ShaHasher(Sha256::new());
         CACHE_FORMAT.hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
@@ -112,6 +117,7 @@ impl ComponentCache {
         ComponentCache {
             dir: mode.dir(),
             engine_key: h.0.finalize().into(),
+            compile_config,
         }
     }
 
@@ -128,8 +134,8 @@ impl ComponentCache {
         Some(dir.join(format!("{}.cwasm", hex::encode(h.finalize()))))
     }
 
-    /// The component for `bytes`: from the cache when a valid entry exists, else compiled and
-    /// stored. Cache I/O problems are logged and never fail the load.
+    /// The component for `bytes`: from the cache when a valid entry exists, else compiled apart
+    /// (see [`compile_apart`]) and stored. Cache I/O problems are logged and never fail the load.
     pub(crate) fn load(
         &self,
         engine: &Engine,
@@ -142,16 +148,11 @@ impl ComponentCache {
         {
             return Ok((c, LoadKind::CacheHit));
         }
-        let component = Component::new(engine, bytes)?;
-        if let Some(path) = &path {
-            match component.serialize() {
-                Ok(payload) => {
-                    if let Err(e) = write_entry(path, &payload) {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-rules cache");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot serialize the compiled rules"),
-            }
+        let (component, payload) = compile_apart(&self.compile_config, engine, bytes)?;
+        if let Some(path) = &path
+            && let Err(e) = write_entry(path, &payload)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the compiled-rules cache");
         }
         Ok((component, LoadKind::Compiled))
     }

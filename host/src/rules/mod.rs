@@ -31,6 +31,7 @@
 
 pub mod bench;
 mod cache;
+mod compile;
 mod convert;
 mod defaults;
 mod error;
@@ -158,6 +159,8 @@ impl RulesRuntime {
             // Names JIT code in `perf report` (and lets a callgrind profile be mapped by hand).
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        // Before the pool is set: a compile engine needs no instance pool.
+        let compile_config = config.clone();
         let engine = new_engine(&mut config, &cfg.limits)?;
 
         let mut linker = Linker::<State>::new(&engine);
@@ -198,7 +201,7 @@ impl RulesRuntime {
             }
         };
 
-        let cache = cache::ComponentCache::new(&engine, &cfg.cache);
+        let cache = cache::ComponentCache::new(&engine, compile_config, &cfg.cache);
         Ok(RulesRuntime {
             engine,
             linker,
