@@ -1,5 +1,5 @@
 //! The wit-bindgen shell of WIT 0.4 (`wit/v0.4.0`), the latest: bindings, conversions to and
-//! from `model` and `children` (moves, no clones but the batch's shared texts), and the adapter
+//! from `model` and `children` (moves, no copies but the batch's shared texts'), and the adapter
 //! that exports any `RuleSet` as the `rules` world.
 //!
 //! A rule crate exports its rules with `pve2netbox_rules::export_rules!(MyRules);` (guarded by
@@ -14,6 +14,7 @@ use std::marker::PhantomData;
 
 use crate::children as c;
 use crate::model::{self, Field, RuleSet, with_failed_in_place};
+use crate::short_copy;
 
 /// The generated bindings of `wit/v0.4.0` (world `rules`).
 #[allow(missing_docs, clippy::all)]
@@ -56,7 +57,7 @@ impl<R: RuleSet> reconcile::Guest for Component<R> {
         let w::ReconcileBatch { texts, items } = batch;
         // The host only sends indexes within `texts`; one that is not is its bug, and traps the
         // batch.
-        let text = |i: w::TextIndex| texts[i as usize].clone();
+        let text = |i: w::TextIndex| short_copy::owned(&texts[i as usize]);
         // The configs and children stay JSON text: the rule set reads them (a bad one fails
         // its own guest).
         let items = items

@@ -112,5 +112,6 @@ pub mod component_v0_2;
 pub mod component_v0_3;
 mod memcmp;
 pub mod model;
+mod short_copy;
 
 pub use model::RuleSet;

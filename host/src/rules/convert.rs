@@ -524,9 +524,13 @@ pub(crate) mod v3 {
 /// WIT 0.4: the sync's `reconcile` batch (the repeating texts once, by index) and 0.4's field
 /// changes (names as cases, a `null` old value absent). The three steps use `v3`'s types.
 pub(crate) mod v4 {
-    use foldhash::HashMap;
+    use std::hash::BuildHasher;
+
+    use foldhash::fast::RandomState;
     use guest_default::children as c;
     use guest_default::model as m;
+    use hashbrown::HashTable;
+    use hashbrown::hash_table::Entry;
 
     use super::super::v0_3_0::types as v3;
     use super::super::v0_4_0::types as w;
@@ -534,24 +538,104 @@ pub(crate) mod v4 {
     network_conv!();
 
     /// A batch's distinct texts, each given an index the first time it is seen.
+    ///
+    /// Most texts repeat the one the VM before had in the same field (cluster, status, custom
+    /// field names), so a text is first compared with that one (its field's [`Slot`]) and only
+    /// hashed when they differ. The table holds indexes into `list`, which owns the texts and
+    /// is the batch's `texts` as it is.
     #[derive(Default)]
     struct Texts {
-        index: HashMap<String, u32>,
+        list: Vec<String>,
+        table: HashTable<u32>,
+        hasher: RandomState,
+        /// The index of the text each slot had last, [`NONE`] before it had one.
+        previous: Vec<u32>,
+    }
+
+    /// No text yet in a slot.
+    const NONE: u32 = u32::MAX;
+
+    /// Where a text sits in a VM's input; the last text seen there is compared first.
+    #[derive(Clone, Copy)]
+    enum Slot {
+        /// One of the fields of one text (numbered in [`batch_to`]).
+        Field(usize),
+        /// The `n`th NetBox tag.
+        Tag(usize),
+        /// The `n`th custom field's name (`true`: its value).
+        Custom(usize, bool),
+    }
+
+    /// Fields with one text each (the guest's five, the record's nine).
+    const FIELDS: usize = 14;
+    /// List items that get a slot of their own; later ones are only hashed.
+    const LIST_SLOTS: usize = 16;
+
+    impl Slot {
+        /// Its position in `Texts::previous`, if it has one.
+        fn index(self) -> Option<usize> {
+            match self {
+                Slot::Field(i) => Some(i),
+                Slot::Tag(n) => (n < LIST_SLOTS).then(|| FIELDS + n),
+                Slot::Custom(n, value) => {
+                    (n < LIST_SLOTS).then(|| FIELDS + LIST_SLOTS + 2 * n + usize::from(value))
+                }
+            }
+        }
     }
 
     impl Texts {
-        fn of(&mut self, text: String) -> w::TextIndex {
-            let next = self.index.len() as u32;
-            *self.index.entry(text).or_insert(next)
+        /// Sized for `vms` VMs: about one distinct text each (a custom field's value such as
+        /// the VMID), so the table does not grow while the batch is built.
+        fn with_capacity(vms: usize) -> Self {
+            Texts {
+                list: Vec::with_capacity(vms),
+                table: HashTable::with_capacity(vms),
+                hasher: RandomState::default(),
+                previous: vec![NONE; FIELDS + 3 * LIST_SLOTS],
+            }
         }
 
-        /// The texts in index order: moved out of the map, never copied.
-        fn into_list(self) -> Vec<String> {
-            let mut list = vec![String::new(); self.index.len()];
-            for (text, i) in self.index {
-                list[i as usize] = text;
+        fn of(&mut self, slot: Slot, text: String) -> w::TextIndex {
+            let Some(slot) = slot.index() else {
+                return self.find_or_add(text);
+            };
+            let last = self.previous[slot];
+            if last != NONE && self.list[last as usize] == text {
+                return last;
             }
-            list
+            let i = self.find_or_add(text);
+            self.previous[slot] = i;
+            i
+        }
+
+        fn find_or_add(&mut self, text: String) -> w::TextIndex {
+            let Texts {
+                list,
+                table,
+                hasher,
+                ..
+            } = self;
+            let hash = hasher.hash_one(text.as_str());
+            let entry = table.entry(
+                hash,
+                |&i| list[i as usize] == text,
+                |&i| hasher.hash_one(list[i as usize].as_str()),
+            );
+            match entry {
+                Entry::Occupied(e) => *e.get(),
+                Entry::Vacant(e) => {
+                    let i = list.len() as u32;
+                    list.push(text);
+                    e.insert(i);
+                    i
+                }
+            }
+        }
+
+        /// The texts in index order.
+        fn into_list(self) -> Vec<String> {
+            self.list
         }
     }
 
@@ -562,27 +646,28 @@ pub(crate) mod v4 {
 
     /// The batch `reconcile` takes: every guest and record, their repeating texts shared.
     pub(crate) fn batch_to(items: Vec<m::JsonReconcileInput>) -> w::ReconcileBatch {
-        let mut texts = Texts::default();
+        use Slot::Field as F;
+        let mut texts = Texts::with_capacity(items.len());
         let items = items
             .into_iter()
             .map(|i| {
                 let g = i.guest;
                 let guest = w::GuestInput {
-                    cluster: texts.of(g.cluster),
+                    cluster: texts.of(F(0), g.cluster),
                     vmid: g.vmid,
                     kind: match g.kind {
                         m::GuestKind::Qemu => w::GuestKind::Qemu,
                         m::GuestKind::Lxc => w::GuestKind::Lxc,
                     },
-                    node: texts.of(g.node),
+                    node: texts.of(F(1), g.node),
                     name: g.name,
-                    status: texts.of(g.status),
+                    status: texts.of(F(2), g.status),
                     template: g.template,
                     maxcpu: g.maxcpu,
                     maxmem: g.maxmem,
                     maxdisk: g.maxdisk,
-                    tags: g.tags.map(|t| texts.of(t)),
-                    pool: g.pool.map(|t| texts.of(t)),
+                    tags: g.tags.map(|t| texts.of(F(3), t)),
+                    pool: g.pool.map(|t| texts.of(F(4), t)),
                     config: i.config,
                     config_read: g.config_read,
                     network: network_to(i.network),
@@ -591,26 +676,37 @@ pub(crate) mod v4 {
                 let current = i.current.map(|r| w::NetboxRecord {
                     id: r.id,
                     name: r.name,
-                    status: texts.of(r.status),
-                    cluster: r.cluster.map(|t| texts.of(t)),
-                    site: r.site.map(|t| texts.of(t)),
-                    device: r.device.map(|t| texts.of(t)),
-                    role: r.role.map(|t| texts.of(t)),
-                    vm_type: r.vm_type.map(|t| texts.of(t)),
-                    platform: r.platform.map(|t| texts.of(t)),
-                    tenant: r.tenant.map(|t| texts.of(t)),
+                    status: texts.of(F(5), r.status),
+                    cluster: r.cluster.map(|t| texts.of(F(6), t)),
+                    site: r.site.map(|t| texts.of(F(7), t)),
+                    device: r.device.map(|t| texts.of(F(8), t)),
+                    role: r.role.map(|t| texts.of(F(9), t)),
+                    vm_type: r.vm_type.map(|t| texts.of(F(10), t)),
+                    platform: r.platform.map(|t| texts.of(F(11), t)),
+                    tenant: r.tenant.map(|t| texts.of(F(12), t)),
                     vcpus: r.vcpus,
                     memory: r.memory,
                     disk: r.disk,
                     description: non_empty(r.description),
                     comments: non_empty(r.comments),
                     serial: non_empty(r.serial),
-                    start_on_boot: r.start_on_boot.map(|t| texts.of(t)),
-                    tags: r.tags.into_iter().map(|t| texts.of(t)).collect(),
+                    start_on_boot: r.start_on_boot.map(|t| texts.of(F(13), t)),
+                    tags: r
+                        .tags
+                        .into_iter()
+                        .enumerate()
+                        .map(|(n, t)| texts.of(Slot::Tag(n), t))
+                        .collect(),
                     custom_fields: r
                         .custom_fields
                         .into_iter()
-                        .map(|(n, v)| (texts.of(n), texts.of(v.0)))
+                        .enumerate()
+                        .map(|(k, (n, v))| {
+                            (
+                                texts.of(Slot::Custom(k, false), n),
+                                texts.of(Slot::Custom(k, true), v.0),
+                            )
+                        })
                         .collect(),
                     children: children.map(|t| t.0),
                 });
@@ -835,6 +931,24 @@ pub(crate) mod v4 {
             assert_eq!(record.children.as_deref(), Some("{}"));
             let (n, v) = record.custom_fields[0];
             assert_eq!((text(n), text(v)), ("proxmox_node", "\"pve2\""));
+        }
+
+        #[test]
+        fn a_text_has_one_index_whatever_field_or_position_it_comes_in() {
+            let mut texts = Texts::with_capacity(2);
+            let a = texts.of(Slot::Field(0), "prod".into());
+            // The same text in its slot again, in another slot, and past the list slots.
+            assert_eq!(texts.of(Slot::Field(0), "prod".into()), a);
+            assert_eq!(texts.of(Slot::Tag(3), "prod".into()), a);
+            assert_eq!(texts.of(Slot::Tag(LIST_SLOTS + 5), "prod".into()), a);
+            // A slot whose text changes, then changes back.
+            let b = texts.of(Slot::Field(0), "dev".into());
+            assert_ne!(a, b);
+            assert_eq!(texts.of(Slot::Field(0), "prod".into()), a);
+            assert_eq!(texts.of(Slot::Custom(1, true), "dev".into()), b);
+            let c = texts.of(Slot::Custom(LIST_SLOTS, false), "x".into());
+            assert_eq!(texts.into_list(), ["prod", "dev", "x"]);
+            assert_eq!((a, b, c), (0, 1, 2));
         }
 
         #[test]
