@@ -280,6 +280,12 @@ impl<'a> Reader<'a> {
 pub(crate) struct Seen(u32);
 
 impl Seen {
+    /// Whether member `bit` was seen.
+    #[inline]
+    pub(crate) fn has(&self, bit: u32) -> bool {
+        self.0 & (1 << bit) != 0
+    }
+
     /// Marks member `bit`; `None` when it was seen before.
     #[inline]
     pub(crate) fn first(&mut self, bit: u32) -> Option<()> {
