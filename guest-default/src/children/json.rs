@@ -86,18 +86,33 @@ impl<'a> Reader<'a> {
     }
 
     /// A string without escapes or control characters, borrowed from the text.
+    ///
+    /// The readers' hottest path (every member name and string value of every VM's texts):
+    /// the position is kept in a local and written back once, the words are read without a
+    /// second bounds check, and the slice is taken without re-checking character boundaries,
+    /// which through WASM cost about as much again as the scan itself.
     #[inline]
     pub(crate) fn str(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.pos;
         let b = self.bytes();
+        let mut pos = self.pos;
+        // The texts are rendered compactly: the quote is usually the very next byte.
+        while *b.get(pos)? != b'"' {
+            if !matches!(b[pos], b' ' | b'\n' | b'\r' | b'\t') {
+                return None;
+            }
+            pos += 1;
+        }
+        pos += 1;
+        let start = pos;
         // Eight bytes at a time (the word tests of `memchr`): most of the text is in strings,
         // and most strings are shorter than a word, so the word also says where the first
         // quote, backslash or control character is, without a byte loop.
         const LO: u64 = 0x0101_0101_0101_0101;
         const HI: u64 = 0x8080_8080_8080_8080;
-        while let Some(chunk) = b.get(self.pos..self.pos + 8) {
-            let w = u64::from_le_bytes(chunk.try_into().ok()?);
+        while pos + 8 <= b.len() {
+            // SAFETY: `pos + 8 <= b.len()`, so the eight bytes are inside `b`; an unaligned
+            // read is what `read_unaligned` is for.
+            let w = u64::from_le(unsafe { b.as_ptr().add(pos).cast::<u64>().read_unaligned() });
             let quote = w ^ (LO * u64::from(b'"'));
             let slash = w ^ (LO * u64::from(b'\\'));
             // A zero byte in `quote`/`slash`, or a byte below 0x20 in `w`. A borrow can mark
@@ -107,23 +122,23 @@ impl<'a> Reader<'a> {
                 | (w.wrapping_sub(LO * 0x20) & !w))
                 & HI;
             if special != 0 {
-                self.pos += (special.trailing_zeros() / 8) as usize;
+                pos += (special.trailing_zeros() / 8) as usize;
                 break;
             }
-            self.pos += 8;
+            pos += 8;
         }
         loop {
-            let c = *b.get(self.pos)?;
+            let c = *b.get(pos)?;
             if c == b'"' {
-                // Both ends are ASCII quotes, so the slice is on character boundaries.
-                let s = &self.text[start..self.pos];
-                self.pos += 1;
-                return Some(s);
+                self.pos = pos + 1;
+                // SAFETY: `start - 1` and `pos` hold ASCII quotes, so `start..pos` begins and
+                // ends on character boundaries of the `str` that `b` is.
+                return Some(unsafe { self.text.get_unchecked(start..pos) });
             }
             if c == b'\\' || c < 0x20 {
                 return None;
             }
-            self.pos += 1;
+            pos += 1;
         }
     }
 
@@ -280,6 +295,12 @@ impl<'a> Reader<'a> {
 pub(crate) struct Seen(u32);
 
 impl Seen {
+    /// Whether member `bit` was seen.
+    #[inline]
+    pub(crate) fn has(&self, bit: u32) -> bool {
+        self.0 & (1 << bit) != 0
+    }
+
     /// Marks member `bit`; `None` when it was seen before.
     #[inline]
     pub(crate) fn first(&mut self, bit: u32) -> Option<()> {

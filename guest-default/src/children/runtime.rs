@@ -60,22 +60,6 @@ struct RawNic<'a> {
     inet6: Option<Cow<'a, str>>,
 }
 
-#[cfg(test)]
-impl RawNic<'_> {
-    /// Everything read, for comparing two readings.
-    fn show(&self) -> String {
-        let addrs = self.ip_addresses.as_ref().map(|l| {
-            l.iter()
-                .map(|a| (a.ip_address.as_ref(), a.prefix))
-                .collect::<Vec<_>>()
-        });
-        format!(
-            "{} {:?} {:?} {:?} {:?} {:?}",
-            self.name, self.hardware_address, self.hwaddr, addrs, self.inet, self.inet6
-        )
-    }
-}
-
 #[derive(Deserialize)]
 struct RawAddr<'a> {
     #[serde(borrow, rename = "ip-address")]
@@ -95,26 +79,29 @@ pub(crate) fn parse_lxc(json: &str) -> Result<Vec<RuntimeNic<'_>>, RuntimeError>
     parse(json, "LXC interfaces")
 }
 
-/// The plain-shape reading of an answer ([`super::json`], mirroring the serde types above:
-/// the same members, the same defaults, a repeated read member or another type declined);
-/// `None` hands the text to serde.
-fn plain(json: &str) -> Option<Option<Vec<RawNic<'_>>>> {
+/// The plain-shape reading of an answer ([`super::json`]) straight into the interfaces: no
+/// rows of their own, each address parsed as it is read. It mirrors the serde types above (the
+/// same members, the same defaults, a repeated read member or another type declined) and
+/// declines an address that does not parse too; `None` hands the text to serde and
+/// [`from_raw`], which read it as before and word the error.
+fn plain(json: &str) -> Option<Vec<RuntimeNic<'_>>> {
     use super::json::{Reader, Seen};
-    fn text<'a>(r: &mut Reader<'a>) -> Option<Option<Cow<'a, str>>> {
+    fn text<'a>(r: &mut Reader<'a>) -> Option<Option<&'a str>> {
         if r.null()? {
             Some(None)
         } else {
-            r.str().map(|s| Some(Cow::Borrowed(s)))
+            r.str().map(Some)
         }
     }
-    fn addr<'a>(r: &mut Reader<'a>) -> Option<RawAddr<'a>> {
+    /// One `{"ip-address", "prefix"}` object as the address it names.
+    fn addr(r: &mut Reader<'_>) -> Option<Cidr> {
         let (mut ip_address, mut prefix) = (None, None);
         let mut seen = Seen::default();
         r.object(|r, member| {
             match member {
                 "ip-address" => {
                     seen.first(0)?;
-                    ip_address = Some(Cow::Borrowed(r.str()?));
+                    ip_address = Some(r.str()?);
                 }
                 "prefix" => {
                     seen.first(1)?;
@@ -128,41 +115,36 @@ fn plain(json: &str) -> Option<Option<Vec<RawNic<'_>>>> {
             }
             Some(())
         })?;
-        Some(RawAddr {
-            ip_address: ip_address?,
-            prefix,
-        })
+        let addr = parse_addr(ip_address?)?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        Cidr::new(addr, prefix.unwrap_or(max))
     }
-    fn nic<'a>(r: &mut Reader<'a>) -> Option<RawNic<'a>> {
-        let mut n = RawNic {
-            name: Cow::Borrowed(""),
-            hardware_address: None,
-            hwaddr: None,
-            ip_addresses: None,
-            inet: None,
-            inet6: None,
-        };
+    fn nic<'a>(r: &mut Reader<'a>) -> Option<RuntimeNic<'a>> {
+        let mut name = "";
+        let (mut hardware_address, mut hwaddr, mut inet, mut inet6) = (None, None, None, None);
+        // `Some` once `ip-addresses` is a list: then `inet`/`inet6` are not read.
+        let mut listed: Option<Vec<Cidr>> = None;
         let mut seen = Seen::default();
         r.object(|r, member| {
             match member {
                 "name" => {
                     seen.first(0)?;
-                    n.name = Cow::Borrowed(r.str()?);
+                    name = r.str()?;
                 }
                 "hardware-address" => {
                     seen.first(1)?;
-                    n.hardware_address = text(r)?;
+                    hardware_address = text(r)?;
                 }
                 "hwaddr" => {
                     seen.first(2)?;
-                    n.hwaddr = text(r)?;
+                    hwaddr = text(r)?;
                 }
                 "ip-addresses" => {
                     seen.first(3)?;
-                    n.ip_addresses = if r.null()? {
+                    listed = if r.null()? {
                         None
                     } else {
-                        let mut list = Vec::with_capacity(4);
+                        let mut list = Vec::with_capacity(2);
                         r.array(|r| {
                             list.push(addr(r)?);
                             Some(())
@@ -172,60 +154,72 @@ fn plain(json: &str) -> Option<Option<Vec<RawNic<'_>>>> {
                 }
                 "inet" => {
                     seen.first(4)?;
-                    n.inet = text(r)?;
+                    inet = text(r)?;
                 }
                 "inet6" => {
                     seen.first(5)?;
-                    n.inet6 = text(r)?;
+                    inet6 = text(r)?;
                 }
                 _ => r.skip()?,
             }
             Some(())
         })?;
-        Some(n)
+        let addrs = match listed {
+            Some(list) => list,
+            None => {
+                let mut list = Vec::with_capacity(2);
+                for text in [inet, inet6].into_iter().flatten() {
+                    list.push(Cidr::parse(text).ok()?);
+                }
+                list
+            }
+        };
+        Some(RuntimeNic {
+            name: Cow::Borrowed(name),
+            mac: nic_mac(hardware_address.or(hwaddr)),
+            addrs,
+        })
     }
     let mut r = Reader::new(json);
-    let out = if r.null()? {
-        None
-    } else {
-        let mut list = Vec::with_capacity(4);
+    let mut list = Vec::new();
+    if !r.null()? {
+        list.reserve(4);
         r.array(|r| {
             list.push(nic(r)?);
             Some(())
         })?;
-        Some(list)
-    };
+    }
     r.end()?;
-    Some(out)
+    Some(list)
 }
 
-/// The answer's interfaces as read, in the plain shape when it is one, by serde otherwise.
-fn raw<'a>(
-    json: &'a str,
-    source_name: &'static str,
-) -> Result<Option<Vec<RawNic<'a>>>, RuntimeError> {
-    match plain(json) {
-        Some(raw) => Ok(raw),
-        None => {
-            serde_json::from_str(json).map_err(|error| RuntimeError::Shape { source_name, error })
-        }
-    }
+/// A NIC's MAC octets from its `hardware-address` (else `hwaddr`); none when absent,
+/// malformed or all zero.
+fn nic_mac(text: Option<&str>) -> Option<[u8; 6]> {
+    text.and_then(mac::parse_octets).filter(|m| *m != [0; 6])
 }
 
 fn parse<'a>(
     json: &'a str,
     source_name: &'static str,
 ) -> Result<Vec<RuntimeNic<'a>>, RuntimeError> {
-    let raw = raw(json, source_name)?;
+    if let Some(nics) = plain(json) {
+        return Ok(nics);
+    }
+    let raw =
+        serde_json::from_str(json).map_err(|error| RuntimeError::Shape { source_name, error })?;
+    from_raw(raw, source_name)
+}
+
+/// The interfaces of a serde-read answer.
+fn from_raw<'a>(
+    raw: Option<Vec<RawNic<'a>>>,
+    source_name: &'static str,
+) -> Result<Vec<RuntimeNic<'a>>, RuntimeError> {
     raw.unwrap_or_default()
         .into_iter()
         .map(|r| {
-            let mac = r
-                .hardware_address
-                .as_deref()
-                .or(r.hwaddr.as_deref())
-                .and_then(mac::parse_octets)
-                .filter(|m| *m != [0; 6]);
+            let mac = nic_mac(r.hardware_address.as_deref().or(r.hwaddr.as_deref()));
             // Sized once: growing from empty costs another call through the allocator.
             let mut addrs = Vec::with_capacity(r.ip_addresses.as_ref().map_or(2, Vec::len));
             let bad = |address: &str| RuntimeError::Address {
@@ -325,19 +319,12 @@ mod tests {
             must_accept.push(t.to_owned());
         }
         for t in &must_accept {
-            let Ok(serde) = serde_json::from_str::<Option<Vec<RawNic<'_>>>>(t) else {
-                // Not the documented shape (a fixture's malformed answer): declined too.
-                assert!(plain(t).is_none(), "{t}");
-                continue;
-            };
-            let plain = plain(t).unwrap_or_else(|| panic!("declined: {t}"));
-            let show = |v: Option<Vec<RawNic<'_>>>| {
-                format!(
-                    "{:?}",
-                    v.map(|l| l.iter().map(RawNic::show).collect::<Vec<_>>())
-                )
-            };
-            assert_eq!(show(plain), show(serde), "{t}");
+            let serde = serde_json::from_str::<Option<Vec<RawNic<'_>>>>(t)
+                .ok()
+                .and_then(|raw| from_raw(raw, "test").ok());
+            // Not the documented shape, or an address that does not parse (a fixture's
+            // malformed answer): declined too.
+            assert_eq!(plain(t), serde, "{t}");
         }
         for t in [
             r#"[{"name":"a","name":"b"}]"#,

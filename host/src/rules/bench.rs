@@ -330,7 +330,12 @@ fn add_children(item: &mut JsonReconcileInput) {
         )
     };
     let v4 = |nic: u32| format!("10.{}.{}.{}", nic, (vmid >> 8) & 0xff, vmid & 0xff);
-    let v6 = |nic: u32| format!("2001:db8:{nic}::{:x}", vmid);
+    // In the normal (RFC 5952) form, as NetBox returns an address and agents report one; the
+    // first versions wrote `2001:db8:0::N`, a form NetBox never returns.
+    let v6 = |nic: u32| match nic {
+        0 => format!("2001:db8::{vmid:x}"),
+        _ => format!("2001:db8:{nic}::{vmid:x}"),
+    };
     let mut config: serde_json::Map<String, Value> =
         serde_json::from_str(&item.config).unwrap_or_default();
     // The generator's own NIC and disks are replaced by the workload's.
