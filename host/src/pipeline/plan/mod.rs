@@ -558,8 +558,22 @@ impl Plan {
             let items: Vec<&Notice> = self.notices.iter().filter(|n| n.kind == kind).collect();
             if !items.is_empty() {
                 let _ = writeln!(out, "{title}:");
-                for n in items {
+                // A VLAN missing from NetBox is usually missing for many NICs: past a few, one
+                // line says how many more (each is in the JSON report and the plan file).
+                let shown = if kind == "vlan" {
+                    VLAN_NOTICES_SHOWN
+                } else {
+                    items.len()
+                };
+                for n in items.iter().take(shown) {
                     let _ = writeln!(out, "  {}: {}", n.scope, n.message);
+                }
+                if items.len() > shown {
+                    let _ = writeln!(
+                        out,
+                        "  … and {} more like these (every one in `--output json` and `plan --out`)",
+                        items.len() - shown
+                    );
                 }
             }
         }
@@ -572,6 +586,9 @@ impl Plan {
         out
     }
 }
+
+/// "VLANs not found" lines the table shows before it only counts the rest.
+const VLAN_NOTICES_SHOWN: usize = 10;
 
 /// Only a plan file's `plan_version`; the rest is skipped unread.
 #[derive(Deserialize)]
@@ -979,6 +996,34 @@ mod tests {
             Plan::read_file(&dir.path().join("absent.json")),
             Err(PlanError::Read(_))
         ));
+    }
+
+    #[test]
+    fn the_table_counts_vlan_notices_past_the_first_few() {
+        let mut plan = plan_of(mixed_guests(), mixed_records(), OrphanPolicy::Mark);
+        let vlan = |i: usize| Notice {
+            scope: format!("pve-a/pve1/{}", 200 + i),
+            kind: "vlan".into(),
+            message: format!("interface 'net0': untagged VLAN {i} left out").into(),
+        };
+        plan.notices.extend((0..VLAN_NOTICES_SHOWN + 3).map(vlan));
+        let table = plan.render_table();
+        let last = VLAN_NOTICES_SHOWN - 1;
+        assert!(
+            table.contains(&format!("untagged VLAN {last} left out")),
+            "{table}"
+        );
+        let hidden = VLAN_NOTICES_SHOWN;
+        assert!(
+            !table.contains(&format!("untagged VLAN {hidden} left out")),
+            "{table}"
+        );
+        assert!(table.contains("… and 3 more like these"), "{table}");
+        // The plan itself keeps every one.
+        assert_eq!(
+            plan.notices.iter().filter(|n| n.kind == "vlan").count(),
+            VLAN_NOTICES_SHOWN + 3
+        );
     }
 
     #[test]
