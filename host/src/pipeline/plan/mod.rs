@@ -559,7 +559,7 @@ impl Plan {
             if !items.is_empty() {
                 let _ = writeln!(out, "{title}:");
                 // A VLAN missing from NetBox is usually missing for many NICs: past a few, one
-                // line says how many more (each is in the JSON report and the plan file).
+                // line says how many more (each one is in the plan file).
                 let shown = if kind == "vlan" {
                     VLAN_NOTICES_SHOWN
                 } else {
@@ -571,7 +571,7 @@ impl Plan {
                 if items.len() > shown {
                     let _ = writeln!(
                         out,
-                        "  … and {} more like these (every one in `--output json` and `plan --out`)",
+                        "  … and {} more like these (each one is in the plan file: `plan --out FILE`)",
                         items.len() - shown
                     );
                 }
