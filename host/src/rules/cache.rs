@@ -17,10 +17,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-
-use super::compile::compile_apart;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
+
+use super::compile::compile_apart;
 
 /// Versions the file layout; bump it to orphan every existing cache file.
 const CACHE_FORMAT: &str = "pve2netbox-rules-cache/1";
