@@ -33,10 +33,12 @@ pub const PAGE_SIZE: usize = 1000;
 /// gains little from concurrency (netbox-live.md §2.5), but 2–4 pages overlap network and JSON
 /// decoding with the server's work.
 pub const PAGE_PARALLELISM: usize = 4;
-/// Pages fetched and not yet decoded, at most. Why: against a fast server the fetches outrun
-/// the decoding, and every fetched page body (~1.6 MB per 1000 VMs) waited in memory: ~27 MB of
-/// a 20k-VM rerun's 62 MB heap peak. Twice the fetches in flight keeps the decoder fed.
-const PAGES_UNDECODED: usize = 2 * PAGE_PARALLELISM;
+/// Pages of one listing started and not yet converted, at most. Why: against a fast server the
+/// fetches outrun the decoding, and when the listing's task is not polled for a while (the
+/// snapshot's listings and the Proxmox read share one task) decoded pages outran their
+/// conversion: every fetched body (~1.6 MB per 1000 VMs) or decoded page waited in memory, ~55
+/// MB of a 100k-VM rerun with children. Twice the fetches in flight keeps the decoder fed.
+const PAGES_UNCONSUMED: usize = 2 * PAGE_PARALLELISM;
 
 /// Most rows one listing may have. Why: the page offsets are planned from the server's `count`
 /// and a broken or hostile server could claim 2^64 rows (or keep sending `next` forever); ten
@@ -535,24 +537,18 @@ impl NetboxClient {
                 }
                 let offsets: Vec<usize> = (page_size..count as usize).step_by(page_size).collect();
                 let semaphore = Arc::new(Semaphore::new(PAGE_PARALLELISM));
-                let undecoded = Arc::new(Semaphore::new(PAGES_UNDECODED));
                 let mut tasks = JoinSet::new();
                 let filters: Arc<Vec<(String, String)>> = Arc::new(filters.to_vec());
                 let fields: Arc<Vec<String>> =
                     Arc::new(fields.iter().map(|f| f.to_string()).collect());
-                for offset in offsets.iter().copied() {
+                let spawn_page = |tasks: &mut JoinSet<_>, offset: usize| {
                     let client = self.clone();
                     let endpoint = endpoint.to_string();
                     let filters = filters.clone();
                     let fields = fields.clone();
                     let semaphore = semaphore.clone();
-                    let undecoded = undecoded.clone();
                     tasks.spawn(async move {
                         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-                        let _undecoded = undecoded
-                            .acquire_owned()
-                            .await
-                            .expect("semaphore is never closed");
                         let fetched = {
                             let _permit = semaphore
                                 .acquire_owned()
@@ -570,8 +566,22 @@ impl NetboxClient {
                         };
                         (offset, page)
                     });
-                }
-                while let Some(joined) = tasks.join_next().await {
+                };
+                // Pages are started in offset order, and only while fewer than
+                // `PAGES_UNCONSUMED` are started and not yet converted, so the next page to
+                // convert is always among them (no wait on a page that cannot start).
+                let mut pending = offsets.iter().copied().peekable();
+                let mut started = 0usize;
+                let mut converted = 0usize;
+                loop {
+                    while started - converted < PAGES_UNCONSUMED {
+                        let Some(offset) = pending.next() else { break };
+                        spawn_page(&mut tasks, offset);
+                        started += 1;
+                    }
+                    let Some(joined) = tasks.join_next().await else {
+                        break;
+                    };
                     let (offset, page) = joined.map_err(|e| NetboxError::Setup {
                         message: format!("page task failed: {e}"),
                     })?;
@@ -582,6 +592,7 @@ impl NetboxClient {
                     // Converted now when the pages before it are in, while later pages are
                     // still on the wire.
                     rows.push(offset, page.results);
+                    converted = rows.pages_taken() - 1;
                 }
                 next_offset = offsets.last().map_or(page_size, |o| o + page_size);
             }

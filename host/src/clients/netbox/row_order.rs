@@ -114,6 +114,11 @@ impl<T: ListRow, U, F: FnMut(Listed<T>) -> Option<U>> RowOrder<T, U, F> {
         }
     }
 
+    /// Pages taken so far (the pages at offsets 0, `page_size`, ... up to the first missing).
+    pub(crate) fn pages_taken(&self) -> usize {
+        self.next_offset / self.page_size
+    }
+
     /// Every row id seen so far (duplicates included).
     pub(crate) fn seen_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.ids.iter()
@@ -207,6 +212,21 @@ mod tests {
             .map(|(i, id)| Row(id, i as u32))
             .collect();
         rows.chunks(3).map(<[Row]>::to_vec).collect()
+    }
+
+    #[test]
+    fn pages_taken_counts_the_pages_in_order_only() {
+        let mut order = RowOrder::new(2, 0, |row: Listed<Row>| match row {
+            Listed::Row(r) => Some(r),
+            Listed::Unreadable { .. } => None,
+        });
+        let page = |ids: [u64; 2]| ids.map(|id| Listed::Row(Row(Some(id), 0))).to_vec();
+        order.push(2, page([3, 4]));
+        assert_eq!(order.pages_taken(), 0);
+        order.push(0, page([1, 2]));
+        assert_eq!(order.pages_taken(), 2);
+        order.push(6, page([7, 8]));
+        assert_eq!(order.pages_taken(), 2);
     }
 
     #[test]

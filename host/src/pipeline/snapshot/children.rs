@@ -43,7 +43,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::clients::netbox::{Capabilities, ListRow, Listed, NetboxClient, NetboxError};
 
-use super::packed_rows::{PackedRow, RowReader, RowWriter, StampCode};
+use super::packed_rows::{PackedRow, RowReader, RowWriter, StampCode, read_alone, write_alone};
 use super::primaries::PrimaryIps;
 use super::stamp;
 pub use super::stamp::LastUpdated;
@@ -655,19 +655,36 @@ impl Wire for VlanRow {
     }
 }
 
-/// One kind's rows and the pool of their texts.
+/// One kind's rows as their pages arrive, before they are placed under their VMs: each row
+/// packed alone after its VM (0 for MACs and IPs: theirs is known once the interfaces are),
+/// its texts in the pool.
+///
+/// Why: the rows of every kind are held at once when the listings end, while the Proxmox read
+/// may still be running: a run's memory peak. Packed alone a row is ~30 bytes (its id and
+/// `last_updated` whole), where the kept struct was 48-96 and its list grew by doubling: at
+/// 100k VMs with children, ~30 MB instead of ~75.
 #[derive(Debug)]
-struct Table<R> {
-    rows: Vec<R>,
+struct Staged<R> {
+    bytes: Vec<u8>,
     pool: Pool,
+    kind: PhantomData<R>,
 }
 
-impl<R> Default for Table<R> {
-    fn default() -> Self {
-        Table {
-            rows: Vec::new(),
-            pool: Pool::default(),
-        }
+impl<R: PackedRow + OfVm> Staged<R> {
+    fn push(bytes: &mut Vec<u8>, row: &R) {
+        write_alone(bytes, row.vm(), row);
+    }
+
+    /// Each row with its VM as staged, in the order they came.
+    fn rows(&self) -> impl Iterator<Item = (u64, R)> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            (at < self.bytes.len()).then(|| {
+                let (vm, row, next) = read_alone(&self.bytes, at);
+                at = next;
+                (vm, row)
+            })
+        })
     }
 }
 
@@ -691,35 +708,46 @@ impl<R> Default for Packed<R> {
 }
 
 impl<R: PackedRow + OfVm> Packed<R> {
-    /// Packs `table`'s rows sorted by VM, then id, and sets each VM's byte range with `set`.
+    /// Packs `staged`'s rows sorted by VM, then id, and sets each VM's byte range with `set`.
+    /// A row's VM is `vm_of` its staged VM and itself; rows of VM 0 (none) are left out.
     fn of(
-        mut table: Table<R>,
+        staged: Staged<R>,
         by_vm: &mut HashMap<u64, VmRanges>,
         set: impl Fn(&mut VmRanges) -> &mut Range<u32>,
+        vm_of: impl Fn(u64, &R) -> u64,
     ) -> Self {
-        let rows = &mut table.rows;
-        if !rows.is_sorted_by_key(|r| (r.vm(), r.id())) {
-            rows.sort_unstable_by_key(|r| (r.vm(), r.id()));
+        // Where each row is, by VM and id. A listing is refused past 10 million rows and a row
+        // staged is at most ~140 bytes: offsets stay under 4 GiB.
+        let mut order: Vec<(u64, u64, u32)> = Vec::new();
+        let mut at = 0;
+        while at < staged.bytes.len() {
+            let (vm, row, next) = read_alone::<R>(&staged.bytes, at);
+            let vm = vm_of(vm, &row);
+            if vm != 0 {
+                order.push((vm, row.id(), at as u32));
+            }
+            at = next;
         }
+        order.sort_unstable();
         let mut bytes = Vec::new();
         let mut start = 0usize;
-        while start < rows.len() {
-            let vm = rows[start].vm();
-            let end = start + rows[start..].partition_point(|r| r.vm() == vm);
+        while start < order.len() {
+            let vm = order[start].0;
+            let end = start + order[start..].partition_point(|o| o.0 == vm);
             let from = bytes.len();
             let mut w = RowWriter::new(&mut bytes);
-            for row in &rows[start..end] {
-                w.row(row);
+            for &(_, _, at) in &order[start..end] {
+                let (_, row, _) = read_alone::<R>(&staged.bytes, at as usize);
+                w.row(&row);
             }
-            // A listing is refused past 10 million rows and a packed row is at most ~130
-            // bytes: the buffer stays under 4 GiB.
+            // Packed rows are smaller than staged ones: the buffer stays under 4 GiB too.
             *set(by_vm.entry(vm).or_default()) = from as u32..bytes.len() as u32;
             start = end;
         }
         bytes.shrink_to_fit();
         Packed {
             bytes,
-            pool: table.pool,
+            pool: staged.pool,
             kind: PhantomData,
         }
     }
@@ -1314,10 +1342,10 @@ impl ChildrenSnapshot {
         }
         let mut errors = Vec::new();
         let mut snap = assemble(
-            kind::<InterfaceRow>(&v, "interfaces").map(table),
-            kind::<MacRow>(&v, "mac_addresses").map(table),
-            kind::<IpRow>(&v, "ip_addresses").map(table),
-            kind::<DiskRow>(&v, "virtual_disks").map(table),
+            kind::<InterfaceRow>(&v, "interfaces").map(staged),
+            kind::<MacRow>(&v, "mac_addresses").map(staged),
+            kind::<IpRow>(&v, "ip_addresses").map(staged),
+            kind::<DiskRow>(&v, "virtual_disks").map(staged),
             &mut errors,
         );
         if let Some(vlans) = kind(&v, "vlans") {
@@ -1338,10 +1366,10 @@ impl ChildrenSnapshot {
     ) -> Self {
         let mut errors = Vec::new();
         assemble(
-            Some(table(interfaces)),
-            Some(table(macs)),
-            Some(table(ips)),
-            Some(table(disks)),
+            Some(staged(interfaces)),
+            Some(staged(macs)),
+            Some(staged(ips)),
+            Some(staged(disks)),
             &mut errors,
         )
     }
@@ -1352,17 +1380,22 @@ impl ChildrenSnapshot {
     }
 }
 
-/// A kind's rows kept as a listing keeps them (rows made in code, which stay far below the
+/// A kind's rows staged as a listing stages them (rows made in code, which stay far below the
 /// pool's 4 GiB).
-fn table<W: Wire>(rows: Vec<W>) -> Table<W::Kept> {
+fn staged<W: Wire>(rows: Vec<W>) -> Staged<W::Kept>
+where
+    W::Kept: PackedRow + OfVm,
+{
     let mut pool = PoolBuilder::default();
-    let rows = rows
-        .into_iter()
-        .map(|r| r.keep(&mut pool).expect("rows made in code fit the pool"))
-        .collect();
-    Table {
-        rows,
+    let mut bytes = Vec::new();
+    for row in rows {
+        let kept = row.keep(&mut pool).expect("rows made in code fit the pool");
+        Staged::push(&mut bytes, &kept);
+    }
+    Staged {
+        bytes,
         pool: pool.finish(),
+        kind: PhantomData,
     }
 }
 
@@ -1398,13 +1431,13 @@ impl KindRows {
         None
     }
 
-    /// The kind's rows and their pool, or `None` (with why in `errors`) when the read failed
-    /// or a row was not understood.
+    /// What the listing gave and the kind's pool, or `None` (with why in `errors`) when the
+    /// read failed or a row was not understood.
     fn finish<T>(
         self,
-        listed: Result<Vec<T>, NetboxError>,
+        listed: Result<T, NetboxError>,
         errors: &mut Vec<ChildrenError>,
-    ) -> Option<Table<T>> {
+    ) -> Option<(T, Pool)> {
         let kind = self.kind;
         match (listed, self.unreadable) {
             (Err(source), _) => {
@@ -1415,15 +1448,12 @@ impl KindRows {
                 errors.push(ChildrenError::Unreadable { kind, id, error });
                 None
             }
-            (Ok(rows), None) => Some(Table {
-                rows,
-                pool: self.pool.finish(),
-            }),
+            (Ok(listed), None) => Some((listed, self.pool.finish())),
         }
     }
 }
 
-/// Lists one kind, its rows taken by a [`KindRows`] as the pages come.
+/// Lists one child kind, each row staged as its page comes (see [`Staged`]).
 async fn list_kind<W: Wire>(
     client: &NetboxClient,
     kind: &'static str,
@@ -1431,12 +1461,39 @@ async fn list_kind<W: Wire>(
     filters: &[(String, String)],
     fields: &[&str],
     errors: &mut Vec<ChildrenError>,
-) -> Option<Table<W::Kept>> {
+) -> Option<Staged<W::Kept>>
+where
+    W::Kept: PackedRow + OfVm,
+{
     let mut taker = KindRows::new(kind);
+    let mut bytes = Vec::new();
+    // The listing still drops duplicates before a row is staged; its order does not matter
+    // here (the rows are sorted by VM and id when placed), so it collects nothing.
     let listed = client
-        .list_rows_into(endpoint, filters, fields, |row: Listed<W>| taker.take(row))
+        .list_rows_into(endpoint, filters, fields, |row: Listed<W>| {
+            taker.take(row).map(|kept| Staged::push(&mut bytes, &kept))
+        })
         .await;
-    taker.finish(listed, errors)
+    let (_, pool) = taker.finish(listed, errors)?;
+    Some(Staged {
+        bytes,
+        pool,
+        kind: PhantomData,
+    })
+}
+
+/// Lists every VLAN.
+async fn list_vlans(
+    client: &NetboxClient,
+    errors: &mut Vec<ChildrenError>,
+) -> Option<Vec<VlanRow>> {
+    let mut taker = KindRows::new("VLANs");
+    let listed = client
+        .list_rows_into(VLAN_ENDPOINT, &[], VLAN_FIELDS, |row: Listed<VlanRow>| {
+            taker.take(row)
+        })
+        .await;
+    taker.finish(listed, errors).map(|(rows, _)| rows)
 }
 
 /// Reads the children of `clusters`' VMs (see the module documentation). Never fails: a kind
@@ -1499,12 +1556,12 @@ pub async fn read(
             DISK_FIELDS,
             &mut e4
         ),
-        list_kind::<VlanRow>(client, "VLANs", VLAN_ENDPOINT, &[], VLAN_FIELDS, &mut e5),
+        list_vlans(client, &mut e5),
     );
     let mut errors: Vec<ChildrenError> = [e1, e2, e3, e4, e5].into_iter().flatten().collect();
     let mut snap = assemble(ifaces, macs, ips, disks, &mut errors);
     snap.read.vlans = vlans.is_some();
-    snap.vlans = vlans.map(|t| t.rows).unwrap_or_default();
+    snap.vlans = vlans.unwrap_or_default();
     for e in &errors {
         tracing::warn!(error = %e, "NetBox children not read; those children are left alone");
     }
@@ -1516,18 +1573,9 @@ pub async fn read(
 pub async fn read_vlans(client: &NetboxClient) -> ChildrenSnapshot {
     let mut snap = ChildrenSnapshot::default();
     let mut errors = Vec::new();
-    let vlans = list_kind::<VlanRow>(
-        client,
-        "VLANs",
-        VLAN_ENDPOINT,
-        &[],
-        VLAN_FIELDS,
-        &mut errors,
-    )
-    .await;
-    if let Some(vlans) = vlans {
+    if let Some(vlans) = list_vlans(client, &mut errors).await {
         snap.read.vlans = true;
-        snap.vlans = vlans.rows;
+        snap.vlans = vlans;
     }
     for e in &errors {
         tracing::warn!(error = %e, "NetBox VLANs not read; untagged VLANs are left out");
@@ -1536,19 +1584,28 @@ pub async fn read_vlans(client: &NetboxClient) -> ChildrenSnapshot {
     snap
 }
 
+/// A row's VM as staged (interfaces and disks name their own).
+fn own_vm<R>(vm: u64, _: &R) -> u64 {
+    vm
+}
+
 /// Places each kind's rows under their VM: interfaces and disks by their own VM, MACs and IPs
 /// through the VM interface they are assigned to (left out when on anything else). A kind
 /// `None` is not read; MACs and IPs are not read without the interfaces.
 fn assemble(
-    ifaces: Option<Table<Interface>>,
-    macs: Option<Table<Mac>>,
-    ips: Option<Table<Ip>>,
-    disks: Option<Table<Disk>>,
+    ifaces: Option<Staged<Interface>>,
+    macs: Option<Staged<Mac>>,
+    ips: Option<Staged<Ip>>,
+    disks: Option<Staged<Disk>>,
     errors: &mut Vec<ChildrenError>,
 ) -> ChildrenSnapshot {
     let mut snap = ChildrenSnapshot::default();
     let by_vm = &mut snap.by_vm;
-    let Some(mut ifaces) = ifaces else {
+    if let Some(disks) = disks {
+        snap.read.virtual_disks = true;
+        snap.disks = Packed::of(disks, by_vm, |r| &mut r.disks, own_vm);
+    }
+    let Some(ifaces) = ifaces else {
         for (kind, present) in [
             ("MAC addresses", macs.is_some()),
             ("IP addresses", ips.is_some()),
@@ -1557,43 +1614,28 @@ fn assemble(
                 errors.push(ChildrenError::NoInterfaces { kind });
             }
         }
-        if let Some(mut disks) = disks {
-            snap.read.virtual_disks = true;
-            disks.rows.retain(|r| r.vm != 0);
-            snap.disks = Packed::of(disks, by_vm, |r| &mut r.disks);
-        }
         return snap;
     };
     snap.read.interfaces = true;
-    ifaces.rows.retain(|r| r.vm != 0);
     {
-        let iface_vm: HashMap<u64, u64> = ifaces.rows.iter().map(|r| (r.id, r.vm)).collect();
+        let iface_vm: HashMap<u64, u64> = ifaces
+            .rows()
+            .filter(|(vm, _)| *vm != 0)
+            .map(|(vm, r)| (r.id, vm))
+            .collect();
         let vm_of = |iface: Option<NonZeroU64>| -> u64 {
             iface.map_or(0, |i| iface_vm.get(&i.get()).copied().unwrap_or(0))
         };
-        if let Some(mut macs) = macs {
+        if let Some(macs) = macs {
             snap.read.mac_addresses = true;
-            for r in &mut macs.rows {
-                r.vm = vm_of(r.assigned);
-            }
-            macs.rows.retain(|r| r.vm != 0);
-            snap.macs = Packed::of(macs, by_vm, |r| &mut r.macs);
+            snap.macs = Packed::of(macs, by_vm, |r| &mut r.macs, |_, r| vm_of(r.assigned));
         }
-        if let Some(mut ips) = ips {
+        if let Some(ips) = ips {
             snap.read.ip_addresses = true;
-            for r in &mut ips.rows {
-                r.vm = vm_of(r.assigned);
-            }
-            ips.rows.retain(|r| r.vm != 0);
-            snap.ips = Packed::of(ips, by_vm, |r| &mut r.ips);
+            snap.ips = Packed::of(ips, by_vm, |r| &mut r.ips, |_, r| vm_of(r.assigned));
         }
     }
-    snap.interfaces = Packed::of(ifaces, by_vm, |r| &mut r.interfaces);
-    if let Some(mut disks) = disks {
-        snap.read.virtual_disks = true;
-        disks.rows.retain(|r| r.vm != 0);
-        snap.disks = Packed::of(disks, by_vm, |r| &mut r.disks);
-    }
+    snap.interfaces = Packed::of(ifaces, by_vm, |r| &mut r.interfaces, own_vm);
     snap
 }
 
@@ -1648,10 +1690,10 @@ mod tests {
         let (i, m, ip, d) = sample();
         let mut errors = Vec::new();
         let mut snap = assemble(
-            Some(table(i)),
-            Some(table(m)),
-            Some(table(ip)),
-            Some(table(d)),
+            Some(staged(i)),
+            Some(staged(m)),
+            Some(staged(ip)),
+            Some(staged(d)),
             &mut errors,
         );
         snap.read.vlans = true;
@@ -1698,7 +1740,7 @@ mod tests {
         let (i, _, ip, d) = sample();
         let mut errors = Vec::new();
         // Below NetBox 4.2 (no MAC objects) and with the IP read failed.
-        let snap = assemble(Some(table(i)), None, None, Some(table(d)), &mut errors);
+        let snap = assemble(Some(staged(i)), None, None, Some(staged(d)), &mut errors);
         let v = rendered(&snap, 7).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 2, "{v}");
@@ -1711,7 +1753,7 @@ mod tests {
         // Without the interfaces, MACs and IPs cannot be placed: not read either.
         let mut errors = Vec::new();
         let (_, m, _, _) = sample();
-        let snap = assemble(None, Some(table(m)), Some(table(ip)), None, &mut errors);
+        let snap = assemble(None, Some(staged(m)), Some(staged(ip)), None, &mut errors);
         assert_eq!(errors.len(), 2);
         assert_eq!(
             rendered(&snap, 7),
@@ -1843,10 +1885,10 @@ mod tests {
         );
         let mut errors = Vec::new();
         let snap = assemble(
-            Some(table(i)),
-            Some(table(m)),
-            Some(table(ip)),
-            Some(table(d)),
+            Some(staged(i)),
+            Some(staged(m)),
+            Some(staged(ip)),
+            Some(staged(d)),
             &mut errors,
         );
         // One list per distinct tag list and choice value, shared by the rows that carry it.

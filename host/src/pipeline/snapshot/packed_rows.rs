@@ -111,6 +111,23 @@ impl<'a> RowWriter<'a> {
     }
 }
 
+/// Writes `row` alone after `key`: a kind's rows as their pages arrive, before they are sorted
+/// by VM (read back one at a time, in any order, by [`read_alone`]). Its id and micros are
+/// written whole, relative to no other row.
+pub(super) fn write_alone<R: PackedRow>(out: &mut Vec<u8>, key: u64, row: &R) {
+    let mut w = RowWriter::new(out);
+    w.u64(key);
+    w.row(row);
+}
+
+/// The key and the row [`write_alone`] wrote at `at`, and where the row after it starts.
+pub(super) fn read_alone<R: PackedRow>(bytes: &[u8], at: usize) -> (u64, R, usize) {
+    let mut r = RowReader::new(&bytes[at..]);
+    let key = r.u64();
+    let row = R::read(&mut r);
+    (key, row, at + r.pos)
+}
+
 /// A `last_updated` as a row keeps it (see the kinds' `Stamp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StampCode {
@@ -315,6 +332,33 @@ mod tests {
         }
         round_trip(&rows);
         round_trip(&[]);
+    }
+
+    #[test]
+    fn rows_written_alone_come_back_at_their_offsets_in_any_order() {
+        let rows: Vec<Sample> = [u64::MAX, 7, 0]
+            .into_iter()
+            .map(|v| Sample {
+                id: v,
+                n: v,
+                opt: Some(v),
+                index: 3,
+                flag: Some(false),
+                span: Some((1, 2)),
+                stamp: StampCode::Micros(v),
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::new();
+        for (key, row) in rows.iter().enumerate() {
+            offsets.push(bytes.len());
+            write_alone(&mut bytes, key as u64 * 1000, row);
+        }
+        for i in [2, 0, 1] {
+            let (key, row, next) = read_alone::<Sample>(&bytes, offsets[i]);
+            assert_eq!((key, &row), (i as u64 * 1000, &rows[i]));
+            assert_eq!(next, offsets.get(i + 1).copied().unwrap_or(bytes.len()));
+        }
     }
 
     #[test]
