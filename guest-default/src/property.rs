@@ -21,7 +21,7 @@ impl<'a> PropertyString<'a> {
     }
 
     /// The `(key, value)` parts in order (rules 1-3).
-    fn parts(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+    pub(crate) fn parts(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
         // Split on the bytes: for texts this short, `split(',')`'s `CharSearcher` and `memchr`
         // cost more through WASM than a byte loop (see `crate::children::text`).
         split(self.text, b',').filter_map(|part| {
