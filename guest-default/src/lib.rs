@@ -29,6 +29,7 @@ pub mod settings;
 mod status;
 pub mod tags;
 mod units;
+mod word_hash;
 
 pub use desired::kind_object;
 

@@ -155,6 +155,9 @@ impl RulesRuntime {
         let mut config = Config::new();
         config.consume_fuel(cfg.limits.fuel());
         config.epoch_interruption(cfg.limits.deadline.is_some());
+        // No `compiler_inlining`: ~4% fewer instructions per VM, but wasmtime holds the whole
+        // module's IR to inline it, and compiling the default rules then peaks at ~650 MiB
+        // instead of ~70 (a first sync compiles them; BENCHMARKS.md, session 20).
         if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
             // Names JIT code in `perf report` (and lets a callgrind profile be mapped by hand).
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
