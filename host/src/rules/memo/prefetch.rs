@@ -36,7 +36,7 @@ pub fn records(item: &KeyInput<'_>) {
 
 /// Second stage: every text the key of `item` will hash.
 pub fn texts(item: &KeyInput<'_>) {
-    let (_, guest, (config, ends), current, network, children) = *item;
+    let (_, guest, (config, ends), current, network, _) = *item;
     let GuestKey {
         cluster,
         node,
@@ -63,9 +63,6 @@ pub fn texts(item: &KeyInput<'_>) {
     match network {
         NetworkKey::Agent(t) | NetworkKey::LxcInterfaces(t) => text(t.as_bytes()),
         NetworkKey::Unknown(NetworkUnknown { detail, .. }) => text(detail.as_bytes()),
-    }
-    if let Some(c) = children {
-        text(c.as_str().as_bytes());
     }
     if let Some(vm) = current {
         let parts = vm.parts();
