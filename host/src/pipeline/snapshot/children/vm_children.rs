@@ -45,7 +45,19 @@ impl ChildrenSnapshot {
     }
 }
 
-impl VmChildren<'_> {
+impl<'a> VmChildren<'a> {
+    /// The VM's packed rows of each kind, as they lie in the snapshot (for a prefetch: what
+    /// [`VmChildren::key_bytes`] reads first).
+    pub fn packed(&self) -> [&'a [u8]; 4] {
+        let VmRows {
+            interfaces,
+            macs,
+            ips,
+            disks,
+        } = self.rows;
+        [interfaces.bytes, macs.bytes, ips.bytes, disks.bytes]
+    }
+
     /// The JSON text of WIT `netbox-vm.children`.
     pub fn json(&self) -> String {
         render_children(&self.rows, self.read, self.primaries)
