@@ -31,7 +31,7 @@ use crate::pipeline::reconcile::{
     RulesResult, SharedTexts, VmOutcome,
 };
 use crate::pipeline::report::{ErrorEntry, Mode, RulesInfo, RunReport};
-use crate::pipeline::snapshot::children::ChildrenSnapshot;
+use crate::pipeline::snapshot::children::{ChildrenSnapshot, VmChildren};
 use crate::pipeline::snapshot::{self, SnapshotError};
 use crate::pipeline::task_history::{self, TaskTarget, Unrecorded};
 use crate::progress::Progress;
@@ -754,12 +754,12 @@ pub struct ModuleRules<'a> {
     pub held: SharedTexts,
 }
 
-/// The VM's current children as the module gets them (`None`: not read).
-fn children_of(
-    children: Option<&ChildrenSnapshot>,
+/// The VM's current children, which the module gets rendered (`None`: not read).
+fn children_of<'s>(
+    children: Option<&'s ChildrenSnapshot>,
     current: Option<&reconcile::NetboxRecord>,
-) -> Option<JsonText> {
-    children?.children_json(current?.id()).map(JsonText)
+) -> Option<VmChildren<'s>> {
+    children?.vm_children(current?.id())
 }
 
 /// One batch made ready for the module: each item's memo key, the memo's answers (`None`: to be
@@ -771,8 +771,8 @@ struct Prepared {
 }
 
 /// What the window's threads found for one item: its memo key (`None` without a memo), the
-/// memo's answer (`None`: to be asked) and its children text (`None`: not read), rendered
-/// once for both the key and the input.
+/// memo's answer (`None`: to be asked) and its children text (`None`: not read, or a hit's:
+/// the key is made from the rows, and only the VMs asked get the text).
 #[derive(Default)]
 struct Lookup {
     key: Option<VmKey>,
@@ -795,15 +795,16 @@ impl ModuleRules<'_> {
         }
         let guests = &*self.guests;
         parallel::map_batches(window.to_vec(), threads, |_, chunk| {
-            let children: Vec<Option<JsonText>> = chunk
+            let children: Vec<Option<VmChildren<'_>>> = chunk
                 .iter()
                 .map(|item| children_of(snapshot, item.current))
                 .collect();
+            let rendered = |c: Option<VmChildren<'_>>| c.map(|c| JsonText(c.json()));
             let Some(memo) = memo else {
                 return children
                     .into_iter()
                     .map(|children| Lookup {
-                        children,
+                        children: rendered(children),
                         ..Lookup::default()
                     })
                     .collect();
@@ -822,7 +823,7 @@ impl ModuleRules<'_> {
                         read.config_packed(),
                         item.current.map(|r| &r.vm),
                         read.network_kept().memo_key(),
-                        children.as_ref(),
+                        *children,
                     )
                 })
                 .collect();
@@ -830,7 +831,7 @@ impl ModuleRules<'_> {
             keys.into_iter()
                 .zip(children)
                 .map(|(key, children)| match memo.hit(&key) {
-                    // A hit's children text served its key only.
+                    // A hit's children are not rendered: the module is not asked.
                     Some(hit) => Lookup {
                         key: Some(key),
                         hit: Some(hit),
@@ -839,7 +840,7 @@ impl ModuleRules<'_> {
                     None => Lookup {
                         key: Some(key),
                         hit: None,
-                        children,
+                        children: rendered(children),
                     },
                 })
                 .collect()

@@ -15,8 +15,12 @@
 //! version), the matched NetBox record, and what WIT 0.3 adds: the guest's network view (the
 //! agent's or the LXC interfaces' answer text as the read keeps it, packed, or why there is
 //! none; the agent's traffic `statistics` are left out by the read, so a running guest's
-//! answer is the same from one run to the next) and NetBox's children JSON
-//! (or that they were not read). Only answers with no child change are stored either. One entry per VM identity (NetBox cluster id, VMID):
+//! answer is the same from one run to the next) and NetBox's children (or that they were not
+//! read): every field of the rows their JSON text is rendered from, by content
+//! ([`VmChildren::key_bytes`]), not the text, which is rendered only for the VMs the memo
+//! misses (rendering every VM's was most of a memoized rerun's rules step with children; a
+//! memo stored when the text was keyed misses once). Only answers with no child change are
+//! stored either. One entry per VM identity (NetBox cluster id, VMID):
 //! the digest and the answer's name, ~45 bytes, so the file stays a few MB at 100k VMs.
 //!
 //! Why XXH3 and not SHA-256 (format 1): keying was the largest part of a memoized rerun's rules step:
@@ -45,12 +49,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use foldhash::HashMap;
 use guest_default::children::{NetworkSource, NetworkUnknown, UnknownReason};
-use guest_default::model::{Context, Guest, GuestKind, JsonText, Ownership};
+use guest_default::model::{Context, Guest, GuestKind, Ownership};
 use reqwest::Url;
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_128_with_secret;
 
 use crate::pipeline::reconcile::{CompactVm, Parts};
+use crate::pipeline::snapshot::children::VmChildren;
 use crate::safety::run_lock::{normalized_url, url_file_stem};
 
 /// First bytes of a memo file.
@@ -214,14 +219,14 @@ impl<'a> From<&'a Guest> for GuestKey<'a> {
 
 /// One VM's input to key: identity, guest, packed config (every key and value concatenated,
 /// and their end offsets), the matched NetBox record, the guest's network view and NetBox's
-/// children JSON (`None`: not read), everything that crosses the boundary for the VM.
+/// children (`None`: not read), everything that crosses the boundary for the VM.
 pub type KeyInput<'a> = (
     VmIdentity,
     GuestKey<'a>,
     (&'a str, &'a [u32]),
     Option<&'a CompactVm>,
     NetworkKey<'a>,
-    Option<&'a JsonText>,
+    Option<VmChildren<'a>>,
 );
 
 /// A guest's network view as keyed: the answer's text, or any one form of it that two answers
@@ -316,7 +321,7 @@ impl Memo {
         guest: &Guest,
         config: (&str, &[u32]),
         current: Option<&guest_default::model::NetboxVm>,
-        (network, children): (impl Into<NetworkKey<'n>>, Option<&JsonText>),
+        (network, children): (impl Into<NetworkKey<'n>>, Option<VmChildren<'_>>),
     ) -> VmKey {
         use crate::pipeline::reconcile::SharedValues;
         let current = current.map(|vm| {
@@ -624,8 +629,8 @@ fn encode_vm(
 }
 
 /// The WIT 0.3 inputs of one VM: the network view (its kind, then the answer's text or the
-/// reason and detail) and the children JSON (absent, or its text).
-fn encode_children(out: &mut Vec<u8>, network: NetworkKey<'_>, children: Option<&JsonText>) {
+/// reason and detail) and the children (absent, or what their text is rendered from).
+fn encode_children(out: &mut Vec<u8>, network: NetworkKey<'_>, children: Option<VmChildren<'_>>) {
     match network {
         NetworkKey::Agent(text) => {
             out.push(0);
@@ -649,7 +654,14 @@ fn encode_children(out: &mut Vec<u8>, network: NetworkKey<'_>, children: Option<
             put_str(out, detail);
         }
     }
-    put_opt_str(out, children.map(JsonText::as_str));
+    match children {
+        None => out.push(0),
+        // 2, not the 1 that preceded the text when it was keyed: an entry stored then misses.
+        Some(c) => {
+            out.push(2);
+            c.key_bytes(out);
+        }
+    }
 }
 
 /// The file's bytes: magic, format, header, entries (sorted: the same memo gives the same

@@ -47,6 +47,9 @@ use super::packed_rows::{PackedRow, RowReader, RowWriter, StampCode, read_alone,
 use super::primaries::PrimaryIps;
 use super::stamp;
 pub use super::stamp::LastUpdated;
+pub use vm_children::VmChildren;
+
+mod vm_children;
 
 /// VM interfaces.
 pub const INTERFACE_ENDPOINT: &str = "virtualization/interfaces";

@@ -26,17 +26,22 @@ const MAX_TEXT: usize = 2048;
 const LINE: usize = 64;
 
 /// First stage: the records whose fields hold the texts' addresses (the guest's are already in
-/// the item: its key is built from the read guest before the batch is hashed).
+/// the item: its key is built from the read guest before the batch is hashed), and the
+/// children's rows.
 pub fn records(item: &KeyInput<'_>) {
-    let (_, _, _, current, _, _) = *item;
+    let (_, _, _, current, _, children) = *item;
     if let Some(vm) = current {
         value(vm);
+    }
+    // The children's packed rows (their texts are read through them, and not asked for).
+    for rows in children.iter().flat_map(|c| c.packed()) {
+        text(rows);
     }
 }
 
 /// Second stage: every text the key of `item` will hash.
 pub fn texts(item: &KeyInput<'_>) {
-    let (_, guest, (config, ends), current, network, children) = *item;
+    let (_, guest, (config, ends), current, network, _) = *item;
     let GuestKey {
         cluster,
         node,
@@ -63,9 +68,6 @@ pub fn texts(item: &KeyInput<'_>) {
     match network {
         NetworkKey::Agent(t) | NetworkKey::LxcInterfaces(t) => text(t.as_bytes()),
         NetworkKey::Unknown(NetworkUnknown { detail, .. }) => text(detail.as_bytes()),
-    }
-    if let Some(c) = children {
-        text(c.as_str().as_bytes());
     }
     if let Some(vm) = current {
         let parts = vm.parts();

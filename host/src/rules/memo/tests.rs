@@ -1,3 +1,4 @@
+use crate::pipeline::snapshot::children::ChildrenSnapshot;
 use guest_default::model::{FieldPolicy, GuestKind, JsonText, KnownObject, NetboxVm};
 
 use super::*;
@@ -85,15 +86,17 @@ fn a_changed_agent_answer_or_children_misses() {
     let config = (CONFIG_TEXT, CONFIG_ENDS);
     let agent = |text: &str| NetworkSource::Agent(JsonText(text.into()));
     let answer = r#"[{"name":"eth0","ip-addresses":[{"ip-address":"10.0.0.5","prefix":24}]}]"#;
-    let children = JsonText(r#"{"interfaces":[]}"#.into());
-    let key = |memo: &Memo, network: &NetworkSource, children: Option<&JsonText>| {
+    let snap = ChildrenSnapshot::from_json_for_tests(serde_json::json!({"interfaces": []}));
+    let children = snap.vm_children(cur.id);
+    let key = |memo: &Memo, network: &NetworkSource, children: Option<VmChildren<'_>>| {
         memo.key((1, g.vmid), &g, config, Some(&cur), (network, children))
     };
-    let stored = key(&memo, &agent(answer), Some(&children));
+    let stored = key(&memo, &agent(answer), children);
     memo.record(&stored, Some("web-1"));
     memo.save().unwrap();
     let memo = Memo::open(path, header());
     let changed = answer.replace("10.0.0.5", "10.0.0.6");
+    let other = ChildrenSnapshot::from_json_for_tests(serde_json::json!({"virtual_disks": []}));
     let unknown = |reason| {
         NetworkSource::Unknown(NetworkUnknown {
             reason,
@@ -103,24 +106,24 @@ fn a_changed_agent_answer_or_children_misses() {
     for (what, k) in [
         (
             "another agent answer",
-            key(&memo, &agent(&changed), Some(&children)),
+            key(&memo, &agent(&changed), children),
         ),
         (
             "the same text from LXC",
             key(
                 &memo,
                 &NetworkSource::LxcInterfaces(JsonText(answer.into())),
-                Some(&children),
+                children,
             ),
         ),
         (
             "agent off",
-            key(&memo, &unknown(UnknownReason::AgentOff), Some(&children)),
+            key(&memo, &unknown(UnknownReason::AgentOff), children),
         ),
         ("children not read", key(&memo, &agent(answer), None)),
         (
-            "other children",
-            key(&memo, &agent(answer), Some(&JsonText("{}".into()))),
+            "other kinds read",
+            key(&memo, &agent(answer), other.vm_children(cur.id)),
         ),
     ] {
         assert_ne!(k.digest, stored.digest, "{what}");
@@ -131,8 +134,80 @@ fn a_changed_agent_answer_or_children_misses() {
         key(&memo, &unknown(UnknownReason::TimedOut), None).digest,
         key(&memo, &unknown(UnknownReason::NoPermission), None).digest
     );
-    let same = key(&memo, &agent(answer), Some(&children));
+    let same = key(&memo, &agent(answer), children);
     assert_eq!(memo.hit(&same), Some(Some("web-1".into())));
+}
+
+/// The children are keyed by their rows, not their rendered text: a VM whose child row
+/// changed (any field the text shows, or its `last_updated`) misses; the same rows, read
+/// again into another snapshot in another order, hit.
+#[test]
+fn a_changed_child_row_misses() {
+    use serde_json::{Value, json};
+    let dir = tempfile::tempdir().unwrap();
+    let path = Memo::path(dir.path(), &url("https://netbox.example/"));
+    let mut memo = Memo::open(path.clone(), header());
+    let (g, cur) = (guest(), current());
+    let vm = cur.id;
+    let rows = |interface: Value| {
+        json!({
+            "interfaces": [interface,
+                {"id": 12, "virtual_machine": {"id": vm}, "name": "net1"}],
+            "ip_addresses": [{"id": 31, "address": "10.0.0.5/24",
+                "status": {"value": "active"},
+                "assigned_object_type": "virtualization.vminterface",
+                "assigned_object_id": 11}]
+        })
+    };
+    let net0 = json!({"id": 11, "virtual_machine": {"id": vm}, "name": "net0", "mtu": 1500,
+        "mac_address": "BC:24:11:2A:3B:4C", "last_updated": "2026-01-02T03:04:05Z"});
+    let key = |snap: &ChildrenSnapshot| memo_key(&memo, &g, &cur, snap.vm_children(vm));
+    fn memo_key(memo: &Memo, g: &Guest, cur: &NetboxVm, c: Option<VmChildren<'_>>) -> VmKey {
+        memo.key(
+            (1, g.vmid),
+            g,
+            (CONFIG_TEXT, CONFIG_ENDS),
+            Some(cur),
+            (&NetworkSource::default(), c),
+        )
+    }
+    let snap = ChildrenSnapshot::from_json_for_tests(rows(net0.clone()));
+    let stored = key(&snap);
+    memo.record(&stored, Some("web-1"));
+    memo.save().unwrap();
+    let memo = Memo::open(path, header());
+    let with = |field: &str, value: Value| {
+        let mut row = net0.clone();
+        row[field] = value;
+        ChildrenSnapshot::from_json_for_tests(rows(row))
+    };
+    for (field, value) in [
+        ("name", json!("net2")),
+        ("mtu", json!(9000)),
+        ("mac_address", json!("BC:24:11:2A:3B:4D")),
+        ("enabled", json!(false)),
+        ("last_updated", json!("2026-01-02T03:04:06Z")),
+    ] {
+        let k = memo_key(&memo, &g, &cur, with(field, value.clone()).vm_children(vm));
+        assert_ne!(k.digest, stored.digest, "{field} {value}");
+        assert_eq!(memo.hit(&k), None, "{field} {value}");
+    }
+    // The same rows, another VM's first and each kind's in reverse: the texts sit elsewhere
+    // in the snapshot, the key is the same.
+    let mut moved = rows(net0);
+    for list in moved.as_object_mut().unwrap().values_mut() {
+        let list = list.as_array_mut().unwrap();
+        list.reverse();
+        list.insert(
+            0,
+            json!({"id": 1, "virtual_machine": {"id": 999}, "name": "x",
+            "address": "192.0.2.1/32", "assigned_object_type": "virtualization.vminterface",
+            "assigned_object_id": 1}),
+        );
+    }
+    let moved = ChildrenSnapshot::from_json_for_tests(moved);
+    let k = memo_key(&memo, &g, &cur, moved.vm_children(vm));
+    assert_eq!(memo.hit(&k), Some(Some("web-1".into())));
 }
 
 /// A memo in a temp dir with one entry saved ("no changes" for `guest()` against `current()`).
@@ -443,7 +518,7 @@ fn a_batchs_keys_are_each_vms_key_alone() {
         reason: UnknownReason::NotRunning,
         detail: String::new(),
     };
-    let children = JsonText("{\"interfaces\":[]}".into());
+    let snap = ChildrenSnapshot::from_json_for_tests(serde_json::json!({"interfaces": []}));
     let items: Vec<KeyInput<'_>> = (0..n)
         .map(|i| {
             let network = if i % 2 == 0 {
@@ -457,7 +532,7 @@ fn a_batchs_keys_are_each_vms_key_alone() {
                 (CONFIG_TEXT, CONFIG_ENDS),
                 records[i].as_ref(),
                 network,
-                (i % 4 == 0).then_some(&children),
+                snap.vm_children(i as u64).filter(|_| i % 4 == 0),
             )
         })
         .collect();
