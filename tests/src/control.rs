@@ -10,7 +10,7 @@
 use crate::inventory::{Guest, GuestKind, Task, generate_guest_with_seed};
 use crate::netbox::NetboxSim;
 use crate::pve::PveEndpoint;
-use crate::service::{FaultPatch, FaultSettings, ServiceCtl, ServiceKind};
+use crate::service::{FaultPatch, FaultSettings, SeededDraws, ServiceCtl, ServiceKind};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -183,9 +183,7 @@ impl Control {
             .unwrap_or_else(|e| e.into_inner())
             .apply(patch);
         if let Some(seed) = patch.seed {
-            use rand::SeedableRng;
-            *ctl.fault_rng.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(rand::rngs::StdRng::seed_from_u64(seed));
+            *ctl.fault_rng.lock().unwrap_or_else(|e| e.into_inner()) = Some(SeededDraws::new(seed));
         }
     }
 

@@ -17,8 +17,8 @@
 //! client never learnt it, and no (k+1)-th write can race in before the kill.
 
 use crate::service::{
-    self, Committed, DropConnection, FaultPatch, FaultSettings, Profile, ServiceCtl, ServiceKind,
-    normalize_path,
+    self, Committed, DropConnection, FaultPatch, FaultSettings, Profile, SeededDraws, ServiceCtl,
+    ServiceKind, normalize_path,
 };
 use crate::{CounterSnapshot, serve};
 use axum::Router;
@@ -37,6 +37,10 @@ use tokio::sync::watch;
 const MAX_FORWARDED_BODY: usize = 256 * 1024 * 1024;
 /// Time the proxy gives NetBox for one request: longer than any client timeout in the tests.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long an idle connection to NetBox is kept for reuse: below gunicorn's keep-alive (2 s),
+/// so the proxy never sends a request down a connection gunicorn is closing (a race that ends
+/// in a connection error, which the proxy can only answer with a 502 NetBox never gave).
+const UPSTREAM_IDLE: Duration = Duration::from_secs(1);
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +110,7 @@ impl NetboxProxy {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(UPSTREAM_TIMEOUT)
+            .pool_idle_timeout(UPSTREAM_IDLE)
             .build()
             .map_err(|e| ProxyError::Upstream {
                 url: upstream.clone(),
@@ -151,9 +156,8 @@ impl NetboxProxy {
             .unwrap_or_else(|e| e.into_inner())
             .apply(patch);
         if let Some(seed) = patch.seed {
-            use rand::SeedableRng;
             *self.ctl.fault_rng.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(rand::rngs::StdRng::seed_from_u64(seed));
+                Some(SeededDraws::new(seed));
         }
     }
 

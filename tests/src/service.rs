@@ -75,7 +75,9 @@ pub struct FaultSettings {
     /// How long a timeout fault holds the request.
     pub timeout_hold_ms: u64,
     /// Seed of the fault draws, for a repeatable sequence (a test that must see a fault); the
-    /// draws restart from it whenever it is set. `None`: fresh randomness.
+    /// draws restart from it whenever it is set. Reads and writes draw from streams of their own,
+    /// so the n-th write meets the same draw however the concurrent reads around it arrive.
+    /// `None`: fresh randomness.
     #[serde(default)]
     pub seed: Option<u64>,
     /// Errors and timeouts hit only writes (POST, PUT, PATCH, DELETE): reads answer normally, so
@@ -272,13 +274,44 @@ pub(crate) struct Committed;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DropConnection;
 
+/// The seeded fault draws: one stream for reads, one for writes. Reads run in parallel and
+/// reach the service in an order that varies from run to run; with one shared stream, which
+/// write met a fault (and whether any did) would vary with them.
+pub(crate) struct SeededDraws {
+    reads: rand::rngs::StdRng,
+    writes: rand::rngs::StdRng,
+}
+
+impl SeededDraws {
+    pub(crate) fn new(seed: u64) -> Self {
+        use rand::SeedableRng;
+        SeededDraws {
+            reads: rand::rngs::StdRng::seed_from_u64(seed),
+            // Any other seed: the two streams must not repeat each other.
+            writes: rand::rngs::StdRng::seed_from_u64(seed ^ 0x5bd1_e995_9e37_79b9),
+        }
+    }
+
+    fn stream(&mut self, method: &Method) -> &mut rand::rngs::StdRng {
+        if is_read(method) {
+            &mut self.reads
+        } else {
+            &mut self.writes
+        }
+    }
+}
+
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 /// Per-service runtime controls shared by the middleware and the control API.
 pub(crate) struct ServiceCtl {
     pub(crate) kind: ServiceKind,
     pub(crate) profile: Profile,
     pub(crate) faults: Mutex<FaultSettings>,
     /// The seeded fault draws while `faults.seed` is set.
-    pub(crate) fault_rng: Mutex<Option<rand::rngs::StdRng>>,
+    pub(crate) fault_rng: Mutex<Option<SeededDraws>>,
     pub(crate) counters: Counters,
     /// Bounded worker pool (NetBox realistic: 2 gunicorn-like workers); `None` = unbounded.
     workers: Option<Semaphore>,
@@ -329,11 +362,11 @@ pub(crate) async fn layer(
     let (mut fail, mut timeout, drop_roll, jitter) = {
         let mut seeded = ctl.fault_rng.lock().unwrap_or_else(|e| e.into_inner());
         match seeded.as_mut() {
-            Some(r) => draw(r),
+            Some(r) => draw(r.stream(req.method())),
             None => draw(&mut rand::rng()),
         }
     };
-    if faults.writes_only && matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if faults.writes_only && is_read(req.method()) {
         (fail, timeout) = (false, false);
     }
     let extra = Duration::from_secs_f64((faults.latency_ms + jitter).max(0.0) / 1000.0);
@@ -416,4 +449,34 @@ fn fault_response(kind: ServiceKind, status: StatusCode, retry_after_s: u64) -> 
             .insert("retry-after", HeaderValue::from(retry_after_s));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    /// The n-th write meets the same draw however many reads came before it.
+    #[test]
+    fn seeded_writes_draw_the_same_whatever_the_reads_around_them() {
+        let writes_after = |reads_between: usize| {
+            let mut draws = SeededDraws::new(7);
+            (0..20)
+                .map(|_| {
+                    for _ in 0..reads_between {
+                        draws.stream(&Method::GET).random::<f64>();
+                    }
+                    draws.stream(&Method::POST).random::<f64>()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(writes_after(0), writes_after(3));
+        let mut reads = SeededDraws::new(7);
+        let first_read = reads.stream(&Method::GET).random::<f64>();
+        assert_ne!(
+            first_read,
+            writes_after(0)[0],
+            "the two streams repeat each other"
+        );
+    }
 }

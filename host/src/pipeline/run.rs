@@ -428,9 +428,19 @@ async fn run_phases(
             for n in held {
                 tracing::warn!(scope = %n.scope, "{}", n.message);
             }
-            // VLANs a site does not keep in NetBox: in the plan, not worth a warning per run.
+            // VLANs a site does not keep in NetBox: in the plan, not worth a warning per run,
+            // nor a line per NIC (a site without VLANs in NetBox has one per tagged NIC).
+            let mut vlans = 0usize;
             for n in plan.notices.iter().filter(|n| n.kind == "vlan") {
-                tracing::info!(scope = %n.scope, "{}", n.message);
+                tracing::debug!(scope = %n.scope, "{}", n.message);
+                vlans += 1;
+            }
+            if vlans > 0 {
+                tracing::info!(
+                    nics = vlans,
+                    "{vlans} NICs name a VLAN NetBox does not have: their untagged VLAN is left \
+                     out (each one at debug level and in `plan`)"
+                );
             }
         } else if !held.is_empty() {
             let held = held.len();

@@ -570,7 +570,7 @@ impl NetboxClient {
                 // Pages are started in offset order, and only while fewer than
                 // `PAGES_UNCONSUMED` are started and not yet converted, so the next page to
                 // convert is always among them (no wait on a page that cannot start).
-                let mut pending = offsets.iter().copied().peekable();
+                let mut pending = offsets.iter().copied();
                 let mut started = 0usize;
                 let mut converted = 0usize;
                 loop {
