@@ -14,6 +14,7 @@
 
 /// A reader over one JSON text. Every method returns `None` when the text is not the plain
 /// shape it expects (the caller then falls back to serde).
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     text: &'a str,
     pos: usize,
