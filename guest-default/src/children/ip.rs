@@ -195,14 +195,22 @@ fn push_decimal(out: &mut Ascii, n: u8) {
 /// Parses a bare address, dropping an IPv6 zone (`fe80::1%eth0`).
 pub(crate) fn parse_addr(text: &str) -> Option<IpAddr> {
     let t = trim(text);
+    // The plain readers take digits, dots, hex digits and colons only, so they read no text
+    // with a zone: tried first, they spare the usual address the scan for `%`.
+    if let Some(a) = plain_addr(t) {
+        return Some(a);
+    }
     let t = split_once(t, b'%').map_or(t, |(a, _)| a);
+    plain_addr(t).or_else(|| t.parse().ok())
+}
+
+/// [`plain_ipv4`], else [`plain_ipv6`].
+#[inline]
+fn plain_addr(t: &str) -> Option<IpAddr> {
     if let Some(v4) = plain_ipv4(t) {
         return Some(IpAddr::V4(v4));
     }
-    if let Some(v6) = plain_ipv6(t) {
-        return Some(IpAddr::V6(v6));
-    }
-    t.parse().ok()
+    plain_ipv6(t).map(IpAddr::V6)
 }
 
 /// An IPv6 address of hex groups with at most one `::` (no embedded IPv4), read on the bytes
@@ -359,10 +367,13 @@ pub(crate) fn normalize_key_of(text: Cow<'_, str>) -> Cow<'_, str> {
 fn is_plainly_normal(text: &str) -> bool {
     // Byte loops only: `str::split`, `find` and `contains` went through the standard
     // library's searchers, which cost more through WASM than the parse they were to save.
-    let Some((addr, prefix)) = split_once(text, b'/') else {
+    // The prefix is short: the last `/` is found from the end in a few steps. A text with two
+    // is refused either way (a `/` is neither in an address nor in a prefix).
+    let b = text.as_bytes();
+    let Some(slash) = b.iter().rposition(|&c| c == b'/') else {
         return false;
     };
-    let (addr, prefix) = (addr.as_bytes(), prefix.as_bytes());
+    let (addr, prefix) = (&b[..slash], &b[slash + 1..]);
     let max = if is_plain_ipv4(addr) {
         32
     } else if is_plain_ipv6(addr) {
@@ -867,5 +878,51 @@ mod tests {
     #[test]
     fn zone_is_dropped() {
         assert_eq!(parse_addr("fe80::1%eth0"), parse_addr("fe80::1"));
+    }
+
+    /// `parse_addr` is `std::net` on the trimmed text cut at its first `%`, whether the plain
+    /// readers take the text before or after the cut.
+    #[test]
+    fn parse_addr_is_std_net_without_the_zone() {
+        let std_of = |t: &str| {
+            let t = t.trim();
+            let t = t.split_once('%').map_or(t, |(a, _)| a);
+            t.parse::<IpAddr>().ok()
+        };
+        for t in [
+            "10.0.0.5",
+            " 10.0.0.5\n",
+            "10.0.0.5%eth0",
+            "1.2.3.4%",
+            "fe80::1%eth0",
+            "fe80::1%",
+            "fe80::1%a%b",
+            "%eth0",
+            "::ffff:1.2.3.4",
+            "::ffff:1.2.3.4%x",
+            "2001:db8::5",
+            "1:2:3:4:5:6:7:8%9",
+            "fe80::1 %eth0",
+            "1.2.3.4/24",
+            "x",
+            "",
+        ] {
+            assert_eq!(parse_addr(t), std_of(t), "{t:?}");
+        }
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let symbols = b"0123456789abcdefABCDEF::::....%%x ";
+        for _ in 0..100_000 {
+            let len = (next() % 24) as usize;
+            let t: String = (0..len)
+                .map(|_| char::from(symbols[(next() >> 33) as usize % symbols.len()]))
+                .collect();
+            assert_eq!(parse_addr(&t), std_of(&t), "{t:?}");
+        }
     }
 }

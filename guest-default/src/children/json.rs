@@ -14,6 +14,7 @@
 
 /// A reader over one JSON text. Every method returns `None` when the text is not the plain
 /// shape it expects (the caller then falls back to serde).
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     text: &'a str,
     pos: usize,
@@ -41,6 +42,17 @@ impl<'a> Reader<'a> {
     /// The next byte after whitespace (not consumed).
     #[inline]
     pub(crate) fn peek(&mut self) -> Option<u8> {
+        // The texts are rendered compactly: the next byte is usually above the space, which
+        // one comparison tells.
+        let c = *self.bytes().get(self.pos)?;
+        if c > b' ' {
+            return Some(c);
+        }
+        self.peek_after_space()
+    }
+
+    /// [`Reader::peek`] from a byte that may be whitespace.
+    fn peek_after_space(&mut self) -> Option<u8> {
         let b = self.bytes();
         while let Some(&c) = b.get(self.pos) {
             if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
@@ -255,7 +267,12 @@ impl<'a> Reader<'a> {
         if self.peek()? != b'}' {
             loop {
                 let name = self.str()?;
-                self.eat(b':')?;
+                // Usually right after the name's quote.
+                if self.bytes().get(self.pos) == Some(&b':') {
+                    self.pos += 1;
+                } else {
+                    self.eat(b':')?;
+                }
                 member(self, name)?;
                 match self.peek()? {
                     b',' => self.pos += 1,
@@ -332,6 +349,7 @@ mod tests {
             "{}",
             r#"{"a":[1,{"b":null}],"c":{"d":"e"}}"#,
             "[ 1 , 2 ]",
+            "{ \"a\" : 1 ,\t\"b\"\r\n:\n{ } }",
         ] {
             assert!(skips(ok), "{ok}");
         }
@@ -346,6 +364,9 @@ mod tests {
             "{\"a\":1,}",
             "{\"a\" 1}",
             "[1 2]",
+            "{\"a\"1}",
+            "{\"a\"\u{1}:1}",
+            "[\u{1}1]",
             r#""esc\"aped""#,
             "\"raw\ncontrol\"",
             "\"open",

@@ -171,18 +171,25 @@ pub fn check_desired_children(src: &GuestSources<'_>) -> Result<(), RuleError> {
 /// A VM's current children from the host's JSON (`children-read` false: all `keep`). Rule
 /// error: `bad-children`.
 pub fn normalize_current_children(json: &str, read: bool) -> Result<VmChildren, RuleError> {
-    read_current_children(json, read).map(VmChildren::into_owned)
+    current::current_children(json, read, current::Tags::All)
+        .map(VmChildren::into_owned)
+        .map_err(current_error)
 }
 
 /// [`normalize_current_children`] on text borrowed from `json` (copied only where a value is
 /// normalized or unescaped), for [`diff_children_with`] in the same call: building owned
-/// strings that the diff only compares was a large part of the current children's cost.
+/// strings that the diff only compares was a large part of the current children's cost. For
+/// the same reason a managed child's tag list is left empty (`managed` is set): the diff reads
+/// the tags of a child it adopts only, which is never a managed one.
 pub fn read_current_children(
     json: &str,
     read: bool,
 ) -> Result<VmChildren<Cow<'_, str>>, RuleError> {
-    current::current_children(json, read)
-        .map_err(|e| RuleError::new("bad-children", format!("{e} (guest-default, children)")))
+    current::current_children(json, read, current::Tags::Unmanaged).map_err(current_error)
+}
+
+fn current_error(e: current::CurrentError) -> RuleError {
+    RuleError::new("bad-children", format!("{e} (guest-default, children)"))
 }
 
 /// The child changes of one VM, and its field changes adjusted: `current` is `None` when the
