@@ -30,6 +30,7 @@
 //! `reconcile` takes the batch at once, its repeating texts shared ([`convert::v4::batch_to`]).
 
 mod answers;
+mod batch_abi;
 pub mod bench;
 mod cache;
 mod compile;

@@ -27,6 +27,7 @@ use guest_default::model::{Reconciled, RuleError};
 use types::{ReconcileBatch, RuleError as WitRuleError, VmChanges};
 
 use super::answers::Answers;
+use super::batch_abi::BatchIn;
 use super::store::State;
 use super::v0_3_0::types as v3;
 
@@ -45,7 +46,8 @@ type DiffFn<'a> =
     TypedFunc<(&'a v3::Context, &'a [v3::DiffInput]), (Vec<Result<VmChanges, WitRuleError>>,)>;
 /// `reconcile`'s answer is lifted by [`Answers`] straight into the model (see `answers`); its
 /// type is checked as the bindings' `list<result<reconciled, rule-error>>`.
-type ReconcileFn<'a> = TypedFunc<(&'a v3::Context, &'a ReconcileBatch), (Answers,)>;
+/// The batch is lowered by [`BatchIn`] (see `batch_abi`).
+type ReconcileFn<'a> = TypedFunc<(&'a v3::Context, BatchIn<'a>), (Answers,)>;
 
 /// The export indices of the functions 0.4 changed, in one component.
 pub(crate) struct Exports {
@@ -101,6 +103,6 @@ impl Exports {
         batch: &ReconcileBatch,
     ) -> wasmtime::Result<Vec<Result<Reconciled, RuleError>>> {
         let f: ReconcileFn<'_> = i.get_typed_func(&mut *s, self.reconcile)?;
-        Ok(f.call(s, (ctx, batch))?.0.0)
+        Ok(f.call(s, (ctx, BatchIn(batch)))?.0.0)
     }
 }
