@@ -191,7 +191,7 @@ impl<'a, F: FnMut(usize) -> Lifted<()>> Reader<'a, F> {
             .and_then(|n| ptr.checked_add(n))
             .filter(|&end| end <= self.memory.len())
             .ok_or_else(|| wasmtime::Error::msg("list pointer/length out of bounds of memory"))?;
-        if ptr % align != 0 {
+        if !ptr.is_multiple_of(align) {
             return Err(wasmtime::Error::msg("list pointer is not aligned"));
         }
         match len.checked_mul(host_size) {

@@ -8,7 +8,7 @@ struct Memory(Vec<u8>);
 
 impl Memory {
     fn alloc(&mut self, size: usize, align: usize) -> usize {
-        while self.0.len() % align != 0 {
+        while !self.0.len().is_multiple_of(align) {
             self.0.push(0xAA);
         }
         let at = self.0.len();
