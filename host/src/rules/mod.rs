@@ -29,6 +29,8 @@
 //! changes; a 0.1 or 0.2 module's answers have none (its children are `keep`). A 0.4 module's
 //! `reconcile` takes the batch at once, its repeating texts shared ([`convert::v4::batch_to`]).
 
+mod answers;
+mod batch_abi;
 pub mod bench;
 mod cache;
 mod compile;
@@ -884,14 +886,9 @@ impl RulesModule {
         let (out, fuel) = self.call("reconcile", n, batch_ref, |store, inst, _| {
             v4.reconcile(inst, store, &wctx, &batch)
         })?;
+        // Lifted straight into the model (`answers`).
         let items = self.check_len("reconcile", n, out, batch_ref)?;
-        Ok(BatchOutput {
-            items: items
-                .into_iter()
-                .map(|r| r.map(cv::reconciled_from).map_err(cv::rule_error_from))
-                .collect(),
-            fuel,
-        })
+        Ok(BatchOutput { items, fuel })
     }
 
     /// [`Self::reconcile_json`] for several batches at once, on up to `threads` threads (see

@@ -23,8 +23,11 @@ wasmtime::component::bindgen!({
 });
 
 pub(crate) use self::pve2netbox::rules::types;
-use types::{ReconcileBatch, Reconciled, RuleError, VmChanges};
+use guest_default::model::{Reconciled, RuleError};
+use types::{ReconcileBatch, RuleError as WitRuleError, VmChanges};
 
+use super::answers::Answers;
+use super::batch_abi::BatchIn;
 use super::store::State;
 use super::v0_3_0::types as v3;
 
@@ -40,9 +43,11 @@ pub(crate) fn add_to_linker(
 }
 
 type DiffFn<'a> =
-    TypedFunc<(&'a v3::Context, &'a [v3::DiffInput]), (Vec<Result<VmChanges, RuleError>>,)>;
-type ReconcileFn<'a> =
-    TypedFunc<(&'a v3::Context, &'a ReconcileBatch), (Vec<Result<Reconciled, RuleError>>,)>;
+    TypedFunc<(&'a v3::Context, &'a [v3::DiffInput]), (Vec<Result<VmChanges, WitRuleError>>,)>;
+/// `reconcile`'s answer is lifted by [`Answers`] straight into the model (see `answers`); its
+/// type is checked as the bindings' `list<result<reconciled, rule-error>>`.
+/// The batch is lowered by [`BatchIn`] (see `batch_abi`).
+type ReconcileFn<'a> = TypedFunc<(&'a v3::Context, BatchIn<'a>), (Answers,)>;
 
 /// The export indices of the functions 0.4 changed, in one component.
 pub(crate) struct Exports {
@@ -84,12 +89,12 @@ impl Exports {
         s: &mut Store<State>,
         ctx: &v3::Context,
         pairs: &[v3::DiffInput],
-    ) -> wasmtime::Result<Vec<Result<VmChanges, RuleError>>> {
+    ) -> wasmtime::Result<Vec<Result<VmChanges, WitRuleError>>> {
         let f: DiffFn<'_> = i.get_typed_func(&mut *s, self.diff)?;
         Ok(f.call(s, (ctx, pairs))?.0)
     }
 
-    /// The fused call, on one batch.
+    /// The fused call, on one batch: the answers in the model's types.
     pub(crate) fn reconcile(
         &self,
         i: &Instance,
@@ -98,6 +103,6 @@ impl Exports {
         batch: &ReconcileBatch,
     ) -> wasmtime::Result<Vec<Result<Reconciled, RuleError>>> {
         let f: ReconcileFn<'_> = i.get_typed_func(&mut *s, self.reconcile)?;
-        Ok(f.call(s, (ctx, batch))?.0)
+        Ok(f.call(s, (ctx, BatchIn(batch)))?.0.0)
     }
 }
