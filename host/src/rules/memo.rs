@@ -16,8 +16,8 @@
 //! agent's or the LXC interfaces' answer text as the read keeps it, packed, or why there is
 //! none; the agent's traffic `statistics` are left out by the read, so a running guest's
 //! answer is the same from one run to the next) and NetBox's children (or that they were not
-//! read): every field of the rows their JSON text is rendered from, by content
-//! ([`VmChildren::key_bytes`]), not the text, which is rendered only for the VMs the memo
+//! read): every field of the rows their JSON text is rendered from (not a row's
+//! `last_updated`, which it does not hold), by content ([`VmChildren::key_bytes`]), not the text, which is rendered only for the VMs the memo
 //! misses (rendering every VM's was most of a memoized rerun's rules step with children; a
 //! memo stored when the text was keyed misses once). Only answers with no child change are
 //! stored either. One entry per VM identity (NetBox cluster id, VMID):

@@ -7,13 +7,13 @@
 //! one host version, which is in every key), so keying that keys the same input; a text is
 //! rendered only for a VM the memo misses.
 //!
-//! The key bytes hold every field of every row (destructured whole: a new field cannot be left
-//! out), texts, tag lists and choices by content, never by their place in the kind's pool
-//! (that depends on the order NetBox's pages came in), so the same rows give the same bytes
-//! from one run to the next. A row's `last_updated` is the one field left out: the text never
-//! holds it (the module does not see it), and it changes with every write to the row, so
-//! keying it only cost hits (and ~6% of a memoized rerun's rules step to read and key it).
-//! Numbers and lengths are LEB128 varints: fewer bytes to write and hash than 8 each.
+//! The key bytes hold every field of every row but one (destructured whole: a new field cannot
+//! be left out unnoticed), texts, tag lists and choices by content, never by their place in the
+//! kind's pool (that depends on the order NetBox's pages came in), so the same rows give the
+//! same bytes from one run to the next. The one left out is a row's `last_updated`: the text
+//! never holds it, so the module never sees it (keying it could only cost hits, and was ~6% of
+//! a memoized rerun's rules step). Numbers and lengths are LEB128 varints: fewer bytes to write
+//! and hash than 8 each.
 //!
 //! Edges: the snapshot's kept rows in; key bytes and the rendered text out.
 
