@@ -16,8 +16,8 @@
 //! agent's or the LXC interfaces' answer text as the read keeps it, packed, or why there is
 //! none; the agent's traffic `statistics` are left out by the read, so a running guest's
 //! answer is the same from one run to the next) and NetBox's children (or that they were not
-//! read): every field of the rows their JSON text is rendered from, by content
-//! ([`VmChildren::key_bytes`]), not the text, which is rendered only for the VMs the memo
+//! read): every field of the rows their JSON text is rendered from (not a row's
+//! `last_updated`, which it does not hold), by content ([`VmChildren::key_bytes`]), not the text, which is rendered only for the VMs the memo
 //! misses (rendering every VM's was most of a memoized rerun's rules step with children; a
 //! memo stored when the text was keyed misses once). Only answers with no child change are
 //! stored either. One entry per VM identity (NetBox cluster id, VMID):
@@ -155,7 +155,13 @@ pub struct Memo {
     secret: Box<[u8; SECRET_LEN]>,
     /// The run's part of every key, hashed before each VM's input.
     prefix: Vec<u8>,
-    entries: HashMap<VmIdentity, Entry>,
+    /// The file's entries, sorted by identity (as saved), searched: the rules are asked in
+    /// the guests' order, (cluster, VMID), so a rerun's lookups walk this list in order and
+    /// each reads lines the one before just read, where a hash table's were two cache misses
+    /// at a random place (~10% of a memoized rerun's rules step at 30k VMs).
+    loaded: Vec<(VmIdentity, Entry)>,
+    /// Recorded this run for VMs not in the file.
+    added: HashMap<VmIdentity, Entry>,
     hits: AtomicU64,
 }
 
@@ -291,10 +297,10 @@ impl Memo {
             }
         };
         // A new secret whenever the entries start afresh.
-        let (secret, entries) = found.unwrap_or_else(|| {
+        let (secret, loaded) = found.unwrap_or_else(|| {
             let mut secret = Box::new([0u8; SECRET_LEN]);
             rand::fill(&mut secret[..]);
-            (secret, HashMap::default())
+            (secret, Vec::new())
         });
         let mut prefix = b"pve2netbox-memo-key\0".to_vec();
         prefix.extend_from_slice(&header.context);
@@ -306,7 +312,8 @@ impl Memo {
             header,
             secret,
             prefix,
-            entries,
+            loaded,
+            added: HashMap::default(),
             hits: AtomicU64::new(0),
         }
     }
@@ -386,10 +393,11 @@ impl Memo {
     /// carried over to this run's memo). Takes `&self`, so the threads that make a window's
     /// keys look them up too (a memoized rerun's rules step is keys and lookups).
     pub fn hit(&self, key: &VmKey) -> Option<Option<String>> {
-        let entry = self
-            .entries
-            .get(&key.identity)
-            .filter(|e| e.digest == key.digest)?;
+        let entry = match self.loaded_at(key.identity) {
+            Ok(i) => &self.loaded[i].1,
+            Err(_) => self.added.get(&key.identity)?,
+        };
+        let entry = Some(entry).filter(|e| e.digest == key.digest)?;
         entry.this_run.store(true, Ordering::Relaxed);
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(entry.name.as_deref().map(str::to_owned))
@@ -398,14 +406,27 @@ impl Memo {
     /// Records that the module answered "no changes" (empty changes and needs) on `key`,
     /// naming the VM `name`.
     pub fn record(&mut self, key: &VmKey, name: Option<&str>) {
-        self.entries.insert(
-            key.identity,
-            Entry {
-                digest: key.digest,
-                name: name.map(Box::from),
-                this_run: AtomicBool::new(true),
-            },
-        );
+        let entry = Entry {
+            digest: key.digest,
+            name: name.map(Box::from),
+            this_run: AtomicBool::new(true),
+        };
+        match self.loaded_at(key.identity) {
+            Ok(i) => self.loaded[i].1 = entry,
+            Err(_) => {
+                self.added.insert(key.identity, entry);
+            }
+        }
+    }
+
+    /// Where the file's entry of `identity` is, or would be.
+    fn loaded_at(&self, identity: VmIdentity) -> Result<usize, usize> {
+        self.loaded.binary_search_by_key(&identity, |(id, _)| *id)
+    }
+
+    /// Every entry, the file's and this run's.
+    fn entries(&self) -> impl Iterator<Item = (&VmIdentity, &Entry)> {
+        self.loaded.iter().map(|(id, e)| (id, e)).chain(&self.added)
     }
 
     /// VMs answered from the memo this run.
@@ -415,12 +436,12 @@ impl Memo {
 
     /// Entries this run would save.
     pub fn len(&self) -> usize {
-        self.entries.values().filter(|e| e.saved()).count()
+        self.entries().filter(|(_, e)| e.saved()).count()
     }
 
     /// Whether this run would save no entry.
     pub fn is_empty(&self) -> bool {
-        !self.entries.values().any(Entry::saved)
+        !self.entries().any(|(_, e)| e.saved())
     }
 
     /// Writes this run's entries, atomically: a temporary file in the same directory, synced,
@@ -436,7 +457,7 @@ impl Memo {
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        let bytes = encode(&self.header, &self.secret, &self.entries);
+        let bytes = encode(&self.header, &self.secret, self.entries());
         let tmp = self
             .path
             .with_extension(format!("memo.tmp.{}", std::process::id()));
@@ -666,12 +687,12 @@ fn encode_children(out: &mut Vec<u8>, network: NetworkKey<'_>, children: Option<
 
 /// The file's bytes: magic, format, header, entries (sorted: the same memo gives the same
 /// bytes), checksum.
-fn encode(
+fn encode<'a>(
     header: &MemoHeader,
     secret: &[u8; SECRET_LEN],
-    entries: &HashMap<VmIdentity, Entry>,
+    entries: impl Iterator<Item = (&'a VmIdentity, &'a Entry)>,
 ) -> Vec<u8> {
-    let mut sorted: Vec<_> = entries.iter().filter(|(_, e)| e.saved()).collect();
+    let mut sorted: Vec<_> = entries.filter(|(_, e)| e.saved()).collect();
     let mut out = Vec::with_capacity(128 + SECRET_LEN + sorted.len() * 48);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
@@ -690,12 +711,8 @@ fn encode(
     out
 }
 
-/// What a memo file holds: its header, key secret and entries.
-type Decoded = (
-    MemoHeader,
-    Box<[u8; SECRET_LEN]>,
-    HashMap<VmIdentity, Entry>,
-);
+/// What a memo file holds: its header, key secret and entries (sorted by identity).
+type Decoded = (MemoHeader, Box<[u8; SECRET_LEN]>, Vec<(VmIdentity, Entry)>);
 
 /// Reads `bytes` back; `Err` says why they are not a memo.
 fn decode(bytes: &[u8]) -> Result<Decoded, &'static str> {
@@ -727,9 +744,13 @@ fn decode(bytes: &[u8]) -> Result<Decoded, &'static str> {
     if count > (r.0.len() / MIN_ENTRY_LEN) as u64 {
         return Err("entry count beyond the file");
     }
-    let mut entries = HashMap::with_capacity_and_hasher(count as usize, Default::default());
+    let mut entries: Vec<(VmIdentity, Entry)> = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let identity = (r.u64()?, r.u32()?);
+        // Saved sorted, each VM once: anything else is not a memo this host wrote.
+        if entries.last().is_some_and(|(last, _)| *last >= identity) {
+            return Err("entries out of order");
+        }
         let digest = u128::from_le_bytes(r.array()?);
         let name = match r.take(1)?[0] {
             0 => None,
@@ -737,14 +758,14 @@ fn decode(bytes: &[u8]) -> Result<Decoded, &'static str> {
             _ => return Err("bad entry"),
         };
         let this_run = AtomicBool::new(false);
-        entries.insert(
+        entries.push((
             identity,
             Entry {
                 digest,
                 name,
                 this_run,
             },
-        );
+        ));
     }
     if !r.0.is_empty() {
         return Err("trailing bytes");

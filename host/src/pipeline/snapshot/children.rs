@@ -50,6 +50,9 @@ pub use super::stamp::LastUpdated;
 pub use vm_children::VmChildren;
 
 mod vm_children;
+mod vm_index;
+
+use vm_index::VmIndex;
 
 /// VM interfaces.
 pub const INTERFACE_ENDPOINT: &str = "virtualization/interfaces";
@@ -715,7 +718,7 @@ impl<R: PackedRow + OfVm> Packed<R> {
     /// A row's VM is `vm_of` its staged VM and itself; rows of VM 0 (none) are left out.
     fn of(
         staged: Staged<R>,
-        by_vm: &mut HashMap<u64, VmRanges>,
+        by_vm: &mut VmIndex,
         set: impl Fn(&mut VmRanges) -> &mut Range<u32>,
         vm_of: impl Fn(u64, &R) -> u64,
     ) -> Self {
@@ -733,6 +736,7 @@ impl<R: PackedRow + OfVm> Packed<R> {
         }
         order.sort_unstable();
         let mut bytes = Vec::new();
+        let mut ranges = Vec::new();
         let mut start = 0usize;
         while start < order.len() {
             let vm = order[start].0;
@@ -744,9 +748,10 @@ impl<R: PackedRow + OfVm> Packed<R> {
                 w.row(&row);
             }
             // Packed rows are smaller than staged ones: the buffer stays under 4 GiB too.
-            *set(by_vm.entry(vm).or_default()) = from as u32..bytes.len() as u32;
+            ranges.push((vm, from as u32..bytes.len() as u32));
             start = end;
         }
+        by_vm.set_all(ranges, set);
         bytes.shrink_to_fit();
         Packed {
             bytes,
@@ -759,11 +764,7 @@ impl<R: PackedRow + OfVm> Packed<R> {
 impl<R: PackedRow> Packed<R> {
     /// Keeps only the bytes of the VMs in `by_vm` (their ranges move) when many were left
     /// out; the texts stay in the pool (rows left out are few, their texts short).
-    fn retain(
-        &mut self,
-        by_vm: &mut HashMap<u64, VmRanges>,
-        set: impl Fn(&mut VmRanges) -> &mut Range<u32>,
-    ) {
+    fn retain(&mut self, by_vm: &mut VmIndex, set: impl Fn(&mut VmRanges) -> &mut Range<u32>) {
         let kept: usize = by_vm.values_mut().map(|r| set(r).len()).sum();
         if kept * 2 >= self.bytes.len() {
             return;
@@ -1073,7 +1074,7 @@ pub struct ChildrenSnapshot {
     macs: Packed<Mac>,
     ips: Packed<Ip>,
     disks: Packed<Disk>,
-    by_vm: HashMap<u64, VmRanges>,
+    by_vm: VmIndex,
     read: KindsRead,
     primaries: PrimaryIps,
     vlans: Vec<VlanRow>,
@@ -1282,7 +1283,7 @@ impl ChildrenSnapshot {
 
     /// One VM's children rows (`None`: it has none, or none were read).
     pub fn vm_rows(&self, vm_id: u64) -> Option<VmRows<'_>> {
-        let r = self.by_vm.get(&vm_id)?;
+        let r = self.by_vm.get(vm_id)?;
         Some(VmRows {
             interfaces: Rows::of(&self.interfaces, &r.interfaces),
             macs: Rows::of(&self.macs, &r.macs),
@@ -1323,7 +1324,7 @@ impl ChildrenSnapshot {
     /// read without a cluster filter.
     pub fn retain_vms(&mut self, keep: impl Fn(u64) -> bool) {
         let before = self.by_vm.len();
-        self.by_vm.retain(|vm, _| keep(*vm));
+        self.by_vm.retain(&keep);
         // Usually none go: every VM in the managed clusters is managed.
         if self.by_vm.len() != before {
             self.interfaces

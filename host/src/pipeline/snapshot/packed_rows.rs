@@ -163,6 +163,12 @@ impl<'a> RowReader<'a> {
     // The bytes are this module's own writing: a read past their end is a bug, and indexing
     // panics on it rather than making up a value.
     fn varint(&mut self) -> u128 {
+        // Most values (id differences, lengths, indexes) fit in one byte: no 128-bit loop.
+        let first = self.bytes[self.pos];
+        if first & 0x80 == 0 {
+            self.pos += 1;
+            return u128::from(first);
+        }
         let mut v = 0u128;
         let mut shift = 0;
         loop {

@@ -139,8 +139,8 @@ fn a_changed_agent_answer_or_children_misses() {
 }
 
 /// The children are keyed by their rows, not their rendered text: a VM whose child row
-/// changed (any field the text shows, or its `last_updated`) misses; the same rows, read
-/// again into another snapshot in another order, hit.
+/// changed (any field the text shows) misses; the same rows, read again into another snapshot
+/// in another order, or with another `last_updated` (not in the text), hit.
 #[test]
 fn a_changed_child_row_misses() {
     use serde_json::{Value, json};
@@ -186,12 +186,18 @@ fn a_changed_child_row_misses() {
         ("mtu", json!(9000)),
         ("mac_address", json!("BC:24:11:2A:3B:4D")),
         ("enabled", json!(false)),
-        ("last_updated", json!("2026-01-02T03:04:06Z")),
     ] {
         let k = memo_key(&memo, &g, &cur, with(field, value.clone()).vm_children(vm));
         assert_ne!(k.digest, stored.digest, "{field} {value}");
         assert_eq!(memo.hit(&k), None, "{field} {value}");
     }
+    let touched = with("last_updated", json!("2026-01-02T03:04:06Z"));
+    let k = memo_key(&memo, &g, &cur, touched.vm_children(vm));
+    assert_eq!(
+        memo.hit(&k),
+        Some(Some("web-1".into())),
+        "last_updated alone"
+    );
     // The same rows, another VM's first and each kind's in reverse: the texts sit elsewhere
     // in the snapshot, the key is the same.
     let mut moved = rows(net0);
@@ -547,4 +553,95 @@ fn a_batchs_keys_are_each_vms_key_alone() {
         n,
         "every VM's inputs differ, and so do their keys"
     );
+}
+
+/// The file's entries are searched as a sorted list: entries out of order (or a VM twice) are
+/// not a memo this host wrote, and read as empty; the same file in order answers.
+#[test]
+fn entries_out_of_order_are_a_full_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Memo::path(dir.path(), &url("https://netbox.example/"));
+    let mut memo = Memo::open(path.clone(), header());
+    let keys: Vec<VmKey> = [100u32, 101]
+        .iter()
+        .map(|&vmid| {
+            let mut g = guest();
+            g.vmid = vmid;
+            key_of(&memo, &g, (CONFIG_TEXT, CONFIG_ENDS), Some(&current()))
+        })
+        .collect();
+    for key in &keys {
+        memo.record(key, Some("web"));
+    }
+    memo.save().expect("save");
+    let bytes = std::fs::read(&path).expect("read");
+    // Each entry: identity (12), digest (16), a name of 3 bytes (1 + 8 + 3); then the checksum.
+    let entry = 12 + 16 + 1 + 8 + 3;
+    let body = bytes.len() - 32;
+    let (first, second) = (body - 2 * entry, body - entry);
+    for (swap, twice) in [(true, false), (false, true)] {
+        let mut bad = bytes[..body].to_vec();
+        if swap {
+            bad[first..body].rotate_left(entry);
+        }
+        if twice {
+            bad.copy_within(first..second, second);
+        }
+        let sum = Sha256::digest(&bad);
+        bad.extend_from_slice(&sum);
+        std::fs::write(&path, &bad).expect("write");
+        let memo = Memo::open(path.clone(), header());
+        assert!(keys.iter().all(|k| memo.hit(k).is_none()), "swap {swap}");
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let memo = Memo::open(path, header());
+    assert!(keys.iter().all(|k| memo.hit(k).is_some()));
+}
+
+/// A memo read from a file and recorded into: the file's entries (replaced when recorded
+/// again) and the new ones are all found, and all saved.
+#[test]
+fn entries_read_and_recorded_are_found_and_saved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Memo::path(dir.path(), &url("https://netbox.example/"));
+    let key = |memo: &Memo, vmid: u32, name: &str| {
+        let mut g = guest();
+        g.vmid = vmid;
+        g.name = Some(name.into());
+        key_of(memo, &g, (CONFIG_TEXT, CONFIG_ENDS), Some(&current()))
+    };
+    let mut memo = Memo::open(path.clone(), header());
+    for vmid in [100, 102, 104] {
+        let k = key(&memo, vmid, "a");
+        memo.record(&k, Some("a"));
+    }
+    memo.save().expect("save");
+    let mut memo = Memo::open(path.clone(), header());
+    // VM 102 answered again on other inputs; VMs 101 and 105 new.
+    let changed = key(&memo, 102, "b");
+    memo.record(&changed, Some("b"));
+    for vmid in [101, 105] {
+        let k = key(&memo, vmid, "c");
+        memo.record(&k, Some("c"));
+    }
+    let old_102 = key(&memo, 102, "a");
+    assert_eq!(
+        memo.hit(&old_102),
+        None,
+        "the recorded answer replaced the file's"
+    );
+    let found = |memo: &Memo| {
+        assert_eq!(memo.hit(&key(memo, 100, "a")), Some(Some("a".into())));
+        assert_eq!(memo.hit(&key(memo, 102, "b")), Some(Some("b".into())));
+        assert_eq!(memo.hit(&key(memo, 105, "c")), Some(Some("c".into())));
+        assert_eq!(memo.hit(&key(memo, 101, "c")), Some(Some("c".into())));
+    };
+    found(&memo);
+    assert_eq!(memo.hits(), 4);
+    // VM 104 neither hit nor recorded: not saved.
+    assert_eq!(memo.len(), 4);
+    memo.save().expect("save");
+    let memo = Memo::open(path, header());
+    found(&memo);
+    assert_eq!(memo.hit(&key(&memo, 104, "a")), None);
 }
