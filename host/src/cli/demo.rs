@@ -149,7 +149,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<(u8, RunReport)> {
     progress.detach();
     let writes = rerun.report.requests.netbox_write;
     progress.note(&format!(
-        "\ndemo finished in {:.1} s: first sync {} NetBox writes, apply {} ({} of them for \
+        "\ndemo finished in {:.1} s: first sync {} NetBox write requests, apply {} ({} of them for \
          interfaces, MAC and IP addresses, virtual disks), rerun {} (reads {})",
         started.elapsed().as_secs_f64(),
         first.report.requests.netbox_write,
