@@ -4,6 +4,7 @@
 //! absent). Every referenced object missing from `context.known` is listed in `needs` (the
 //! node's device is not: the host preflights devices).
 
+use crate::children::vdisk::{self, ConfigDisks};
 use crate::config::ConfigView;
 use crate::model::{
     Desired, DesiredVm, Field, Guest, GuestKind, JsonText, ObjectSpec, RuleError, Vm,
@@ -76,9 +77,20 @@ pub(crate) fn desired(mut guest: Guest, p: &Prepared) -> Result<Desired, RuleErr
 /// The desired state of one guest whose config has been read into `cfg` (`guest.config` is
 /// not looked at).
 pub(crate) fn desired_with(
+    guest: Guest,
+    cfg: ConfigView<'_>,
+    p: &Prepared,
+) -> Result<Desired, RuleError> {
+    desired_with_disks(guest, cfg, p, None)
+}
+
+/// [`desired_with`], the `disk` summed from `disks` when the caller has read them (as the
+/// virtual disks, `vdisk::config_disks` of `cfg.disks`) rather than from the config again.
+pub(crate) fn desired_with_disks(
     mut guest: Guest,
     cfg: ConfigView<'_>,
     p: &Prepared,
+    disks: Option<&ConfigDisks<'_>>,
 ) -> Result<Desired, RuleError> {
     if guest.template && p.skip_templates {
         return Ok(Desired::Skip(format!(
@@ -107,10 +119,16 @@ pub(crate) fn desired_with(
     let vcpus = cpu::vcpus(&guest, &cfg).map_err(bad_config)?;
     let memory = memory::memory(&guest, &cfg).map_err(bad_config)?;
     let disk = if read {
-        match disks::total_mib(&cfg.disks) {
-            Ok(0) => Field::Clear,
-            Ok(n) => Field::Set(n),
-            Err(e) => return Err(error(&guest, "bad-disk-size", e)),
+        let total = match disks {
+            Some(d) => d
+                .as_ref()
+                .map(|d| vdisk::total_mib(d))
+                .map_err(|e| error(&guest, "bad-disk-size", e)),
+            None => disks::total_mib(&cfg.disks).map_err(|e| error(&guest, "bad-disk-size", e)),
+        };
+        match total? {
+            0 => Field::Clear,
+            n => Field::Set(n),
         }
     } else {
         Field::Keep

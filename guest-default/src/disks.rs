@@ -12,7 +12,7 @@ use crate::property::PropertyString;
 use crate::units::{SizeError, bytes_to_mib_ceil, parse_size};
 
 /// A disk whose size could not be read.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 #[error("disk {key}: {source}")]
 pub(crate) struct DiskError {
     pub(crate) key: String,

@@ -246,9 +246,16 @@ fn reconcile_one_json(
     });
     match &view {
         Some(view) => {
-            let desired_children = desired_children(kids, &guest, view, &network, compares);
             let cfg = config::ConfigView::from_pairs(guest.kind, view.iter().copied());
-            let desired = desired::desired_with(guest, cfg, prepared)?;
+            // The disks read once for the VM's `disk` and its virtual disks, when both are
+            // computed (the config's keys were sorted out for the VM just above).
+            let disks = (compares && guest.config_read && kids.is_ok())
+                .then(|| children::vdisk::config_disks(&cfg.disks));
+            let desired_children = match &disks {
+                Some(disks) => desired_children_sharing(kids, &guest, view, &network, disks),
+                None => desired_children(kids, &guest, view, &network, compares),
+            };
+            let desired = desired::desired_with_disks(guest, cfg, prepared, disks.as_ref())?;
             compare(
                 desired,
                 current,
@@ -312,6 +319,24 @@ fn desired_children<'a>(
     } else {
         children::check_desired_children(&src).map(|()| children::VmChildren::default())
     }
+}
+
+/// [`desired_children`] of a guest whose children are compared, its disks read already.
+fn desired_children_sharing<'a>(
+    kids: &'a Kids,
+    guest: &Guest,
+    config: &'a [(&'a str, &'a str)],
+    network: &'a children::NetworkSource,
+    disks: &'a children::vdisk::ConfigDisks<'a>,
+) -> Result<children::VmChildren<Cow<'a, str>>, RuleError> {
+    let kids = kids.as_ref().map_err(Clone::clone)?;
+    let src = children::GuestSources {
+        kind: guest.kind,
+        config_read: guest.config_read,
+        config,
+        network,
+    };
+    children::read_desired_children_sharing(kids, &src, disks)
 }
 
 /// The children side of one guest: its desired children (or their error), in either text

@@ -12,7 +12,7 @@ use crate::property::trim;
 pub(crate) const MIB: u64 = 1 << 20;
 
 /// Why a size string was refused.
-#[derive(Debug, Error, PartialEq)]
+#[derive(Clone, Debug, Error, PartialEq)]
 pub(crate) enum SizeError {
     #[error("size {0:?} is not a number with an optional K/M/G/T unit")]
     Malformed(String),

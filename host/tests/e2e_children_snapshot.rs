@@ -159,10 +159,10 @@ fn children_snapshot_renders_what_netbox_holds() {
     assert!(children.errors().is_empty(), "{:?}", children.errors());
     let rendered: Value = serde_json::from_str(&children.children_json(vm).unwrap()).unwrap();
     // Trimmed as WIT `netbox-vm.children` says: no nulls or empty texts, choices as values,
-    // a VRF by name, nested objects without their ids.
+    // a VRF by name, nested objects without their ids, `enabled` only when false.
     let expected = json!({
         "interfaces": [
-            {"id": net0, "name": "net0", "enabled": true, "mtu": 1500, "description": "uplink",
+            {"id": net0, "name": "net0", "mtu": 1500, "description": "uplink",
              "mode": "access", "untagged_vlan": {"vid": 10},
              "mac_address": "BC:24:11:2A:3B:4C", "tags": ["pve2netbox"]},
             {"id": net1, "name": "net1", "enabled": false}],

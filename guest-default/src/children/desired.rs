@@ -20,7 +20,7 @@ use super::model::{
 use super::nic::{self, AddrMode, Nic, NicError};
 use super::runtime::{self, RuntimeNic};
 use super::settings::{ChildSettings, InterfaceNames};
-use super::vdisk;
+use super::vdisk::{self, ConfigDisks};
 use crate::config::is_disk_key;
 use crate::disks::DiskError;
 use crate::model::{Field, GuestKind};
@@ -41,6 +41,9 @@ pub(crate) struct Sources<'a> {
     /// The raw config properties, in Proxmox's order.
     pub(crate) config: &'a [(&'a str, &'a str)],
     pub(crate) network: &'a NetworkSource,
+    /// The config's disks when the caller read them for the VM's own `disk` too: the disk
+    /// keys are then neither looked for nor read again (`None`: read here).
+    pub(crate) disks: Option<&'a ConfigDisks<'a>>,
 }
 
 /// A text of the desired children (see the module documentation).
@@ -52,12 +55,13 @@ struct Named<'a> {
     name: Text<'a>,
 }
 
-/// What the config says: its NICs (numeric order, `ipconfigN` applied) and its disk keys with
-/// their values (config order). Every error the desired children can have comes from here or
-/// from the disks' sizes.
+/// What the config says: its NICs (numeric order, `ipconfigN` applied) and, with
+/// `disks_wanted`, its disk keys with their values (config order). Every error the desired
+/// children can have comes from here or from the disks' sizes.
 #[allow(clippy::type_complexity)]
 fn configured<'a>(
     src: &Sources<'a>,
+    disks_wanted: bool,
 ) -> Result<(Vec<Nic<'a>>, Vec<(&'a str, &'a str)>), DesiredError> {
     let mut nics: Vec<Nic<'a>> = Vec::new();
     let mut disks: Vec<(&str, &str)> = Vec::new();
@@ -75,7 +79,7 @@ fn configured<'a>(
             && let Some(i) = nic::ipconfig_index(k)
         {
             ipconfigs.push((i, k, v));
-        } else if is_disk_key(src.kind, k) {
+        } else if disks_wanted && is_disk_key(src.kind, k) {
             disks.push((k, v));
         }
     }
@@ -97,7 +101,7 @@ pub(crate) fn check_desired_children(src: &Sources<'_>) -> Result<(), DesiredErr
     // The disks' sizes are not checked again: the VM's own `disk` reads the same disk keys
     // with the same rules (`crate::disks::total_mib`) and fails first with `bad-disk-size`, in
     // `reconcile` as in the three steps.
-    configured(src)?;
+    configured(src, false)?;
     Ok(())
 }
 
@@ -109,7 +113,7 @@ pub(crate) fn desired_children<'a>(
     if !src.config_read {
         return Ok(VmChildren::default());
     }
-    let (nics, disks) = configured(src)?;
+    let (nics, disks) = configured(src, src.disks.is_none())?;
     // The agent and the container's `ip` are guest software: an answer that is not the
     // documented shape counts as no answer (its children `keep`), so a guest cannot fail its
     // own VM's sync, nor make the sync delete what it reported before.
@@ -118,10 +122,19 @@ pub(crate) fn desired_children<'a>(
         NetworkSource::LxcInterfaces(j) => runtime::parse_lxc(j.as_str()).ok(),
         NetworkSource::Unknown(_) => None,
     };
+    // After the NICs, as when the disks are read here: a NIC's error is reported first.
+    let read_here;
+    let config_disks = match src.disks {
+        Some(shared) => shared.as_ref().map_err(|e| DesiredError::Disk(e.clone()))?,
+        None => {
+            read_here = vdisk::config_disks(&disks)?;
+            &read_here
+        }
+    };
     let mut out = VmChildren {
         virtual_disks: Field::Set(
-            vdisk::config_disks(&disks)?
-                .into_iter()
+            config_disks
+                .iter()
                 .map(|d| VmVirtualDisk {
                     identity: None,
                     name: Cow::Borrowed(d.name),
@@ -352,6 +365,7 @@ mod tests {
             config_read: true,
             config,
             network: &network,
+            disks: None,
         };
         desired_children(&src, &settings(names))
             .unwrap()
@@ -489,6 +503,7 @@ mod tests {
             config_read: false,
             config: &[],
             network: &network,
+            disks: None,
         };
         let set = settings(InterfaceNames::Config);
         let c = desired_children(&src, &set).unwrap();

@@ -22,7 +22,7 @@ mod nic;
 mod runtime;
 mod settings;
 pub(crate) mod text;
-mod vdisk;
+pub(crate) mod vdisk;
 
 use std::borrow::Cow;
 
@@ -130,6 +130,7 @@ fn sources<'a>(src: &GuestSources<'a>) -> desired::Sources<'a> {
         config_read: src.config_read,
         config: src.config,
         network: src.network,
+        disks: None,
     }
 }
 
@@ -158,6 +159,20 @@ pub fn read_desired_children<'a>(
     src: &GuestSources<'a>,
 ) -> Result<VmChildren<Cow<'a, str>>, RuleError> {
     desired::desired_children(&sources(src), &prep.settings).map_err(desired_error)
+}
+
+/// [`read_desired_children`] with the config's disks read already for the VM's own `disk`
+/// (`vdisk::config_disks` of the same config): a call that computes both reads each disk once.
+pub(crate) fn read_desired_children_sharing<'a>(
+    prep: &'a ChildContext,
+    src: &GuestSources<'a>,
+    disks: &'a vdisk::ConfigDisks<'a>,
+) -> Result<VmChildren<Cow<'a, str>>, RuleError> {
+    let src = desired::Sources {
+        disks: Some(disks),
+        ..sources(src)
+    };
+    desired::desired_children(&src, &prep.settings).map_err(desired_error)
 }
 
 /// The error [`normalize_desired_children_with`] would report for this guest, without building

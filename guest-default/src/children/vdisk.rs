@@ -21,6 +21,18 @@ pub(crate) struct ConfigDisk<'a> {
     pub(crate) storage: &'a str,
 }
 
+/// The virtual disks of a config, or the first disk whose size does not read: what the VM's
+/// own `disk` and its virtual disks are both computed from when one call does both.
+pub(crate) type ConfigDisks<'a> = Result<Vec<ConfigDisk<'a>>, DiskError>;
+
+/// The disks' total in MiB, as `crate::disks::total_mib` sums the same config (every disk
+/// rounded up on its own, the sum saturating).
+pub(crate) fn total_mib(disks: &[ConfigDisk<'_>]) -> u64 {
+    disks
+        .iter()
+        .fold(0u64, |total, d| total.saturating_add(d.size_mib))
+}
+
 /// The virtual disks of `disks` (`(key, property string)` pairs, disk keys only, config order).
 pub(crate) fn config_disks<'a>(
     disks: &[(&'a str, &'a str)],
@@ -149,5 +161,39 @@ mod tests {
     fn malformed_size_names_the_disk() {
         let e = config_disks(&[("virtio0", "local:1/vm-1-disk-0.qcow2,size=big")]).unwrap_err();
         assert_eq!(e.key, "virtio0");
+    }
+
+    /// The VM's `disk` read from the virtual disks is the one `crate::disks` reads from the
+    /// config: the same total, or the same disk's error worded the same.
+    #[test]
+    fn the_total_is_the_vm_disk_total() {
+        let sets: [&[(&str, &str)]; 7] = [
+            &[
+                ("scsi0", "local-lvm:vm-100-disk-0,iothread=1,size=32G"),
+                ("ide2", "none,media=cdrom"),
+                ("efidisk0", "local-lvm:vm-100-disk-2,efitype=4m,size=528K"),
+            ],
+            &[("scsi0", "size=1G,media=disk,size=2G,media=cdrom")],
+            &[("ide0", "x:1,media=CDROM,size=4M"), ("mp1", "/mnt/a,mp=/b")],
+            &[],
+            &[("scsi0", "a:1,size=16E"), ("scsi1", "a:2,size=16E")],
+            &[
+                ("scsi0", "a:1,size=1G"),
+                ("scsi1", "a:2,size=big"),
+                ("scsi2", "size=x"),
+            ],
+            &[
+                ("scsi0", "a:1,media=cdrom,size=big"),
+                ("scsi1", "a:2,size=1.5"),
+            ],
+        ];
+        for disks in sets {
+            let shared = config_disks(disks).map(|d| super::total_mib(&d));
+            match (shared, total_mib(disks)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{disks:?}"),
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{disks:?}"),
+                (a, b) => panic!("{disks:?}: {a:?} against {b:?}"),
+            }
+        }
     }
 }
