@@ -123,12 +123,21 @@ fn index_of(key: &str, prefix: &str) -> Option<u32> {
     if k.len() < p.len() || k.iter().zip(p).any(|(a, b)| a != b) {
         return None;
     }
-    let n = &key[p.len()..];
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0'))
-    {
+    // The digits read in the same pass that checks them (`str::parse` read them again: a
+    // second loop, each paying an interruption check through WASM); what `u32` cannot hold
+    // is none, as `parse` has it.
+    let n = &k[p.len()..];
+    if n.is_empty() || (n.len() > 1 && n[0] == b'0') {
         return None;
     }
-    n.parse().ok()
+    let mut index: u32 = 0;
+    for &b in n {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        index = index.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
+    }
+    Some(index)
 }
 
 /// Parses one `netN` value.
@@ -345,5 +354,24 @@ mod tests {
         assert_eq!(net_index("net01"), None);
         assert_eq!(net_index("netx"), None);
         assert_eq!(ipconfig_index("ipconfig2"), Some(2));
+        // As the digits' `str::parse` read them (the first reading), to the edge of `u32`.
+        for n in [
+            "0",
+            "7",
+            "10",
+            "31",
+            "4294967295",
+            "4294967296",
+            "99999999999",
+            "+1",
+            "-1",
+        ] {
+            let key = format!("net{n}");
+            let refused = n.starts_with(['+', '-']) || (n.len() > 1 && n.starts_with('0'));
+            let by_parse = (!refused).then(|| n.parse::<u32>().ok()).flatten();
+            assert_eq!(net_index(&key), by_parse, "{key}");
+        }
+        assert_eq!(net_index("net4294967295"), Some(u32::MAX));
+        assert_eq!(net_index("net4294967296"), None);
     }
 }
