@@ -408,3 +408,18 @@ export_rules!(DefaultRules);
 #[cfg(all(target_arch = "wasm32", feature = "export-default"))]
 #[global_allocator]
 static ALLOCATOR: arena::BatchArena = arena::BatchArena::new();
+
+// The component's `cabi_realloc` (the canonical ABI's allocator, which the host calls for every
+// string and list it passes in) straight into the arena. std defines a weak one that goes
+// through the global allocator's shims; this definition replaces it.
+#[cfg(all(target_arch = "wasm32", feature = "export-default"))]
+#[unsafe(no_mangle)]
+unsafe extern "C" fn cabi_realloc(
+    old_ptr: *mut u8,
+    old_len: usize,
+    align: usize,
+    new_len: usize,
+) -> *mut u8 {
+    // SAFETY: the canonical ABI's contract for `realloc`, which `cabi_realloc` implements.
+    unsafe { ALLOCATOR.cabi_realloc(old_ptr, old_len, align, new_len) }
+}

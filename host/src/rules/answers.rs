@@ -226,7 +226,12 @@ impl<'a, F: FnMut(usize) -> Lifted<()>> Reader<'a, F> {
             .filter(|&end| end <= self.memory.len())
             .ok_or_else(|| wasmtime::Error::msg("string pointer/length out of bounds of memory"))?;
         (self.charge)(len)?;
-        match std::str::from_utf8(&self.memory[ptr..end]) {
+        let bytes = &self.memory[ptr..end];
+        if short_ascii(bytes) {
+            // SAFETY: ASCII is UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) }.to_owned());
+        }
+        match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.to_owned()),
             Err(e) => Err(wasmtime::Error::msg(format!(
                 "invalid utf-8 in the module's answer: {e}"
@@ -241,6 +246,24 @@ impl<'a, F: FnMut(usize) -> Lifted<()>> Reader<'a, F> {
             1 => self.string(&at[4..12]).map(Some),
             _ => Err(bad("option discriminant")),
         }
+    }
+}
+
+/// Whether `b` is ASCII, answered for up to 16 bytes with two overlapping word tests (most of
+/// an answer's strings: field values, keys, names); `false` for a longer one, which
+/// `from_utf8` then checks. Why: on such short strings `from_utf8`'s setup costs more than
+/// the check itself (~35 instructions a string against ~10 here; BENCHMARKS.md, session 22).
+fn short_ascii(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let n = b.len();
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("eight bytes"));
+    let half = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("four bytes"));
+    match n {
+        17.. => false,
+        8.. => (word(0) | word(n - 8)) & HIGH == 0,
+        4.. => (half(0) | half(n - 4)) & 0x8080_8080 == 0,
+        1.. => (b[0] | b[n / 2] | b[n - 1]) < 0x80,
+        0 => true,
     }
 }
 

@@ -279,3 +279,21 @@ fn the_field_names_are_in_the_order_0_4_declares_its_cases() {
         assert_eq!(cv::field_name_from(case), name);
     }
 }
+
+#[test]
+fn the_short_ascii_test_sees_every_byte() {
+    let all: Vec<u8> = (b'a'..=b'z').chain(b'0'..=b'9').collect();
+    for n in 0..=all.len() {
+        let b = &all[..n];
+        // Up to 16 bytes answered here; longer ones left to `from_utf8`.
+        assert_eq!(short_ascii(b), n <= 16, "length {n}");
+        for i in 0..n {
+            let mut c = b.to_vec();
+            c[i] = 0xC3;
+            assert!(!short_ascii(&c), "length {n}, byte {i}");
+        }
+    }
+    // A multibyte string and one that is not UTF-8 at all, both short.
+    assert!(!short_ascii("größe".as_bytes()));
+    assert!(!short_ascii(&[b'a', 0xFF, b'b']));
+}
