@@ -208,8 +208,8 @@ impl BatchArena {
 impl BatchArena {
     /// The canonical ABI's `realloc` (the component's `cabi_realloc` export) served by this
     /// arena directly: what std's own `cabi_realloc` does, without its two calls through the
-    /// global allocator's shims (inside the component each call costs an entry and a fuel
-    /// check, and the host calls `realloc` for every string and list it passes in).
+    /// global allocator's shims (inside the component each call costs an entry and an
+    /// interruption check, and the host calls `realloc` for every string and list it passes in).
     ///
     /// # Safety
     /// As the canonical ABI's `realloc`: `align` a power of two; `old_ptr` a block of
