@@ -35,7 +35,7 @@ use crate::pipeline::snapshot::children::{ChildrenSnapshot, VmChildren};
 use crate::pipeline::snapshot::{self, SnapshotError};
 use crate::pipeline::task_history::{self, TaskTarget, Unrecorded};
 use crate::progress::Progress;
-use crate::rules::memo::{KeyInput, Memo, MemoHeader, VmIdentity, VmKey};
+use crate::rules::memo::{KeyInput, Memo, MemoHeader, VmKey};
 use crate::rules::record::{RecordError, Recorder};
 use crate::rules::{BatchOutput, RulesError, RulesModule, RulesRuntime, RuntimeConfig, parallel};
 use crate::safety::lease::{LeaseError, NetboxLease};
@@ -772,7 +772,7 @@ fn children_of<'s>(
     children?.vm_children(current?.id())
 }
 
-/// One batch made ready for the module: each item's memo key, the memo's answers (`None`: to be
+/// One batch made ready for the module: each asked item's memo key, the memo's answers (`None`: to be
 /// asked) and the inputs of the items to ask, in order.
 struct Prepared {
     keys: Vec<Option<VmKey>>,
@@ -780,28 +780,27 @@ struct Prepared {
     input: Vec<JsonReconcileInput>,
 }
 
-/// What the memo says of one item: its key's digest (the identity is the item's) and the
-/// stored answer (`None`: to be asked). Small: one is held per item of the call (40 bytes).
-#[derive(Default)]
-struct Lookup {
-    /// [`VmKey::digest`] in two halves: a `u128` field would align the whole to 16 bytes.
-    digest: [u64; 2],
-    hit: Option<Option<String>>,
+/// What the memo says of one item: asked (its key's digest; the identity is the item's) or
+/// answered (the stored answer's name). Small: one is held per item of the call, 24 bytes
+/// (a hit's key is not needed: only the answers of the VMs asked are recorded).
+enum Lookup {
+    /// [`VmKey::digest`] in two halves: a `u128` would align the whole to 16 bytes.
+    Asked([u64; 2]),
+    Hit(Option<String>),
 }
+
+const _: () = assert!(std::mem::size_of::<Lookup>() <= 24);
 
 impl Lookup {
     fn new(key: VmKey, hit: Option<Option<String>>) -> Self {
-        Lookup {
-            digest: [key.digest as u64, (key.digest >> 64) as u64],
-            hit,
+        match hit {
+            Some(name) => Lookup::Hit(name),
+            None => Lookup::Asked([key.digest as u64, (key.digest >> 64) as u64]),
         }
     }
 
-    fn key(&self, identity: VmIdentity) -> VmKey {
-        VmKey {
-            identity,
-            digest: u128::from(self.digest[0]) | (u128::from(self.digest[1]) << 64),
-        }
+    fn is_asked(&self) -> bool {
+        matches!(self, Lookup::Asked(_))
     }
 }
 
@@ -826,7 +825,7 @@ impl ModuleRules<'_> {
         };
         let (guests, snapshot) = (&*self.guests, self.children);
         // Every slot is written below (the ranges cover the items).
-        let mut out: Vec<Lookup> = std::iter::repeat_with(Lookup::default)
+        let mut out: Vec<Lookup> = std::iter::repeat_with(|| Lookup::Asked([0; 2]))
             .take(items.len())
             .collect();
         parallel::map_ranges(items, &mut out, threads, MIN_KEY_RANGE, |items, out| {
@@ -866,7 +865,7 @@ impl ModuleRules<'_> {
         lookups: &[Vec<Lookup>],
         threads: usize,
     ) -> Vec<Vec<Option<JsonText>>> {
-        let asked = |lookups: &[Lookup], i: usize| lookups.get(i).is_none_or(|l| l.hit.is_none());
+        let asked = |lookups: &[Lookup], i: usize| lookups.get(i).is_none_or(Lookup::is_asked);
         let Some(snapshot) = self.children else {
             return Vec::new();
         };
@@ -908,18 +907,24 @@ impl ModuleRules<'_> {
         let (mut lookups, mut texts) = (lookups.into_iter(), texts.into_iter());
         for item in chunk {
             let (lookup, children) = (lookups.next(), texts.next().flatten());
-            let identity = {
-                let read = &self.guests[item.guest];
-                (read.cluster_id, read.guest().vmid())
+            let digest = match lookup {
+                Some(Lookup::Hit(name)) => {
+                    // Not recorded: its key is not kept.
+                    keys.push(None);
+                    answers.push(Some(RulesResult::Vm(Answer {
+                        name,
+                        ..Answer::default()
+                    })));
+                    continue;
+                }
+                Some(Lookup::Asked([lo, hi])) => Some(u128::from(lo) | (u128::from(hi) << 64)),
+                None => None,
             };
-            keys.push(lookup.as_ref().map(|l| l.key(identity)));
-            if let Some(name) = lookup.and_then(|l| l.hit) {
-                answers.push(Some(RulesResult::Vm(Answer {
-                    name,
-                    ..Answer::default()
-                })));
-                continue;
-            }
+            let read = &self.guests[item.guest];
+            keys.push(digest.map(|digest| VmKey {
+                identity: (read.cluster_id, read.guest().vmid()),
+                digest,
+            }));
             answers.push(None);
             let read = &mut self.guests[item.guest];
             // The rules' model of the NetBox VM, made for this batch only.
