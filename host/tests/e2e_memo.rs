@@ -207,3 +207,45 @@ fn growing_agent_counters_do_not_miss_the_memo() {
     assert_eq!(third.count("noop"), vms, "{}", third.describe());
     h.assert_no_writes_since(&mark, "a rerun with only the agents' counters changed");
 }
+
+/// Enough VMs that a rerun's memo keys and lookups are split over several threads (each
+/// takes a contiguous range of at least 256 VMs): every VM is answered by the memo, and a change at each end of the guests (each in another thread's range) is asked
+/// and written, the others still answered.
+#[test]
+fn a_memoized_rerun_split_over_threads_answers_every_vm_but_the_changed() {
+    const MANY: u64 = 600;
+    let mut h = Harness::generated(spec(MANY as usize, 2, 1, 0, 96));
+    // Children off: the generated inventory's agent addresses repeat past 250 VMs.
+    h.set("task_history", false);
+    let first = h.sync_ok();
+    assert_eq!(first.count("create"), MANY, "{}", first.describe());
+    let second = h.sync_ok();
+    assert_eq!(second.count("noop"), MANY, "{}", second.describe());
+    let mark = h.mark();
+    let third = h.sync_ok();
+    assert_eq!(hits(&third), MANY, "{}", third.describe());
+    assert_eq!(counts(&third), counts(&second), "the memo changes no count");
+    h.assert_no_writes_since(&mark, "a memoized rerun");
+    // The first and the last guest in the rules' order (cluster, VMID).
+    let mut guests: Vec<(String, u32)> = h
+        .guests()
+        .iter()
+        .map(|g| {
+            let cluster = g["cluster"].as_str().unwrap_or_default().to_string();
+            (cluster, g["vmid"].as_u64().unwrap_or_default() as u32)
+        })
+        .collect();
+    guests.sort();
+    let ends = [guests[0].clone(), guests[guests.len() - 1].clone()];
+    for (cluster, vmid) in &ends {
+        h.edit_guest(cluster, *vmid, json!({"memory": 4321}));
+    }
+    let out = h.sync_ok();
+    assert_eq!(out.count("update"), 2, "{}", out.describe());
+    assert_eq!(hits(&out), MANY - 2, "{}", out.describe());
+    // The two updated VMs' NetBox records changed: asked once more, then all memoized.
+    assert_eq!(hits(&h.sync_ok()), MANY - 2);
+    let last = h.sync_ok();
+    assert_eq!(hits(&last), MANY, "{}", last.describe());
+    assert_eq!(last.count("noop"), MANY, "{}", last.describe());
+}

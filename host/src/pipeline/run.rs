@@ -772,7 +772,7 @@ fn children_of<'s>(
     children?.vm_children(current?.id())
 }
 
-/// One batch made ready for the module: each item's memo key, the memo's answers (`None`: to be
+/// One batch made ready for the module: each asked item's memo key, the memo's answers (`None`: to be
 /// asked) and the inputs of the items to ask, in order.
 struct Prepared {
     keys: Vec<Option<VmKey>>,
@@ -780,78 +780,111 @@ struct Prepared {
     input: Vec<JsonReconcileInput>,
 }
 
-/// What the window's threads found for one item: its memo key (`None` without a memo), the
-/// memo's answer (`None`: to be asked) and its children text (`None`: not read, or a hit's:
-/// the key is made from the rows, and only the VMs asked get the text).
-#[derive(Default)]
-struct Lookup {
-    key: Option<VmKey>,
-    hit: Option<Option<String>>,
-    children: Option<JsonText>,
+/// What the memo says of one item: asked (its key's digest; the identity is the item's) or
+/// answered (the stored answer's name). Small: one is held per item of the call, 24 bytes
+/// (a hit's key is not needed: only the answers of the VMs asked are recorded).
+enum Lookup {
+    /// [`VmKey::digest`] in two halves: a `u128` would align the whole to 16 bytes.
+    Asked([u64; 2]),
+    Hit(Option<String>),
 }
 
-impl ModuleRules<'_> {
-    /// Each item's [`Lookup`], a window's batches on up to `threads` threads: a key reads ~1 KB
-    /// of inputs per VM (cache misses, not arithmetic), which with the lookups is most of a
-    /// memoized rerun's rules step, and the children texts are most of preparing a first
-    /// sync's inputs.
-    fn window_lookups(&self, window: &[&[RulesItem<'_>]], threads: usize) -> Vec<Vec<Lookup>> {
-        let (memo, snapshot) = (self.memo.as_deref(), self.children);
-        if memo.is_none() && snapshot.is_none() {
-            return window
-                .iter()
-                .map(|chunk| chunk.iter().map(|_| Lookup::default()).collect())
-                .collect();
+const _: () = assert!(std::mem::size_of::<Lookup>() <= 24);
+
+impl Lookup {
+    fn new(key: VmKey, hit: Option<Option<String>>) -> Self {
+        match hit {
+            Some(name) => Lookup::Hit(name),
+            None => Lookup::Asked([key.digest as u64, (key.digest >> 64) as u64]),
         }
-        let guests = &*self.guests;
-        parallel::map_batches(window.to_vec(), threads, |_, chunk| {
-            let children: Vec<Option<VmChildren<'_>>> = chunk
-                .iter()
-                .map(|item| children_of(snapshot, item.current))
-                .collect();
-            let rendered = |c: Option<VmChildren<'_>>| c.map(|c| JsonText(c.json()));
-            let Some(memo) = memo else {
-                return children
-                    .into_iter()
-                    .map(|children| Lookup {
-                        children: rendered(children),
-                        ..Lookup::default()
-                    })
-                    .collect();
-            };
-            let inputs: Vec<KeyInput<'_>> = chunk
-                .iter()
-                .zip(&children)
-                .map(|(item, children)| {
+    }
+
+    fn is_asked(&self) -> bool {
+        matches!(self, Lookup::Asked(_))
+    }
+}
+
+/// Items a key thread is given at least: starting a thread costs about as much as keying a
+/// hundred VMs, so a small call (an adoption's second ask) stays on the calling thread.
+const MIN_KEY_RANGE: usize = 256;
+
+/// Items whose key inputs are gathered at once on a key thread, in one buffer it reuses.
+const KEY_CHUNK: usize = 256;
+
+impl ModuleRules<'_> {
+    /// Each item's [`Lookup`] in order (empty without a memo), the whole call in one pass on
+    /// up to `threads` threads, each given a contiguous range and writing into its part of
+    /// one result. A key reads ~1 KB of inputs per VM (cache misses, not arithmetic), which
+    /// with the lookups is most of a memoized rerun's rules step. Why one pass and not one
+    /// per window: threads started per window (~100 at 100k VMs) each allocated their key
+    /// inputs afresh, and the allocator gives a finished thread's pages back at once, so every
+    /// window paid thread start-up and page faults.
+    fn call_lookups(&self, items: &[RulesItem<'_>], threads: usize) -> Vec<Lookup> {
+        let Some(memo) = self.memo.as_deref() else {
+            return Vec::new();
+        };
+        let (guests, snapshot) = (&*self.guests, self.children);
+        // Every slot is written below (the ranges cover the items).
+        let mut out: Vec<Lookup> = std::iter::repeat_with(|| Lookup::Asked([0; 2]))
+            .take(items.len())
+            .collect();
+        parallel::map_ranges(items, &mut out, threads, MIN_KEY_RANGE, |items, out| {
+            let mut inputs: Vec<KeyInput<'_>> = Vec::with_capacity(KEY_CHUNK.min(items.len()));
+            let mut buf = Vec::with_capacity(4096);
+            let mut finder = memo.finder();
+            for (items, out) in items.chunks(KEY_CHUNK).zip(out.chunks_mut(KEY_CHUNK)) {
+                inputs.clear();
+                inputs.extend(items.iter().map(|item| {
                     let read = &guests[item.guest];
-                    let identity = (read.cluster_id, read.guest().vmid());
                     // Keyed by everything the module gets, its network view and children
                     // included.
                     (
-                        identity,
+                        (read.cluster_id, read.guest().vmid()),
                         read.guest().key(),
                         read.config_packed(),
                         item.current.map(|r| &r.vm),
                         read.network_kept().memo_key(),
-                        *children,
+                        children_of(snapshot, item.current),
                     )
-                })
-                .collect();
-            let keys = memo.keys(&inputs);
-            keys.into_iter()
-                .zip(children)
-                .map(|(key, children)| match memo.hit(&key) {
-                    // A hit's children are not rendered: the module is not asked.
-                    Some(hit) => Lookup {
-                        key: Some(key),
-                        hit: Some(hit),
-                        children: None,
-                    },
-                    None => Lookup {
-                        key: Some(key),
-                        hit: None,
-                        children: rendered(children),
-                    },
+                }));
+                memo.keys_each(&inputs, &mut buf, |i, key| {
+                    out[i] = Lookup::new(key, finder.hit(&key));
+                });
+            }
+        });
+        out
+    }
+
+    /// The children texts of a window's items the memo did not answer (one per item, `None`
+    /// for a hit; empty when no item needs one: without children, or all hits), on up to
+    /// `threads` threads: rendering them is most of preparing a first sync's inputs. Only a
+    /// window's texts are held at once.
+    fn window_texts(
+        &self,
+        window: &[&[RulesItem<'_>]],
+        lookups: &[Vec<Lookup>],
+        threads: usize,
+    ) -> Vec<Vec<Option<JsonText>>> {
+        let asked = |lookups: &[Lookup], i: usize| lookups.get(i).is_none_or(Lookup::is_asked);
+        let Some(snapshot) = self.children else {
+            return Vec::new();
+        };
+        let none_asked = window
+            .iter()
+            .zip(lookups)
+            .all(|(chunk, l)| (0..chunk.len()).all(|i| !asked(l, i)));
+        if none_asked {
+            return Vec::new();
+        }
+        let work: Vec<_> = window.iter().zip(lookups).collect();
+        parallel::map_batches(work, threads, |_, (chunk, lookups)| {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let children =
+                        children_of(Some(snapshot), item.current).filter(|_| asked(lookups, i))?;
+                    Some(JsonText(children.json()))
                 })
                 .collect()
         })
@@ -862,27 +895,44 @@ impl ModuleRules<'_> {
     /// to be freed with the others after the rules step: a hit's answer is a name, so holding
     /// them costs no peak, and freeing 100k configs one by one was a large part of a memoized
     /// rerun's step.
-    fn prepare(&mut self, chunk: &[RulesItem<'_>], lookups: Vec<Lookup>) -> Prepared {
+    fn prepare(
+        &mut self,
+        chunk: &[RulesItem<'_>],
+        lookups: Vec<Lookup>,
+        texts: Vec<Option<JsonText>>,
+    ) -> Prepared {
         let mut keys = Vec::with_capacity(chunk.len());
         let mut answers: Vec<Option<RulesResult>> = Vec::with_capacity(chunk.len());
         let mut input: Vec<JsonReconcileInput> = Vec::with_capacity(chunk.len());
-        for (item, lookup) in chunk.iter().zip(lookups) {
-            keys.push(lookup.key);
-            if let Some(name) = lookup.hit {
-                answers.push(Some(RulesResult::Vm(Answer {
-                    name,
-                    ..Answer::default()
-                })));
-                continue;
-            }
+        let (mut lookups, mut texts) = (lookups.into_iter(), texts.into_iter());
+        for item in chunk {
+            let (lookup, children) = (lookups.next(), texts.next().flatten());
+            let digest = match lookup {
+                Some(Lookup::Hit(name)) => {
+                    // Not recorded: its key is not kept.
+                    keys.push(None);
+                    answers.push(Some(RulesResult::Vm(Answer {
+                        name,
+                        ..Answer::default()
+                    })));
+                    continue;
+                }
+                Some(Lookup::Asked([lo, hi])) => Some(u128::from(lo) | (u128::from(hi) << 64)),
+                None => None,
+            };
+            let read = &self.guests[item.guest];
+            keys.push(digest.map(|digest| VmKey {
+                identity: (read.cluster_id, read.guest().vmid()),
+                digest,
+            }));
             answers.push(None);
             let read = &mut self.guests[item.guest];
             // The rules' model of the NetBox VM, made for this batch only.
             let current = item.current.map(|r| r.vm.to_vm());
             input.push(if item.again {
-                read.rules_input_json(current, lookup.children)
+                read.rules_input_json(current, children)
             } else {
-                read.take_rules_input_json(current, lookup.children)
+                read.take_rules_input_json(current, children)
             });
             if let (Some(r), Some(i)) = (self.recorder.as_deref_mut(), input.last()) {
                 r.input(i);
@@ -960,10 +1010,11 @@ impl ModuleRules<'_> {
 }
 
 impl Rules for ModuleRules<'_> {
-    /// Batches in windows of `threads`: each window's memo keys are made on the threads, its
-    /// batches prepared in order (hits, inputs), asked at once on up to `threads` threads (the
-    /// path `rules bench` times), then merged in order, so the answers, the memo and the plan
-    /// are those of one thread.
+    /// The memo keys and lookups of every item first, in one pass on the threads; then
+    /// batches in windows of `threads`: each window's children texts rendered (the VMs asked
+    /// only), its batches prepared in order (hits, inputs), asked at once on up to `threads`
+    /// threads (the path `rules bench` times), then merged in order, so the answers, the memo
+    /// and the plan are those of one thread.
     /// A window holds at most `threads` batches of inputs at once.
     fn reconcile(&mut self, items: &[RulesItem<'_>]) -> Vec<RulesResult> {
         let started = Instant::now();
@@ -976,13 +1027,20 @@ impl Rules for ModuleRules<'_> {
         };
         let chunks: Vec<&[RulesItem<'_>]> = items.chunks(self.batch.max(1)).collect();
         let mut out = Vec::with_capacity(items.len());
+        let mut lookups = self.call_lookups(items, threads).into_iter();
         for (w, window) in chunks.chunks(threads).enumerate() {
             let first = w * threads;
             let mut pending = Vec::with_capacity(window.len());
             let mut inputs = Vec::with_capacity(window.len());
-            let lookups = self.window_lookups(window, threads);
-            for (chunk, lookups) in window.iter().zip(lookups) {
-                let p = self.prepare(chunk, lookups);
+            // Without a memo there are no lookups: every item is asked.
+            let window_lookups: Vec<Vec<Lookup>> = window
+                .iter()
+                .map(|chunk| lookups.by_ref().take(chunk.len()).collect())
+                .collect();
+            let texts = self.window_texts(window, &window_lookups, threads);
+            let mut texts = texts.into_iter();
+            for (chunk, lookups) in window.iter().zip(window_lookups) {
+                let p = self.prepare(chunk, lookups, texts.next().unwrap_or_default());
                 pending.push((p.keys, p.answers));
                 inputs.push(p.input);
             }

@@ -93,6 +93,24 @@ where
         .collect()
 }
 
+/// `f(inputs, outputs)` over up to `threads` contiguous ranges of `inputs` and the same ranges
+/// of `outputs` (as long as `inputs`), each range at least `min_range` long (but for the
+/// last), the threads started once (the calling one included). Why ranges and not batches
+/// handed out: a caller that walks its inputs in order (the memo's lookups) keeps walking in
+/// order on each thread, and writes into one result made beforehand.
+pub fn map_ranges<I, O, F>(inputs: &[I], outputs: &mut [O], threads: usize, min_range: usize, f: F)
+where
+    I: Sync,
+    O: Send,
+    F: Fn(&[I], &mut [O]) + Sync,
+{
+    assert_eq!(inputs.len(), outputs.len(), "one output per input");
+    let threads = threads.clamp(1, inputs.len().div_ceil(min_range.max(1)).max(1));
+    let per = inputs.len().div_ceil(threads).max(1);
+    let ranges: Vec<_> = inputs.chunks(per).zip(outputs.chunks_mut(per)).collect();
+    map_batches(ranges, threads, |_, (inputs, outputs)| f(inputs, outputs));
+}
+
 /// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`
 /// in clock ticks (10 ms); `None` where there is no such file. With several threads, CPU time
 /// and wall time differ: a report gives both.
@@ -148,6 +166,53 @@ mod tests {
             i
         });
         assert_eq!(out, vec![0, 1]);
+    }
+
+    /// Every input's output lands in its place, on as many threads as the ranges allow and
+    /// no more: each range is contiguous and at least `min_range` long (but for the last).
+    #[test]
+    fn ranges_cover_every_input_in_place() {
+        for (n, threads, min_range, want_ranges) in [
+            (0, 2, 4, 0),
+            (3, 2, 4, 1),
+            (8, 2, 4, 2),
+            (9, 2, 4, 2),
+            (9, 8, 1, 5),
+            (10, 3, 1, 3),
+            (1000, 2, 256, 2),
+        ] {
+            let inputs: Vec<usize> = (0..n).collect();
+            let mut outputs = vec![usize::MAX; n];
+            let ranges = std::sync::Mutex::new(Vec::new());
+            map_ranges(
+                &inputs,
+                &mut outputs,
+                threads,
+                min_range,
+                |inputs, outputs| {
+                    // Contiguous: the inputs of a range follow each other.
+                    assert!(inputs.windows(2).all(|w| w[1] == w[0] + 1));
+                    ranges.lock().unwrap().push((inputs[0], inputs.len()));
+                    for (x, out) in inputs.iter().zip(outputs) {
+                        *out = x * 3;
+                    }
+                },
+            );
+            let mut ranges = ranges.into_inner().unwrap();
+            ranges.sort_unstable();
+            assert_eq!(
+                ranges.len(),
+                want_ranges,
+                "{n} at {threads} threads: {ranges:?}"
+            );
+            let (last, head) = ranges
+                .split_last()
+                .map_or((None, &[][..]), |(l, h)| (Some(l), h));
+            assert!(head.iter().all(|r| r.1 >= min_range), "{ranges:?}");
+            assert!(last.is_none_or(|l| l.0 + l.1 == n), "{ranges:?}");
+            let want: Vec<usize> = (0..n).map(|x| x * 3).collect();
+            assert_eq!(outputs, want, "{n} at {threads} threads");
+        }
     }
 
     #[test]

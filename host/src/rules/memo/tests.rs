@@ -289,6 +289,59 @@ fn hits_found_on_several_threads_are_counted_and_saved() {
     assert!(keys.iter().all(|k| next.hit(k).is_some()));
 }
 
+/// A finder answers as `hit` does whatever order it is asked in (in order, backwards, at
+/// random, VMs not in the file, this run's new entries, a changed input), and its hits are
+/// counted once it is dropped.
+#[test]
+fn a_finder_answers_as_hit_in_any_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = Memo::path(dir.path(), &url("https://netbox.example/"));
+    let mut memo = Memo::open(path.clone(), header());
+    let key = |memo: &Memo, vmid: u32, config: &str| {
+        let mut g = guest();
+        g.vmid = vmid;
+        key_of(memo, &g, (config, &[config.len() as u32]), Some(&current()))
+    };
+    // Every third VMID of 100..160 stored, with its VMID as the name.
+    for vmid in (100..160).step_by(3) {
+        memo.record(&key(&memo, vmid, "a"), Some(&vmid.to_string()));
+    }
+    memo.save().expect("save");
+    let mut memo = Memo::open(path, header());
+    // Recorded this run, not in the file.
+    memo.record(&key(&memo, 131, "a"), Some("131"));
+    let expect = |vmid: u32, config: &str| {
+        let stored = vmid == 131 || ((100..160).contains(&vmid) && (vmid - 100).is_multiple_of(3));
+        (stored && config == "a").then(|| Some(vmid.to_string()))
+    };
+    let mut asks: Vec<(u32, &str)> = (95..165).map(|v| (v, "a")).collect();
+    asks.extend((95..165).rev().map(|v| (v, "a")));
+    asks.extend([
+        (103, "b"),
+        (103, "a"),
+        (157, "a"),
+        (100, "a"),
+        (131, "a"),
+        (200, "a"),
+    ]);
+    let mut hits = 0;
+    {
+        let mut finder = memo.finder();
+        for &(vmid, config) in &asks {
+            let want = expect(vmid, config);
+            hits += u64::from(want.is_some());
+            assert_eq!(
+                finder.hit(&key(&memo, vmid, config)),
+                want,
+                "{vmid} {config}"
+            );
+        }
+        assert_eq!(memo.hits(), 0, "counted when the finder is dropped");
+    }
+    assert!(hits > 40, "the asks are not vacuous: {hits}");
+    assert_eq!(memo.hits(), hits);
+}
+
 #[test]
 fn the_file_name_is_per_netbox_url_under_memo() {
     let a = Memo::path(Path::new("state"), &url("https://netbox.example/"));
