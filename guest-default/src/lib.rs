@@ -298,6 +298,20 @@ fn compares_children(current: &Option<NetboxVm>, children: &Option<model::JsonTe
     current.is_none() || children.is_some()
 }
 
+/// What the children steps read of one guest.
+fn guest_sources<'a>(
+    guest: &Guest,
+    config: &'a [(&'a str, &'a str)],
+    network: &'a children::NetworkSource,
+) -> children::GuestSources<'a> {
+    children::GuestSources {
+        kind: guest.kind,
+        config_read: guest.config_read,
+        config,
+        network,
+    }
+}
+
 /// A guest's desired children from its config properties, borrowing their texts; when they
 /// cannot be compared (`compares` false) only their error, with every collection `keep`.
 fn desired_children<'a>(
@@ -308,12 +322,7 @@ fn desired_children<'a>(
     compares: bool,
 ) -> Result<children::VmChildren<Cow<'a, str>>, RuleError> {
     let kids = kids.as_ref().map_err(Clone::clone)?;
-    let src = children::GuestSources {
-        kind: guest.kind,
-        config_read: guest.config_read,
-        config,
-        network,
-    };
+    let src = guest_sources(guest, config, network);
     if compares {
         children::read_desired_children(kids, &src)
     } else {
@@ -330,12 +339,7 @@ fn desired_children_sharing<'a>(
     disks: &'a children::vdisk::ConfigDisks<'a>,
 ) -> Result<children::VmChildren<Cow<'a, str>>, RuleError> {
     let kids = kids.as_ref().map_err(Clone::clone)?;
-    let src = children::GuestSources {
-        kind: guest.kind,
-        config_read: guest.config_read,
-        config,
-        network,
-    };
+    let src = guest_sources(guest, config, network);
     children::read_desired_children_sharing(kids, &src, disks)
 }
 
