@@ -209,8 +209,9 @@ fn growing_agent_counters_do_not_miss_the_memo() {
 }
 
 /// Enough VMs that a rerun's memo keys and lookups are split over several threads (each
-/// takes a contiguous range of at least 256 VMs): every VM is answered by the memo, and a change at each end of the guests (each in another thread's range) is asked
-/// and written, the others still answered.
+/// takes a contiguous range of at least 256 VMs): every VM is answered by the memo, and a
+/// change at each end of the guests (each in another thread's range) is asked and written,
+/// the others still answered.
 #[test]
 fn a_memoized_rerun_split_over_threads_answers_every_vm_but_the_changed() {
     const MANY: u64 = 600;

@@ -772,8 +772,8 @@ fn children_of<'s>(
     children?.vm_children(current?.id())
 }
 
-/// One batch made ready for the module: each asked item's memo key, the memo's answers (`None`: to be
-/// asked) and the inputs of the items to ask, in order.
+/// One batch made ready for the module: each asked item's memo key, the memo's answers
+/// (`None`: to be asked) and the inputs of the items to ask, in order.
 struct Prepared {
     keys: Vec<Option<VmKey>>,
     answers: Vec<Option<RulesResult>>,
