@@ -31,7 +31,7 @@ use crate::pipeline::reconcile::{
     RulesResult, SharedTexts, VmOutcome,
 };
 use crate::pipeline::report::{ErrorEntry, Mode, RulesInfo, RunReport};
-use crate::pipeline::snapshot::children::{ChildrenSnapshot, VmChildren};
+use crate::pipeline::snapshot::children::{ChildrenSnapshot, VmChildren, VmCursor};
 use crate::pipeline::snapshot::{self, SnapshotError};
 use crate::pipeline::task_history::{self, TaskTarget, Unrecorded};
 use crate::progress::Progress;
@@ -832,6 +832,9 @@ impl ModuleRules<'_> {
             let mut inputs: Vec<KeyInput<'_>> = Vec::with_capacity(KEY_CHUNK.min(items.len()));
             let mut buf = Vec::with_capacity(4096);
             let mut finder = memo.finder();
+            // This thread's children lookups each start where its last ended: its range's
+            // VMs come mostly in id order.
+            let mut cursor = VmCursor::default();
             for (items, out) in items.chunks(KEY_CHUNK).zip(out.chunks_mut(KEY_CHUNK)) {
                 inputs.clear();
                 inputs.extend(items.iter().map(|item| {
@@ -844,7 +847,9 @@ impl ModuleRules<'_> {
                         read.config_packed(),
                         item.current.map(|r| &r.vm),
                         read.network_kept().memo_key(),
-                        children_of(snapshot, item.current),
+                        snapshot.zip(item.current).and_then(|(snap, current)| {
+                            snap.vm_children_from(current.id(), &mut cursor)
+                        }),
                     )
                 }));
                 memo.keys_each(&inputs, &mut buf, |i, key| {

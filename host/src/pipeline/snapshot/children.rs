@@ -45,9 +45,10 @@ use crate::clients::netbox::{Capabilities, ListRow, Listed, NetboxClient, Netbox
 
 use super::packed_rows::{PackedRow, RowReader, RowWriter, StampCode, read_alone, write_alone};
 use super::primaries::PrimaryIps;
+use super::sorted_near::Cursor;
 use super::stamp;
 pub use super::stamp::LastUpdated;
-pub use vm_children::VmChildren;
+pub use vm_children::{VmChildren, VmCursor};
 
 mod vm_children;
 mod vm_index;
@@ -208,6 +209,13 @@ static EMPTY_POOL: Pool = Pool {
 impl Pool {
     fn text(&self, s: Span) -> Option<&str> {
         (s != Span::NONE).then(|| &self.text[s.start as usize..(s.start + s.len) as usize])
+    }
+
+    /// [`Pool::text`]'s bytes, for a key: without checking that the span starts and ends on
+    /// a character's boundary (a text was kept whole, and a key reads bytes).
+    fn text_bytes(&self, s: Span) -> Option<&[u8]> {
+        (s != Span::NONE)
+            .then(|| &self.text.as_bytes()[s.start as usize..(s.start + s.len) as usize])
     }
 
     /// A text every row has (`name`, `address`, `mac_address`).
@@ -824,7 +832,26 @@ impl<'a, R: PackedRow> Rows<'a, R> {
     where
         R: 'a,
     {
-        let mut reader = RowReader::new(self.bytes);
+        self.map_from(RowReader::new(self.bytes), f)
+    }
+
+    /// [`Rows::map`] with each row's `last_updated` skipped, read as none: for the memo's key,
+    /// which never holds it.
+    fn map_unstamped<O>(self, f: impl FnMut(R, &'a Pool) -> O + 'a) -> impl Iterator<Item = O> + 'a
+    where
+        R: 'a,
+    {
+        self.map_from(RowReader::without_stamps(self.bytes), f)
+    }
+
+    fn map_from<O>(
+        self,
+        mut reader: RowReader<'a>,
+        mut f: impl FnMut(R, &'a Pool) -> O + 'a,
+    ) -> impl Iterator<Item = O> + 'a
+    where
+        R: 'a,
+    {
         std::iter::from_fn(move || reader.next_row::<R>()).map(move |r| f(r, self.pool))
     }
 }
@@ -1285,7 +1312,12 @@ impl ChildrenSnapshot {
 
     /// One VM's children rows (`None`: it has none, or none were read).
     pub fn vm_rows(&self, vm_id: u64) -> Option<VmRows<'_>> {
-        let r = self.by_vm.get(vm_id)?;
+        self.vm_rows_from(vm_id, &mut Cursor::default())
+    }
+
+    /// [`ChildrenSnapshot::vm_rows`], searching from where `at` last ended.
+    fn vm_rows_from(&self, vm_id: u64, at: &mut Cursor) -> Option<VmRows<'_>> {
+        let r = self.by_vm.get_from(vm_id, at)?;
         Some(VmRows {
             interfaces: Rows::of(&self.interfaces, &r.interfaces),
             macs: Rows::of(&self.macs, &r.macs),

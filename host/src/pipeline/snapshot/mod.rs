@@ -29,6 +29,7 @@ use primaries::PrimaryIps;
 pub mod children;
 mod packed_rows;
 pub mod primaries;
+pub mod sorted_near;
 mod stamp;
 
 /// The VM endpoint.

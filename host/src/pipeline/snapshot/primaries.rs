@@ -8,6 +8,7 @@
 //! Edges: the VM listing's [`Primaries`] in; a VM's addresses out ([`PrimaryIps::get`]).
 
 use super::children::Primaries;
+use super::sorted_near::{Cursor, find_from};
 
 /// Length of an absent address (every kept address is shorter).
 const ABSENT: u32 = u32::MAX;
@@ -79,7 +80,12 @@ impl PrimaryIps {
 
     /// The VM's primary IPv4 and IPv6 addresses (`None`: it has that one not set).
     pub fn get(&self, vm: u64) -> (Option<&str>, Option<&str>) {
-        let Ok(i) = self.entries.binary_search_by_key(&vm, |e| e.vm) else {
+        self.get_from(vm, &mut Cursor::default())
+    }
+
+    /// [`PrimaryIps::get`], searching from where `at` last ended (see [`find_from`]).
+    pub fn get_from(&self, vm: u64, at: &mut Cursor) -> (Option<&str>, Option<&str>) {
+        let Some(i) = find_from(&self.entries, vm, |e| e.vm, at) else {
             return (None, None);
         };
         let e = self.entries[i];

@@ -698,3 +698,90 @@ fn entries_read_and_recorded_are_found_and_saved() {
     found(&memo);
     assert_eq!(memo.hit(&key(&memo, 104, "a")), None);
 }
+
+/// One VM's inputs with every kind of child row, large ids, sizes and `last_updated` of each
+/// form (micros, a text, none), so that multi-byte numbers and skipped stamps are keyed.
+fn golden_children() -> ChildrenSnapshot {
+    use serde_json::json;
+    let vm = current().id;
+    ChildrenSnapshot::from_json_for_tests(json!({
+        "interfaces": [
+            {"id": 4_000_000_011u64, "virtual_machine": {"id": vm}, "name": "net0", "enabled": false,
+             "mtu": 9000, "description": "uplink",
+             "mode": {"value": "access", "label": "Access"},
+             "untagged_vlan": {"id": 5, "vid": 4094, "name": "v4094"},
+             "mac_address": "BC:24:11:2A:3B:4C",
+             "tags": [{"id": 1, "name": "pve2netbox", "slug": "pve2netbox"}],
+             "last_updated": "2026-01-02T03:04:05.123456Z"},
+            {"id": 4_000_000_012u64, "virtual_machine": {"id": vm}, "name": "net1",
+             "last_updated": "not a stamp", "mode": {"value": 7}, "enabled": true},
+            {"id": 4_000_000_900u64, "virtual_machine": {"id": vm}, "name": "net2",
+             "last_updated": null, "mtu": 0}],
+        "mac_addresses": [
+            {"id": 21, "mac_address": "BC:24:11:2A:3B:4C",
+             "assigned_object_type": "virtualization.vminterface",
+             "assigned_object_id": 4_000_000_011u64,
+             "last_updated": "2026-01-02T03:04:05.123999Z", "tags": ["a", "b"]}],
+        "ip_addresses": [
+            {"id": 31, "address": "10.0.0.5/24", "vrf": {"id": 3, "name": "blue"},
+             "status": {"value": "active", "label": "Active"},
+             "assigned_object_type": "virtualization.vminterface",
+             "assigned_object_id": 4_000_000_011u64,
+             "last_updated": "1999-12-31T23:59:59Z"},
+            {"id": 300_000, "address": "2001:db8::5/64",
+             "assigned_object_type": "virtualization.vminterface",
+             "assigned_object_id": 4_000_000_012u64, "last_updated": "later"}],
+        "virtual_disks": [
+            {"id": 41, "virtual_machine": {"id": vm}, "name": "scsi0",
+             "size": 4_611_686_018_427_387_904u64, "description": "local-lvm",
+             "tags": ["pve2netbox"], "last_updated": "2026-01-02T03:04:05Z"},
+            {"id": 42, "virtual_machine": {"id": vm}, "name": "scsi1", "size": null}]
+    }))
+}
+
+/// The bytes a VM's key is made of and its digest under a fixed secret, pinned (taken from
+/// the code that wrote the memos in use): how they are written may change, what they are may
+/// not, or a stored memo would miss (never hit wrongly: any byte still changes the key).
+#[test]
+fn the_key_is_the_one_stored_memos_were_keyed_on() {
+    use crate::pipeline::reconcile::SharedValues;
+    let snap = golden_children();
+    let cur = CompactVm::new(current(), &mut SharedValues::default()).expect("fits");
+    let g = guest();
+    let children = snap.vm_children(cur.id());
+    // Every row is the VM's (each kind's last row is rendered).
+    let text = children.expect("children read").json();
+    for last in ["net2", "BC:24:11:2A:3B:4C", "2001:db8::5/64", "scsi1"] {
+        assert!(text.contains(last), "{last} in {text}");
+    }
+    let network = NetworkKey::Agent("[{\"name\":\"eth0\",\"ip-addresses\":[]}]");
+    let mut bytes = Vec::new();
+    encode_vm(
+        &mut bytes,
+        GuestKey::from(&g),
+        (CONFIG_TEXT, CONFIG_ENDS),
+        Some(&cur),
+    );
+    encode_children(&mut bytes, network, children);
+    assert_eq!(
+        (bytes.len(), hex::encode(Sha256::digest(&bytes)).as_str()),
+        (
+            927,
+            "4bfe58a722d01999cbcd59b3f2c48dcfdd5193083f76ef44db2e107276f17171"
+        )
+    );
+    let mut memo = Memo::open(PathBuf::from("unused.memo"), header());
+    *memo.secret = [5; SECRET_LEN];
+    memo.prefix = b"a fixed run part".to_vec();
+    let item = (
+        (1, g.vmid),
+        GuestKey::from(&g),
+        (CONFIG_TEXT, CONFIG_ENDS),
+        Some(&cur),
+        network,
+        children,
+    );
+    let digest = 0x0f11_e9e7_2bf2_316b_5ebb_d9d2_3a10_b6fc;
+    assert_eq!(memo.key_with(&mut Vec::new(), &item).digest, digest);
+    assert_eq!(memo.keys(&[item])[0].digest, digest);
+}

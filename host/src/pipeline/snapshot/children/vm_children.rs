@@ -11,7 +11,8 @@
 //! be left out unnoticed), texts, tag lists and choices by content, never by their place in the
 //! kind's pool (that depends on the order NetBox's pages came in), so the same rows give the
 //! same bytes from one run to the next. The one left out is a row's `last_updated`: the text
-//! never holds it, so the module never sees it (keying it could only cost hits).
+//! never holds it, so the module never sees it (keying it could only cost hits); its packed
+//! bytes are skipped over, not decoded ([`Rows::map_unstamped`]).
 //!
 //! Edges: the snapshot's kept rows in; key bytes and the rendered text out.
 
@@ -19,6 +20,7 @@ use super::{
     ChildrenSnapshot, Disk, Interface, Ip, KindsRead, Mac, Pool, Rows, VmRows, render_children,
 };
 use crate::pipeline::snapshot::packed_rows::PackedRow;
+use crate::pipeline::snapshot::sorted_near::Cursor;
 
 /// One VM's children: its rows, the kinds read and its primary IPs' addresses.
 #[derive(Debug, Clone, Copy)]
@@ -28,18 +30,31 @@ pub struct VmChildren<'a> {
     primaries: (Option<&'a str>, Option<&'a str>),
 }
 
+/// Where one thread's last lookups of a VM's rows and primary IPs ended: a memoized rerun asks
+/// for the VMs mostly in id order (see [`crate::pipeline::snapshot::sorted_near`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VmCursor {
+    rows: Cursor,
+    primaries: Cursor,
+}
+
 impl ChildrenSnapshot {
     /// The VM's children as [`ChildrenSnapshot::children_json`] renders them, or `None` when no
     /// kind was read (the same cases as there).
     pub fn vm_children(&self, vm_id: u64) -> Option<VmChildren<'_>> {
+        self.vm_children_from(vm_id, &mut VmCursor::default())
+    }
+
+    /// [`ChildrenSnapshot::vm_children`], searching from where `at` last ended.
+    pub fn vm_children_from(&self, vm_id: u64, at: &mut VmCursor) -> Option<VmChildren<'_>> {
         let r = self.read;
         if !(r.interfaces || r.mac_addresses || r.ip_addresses || r.virtual_disks) {
             return None;
         }
         Some(VmChildren {
-            rows: self.vm_rows(vm_id).unwrap_or_default(),
+            rows: self.vm_rows_from(vm_id, &mut at.rows).unwrap_or_default(),
             read: r,
-            primaries: self.primaries.get(vm_id),
+            primaries: self.primaries.get_from(vm_id, &mut at.primaries),
         })
     }
 }
@@ -109,7 +124,7 @@ impl<'a> VmChildren<'a> {
             k.opt_u64(mtu);
             k.opt_u64(untagged_vid);
             for s in [name, description, mac] {
-                k.text(p.text(s));
+                k.text(p.text_bytes(s));
             }
             k.tags(p.tags(tags));
             k.choice(p.choice(mode));
@@ -131,7 +146,7 @@ impl<'a> VmChildren<'a> {
             } = r;
             k.u64(id);
             k.opt_u64(assigned.map(|a| a.get()));
-            k.text(p.text(mac));
+            k.text(p.text_bytes(mac));
             k.tags(p.tags(tags));
         });
         k.rows(ips, |k, r: Ip, p| {
@@ -148,8 +163,8 @@ impl<'a> VmChildren<'a> {
             } = r;
             k.u64(id);
             k.opt_u64(assigned.map(|a| a.get()));
-            k.text(p.text(address));
-            k.text(p.text(vrf));
+            k.text(p.text_bytes(address));
+            k.text(p.text_bytes(vrf));
             k.tags(p.tags(tags));
             k.choice(p.choice(status));
         });
@@ -166,13 +181,13 @@ impl<'a> VmChildren<'a> {
             } = r;
             k.u64(id);
             k.opt_u64(size);
-            k.text(p.text(name));
-            k.text(p.text(description));
+            k.text(p.text_bytes(name));
+            k.text(p.text_bytes(description));
             k.tags(p.tags(tags));
         });
         let (ip4, ip6) = self.primaries;
-        k.text(ip4);
-        k.text(ip6);
+        k.text(ip4.map(str::as_bytes));
+        k.text(ip6.map(str::as_bytes));
     }
 }
 
@@ -186,7 +201,7 @@ impl KeyWriter<'_> {
         rows: Rows<'a, R>,
         mut row: impl FnMut(&mut Self, R, &'a Pool),
     ) {
-        for (r, pool) in rows.map(|r, p| (r, p)) {
+        for (r, pool) in rows.map_unstamped(|r, p| (r, p)) {
             self.0.push(1);
             row(self, r, pool);
         }
@@ -210,16 +225,21 @@ impl KeyWriter<'_> {
     }
 
     fn str(&mut self, s: &str) {
-        self.u64(s.len() as u64);
-        self.0.extend_from_slice(s.as_bytes());
+        self.bytes(s.as_bytes());
     }
 
-    fn text(&mut self, s: Option<&str>) {
+    /// A text's bytes after their length.
+    fn bytes(&mut self, s: &[u8]) {
+        self.u64(s.len() as u64);
+        self.0.extend_from_slice(s);
+    }
+
+    fn text(&mut self, s: Option<&[u8]>) {
         match s {
             None => self.0.push(0),
             Some(s) => {
                 self.0.push(1);
-                self.str(s);
+                self.bytes(s);
             }
         }
     }

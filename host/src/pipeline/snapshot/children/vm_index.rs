@@ -11,6 +11,7 @@
 use std::ops::Range;
 
 use super::VmRanges;
+use crate::pipeline::snapshot::sorted_near::{Cursor, find_from};
 
 /// VM id and its ranges, sorted by id, one entry per VM.
 #[derive(Debug, Default)]
@@ -43,8 +44,9 @@ impl VmIndex {
         self.0 = merged;
     }
 
-    pub(super) fn get(&self, vm: u64) -> Option<&VmRanges> {
-        let i = self.0.binary_search_by_key(&vm, |e| e.0).ok()?;
+    /// The VM's ranges, searching from where `at` last ended (see [`find_from`]).
+    pub(super) fn get_from(&self, vm: u64, at: &mut Cursor) -> Option<&VmRanges> {
+        let i = find_from(&self.0, vm, |e| e.0, at)?;
         Some(&self.0[i].1)
     }
 
@@ -76,12 +78,13 @@ mod tests {
         index.set_all(vec![(1, 0..4), (5, 4..6), (9, 6..7)], |r| &mut r.interfaces);
         let ids: Vec<u64> = index.0.iter().map(|e| e.0).collect();
         assert_eq!(ids, [1, 2, 5, 9]);
-        let five = index.get(5).expect("indexed");
+        let get = |vm| index.get_from(vm, &mut Cursor::default());
+        let five = get(5).expect("indexed");
         assert_eq!((five.disks.clone(), five.interfaces.clone()), (1..3, 4..6));
-        assert_eq!(index.get(2).map(|r| r.interfaces.clone()), Some(0..0));
-        assert!(index.get(3).is_none() && index.get(10).is_none());
+        assert_eq!(get(2).map(|r| r.interfaces.clone()), Some(0..0));
+        assert!(get(3).is_none() && get(10).is_none());
         index.retain(|vm| vm != 5);
-        assert!(index.get(5).is_none());
+        assert!(index.get_from(5, &mut Cursor::default()).is_none());
         assert_eq!(index.len(), 3);
     }
 }

@@ -238,3 +238,55 @@ fn last_updated_alone_is_not_keyed_and_not_rendered() {
         assert_eq!(changed.0, base.0, "{kind} {value}: the key changed");
     }
 }
+
+/// Numbers of several packed bytes (read as one word, or past eight bytes by the loop) and
+/// texts: rows that differ in one seven-bit group of one number, or in one byte of one text,
+/// each key otherwise.
+#[test]
+fn one_byte_changed_in_a_long_number_or_a_text_changes_the_key() {
+    let set = |kind: &str, field: &str, value: Value| {
+        let mut v = rows();
+        v[kind][0][field] = value;
+        keyed(&snapshot(v, Some("10.0.0.5/24"))).0
+    };
+    let mut keys = vec![(
+        "base".to_owned(),
+        keyed(&snapshot(rows(), Some("10.0.0.5/24"))).0,
+    )];
+    let big = 1u64 << 56;
+    for group in [0, 1, 2, 3, 5, 7, 8, 9] {
+        let bit = 1u64 << (7 * group);
+        keys.push((
+            format!("size +{bit}"),
+            set("virtual_disks", "size", json!(big + bit)),
+        ));
+        keys.push((
+            format!("mtu ^{bit}"),
+            set("interfaces", "mtu", json!(u64::MAX ^ bit)),
+        ));
+    }
+    keys.push(("size".into(), set("virtual_disks", "size", json!(big))));
+    keys.push((
+        "disk id".into(),
+        set("virtual_disks", "id", json!(1u64 << 40)),
+    ));
+    let text = "a description long enough to span more than one word of key bytes";
+    for at in [0, 7, 8, 31, text.len() - 1] {
+        let mut changed = text.as_bytes().to_vec();
+        changed[at] ^= 1;
+        let changed = String::from_utf8(changed).expect("ASCII");
+        keys.push((
+            format!("description byte {at}"),
+            set("virtual_disks", "description", json!(changed)),
+        ));
+    }
+    keys.push((
+        "description".into(),
+        set("virtual_disks", "description", json!(text)),
+    ));
+    for (i, (a, a_bytes)) in keys.iter().enumerate() {
+        for (b, b_bytes) in &keys[i + 1..] {
+            assert_ne!(a_bytes, b_bytes, "{a} and {b}: the same key bytes");
+        }
+    }
+}
