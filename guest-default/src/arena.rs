@@ -242,6 +242,68 @@ impl BatchArena {
     }
 }
 
+/// Frees many arena blocks at once ([`BatchArena::bulk_free`]): each is only counted (no call
+/// into the allocator, no take-back of the most recent block), and the count is taken off the
+/// live blocks when this is dropped, which resets the arena when nothing is left live. Blocks
+/// that are not the arena's go to the system allocator at once.
+///
+/// Why: the component's post-return frees every string and list of the answers (~20 a VM),
+/// each a call through the global allocator's `__rust_dealloc`; counted here they cost a few
+/// instructions each (BENCHMARKS.md, session 23).
+pub struct BulkFree<'a> {
+    arena: &'a BatchArena,
+    freed: usize,
+}
+
+impl BatchArena {
+    /// A [`BulkFree`] of this arena.
+    pub fn bulk_free(&self) -> BulkFree<'_> {
+        BulkFree {
+            arena: self,
+            freed: 0,
+        }
+    }
+}
+
+impl BulkFree<'_> {
+    /// Frees the block at `ptr` of `layout`.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::dealloc` on the arena.
+    #[inline(always)]
+    pub unsafe fn free(&mut self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: single-threaded (see the `Sync` impl); the reference ends here.
+        let st = unsafe { &*self.arena.state.get() };
+        if BatchArena::is_arena_block(st, ptr, layout.size()) {
+            self.freed += 1;
+        } else {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+}
+
+impl Drop for BulkFree<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `free`.
+        let st = unsafe { &mut *self.arena.state.get() };
+        st.live -= self.freed;
+        if st.live == 0 {
+            st.current = 0;
+            st.next = st.chunks[0].start;
+            st.end = st.chunks[0].end;
+        }
+    }
+}
+
+// SAFETY: `free` frees each block as `dealloc` does, but for the take-back of the most recent
+// block, which is only an optimization.
+unsafe impl pve2netbox_rules::component_direct::FreeBlocks for BulkFree<'_> {
+    #[inline(always)]
+    unsafe fn free(&mut self, ptr: *mut u8, layout: Layout) {
+        unsafe { BulkFree::free(self, ptr, layout) }
+    }
+}
+
 // SAFETY: blocks are handed out at most once until freed: the bump pointer only moves past
 // handed-out memory, and moves back only over the most recent block when it is freed, or to the
 // start when no block is live. Blocks lie inside chunks owned by the arena for its lifetime.
@@ -356,6 +418,31 @@ mod tests {
             assert_eq!(live(&a), 1);
             a.dealloc(q, layout(12, 4));
             assert_eq!(live(&a), 0);
+        }
+    }
+
+    #[test]
+    fn bulk_free_counts_arena_blocks_and_resets_when_nothing_is_live() {
+        let a = BatchArena::new();
+        unsafe {
+            let keep = a.alloc(layout(8, 8));
+            let x = a.alloc(layout(24, 8));
+            let big = a.alloc(layout(ARENA_MAX_BLOCK + 1, 8));
+            let mut bulk = a.bulk_free();
+            bulk.free(x, layout(24, 8));
+            bulk.free(big, layout(ARENA_MAX_BLOCK + 1, 8));
+            drop(bulk);
+            // `keep` is still live: no reset, a new block does not overlap it.
+            assert_eq!(live(&a), 1);
+            let y = a.alloc(layout(8, 8));
+            assert!(y as usize >= keep as usize + 8);
+            let mut bulk = a.bulk_free();
+            bulk.free(keep, layout(8, 8));
+            bulk.free(y, layout(8, 8));
+            drop(bulk);
+            assert_eq!(live(&a), 0);
+            // Nothing live: the arena starts over.
+            assert_eq!(a.alloc(layout(8, 8)), keep);
         }
     }
 

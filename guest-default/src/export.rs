@@ -59,4 +59,5 @@ impl exports::pve2netbox::rules::reconcile::Guest for Shell {
 
 export!(Shell);
 
-pve2netbox_rules::export_reconcile_direct!(DefaultRules);
+// The post-return frees the answers' blocks by counting them off the arena (`BulkFree`).
+pve2netbox_rules::export_reconcile_direct!(DefaultRules, free = crate::ALLOCATOR.bulk_free());

@@ -336,6 +336,126 @@ pub unsafe fn post_return(ret: *mut u8) {
     }
 }
 
+/// What frees the answers' blocks in [`post_return_with`]: an allocator that can free many
+/// blocks cheaper than one call each (the default rules' arena only counts them).
+///
+/// # Safety
+/// `free` must free a block the global allocator handed out with `layout`, as `dealloc` would.
+pub unsafe trait FreeBlocks {
+    /// Frees the block at `ptr` of `layout`.
+    ///
+    /// # Safety
+    /// `ptr` is a live block of the global allocator with `layout`, not used afterwards.
+    unsafe fn free(&mut self, ptr: *mut u8, layout: Layout);
+}
+
+/// [`post_return`], each of the answers' blocks (and the answers' own block) handed to `f`
+/// instead of dropped. The walk destructures every answer type in full, so a field added to
+/// one fails to compile here rather than leaking.
+///
+/// # Safety
+/// As [`post_return`].
+pub unsafe fn post_return_with<F: FreeBlocks>(ret: *mut u8, f: &mut F) {
+    unsafe {
+        let (ptr, cap, len): (*mut Answer, usize, usize) = (
+            get(ret, KEEP_AT),
+            get(ret, KEEP_AT + P),
+            get(ret, KEEP_AT + 2 * P),
+        );
+        free_vec(f, Vec::from_raw_parts(ptr, len, cap), free_answer);
+        let size: usize = get(ret, KEEP_AT + 3 * P);
+        f.free(ret, Layout::from_size_align_unchecked(size, BLOCK_ALIGN));
+    }
+}
+
+unsafe fn free_string<F: FreeBlocks>(f: &mut F, s: String) {
+    let mut s = std::mem::ManuallyDrop::new(s);
+    if s.capacity() != 0 {
+        // SAFETY: the string's own block (`Vec<u8>`'s layout for its capacity).
+        unsafe {
+            f.free(
+                s.as_mut_ptr(),
+                Layout::from_size_align_unchecked(s.capacity(), 1),
+            )
+        }
+    }
+}
+
+unsafe fn free_vec<T, F: FreeBlocks>(f: &mut F, v: Vec<T>, mut each: impl FnMut(&mut F, T)) {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    for i in 0..v.len() {
+        // SAFETY: each element is read once and the vector never dropped.
+        each(f, unsafe { v.as_ptr().add(i).read() });
+    }
+    if v.capacity() != 0 && size_of::<T>() != 0 {
+        // SAFETY: the vector's own block (its layout for its capacity).
+        unsafe {
+            let layout = Layout::array::<T>(v.capacity()).unwrap_unchecked();
+            f.free(v.as_mut_ptr().cast(), layout);
+        }
+    }
+}
+
+fn free_answer<F: FreeBlocks>(f: &mut F, a: Answer) {
+    // SAFETY (each call): the answers' own strings and vectors, given up here.
+    unsafe {
+        match a {
+            Ok(model::Reconciled::Vm(model::ReconciledVm {
+                name,
+                needs,
+                changes,
+                children,
+            })) => {
+                if let Some(name) = name {
+                    free_string(f, name);
+                }
+                free_vec(f, needs, |f, n| {
+                    let model::ObjectSpec {
+                        kind,
+                        key,
+                        name,
+                        attrs,
+                    } = n;
+                    free_string(f, kind);
+                    free_string(f, key);
+                    free_string(f, name);
+                    free_string(f, attrs.0);
+                });
+                free_vec(f, changes, free_change);
+                free_vec(f, children, |f, ch| {
+                    let c::ChildChange {
+                        kind: _,
+                        key,
+                        parent,
+                        op: _,
+                        changes,
+                    } = ch;
+                    free_string(f, key);
+                    if let Some(p) = parent {
+                        free_string(f, p);
+                    }
+                    free_vec(f, changes, free_change);
+                });
+            }
+            Ok(model::Reconciled::Skip(reason)) => free_string(f, reason),
+            Err(model::RuleError { code, message }) => {
+                free_string(f, code);
+                free_string(f, message);
+            }
+        }
+    }
+}
+
+fn free_change<F: FreeBlocks>(f: &mut F, ch: model::FieldChange) {
+    let model::FieldChange { field, old, new } = ch;
+    // SAFETY: the change's own strings.
+    unsafe {
+        free_string(f, field);
+        free_string(f, old.0);
+        free_string(f, new.0);
+    }
+}
+
 unsafe fn context(
     nv: (*mut u8, usize),
     known: (*mut u8, usize),
@@ -743,9 +863,31 @@ fn field_case(name: &str) -> (u8, Option<&str>) {
 /// #[cfg(target_arch = "wasm32")]
 /// pve2netbox_rules::export_reconcile_direct!(MyRules);
 /// ```
+///
+/// With `free = EXPR`, the post-return hands the answers' blocks to `EXPR` (a
+/// [`FreeBlocks`], dropped after them) instead of dropping them ([`post_return_with`]).
 #[macro_export]
 macro_rules! export_reconcile_direct {
+    ($rules:ty, free = $free:expr) => {
+        $crate::export_reconcile_direct!(@reconcile $rules);
+
+        #[unsafe(export_name = "cabi_post_pve2netbox:rules/reconcile@0.4.0#reconcile")]
+        unsafe extern "C" fn __pve2netbox_rules_reconcile_post_return(ret: *mut u8) {
+            let mut free = $free;
+            // SAFETY: the canonical ABI calls it once with what the export returned.
+            unsafe { $crate::component_direct::post_return_with(ret, &mut free) }
+        }
+    };
     ($rules:ty) => {
+        $crate::export_reconcile_direct!(@reconcile $rules);
+
+        #[unsafe(export_name = "cabi_post_pve2netbox:rules/reconcile@0.4.0#reconcile")]
+        unsafe extern "C" fn __pve2netbox_rules_reconcile_post_return(ret: *mut u8) {
+            // SAFETY: the canonical ABI calls it once with what the export returned.
+            unsafe { $crate::component_direct::post_return(ret) }
+        }
+    };
+    (@reconcile $rules:ty) => {
         #[unsafe(export_name = "pve2netbox:rules/reconcile@0.4.0#reconcile")]
         unsafe extern "C" fn __pve2netbox_rules_reconcile(
             a0: *mut u8,
@@ -773,12 +915,6 @@ macro_rules! export_reconcile_direct {
                     (a10, a11),
                 ])
             }
-        }
-
-        #[unsafe(export_name = "cabi_post_pve2netbox:rules/reconcile@0.4.0#reconcile")]
-        unsafe extern "C" fn __pve2netbox_rules_reconcile_post_return(ret: *mut u8) {
-            // SAFETY: the canonical ABI calls it once with what the export returned.
-            unsafe { $crate::component_direct::post_return(ret) }
         }
     };
 }

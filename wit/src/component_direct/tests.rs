@@ -600,3 +600,62 @@ fn layouts_are_the_canonical_abis() {
     assert_eq!(VM, [0, 24, 40, 56, 72]);
     assert_eq!(I[1], G[15]);
 }
+
+/// Frees through the global allocator and counts the blocks.
+struct Counting(usize);
+
+// SAFETY: frees as `dealloc` does.
+unsafe impl FreeBlocks for Counting {
+    unsafe fn free(&mut self, ptr: *mut u8, layout: Layout) {
+        self.0 += 1;
+        unsafe { dealloc(ptr, layout) }
+    }
+}
+
+/// The heap blocks an answer owns: each string and vector with a capacity.
+fn blocks(a: &Answer) -> usize {
+    let s = |s: &String| usize::from(s.capacity() != 0);
+    let v = |n: usize| usize::from(n != 0);
+    let change = |c: &FieldChange| s(&c.field) + s(&c.old.0) + s(&c.new.0);
+    match a {
+        Ok(Reconciled::Vm(vm)) => {
+            vm.name.as_ref().map_or(0, s)
+                + v(vm.needs.capacity())
+                + vm.needs
+                    .iter()
+                    .map(|n| s(&n.kind) + s(&n.key) + s(&n.name) + s(&n.attrs.0))
+                    .sum::<usize>()
+                + v(vm.changes.capacity())
+                + vm.changes.iter().map(change).sum::<usize>()
+                + v(vm.children.capacity())
+                + vm.children
+                    .iter()
+                    .map(|k| {
+                        s(&k.key)
+                            + k.parent.as_ref().map_or(0, s)
+                            + v(k.changes.capacity())
+                            + k.changes.iter().map(change).sum::<usize>()
+                    })
+                    .sum::<usize>()
+        }
+        Ok(Reconciled::Skip(r)) => s(r),
+        Err(e) => s(&e.code) + s(&e.message),
+    }
+}
+
+#[test]
+fn the_post_return_hands_over_every_block_of_the_answers_once() {
+    let ctx = context();
+    let items = inputs();
+    let expected = Echo::reconcile_json(&ctx, items.iter().map(|(_, i)| i.clone()).collect());
+    // The answers' vector and the block, then what the answers own.
+    let want = 2 + expected.iter().map(blocks).sum::<usize>();
+    let mut counting = Counting(0);
+    // SAFETY: as `call_direct`.
+    unsafe {
+        let ret = reconcile::<Echo>(lower_params(&ctx, &items));
+        assert_eq!(read_answers(ret), expected);
+        post_return_with(ret, &mut counting);
+    }
+    assert_eq!(counting.0, want);
+}
