@@ -302,6 +302,19 @@ unsafe impl pve2netbox_rules::component_direct::FreeBlocks for BulkFree<'_> {
     unsafe fn free(&mut self, ptr: *mut u8, layout: Layout) {
         unsafe { BulkFree::free(self, ptr, layout) }
     }
+
+    /// Until the system allocator has handed out a small block, a block's size alone says
+    /// it is the arena's (see `spilled`): then blocks none larger than the arena's are all
+    /// counted at once.
+    unsafe fn free_unseen(&mut self, blocks: usize, largest: usize) -> bool {
+        // SAFETY: as in `free`.
+        let st = unsafe { &*self.arena.state.get() };
+        let all_arena = !st.spilled && largest <= ARENA_MAX_BLOCK;
+        if all_arena {
+            self.freed += blocks;
+        }
+        all_arena
+    }
 }
 
 // SAFETY: blocks are handed out at most once until freed: the bump pointer only moves past
@@ -443,6 +456,35 @@ mod tests {
             assert_eq!(live(&a), 0);
             // Nothing live: the arena starts over.
             assert_eq!(a.alloc(layout(8, 8)), keep);
+        }
+    }
+
+    #[test]
+    fn blocks_are_freed_unseen_only_while_size_says_whose_they_are() {
+        use pve2netbox_rules::component_direct::FreeBlocks;
+        let a = BatchArena::new();
+        unsafe {
+            let x = a.alloc(layout(24, 8));
+            let y = a.alloc(layout(5, 1));
+            let mut bulk = a.bulk_free();
+            // A block larger than the arena's may be the system's: each must be seen.
+            assert!(!FreeBlocks::free_unseen(&mut bulk, 2, ARENA_MAX_BLOCK + 1));
+            assert!(FreeBlocks::free_unseen(&mut bulk, 2, 24));
+            drop(bulk);
+            assert_eq!(live(&a), 0);
+            assert_eq!(
+                a.alloc(layout(24, 8)),
+                x,
+                "nothing live: the arena starts over"
+            );
+            // Once the system allocator has handed out a small block, size says nothing.
+            (*a.state.get()).spilled = true;
+            let mut bulk = a.bulk_free();
+            assert!(!FreeBlocks::free_unseen(&mut bulk, 1, 24));
+            bulk.free(x, layout(24, 8));
+            drop(bulk);
+            assert_eq!(live(&a), 0);
+            let _ = y;
         }
     }
 

@@ -188,11 +188,13 @@ const FIELD_NAMES: [&str; CUSTOM_FIELD as usize] = [
 const CUSTOM_FIELDS: &str = "custom_fields.";
 
 /// The answers' block begins with the return area (the list's pointer and length), then what
-/// the post-return needs to drop the model's answers (their vector's pointer, capacity and
-/// length), then the results at 8.
+/// the post-return needs to free the model's answers (their vector's pointer, capacity and
+/// length, the block's size, the number of blocks the answers own and the largest's size), then
+/// the results at `HEAD`.
 const HEAD: usize = 8 * P;
 const RET_AT: usize = 0;
 const KEEP_AT: usize = 2 * P;
+const TALLY_AT: usize = 6 * P;
 const BLOCK_ALIGN: usize = 8;
 
 /// Reads the `T` at byte `at` of `base`.
@@ -347,6 +349,17 @@ pub unsafe trait FreeBlocks {
     /// # Safety
     /// `ptr` is a live block of the global allocator with `layout`, not used afterwards.
     unsafe fn free(&mut self, ptr: *mut u8, layout: Layout);
+
+    /// Frees, without being shown them, the `blocks` blocks the answers own but their own
+    /// vector (each string and nested list, none larger than `largest` bytes), if it can;
+    /// `false` to be handed each by [`free`](Self::free) instead.
+    ///
+    /// # Safety
+    /// The blocks are live blocks of the global allocator, not used afterwards.
+    unsafe fn free_unseen(&mut self, blocks: usize, largest: usize) -> bool {
+        let _ = (blocks, largest);
+        false
+    }
 }
 
 /// [`post_return`], each of the answers' blocks (and the answers' own block) handed to `f`
@@ -362,7 +375,13 @@ pub unsafe fn post_return_with<F: FreeBlocks>(ret: *mut u8, f: &mut F) {
             get(ret, KEEP_AT + P),
             get(ret, KEEP_AT + 2 * P),
         );
-        free_vec(f, Vec::from_raw_parts(ptr, len, cap), free_answer);
+        let answers = Vec::from_raw_parts(ptr, len, cap);
+        if f.free_unseen(get(ret, TALLY_AT), get(ret, TALLY_AT + P)) {
+            // What the answers own is freed: only their vector is left.
+            free_vec(f, answers, |_, a| std::mem::forget(a));
+        } else {
+            free_vec(f, answers, free_answer);
+        }
         let size: usize = get(ret, KEEP_AT + 3 * P);
         f.free(ret, Layout::from_size_align_unchecked(size, BLOCK_ALIGN));
     }
@@ -639,13 +658,33 @@ fn nested_bytes(answers: &[Answer]) -> usize {
         .sum()
 }
 
-/// Where the next nested list goes in the block.
+/// Where the next nested list goes in the block, and the heap blocks the answers written so
+/// far own (what [`free_answer`] would free of them; the answers' own vector aside).
 struct Cursor {
     base: *mut u8,
     next: usize,
+    blocks: usize,
+    largest: usize,
 }
 
 impl Cursor {
+    /// Counts a block of `bytes` (none when `bytes` is 0: no allocation).
+    #[inline(always)]
+    fn owns(&mut self, bytes: usize) {
+        self.blocks += usize::from(bytes != 0);
+        self.largest = self.largest.max(bytes);
+    }
+
+    #[inline(always)]
+    fn string(&mut self, s: &String) {
+        self.owns(s.capacity());
+    }
+
+    #[inline(always)]
+    fn vec<T>(&mut self, v: &Vec<T>) {
+        self.owns(v.capacity() * size_of::<T>());
+    }
+
     /// Room for `n` elements of `size` bytes: their address.
     fn take(&mut self, n: usize, size: usize) -> *mut u8 {
         let at = self.next;
@@ -699,6 +738,8 @@ fn lower(answers: Vec<Answer>) -> *mut u8 {
     let mut cur = Cursor {
         base: block,
         next: results.next_multiple_of(8),
+        blocks: 0,
+        largest: 0,
     };
     let mut answers = std::mem::ManuallyDrop::new(answers);
     // SAFETY: every write is within the block (`results` and `nested_bytes` count them).
@@ -712,6 +753,8 @@ fn lower(answers: Vec<Answer>) -> *mut u8 {
         set(block, KEEP_AT + P, answers.capacity());
         set(block, KEEP_AT + 2 * P, answers.len());
         set(block, KEEP_AT + 3 * P, size);
+        set(block, TALLY_AT, cur.blocks);
+        set(block, TALLY_AT + P, cur.largest);
     }
     block
 }
@@ -729,12 +772,15 @@ unsafe fn result(cur: &mut Cursor, e: *mut u8, a: &Answer) {
                         reconciled_vm(cur, r_at.add(P), v);
                     }
                     model::Reconciled::Skip(reason) => {
+                        cur.string(reason);
                         set(r_at, 0, 1u8);
                         put_str(r_at, P, reason);
                     }
                 }
             }
             Err(err) => {
+                cur.string(&err.code);
+                cur.string(&err.message);
                 set(e, 0, 1u8);
                 put_str(e, P + ERR[0], &err.code);
                 put_str(e, P + ERR[1], &err.message);
@@ -745,9 +791,19 @@ unsafe fn result(cur: &mut Cursor, e: *mut u8, a: &Answer) {
 
 unsafe fn reconciled_vm(cur: &mut Cursor, v_at: *mut u8, v: &model::ReconciledVm) {
     unsafe {
+        if let Some(name) = &v.name {
+            cur.string(name);
+        }
         put_opt_str(v_at, VM[0], v.name.as_deref());
+        cur.vec(&v.needs);
+        cur.vec(&v.changes);
+        cur.vec(&v.children);
         let needs = cur.take(v.needs.len(), SPEC[4]);
         for (i, n) in v.needs.iter().enumerate() {
+            cur.string(&n.kind);
+            cur.string(&n.key);
+            cur.string(&n.name);
+            cur.string(&n.attrs.0);
             let s = needs.add(i * SPEC[4]);
             put_str(s, SPEC[0], &n.kind);
             put_str(s, SPEC[1], &n.key);
@@ -777,6 +833,11 @@ unsafe fn child_change(cur: &mut Cursor, e: *mut u8, ch: &c::ChildChange) {
                 c::ChildKind::VirtualDisk => 3,
             },
         );
+        cur.string(&ch.key);
+        if let Some(p) = &ch.parent {
+            cur.string(p);
+        }
+        cur.vec(&ch.changes);
         put_str(e, CC[1], &ch.key);
         put_opt_str(e, CC[2], ch.parent.as_deref());
         match ch.op {
@@ -800,6 +861,9 @@ unsafe fn changes(cur: &mut Cursor, changes: &[model::FieldChange]) -> *mut u8 {
     let list = cur.take(changes.len(), FC[3]);
     for (i, ch) in changes.iter().enumerate() {
         unsafe {
+            cur.string(&ch.field);
+            cur.string(&ch.old.0);
+            cur.string(&ch.new.0);
             let e = list.add(i * FC[3]);
             let (case, payload) = field_case(&ch.field);
             set(e, FC[0], case);

@@ -659,3 +659,49 @@ fn the_post_return_hands_over_every_block_of_the_answers_once() {
     }
     assert_eq!(counting.0, want);
 }
+
+/// Takes every block the answers own at once, recording how many and the largest; frees the
+/// rest (the answers' vector, the block) through the global allocator.
+#[derive(Default)]
+struct Unseen {
+    blocks: usize,
+    largest: usize,
+    seen: usize,
+}
+
+// SAFETY: frees as `dealloc` does; the blocks it takes unseen are leaked (a test).
+unsafe impl FreeBlocks for Unseen {
+    unsafe fn free(&mut self, ptr: *mut u8, layout: Layout) {
+        self.seen += 1;
+        unsafe { dealloc(ptr, layout) }
+    }
+
+    unsafe fn free_unseen(&mut self, blocks: usize, largest: usize) -> bool {
+        (self.blocks, self.largest) = (blocks, largest);
+        true
+    }
+}
+
+#[test]
+fn the_answers_tally_is_what_the_walk_frees() {
+    let ctx = context();
+    let items = inputs();
+    let expected = Echo::reconcile_json(&ctx, items.iter().map(|(_, i)| i.clone()).collect());
+    let mut unseen = Unseen::default();
+    // SAFETY: as `call_direct`.
+    unsafe {
+        let ret = reconcile::<Echo>(lower_params(&ctx, &items));
+        post_return_with(ret, &mut unseen);
+    }
+    assert_eq!(unseen.seen, 2, "the answers' vector and the block");
+    assert_eq!(unseen.blocks, expected.iter().map(blocks).sum::<usize>());
+    let largest = expected
+        .iter()
+        .filter_map(|a| match a {
+            Ok(Reconciled::Vm(v)) => v.changes.iter().map(|c| c.new.0.capacity()).max(),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert!(unseen.largest >= largest);
+}
