@@ -317,6 +317,15 @@ unsafe impl pve2netbox_rules::component_direct::FreeBlocks for BulkFree<'_> {
     }
 }
 
+// SAFETY: the arena's own `alloc`, whose blocks its `dealloc` (the global allocator's, where
+// the component registers it) frees.
+unsafe impl pve2netbox_rules::component_direct::AllocBlocks for BatchArena {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { GlobalAlloc::alloc(self, layout) }
+    }
+}
+
 // SAFETY: blocks are handed out at most once until freed: the bump pointer only moves past
 // handed-out memory, and moves back only over the most recent block when it is freed, or to the
 // start when no block is live. Blocks lie inside chunks owned by the arena for its lifetime.

@@ -59,5 +59,11 @@ impl exports::pve2netbox::rules::reconcile::Guest for Shell {
 
 export!(Shell);
 
-// The post-return frees the answers' blocks by counting them off the arena (`BulkFree`).
-pve2netbox_rules::export_reconcile_direct!(DefaultRules, free = crate::ALLOCATOR.bulk_free());
+// The shared texts' copies come from the arena directly (no call through the global
+// allocator's shims), and the post-return frees the answers' blocks by counting them off it
+// (`BulkFree`).
+pve2netbox_rules::export_reconcile_direct!(
+    DefaultRules,
+    alloc = &crate::ALLOCATOR,
+    free = crate::ALLOCATOR.bulk_free()
+);

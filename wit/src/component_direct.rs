@@ -244,13 +244,38 @@ unsafe fn free_list(ptr: *mut u8, len: usize, size: usize, align: usize) {
     }
 }
 
-/// The batch's shared texts, read in place (borrowed for the call, freed at its end).
-struct Texts {
-    ptr: *mut u8,
-    len: usize,
+/// What allocates the model's copies of the batch's shared texts in [`reconcile_with`]: the
+/// global allocator itself, called without its shims (the default rules' arena, inlined).
+///
+/// # Safety
+/// `alloc` must return a block that the global allocator frees with `layout`, or null.
+pub unsafe trait AllocBlocks {
+    /// A block of `layout` (non-zero size), or null.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::alloc`.
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8;
 }
 
-impl Texts {
+/// The global allocator through `std::alloc`.
+pub struct Global;
+
+// SAFETY: `std::alloc::alloc` is the global allocator's.
+unsafe impl AllocBlocks for Global {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { alloc(layout) }
+    }
+}
+
+/// The batch's shared texts, read in place (borrowed for the call, freed at its end).
+struct Texts<'a, A> {
+    ptr: *mut u8,
+    len: usize,
+    alloc: &'a A,
+}
+
+impl<A: AllocBlocks> Texts<'_, A> {
     /// The text of index `i`; the host only sends indexes within `texts`, and one that is not
     /// is its bug, which traps the batch.
     #[inline(always)]
@@ -265,7 +290,8 @@ impl Texts {
     }
 
     fn owned(&self, i: u32) -> String {
-        short_copy::owned(self.get(i))
+        // SAFETY: `AllocBlocks`' contract is `owned_in`'s.
+        unsafe { short_copy::owned_in(self.get(i), |l| self.alloc.alloc(l)) }
     }
 
     /// An `option<text-index>` at `at` of `base`, as an owned copy.
@@ -275,7 +301,7 @@ impl Texts {
     }
 }
 
-impl Drop for Texts {
+impl<A> Drop for Texts<'_, A> {
     fn drop(&mut self) {
         for i in 0..self.len {
             // SAFETY: each text is a block the host allocated and gave to the module.
@@ -303,11 +329,20 @@ pub type Params = [(*mut u8, usize); 6];
 /// the host lowered for this call, the module now owns them. The result must be handed to
 /// [`post_return`] once the host has read it.
 pub unsafe fn reconcile<R: RuleSet>(params: Params) -> *mut u8 {
+    unsafe { reconcile_with::<R, _>(params, &Global) }
+}
+
+/// [`reconcile`], the model's copies of the shared texts allocated by `alloc`.
+///
+/// # Safety
+/// As [`reconcile`].
+pub unsafe fn reconcile_with<R: RuleSet, A: AllocBlocks>(params: Params, alloc: &A) -> *mut u8 {
     let [nv, known, policies, settings, texts, items] = params;
     let ctx = unsafe { context(nv, known, policies, settings) };
     let texts = Texts {
         ptr: texts.0,
         len: texts.1,
+        alloc,
     };
     let (ptr, len) = items;
     let mut inputs = Vec::with_capacity(len);
@@ -524,7 +559,7 @@ unsafe fn context(
 }
 
 /// One `reconcile-input` at `e`.
-unsafe fn input(texts: &Texts, e: *const u8) -> model::JsonReconcileInput {
+unsafe fn input<A: AllocBlocks>(texts: &Texts<'_, A>, e: *const u8) -> model::JsonReconcileInput {
     unsafe {
         let guest = model::Guest {
             cluster: texts.owned(get(e, G[0])),
@@ -594,7 +629,7 @@ unsafe fn network(n: *const u8) -> c::NetworkSource {
 }
 
 /// The `netbox-record` at `r`.
-unsafe fn record(texts: &Texts, r: *const u8) -> model::NetboxVm {
+unsafe fn record<A: AllocBlocks>(texts: &Texts<'_, A>, r: *const u8) -> model::NetboxVm {
     unsafe {
         let (tags_ptr, tags_len) = ptr_len(r, R[17]);
         let mut tags = Vec::with_capacity(tags_len);
@@ -928,12 +963,13 @@ fn field_case(name: &str) -> (u8, Option<&str>) {
 /// pve2netbox_rules::export_reconcile_direct!(MyRules);
 /// ```
 ///
-/// With `free = EXPR`, the post-return hands the answers' blocks to `EXPR` (a
+/// With `alloc = A, free = F`, the shared texts' copies are allocated by `A` (an
+/// [`AllocBlocks`], [`reconcile_with`]) and the post-return hands the answers' blocks to `F` (a
 /// [`FreeBlocks`], dropped after them) instead of dropping them ([`post_return_with`]).
 #[macro_export]
 macro_rules! export_reconcile_direct {
-    ($rules:ty, free = $free:expr) => {
-        $crate::export_reconcile_direct!(@reconcile $rules);
+    ($rules:ty, alloc = $alloc:expr, free = $free:expr) => {
+        $crate::export_reconcile_direct!(@reconcile $rules, $alloc);
 
         #[unsafe(export_name = "cabi_post_pve2netbox:rules/reconcile@0.4.0#reconcile")]
         unsafe extern "C" fn __pve2netbox_rules_reconcile_post_return(ret: *mut u8) {
@@ -943,7 +979,7 @@ macro_rules! export_reconcile_direct {
         }
     };
     ($rules:ty) => {
-        $crate::export_reconcile_direct!(@reconcile $rules);
+        $crate::export_reconcile_direct!(@reconcile $rules, &$crate::component_direct::Global);
 
         #[unsafe(export_name = "cabi_post_pve2netbox:rules/reconcile@0.4.0#reconcile")]
         unsafe extern "C" fn __pve2netbox_rules_reconcile_post_return(ret: *mut u8) {
@@ -951,7 +987,7 @@ macro_rules! export_reconcile_direct {
             unsafe { $crate::component_direct::post_return(ret) }
         }
     };
-    (@reconcile $rules:ty) => {
+    (@reconcile $rules:ty, $alloc:expr) => {
         #[unsafe(export_name = "pve2netbox:rules/reconcile@0.4.0#reconcile")]
         unsafe extern "C" fn __pve2netbox_rules_reconcile(
             a0: *mut u8,
@@ -970,14 +1006,14 @@ macro_rules! export_reconcile_direct {
             $crate::component_direct::run_ctors_once();
             // SAFETY: the canonical ABI's call of this export.
             unsafe {
-                $crate::component_direct::reconcile::<$rules>([
+                $crate::component_direct::reconcile_with::<$rules, _>([
                     (a0, a1),
                     (a2, a3),
                     (a4, a5),
                     (a6, a7),
                     (a8, a9),
                     (a10, a11),
-                ])
+                ], $alloc)
             }
         }
     };
