@@ -9,16 +9,17 @@
 //! instructions per VM of the default rules (BENCHMARKS.md, sessions 22 and 23). Here the batch
 //! is read once, the shared texts in place (copied only into the model's owned fields), and the
 //! answers are one block: the results, then every nested list, their strings pointing into the
-//! model's answers, which the block keeps until the post-return drops them with the block.
+//! model's answers, which the block keeps until the post-return frees them with it (by a
+//! [`FreeBlocks`] that may take them all at once: the default rules' arena counts them off).
 //!
 //! How it is tied to the WIT: everything but `reconcile` is still generated (the exporting
 //! crate generates `v0.4.0/rules.wit`'s bindings with `reconcile` skipped, see
 //! [`export_reconcile_direct!`](crate::export_reconcile_direct)), and the component's type (the
-//! world the host typechecks at load) is that file's. Every offset
-//! below follows from the canonical ABI's rules applied to 0.4's records in declared order
-//! (`layout`), with the pointer size as wit-bindgen's own glue computes it, so the layout is
-//! the same natively; the tests call this export and wit-bindgen's generated one on the same
-//! lowered batch natively and compare what each writes, field by field (`tests/direct.rs`).
+//! world the host typechecks at load) is that file's. Every offset below follows from the
+//! canonical ABI's rules applied to 0.4's records in declared order (`layout`), with the pointer
+//! size as wit-bindgen's own glue computes it, so the layout is the same natively; the tests
+//! (`component_direct/tests.rs`) run this export and wit-bindgen's generated one on the same
+//! lowered batch natively and read both answers back against the rules' own.
 //!
 //! Modules built with [`export_rules!`](crate::export_rules) keep wit-bindgen's glue.
 
