@@ -3,7 +3,16 @@
 //! each writes are read back and compared with the rules' own answers. The generated glue is
 //! the reference: if the layout here were wrong, its answers would not read back either.
 
+use std::alloc::{Layout, alloc, dealloc};
+
+use super::layout::{
+    CC, CUSTOM_FIELD, CUSTOM_FIELDS, ERR, FC, FIELD_NAMES, G, I, KNOWN, OTHER, P, PAIR, POLICY, R,
+    RESULT, SPEC, VM,
+};
+use super::lift::{get, ptr_len};
+use super::lower::{field_case, put_list, set};
 use super::*;
+use crate::children as c;
 use crate::component::Component;
 use crate::component::bindings::exports::pve2netbox::rules::reconcile as generated;
 use crate::model::{
