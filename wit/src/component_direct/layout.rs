@@ -122,7 +122,7 @@ pub(super) const ERR: [usize; 3] = layout([STR, STR, (0, 1)]);
 pub(super) const RESULT: usize = P + RECONCILED.0;
 
 /// `field-name`'s case of a custom field (`custom_fields.<name>`), then of any other name; the
-/// cases before are [`FIELD_NAMES`]'.
+/// cases before are the `FIELD_NAMES` the tests hold.
 pub(super) const CUSTOM_FIELD: u8 = 28;
 pub(super) const OTHER: u8 = 29;
 /// `field-name`'s cases without a payload, in the order 0.4 declares them (their numbers):
