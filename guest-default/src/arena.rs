@@ -242,6 +242,90 @@ impl BatchArena {
     }
 }
 
+/// Frees many arena blocks at once ([`BatchArena::bulk_free`]): each is only counted (no call
+/// into the allocator, no take-back of the most recent block), and the count is taken off the
+/// live blocks when this is dropped, which resets the arena when nothing is left live. Blocks
+/// that are not the arena's go to the system allocator at once.
+///
+/// Why: the component's post-return frees every string and list of the answers (~20 a VM),
+/// each a call through the global allocator's `__rust_dealloc`; counted here they cost a few
+/// instructions each (BENCHMARKS.md, session 23).
+pub struct BulkFree<'a> {
+    arena: &'a BatchArena,
+    freed: usize,
+}
+
+impl BatchArena {
+    /// A [`BulkFree`] of this arena.
+    pub fn bulk_free(&self) -> BulkFree<'_> {
+        BulkFree {
+            arena: self,
+            freed: 0,
+        }
+    }
+}
+
+impl BulkFree<'_> {
+    /// Frees the block at `ptr` of `layout`.
+    ///
+    /// # Safety
+    /// As `GlobalAlloc::dealloc` on the arena.
+    #[inline(always)]
+    pub unsafe fn free(&mut self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: single-threaded (see the `Sync` impl); the reference ends here.
+        let st = unsafe { &*self.arena.state.get() };
+        if BatchArena::is_arena_block(st, ptr, layout.size()) {
+            self.freed += 1;
+        } else {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+}
+
+impl Drop for BulkFree<'_> {
+    fn drop(&mut self) {
+        // SAFETY: as in `free`.
+        let st = unsafe { &mut *self.arena.state.get() };
+        st.live -= self.freed;
+        if st.live == 0 {
+            st.current = 0;
+            st.next = st.chunks[0].start;
+            st.end = st.chunks[0].end;
+        }
+    }
+}
+
+// SAFETY: `free` frees each block as `dealloc` does, but for the take-back of the most recent
+// block, which is only an optimization.
+unsafe impl pve2netbox_rules::component_direct::FreeBlocks for BulkFree<'_> {
+    #[inline(always)]
+    unsafe fn free(&mut self, ptr: *mut u8, layout: Layout) {
+        unsafe { BulkFree::free(self, ptr, layout) }
+    }
+
+    /// Until the system allocator has handed out a small block, a block's size alone says
+    /// it is the arena's (see `spilled`): then blocks none larger than the arena's are all
+    /// counted at once.
+    unsafe fn free_unseen(&mut self, blocks: usize, largest: usize) -> bool {
+        // SAFETY: as in `free`.
+        let st = unsafe { &*self.arena.state.get() };
+        let all_arena = !st.spilled && largest <= ARENA_MAX_BLOCK;
+        if all_arena {
+            self.freed += blocks;
+        }
+        all_arena
+    }
+}
+
+// SAFETY: the arena's own `alloc`, whose blocks its `dealloc` (the global allocator's, where
+// the component registers it) frees.
+unsafe impl pve2netbox_rules::component_direct::AllocBlocks for BatchArena {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { GlobalAlloc::alloc(self, layout) }
+    }
+}
+
 // SAFETY: blocks are handed out at most once until freed: the bump pointer only moves past
 // handed-out memory, and moves back only over the most recent block when it is freed, or to the
 // start when no block is live. Blocks lie inside chunks owned by the arena for its lifetime.
@@ -356,6 +440,60 @@ mod tests {
             assert_eq!(live(&a), 1);
             a.dealloc(q, layout(12, 4));
             assert_eq!(live(&a), 0);
+        }
+    }
+
+    #[test]
+    fn bulk_free_counts_arena_blocks_and_resets_when_nothing_is_live() {
+        let a = BatchArena::new();
+        unsafe {
+            let keep = a.alloc(layout(8, 8));
+            let x = a.alloc(layout(24, 8));
+            let big = a.alloc(layout(ARENA_MAX_BLOCK + 1, 8));
+            let mut bulk = a.bulk_free();
+            bulk.free(x, layout(24, 8));
+            bulk.free(big, layout(ARENA_MAX_BLOCK + 1, 8));
+            drop(bulk);
+            // `keep` is still live: no reset, a new block does not overlap it.
+            assert_eq!(live(&a), 1);
+            let y = a.alloc(layout(8, 8));
+            assert!(y as usize >= keep as usize + 8);
+            let mut bulk = a.bulk_free();
+            bulk.free(keep, layout(8, 8));
+            bulk.free(y, layout(8, 8));
+            drop(bulk);
+            assert_eq!(live(&a), 0);
+            // Nothing live: the arena starts over.
+            assert_eq!(a.alloc(layout(8, 8)), keep);
+        }
+    }
+
+    #[test]
+    fn blocks_are_freed_unseen_only_while_size_says_whose_they_are() {
+        use pve2netbox_rules::component_direct::FreeBlocks;
+        let a = BatchArena::new();
+        unsafe {
+            let x = a.alloc(layout(24, 8));
+            let y = a.alloc(layout(5, 1));
+            let mut bulk = a.bulk_free();
+            // A block larger than the arena's may be the system's: each must be seen.
+            assert!(!FreeBlocks::free_unseen(&mut bulk, 2, ARENA_MAX_BLOCK + 1));
+            assert!(FreeBlocks::free_unseen(&mut bulk, 2, 24));
+            drop(bulk);
+            assert_eq!(live(&a), 0);
+            assert_eq!(
+                a.alloc(layout(24, 8)),
+                x,
+                "nothing live: the arena starts over"
+            );
+            // Once the system allocator has handed out a small block, size says nothing.
+            (*a.state.get()).spilled = true;
+            let mut bulk = a.bulk_free();
+            assert!(!FreeBlocks::free_unseen(&mut bulk, 1, 24));
+            bulk.free(x, layout(24, 8));
+            drop(bulk);
+            assert_eq!(live(&a), 0);
+            let _ = y;
         }
     }
 

@@ -402,9 +402,10 @@ fn compare<D: AsRef<str>>(
     }))
 }
 
-// The default rules' own exports; off for crates that export their own rules (see `component`).
+// The default rules' own exports (see `export`); off for crates that export their own rules
+// (see `component`).
 #[cfg(all(target_arch = "wasm32", feature = "export-default"))]
-export_rules!(DefaultRules);
+mod export;
 
 // The default rules' component allocates through a bump arena (see `arena` for why and why it
 // is safe across calls). Tied to the same feature so a crate exporting its own rules chooses

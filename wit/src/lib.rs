@@ -108,6 +108,7 @@
 
 pub mod children;
 pub mod component;
+pub mod component_direct;
 pub mod component_v0_2;
 pub mod component_v0_3;
 mod memcmp;

@@ -14,6 +14,17 @@ pub(crate) const WORDS_UP_TO: usize = 32;
 
 /// An owned copy of `s`, equal to `s.to_owned()`.
 pub(crate) fn owned(s: &str) -> String {
+    // SAFETY: `alloc` is the global allocator's.
+    unsafe { owned_in(s, |l| alloc(l)) }
+}
+
+/// [`owned`], the copy's block (of up to [`WORDS_UP_TO`] bytes) from `alloc`.
+///
+/// # Safety
+/// `alloc` must return a block of its (non-zero) layout that the global allocator frees, or
+/// null.
+#[inline(always)]
+pub(crate) unsafe fn owned_in(s: &str, alloc: impl FnOnce(Layout) -> *mut u8) -> String {
     let n = s.len();
     if n == 0 || n > WORDS_UP_TO {
         return s.to_owned();
@@ -22,8 +33,8 @@ pub(crate) fn owned(s: &str) -> String {
     let Ok(layout) = Layout::array::<u8>(n) else {
         return s.to_owned();
     };
-    // SAFETY: `layout` has a non-zero size (`n > 0`).
-    let dst = unsafe { alloc(layout) };
+    // `layout` has a non-zero size (`n > 0`), as `alloc` requires.
+    let dst = alloc(layout);
     if dst.is_null() {
         handle_alloc_error(layout);
     }
